@@ -1,0 +1,430 @@
+/* cli.c - value parsers and the option parser (see cli.h). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5out.h"
+
+const char *const cli_algo_names[] = {"ring", "a2d-no", "a2d-o", "ulysses", NULL};
+const char *const cli_layout_names[] = {"contiguous", "striped", "zigzag", NULL};
+const char *const cli_pass_names[] = {"fwd", "bwd", "train", NULL};
+const char *const cli_dtype_names[] = {"f32", "f16", "bf16", NULL};
+const char *const cli_backend_names[] = {"cpu", "cuda", NULL};
+const char *const cli_comm_names[] = {"mpi", "nccl", NULL};
+const char *const cli_causal_names[] = {"no", "yes", "both", NULL};
+
+#define COUNT_FORMS                                                                                \
+    "a positive integer with an optional k, M or G suffix (powers of two: 4k = 4096)"
+
+static int parse_number(const char *text, uint64_t max, int allow_zero, uint64_t *out, char *err,
+                        size_t errlen)
+{
+    const char *forms =
+        allow_zero ? "a non-negative integer with an optional k, M or G suffix" : COUNT_FORMS;
+    if (*text == '\0') return snprintf(err, errlen, "the value is empty; accepted: %s", forms), -1;
+    if (*text == '-')
+        return snprintf(err, errlen, "'%s' is negative; accepted: %s", text, forms), -1;
+    if (*text < '0' || *text > '9')
+        return snprintf(err, errlen, "'%s' is not a number; accepted: %s", text, forms), -1;
+    uint64_t v = 0;
+    const char *p = text;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return snprintf(err, errlen, "'%s' is too large; at most %llu", text,
+                            (unsigned long long)max),
+                   -1;
+        v = v * 10 + digit;
+    }
+    unsigned shift = 0;
+    if (*p == 'k' || *p == 'K')
+        shift = 10, p++;
+    else if (*p == 'M')
+        shift = 20, p++;
+    else if (*p == 'G')
+        shift = 30, p++;
+    if (*p == '.' || *p == ',')
+        return snprintf(err, errlen, "'%s' is not an integer; accepted: %s", text, forms), -1;
+    if (*p != '\0')
+        return snprintf(err, errlen, "'%s' has a bad suffix '%s'; accepted: %s", text, p, forms),
+               -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return snprintf(err, errlen, "'%s' is too large; at most %llu", text,
+                        (unsigned long long)max),
+               -1;
+    v <<= shift;
+    if (v == 0 && !allow_zero)
+        return snprintf(err, errlen, "'%s' is zero; accepted: %s", text, forms), -1;
+    if (v > max)
+        return snprintf(err, errlen, "'%s' is too large; at most %llu", text,
+                        (unsigned long long)max),
+               -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_count(const char *text, uint64_t max, uint64_t *out, char *err, size_t errlen)
+{
+    return parse_number(text, max, 0, out, err, errlen);
+}
+
+int cli_parse_uint(const char *text, uint64_t max, uint64_t *out, char *err, size_t errlen)
+{
+    return parse_number(text, max, 1, out, err, errlen);
+}
+
+/* Calls item(text of one item) for each comma-separated item; rejects empty items. */
+typedef int (*item_fn)(const char *item, void *ctx, char *err, size_t errlen);
+
+static int for_each_item(const char *text, item_fn fn, void *ctx, char *err, size_t errlen)
+{
+    char item[128];
+    const char *p = text;
+    if (*text == '\0') return snprintf(err, errlen, "the list is empty"), -1;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0)
+            return snprintf(err, errlen,
+                            "'%s' has an empty item; write items separated by "
+                            "single commas",
+                            text),
+                   -1;
+        if (len >= sizeof item)
+            return snprintf(err, errlen, "an item of '%.40s...' is too long", text), -1;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (fn(item, ctx, err, errlen)) return -1;
+        if (!comma) return 0;
+        p = comma + 1;
+    }
+}
+
+typedef struct {
+    cli_u64_list *list;
+    uint64_t max;
+} count_ctx;
+
+static int count_item(const char *item, void *ctx, char *err, size_t errlen)
+{
+    count_ctx *c = ctx;
+    if (c->list->n == CLI_MAX_LIST)
+        return snprintf(err, errlen, "more than %d values", CLI_MAX_LIST), -1;
+    return cli_parse_count(item, c->max, &c->list->v[c->list->n++], err, errlen);
+}
+
+int cli_parse_count_list(const char *text, uint64_t max, cli_u64_list *out, char *err,
+                         size_t errlen)
+{
+    count_ctx c = {out, max};
+    out->n = 0;
+    return for_each_item(text, count_item, &c, err, errlen);
+}
+
+static void join_names(const char *const *names, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; names[i]; i++) {
+        strncat(buf, i ? ", " : "", n - strlen(buf) - 1);
+        strncat(buf, names[i], n - strlen(buf) - 1);
+    }
+}
+
+int cli_parse_choice(const char *text, const char *const *names, int *out, char *err, size_t errlen)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    char all[256];
+    join_names(names, all, sizeof all);
+    snprintf(err, errlen, "unknown value '%s'; accepted: %s", text, all);
+    return -1;
+}
+
+typedef struct {
+    const char *const *names;
+    unsigned *mask;
+} choice_ctx;
+
+static int choice_item(const char *item, void *ctx, char *err, size_t errlen)
+{
+    choice_ctx *c = ctx;
+    int i;
+    if (cli_parse_choice(item, c->names, &i, err, errlen)) return -1;
+    *c->mask |= 1u << i;
+    return 0;
+}
+
+int cli_parse_choice_set(const char *text, const char *const *names, unsigned *mask, char *err,
+                         size_t errlen)
+{
+    choice_ctx c = {names, mask};
+    *mask = 0;
+    if (for_each_item(text, choice_item, &c, err, errlen) == 0) return 0;
+    if (strncmp(err, "unknown", 7) == 0) return -1;
+    char all[256];
+    join_names(names, all, sizeof all);
+    size_t len = strlen(err);
+    snprintf(err + len, errlen - len, "; accepted: a comma-separated list of %s", all);
+    return -1;
+}
+
+int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen)
+{
+    static const char forms[] = "RxC with positive integers R and C (e.g. 4x4), or auto";
+    if (strcmp(text, "auto") == 0) {
+        out->is_auto = 1;
+        out->rows = out->cols = 0;
+        return 0;
+    }
+    const char *x = strchr(text, 'x');
+    if (!x || x == text || x[1] == '\0' || strchr(x + 1, 'x'))
+        return snprintf(err, errlen, "'%s' is not a grid; accepted: %s", text, forms), -1;
+    char left[64];
+    size_t len = (size_t)(x - text);
+    if (len >= sizeof left)
+        return snprintf(err, errlen, "'%s' is not a grid; accepted: %s", text, forms), -1;
+    memcpy(left, text, len);
+    left[len] = '\0';
+    char sub[200];
+    if (cli_parse_count(left, 1u << 20, &out->rows, sub, sizeof sub) ||
+        cli_parse_count(x + 1, 1u << 20, &out->cols, sub, sizeof sub))
+        return snprintf(err, errlen, "'%s' is not a grid (%s); accepted: %s", text, sub, forms), -1;
+    out->is_auto = 0;
+    return 0;
+}
+
+int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++) /* one line, always */
+        if (*p == '\n') *p = ' ';
+    if (opt)
+        fprintf(stderr, "attnsim %s: %s: %s\n", o->sub, opt, msg);
+    else
+        fprintf(stderr, "attnsim %s: %s\n", o->sub, msg);
+    return 2;
+}
+
+/* ---- the option table ------------------------------------------------------------------ */
+
+typedef struct {
+    opt_id id;
+    const char *name;
+    int has_arg; /* no_argument, required_argument, optional_argument */
+    const char *arg;
+    const char *help;
+} opt_info;
+
+static const opt_info options[] = {
+    {OPT_ALGO, "algo", required_argument, "LIST", "algorithms: ring, a2d-no, a2d-o, ulysses"},
+    {OPT_LAYOUT, "layout", required_argument, "L", "ring layout: contiguous, striped, zigzag"},
+    {OPT_KERNEL, "kernel", required_argument, "LIST", NULL /* per command */},
+    {OPT_PASS, "pass", required_argument, "P", "fwd, bwd or train (fwd then bwd)"},
+    {OPT_SEQ, "seq", required_argument, "LIST", "sequence lengths N (query tokens)"},
+    {OPT_SEQ_KV, "seq-kv", required_argument, "LIST",
+     "key/value lengths N_k (default: equal to N)"},
+    {OPT_BATCH, "batch", required_argument, "B", "batch size"},
+    {OPT_HEADS, "heads", required_argument, "H", "query heads"},
+    {OPT_KV_HEADS, "kv-heads", required_argument, "G",
+     "key/value heads; must divide H (default: H)"},
+    {OPT_HEAD_DIM, "head-dim", required_argument, "LIST", "head dimensions d"},
+    {OPT_CAUSAL, "causal", optional_argument, "[=yes|no|both]",
+     "causal mask, bottom-right aligned (plain --causal is yes)"},
+    {OPT_GRID, "grid", required_argument, "RxC|auto", "device grid of Attention2D"},
+    {OPT_DTYPE, "dtype", required_argument, "LIST", "storage types: f32, f16, bf16"},
+    {OPT_SRAM, "sram", required_argument, "LIST",
+     "SRAM sizes M in elements (the kernels' block sizes follow from M and d)"},
+    {OPT_PROCS, "procs", required_argument, "LIST", "device counts P to model"},
+    {OPT_BACKEND, "backend", required_argument, "B", "device backend: cpu, cuda"},
+    {OPT_COMM, "comm", required_argument, "C", "communication: mpi, nccl"},
+    {OPT_MACHINE, "machine", required_argument, "NAME|FILE", "machine description"},
+    {OPT_CHECK, "check", no_argument, NULL, "compare with the float64 single-device reference"},
+    {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
+    {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
+    {OPT_OUT, "out", required_argument, "FILE.h5",
+     "HDF5 file to create or append to (schema attnsim/1)"},
+};
+#define NUM_OPTIONS (sizeof options / sizeof options[0])
+
+static const opt_info *find_option(opt_id id)
+{
+    for (size_t i = 0; i < NUM_OPTIONS; i++)
+        if (options[i].id == id) return &options[i];
+    return NULL;
+}
+
+static void print_help(const cli_command *cmd)
+{
+    printf("usage: attnsim %s [options]\n\n%s\n\noptions:\n", cmd->name, cmd->usage);
+    for (const opt_id *id = cmd->opts; *id != OPT_END; id++) {
+        const opt_info *oi = find_option(*id);
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", oi->name,
+                 oi->has_arg == required_argument ? " " : "", oi->arg ? oi->arg : "");
+        const char *help = oi->help;
+        char kernel_help[200];
+        if (*id == OPT_KERNEL) {
+            char all[120];
+            join_names(cmd->kernel_names, all, sizeof all);
+            snprintf(kernel_help, sizeof kernel_help, "kernels: %s", all);
+            help = kernel_help;
+        }
+        printf("  %-24s %s\n", left, help);
+    }
+    printf("  %-24s %s\n", "-h, --help", "this help");
+    printf("\nLists are comma separated; counts take k, M, G suffixes (powers of two: "
+           "4k = 4096).\n");
+}
+
+static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *arg)
+{
+    char err[400];
+    const char *name = find_option(id)->name;
+    char opt[40];
+    snprintf(opt, sizeof opt, "--%s", name);
+    int rc = 0, choice;
+    switch (id) {
+    case OPT_ALGO:
+        rc = cli_parse_choice_set(arg, cli_algo_names, &o->algos, err, sizeof err);
+        break;
+    case OPT_LAYOUT:
+        rc = cli_parse_choice(arg, cli_layout_names, &o->layout, err, sizeof err);
+        break;
+    case OPT_KERNEL:
+        rc = cli_parse_choice_set(arg, cmd->kernel_names, &o->kernels, err, sizeof err);
+        break;
+    case OPT_PASS:
+        rc = cli_parse_choice(arg, cli_pass_names, &o->pass, err, sizeof err);
+        break;
+    case OPT_SEQ:
+        rc = cli_parse_count_list(arg, 1ull << 40, &o->seq, err, sizeof err);
+        break;
+    case OPT_SEQ_KV:
+        rc = cli_parse_count_list(arg, 1ull << 40, &o->seq_kv, err, sizeof err);
+        break;
+    case OPT_BATCH:
+        rc = cli_parse_count(arg, 1u << 20, &o->batch, err, sizeof err);
+        break;
+    case OPT_HEADS:
+        rc = cli_parse_count(arg, 1u << 16, &o->heads, err, sizeof err);
+        break;
+    case OPT_KV_HEADS:
+        rc = cli_parse_count(arg, 1u << 16, &o->kv_heads, err, sizeof err);
+        break;
+    case OPT_HEAD_DIM:
+        rc = cli_parse_count_list(arg, cmd->max_head_dim, &o->head_dim, err, sizeof err);
+        break;
+    case OPT_CAUSAL:
+        if (!arg) {
+            o->causal = 2;
+        } else if ((rc = cli_parse_choice(arg, cli_causal_names, &choice, err, sizeof err)) == 0) {
+            o->causal = choice == 0 ? 1u : choice == 1 ? 2u : 3u;
+        }
+        break;
+    case OPT_GRID:
+        rc = cli_parse_grid(arg, &o->grid, err, sizeof err);
+        break;
+    case OPT_DTYPE:
+        rc = cli_parse_choice_set(arg, cli_dtype_names, &o->dtypes, err, sizeof err);
+        break;
+    case OPT_SRAM:
+        rc = cli_parse_count_list(arg, 1ull << 34, &o->sram, err, sizeof err);
+        break;
+    case OPT_PROCS:
+        rc = cli_parse_count_list(arg, 1ull << 24, &o->procs, err, sizeof err);
+        break;
+    case OPT_BACKEND:
+        rc = cli_parse_choice(arg, cli_backend_names, &o->backend, err, sizeof err);
+        break;
+    case OPT_COMM:
+        rc = cli_parse_choice(arg, cli_comm_names, &o->comm, err, sizeof err);
+        break;
+    case OPT_MACHINE:
+        if (*arg == '\0')
+            rc = -1, snprintf(err, sizeof err,
+                              "the value is empty; accepted: a "
+                              "preset name or a machine file");
+        o->machine = arg;
+        break;
+    case OPT_CHECK:
+        o->check = 1;
+        break;
+    case OPT_REPS:
+        rc = cli_parse_count(arg, 1000000, &o->reps, err, sizeof err);
+        break;
+    case OPT_SEED:
+        rc = cli_parse_uint(arg, UINT64_MAX, &o->seed, err, sizeof err);
+        break;
+    case OPT_OUT:
+        rc = h5out_check_path(arg, err, sizeof err);
+        o->out = arg;
+        break;
+    case OPT_END:
+        break;
+    }
+    return rc ? cli_error(o, opt, "%s", err) : 0;
+}
+
+int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
+{
+    struct option longopts[NUM_OPTIONS + 2];
+    size_t n = 0;
+    for (const opt_id *id = cmd->opts; *id != OPT_END; id++) {
+        const opt_info *oi = find_option(*id);
+        longopts[n++] = (struct option){oi->name, oi->has_arg, NULL, (int)oi->id};
+    }
+    longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+    o->sub = cmd->name;
+
+    /* --out is validated after every other option, so a bad value elsewhere never reaches
+     * the file system, and the path check sees the final value. */
+    const char *out = NULL;
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int prev = optind;
+        int c = getopt_long(argc, argv, ":h", longopts, NULL);
+        if (c == -1) break;
+        if (c == 'h') {
+            print_help(cmd);
+            return 1;
+        }
+        if (c == '?') {
+            const char *bad = argv[prev];
+            return cli_error(o, NULL, "unknown option '%s'; see 'attnsim %s --help'", bad,
+                             cmd->name);
+        }
+        if (c == ':') {
+            const opt_info *oi = optopt >= OPT_ALGO ? find_option((opt_id)optopt) : NULL;
+            return cli_error(o, NULL,
+                             "option '--%s' needs a value (%s %s); see 'attnsim %s "
+                             "--help'",
+                             oi ? oi->name : "?", oi ? oi->arg : "", oi ? oi->help : "", cmd->name);
+        }
+        if (c == OPT_OUT) {
+            out = optarg;
+            continue;
+        }
+        int rc = apply(cmd, o, (opt_id)c, optarg);
+        if (rc) return rc;
+    }
+    if (optind < argc)
+        return cli_error(o, NULL,
+                         "unexpected argument '%s'; options start with --; see "
+                         "'attnsim %s --help'",
+                         argv[optind], cmd->name);
+    if (out) return apply(cmd, o, OPT_OUT, out);
+    return 0;
+}

@@ -1,0 +1,121 @@
+/* cli.h - attnsim's command line: value parsers and the per-subcommand option parser.
+ *
+ * Syntax (product.md): lists are comma separated; counts take k/M/G suffixes, powers of two
+ * (4k = 4096). Every bad value produces one line on stderr that names the option, what is
+ * wrong and what is accepted, and the command exits with status 2 before anything is written.
+ */
+#ifndef ATTNSIM_CLI_H
+#define ATTNSIM_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_MAX_LIST 256
+
+typedef struct {
+    size_t n;
+    uint64_t v[CLI_MAX_LIST];
+} cli_u64_list;
+
+/* A positive integer with an optional k, M or G suffix (x 2^10, 2^20, 2^30), at most `max`.
+ * Returns 0, or -1 with a message (what is wrong; what is accepted) in err. */
+int cli_parse_count(const char *text, uint64_t max, uint64_t *out, char *err, size_t errlen);
+/* Like cli_parse_count but 0 is allowed (seeds). */
+int cli_parse_uint(const char *text, uint64_t max, uint64_t *out, char *err, size_t errlen);
+/* A comma-separated list of counts (no empty items, at most CLI_MAX_LIST). */
+int cli_parse_count_list(const char *text, uint64_t max, cli_u64_list *out, char *err,
+                         size_t errlen);
+/* One of `names` (NULL-terminated): *out is its index. */
+int cli_parse_choice(const char *text, const char *const *names, int *out, char *err,
+                     size_t errlen);
+/* A comma-separated list of `names`: *mask gets bit i for names[i]. */
+int cli_parse_choice_set(const char *text, const char *const *names, unsigned *mask, char *err,
+                         size_t errlen);
+
+typedef struct {
+    int is_auto; /* --grid auto */
+    uint64_t rows, cols;
+} cli_grid;
+/* "RxC" with positive R and C, or "auto". */
+int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen);
+
+/* Choice tables, index = enum value. */
+extern const char *const cli_algo_names[];    /* ring, a2d-no, a2d-o, ulysses */
+extern const char *const cli_layout_names[];  /* contiguous, striped, zigzag */
+extern const char *const cli_pass_names[];    /* fwd, bwd, train */
+extern const char *const cli_dtype_names[];   /* f32, f16, bf16 (= kn_dtype) */
+extern const char *const cli_backend_names[]; /* cpu, cuda */
+extern const char *const cli_comm_names[];    /* mpi, nccl */
+extern const char *const cli_causal_names[];  /* no, yes, both */
+
+enum { PASS_FWD, PASS_BWD, PASS_TRAIN };
+enum { BACKEND_CPU, BACKEND_CUDA };
+enum { COMM_MPI, COMM_NCCL };
+
+/* Everything the subcommands take; each subcommand accepts a subset (cli_command.opts). */
+typedef struct {
+    const char *sub;                 /* subcommand name, for messages */
+    unsigned algos;                  /* bit per cli_algo_names */
+    int layout;                      /* cli_layout_names */
+    cli_u64_list seq;                /* N (query tokens) */
+    cli_u64_list seq_kv;             /* N_k; empty = same as seq */
+    uint64_t batch, heads, kv_heads; /* kv_heads 0 = heads */
+    cli_u64_list head_dim;
+    unsigned causal; /* bit 0: non-causal, bit 1: causal */
+    cli_grid grid;
+    int pass;
+    unsigned dtypes; /* bit per cli_dtype_names */
+    int backend, comm;
+    const char *machine;
+    int check;
+    const char *out; /* NULL: no file */
+    cli_u64_list procs;
+    unsigned kernels;  /* bit per kernel name (kernels subcommand) */
+    cli_u64_list sram; /* SRAM elements (kernels subcommand) */
+    uint64_t reps, seed;
+} attn_opts;
+
+typedef enum {
+    OPT_ALGO = 256,
+    OPT_LAYOUT,
+    OPT_SEQ,
+    OPT_SEQ_KV,
+    OPT_BATCH,
+    OPT_HEADS,
+    OPT_KV_HEADS,
+    OPT_HEAD_DIM,
+    OPT_CAUSAL,
+    OPT_GRID,
+    OPT_PASS,
+    OPT_DTYPE,
+    OPT_BACKEND,
+    OPT_COMM,
+    OPT_MACHINE,
+    OPT_CHECK,
+    OPT_OUT,
+    OPT_PROCS,
+    OPT_KERNEL,
+    OPT_SRAM,
+    OPT_REPS,
+    OPT_SEED,
+    OPT_END
+} opt_id;
+
+typedef struct {
+    const char *name;                /* "kernels" */
+    const char *summary;             /* one line for `attnsim --help` */
+    const char *usage;               /* paragraph printed by --help before the options */
+    const opt_id *opts;              /* accepted options, OPT_END-terminated */
+    const char *const *kernel_names; /* for --kernel, or NULL */
+    uint64_t max_head_dim;
+} cli_command;
+
+/* Parses argv (argv[0] is the subcommand name) into o (defaults already set by the caller).
+ * Returns 0 to go on, 1 when --help was printed (exit 0), 2 after printing an error line. */
+int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o);
+
+/* Prints "attnsim SUB: --opt: message" (one line) to stderr and returns 2. */
+int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

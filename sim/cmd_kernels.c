@@ -1,0 +1,354 @@
+/* cmd_kernels.c - `attnsim kernels`: the single-device kernel study.
+ *
+ * For every configuration (storage type x head dim x causal x N x N_k x SRAM size x kernel):
+ * build the inputs from the seed, run the kernel (--reps times; the median time is reported),
+ * optionally check it against the float64 reference, compare its counted HBM traffic and FLOPs
+ * with the kernel IO model, print one row, and write one kind=kernel run to --out.
+ * Exit status: 0 when every count matched and every check passed, 1 otherwise, 2 for bad input.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "fail.h"
+#include "h5out.h"
+#include "kernel_study.h"
+
+#define MAX_KERNEL_NAMES 8
+
+static const char *kernel_names[MAX_KERNEL_NAMES + 1];
+
+/* --kernel names: the catalogue's distinct names, in catalogue order. */
+static void collect_kernel_names(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ks_num_kernels && n < MAX_KERNEL_NAMES; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < n; j++) seen |= strcmp(kernel_names[j], ks_kernels[i].name) == 0;
+        if (!seen) kernel_names[n++] = ks_kernels[i].name;
+    }
+    kernel_names[n] = NULL;
+}
+
+static const opt_id kernels_opts[] = {OPT_KERNEL, OPT_PASS,     OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,
+                                      OPT_HEADS,  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_DTYPE,
+                                      OPT_SRAM,   OPT_BACKEND,  OPT_CHECK,    OPT_REPS,   OPT_SEED,
+                                      OPT_OUT,    OPT_END};
+
+static const cli_command kernels_cmd = {
+    "kernels",
+    "single-device kernel study: correctness, time, measured + predicted HBM bytes",
+    "Runs attention kernels on one device, counts their HBM traffic and compares it with the\n"
+    "kernel IO model (exactly, on the cpu backend), optionally checks them against a float64\n"
+    "reference, and prints one row per configuration. Defaults: --kernel standard,fa1,fa2\n"
+    "--pass train (the forward of each kernel, and the backward of those that have one)\n"
+    "--seq 256,512,1k,2k --batch 1 --heads 4 --head-dim 64 --causal=no --dtype bf16\n"
+    "--sram 32k --backend cpu --reps 1 --seed 1.",
+    kernels_opts,
+    kernel_names,
+    256};
+
+typedef struct {
+    const ks_kernel *k;
+    kn_shape s;
+    kn_dtype dtype;
+    size_t sram;
+} kernel_config;
+
+static int validate(attn_opts *o)
+{
+    if (o->backend != BACKEND_CPU)
+        return cli_error(o, "--backend",
+                         "'%s' kernels are not available in this build; "
+                         "accepted: cpu",
+                         cli_backend_names[o->backend]);
+    if (o->kv_heads == 0) o->kv_heads = o->heads;
+    if (o->kv_heads > o->heads || o->heads % o->kv_heads != 0)
+        return cli_error(o, "--kv-heads",
+                         "%llu does not divide --heads %llu; accepted: a "
+                         "divisor of the query head count",
+                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    /* every selected kernel needs a pass it has */
+    for (size_t ni = 0; kernel_names[ni]; ni++) {
+        if (!(o->kernels & (1u << ni))) continue;
+        int has_fwd = ks_find(kernel_names[ni], "fwd") != NULL;
+        int has_bwd = ks_find(kernel_names[ni], "bwd") != NULL;
+        if (o->pass == PASS_BWD && !has_bwd) {
+            char with[120] = "";
+            for (size_t i = 0; i < ks_num_kernels; i++)
+                if (strcmp(ks_kernels[i].pass, "bwd") == 0) {
+                    strcat(with, with[0] ? ", " : "");
+                    strcat(with, ks_kernels[i].name);
+                }
+            return cli_error(o, "--pass",
+                             "kernel %s has no backward; accepted with bwd: "
+                             "--kernel %s",
+                             kernel_names[ni], with);
+        }
+        if (o->pass == PASS_FWD && !has_fwd)
+            return cli_error(o, "--pass", "kernel %s has no forward", kernel_names[ni]);
+    }
+    /* SRAM large enough for every kernel at every head dimension */
+    for (size_t i = 0; i < ks_num_kernels; i++) {
+        const ks_kernel *k = &ks_kernels[i];
+        size_t ni = 0;
+        while (strcmp(kernel_names[ni], k->name) != 0) ni++;
+        if (!(o->kernels & (1u << ni))) continue;
+        if (o->pass != PASS_TRAIN && strcmp(k->pass, cli_pass_names[o->pass]) != 0) continue;
+        for (size_t di = 0; di < o->head_dim.n; di++)
+            for (size_t mi = 0; mi < o->sram.n; mi++) {
+                size_t need = ks_min_sram(k, o->head_dim.v[di]);
+                if (o->sram.v[mi] < need)
+                    return cli_error(o, "--sram",
+                                     "%llu elements is too small for %s %s at "
+                                     "d = %llu; accepted: at least %zu",
+                                     (unsigned long long)o->sram.v[mi], k->name, k->pass,
+                                     (unsigned long long)o->head_dim.v[di], need);
+            }
+    }
+    /* host memory: refuse shapes that cannot fit rather than fail half way */
+    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    const cli_u64_list *kvl = o->seq_kv.n ? &o->seq_kv : &o->seq;
+    for (size_t i = 0; i < o->seq.n; i++)
+        for (size_t j = 0; j < kvl->n; j++)
+            for (size_t di = 0; di < o->head_dim.n; di++) {
+                kn_shape s = {o->batch,          o->heads, o->kv_heads, o->seq.v[i], kvl->v[j],
+                              o->head_dim.v[di], 0};
+                unsigned need = KN_NEED_FWD | KN_NEED_FA1 | KN_NEED_BWD;
+                if (o->kernels & 1u) need |= KN_NEED_STANDARD; /* "standard" is first */
+                double bytes = (double)kn_problem_bytes(&s, KN_F32, need);
+                if (bytes > 0.8 * (double)phys)
+                    return cli_error(o, "--seq",
+                                     "N = %llu, N_k = %llu needs %.1f GiB of host "
+                                     "memory, more than 80%% of this machine's "
+                                     "%.1f GiB; accepted: smaller shapes",
+                                     (unsigned long long)s.nq, (unsigned long long)s.nk,
+                                     bytes / 1073741824.0, (double)phys / 1073741824.0);
+            }
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_header(const attn_opts *o)
+{
+    printf("# attnsim kernels: backend cpu, one thread; bytes are logical HBM transfers, counted "
+           "(measured) and from the kernel IO model (predicted)\n");
+    printf("# batch %llu, heads %llu, kv-heads %llu, seed %llu, reps %llu\n",
+           (unsigned long long)o->batch, (unsigned long long)o->heads,
+           (unsigned long long)o->kv_heads, (unsigned long long)o->seed,
+           (unsigned long long)o->reps);
+    printf("# %-8s %-4s %-5s %7s %7s %4s %6s %8s %4s %4s %10s %8s %13s %13s %13s %13s %7s %s\n",
+           "kernel", "pass", "dtype", "N", "N_k", "d", "causal", "sram", "Br", "Bc", "time_ms",
+           "GFLOP/s", "read_B", "written_B", "pred_read_B", "pred_write_B", "x_comp", "check");
+}
+
+static void write_run(h5out *h, const kernel_config *c, const ks_result *r, const double *times,
+                      uint64_t reps, uint64_t seed, int counts_match)
+{
+    int64_t id;
+    hid_t g = h5out_run_begin(h, &id);
+    h5_attr_str(g, "kind", "kernel");
+    h5_attr_str(g, "algorithm", c->k->name);
+    h5_attr_str(g, "pass", c->k->pass);
+    h5_attr_i64(g, "P", 1);
+    h5_attr_i64(g, "grid_rows", 1);
+    h5_attr_i64(g, "grid_cols", 1);
+    h5_attr_i64(g, "seq_len", (int64_t)c->s.nq);
+    h5_attr_i64(g, "seq_len_kv", (int64_t)c->s.nk);
+    h5_attr_i64(g, "batch", (int64_t)c->s.batch);
+    h5_attr_i64(g, "heads", (int64_t)c->s.heads);
+    h5_attr_i64(g, "kv_heads", (int64_t)c->s.kv_heads);
+    h5_attr_i64(g, "head_dim", (int64_t)c->s.d);
+    h5_attr_i64(g, "causal", c->s.causal);
+    h5_attr_str(g, "dtype", kn_dtype_name(c->dtype));
+    h5_attr_str(g, "backend", "cpu");
+    h5_attr_str(g, "comm", "none");
+    h5_attr_str(g, "machine", "none");
+    h5_attr_i64(g, "sram_elems", (int64_t)c->sram);
+    h5_attr_i64(g, "block_rows", (int64_t)r->blocks.br);
+    h5_attr_i64(g, "block_cols", (int64_t)r->blocks.bc);
+    h5_attr_i64(g, "seed", (int64_t)seed);
+    h5_attr_i64(g, "counts_match", counts_match);
+    if (r->checked) {
+        h5_attr_f64(g, "max_abs_err", r->max_abs_err);
+        h5_attr_f64(g, "max_rel_err", r->max_rel_err);
+        h5_attr_i64(g, "check_passed", r->check_passed);
+    }
+    attn_kill_point("kernels:attrs");
+    int64_t v;
+    double median = times[reps / 2];
+    hsize_t nreps = reps;
+    v = (int64_t)r->measured.bytes_read;
+    h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    v = (int64_t)r->measured.bytes_written;
+    h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    v = (int64_t)r->measured.flops;
+    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &median, "s");
+    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, times, "s");
+    v = (int64_t)r->predicted.bytes_read;
+    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    v = (int64_t)r->predicted.bytes_written;
+    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    v = (int64_t)r->predicted.flops;
+    h5_write(g, "predicted/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    v = (int64_t)r->predicted.compulsory_read;
+    h5_write(g, "predicted/compulsory_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    v = (int64_t)r->predicted.compulsory_written;
+    h5_write(g, "predicted/compulsory_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    double nan = NAN;
+    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &nan, "s");
+    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
+    h5_attr_str(ds, "note",
+                "NaN: the cpu backend has no machine description, so its kernel "
+                "time is not predicted");
+    H5CALL(H5Dclose(ds));
+
+    h5_summary_row row;
+    memset(&row, 0, sizeof row);
+    snprintf(row.kind, sizeof row.kind, "kernel");
+    snprintf(row.algorithm, sizeof row.algorithm, "%s", c->k->name);
+    snprintf(row.pass, sizeof row.pass, "%s", c->k->pass);
+    snprintf(row.dtype, sizeof row.dtype, "%s", kn_dtype_name(c->dtype));
+    snprintf(row.backend, sizeof row.backend, "cpu");
+    row.P = row.grid_rows = row.grid_cols = 1;
+    row.seq_len = (int64_t)c->s.nq;
+    row.seq_len_kv = (int64_t)c->s.nk;
+    row.batch = (int64_t)c->s.batch;
+    row.heads = (int64_t)c->s.heads;
+    row.kv_heads = (int64_t)c->s.kv_heads;
+    row.head_dim = (int64_t)c->s.d;
+    row.causal = c->s.causal;
+    row.check_passed = r->checked ? r->check_passed : -1;
+    row.measured_time_s = median;
+    row.predicted_time_s = NAN;
+    row.measured_bytes_max = (int64_t)(r->measured.bytes_read + r->measured.bytes_written);
+    row.predicted_bytes_max = (int64_t)(r->predicted.bytes_read + r->predicted.bytes_written);
+    h5out_run_commit(h, g, &row);
+}
+
+/* Runs one configuration; returns 1 when counts match and the check (if any) passed. */
+static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
+{
+    ks_result r;
+    double *times = kn_xmalloc(o->reps * sizeof(double), "timings");
+    int counts_match = 1;
+    for (uint64_t rep = 0; rep < o->reps; rep++) {
+        ks_result ri;
+        ks_run(c->k, &c->s, c->dtype, c->sram, o->seed, o->check && rep == 0, &ri);
+        times[rep] = ri.time_s;
+        if (rep == 0) r = ri;
+        counts_match &= ks_counts_match(&ri);
+    }
+    qsort(times, o->reps, sizeof(double), cmp_double);
+    double t = times[o->reps / 2];
+    char check[40] = "-";
+    if (r.checked)
+        snprintf(check, sizeof check, "%s %.1e", r.check_passed ? "ok" : "FAIL", r.max_abs_err);
+    char sram[24];
+    if (c->sram % 1024 == 0)
+        snprintf(sram, sizeof sram, "%zuk", c->sram / 1024);
+    else
+        snprintf(sram, sizeof sram, "%zu", c->sram);
+    uint64_t comp = r.predicted.compulsory_read + r.predicted.compulsory_written;
+    uint64_t total = r.measured.bytes_read + r.measured.bytes_written;
+    printf("  %-8s %-4s %-5s %7zu %7zu %4zu %6s %8s %4zu %4zu %10.3f %8.2f %13llu %13llu %13llu "
+           "%13llu %7.2f %s%s\n",
+           c->k->name, c->k->pass, kn_dtype_name(c->dtype), c->s.nq, c->s.nk, c->s.d,
+           c->s.causal ? "yes" : "no", sram, r.blocks.br, r.blocks.bc, 1e3 * t,
+           t > 0 ? 1e-9 * (double)r.measured.flops / t : 0.0,
+           (unsigned long long)r.measured.bytes_read, (unsigned long long)r.measured.bytes_written,
+           (unsigned long long)r.predicted.bytes_read,
+           (unsigned long long)r.predicted.bytes_written, comp ? (double)total / (double)comp : 0.0,
+           check, counts_match ? "" : "  COUNTS DIFFER");
+    fflush(stdout);
+    attn_kill_point("kernels:before_write");
+    if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match);
+    attn_kill_point("kernels:after_write");
+    free(times);
+    return counts_match && (!r.checked || r.check_passed);
+}
+
+int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
+{
+    collect_kernel_names();
+    attn_opts o;
+    memset(&o, 0, sizeof o);
+    for (size_t i = 0; kernel_names[i]; i++) o.kernels |= 1u << i;
+    o.pass = PASS_TRAIN;
+    const uint64_t seqs[] = {256, 512, 1024, 2048};
+    o.seq.n = 4;
+    memcpy(o.seq.v, seqs, sizeof seqs);
+    o.batch = 1;
+    o.heads = 4;
+    o.head_dim.n = 1;
+    o.head_dim.v[0] = 64;
+    o.causal = 1;
+    o.dtypes = 1u << KN_BF16;
+    o.sram.n = 1;
+    o.sram.v[0] = 32 * 1024;
+    o.backend = BACKEND_CPU;
+    o.reps = 1;
+    o.seed = 1;
+    int rc = cli_parse(&kernels_cmd, argc, argv, &o);
+    if (rc == 1) return 0;
+    if (rc) return rc;
+    if ((rc = validate(&o))) return rc;
+
+    attn_provenance prov;
+    prov_init(&prov, full_argc, full_argv);
+    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    print_header(&o);
+    const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
+    long runs = 0, good = 0;
+    for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
+        if (!(o.dtypes & (1u << dt))) continue;
+        for (size_t di = 0; di < o.head_dim.n; di++)
+            for (int causal = 0; causal < 2; causal++) {
+                if (!(o.causal & (1u << causal))) continue;
+                for (size_t si = 0; si < o.seq.n; si++)
+                    for (size_t ki = 0; ki < (o.seq_kv.n ? kvl->n : 1); ki++)
+                        for (size_t mi = 0; mi < o.sram.n; mi++)
+                            for (size_t i = 0; i < ks_num_kernels; i++) {
+                                const ks_kernel *k = &ks_kernels[i];
+                                size_t ni = 0;
+                                while (strcmp(kernel_names[ni], k->name) != 0) ni++;
+                                if (!(o.kernels & (1u << ni))) continue;
+                                if (o.pass != PASS_TRAIN &&
+                                    strcmp(k->pass, cli_pass_names[o.pass]) != 0)
+                                    continue;
+                                kernel_config c;
+                                c.k = k;
+                                c.dtype = (kn_dtype)dt;
+                                c.sram = o.sram.v[mi];
+                                c.s = (kn_shape){o.batch,
+                                                 o.heads,
+                                                 o.kv_heads,
+                                                 o.seq.v[si],
+                                                 o.seq_kv.n ? kvl->v[ki] : o.seq.v[si],
+                                                 o.head_dim.v[di],
+                                                 causal};
+                                runs++;
+                                good += run_config(&c, &o, h);
+                            }
+            }
+    }
+    h5out_close(h);
+    prov_free(&prov);
+    int ok = good == runs;
+    printf("# %ld runs: %s%s%s\n", runs,
+           ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
+           ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
+           ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
+    if (o.out) printf("# wrote %ld runs to %s\n", runs, o.out);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,123 @@
+/* fail.c - the one error path (see fail.h). */
+#include "fail.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kn_common.h"
+
+static int fail_rank = -1;
+static void (*cleanups[8])(void);
+static volatile sig_atomic_t ncleanups;
+
+static void run_cleanups(void)
+{
+    for (int i = (int)ncleanups - 1; i >= 0; i--) cleanups[i]();
+}
+
+static void on_signal(int sig)
+{
+    run_cleanups();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void attn_fail_set_rank(int rank)
+{
+    fail_rank = rank;
+}
+
+void attn_fail_on_exit(void (*cleanup)(void))
+{
+    if (ncleanups < (sig_atomic_t)(sizeof cleanups / sizeof cleanups[0]))
+        cleanups[ncleanups++] = cleanup;
+}
+
+_Noreturn void attn_fail(const char *call, const char *file, int line, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    char who[32] = "";
+    if (fail_rank >= 0) snprintf(who, sizeof who, "rank %d: ", fail_rank);
+    fprintf(stderr, "attnsim: %s%s failed (%s:%d): %s\n", who, call, file, line, reason);
+    fflush(stderr);
+    run_cleanups();
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+static void kernels_fatal(const char *call, const char *reason)
+{
+    attn_fail(call, "kernels/", 0, "%s", reason);
+}
+
+void attn_fail_init(void)
+{
+    kn_set_fatal_hook(kernels_fatal);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+}
+
+typedef struct {
+    char text[400];
+    int n;
+} h5_reason;
+
+static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data)
+{
+    h5_reason *r = data;
+    char minor[128] = "";
+    H5Eget_msg(e->min_num, NULL, minor, sizeof minor);
+    /* walking upward, the first entry is the innermost: it says what actually went wrong */
+    if (n == 0)
+        snprintf(r->text, sizeof r->text, "%s: %s (%s)", e->func_name, e->desc ? e->desc : "",
+                 minor);
+    r->n = (int)n + 1;
+    return 0;
+}
+
+int64_t attn_check_h5(int64_t ret, const char *call, const char *file, int line)
+{
+    if (ret >= 0) return ret;
+    h5_reason r = {"no HDF5 error recorded", 0};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, &r);
+    attn_fail(call, file, line, "%s", r.text);
+}
+
+void attn_check_mpi(int ret, const char *call, const char *file, int line)
+{
+    if (ret == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(ret, msg, &len);
+    attn_fail(call, file, line, "%s", msg);
+}
+
+void attn_kill_point(const char *name)
+{
+    static const char *spec;
+    static int read_env, count;
+    if (!read_env) {
+        spec = getenv("ATTNSIM_KILL_AT");
+        read_env = 1;
+    }
+    if (!spec) return;
+    size_t len = strlen(name);
+    if (strncmp(spec, name, len) != 0 || (spec[len] != '\0' && spec[len] != '@')) return;
+    int want = spec[len] == '@' ? atoi(spec + len + 1) : 1;
+    if (++count == want) raise(SIGKILL);
+}
