@@ -20,6 +20,13 @@ const char *const cli_causal_names[] = {"no", "yes", "both", NULL};
 #define COUNT_FORMS                                                                                \
     "a positive integer with an optional k, M or G suffix (powers of two: 4k = 4096)"
 
+static int too_large(const char *text, uint64_t max, const char *forms, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "'%s' is too large; accepted: %s, at most %llu", text, forms,
+             (unsigned long long)max);
+    return -1;
+}
+
 static int parse_number(const char *text, uint64_t max, int allow_zero, uint64_t *out, char *err,
                         size_t errlen)
 {
@@ -34,10 +41,7 @@ static int parse_number(const char *text, uint64_t max, int allow_zero, uint64_t
     const char *p = text;
     for (; *p >= '0' && *p <= '9'; p++) {
         unsigned digit = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return snprintf(err, errlen, "'%s' is too large; at most %llu", text,
-                            (unsigned long long)max),
-                   -1;
+        if (v > (UINT64_MAX - digit) / 10) return too_large(text, max, forms, err, errlen);
         v = v * 10 + digit;
     }
     unsigned shift = 0;
@@ -52,17 +56,11 @@ static int parse_number(const char *text, uint64_t max, int allow_zero, uint64_t
     if (*p != '\0')
         return snprintf(err, errlen, "'%s' has a bad suffix '%s'; accepted: %s", text, p, forms),
                -1;
-    if (shift && v > (UINT64_MAX >> shift))
-        return snprintf(err, errlen, "'%s' is too large; at most %llu", text,
-                        (unsigned long long)max),
-               -1;
+    if (shift && v > (UINT64_MAX >> shift)) return too_large(text, max, forms, err, errlen);
     v <<= shift;
     if (v == 0 && !allow_zero)
         return snprintf(err, errlen, "'%s' is zero; accepted: %s", text, forms), -1;
-    if (v > max)
-        return snprintf(err, errlen, "'%s' is too large; at most %llu", text,
-                        (unsigned long long)max),
-               -1;
+    if (v > max) return too_large(text, max, forms, err, errlen);
     *out = v;
     return 0;
 }
@@ -90,8 +88,8 @@ static int for_each_item(const char *text, item_fn fn, void *ctx, char *err, siz
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         if (len == 0)
             return snprintf(err, errlen,
-                            "'%s' has an empty item; write items separated by "
-                            "single commas",
+                            "'%s' has an empty item; accepted: items separated by single "
+                            "commas, e.g. 1k,2k",
                             text),
                    -1;
         if (len >= sizeof item)

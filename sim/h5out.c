@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,6 +421,29 @@ static void create_new_file(h5out *h)
     publish(h);
 }
 
+/* Removes temporary copies of `path` left by writers on this host that were killed (their
+ * process no longer exists). Called with the directory locked. */
+static void remove_stale_copies(const h5out *h)
+{
+    char base[PATH_MAX], host[64] = "host", prefix[PATH_MAX + 96];
+    snprintf(base, sizeof base, "%s", h->path);
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    snprintf(prefix, sizeof prefix, ".%s.attnsim-tmp.%s.", basename(base), host);
+    DIR *dir = opendir(h->dir);
+    if (!dir) return;
+    struct dirent *e;
+    size_t len = strlen(prefix);
+    while ((e = readdir(dir)) != NULL) {
+        if (strncmp(e->d_name, prefix, len) != 0) continue;
+        char *end;
+        long pid = strtol(e->d_name + len, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == -1 && errno == ESRCH) unlinkat(h->dirfd, e->d_name, 0);
+    }
+    closedir(dir);
+}
+
 h5out *h5out_open(const char *path, const attn_provenance *prov)
 {
     h5out *h = kn_xcalloc(1, sizeof *h, "HDF5 writer");
@@ -432,6 +457,7 @@ h5out *h5out_open(const char *path, const attn_provenance *prov)
     if (!registered) attn_fail_on_exit(remove_tmp);
     registered = 1;
     lock_dir(h);
+    remove_stale_copies(h);
     struct stat st;
     if (stat(path, &st) != 0) create_new_file(h);
     unlock_dir(h);

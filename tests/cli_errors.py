@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Bad input never writes: every bad value gets one line on stderr naming the option and what
+is accepted, exit status 2, nothing on stdout, and no file created or modified.
+
+Usage: cli_errors.py ATTNSIM
+Each case runs in a directory holding an attnsim/1 file, a foreign HDF5 file, a text file and a
+read-only attnsim file; the directory (names, sizes, contents, modification times) must be the
+same afterwards, and the new output path that most cases also pass must not exist.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ATTNSIM = os.path.abspath(sys.argv[1])
+SMALL = ["--kernel", "fa2", "--pass", "fwd", "--seq", "16", "--heads", "1", "--head-dim", "16",
+         "--sram", "1k"]
+
+# (arguments after "attnsim", text the message must contain). "+out" appends --out new.h5.
+CASES = [
+    (["kernels", "--bogus", "+out"], "unknown option '--bogus'"),
+    (["kernels", "--seq"], "--seq"),
+    (["kernels", "--seq", "abc", "+out"], "--seq: 'abc' is not a number"),
+    (["kernels", "--seq", "0", "+out"], "--seq: '0' is zero"),
+    (["kernels", "--batch", "-3", "+out"], "--batch: '-3' is negative"),
+    (["kernels", "--seq", "99999999999999999999999", "+out"], "--seq: '99999999999999999999999' is too large"),
+    (["kernels", "--seq", "2000G", "+out"], "too large"),
+    (["kernels", "--seq", "4x", "+out"], "--seq: '4x' has a bad suffix 'x'"),
+    (["kernels", "--seq", "4kk", "+out"], "bad suffix"),
+    (["kernels", "--seq", "1.5k", "+out"], "not an integer"),
+    (["kernels", "--seq", "256,,512", "+out"], "empty item"),
+    (["kernels", "--kernel", "fa3", "+out"], "--kernel: unknown value 'fa3'; accepted: standard, fa1, fa2"),
+    (["kernels", "--dtype", "fp8", "+out"], "--dtype: unknown value 'fp8'; accepted"),
+    (["kernels", "--backend", "tpu", "+out"], "--backend: unknown value 'tpu'; accepted: cpu, cuda"),
+    (["kernels", "--backend", "cuda", "+out"], "--backend: 'cuda' kernels are not available"),
+    (["kernels", "--heads", "6", "--kv-heads", "4", "+out"], "--kv-heads: 4 does not divide --heads 6"),
+    (["kernels", "--heads", "2", "--kv-heads", "4", "+out"], "--kv-heads"),
+    (["kernels", "--out", "nodir/x.h5"], "--out: directory 'nodir' does not exist"),
+    (["kernels", "--out", "."], "is a directory"),
+    (["kernels", "--out", "notes.txt"], "--out: 'notes.txt' exists and is not an HDF5 file"),
+    (["kernels", "--out", "foreign.h5"], "--out: 'foreign.h5' is an HDF5 file of another schema"),
+    (["kernels", "--out", "readonly.h5"], "--out: 'readonly.h5' is read-only"),
+    (["kernels", "--out", ""], "--out: the value is empty"),
+    (["kernels", "--kernel", "fa1", "--pass", "bwd", "+out"], "--pass: kernel fa1 has no backward"),
+    (["kernels", "--pass", "sideways", "+out"], "--pass: unknown value 'sideways'; accepted: fwd, bwd, train"),
+    (["kernels", "--sram", "100", "--head-dim", "64", "+out"], "--sram: 100 elements is too small"),
+    (["kernels", "--head-dim", "512", "+out"], "--head-dim: '512' is too large; accepted: a positive integer with an optional k, M or G suffix (powers of two: 4k = 4096), at most 256"),
+    (["kernels", "--causal=maybe", "+out"], "--causal: unknown value 'maybe'; accepted: no, yes, both"),
+    (["kernels", "1024", "+out"], "unexpected argument '1024'"),
+    (["kernels", "--reps", "0", "+out"], "--reps: '0' is zero"),
+    (["kernels", "--seq", "1M", "--kernel", "standard", "+out"], "host memory"),
+    (["kernels", "--seed", "x1", "+out"], "--seed: 'x1' is not a number"),
+    (["frobnicate"], "unknown subcommand 'frobnicate'; accepted: run, model, kernels, calibrate"),
+    (["run", "--algo", "ring,tree", "+out"], "--algo: unknown value 'tree'"),
+    (["run", "--grid", "2x", "+out"], "--grid: '2x' is not a grid"),
+    (["run", "--comm", "ucx", "+out"], "--comm: unknown value 'ucx'; accepted: mpi, nccl"),
+    (["model", "--layout", "spiral", "+out"], "--layout: unknown value 'spiral'; accepted: contiguous, striped, zigzag"),
+    (["model", "--procs", "0", "+out"], "--procs: '0' is zero"),
+    (["model", "--heads", "8", "--kv-heads", "3", "+out"], "--kv-heads: 3 does not divide"),
+    (["calibrate", "--machine", "", "+out"], "--machine: the value is empty"),
+]
+
+
+def snapshot(d):
+    state = {}
+    for root, dirs, files in os.walk(d):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            st = os.lstat(p)
+            digest = None
+            if os.path.isfile(p):
+                with open(p, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            state[os.path.relpath(p, d)] = (st.st_size, st.st_mtime_ns, st.st_mode, digest)
+    return state
+
+
+def setup(d):
+    env = dict(os.environ)
+    rc = subprocess.run([ATTNSIM, "kernels", *SMALL, "--out", "existing.h5"], cwd=d,
+                        capture_output=True, env=env)
+    assert rc.returncode == 0, rc.stderr.decode()
+    import h5py
+    with h5py.File(os.path.join(d, "foreign.h5"), "w") as f:
+        f.attrs["schema"] = "someone-else/3"
+        f["x"] = [1, 2, 3]
+    with open(os.path.join(d, "notes.txt"), "w") as f:
+        f.write("not hdf5\n")
+    shutil.copy(os.path.join(d, "existing.h5"), os.path.join(d, "readonly.h5"))
+    os.chmod(os.path.join(d, "readonly.h5"), 0o444)
+
+
+def main():
+    failures = 0
+    with tempfile.TemporaryDirectory() as d:
+        setup(d)
+        before = snapshot(d)
+        for args, must in CASES:
+            argv = []
+            for a in args:
+                argv += ["--out", "new.h5"] if a == "+out" else [a]
+            p = subprocess.run([ATTNSIM, *argv], cwd=d, capture_output=True, timeout=60)
+            err = p.stderr.decode(errors="replace")
+            problems = []
+            if p.returncode != 2:
+                problems.append(f"exit status {p.returncode}, want 2")
+            if err.count("\n") != 1 or not err.endswith("\n"):
+                problems.append(f"stderr is not one line: {err!r}")
+            if must not in err:
+                problems.append(f"stderr lacks {must!r}: {err!r}")
+            if ("accepted" not in err and "see 'attnsim" not in err and "needs a value" not in err):
+                problems.append(f"stderr does not say what is accepted: {err!r}")
+            if p.stdout:
+                problems.append(f"stdout not empty: {p.stdout[:200]!r}")
+            after = snapshot(d)
+            if after != before:
+                changed = sorted(set(after.items()) ^ set(before.items()))
+                problems.append(f"directory changed: {changed}")
+            status = "ok  " if not problems else "FAIL"
+            print(f"{status} attnsim {' '.join(argv)}\n     -> {err.strip()}")
+            for pr in problems:
+                print(f"     {pr}")
+            failures += bool(problems)
+    print(f"cli_errors: {len(CASES)} cases, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
