@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "commands.h"
+#ifdef ATTNSIM_HAVE_CUDA
+#include "cuda_info.h"
+#endif
 #include "fail.h"
 #include "provenance.h"
 
@@ -38,7 +41,9 @@ static void version(void)
     printf("attnsim %s (git %s)\n", attnsim_version, attnsim_git_commit);
     printf("MPI: %s\nHDF5: %u.%u.%u\n", mpi, maj, min, rel);
 #ifdef ATTNSIM_HAVE_CUDA
-    printf("CUDA: toolkit found at build time (the cuda backend is not in this version)\n");
+    char cuda[2048];
+    attn_cuda_describe(cuda, sizeof cuda);
+    printf("%s\n", cuda);
 #else
     printf("CUDA: not built\n");
 #endif
