@@ -250,6 +250,8 @@ static const opt_info options[] = {
     {OPT_CHECK, "check", no_argument, NULL, "compare with the float64 single-device reference"},
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
+    {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
+     "store per-rank [P][F] arrays up to this P (above: per-phase maxima only)"},
     {OPT_OUT, "out", required_argument, "FILE.h5",
      "HDF5 file to create or append to (schema attnsim/1)"},
 };
@@ -363,6 +365,9 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_SEED:
         rc = cli_parse_uint(arg, UINT64_MAX, &o->seed, err, sizeof err);
+        break;
+    case OPT_RANK_ARRAYS:
+        rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
         break;
     case OPT_OUT:
         rc = h5out_check_path(arg, err, sizeof err);

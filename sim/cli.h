@@ -73,6 +73,7 @@ typedef struct {
     unsigned kernels;  /* bit per kernel name (kernels subcommand) */
     cli_u64_list sram; /* SRAM elements (kernels subcommand) */
     uint64_t reps, seed;
+    uint64_t rank_arrays; /* model: largest P stored with per-rank arrays */
 } attn_opts;
 
 typedef enum {
@@ -98,6 +99,7 @@ typedef enum {
     OPT_SRAM,
     OPT_REPS,
     OPT_SEED,
+    OPT_RANK_ARRAYS,
     OPT_END
 } opt_id;
 

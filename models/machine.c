@@ -1,0 +1,332 @@
+/* machine.c - machine description parser (see machine.h, docs/machine.md). */
+#include "machine.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Presets: generated from models/machines/NAME.machine (machine_presets.c, by CMake). */
+extern const char *const machine_preset_name_table[];
+extern const char *const machine_preset_text_table[];
+
+typedef enum { V_STRING, V_COUNT, V_SIZE, V_BANDWIDTH, V_RATE, V_TIME, V_FRACTION } value_kind;
+
+typedef struct {
+    double scale;
+    const char *unit;
+} unit_def;
+
+static const unit_def size_units[] = {
+    {1, "B"},        {1e3, "kB"},        {1e6, "MB"},           {1e9, "GB"},
+    {1024.0, "KiB"}, {1048576.0, "MiB"}, {1073741824.0, "GiB"}, {0, NULL}};
+static const unit_def bandwidth_units[] = {{1, "B/s"},
+                                           {1e3, "kB/s"},
+                                           {1e6, "MB/s"},
+                                           {1e9, "GB/s"},
+                                           {1e12, "TB/s"},
+                                           {1024.0, "KiB/s"},
+                                           {1048576.0, "MiB/s"},
+                                           {1073741824.0, "GiB/s"},
+                                           {1099511627776.0, "TiB/s"},
+                                           {0, NULL}};
+static const unit_def rate_units[] = {
+    {1, "FLOP/s"}, {1e9, "GFLOP/s"}, {1e12, "TFLOP/s"}, {1e15, "PFLOP/s"}, {0, NULL}};
+static const unit_def time_units[] = {
+    {1, "s"}, {1e-3, "ms"}, {1e-6, "us"}, {1e-9, "ns"}, {0, NULL}};
+
+typedef struct {
+    const char *key;
+    value_kind kind;
+    size_t offset;
+    const char *help;
+} key_def;
+
+#define OFF(field) offsetof(machine, field)
+static const key_def keys[] = {
+    {"name", V_STRING, OFF(name), "a name"},
+    {"gpu", V_STRING, OFF(gpu), "the GPU model"},
+    {"gpus_per_node", V_COUNT, OFF(gpus_per_node), "GPUs per node"},
+    {"sms", V_COUNT, OFF(sms), "streaming multiprocessors per GPU"},
+    {"smem_per_sm", V_SIZE, OFF(smem_per_sm_bytes), "shared memory per SM"},
+    {"l2", V_SIZE, OFF(l2_bytes), "L2 cache per GPU"},
+    {"hbm_bandwidth", V_BANDWIDTH, OFF(hbm_bytes_per_s), "HBM bandwidth per GPU"},
+    {"peak_f32", V_RATE, OFF(peak_flops[0]), "dense f32 peak"},
+    {"peak_f16", V_RATE, OFF(peak_flops[1]), "dense f16 matrix peak"},
+    {"peak_bf16", V_RATE, OFF(peak_flops[2]), "dense bf16 matrix peak"},
+    {"sustained_fraction", V_FRACTION, OFF(sustained_fraction),
+     "fraction of peak an attention kernel sustains"},
+    {"intra_alpha", V_TIME, OFF(alpha_s[0]), "intra-node message latency"},
+    {"intra_bandwidth", V_BANDWIDTH, OFF(bytes_per_s[0]),
+     "intra-node unidirectional bandwidth per GPU"},
+    {"inter_alpha", V_TIME, OFF(alpha_s[1]), "inter-node message latency"},
+    {"inter_bandwidth", V_BANDWIDTH, OFF(bytes_per_s[1]),
+     "inter-node unidirectional bandwidth per NIC"},
+    {"gpus_per_nic", V_COUNT, OFF(gpus_per_nic), "GPUs sharing one NIC"},
+};
+#define NUM_KEYS (sizeof keys / sizeof keys[0])
+
+static int errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void list_units(const unit_def *u, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; u[i].unit; i++) {
+        strncat(buf, i ? ", " : "", n - strlen(buf) - 1);
+        strncat(buf, u[i].unit, n - strlen(buf) - 1);
+    }
+}
+
+static const unit_def *units_of(value_kind k)
+{
+    switch (k) {
+    case V_SIZE:
+        return size_units;
+    case V_BANDWIDTH:
+        return bandwidth_units;
+    case V_RATE:
+        return rate_units;
+    case V_TIME:
+        return time_units;
+    default:
+        return NULL;
+    }
+}
+
+/* Parses "number [unit]" for key k into *out (SI value). */
+static int parse_value(const key_def *k, const char *value, const char *where, double *out,
+                       char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (end == value || errno == ERANGE || !isfinite(v))
+        return errf(err, errlen, "%s: key '%s': '%s' is not a number; accepted: %s", where, k->key,
+                    value, k->help);
+    while (*end == ' ' || *end == '\t') end++;
+    const unit_def *units = units_of(k->kind);
+    double scale = 1.0;
+    if (units) {
+        char accepted[200];
+        list_units(units, accepted, sizeof accepted);
+        if (*end == '\0')
+            return errf(err, errlen, "%s: key '%s': '%s' has no unit; accepted units: %s", where,
+                        k->key, value, accepted);
+        size_t i;
+        for (i = 0; units[i].unit; i++)
+            if (strcmp(end, units[i].unit) == 0) break;
+        if (!units[i].unit)
+            return errf(err, errlen, "%s: key '%s': unit '%s' is not accepted; accepted units: %s",
+                        where, k->key, end, accepted);
+        scale = units[i].scale;
+    } else if (*end != '\0') {
+        return errf(err, errlen, "%s: key '%s': '%s' has trailing '%s'; accepted: a plain number",
+                    where, k->key, value, end);
+    }
+    if (!(v > 0))
+        return errf(err, errlen, "%s: key '%s': %s must be positive", where, k->key, value);
+    if (k->kind == V_COUNT && (v != floor(v) || v > 1e15))
+        return errf(err, errlen,
+                    "%s: key '%s': '%s' is not a whole number; accepted: a positive "
+                    "integer",
+                    where, k->key, value);
+    if (k->kind == V_FRACTION && v > 1)
+        return errf(err, errlen, "%s: key '%s': %s is above 1; accepted: a fraction in (0, 1]",
+                    where, k->key, value);
+    *out = v * scale;
+    return 0;
+}
+
+static void trim(char **s)
+{
+    while (**s == ' ' || **s == '\t') (*s)++;
+    char *e = *s + strlen(*s);
+    while (e > *s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = '\0';
+}
+
+int machine_parse(const char *text, const char *filename, machine *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    int seen_line[NUM_KEYS] = {0};
+    int lineno = 0;
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[512];
+        lineno++;
+        char where[400];
+        snprintf(where, sizeof where, "%s:%d", filename, lineno);
+        if (len >= sizeof line)
+            return errf(err, errlen, "%s: line longer than %zu characters", where, sizeof line - 1);
+        memcpy(line, p, len);
+        line[len] = '\0';
+        p = nl ? nl + 1 : p + len;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *s = line;
+        trim(&s);
+        if (*s == '\0') continue;
+        char *eq = strchr(s, '=');
+        if (!eq)
+            return errf(err, errlen,
+                        "%s: '%s' is not 'key = value'; accepted: one 'key = value "
+                        "[unit]' per line, '#' comments",
+                        where, s);
+        *eq = '\0';
+        char *key = s, *value = eq + 1;
+        trim(&key);
+        trim(&value);
+        size_t ki;
+        for (ki = 0; ki < NUM_KEYS; ki++)
+            if (strcmp(key, keys[ki].key) == 0) break;
+        if (ki == NUM_KEYS) {
+            char all[600] = "";
+            for (size_t i = 0; i < NUM_KEYS; i++) {
+                strncat(all, i ? ", " : "", sizeof all - strlen(all) - 1);
+                strncat(all, keys[i].key, sizeof all - strlen(all) - 1);
+            }
+            return errf(err, errlen,
+                        "%s: '%s' is not a key of a machine description; accepted "
+                        "keys: %s",
+                        where, key, all);
+        }
+        const key_def *k = &keys[ki];
+        if (seen_line[ki])
+            return errf(err, errlen,
+                        "%s: key '%s' appears twice (first on line %d); accepted: "
+                        "each key once",
+                        where, k->key, seen_line[ki]);
+        seen_line[ki] = lineno;
+        if (*value == '\0')
+            return errf(err, errlen, "%s: key '%s' has no value; accepted: %s", where, k->key,
+                        k->help);
+        char *field = (char *)m + k->offset;
+        if (k->kind == V_STRING) {
+            if (strlen(value) >= 64)
+                return errf(err, errlen, "%s: key '%s': value longer than 63 characters", where,
+                            k->key);
+            snprintf(field, 64, "%s", value);
+            continue;
+        }
+        double v = 0.0;
+        if (parse_value(k, value, where, &v, err, errlen)) return -1;
+        if (k->kind == V_COUNT)
+            *(uint64_t *)field = (uint64_t)v;
+        else
+            *(double *)field = v;
+    }
+    for (size_t ki = 0; ki < NUM_KEYS; ki++)
+        if (!seen_line[ki])
+            return errf(err, errlen,
+                        "%s: key '%s' is missing; accepted: every key of "
+                        "docs/machine.md once (%s)",
+                        filename, keys[ki].key, keys[ki].help);
+    if (m->gpus_per_nic > m->gpus_per_node)
+        return errf(err, errlen,
+                    "%s:%d: key 'gpus_per_nic': %llu GPUs per NIC but %llu per node; "
+                    "accepted: at most gpus_per_node",
+                    filename, seen_line[NUM_KEYS - 1], (unsigned long long)m->gpus_per_nic,
+                    (unsigned long long)m->gpus_per_node);
+    snprintf(m->origin, sizeof m->origin, "%s", filename);
+    return 0;
+}
+
+const char *const *machine_preset_names(void)
+{
+    return machine_preset_name_table;
+}
+
+const char *machine_preset_text(const char *name)
+{
+    for (size_t i = 0; machine_preset_name_table[i]; i++)
+        if (strcmp(name, machine_preset_name_table[i]) == 0) return machine_preset_text_table[i];
+    return NULL;
+}
+
+int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
+{
+    const char *preset = machine_preset_text(name_or_path);
+    if (preset) {
+        char origin[96];
+        snprintf(origin, sizeof origin, "preset %s", name_or_path);
+        return machine_parse(preset, origin, m, err, errlen);
+    }
+    FILE *f = fopen(name_or_path, "rb");
+    if (!f) {
+        char names[400] = "";
+        for (size_t i = 0; machine_preset_name_table[i]; i++) {
+            strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
+            strncat(names, machine_preset_name_table[i], sizeof names - strlen(names) - 1);
+        }
+        return errf(err, errlen,
+                    "'%s' is neither a preset nor a readable file (%s); accepted: "
+                    "%s, or a machine file",
+                    name_or_path, strerror(errno), names);
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            if (cap > (1u << 20)) {
+                fclose(f);
+                free(text);
+                return errf(err, errlen, "%s: larger than 1 MiB; accepted: a machine file",
+                            name_or_path);
+            }
+            char *t = realloc(text, cap);
+            if (!t) {
+                fclose(f);
+                free(text);
+                return errf(err, errlen, "%s: out of memory", name_or_path);
+            }
+            text = t;
+        }
+        size_t n = fread(text + len, 1, 4096, f);
+        len += n;
+        if (n < 4096) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(text);
+        return errf(err, errlen, "%s: read error", name_or_path);
+    }
+    text[len] = '\0';
+    if (strlen(text) != len) {
+        free(text);
+        return errf(err, errlen, "%s: contains NUL bytes; accepted: a text machine file",
+                    name_or_path);
+    }
+    int rc = machine_parse(text, name_or_path, m, err, errlen);
+    free(text);
+    return rc;
+}
+
+size_t machine_format(const machine *m, char *buf, size_t n)
+{
+    return (size_t)snprintf(
+        buf, n,
+        "name = %s\ngpu = %s\ngpus_per_node = %llu\nsms = %llu\nsmem_per_sm = %.17g B\n"
+        "l2 = %.17g B\nhbm_bandwidth = %.17g B/s\npeak_f32 = %.17g FLOP/s\n"
+        "peak_f16 = %.17g FLOP/s\npeak_bf16 = %.17g FLOP/s\nsustained_fraction = %.17g\n"
+        "intra_alpha = %.17g s\nintra_bandwidth = %.17g B/s\ninter_alpha = %.17g s\n"
+        "inter_bandwidth = %.17g B/s\ngpus_per_nic = %llu\n",
+        m->name, m->gpu, (unsigned long long)m->gpus_per_node, (unsigned long long)m->sms,
+        m->smem_per_sm_bytes, m->l2_bytes, m->hbm_bytes_per_s, m->peak_flops[0], m->peak_flops[1],
+        m->peak_flops[2], m->sustained_fraction, m->alpha_s[0], m->bytes_per_s[0], m->alpha_s[1],
+        m->bytes_per_s[1], (unsigned long long)m->gpus_per_nic);
+}

@@ -1,0 +1,43 @@
+/* machine.h - the machine description the time model uses (cost-model.md, "Machine
+ * description"; format in docs/machine.md). A machine is nodes of gpus_per_node GPUs; ranks are
+ * packed gpus_per_node per node in rank order. Plain-text files, one "key = value [unit]" per
+ * line, '#' comments; every key is required, unknown keys and bad units are errors. */
+#ifndef ATTNSIM_MACHINE_H
+#define ATTNSIM_MACHINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { TIER_INTRA = 0, TIER_INTER = 1 };
+
+typedef struct {
+    char name[64];
+    char gpu[64];
+    uint64_t gpus_per_node;
+    uint64_t sms;
+    double smem_per_sm_bytes;
+    double l2_bytes;
+    double hbm_bytes_per_s;
+    double peak_flops[3];      /* dense matrix FLOP/s by storage type: f32, f16, bf16 */
+    double sustained_fraction; /* of peak, reached by a real attention kernel */
+    double alpha_s[2];         /* latency per message, by tier */
+    double bytes_per_s[2];     /* unidirectional bandwidth per GPU (intra) or per NIC (inter) */
+    uint64_t gpus_per_nic;     /* GPUs sharing one NIC for inter-node traffic */
+    char origin[300];          /* "preset NAME" or the file path */
+} machine;
+
+/* Parses a machine description. `filename` names the text in messages. Returns 0, or -1 with
+ * one line in err: "FILE:LINE: key 'k': what is wrong; accepted: ...". */
+int machine_parse(const char *text, const char *filename, machine *m, char *err, size_t errlen);
+
+/* A preset name (machine_preset_names) or a file path. Returns 0 or -1 with err. */
+int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen);
+
+/* NULL-terminated list of the built-in presets, and the text of one (NULL if unknown). */
+const char *const *machine_preset_names(void);
+const char *machine_preset_text(const char *name);
+
+/* Writes m in the file format (round-trips through machine_parse). Returns bytes written. */
+size_t machine_format(const machine *m, char *buf, size_t n);
+
+#endif

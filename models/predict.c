@@ -1,0 +1,62 @@
+/* predict.c - a whole prediction (see predict.h). */
+#include "predict.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kn_common.h"
+
+static void take_max(am_count *mx, const am_count *x)
+{
+    if (x->bytes_sent > mx->bytes_sent) mx->bytes_sent = x->bytes_sent;
+    if (x->bytes_recv > mx->bytes_recv) mx->bytes_recv = x->bytes_recv;
+    if (x->msgs_sent > mx->msgs_sent) mx->msgs_sent = x->msgs_sent;
+    if (x->msgs_recv > mx->msgs_recv) mx->msgs_recv = x->msgs_recv;
+}
+
+void am_predict(const am_config *c, const machine *m, int keep_per_rank, am_prediction *p)
+{
+    memset(p, 0, sizeof *p);
+    p->cfg = *c;
+    p->F = am_phases(c, p->phases);
+    int F = p->F;
+    if (keep_per_rank)
+        p->per_rank =
+            kn_xcalloc(c->P * (size_t)(F ? F : 1), sizeof(am_count), "per-rank predictions");
+    am_count row[AM_MAX_PHASES];
+    for (uint64_t x = 0; x < c->P; x++) {
+        am_rank_counts(c, x, row);
+        uint64_t sent = 0;
+        for (int f = 0; f < F; f++) {
+            take_max(&p->max[f], &row[f]);
+            sent += row[f].bytes_sent;
+            p->total_recv_sum += row[f].bytes_recv;
+        }
+        p->total_sent_sum += sent;
+        if (sent > p->total_sent_max) p->total_sent_max = sent;
+        if (p->per_rank) memcpy(&p->per_rank[x * (size_t)F], row, (size_t)F * sizeof(am_count));
+    }
+    am_predict_time(c, m, &p->time);
+}
+
+void am_prediction_free(am_prediction *p)
+{
+    free(p->per_rank);
+    p->per_rank = NULL;
+}
+
+uint64_t am_best_grid_rows(const am_config *c, const machine *m)
+{
+    uint64_t best_r = 1;
+    double best = -1.0;
+    for (uint64_t r = 1; r <= c->P; r++) {
+        if (c->P % r) continue;
+        am_config g = *c;
+        g.rows = r;
+        g.cols = c->P / r;
+        am_time t;
+        am_predict_time(&g, m, &t);
+        if (best < 0 || t.total_s < best) best = t.total_s, best_r = r;
+    }
+    return best_r;
+}

@@ -1,0 +1,30 @@
+/* predict.h - one whole prediction of a configuration on a machine: per-rank, per-phase bytes
+ * and messages (algo.h), their maxima, and the phase times (time_model.h). Used by
+ * `attnsim model` and, for the predicted side of every executed run, by `attnsim run`. */
+#ifndef ATTNSIM_PREDICT_H
+#define ATTNSIM_PREDICT_H
+
+#include "algo.h"
+#include "machine.h"
+#include "time_model.h"
+
+typedef struct {
+    am_config cfg;
+    int F;
+    am_phase phases[AM_MAX_PHASES];
+    am_count *per_rank;          /* [P][F], or NULL when not kept */
+    am_count max[AM_MAX_PHASES]; /* max over ranks, per field */
+    uint64_t total_sent_max;     /* max over ranks of the bytes a rank sends in total */
+    uint64_t total_sent_sum;     /* over all ranks and phases */
+    uint64_t total_recv_sum;
+    am_time time;
+} am_prediction;
+
+/* Fills p (per_rank allocated when keep_per_rank). */
+void am_predict(const am_config *c, const machine *m, int keep_per_rank, am_prediction *p);
+void am_prediction_free(am_prediction *p);
+
+/* The R x C grid (R C = P) with the least predicted time for c (rows/cols ignored); returns R. */
+uint64_t am_best_grid_rows(const am_config *c, const machine *m);
+
+#endif

@@ -1,0 +1,36 @@
+/* time_model.h - predicted time of each phase of a distributed attention run on a described
+ * machine (cost-model.md, "Communication cost" and "Time"; docs/model.md).
+ *
+ * Messages: T = alpha + m beta on the tier the two ranks use (same node: intra, else inter);
+ * inter-node bandwidth is divided among the GPUs of one NIC that cross at the same time. A ring
+ * step lasts as long as its slowest hop carrying the largest message (steps are synchronous);
+ * phases without overlap add. Overlapped phases (Ring, A2D-O) take per step
+ * max(compute, communication), plus the compute of the last block. Compute of a tile is its
+ * FLOPs (visible query-key pairs only under the causal mask) over peak x sustained fraction, or
+ * its compulsory bytes over HBM bandwidth if that is longer (roofline).
+ */
+#ifndef ATTNSIM_TIME_MODEL_H
+#define ATTNSIM_TIME_MODEL_H
+
+#include "algo.h"
+#include "machine.h"
+
+typedef enum { TERM_LATENCY = 0, TERM_BANDWIDTH = 1, TERM_COMPUTE = 2 } am_term;
+extern const char *const am_term_names[]; /* latency, bandwidth, compute */
+
+typedef struct {
+    int F;
+    double phase_s[AM_MAX_PHASES];
+    double total_s;
+    double term_s[3]; /* the critical path split into latency, bandwidth and compute */
+    am_term dominant;
+    uint64_t inter_node_phases; /* bit f: phase f sends some message across nodes */
+} am_time;
+
+void am_predict_time(const am_config *c, const machine *m, am_time *out);
+
+/* Local attention FLOPs of the busiest rank in phase f (forward 4 d per visible pair and head,
+ * backward 10 d); 0 for phases without compute. */
+double am_phase_flops(const am_config *c, int f);
+
+#endif
