@@ -108,6 +108,32 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                                  (unsigned long long)(o.grid.rows * o.grid.cols),
                                  (unsigned long long)o.procs.v[i]);
 
+    /* refuse a sweep with nothing feasible before anything is written */
+    long feasible = 0;
+    for (size_t si = 0; si < o.seq.n; si++)
+        for (size_t pi = 0; pi < o.procs.n; pi++)
+            for (int a = 0; a < AM_NUM_ALGOS; a++) {
+                am_config c = {(am_algo)a,
+                               (part_layout)o.layout,
+                               (am_pass)o.pass,
+                               o.procs.v[pi],
+                               1,
+                               o.procs.v[pi],
+                               o.seq.v[si],
+                               o.batch,
+                               o.heads,
+                               o.kv_heads,
+                               o.head_dim.v[0],
+                               0,
+                               2};
+                if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
+            }
+    if (!feasible)
+        return cli_error(&o, NULL,
+                         "no point of the sweep can run (%s); accepted: N >= P, and "
+                         "kv-heads >= P for ulysses",
+                         err);
+
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
     h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
@@ -223,11 +249,6 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     }
     h5out_close(h);
     prov_free(&prov);
-    if (rows == 0)
-        return cli_error(&o, NULL,
-                         "no configuration of the sweep can run (%ld skipped: see the "
-                         "lines above); accepted: N >= P, kv-heads >= P for ulysses",
-                         skipped);
     printf("# %ld predictions%s; time: predicted total; vs_ring: ring (same layout) time over "
            "this time; *: grid chosen by --grid auto\n",
            rows, skipped ? " (some combinations skipped)" : "");

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""attnsim model writes kind=model runs of schema attnsim/1: per-rank [P][F] arrays up to
+--rank-arrays (and an attribute saying they were omitted above it), per-phase maxima that
+agree with the arrays, total sent == total received, a /summary row per run; --grid auto says
+which grid it chose; a --grid that does not match --procs, and a sweep with no feasible point,
+are refused with status 2 and nothing written.
+Usage: model_output.py ATTNSIM"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+ATTNSIM = os.path.abspath(sys.argv[1])
+
+
+def main():
+    problems = []
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "m.h5")
+        r = subprocess.run([ATTNSIM, "model", "--procs", "4,16,8", "--seq", "4k,1000",
+                            "--heads", "16", "--kv-heads", "8", "--pass", "train",
+                            "--causal=both", "--rank-arrays", "8", "--out", out],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            problems.append(f"model failed: {r.stderr}")
+        if "8x1*" not in r.stdout and "1x8*" not in r.stdout and "2x4*" not in r.stdout and "4x2*" not in r.stdout:
+            problems.append("P = 8 (not a square) should show an auto grid marked *")
+        with h5py.File(out, "r") as f:
+            runs = sorted(f["runs"])
+            summary = f["summary"][()]
+            if len(runs) != len(summary) or not runs:
+                problems.append(f"{len(runs)} runs, {len(summary)} summary rows")
+            for name in runs:
+                g = f["runs"][name]
+                a = g.attrs
+                P, F = int(a["P"]), len(g["phases"])
+                if a["kind"] != "model":
+                    problems.append(f"{name}: kind {a['kind']}")
+                if int(a["grid_rows"]) * int(a["grid_cols"]) != P and a["algorithm"].startswith("a2d"):
+                    problems.append(f"{name}: grid does not multiply to P")
+                if P <= 8:
+                    if a["per_rank_arrays"] != "present":
+                        problems.append(f"{name}: P = {P} without per-rank arrays")
+                        continue
+                    sent, recv = g["predicted/bytes_sent"][()], g["predicted/bytes_recv"][()]
+                    if sent.shape != (P, F) or g["ranks"].shape != (P, 4):
+                        problems.append(f"{name}: shapes {sent.shape} {g['ranks'].shape}")
+                    if sent.sum() != recv.sum():
+                        problems.append(f"{name}: sent {sent.sum()} != received {recv.sum()}")
+                    if not np.array_equal(sent.max(axis=0), g["predicted/bytes_sent_max"][()]):
+                        problems.append(f"{name}: per-phase maxima disagree with the arrays")
+                    row = summary[summary["run"] == int(name)][0]
+                    if row["predicted_bytes_max"] != sent.sum(axis=1).max():
+                        problems.append(f"{name}: summary bytes {row['predicted_bytes_max']}")
+                    if g["predicted/bytes_sent"].attrs["units"] != "bytes":
+                        problems.append(f"{name}: no units")
+                else:
+                    if "omitted" not in a["per_rank_arrays"] or "predicted/bytes_sent" in g:
+                        problems.append(f"{name}: P = {P} above --rank-arrays 8 kept its arrays")
+                t = g["predicted/phase_time_s"][()]
+                if abs(t.sum() - g["predicted/total_time_s"][()]) > 1e-12 * max(1, t.sum()):
+                    problems.append(f"{name}: phase times do not add up to the total")
+                if a["dominant_term"] not in ("latency", "bandwidth", "compute"):
+                    problems.append(f"{name}: dominant term {a['dominant_term']}")
+        for args, must in (
+                (["--procs", "16,8", "--grid", "4x4"], "--grid: 4x4 has 16 devices but --procs includes 8"),
+                (["--procs", "64", "--seq", "32"], "no point of the sweep can run"),
+                (["--procs", "0"], "--procs: '0' is zero"),
+                (["--machine", "dgx-z100"], "--machine: 'dgx-z100' is neither a preset nor a readable file")):
+            new = os.path.join(d, "new.h5")
+            p = subprocess.run([ATTNSIM, "model", *args, "--out", new], capture_output=True, text=True)
+            if p.returncode != 2 or must not in p.stderr or p.stderr.count("\n") != 1 or os.path.exists(new) or p.stdout:
+                problems.append(f"{args}: status {p.returncode}, stderr {p.stderr!r}, stdout {p.stdout[:80]!r}")
+    for p in problems:
+        print("FAIL", p)
+    print(f"model_output: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

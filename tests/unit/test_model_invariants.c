@@ -1,0 +1,171 @@
+/* test_model_invariants.c - properties of the model over random configurations: total bytes
+ * sent == total received, causal masks change no byte, Ring's bytes per rank stay flat in P,
+ * Attention2D's fall as 1/sqrt(P), A2D-NO and A2D-O move the same bytes, no rank sends more than
+ * its messages x the phase's largest message; and of the time model: single-node machines use
+ * no inter-node link, NIC sharing slows inter-node phases, and on the Attention2D paper's
+ * cluster shapes Attention2D beats Ring at long sequences as the paper reports. Also every
+ * preset parses and a machine file round-trips. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "predict.h"
+#include "test_util.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(uint64_t n)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return rng % n;
+}
+
+static uint64_t max_sent_total(const am_config *c)
+{
+    machine m;
+    char err[300];
+    machine_load("dgx-h100", &m, err, sizeof err);
+    am_prediction p;
+    am_predict(c, &m, 0, &p);
+    return p.total_sent_max;
+}
+
+int main(void)
+{
+    machine m;
+    char err[400];
+    for (const char *const *n = machine_preset_names(); *n; n++) {
+        CHECK(machine_load(*n, &m, err, sizeof err) == 0, "preset %s: %s", *n, err);
+        char text[2048];
+        machine_format(&m, text, sizeof text);
+        machine m2;
+        CHECK(machine_parse(text, "round trip", &m2, err, sizeof err) == 0, "round trip %s: %s", *n,
+              err);
+        CHECK(m2.gpus_per_node == m.gpus_per_node && m2.hbm_bytes_per_s == m.hbm_bytes_per_s &&
+                  m2.alpha_s[1] == m.alpha_s[1] && m2.bytes_per_s[0] == m.bytes_per_s[0] &&
+                  m2.peak_flops[2] == m.peak_flops[2] && !strcmp(m2.name, m.name),
+              "round trip of %s changed values", *n);
+    }
+
+    for (int trial = 0; trial < 3000; trial++) {
+        am_config c;
+        memset(&c, 0, sizeof c);
+        c.algo = (am_algo)rnd(AM_NUM_ALGOS);
+        c.layout = (part_layout)rnd(3);
+        c.pass = (am_pass)rnd(3);
+        c.P = 1 + rnd(40);
+        c.kv_heads = 1 + rnd(8) + (c.algo == ALGO_ULYSSES ? c.P : 0);
+        c.heads = c.kv_heads * (1 + rnd(4));
+        c.N = c.P + rnd(300);
+        c.batch = 1 + rnd(3);
+        c.head_dim = 8 * (1 + rnd(16));
+        c.dtype = (int)rnd(3);
+        c.rows = 1, c.cols = c.P;
+        if (c.algo == ALGO_A2D_NO || c.algo == ALGO_A2D_O) {
+            do c.rows = 1 + rnd(c.P);
+            while (c.P % c.rows);
+            c.cols = c.P / c.rows;
+        }
+        CHECK(am_validate(&c, err, sizeof err) == 0, "random config invalid: %s", err);
+        am_phase ph[AM_MAX_PHASES];
+        int F = am_phases(&c, ph);
+        am_count cnt[AM_MAX_PHASES];
+        uint64_t s[AM_MAX_PHASES] = {0}, r[AM_MAX_PHASES] = {0}, ms[AM_MAX_PHASES] = {0},
+                 mr[AM_MAX_PHASES] = {0};
+        am_config causal = c;
+        causal.causal = 1;
+        for (uint64_t x = 0; x < c.P; x++) {
+            am_rank_counts(&c, x, cnt);
+            am_count cc[AM_MAX_PHASES];
+            am_rank_counts(&causal, x, cc);
+            for (int f = 0; f < F; f++) {
+                s[f] += cnt[f].bytes_sent, r[f] += cnt[f].bytes_recv;
+                ms[f] += cnt[f].msgs_sent, mr[f] += cnt[f].msgs_recv;
+                CHECK(cnt[f].bytes_sent <= cnt[f].msgs_sent * am_phase_max_message(&c, f),
+                      "%s phase %s rank %llu sends %llu bytes in %llu messages of at most %llu",
+                      am_algo_names[c.algo], ph[f].name, (unsigned long long)x,
+                      (unsigned long long)cnt[f].bytes_sent, (unsigned long long)cnt[f].msgs_sent,
+                      (unsigned long long)am_phase_max_message(&c, f));
+                CHECK(!memcmp(&cc[f], &cnt[f], sizeof cc[f]), "causal changed the bytes of %s",
+                      ph[f].name);
+            }
+        }
+        for (int f = 0; f < F; f++)
+            CHECK(s[f] == r[f] && ms[f] == mr[f], "%s %s P=%llu: sent %llu != received %llu",
+                  am_algo_names[c.algo], ph[f].name, (unsigned long long)c.P,
+                  (unsigned long long)s[f], (unsigned long long)r[f]);
+        if (c.algo == ALGO_A2D_NO || c.algo == ALGO_A2D_O) {
+            am_config o = c;
+            o.algo = c.algo == ALGO_A2D_NO ? ALGO_A2D_O : ALGO_A2D_NO;
+            for (uint64_t x = 0; x < c.P; x++) {
+                am_count a[AM_MAX_PHASES], b[AM_MAX_PHASES];
+                am_rank_counts(&c, x, a);
+                am_rank_counts(&o, x, b);
+                uint64_t ta = 0, tb = 0, na = 0, nb = 0;
+                int Fa = am_phases(&c, ph), Fb = am_phases(&o, ph);
+                for (int f = 0; f < Fa; f++) ta += a[f].bytes_sent, na += a[f].msgs_sent;
+                for (int f = 0; f < Fb; f++) tb += b[f].bytes_sent, nb += b[f].msgs_sent;
+                CHECK(ta == tb && na == nb, "A2D-NO and A2D-O differ at rank %llu: %llu vs %llu",
+                      (unsigned long long)x, (unsigned long long)ta, (unsigned long long)tb);
+            }
+        }
+    }
+
+    /* Ring: flat in P; Attention2D: falls as 1/sqrt(P) (ratio (1/p1 - 1/P1)/(1/p2 - 1/P2) for
+     * the all-gathers, exactly 28/15 from P = 64 to 256 up to the transpose term) */
+    am_config ring = {ALGO_RING, LAYOUT_CONTIGUOUS, AM_FWD, 4, 1, 4, 1 << 16, 1, 8, 8, 128, 0, 2};
+    uint64_t r4 = max_sent_total(&ring);
+    ring.P = ring.cols = 256;
+    uint64_t r256 = max_sent_total(&ring);
+    CHECK(r256 >= r4 && (double)r256 <= (double)r4 / 0.75 + 1, "ring not flat: %llu -> %llu",
+          (unsigned long long)r4, (unsigned long long)r256);
+    am_config a2d = {ALGO_A2D_NO, LAYOUT_CONTIGUOUS, AM_FWD, 64, 8, 8, 1 << 16, 1, 8, 8, 128, 0, 2};
+    uint64_t a64 = max_sent_total(&a2d);
+    a2d.P = 256, a2d.rows = a2d.cols = 16;
+    uint64_t a256 = max_sent_total(&a2d);
+    double ratio = (double)a64 / (double)a256;
+    CHECK(ratio > 1.8 && ratio < 2.0, "A2D bytes ratio P=64 -> 256 is %.3f, expected ~28/15",
+          ratio);
+    a2d.P = 4096, a2d.rows = a2d.cols = 64;
+    CHECK((double)max_sent_total(&a2d) < (double)a256 / 3.5, "A2D not falling at P = 4096");
+
+    /* time model */
+    machine dev4, paper_a100, paper_h100, shared;
+    machine_load("dev-4gpu", &dev4, err, sizeof err);
+    machine_load("a2d-paper-a100", &paper_a100, err, sizeof err);
+    machine_load("a2d-paper-h100", &paper_h100, err, sizeof err);
+    am_config c4 = {ALGO_A2D_NO, LAYOUT_CONTIGUOUS, AM_TRAIN, 4, 2, 2, 32768, 1, 32, 32, 128, 0, 2};
+    am_time t;
+    am_predict_time(&c4, &dev4, &t);
+    CHECK(t.inter_node_phases == 0, "a single node used an inter-node link");
+    am_config big = {
+        ALGO_A2D_NO, LAYOUT_CONTIGUOUS, AM_FWD, 64, 8, 8, 131072, 1, 32, 32, 128, 1, 2};
+    am_predict_time(&big, &paper_h100, &t);
+    CHECK(t.inter_node_phases != 0, "64 nodes x 1 GPU without inter-node phases");
+    shared = paper_a100;
+    shared.gpus_per_nic = 4;
+    am_config ringbig = big;
+    ringbig.algo = ALGO_RING, ringbig.rows = 1, ringbig.cols = 64;
+    am_time t1, t2;
+    big.rows = big.cols = 8;
+    am_predict_time(&big, &paper_a100, &t1);
+    am_predict_time(&big, &shared, &t2);
+    CHECK(t2.total_s > t1.total_s, "NIC sharing did not slow the run: %g vs %g", t2.total_s,
+          t1.total_s);
+    const machine *papers[2] = {&paper_a100, &paper_h100};
+    for (int k = 0; k < 2; k++) {
+        am_time tr, ta;
+        am_predict_time(&ringbig, papers[k], &tr);
+        am_predict_time(&big, papers[k], &ta);
+        double speedup = tr.total_s / ta.total_s;
+        CHECK(speedup > 1.5 && speedup < 20, "%s: A2D-NO speedup over Ring %.2f", papers[k]->name,
+              speedup);
+        printf("  %s, P = 64, N = 128k, causal fwd: A2D-NO %.2fx faster than Ring\n",
+               papers[k]->name, speedup);
+    }
+    /* a compute-bound single GPU pair: Ring hides its communication */
+    am_config small = {ALGO_RING, LAYOUT_CONTIGUOUS, AM_FWD, 4, 1, 4, 131072, 1, 32, 32, 128, 0, 2};
+    am_predict_time(&small, &dev4, &t);
+    CHECK(t.dominant == TERM_COMPUTE, "ring at N = 128k on 4 GPUs should be compute-bound (%s)",
+          am_term_names[t.dominant]);
+    return test_finish("test_model_invariants");
+}
