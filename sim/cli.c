@@ -141,7 +141,9 @@ int cli_parse_choice(const char *text, const char *const *names, int *out, char 
         }
     char all[256];
     join_names(names, all, sizeof all);
-    snprintf(err, errlen, "unknown value '%s'; accepted: %s", text, all);
+    /* a long value is cut to fit the message buffer; the message stays one line */
+    if (snprintf(err, errlen, "unknown value '%s'; accepted: %s", text, all) >= (int)errlen)
+        err[errlen - 1] = '\0';
     return -1;
 }
 

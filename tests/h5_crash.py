@@ -100,6 +100,9 @@ def earlier_intact(before, after):
 
 
 def main():
+    if not shutil.which("h5dump"):
+        print("h5dump not found: install hdf5-tools (tests/install-deps.sh does)")
+        return 1
     failures = 0
     work = tempfile.mkdtemp()
     try:

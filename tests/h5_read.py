@@ -6,6 +6,7 @@ with units, and a /summary row per run that agrees with the run it describes.
 Usage: h5_read.py ATTNSIM
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,9 @@ KERNEL_DATASETS = [f"{side}/{q}" for side in ("measured", "predicted")
 
 
 def main():
+    if not shutil.which("h5dump"):
+        print("h5dump not found: install hdf5-tools (tests/install-deps.sh does)")
+        return 1
     problems = []
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "k.h5")
