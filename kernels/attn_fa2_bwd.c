@@ -42,14 +42,16 @@ static void bwd_prepass(const kn_shape *s, kn_blocks blk, bwd_sram *w, kn_attn_i
         for (size_t r0 = 0; r0 < s->nq; r0 += blk.br) {
             size_t rows = kn_min(blk.br, s->nq - r0);
             size_t at = (bh * s->nq + r0) * d;
-            kn_hbm_read(c, &t->o, at, rows * d, w->q);
-            kn_hbm_read(c, &t->d_o, at, rows * d, w->slot);
-            for (size_t r = 0; r < rows; r++) {
-                float acc = 0.0f;
-                for (size_t x = 0; x < d; x++) acc += w->q[r * d + x] * w->slot[r * d + x];
-                w->dsum[r] = acc;
+            if (!t->bwd_dsum_given) {
+                kn_hbm_read(c, &t->o, at, rows * d, w->q);
+                kn_hbm_read(c, &t->d_o, at, rows * d, w->slot);
+                for (size_t r = 0; r < rows; r++) {
+                    float acc = 0.0f;
+                    for (size_t x = 0; x < d; x++) acc += w->q[r * d + x] * w->slot[r * d + x];
+                    w->dsum[r] = acc;
+                }
+                kn_hbm_write(c, &t->dsum, bh * s->nq + r0, rows, w->dsum);
             }
-            kn_hbm_write(c, &t->dsum, bh * s->nq + r0, rows, w->dsum);
             for (size_t i = 0; i < rows * d; i++) w->slot[i] = 0.0f;
             kn_hbm_write(c, &t->dq_acc, at, rows * d, w->slot);
         }

@@ -68,6 +68,12 @@ void kn_fa2_fwd(const kn_shape *s, size_t sram_elems, kn_attn_io *t, kn_counters
                     kn_tile_pv(S, kv, rows, cols, d, o);
                     c->flops += 4ull * rows * cols * d;
                 }
+                if (t->fwd_partial) { /* the caller merges the unnormalised partial */
+                    kn_hbm_write(c, &t->o, qbase + r0 * d, rows * d, o);
+                    kn_hbm_write(c, &t->m, statbase + r0, rows, m);
+                    kn_hbm_write(c, &t->l, statbase + r0, rows, l);
+                    continue;
+                }
                 for (size_t r = 0; r < rows; r++)
                     kn_state_finalize(d, m[r], l[r], o + r * d, &m[r]);
                 kn_hbm_write(c, &t->o, qbase + r0 * d, rows * d, o);

@@ -35,6 +35,13 @@ typedef struct {
     kn_tensor dq, dk, dv; /* storage type: backward outputs */
     kn_tensor dq_acc;     /* f32 [b][h][nq][d]: backward dQ accumulator */
     kn_tensor dsum;       /* f32 [b][h][nq]: backward D = rowsum(dO * O) */
+    /* Modes for tiles of a distributed algorithm (not used by the kernel study, whose traffic
+     * the IO model predicts):
+     * fwd_partial: kn_fa2_fwd writes the unnormalised partial (m, l, o) into m, l and o
+     *              instead of O and LSE, for the caller to merge (kn_merge.h);
+     * bwd_dsum_given: kn_fa2_bwd reads D from dsum (computed by the rows' owner from the
+     *              final O) instead of computing it from o and d_o. */
+    int fwd_partial, bwd_dsum_given;
 } kn_attn_io;
 
 /* 1 / sqrt(d). */

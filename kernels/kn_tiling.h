@@ -13,12 +13,17 @@
 #define ATTNSIM_KN_TILING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     size_t batch, heads, kv_heads; /* kv_heads divides heads */
     size_t nq, nk, d;              /* query rows, key rows, head dimension */
     int causal;                    /* bottom-right aligned: key k visible to query r iff
                                       k <= r + nk - nq */
+    /* Optional token positions (both set or both NULL), each sorted increasing: then key k is
+     * visible to query r iff k_pos[k] <= q_pos[r]. A distributed algorithm's tile holds tokens
+     * scattered over the sequence; the positions carry the causal mask to it. */
+    const uint64_t *q_pos, *k_pos;
 } kn_shape;
 
 typedef struct {
@@ -32,6 +37,7 @@ typedef size_t (*kn_working_set_fn)(size_t br, size_t bc, size_t d);
 /* Key k is visible to query row r. */
 static inline int kn_key_visible(const kn_shape *s, size_t r, size_t k)
 {
+    if (s->q_pos) return !s->causal || s->k_pos[k] <= s->q_pos[r];
     return !s->causal || k + s->nq <= r + s->nk;
 }
 
@@ -39,6 +45,17 @@ static inline int kn_key_visible(const kn_shape *s, size_t r, size_t k)
 static inline size_t kn_keys_visible(const kn_shape *s, size_t r)
 {
     if (!s->causal) return s->nk;
+    if (s->q_pos) { /* keys with k_pos <= q_pos[r]: a prefix, found by bisection */
+        size_t lo = 0, hi = s->nk;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (s->k_pos[mid] <= s->q_pos[r])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo;
+    }
     if (r + s->nk + 1 <= s->nq) return 0;
     size_t n = r + s->nk + 1 - s->nq;
     return n < s->nk ? n : s->nk;

@@ -117,7 +117,7 @@ static int validate(attn_opts *o)
         for (size_t j = 0; j < kvl->n; j++)
             for (size_t di = 0; di < o->head_dim.n; di++) {
                 kn_shape s = {o->batch,          o->heads, o->kv_heads, o->seq.v[i], kvl->v[j],
-                              o->head_dim.v[di], 0};
+                              o->head_dim.v[di], 0,        NULL,        NULL};
                 unsigned need = KN_NEED_FWD | KN_NEED_FA1 | KN_NEED_BWD;
                 if (o->kernels & 1u) need |= KN_NEED_STANDARD; /* "standard" is first */
                 double bytes = (double)kn_problem_bytes(&s, KN_F32, need);
@@ -336,7 +336,9 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
                                                  o.seq.v[si],
                                                  o.seq_kv.n ? kvl->v[ki] : o.seq.v[si],
                                                  o.head_dim.v[di],
-                                                 causal};
+                                                 causal,
+                                                 NULL,
+                                                 NULL};
                                 runs++;
                                 good += run_config(&c, &o, h);
                             }

@@ -63,7 +63,7 @@ int main(int argc, char **argv)
             for (size_t mi = 0; mi < nM; mi++)
                 for (int causal = 0; causal < 2; causal++)
                     for (int gqa = 0; gqa < 2; gqa++) {
-                        kn_shape s = {1, 2, gqa ? 1 : 2, n, n, d, causal};
+                        kn_shape s = {1, 2, gqa ? 1 : 2, n, n, d, causal, NULL, NULL};
                         for (size_t ki = 0; ki < ks_num_kernels; ki++)
                             one(&ks_kernels[ki], &s, KN_F32, uniq[mi]);
                     }
@@ -74,7 +74,7 @@ int main(int argc, char **argv)
         for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++)
             for (int causal = 0; causal < 2; causal++)
                 for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
-                    kn_shape s = {2, 4, 2, pairs[pi][0], pairs[pi][1], d, causal};
+                    kn_shape s = {2, 4, 2, pairs[pi][0], pairs[pi][1], d, causal, NULL, NULL};
                     size_t Ms[3] = {4 * d, 9 * d, 40 * d};
                     for (int mi = 0; mi < 3; mi++)
                         for (size_t ki = 0; ki < ks_num_kernels; ki++)

@@ -75,7 +75,8 @@ int main(void)
     for (size_t i = 0; i < 3; i++)
         for (int causal = 0; causal < 2; causal++)
             for (int gqa = 0; gqa < 2; gqa++) {
-                kn_shape s = {1, 2, gqa ? 1 : 2, fd_shapes[i][0], fd_shapes[i][1], 4, causal};
+                kn_shape s = {1,      2,    gqa ? 1 : 2, fd_shapes[i][0], fd_shapes[i][1], 4,
+                              causal, NULL, NULL};
                 finite_differences(&s);
             }
 
@@ -88,7 +89,8 @@ int main(void)
                 for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
                     size_t d = dims[di];
                     if (d == 256 && shapes[si][0] > 64) continue; /* d = 256: keep it short */
-                    kn_shape s = {2, 4, causal ? 2 : 4, shapes[si][0], shapes[si][1], d, causal};
+                    kn_shape s = {2, 4,      causal ? 2 : 4, shapes[si][0], shapes[si][1],
+                                  d, causal, NULL,           NULL};
                     size_t Ms[2] = {7 * d, 64 * d};
                     for (int mi = 0; mi < 2; mi++)
                         for (size_t ki = 0; ki < ks_num_kernels; ki++)
@@ -97,7 +99,7 @@ int main(void)
 
     /* A rounding check that can fail: with f16 storage the error must be above f32's
      * tolerance but inside f16's, so the per-type tolerances are neither too loose nor void. */
-    kn_shape s = {1, 2, 2, 64, 64, 64, 0};
+    kn_shape s = {1, 2, 2, 64, 64, 64, 0, NULL, NULL};
     ks_result r32, r16;
     ks_run(ks_find("fa2", "fwd"), &s, KN_F32, 64 * 64, 5, 1, &r32);
     ks_run(ks_find("fa2", "fwd"), &s, KN_F16, 64 * 64, 5, 1, &r16);
