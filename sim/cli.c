@@ -200,8 +200,16 @@ int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen)
     return 0;
 }
 
+static int cli_root = 1;
+
+void cli_set_root(int is_root)
+{
+    cli_root = is_root;
+}
+
 int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
 {
+    if (!cli_root) return 2;
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
@@ -372,7 +380,7 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
         break;
     case OPT_OUT:
-        rc = h5out_check_path(arg, err, sizeof err);
+        rc = cli_root ? h5out_check_path(arg, err, sizeof err) : 0;
         o->out = arg;
         break;
     case OPT_END:
@@ -403,7 +411,7 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
         int c = getopt_long(argc, argv, ":h", longopts, NULL);
         if (c == -1) break;
         if (c == 'h') {
-            print_help(cmd);
+            if (cli_root) print_help(cmd);
             return 1;
         }
         if (c == '?') {

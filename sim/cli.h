@@ -116,6 +116,11 @@ typedef struct {
  * Returns 0 to go on, 1 when --help was printed (exit 0), 2 after printing an error line. */
 int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o);
 
+/* Under MPI every rank parses the same command line, but only rank 0 speaks and only rank 0
+ * looks at the output path (other nodes may not even see it): the caller then agrees on the
+ * outcome with a reduction, so no rank hangs. */
+void cli_set_root(int is_root);
+
 /* Prints "attnsim SUB: --opt: message" (one line) to stderr and returns 2. */
 int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,4 +1,4 @@
-/* cmd_pending.c - `attnsim run` and `calibrate`: their options are parsed and checked
+/* cmd_pending.c - `attnsim calibrate`: their options are parsed and checked
  * exactly as they will be (so scripts can be written against them now); the subcommands
  * themselves land with their issues and until then exit with status 2 and nothing written. */
 #include <stdio.h>
@@ -7,18 +7,10 @@
 #include "cli.h"
 #include "commands.h"
 
-static const opt_id run_opts[] = {OPT_ALGO,     OPT_LAYOUT,   OPT_SEQ,    OPT_BATCH,   OPT_HEADS,
-                                  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_GRID,    OPT_PASS,
-                                  OPT_DTYPE,    OPT_BACKEND,  OPT_COMM,   OPT_MACHINE, OPT_CHECK,
-                                  OPT_SEED,     OPT_OUT,      OPT_END};
 static const opt_id calibrate_opts[] = {OPT_BACKEND, OPT_COMM, OPT_GRID,
                                         OPT_MACHINE, OPT_OUT,  OPT_END};
 
 static const cli_command pending[] = {
-    {"run", "execute distributed attention under MPI and record measured + predicted",
-     "Executes Ring Attention, Attention2D or Ulysses across the MPI ranks (mpirun -n P),\n"
-     "counting every byte, and records measured and predicted bytes and times.",
-     run_opts, NULL, 1024},
     {"calibrate", "measure links and kernels on this machine, fit the model's parameters",
      "Measures point-to-point and collective communication and kernel throughput on the\n"
      "ranks it is given and fits the machine description the model uses.",
@@ -45,14 +37,8 @@ static int pending_main(const cli_command *cmd, int argc, char **argv)
                      "0.1");
 }
 
-int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
-{
-    (void)full_argc, (void)full_argv;
-    return pending_main(&pending[0], argc, argv);
-}
-
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
     (void)full_argc, (void)full_argv;
-    return pending_main(&pending[1], argc, argv);
+    return pending_main(&pending[0], argc, argv);
 }

@@ -1,0 +1,557 @@
+/* cmd_run.c - `attnsim run`: execute distributed attention under MPI (one rank per "device",
+ * CPU backend), count every byte, and compare with the model.
+ *
+ * For each point of the sweep (dtype x head dim x causal x N x algorithm): every rank builds its
+ * shard from the seed, runs the algorithm's passes (exec_*.c) through the counting comm layer,
+ * and sends its per-phase counters and times to rank 0, which computes the prediction with the
+ * model's functions (models/predict.h), compares every rank and phase (any difference is an
+ * error naming the first one), optionally checks the outputs against the float64 reference of
+ * the whole problem, prints a table and writes one kind=distributed run.
+ * Exit status: 0 all runs valid; 1 a count differed or a check failed; 2 bad input (one line on
+ * rank 0, nothing written, every rank exits).
+ */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "dist_record.h"
+#include "exec.h"
+#include "fail.h"
+#include "h5out.h"
+#include "predict.h"
+#include "ref_f64.h"
+
+static const opt_id run_opts[] = {OPT_ALGO,     OPT_LAYOUT,   OPT_SEQ,    OPT_BATCH,   OPT_HEADS,
+                                  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_GRID,    OPT_PASS,
+                                  OPT_DTYPE,    OPT_BACKEND,  OPT_COMM,   OPT_MACHINE, OPT_CHECK,
+                                  OPT_SEED,     OPT_OUT,      OPT_END};
+
+static const cli_command run_cmd = {
+    "run",
+    "execute distributed attention under MPI and record measured + predicted",
+    "Executes Ring Attention, Attention2D (A2D-NO, A2D-O) and Ulysses across the MPI ranks\n"
+    "(mpirun -n P: one rank per device), counting the bytes and messages of every phase on every\n"
+    "rank, and compares them with the model's prediction (they must be equal). --check compares\n"
+    "the outputs (and gradients) with a float64 single-device reference. Defaults: --algo\n"
+    "ring,a2d-no,a2d-o --layout contiguous --seq 512 --batch 1 --heads 4 --head-dim 32\n"
+    "--causal=no --pass fwd --dtype f32 --backend cpu --comm mpi --machine dgx-h100 --seed 1;\n"
+    "--grid: the square grid (P must be a square) unless RxC or auto is given.",
+    run_opts,
+    NULL,
+    256};
+
+typedef struct {
+    attn_opts o;
+    machine m;
+    int rank, P;
+    int32_t *node_of; /* node index of every rank (from the host names) */
+    h5out *h;
+    attn_provenance prov;
+} run_env;
+
+static const exec_algo *algo_of(am_algo a)
+{
+    switch (a) {
+    case ALGO_RING:
+        return &exec_ring;
+    case ALGO_ULYSSES:
+        return &exec_ulysses;
+    default:
+        return &exec_a2d;
+    }
+}
+
+static uint64_t isqrt(uint64_t n)
+{
+    uint64_t r = (uint64_t)sqrt((double)n);
+    while (r * r > n) r--;
+    while ((r + 1) * (r + 1) <= n) r++;
+    return r;
+}
+
+/* The configuration of one sweep point; the grid rule of the command line. */
+static am_config config_of(const run_env *env, int algo, uint64_t N, uint64_t d, int causal, int dt)
+{
+    const attn_opts *o = &env->o;
+    am_config c = {(am_algo)algo,
+                   (part_layout)o->layout,
+                   (am_pass)o->pass,
+                   (uint64_t)env->P,
+                   1,
+                   (uint64_t)env->P,
+                   N,
+                   o->batch,
+                   o->heads,
+                   o->kv_heads,
+                   d,
+                   causal,
+                   dt};
+    if (algo == ALGO_A2D_NO || algo == ALGO_A2D_O) {
+        if (o->grid.is_auto) {
+            c.rows = am_best_grid_rows(&c, &env->m);
+            c.cols = c.P / c.rows;
+        } else if (o->grid.rows) {
+            c.rows = o->grid.rows, c.cols = o->grid.cols;
+        } else {
+            c.rows = c.cols = isqrt(c.P);
+        }
+    }
+    return c;
+}
+
+/* Every check of the command line that needs P; identical on every rank. */
+static int validate(run_env *env)
+{
+    attn_opts *o = &env->o;
+    uint64_t P = (uint64_t)env->P;
+    if (o->backend != BACKEND_CPU)
+        return cli_error(o, "--backend",
+                         "'cuda' is not available in this build yet; accepted: cpu");
+    if (o->comm != COMM_MPI)
+        return cli_error(o, "--comm",
+                         "'nccl' needs --backend cuda; accepted with --backend cpu: "
+                         "mpi");
+    if (o->kv_heads == 0) o->kv_heads = o->heads;
+    if (o->kv_heads > o->heads || o->heads % o->kv_heads)
+        return cli_error(o, "--kv-heads",
+                         "%llu does not divide --heads %llu; accepted: a "
+                         "divisor of the query head count",
+                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    if (o->algos & ((1u << ALGO_A2D_NO) | (1u << ALGO_A2D_O))) {
+        if (!o->grid.is_auto && o->grid.rows && o->grid.rows * o->grid.cols != P)
+            return cli_error(o, "--grid",
+                             "%llux%llu has %llu devices but the job has P = %llu "
+                             "ranks (mpirun -n); accepted: RxC with R C = P, or "
+                             "auto",
+                             (unsigned long long)o->grid.rows, (unsigned long long)o->grid.cols,
+                             (unsigned long long)(o->grid.rows * o->grid.cols),
+                             (unsigned long long)P);
+        if (!o->grid.is_auto && !o->grid.rows && isqrt(P) * isqrt(P) != P)
+            return cli_error(o, "--grid",
+                             "P = %llu ranks is not a square, so a2d-no/a2d-o have "
+                             "no default grid; accepted: a square P, --grid RxC "
+                             "with R C = P, or --grid auto",
+                             (unsigned long long)P);
+    }
+    if ((o->algos & (1u << ALGO_ULYSSES)) && o->kv_heads < P)
+        return cli_error(o, "--kv-heads",
+                         "ulysses splits the K/V heads over the ranks: "
+                         "kv-heads %llu < P = %llu; accepted: kv-heads >= P",
+                         (unsigned long long)o->kv_heads, (unsigned long long)P);
+    for (size_t i = 0; i < o->seq.n; i++)
+        if (o->seq.v[i] < P)
+            return cli_error(o, "--seq",
+                             "N = %llu is smaller than the P = %llu ranks; accepted: "
+                             "N >= P (every rank holds at least one token)",
+                             (unsigned long long)o->seq.v[i], (unsigned long long)P);
+    return 0;
+}
+
+/* Per-rank results sent to rank 0: counts and time of every phase. */
+typedef struct {
+    uint64_t v[AM_MAX_PHASES][4];
+    double t[AM_MAX_PHASES];
+} rank_report;
+
+typedef struct {
+    double max_abs, max_ref;
+    int bad;
+} err_acc;
+
+static void compare_into(err_acc *a, const double *x, const double *ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(ref[i]) || isnan(x[i])) {
+            a->bad |= x[i] != ref[i];
+            continue;
+        }
+        a->max_abs = fmax(a->max_abs, fabs(x[i] - ref[i]));
+        a->max_ref = fmax(a->max_ref, fabs(ref[i]));
+    }
+}
+
+/* Gathers one output tensor (per-rank shards in the algorithm's layout) on rank 0 into the
+ * whole-problem layout [b][heads][N][d], as float64. */
+static double *gather_output(const exec_ctx *x, const kn_tensor *shard, size_t heads)
+{
+    const am_config *c = &x->cfg;
+    size_t e = kn_dtype_bytes(x->dtype), d = c->head_dim, P = c->P;
+    int *counts = NULL, *displs = NULL;
+    char *all = NULL;
+    int mine = (int)(shard->elems * e);
+    if (x->rank == 0) {
+        counts = kn_xmalloc(P * sizeof(int), "counts");
+        displs = kn_xmalloc(P * sizeof(int), "displacements");
+    }
+    MPICALL(MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    size_t total = 0;
+    if (x->rank == 0) {
+        for (size_t r = 0; r < P; r++) displs[r] = (int)total, total += (size_t)counts[r];
+        all = kn_xmalloc(total + 1, "gathered outputs");
+    }
+    MPICALL(
+        MPI_Gatherv(shard->data, mine, MPI_BYTE, all, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD));
+    double *full = NULL;
+    if (x->rank == 0) {
+        full = kn_xmalloc(c->batch * heads * c->N * d * sizeof(double) + 1, "output");
+        for (size_t r = 0; r < P; r++) {
+            size_t n;
+            uint64_t *pos = exec_tokens_of(c, r, &n);
+            kn_tensor view = exec_view(all + displs[r], x->dtype, c->batch * heads * n * d);
+            for (size_t p = 0; p < c->batch * heads; p++)
+                for (size_t j = 0; j < n; j++)
+                    for (size_t a = 0; a < d; a++)
+                        full[(p * c->N + pos[j]) * d + a] =
+                            kn_tensor_get(&view, (p * n + j) * d + a);
+            free(pos);
+        }
+        free(all), free(counts), free(displs);
+    }
+    return full;
+}
+
+/* --check: outputs (and gradients) against the float64 reference of the whole problem. */
+static void check_run(const exec_ctx *x, int bwd, double *max_abs, double *max_rel, int *passed)
+{
+    const am_config *c = &x->cfg;
+    double *o = gather_output(x, &x->o, c->heads);
+    double *dq = NULL, *dk = NULL, *dv = NULL;
+    if (bwd) {
+        dq = gather_output(x, &x->dq, c->heads);
+        dk = gather_output(x, &x->dk, c->kv_heads);
+        dv = gather_output(x, &x->dv, c->kv_heads);
+    }
+    if (x->rank != 0) return;
+    kn_shape s = {c->batch, c->heads, c->kv_heads, c->N, c->N, c->head_dim, c->causal, NULL, NULL};
+    kn_problem p;
+    kn_problem_init(&p, &s, x->dtype, KN_NEED_FWD | (bwd ? KN_NEED_BWD : 0), x->seed);
+    double *q = kn_tensor_to_f64(&p.t.q), *k = kn_tensor_to_f64(&p.t.k),
+           *v = kn_tensor_to_f64(&p.t.v);
+    size_t qe = kn_q_elems(&s), ke = kn_kv_elems(&s);
+    double *oref = kn_xmalloc(qe * sizeof(double), "reference"),
+           *lse = kn_xmalloc(kn_row_elems(&s) * sizeof(double), "lse");
+    ref_attn_fwd_f64(&s, q, k, v, oref, lse);
+    double tol = ref_tolerance(x->dtype);
+    *passed = 1;
+    *max_abs = *max_rel = 0.0;
+    err_acc a = {0, 0, 0};
+    compare_into(&a, o, oref, qe);
+    if (bwd) {
+        double *d_o = kn_tensor_to_f64(&p.t.d_o);
+        double *rq = kn_xmalloc(qe * sizeof(double), "ref"),
+               *rk = kn_xmalloc(ke * sizeof(double), "ref");
+        double *rv = kn_xmalloc(ke * sizeof(double), "ref");
+        ref_attn_bwd_f64(&s, q, k, v, d_o, rq, rk, rv);
+        err_acc g[3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
+        compare_into(&g[0], dq, rq, qe);
+        compare_into(&g[1], dk, rk, ke);
+        compare_into(&g[2], dv, rv, ke);
+        for (int i = 0; i < 3; i++) {
+            *passed &= !g[i].bad && g[i].max_abs <= tol * fmax(1.0, g[i].max_ref);
+            *max_abs = fmax(*max_abs, g[i].max_abs);
+            *max_rel = fmax(*max_rel, g[i].max_abs / fmax(g[i].max_ref, 1e-30));
+        }
+        free(d_o), free(rq), free(rk), free(rv), free(dq), free(dk), free(dv);
+    }
+    *passed &= !a.bad && a.max_abs <= tol * fmax(1.0, a.max_ref);
+    *max_abs = fmax(*max_abs, a.max_abs);
+    *max_rel = fmax(*max_rel, a.max_abs / fmax(a.max_ref, 1e-30));
+    free(o), free(q), free(k), free(v), free(oref), free(lse);
+    kn_problem_free(&p);
+}
+
+static void fmt_ms(double s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.3f", s * 1e3);
+}
+
+/* Rank 0: compares, prints and records one run. Returns 1 when valid. */
+static int report(run_env *env, const exec_ctx *x, const rank_report *all, int checked,
+                  double max_abs, double max_rel, int passed)
+{
+    const am_config *c = &x->cfg;
+    int P = env->P;
+    machine m = env->m;
+    /* the tiers follow the actual placement when ranks are packed evenly in rank order */
+    int per_node = 0, packed = 1;
+    for (int r = 0; r < P; r++) per_node += env->node_of[r] == 0;
+    for (int r = 0; r < P; r++) packed &= env->node_of[r] == r / per_node;
+    if (packed && P % per_node == 0) m.gpus_per_node = (uint64_t)per_node;
+    am_prediction pr;
+    am_predict(c, &m, 1, &pr);
+    int F = pr.F, match = 1;
+    char first[300] = "";
+    static const char *const what[4] = {"bytes_sent", "bytes_recv", "messages_sent",
+                                        "messages_recv"};
+    for (int r = 0; r < P && match; r++)
+        for (int f = 0; f < F && match; f++) {
+            const am_count *pc = &pr.per_rank[(size_t)r * F + f];
+            uint64_t want[4] = {pc->bytes_sent, pc->bytes_recv, pc->msgs_sent, pc->msgs_recv};
+            for (int k = 0; k < 4 && match; k++)
+                if (all[r].v[f][k] != want[k]) {
+                    match = 0;
+                    snprintf(first, sizeof first,
+                             "rank %d, phase %s: %s measured %llu, predicted %llu", r,
+                             pr.phases[f].name, what[k], (unsigned long long)all[r].v[f][k],
+                             (unsigned long long)want[k]);
+                }
+        }
+    char grid[32] = "-";
+    if (c->algo == ALGO_A2D_NO || c->algo == ALGO_A2D_O)
+        snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
+                 (unsigned long long)c->cols);
+    printf(
+        "# %s%s%s %s, P = %d, grid %s, N = %llu, batch %llu, heads %llu, kv-heads %llu, d = %llu, "
+        "causal %s, %s\n",
+        am_algo_names[c->algo], c->algo == ALGO_RING ? " " : "",
+        c->algo == ALGO_RING ? am_layout_names[c->layout] : "", am_pass_names[c->pass], P, grid,
+        (unsigned long long)c->N, (unsigned long long)c->batch, (unsigned long long)c->heads,
+        (unsigned long long)c->kv_heads, (unsigned long long)c->head_dim, c->causal ? "yes" : "no",
+        kn_dtype_name(x->dtype));
+    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s\n", "phase", "sent_B(max)", "pred_sent_B",
+           "msgs", "pred", "recv_B(max)", "time_ms(max)", "pred_ms");
+    double meas_total = 0.0;
+    uint64_t meas_sent_max = 0;
+    for (int r = 0; r < P; r++) {
+        double t = 0.0;
+        uint64_t s = 0;
+        for (int f = 0; f < F; f++) t += all[r].t[f], s += all[r].v[f][0];
+        meas_total = fmax(meas_total, t);
+        meas_sent_max = s > meas_sent_max ? s : meas_sent_max;
+    }
+    for (int f = 0; f < F; f++) {
+        uint64_t sent = 0, recv = 0, msgs = 0;
+        double t = 0.0;
+        for (int r = 0; r < P; r++) {
+            sent = all[r].v[f][0] > sent ? all[r].v[f][0] : sent;
+            recv = all[r].v[f][1] > recv ? all[r].v[f][1] : recv;
+            msgs = all[r].v[f][2] > msgs ? all[r].v[f][2] : msgs;
+            t = fmax(t, all[r].t[f]);
+        }
+        char tm[32], tp[32];
+        fmt_ms(t, tm, sizeof tm);
+        fmt_ms(pr.time.phase_s[f], tp, sizeof tp);
+        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s\n", pr.phases[f].name,
+               (unsigned long long)sent, (unsigned long long)pr.max[f].bytes_sent,
+               (unsigned long long)msgs, (unsigned long long)pr.max[f].msgs_sent,
+               (unsigned long long)recv, tm, tp);
+    }
+    char checktxt[120] = "not checked (--check)";
+    if (checked)
+        snprintf(checktxt, sizeof checktxt, "check %s (max abs err %.2e, rel %.2e)",
+                 passed ? "passed" : "FAILED", max_abs, max_rel);
+    int valid = match && (!checked || passed);
+    if (match)
+        printf("# %s: measured == predicted bytes and messages on all %d ranks and %d phases; %s; "
+               "%.3f ms (predicted %.3f ms on %s). %s\n",
+               am_algo_names[c->algo], P, F, checktxt, meas_total * 1e3, pr.time.total_s * 1e3,
+               m.name, valid ? "VALID" : "INVALID");
+    else
+        printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_names[c->algo], first, checktxt);
+    fflush(stdout);
+
+    if (env->h) {
+        int64_t id;
+        hid_t g = h5out_run_begin(env->h, &id);
+        record_config_attrs(g, "distributed", c, "cpu", "mpi", &m);
+        if (c->algo == ALGO_RING) h5_attr_str(g, "layout", am_layout_names[c->layout]);
+        h5_attr_i64(g, "seed", (int64_t)x->seed);
+        h5_attr_i64(g, "counts_match", match);
+        if (!match) h5_attr_str(g, "first_difference", first);
+        if (checked) {
+            h5_attr_f64(g, "max_abs_err", max_abs);
+            h5_attr_f64(g, "max_rel_err", max_rel);
+            h5_attr_i64(g, "check_passed", passed);
+        }
+        int32_t *map = kn_xmalloc((size_t)P * 4 * sizeof(int32_t), "rank map");
+        for (int r = 0; r < P; r++) {
+            map[4 * r] = r;
+            map[4 * r + 1] = env->node_of[r];
+            map[4 * r + 2] = (int32_t)grid_row((uint64_t)r, c->rows);
+            map[4 * r + 3] = (int32_t)grid_col((uint64_t)r, c->rows);
+        }
+        record_prediction(g, &pr, map, NULL);
+        hsize_t pf[2] = {(hsize_t)P, (hsize_t)F};
+        int64_t *a = kn_xmalloc((size_t)P * F * sizeof(int64_t) + 1, "measured");
+        double *tt = kn_xmalloc((size_t)P * F * sizeof(double) + 1, "measured");
+        static const char *const paths[3] = {"measured/bytes_sent", "measured/bytes_recv",
+                                             "measured/messages"};
+        static const char *const units[3] = {"bytes", "bytes", "messages"};
+        for (int k = 0; k < 3; k++) {
+            for (int r = 0; r < P; r++)
+                for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].v[f][k];
+            h5_write(g, paths[k], H5T_NATIVE_INT64, 2, pf, a, units[k]);
+        }
+        for (int r = 0; r < P; r++)
+            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].t[f];
+        h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        h5_summary_row row;
+        summary_from_prediction(&row, "distributed", &pr, "cpu");
+        row.check_passed = checked ? passed : -1;
+        row.measured_time_s = meas_total;
+        row.measured_bytes_max = (int64_t)meas_sent_max;
+        h5out_run_commit(env->h, g, &row);
+        free(a), free(tt), free(map);
+    }
+    am_prediction_free(&pr);
+    return valid;
+}
+
+/* One configuration on every rank; returns 1 when valid (same answer on every rank). */
+static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
+{
+    exec_ctx x;
+    memset(&x, 0, sizeof x);
+    x.cfg = *cfg;
+    x.dtype = dtype;
+    x.seed = env->o.seed;
+    size_t need = kn_fa2_bwd_working_set(1, 1, cfg->head_dim);
+    x.sram = need * 2 > 32768 ? need * 2 : 32768;
+    x.rank = env->rank;
+    comm_init(&x.comm, cfg, MPI_COMM_WORLD);
+    x.pos = exec_tokens_of(cfg, (uint64_t)env->rank, &x.n);
+    size_t qe = cfg->batch * cfg->heads * x.n * cfg->head_dim;
+    size_t ke = cfg->batch * cfg->kv_heads * x.n * cfg->head_dim;
+    int bwd = cfg->pass != AM_FWD;
+    kn_tensor_alloc(&x.q, dtype, qe, "Q shard");
+    kn_tensor_alloc(&x.k, dtype, ke, "K shard");
+    kn_tensor_alloc(&x.v, dtype, ke, "V shard");
+    kn_tensor_alloc(&x.o, dtype, qe, "O shard");
+    kn_tensor_alloc(&x.lse, KN_F32, cfg->batch * cfg->heads * x.n, "LSE shard");
+    exec_fill(&x, &x.q, KN_GEN_Q, cfg->heads, x.pos, x.n);
+    exec_fill(&x, &x.k, KN_GEN_K, cfg->kv_heads, x.pos, x.n);
+    exec_fill(&x, &x.v, KN_GEN_V, cfg->kv_heads, x.pos, x.n);
+    if (bwd) {
+        kn_tensor_alloc(&x.d_o, dtype, qe, "dO shard");
+        kn_tensor_alloc(&x.dq, dtype, qe, "dQ shard");
+        kn_tensor_alloc(&x.dk, dtype, ke, "dK shard");
+        kn_tensor_alloc(&x.dv, dtype, ke, "dV shard");
+        exec_fill(&x, &x.d_o, KN_GEN_DO, cfg->heads, x.pos, x.n);
+    }
+    const exec_algo *algo = algo_of(cfg->algo);
+    MPICALL(MPI_Barrier(MPI_COMM_WORLD));
+    x.comm.recording = cfg->pass != AM_BWD; /* a bwd pass runs its forward unrecorded */
+    algo->forward(&x);
+    x.comm.recording = 1;
+    if (bwd) algo->backward(&x);
+    attn_kill_point("run:after_passes");
+
+    rank_report mine;
+    memset(&mine, 0, sizeof mine);
+    for (int f = 0; f < x.comm.F; f++) {
+        mine.v[f][0] = x.comm.st[f].bytes_sent, mine.v[f][1] = x.comm.st[f].bytes_recv;
+        mine.v[f][2] = x.comm.st[f].msgs_sent, mine.v[f][3] = x.comm.st[f].msgs_recv;
+        mine.t[f] = x.comm.st[f].time_s;
+    }
+    rank_report *all = env->rank == 0 ? kn_xmalloc((size_t)env->P * sizeof *all, "reports") : NULL;
+    MPICALL(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0,
+                       MPI_COMM_WORLD));
+    double max_abs = 0, max_rel = 0;
+    int passed = 1;
+    if (env->o.check) check_run(&x, bwd, &max_abs, &max_rel, &passed);
+    int valid = 1;
+    if (env->rank == 0) valid = report(env, &x, all, env->o.check, max_abs, max_rel, passed);
+    MPICALL(MPI_Bcast(&valid, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    algo->release(&x);
+    kn_tensor *ts[] = {&x.q, &x.k, &x.v, &x.o, &x.lse, &x.d_o, &x.dq, &x.dk, &x.dv};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kn_tensor_free(ts[i]);
+    free(x.pos);
+    free(all);
+    comm_free(&x.comm);
+    return valid;
+}
+
+int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
+{
+    int init = 0;
+    MPICALL(MPI_Initialized(&init));
+    if (!init) MPICALL(MPI_Init(&full_argc, &full_argv));
+    run_env env;
+    memset(&env, 0, sizeof env);
+    MPICALL(MPI_Comm_rank(MPI_COMM_WORLD, &env.rank));
+    MPICALL(MPI_Comm_size(MPI_COMM_WORLD, &env.P));
+    MPICALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    attn_fail_set_rank(env.rank);
+    cli_set_root(env.rank == 0);
+    attn_opts *o = &env.o;
+    o->algos = (1u << ALGO_RING) | (1u << ALGO_A2D_NO) | (1u << ALGO_A2D_O);
+    o->layout = LAYOUT_CONTIGUOUS;
+    o->seq.n = 1, o->seq.v[0] = 512;
+    o->batch = 1, o->heads = 4;
+    o->head_dim.n = 1, o->head_dim.v[0] = 32;
+    o->causal = 1;
+    o->pass = AM_FWD;
+    o->dtypes = 1u << KN_F32;
+    o->backend = BACKEND_CPU, o->comm = COMM_MPI;
+    o->machine = "dgx-h100";
+    o->seed = 1;
+    int rc = cli_parse(&run_cmd, argc, argv, o);
+    if (rc == 0) rc = validate(&env);
+    char err[600] = "";
+    if (rc == 0 && env.rank == 0 && machine_load(o->machine, &env.m, err, sizeof err))
+        rc = cli_error(o, "--machine", "%s", err);
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (rc) {
+        MPI_Finalize();
+        return rc == 1 ? 0 : rc;
+    }
+    MPICALL(MPI_Bcast(&env.m, (int)sizeof env.m, MPI_BYTE, 0, MPI_COMM_WORLD));
+
+    /* host of every rank -> node index (first appearance order) */
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    char *hosts = env.rank == 0 ? kn_xmalloc((size_t)env.P * 64, "host names") : NULL;
+    MPICALL(MPI_Gather(host, 64, MPI_CHAR, hosts, 64, MPI_CHAR, 0, MPI_COMM_WORLD));
+    int ok = 1, runs = 0;
+    if (env.rank == 0) {
+        env.node_of = kn_xmalloc((size_t)env.P * sizeof(int32_t), "node map");
+        char **names = kn_xmalloc((size_t)env.P * sizeof(char *), "host names");
+        int nodes = 0;
+        for (int r = 0; r < env.P; r++) {
+            names[r] = strdup(hosts + 64 * r);
+            if (!names[r]) kn_fatal("strdup", "out of memory");
+            env.node_of[r] = -1;
+            for (int q = 0; q < r; q++)
+                if (!strcmp(hosts + 64 * q, hosts + 64 * r)) env.node_of[r] = env.node_of[q];
+            if (env.node_of[r] < 0) env.node_of[r] = nodes++;
+        }
+        prov_init(&env.prov, full_argc, full_argv);
+        prov_set_hosts(&env.prov, names, (size_t)env.P);
+        env.h = o->out ? h5out_open(o->out, &env.prov) : NULL;
+        printf("# attnsim run: %d ranks on %d node(s), backend cpu, comm mpi (point-to-point "
+               "rings); predictions on %s\n",
+               env.P, nodes, env.m.name);
+    }
+    for (int dt = 0; dt < 3; dt++) {
+        if (!(o->dtypes & (1u << dt))) continue;
+        for (size_t di = 0; di < o->head_dim.n; di++)
+            for (int causal = 0; causal < 2; causal++) {
+                if (!(o->causal & (1u << causal))) continue;
+                for (size_t si = 0; si < o->seq.n; si++)
+                    for (int a = 0; a < AM_NUM_ALGOS; a++) {
+                        if (!(o->algos & (1u << a))) continue;
+                        am_config c =
+                            config_of(&env, a, o->seq.v[si], o->head_dim.v[di], causal, dt);
+                        ok &= run_one(&env, &c, (kn_dtype)dt);
+                        runs++;
+                    }
+            }
+    }
+    if (env.rank == 0) {
+        printf("# %d runs: %s\n", runs,
+               ok ? "measured == predicted everywhere; every check passed. VALID"
+                  : "some run is INVALID (see above)");
+        if (o->out) printf("# wrote %d runs to %s\n", runs, o->out);
+        h5out_close(env.h);
+        prov_free(&env.prov);
+        free(env.node_of);
+        free(hosts);
+    }
+    MPICALL(MPI_Finalize());
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,170 @@
+/* comm.c - counted point-to-point communication and rings (see comm.h). */
+#include "comm.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fail.h"
+#include "kn_common.h"
+
+void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world)
+{
+    memset(c, 0, sizeof *c);
+    c->world = world;
+    MPICALL(MPI_Comm_rank(world, &c->rank));
+    MPICALL(MPI_Comm_size(world, &c->P));
+    c->F = am_phases(cfg, c->phases);
+    c->cur = -1;
+    c->recording = 1;
+    uint64_t R = cfg->rows;
+    int row = (int)grid_row((uint64_t)c->rank, R), col = (int)grid_col((uint64_t)c->rank, R);
+    MPICALL(MPI_Comm_split(world, row, col, &c->row));
+    MPICALL(MPI_Comm_split(world, col, row, &c->col));
+    MPICALL(MPI_Comm_set_errhandler(c->row, MPI_ERRORS_RETURN));
+    MPICALL(MPI_Comm_set_errhandler(c->col, MPI_ERRORS_RETURN));
+}
+
+void comm_free(comm_ctx *c)
+{
+    MPICALL(MPI_Comm_free(&c->row));
+    MPICALL(MPI_Comm_free(&c->col));
+}
+
+void comm_phase_begin(comm_ctx *c, const char *name)
+{
+    c->cur = -1;
+    if (!c->recording) return;
+    for (int f = 0; f < c->F; f++)
+        if (strcmp(c->phases[f].name, name) == 0) c->cur = f;
+    if (c->cur < 0)
+        attn_fail("comm_phase_begin", __FILE__, __LINE__,
+                  "phase '%s' is not in the model's phase list of this algorithm", name);
+    c->t0 = MPI_Wtime();
+}
+
+void comm_phase_end(comm_ctx *c)
+{
+    if (c->cur >= 0) c->st[c->cur].time_s += MPI_Wtime() - c->t0;
+    c->cur = -1;
+}
+
+/* One message of any size: MPI_BYTE up to INT_MAX bytes, else a struct of 1 MiB blocks and the
+ * rest, so a message stays one message whatever its size. */
+static void byte_type(uint64_t bytes, MPI_Datatype *type, int *count, int *created)
+{
+    *created = 0;
+    if (bytes <= INT_MAX) {
+        *type = MPI_BYTE;
+        *count = (int)bytes;
+        return;
+    }
+    MPI_Datatype mib, parts[2];
+    MPICALL(MPI_Type_contiguous(1 << 20, MPI_BYTE, &mib));
+    int lens[2] = {(int)(bytes >> 20), (int)(bytes & ((1u << 20) - 1))};
+    MPI_Aint disp[2] = {0, (MPI_Aint)((bytes >> 20) << 20)};
+    parts[0] = mib;
+    parts[1] = MPI_BYTE;
+    MPICALL(MPI_Type_create_struct(2, lens, disp, parts, type));
+    MPICALL(MPI_Type_commit(type));
+    MPICALL(MPI_Type_free(&mib));
+    *count = 1;
+    *created = 1;
+}
+
+static comm_stats *stats(comm_ctx *c)
+{
+    return c->cur >= 0 ? &c->st[c->cur] : NULL;
+}
+
+void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *buf, uint64_t bytes)
+{
+    if (dest == MPI_PROC_NULL) return;
+    if (q->n >= 16) attn_fail("comm_isend", __FILE__, __LINE__, "too many pending requests");
+    attn_kill_point("comm:send");
+    MPI_Datatype t;
+    int count, created;
+    byte_type(bytes, &t, &count, &created);
+    MPICALL(MPI_Isend(buf, count, t, dest, 0, on, &q->r[q->n++]));
+    if (created) MPICALL(MPI_Type_free(&t));
+    comm_stats *s = stats(c);
+    if (s) s->bytes_sent += bytes, s->msgs_sent++;
+}
+
+void comm_irecv(comm_ctx *c, comm_reqs *q, MPI_Comm on, int src, void *buf, uint64_t bytes)
+{
+    if (src == MPI_PROC_NULL) return;
+    if (q->n >= 16) attn_fail("comm_irecv", __FILE__, __LINE__, "too many pending requests");
+    MPI_Datatype t;
+    int count, created;
+    byte_type(bytes, &t, &count, &created);
+    MPICALL(MPI_Irecv(buf, count, t, src, 0, on, &q->r[q->n++]));
+    if (created) MPICALL(MPI_Type_free(&t));
+    comm_stats *s = stats(c);
+    if (s) s->bytes_recv += bytes, s->msgs_recv++;
+}
+
+void comm_waitall(comm_reqs *q)
+{
+    if (q->n) MPICALL(MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE));
+    q->n = 0;
+}
+
+void comm_sendrecv(comm_ctx *c, MPI_Comm on, int dest, const void *sbuf, uint64_t sbytes, int src,
+                   void *rbuf, uint64_t rbytes)
+{
+    comm_reqs q = {.n = 0};
+    comm_irecv(c, &q, on, src, rbuf, rbytes);
+    comm_isend(c, &q, on, dest, sbuf, sbytes);
+    comm_waitall(&q);
+}
+
+static int size_of(MPI_Comm on)
+{
+    int g;
+    MPICALL(MPI_Comm_size(on, &g));
+    return g;
+}
+
+static int rank_in(MPI_Comm on)
+{
+    int k;
+    MPICALL(MPI_Comm_rank(on, &k));
+    return k;
+}
+
+void comm_ring_allgather(comm_ctx *c, MPI_Comm on, void **blocks, const uint64_t *bytes)
+{
+    int g = size_of(on), k = rank_in(on);
+    for (int s = 0; s + 1 < g; s++) {
+        int out = ((k - s) % g + g) % g, in = ((k - s - 1) % g + g) % g;
+        comm_sendrecv(c, on, (k + 1) % g, blocks[out], bytes[out], (k + g - 1) % g, blocks[in],
+                      bytes[in]);
+    }
+}
+
+void comm_ring_reduce_scatter(comm_ctx *c, MPI_Comm on, void **blocks, const uint64_t *bytes,
+                              comm_reduce_fn reduce, void *ctx)
+{
+    int g = size_of(on), k = rank_in(on);
+    uint64_t most = 0;
+    for (int j = 0; j < g; j++) most = bytes[j] > most ? bytes[j] : most;
+    void *scratch = kn_xmalloc(most + 1, "reduce-scatter buffer");
+    for (int s = 0; s + 1 < g; s++) {
+        int out = ((k - s - 1) % g + g) % g, in = ((k - s - 2) % g + g) % g;
+        comm_sendrecv(c, on, (k + 1) % g, blocks[out], bytes[out], (k + g - 1) % g, scratch,
+                      bytes[in]);
+        reduce(blocks[in], scratch, in, ctx);
+    }
+    free(scratch);
+}
+
+void comm_alltoall(comm_ctx *c, MPI_Comm on, void **send, const uint64_t *sbytes, void **recv,
+                   const uint64_t *rbytes)
+{
+    int g = size_of(on), me = rank_in(on);
+    for (int k = 1; k < g; k++) {
+        int dest = (me + k) % g, src = (me - k + g) % g;
+        comm_sendrecv(c, on, dest, send[dest], sbytes[dest], src, recv[src], rbytes[src]);
+    }
+}
