@@ -50,6 +50,7 @@ typedef struct {
     machine m;
     int rank, P;
     int32_t *node_of; /* node index of every rank (from the host names) */
+    uint64_t *peers;  /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
     h5out *h;
     attn_provenance prov;
 } run_env;
@@ -359,7 +360,6 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         int64_t id;
         hid_t g = h5out_run_begin(env->h, &id);
         record_config_attrs(g, "distributed", c, "cpu", "mpi", &m);
-        if (c->algo == ALGO_RING) h5_attr_str(g, "layout", am_layout_names[c->layout]);
         h5_attr_i64(g, "seed", (int64_t)x->seed);
         h5_attr_i64(g, "counts_match", match);
         if (!match) h5_attr_str(g, "first_difference", first);
@@ -390,6 +390,11 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         for (int r = 0; r < P; r++)
             for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].t[f];
         h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        /* who sent how much to whom (the monitoring cross-check compares these) */
+        hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
+        h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
+        h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp,
+                 env->peers + (size_t)P * P, "messages");
         h5_summary_row row;
         summary_from_prediction(&row, "distributed", &pr, "cpu");
         row.check_passed = checked ? passed : -1;
@@ -449,6 +454,14 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         mine.t[f] = x.comm.st[f].time_s;
     }
     rank_report *all = env->rank == 0 ? kn_xmalloc((size_t)env->P * sizeof *all, "reports") : NULL;
+    uint64_t *peers =
+        env->rank == 0 ? kn_xmalloc(2 * (size_t)env->P * env->P * sizeof(uint64_t), "peers") : NULL;
+    MPICALL(MPI_Gather(x.comm.peer_bytes, env->P, MPI_UINT64_T, peers, env->P, MPI_UINT64_T, 0,
+                       MPI_COMM_WORLD));
+    MPICALL(MPI_Gather(x.comm.peer_msgs, env->P, MPI_UINT64_T,
+                       peers ? peers + (size_t)env->P * env->P : NULL, env->P, MPI_UINT64_T, 0,
+                       MPI_COMM_WORLD));
+    env->peers = peers;
     MPICALL(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0,
                        MPI_COMM_WORLD));
     double max_abs = 0, max_rel = 0;
@@ -462,6 +475,8 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kn_tensor_free(ts[i]);
     free(x.pos);
     free(all);
+    free(peers);
+    env->peers = NULL;
     comm_free(&x.comm);
     return valid;
 }

@@ -8,6 +8,24 @@
 #include "fail.h"
 #include "kn_common.h"
 
+/* World rank of every member of `sub`. */
+static int *world_ranks(MPI_Comm sub, MPI_Comm world)
+{
+    MPI_Group gs, gw;
+    int n;
+    MPICALL(MPI_Comm_size(sub, &n));
+    MPICALL(MPI_Comm_group(sub, &gs));
+    MPICALL(MPI_Comm_group(world, &gw));
+    int *in = kn_xmalloc((size_t)n * sizeof(int), "ranks"),
+        *out = kn_xmalloc((size_t)n * sizeof(int), "ranks");
+    for (int i = 0; i < n; i++) in[i] = i;
+    MPICALL(MPI_Group_translate_ranks(gs, n, in, gw, out));
+    MPICALL(MPI_Group_free(&gs));
+    MPICALL(MPI_Group_free(&gw));
+    free(in);
+    return out;
+}
+
 void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world)
 {
     memset(c, 0, sizeof *c);
@@ -23,10 +41,15 @@ void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world)
     MPICALL(MPI_Comm_split(world, col, row, &c->col));
     MPICALL(MPI_Comm_set_errhandler(c->row, MPI_ERRORS_RETURN));
     MPICALL(MPI_Comm_set_errhandler(c->col, MPI_ERRORS_RETURN));
+    c->row_world = world_ranks(c->row, world);
+    c->col_world = world_ranks(c->col, world);
+    c->peer_bytes = kn_xcalloc((size_t)c->P, sizeof(uint64_t), "peer counters");
+    c->peer_msgs = kn_xcalloc((size_t)c->P, sizeof(uint64_t), "peer counters");
 }
 
 void comm_free(comm_ctx *c)
 {
+    free(c->row_world), free(c->col_world), free(c->peer_bytes), free(c->peer_msgs);
     MPICALL(MPI_Comm_free(&c->row));
     MPICALL(MPI_Comm_free(&c->col));
 }
@@ -88,7 +111,11 @@ void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *bu
     MPICALL(MPI_Isend(buf, count, t, dest, 0, on, &q->r[q->n++]));
     if (created) MPICALL(MPI_Type_free(&t));
     comm_stats *s = stats(c);
-    if (s) s->bytes_sent += bytes, s->msgs_sent++;
+    if (s) {
+        int w = on == c->row ? c->row_world[dest] : on == c->col ? c->col_world[dest] : dest;
+        s->bytes_sent += bytes, s->msgs_sent++;
+        c->peer_bytes[w] += bytes, c->peer_msgs[w]++;
+    }
 }
 
 void comm_irecv(comm_ctx *c, comm_reqs *q, MPI_Comm on, int src, void *buf, uint64_t bytes)

@@ -116,6 +116,8 @@ void attn_kill_point(const char *name)
         read_env = 1;
     }
     if (!spec) return;
+    const char *only = getenv("ATTNSIM_KILL_RANK"); /* kill one rank of an MPI job */
+    if (only && atoi(only) != fail_rank) return;
     size_t len = strlen(name);
     if (strncmp(spec, name, len) != 0 || (spec[len] != '\0' && spec[len] != '@')) return;
     int want = spec[len] == '@' ? atoi(spec + len + 1) : 1;

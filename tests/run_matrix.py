@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""attnsim run over the matrix the executor must pass: P in {1, 2, 4, 9} (and 16 for a short
+case) x every algorithm x fwd and bwd (and train) x causal on and off x GQA on and off x a ragged
+and an even N, all with --check. Every run must be VALID: predicted == measured bytes and
+messages on every rank and phase (also re-checked here from the HDF5 arrays) and the check
+passed.
+Usage: run_matrix.py ATTNSIM MPIEXEC"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+ATTNSIM, MPIEXEC = os.path.abspath(sys.argv[1]), sys.argv[2]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def heads_for(P, gqa):
+    kv = max(P, 2)  # ulysses needs kv-heads >= P
+    return (2 * kv, kv) if gqa else (kv, kv)
+
+
+def cases():
+    for P in (1, 2, 4, 9):
+        for pss in ("fwd", "bwd"):
+            for gqa in (0, 1):
+                h, kv = heads_for(P, gqa)
+                grid = "auto" if P == 2 else f"{int(P**0.5)}x{int(P**0.5)}"
+                args = ["--algo", "ring,a2d-no,a2d-o,ulysses", "--pass", pss, "--causal=both",
+                        "--seq", f"{3 * P + 1},{4 * P}", "--heads", str(h), "--kv-heads", str(kv),
+                        "--head-dim", "8", "--grid", grid]
+                yield P, args, 4 * 2 * 2
+    yield 4, ["--algo", "ring,a2d-o", "--layout", "zigzag", "--pass", "train", "--causal",
+              "--seq", "37", "--heads", "4", "--kv-heads", "2", "--head-dim", "8", "--dtype", "bf16"], 2
+    yield 4, ["--algo", "ring", "--layout", "striped", "--pass", "train", "--causal=both",
+              "--seq", "30", "--heads", "2", "--head-dim", "8", "--dtype", "f16"], 2
+    yield 6, ["--algo", "a2d-no,a2d-o", "--grid", "3x2", "--pass", "train", "--causal",
+              "--seq", "41", "--heads", "4", "--kv-heads", "2", "--head-dim", "8"], 2
+    yield 16, ["--algo", "ring,a2d-no", "--pass", "fwd", "--causal", "--seq", "35", "--heads", "2",
+               "--head-dim", "8"], 2
+
+
+def main():
+    problems, total = [], 0
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        for i, (P, args, runs) in enumerate(cases()):
+            out = os.path.join(d, f"m{i}.h5")
+            cmd = [MPIEXEC, "-n", str(P), "--oversubscribe", ATTNSIM, "run", "--check", *args,
+                   "--out", out]
+            p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+            valid = len(re.findall(r"^# [a-z0-9-]+: measured == predicted .*\. VALID$", p.stdout, re.M))
+            label = f"P={P} {' '.join(args)}"
+            if p.returncode != 0 or valid != runs:
+                problems.append(f"{label}: status {p.returncode}, {valid}/{runs} VALID\n{p.stdout[-1500:]}{p.stderr[-1500:]}")
+                continue
+            with h5py.File(out, "r") as f:
+                for name, g in f["runs"].items():
+                    total += 1
+                    for k in ("bytes_sent", "bytes_recv", "messages"):
+                        if not np.array_equal(g[f"measured/{k}"][()], g[f"predicted/{k}"][()]):
+                            problems.append(f"{label} run {name}: measured/{k} != predicted/{k}")
+                    if g.attrs["check_passed"] != 1 or g.attrs["counts_match"] != 1:
+                        problems.append(f"{label} run {name}: check or counts failed")
+                    sent = g["measured/bytes_sent"][()].sum()
+                    if sent != g["measured/bytes_recv"][()].sum():
+                        problems.append(f"{label} run {name}: bytes sent != received")
+                    if sent != g["measured/peer_bytes_sent"][()].sum():
+                        problems.append(f"{label} run {name}: peer matrix disagrees with phases")
+            print(f"ok   {label}: {valid} runs VALID")
+    for p in problems:
+        print("FAIL", p)
+    print(f"run_matrix: {total} runs checked in {time.time() - t0:.1f} s, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
