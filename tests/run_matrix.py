@@ -73,6 +73,22 @@ def main():
                     if sent != g["measured/peer_bytes_sent"][()].sum():
                         problems.append(f"{label} run {name}: peer matrix disagrees with phases")
             print(f"ok   {label}: {valid} runs VALID")
+        # plots/plot_run.py draws a file of distributed runs and refuses other schemas
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plots", "plot_run.py")
+        png = os.path.join(d, "run.png")
+        r = subprocess.run([sys.executable, script, os.path.join(d, "m8.h5"), "-o", png],
+                           capture_output=True, text=True)
+        with open(png, "rb") if os.path.exists(png) else open(os.devnull, "rb") as fh:
+            head = fh.read(8)
+        if r.returncode != 0 or head != b"\x89PNG\r\n\x1a\n":
+            problems.append(f"plot_run failed: {r.stderr}")
+        foreign = os.path.join(d, "foreign.h5")
+        with h5py.File(foreign, "w") as f:
+            f.attrs["schema"] = "other/1"
+        r = subprocess.run([sys.executable, script, foreign, "-o", os.path.join(d, "x.png")],
+                           capture_output=True, text=True)
+        if r.returncode != 2 or "not an attnsim/1 file" not in r.stderr or os.path.exists(os.path.join(d, "x.png")):
+            problems.append(f"plot_run on a foreign file: {r.returncode} {r.stderr!r}")
     for p in problems:
         print("FAIL", p)
     print(f"run_matrix: {total} runs checked in {time.time() - t0:.1f} s, {len(problems)} problems")
