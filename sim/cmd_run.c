@@ -445,6 +445,9 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     x.comm.recording = 1;
     if (bwd) algo->backward(&x);
     attn_kill_point("run:after_passes");
+    const char *fault = getenv("ATTNSIM_FAULT_OUTPUT"); /* test hook: spoil one output value */
+    if (fault && atoi(fault) == env->rank && x.o.elems)
+        kn_tensor_set(&x.o, 0, kn_tensor_get(&x.o, 0) + 1.0f);
 
     rank_report mine;
     memset(&mine, 0, sizeof mine);

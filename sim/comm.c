@@ -113,6 +113,10 @@ void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *bu
     comm_stats *s = stats(c);
     if (s) {
         int w = on == c->row ? c->row_world[dest] : on == c->col ? c->col_world[dest] : dest;
+        /* fault injection for the tests: this rank miscounts its first message by one byte */
+        static int faulted;
+        const char *f = getenv("ATTNSIM_FAULT_COUNT");
+        if (f && atoi(f) == c->rank && !faulted) bytes++, faulted = 1;
         s->bytes_sent += bytes, s->msgs_sent++;
         c->peer_bytes[w] += bytes, c->peer_msgs[w]++;
     }

@@ -25,10 +25,10 @@ typedef struct {
     int F;
     am_phase phases[AM_MAX_PHASES];
     comm_stats st[AM_MAX_PHASES];
-    int *row_world, *col_world; /* world rank of each member of row and col */
+    int *row_world, *col_world;       /* world rank of each member of row and col */
     uint64_t *peer_bytes, *peer_msgs; /* [P]: sent to each world rank in recorded phases */
-    int cur;       /* phase being recorded, or -1 */
-    int recording; /* 0 while an unrecorded forward runs (pass bwd) */
+    int cur;                          /* phase being recorded, or -1 */
+    int recording;                    /* 0 while an unrecorded forward runs (pass bwd) */
     double t0;
 } comm_ctx;
 

@@ -65,6 +65,23 @@ def main():
         if not ok:
             problems.append(f"missing directory: {p.returncode} {lines}")
 
+        # injected faults: a miscounted message and a spoiled output are caught
+        for var, must in (("ATTNSIM_FAULT_COUNT", "COUNTS DIFFER: rank 1, phase ring_kv_steps: bytes_sent measured"),
+                          ("ATTNSIM_FAULT_OUTPUT", "check FAILED")):
+            path = os.path.join(d, f"{var}.h5")
+            p = subprocess.run([MPIEXEC, "-n", "4", "--oversubscribe", ATTNSIM, "run", "--algo", "ring",
+                                "--seq", "64", "--heads", "2", "--head-dim", "8", "--check", "--out", path],
+                               capture_output=True, text=True, env=dict(ENV, **{var: "1"}), timeout=60)
+            with h5py.File(path, "r") as f:
+                (g,) = f["runs"].values()
+                recorded = ("first_difference" in g.attrs and g.attrs["counts_match"] == 0
+                            and "measured/bytes_sent" in g and "predicted/bytes_sent" in g) \
+                    if var == "ATTNSIM_FAULT_COUNT" else g.attrs["check_passed"] == 0
+            ok = p.returncode == 1 and must in p.stdout and "INVALID" in p.stdout and recorded
+            print(f"{'ok  ' if ok else 'FAIL'} {var}: status {p.returncode}, reported and recorded: {recorded}")
+            if not ok:
+                problems.append(f"{var}: {p.returncode} {p.stdout[-600:]}")
+
         # a rank killed mid-run: the job ends quickly, names the rank, earlier runs survive
         path = os.path.join(d, "k.h5")
         base = [MPIEXEC, "-n", "4", "--oversubscribe", ATTNSIM, "run", "--seq", "64", "--heads", "2",
@@ -91,7 +108,7 @@ def main():
                 problems.append(f"kill at {point}: {p.stderr[-600:]}")
     for p in problems:
         print("FAIL", p)
-    print(f"run_errors: {len(BAD) + 4} cases, {len(problems)} problems")
+    print(f"run_errors: {len(BAD) + 6} cases, {len(problems)} problems")
     return 1 if problems else 0
 
 
