@@ -21,8 +21,9 @@ cmake --build build-asan -j"$jobs"
 # and only frames inside Open MPI's libraries, are suppressed (tests/lsan-openmpi.supp). Full
 # unwinding and loaded components let the suppressions see Open MPI's frames.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
+supp="$(pwd)/tests/lsan-openmpi.supp"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-   LSAN_OPTIONS=suppressions=$PWD/tests/lsan-openmpi.supp:print_suppressions=0 \
+   LSAN_OPTIONS=suppressions=$supp:print_suppressions=0 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest -LE 'gpu|format' --output-on-failure -j"$jobs")
 echo "tests/run.sh: all tests passed (release and sanitizer builds)"
