@@ -6,11 +6,7 @@
 set -euo pipefail
 here=$(pwd)
 cd "$(dirname "$0")/.."
-tests/install-deps.sh
-cmake -S . -B build >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-py=python3
-/usr/bin/python3 -c 'import h5py, matplotlib' 2>/dev/null && py=/usr/bin/python3
+. experiments/setup.sh
 rm -f "$here/out.h5" "$here/out.png"
 root=()
 [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)

@@ -6,11 +6,7 @@
 set -euo pipefail
 here=$(pwd)
 cd "$(dirname "$0")/.."
-tests/install-deps.sh
-cmake -S . -B build >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-py=python3
-/usr/bin/python3 -c 'import h5py, matplotlib' 2>/dev/null && py=/usr/bin/python3
+. experiments/setup.sh
 rm -f "$here/kernels.h5" "$here/kernels.png"
 build/attnsim kernels --check --out "$here/kernels.h5"
 "$py" plots/plot_kernels.py "$here/kernels.h5" -o "$here/kernels.png"

@@ -1,6 +1,7 @@
 /* predict.c - a whole prediction (see predict.h). */
 #include "predict.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,4 +60,31 @@ uint64_t am_best_grid_rows(const am_config *c, const machine *m)
         if (best < 0 || t.total_s < best) best = t.total_s, best_r = r;
     }
     return best_r;
+}
+
+uint64_t am_square_side(uint64_t P)
+{
+    uint64_t r = (uint64_t)sqrt((double)P);
+    while (r * r > P) r--;
+    while ((r + 1) * (r + 1) <= P) r++;
+    return r * r == P ? r : 0;
+}
+
+int am_choose_grid(am_config *c, const machine *m, uint64_t rows, uint64_t cols, int is_auto)
+{
+    c->rows = 1, c->cols = c->P;
+    if (c->algo != ALGO_A2D_NO && c->algo != ALGO_A2D_O) return 0;
+    if (rows) {
+        c->rows = rows, c->cols = cols;
+        return 0;
+    }
+    uint64_t s = am_square_side(c->P);
+    if (!is_auto && s) {
+        c->rows = c->cols = s;
+        return 0;
+    }
+    if (!is_auto) return -1;
+    c->rows = am_best_grid_rows(c, m);
+    c->cols = c->P / c->rows;
+    return 1;
 }

@@ -27,4 +27,13 @@ void am_prediction_free(am_prediction *p);
 /* The R x C grid (R C = P) with the least predicted time for c (rows/cols ignored); returns R. */
 uint64_t am_best_grid_rows(const am_config *c, const machine *m);
 
+/* s with s * s = P, or 0 when P is not a square. */
+uint64_t am_square_side(uint64_t P);
+
+/* The grid rule of the command line: Ring and Ulysses run on 1 x P; Attention2D on rows x cols
+ * when given (nonzero), else the square grid when P is a square and !is_auto, else (is_auto) the
+ * grid of least predicted time. Sets c->rows and c->cols. Returns 1 when the grid was chosen by
+ * --grid auto, 0 otherwise, -1 when there is no grid (P not a square, no --grid). */
+int am_choose_grid(am_config *c, const machine *m, uint64_t rows, uint64_t cols, int is_auto);
+
 #endif

@@ -17,6 +17,7 @@
 #include "fail.h"
 #include "h5out.h"
 #include "predict.h"
+#include "sweep.h"
 
 static const opt_id model_opts[] = {OPT_ALGO,    OPT_LAYOUT,      OPT_PROCS,    OPT_SEQ,
                                     OPT_BATCH,   OPT_HEADS,       OPT_KV_HEADS, OPT_HEAD_DIM,
@@ -37,14 +38,6 @@ static const cli_command model_cmd = {
     model_opts,
     NULL,
     1u << 16};
-
-static uint64_t isqrt(uint64_t n)
-{
-    uint64_t r = (uint64_t)sqrt((double)n);
-    while (r * r > n) r--;
-    while ((r + 1) * (r + 1) <= n) r++;
-    return r;
-}
 
 static void fmt_time(double s, char *buf, size_t n)
 {
@@ -113,19 +106,8 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     for (size_t si = 0; si < o.seq.n; si++)
         for (size_t pi = 0; pi < o.procs.n; pi++)
             for (int a = 0; a < AM_NUM_ALGOS; a++) {
-                am_config c = {(am_algo)a,
-                               (part_layout)o.layout,
-                               (am_pass)o.pass,
-                               o.procs.v[pi],
-                               1,
-                               o.procs.v[pi],
-                               o.seq.v[si],
-                               o.batch,
-                               o.heads,
-                               o.kv_heads,
-                               o.head_dim.v[0],
-                               0,
-                               2};
+                am_config c;
+                sweep_config(&o, &m, a, o.procs.v[pi], o.seq.v[si], o.head_dim.v[0], 0, 2, 1, &c);
                 if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
             }
     if (!feasible)
@@ -152,19 +134,9 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                 if (!(o.causal & (1u << causal))) continue;
                 for (size_t si = 0; si < o.seq.n; si++)
                     for (size_t pi = 0; pi < o.procs.n; pi++) {
-                        am_config base = {ALGO_RING,
-                                          (part_layout)o.layout,
-                                          (am_pass)o.pass,
-                                          o.procs.v[pi],
-                                          1,
-                                          o.procs.v[pi],
-                                          o.seq.v[si],
-                                          o.batch,
-                                          o.heads,
-                                          o.kv_heads,
-                                          o.head_dim.v[di],
-                                          causal,
-                                          dt};
+                        am_config base;
+                        sweep_config(&o, &m, ALGO_RING, o.procs.v[pi], o.seq.v[si],
+                                     o.head_dim.v[di], causal, dt, 1, &base);
                         double ring_s = NAN;
                         if (am_validate(&base, err, sizeof err) == 0) {
                             am_time rt;
@@ -173,21 +145,9 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                         }
                         for (int a = 0; a < AM_NUM_ALGOS; a++) {
                             if (!(o.algos & (1u << a))) continue;
-                            am_config c = base;
-                            c.algo = (am_algo)a;
-                            int grid_auto = 0;
-                            if (a == ALGO_A2D_NO || a == ALGO_A2D_O) {
-                                uint64_t P = c.P, s = isqrt(P);
-                                if (!o.grid.is_auto && o.grid.rows) {
-                                    c.rows = o.grid.rows, c.cols = o.grid.cols;
-                                } else if (!o.grid.is_auto && s * s == P) {
-                                    c.rows = c.cols = s;
-                                } else {
-                                    c.rows = am_best_grid_rows(&c, &m);
-                                    c.cols = P / c.rows;
-                                    grid_auto = 1;
-                                }
-                            }
+                            am_config c;
+                            int grid_auto = sweep_config(&o, &m, a, base.P, base.N, base.head_dim,
+                                                         causal, dt, 1, &c) == 1;
                             if (am_validate(&c, err, sizeof err)) {
                                 printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_names[a],
                                        (unsigned long long)c.P, (unsigned long long)c.N, err);

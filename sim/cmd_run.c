@@ -25,6 +25,7 @@
 #include "h5out.h"
 #include "predict.h"
 #include "ref_f64.h"
+#include "sweep.h"
 
 static const opt_id run_opts[] = {OPT_ALGO,     OPT_LAYOUT,   OPT_SEQ,    OPT_BATCH,   OPT_HEADS,
                                   OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_GRID,    OPT_PASS,
@@ -67,44 +68,6 @@ static const exec_algo *algo_of(am_algo a)
     }
 }
 
-static uint64_t isqrt(uint64_t n)
-{
-    uint64_t r = (uint64_t)sqrt((double)n);
-    while (r * r > n) r--;
-    while ((r + 1) * (r + 1) <= n) r++;
-    return r;
-}
-
-/* The configuration of one sweep point; the grid rule of the command line. */
-static am_config config_of(const run_env *env, int algo, uint64_t N, uint64_t d, int causal, int dt)
-{
-    const attn_opts *o = &env->o;
-    am_config c = {(am_algo)algo,
-                   (part_layout)o->layout,
-                   (am_pass)o->pass,
-                   (uint64_t)env->P,
-                   1,
-                   (uint64_t)env->P,
-                   N,
-                   o->batch,
-                   o->heads,
-                   o->kv_heads,
-                   d,
-                   causal,
-                   dt};
-    if (algo == ALGO_A2D_NO || algo == ALGO_A2D_O) {
-        if (o->grid.is_auto) {
-            c.rows = am_best_grid_rows(&c, &env->m);
-            c.cols = c.P / c.rows;
-        } else if (o->grid.rows) {
-            c.rows = o->grid.rows, c.cols = o->grid.cols;
-        } else {
-            c.rows = c.cols = isqrt(c.P);
-        }
-    }
-    return c;
-}
-
 /* Every check of the command line that needs P; identical on every rank. */
 static int validate(run_env *env)
 {
@@ -132,7 +95,7 @@ static int validate(run_env *env)
                              (unsigned long long)o->grid.rows, (unsigned long long)o->grid.cols,
                              (unsigned long long)(o->grid.rows * o->grid.cols),
                              (unsigned long long)P);
-        if (!o->grid.is_auto && !o->grid.rows && isqrt(P) * isqrt(P) != P)
+        if (!o->grid.is_auto && !o->grid.rows && !am_square_side(P))
             return cli_error(o, "--grid",
                              "P = %llu ranks is not a square, so a2d-no/a2d-o have "
                              "no default grid; accepted: a square P, --grid RxC "
@@ -553,8 +516,9 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                 for (size_t si = 0; si < o->seq.n; si++)
                     for (int a = 0; a < AM_NUM_ALGOS; a++) {
                         if (!(o->algos & (1u << a))) continue;
-                        am_config c =
-                            config_of(&env, a, o->seq.v[si], o->head_dim.v[di], causal, dt);
+                        am_config c;
+                        sweep_config(o, &env.m, a, (uint64_t)env.P, o->seq.v[si], o->head_dim.v[di],
+                                     causal, dt, 0, &c);
                         ok &= run_one(&env, &c, (kn_dtype)dt);
                         runs++;
                     }
