@@ -1,0 +1,71 @@
+/* test_fit.c - the GSL fits recover alpha and beta within 5 % from synthetic timings with noise
+ * and outliers, find the break of a two-regime link, and report a perfect line as R^2 = 1. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "fit.h"
+#include "test_util.h"
+
+static uint64_t rng = 7;
+static double urand(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng >> 11) * 0x1p-53;
+}
+
+int main(void)
+{
+    enum { SIZES = 26, SAMPLES = 5 };
+    double x[SIZES * SAMPLES], t[SIZES * SAMPLES];
+    const double alphas[] = {2e-6, 5e-5, 1.1e-4}, betas[] = {1 / 5e9, 1 / 3.5e11, 1 / 2.5e10};
+    for (int c = 0; c < 3; c++) {
+        size_t n = 0;
+        for (int s = 0; s < SIZES; s++)
+            for (int k = 0; k < SAMPLES; k++) {
+                double m = ldexp(8.0, s); /* 8 B ... 256 MiB */
+                double clean = alphas[c] + betas[c] * m;
+                double noise = 1.0 + 0.03 * (2 * urand() - 1);  /* +-3 % */
+                if (urand() < 0.08) noise *= 1.5 + 3 * urand(); /* 8 % outliers, 1.5-4.5x slow */
+                x[n] = m, t[n] = clean * noise;
+                n++;
+            }
+        lin_fit plain, robust;
+        CHECK(fit_line(x, t, n, 1, &robust) == 0, "robust fit failed");
+        fit_line(x, t, n, 0, &plain);
+        CHECK(fabs(robust.alpha / alphas[c] - 1) < 0.05 && fabs(robust.beta / betas[c] - 1) < 0.05,
+              "case %d: robust alpha %g (true %g), beta %g (true %g)", c, robust.alpha, alphas[c],
+              robust.beta, betas[c]);
+        printf("  case %d: true alpha %.3g s, beta %.4g s/B; robust %.3g, %.4g; plain %.3g, %.4g\n",
+               c, alphas[c], betas[c], robust.alpha, robust.beta, plain.alpha, plain.beta);
+        link_fit lf;
+        CHECK(fit_link(x, t, n, &lf) == 0 && !lf.two_regimes, "one regime expected (case %d)", c);
+    }
+
+    /* two regimes: a rendezvous protocol above 64 KiB (higher latency, better bandwidth) */
+    size_t n = 0;
+    for (int s = 0; s < SIZES; s++)
+        for (int k = 0; k < 3; k++) {
+            double m = ldexp(8.0, s);
+            double clean = m < 65536 ? 1e-6 + m / 2e9 : 2e-5 + m / 8e9;
+            x[n] = m, t[n] = clean * (1.0 + 0.01 * (2 * urand() - 1));
+            n++;
+        }
+    link_fit lf;
+    CHECK(fit_link(x, t, n, &lf) == 0, "two-regime fit failed");
+    CHECK(lf.two_regimes && lf.break_x == 65536, "break at %g, two regimes %d", lf.break_x,
+          lf.two_regimes);
+    CHECK(fabs(lf.small.alpha / 1e-6 - 1) < 0.05 && fabs(lf.large.beta * 8e9 - 1) < 0.05,
+          "regimes: small alpha %g, large beta %g", lf.small.alpha, lf.large.beta);
+    CHECK(fabs(link_fit_eval(&lf, 1 << 20) / (2e-5 + 1048576 / 8e9) - 1) < 0.03, "evaluation");
+
+    /* a perfect line */
+    double px[4] = {1, 2, 3, 4}, pt[4] = {3, 5, 7, 9};
+    lin_fit p;
+    CHECK(fit_line(px, pt, 4, 0, &p) == 0 && fabs(p.alpha - 1) < 1e-12 &&
+              fabs(p.beta - 2) < 1e-12 && fabs(p.r2 - 1) < 1e-12 && p.rel_rms < 1e-12,
+          "perfect line: %g %g r2 %g", p.alpha, p.beta, p.r2);
+    double one[2] = {5, 5}, tt[2] = {1, 2};
+    CHECK(fit_line(one, tt, 2, 0, &p) == -1, "a single x cannot determine a line");
+    return test_finish("test_fit");
+}
