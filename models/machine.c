@@ -13,7 +13,16 @@
 extern const char *const machine_preset_name_table[];
 extern const char *const machine_preset_text_table[];
 
-typedef enum { V_STRING, V_COUNT, V_SIZE, V_BANDWIDTH, V_RATE, V_TIME, V_FRACTION } value_kind;
+typedef enum {
+    V_STRING,
+    V_COUNT,
+    V_SIZE,
+    V_BANDWIDTH,
+    V_RATE,
+    V_TIME,
+    V_FRACTION,
+    V_TIERS
+} value_kind;
 
 typedef struct {
     double scale;
@@ -43,31 +52,47 @@ typedef struct {
     value_kind kind;
     size_t offset;
     const char *help;
+    int optional;
 } key_def;
 
 #define OFF(field) offsetof(machine, field)
 static const key_def keys[] = {
-    {"name", V_STRING, OFF(name), "a name"},
-    {"gpu", V_STRING, OFF(gpu), "the GPU model"},
-    {"gpus_per_node", V_COUNT, OFF(gpus_per_node), "GPUs per node"},
-    {"sms", V_COUNT, OFF(sms), "streaming multiprocessors per GPU"},
-    {"smem_per_sm", V_SIZE, OFF(smem_per_sm_bytes), "shared memory per SM"},
-    {"l2", V_SIZE, OFF(l2_bytes), "L2 cache per GPU"},
-    {"hbm_bandwidth", V_BANDWIDTH, OFF(hbm_bytes_per_s), "HBM bandwidth per GPU"},
-    {"peak_f32", V_RATE, OFF(peak_flops[0]), "dense f32 peak"},
-    {"peak_f16", V_RATE, OFF(peak_flops[1]), "dense f16 matrix peak"},
-    {"peak_bf16", V_RATE, OFF(peak_flops[2]), "dense bf16 matrix peak"},
+    {"name", V_STRING, OFF(name), "a name", 0},
+    {"gpu", V_STRING, OFF(gpu), "the GPU model", 0},
+    {"gpus_per_node", V_COUNT, OFF(gpus_per_node), "GPUs per node", 0},
+    {"sms", V_COUNT, OFF(sms), "streaming multiprocessors per GPU", 0},
+    {"smem_per_sm", V_SIZE, OFF(smem_per_sm_bytes), "shared memory per SM", 0},
+    {"l2", V_SIZE, OFF(l2_bytes), "L2 cache per GPU", 0},
+    {"hbm_bandwidth", V_BANDWIDTH, OFF(hbm_bytes_per_s), "HBM bandwidth per GPU", 0},
+    {"peak_f32", V_RATE, OFF(peak_flops[0]), "dense f32 peak", 0},
+    {"peak_f16", V_RATE, OFF(peak_flops[1]), "dense f16 matrix peak", 0},
+    {"peak_bf16", V_RATE, OFF(peak_flops[2]), "dense bf16 matrix peak", 0},
     {"sustained_fraction", V_FRACTION, OFF(sustained_fraction),
-     "fraction of peak an attention kernel sustains"},
-    {"intra_alpha", V_TIME, OFF(alpha_s[0]), "intra-node message latency"},
+     "fraction of peak an attention kernel sustains", 0},
+    {"intra_alpha", V_TIME, OFF(alpha_s[0]), "intra-node message latency", 0},
     {"intra_bandwidth", V_BANDWIDTH, OFF(bytes_per_s[0]),
-     "intra-node unidirectional bandwidth per GPU"},
-    {"inter_alpha", V_TIME, OFF(alpha_s[1]), "inter-node message latency"},
+     "intra-node unidirectional bandwidth per GPU", 0},
+    {"inter_alpha", V_TIME, OFF(alpha_s[1]), "inter-node message latency", 0},
     {"inter_bandwidth", V_BANDWIDTH, OFF(bytes_per_s[1]),
-     "inter-node unidirectional bandwidth per NIC"},
-    {"gpus_per_nic", V_COUNT, OFF(gpus_per_nic), "GPUs sharing one NIC"},
+     "inter-node unidirectional bandwidth per NIC", 0},
+    {"gpus_per_nic", V_COUNT, OFF(gpus_per_nic), "GPUs sharing one NIC", 0},
+    /* optional: a large-message regime per tier (all three keys or none), the cost of one
+     * kernel call, and which tiers attnsim calibrate measured */
+    {"intra_break", V_SIZE, OFF(break_bytes[0]), "intra-node large-message regime start", 1},
+    {"intra_large_alpha", V_TIME, OFF(alpha_large_s[0]), "intra-node large-message latency", 1},
+    {"intra_large_bandwidth", V_BANDWIDTH, OFF(bytes_per_s_large[0]),
+     "intra-node large-message bandwidth", 1},
+    {"inter_break", V_SIZE, OFF(break_bytes[1]), "inter-node large-message regime start", 1},
+    {"inter_large_alpha", V_TIME, OFF(alpha_large_s[1]), "inter-node large-message latency", 1},
+    {"inter_large_bandwidth", V_BANDWIDTH, OFF(bytes_per_s_large[1]),
+     "inter-node large-message bandwidth", 1},
+    {"kernel_overhead", V_TIME, OFF(kernel_overhead_s), "fixed time of one kernel call", 1},
+    {"measured_tiers", V_TIERS, OFF(measured),
+     "tiers measured by attnsim calibrate: intra, inter, intra+inter or none", 1},
 };
-#define NUM_KEYS (sizeof keys / sizeof keys[0])
+#define KEY_GPUS_PER_NIC 15 /* index of gpus_per_nic, the last required key */
+#define KEY_FIRST_REGIME 16 /* intra_break; the inter triple follows */
+#define NUM_KEYS         (sizeof keys / sizeof keys[0])
 
 static int errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -214,6 +239,17 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
             return errf(err, errlen, "%s: key '%s' has no value; accepted: %s", where, k->key,
                         k->help);
         char *field = (char *)m + k->offset;
+        if (k->kind == V_TIERS) {
+            int intra = !strcmp(value, "intra") || !strcmp(value, "intra+inter");
+            int inter = !strcmp(value, "inter") || !strcmp(value, "intra+inter");
+            if (!intra && !inter && strcmp(value, "none"))
+                return errf(err, errlen,
+                            "%s: key '%s': '%s' is not accepted; accepted: intra, "
+                            "inter, intra+inter, none",
+                            where, k->key, value);
+            m->measured[0] = intra, m->measured[1] = inter, m->calibrated = 1;
+            continue;
+        }
         if (k->kind == V_STRING) {
             if (strlen(value) >= 64)
                 return errf(err, errlen, "%s: key '%s': value longer than 63 characters", where,
@@ -229,7 +265,7 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
             *(double *)field = v;
     }
     for (size_t ki = 0; ki < NUM_KEYS; ki++)
-        if (!seen_line[ki])
+        if (!seen_line[ki] && !keys[ki].optional)
             return errf(err, errlen,
                         "%s: key '%s' is missing; accepted: every key of "
                         "docs/machine.md once (%s)",
@@ -238,10 +274,28 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
         return errf(err, errlen,
                     "%s:%d: key 'gpus_per_nic': %llu GPUs per NIC but %llu per node; "
                     "accepted: at most gpus_per_node",
-                    filename, seen_line[NUM_KEYS - 1], (unsigned long long)m->gpus_per_nic,
+                    filename, seen_line[KEY_GPUS_PER_NIC], (unsigned long long)m->gpus_per_nic,
                     (unsigned long long)m->gpus_per_node);
+    for (int t = 0; t < 2; t++) { /* a regime is all three keys or none */
+        size_t k0 = KEY_FIRST_REGIME + 3 * (size_t)t;
+        int n = !!seen_line[k0] + !!seen_line[k0 + 1] + !!seen_line[k0 + 2];
+        if (n != 0 && n != 3)
+            return errf(err, errlen,
+                        "%s: keys '%s', '%s' and '%s' go together; accepted: all "
+                        "three or none",
+                        filename, keys[k0].key, keys[k0 + 1].key, keys[k0 + 2].key);
+    }
     snprintf(m->origin, sizeof m->origin, "%s", filename);
     return 0;
+}
+
+double machine_message_s(const machine *m, int tier, double bytes, double sharing)
+{
+    int large = m->break_bytes[tier] > 0 && bytes >= m->break_bytes[tier];
+    double alpha = large ? m->alpha_large_s[tier] : m->alpha_s[tier];
+    double bw = large ? m->bytes_per_s_large[tier] : m->bytes_per_s[tier];
+    if (tier == TIER_INTER && sharing > 1) bw /= sharing;
+    return alpha + bytes / bw;
 }
 
 const char *const *machine_preset_names(void)
@@ -329,4 +383,27 @@ size_t machine_format(const machine *m, char *buf, size_t n)
         m->smem_per_sm_bytes, m->l2_bytes, m->hbm_bytes_per_s, m->peak_flops[0], m->peak_flops[1],
         m->peak_flops[2], m->sustained_fraction, m->alpha_s[0], m->bytes_per_s[0], m->alpha_s[1],
         m->bytes_per_s[1], (unsigned long long)m->gpus_per_nic);
+}
+
+size_t machine_format_optional(const machine *m, char *buf, size_t n)
+{
+    size_t len = 0;
+    static const char *const tier[2] = {"intra", "inter"};
+    for (int t = 0; t < 2; t++)
+        if (m->break_bytes[t] > 0 && len < n)
+            len += (size_t)snprintf(buf + len, n - len,
+                                    "%s_break = %.17g B\n%s_large_alpha = %.17g s\n"
+                                    "%s_large_bandwidth = %.17g B/s\n",
+                                    tier[t], m->break_bytes[t], tier[t], m->alpha_large_s[t],
+                                    tier[t], m->bytes_per_s_large[t]);
+    if (m->kernel_overhead_s > 0 && len < n)
+        len += (size_t)snprintf(buf + len, n - len, "kernel_overhead = %.17g s\n",
+                                m->kernel_overhead_s);
+    if (m->calibrated && len < n)
+        len += (size_t)snprintf(buf + len, n - len, "measured_tiers = %s\n",
+                                m->measured[0] && m->measured[1] ? "intra+inter"
+                                : m->measured[0]                 ? "intra"
+                                : m->measured[1]                 ? "inter"
+                                                                 : "none");
+    return len;
 }

@@ -23,8 +23,18 @@ typedef struct {
     double alpha_s[2];         /* latency per message, by tier */
     double bytes_per_s[2];     /* unidirectional bandwidth per GPU (intra) or per NIC (inter) */
     uint64_t gpus_per_nic;     /* GPUs sharing one NIC for inter-node traffic */
-    char origin[300];          /* "preset NAME" or the file path */
+    /* Optional (absent in the presets; written by attnsim calibrate): */
+    double break_bytes[2];       /* a tier's large-message regime starts here (0: one regime) */
+    double alpha_large_s[2];     /* ... and has its own latency */
+    double bytes_per_s_large[2]; /* ... and bandwidth */
+    double kernel_overhead_s;    /* fixed cost of one local attention kernel call */
+    int calibrated;              /* the file says which tiers were measured (measured_tiers) */
+    int measured[2];             /* tier measured by calibrate (meaningful when calibrated) */
+    char origin[300];            /* "preset NAME" or the file path */
 } machine;
+
+/* Time of one message of `bytes` on a tier whose bandwidth is shared by `sharing` senders. */
+double machine_message_s(const machine *m, int tier, double bytes, double sharing);
 
 /* Parses a machine description. `filename` names the text in messages. Returns 0, or -1 with
  * one line in err: "FILE:LINE: key 'k': what is wrong; accepted: ...". */
@@ -37,7 +47,9 @@ int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
 const char *const *machine_preset_names(void);
 const char *machine_preset_text(const char *name);
 
-/* Writes m in the file format (round-trips through machine_parse). Returns bytes written. */
+/* Writes m's required keys in the file format (round-trips through machine_parse), and
+ * machine_format_optional its optional keys. Return bytes written. */
 size_t machine_format(const machine *m, char *buf, size_t n);
+size_t machine_format_optional(const machine *m, char *buf, size_t n);
 
 #endif

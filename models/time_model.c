@@ -8,20 +8,9 @@ const char *const am_term_names[] = {"latency", "bandwidth", "compute", NULL};
 
 /* ---- links ---------------------------------------------------------------------------------- */
 
-typedef struct {
-    double alpha_s, bytes_per_s;
-    int inter;
-} link;
-
-/* The link from a to b when `sharing` GPUs of a's NIC cross nodes at the same time. */
-static link link_between(const machine *m, uint64_t a, uint64_t b, uint64_t sharing)
+static int is_inter(const machine *m, uint64_t a, uint64_t b)
 {
-    link l;
-    l.inter = rank_node(a, m->gpus_per_node) != rank_node(b, m->gpus_per_node);
-    int t = l.inter ? TIER_INTER : TIER_INTRA;
-    l.alpha_s = m->alpha_s[t];
-    l.bytes_per_s = m->bytes_per_s[t] / (double)(l.inter && sharing > 1 ? sharing : 1);
-    return l;
+    return rank_node(a, m->gpus_per_node) != rank_node(b, m->gpus_per_node);
 }
 
 /* Ring successor of rank x within its group. */
@@ -79,13 +68,15 @@ static double step_time(const am_config *c, const machine *m, dest_fn dest, cons
     for (uint64_t x = 0; x < P; x++) {
         uint64_t y = dest(c, ctx, x);
         if (y == x) continue;
-        link l = link_between(m, x, y, load[nic_of(m, x)]);
-        double t = l.alpha_s + bytes / l.bytes_per_s;
-        if (l.inter) *inter = 1;
-        if (t > worst) {
+        int tier = is_inter(m, x, y) ? TIER_INTER : TIER_INTRA;
+        double t = machine_message_s(m, tier, bytes, (double)load[nic_of(m, x)]);
+        if (tier == TIER_INTER) *inter = 1;
+        if (t > worst) { /* split into latency and bandwidth parts for the critical path */
             worst = t;
-            *alpha_part = l.alpha_s;
-            *bw_part = bytes / l.bytes_per_s;
+            *alpha_part = m->break_bytes[tier] > 0 && bytes >= m->break_bytes[tier]
+                              ? m->alpha_large_s[tier]
+                              : m->alpha_s[tier];
+            *bw_part = t - *alpha_part;
         }
     }
     free(load);
@@ -145,7 +136,7 @@ static double tile_time(const am_config *c, const machine *m, double pairs, doub
     double bytes = e * b * d * (heads * nq * (bwd ? 4 : 2) + (heads / g) * nk * (bwd ? 4 : 2));
     double tc = flops / (m->peak_flops[c->dtype] * m->sustained_fraction);
     double tm = bytes / m->hbm_bytes_per_s;
-    return tc > tm ? tc : tm;
+    return m->kernel_overhead_s + (tc > tm ? tc : tm);
 }
 
 double am_phase_flops(const am_config *c, int f)

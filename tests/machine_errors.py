@@ -51,6 +51,9 @@ CASES = [  # (file text, text the message must contain)
     ("# only a comment\n\n", "key 'name' is missing"),
     (replace("inter_bandwidth", "inter_bandwidth = 50 GB/s extra"), "unit 'GB/s extra' is not accepted"),
     (replace("name", "name = " + "x" * 80), "key 'name': value longer than 63 characters"),
+    (GOOD + "intra_break = 64 KiB\nintra_large_alpha = 20 us\n", "keys 'intra_break', 'intra_large_alpha' and 'intra_large_bandwidth' go together"),
+    (GOOD + "measured_tiers = both\n", "key 'measured_tiers': 'both' is not accepted; accepted: intra, inter, intra+inter, none"),
+    (GOOD + "kernel_overhead = 3\n", "key 'kernel_overhead': '3' has no unit"),
 ]
 
 
@@ -72,7 +75,7 @@ def main():
                 problems.append(f"lacks {must!r}")
             if path not in p.stderr:
                 problems.append("does not name the file")
-            if "missing" not in must:
+            if "missing" not in must and "go together" not in must:
                 # line-level errors name the line: FILE:LINE
                 import re
                 if not re.search(re.escape(path) + r":\d+: ", p.stderr):

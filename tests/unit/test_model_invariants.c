@@ -46,6 +46,25 @@ int main(void)
               "round trip of %s changed values", *n);
     }
 
+    /* the optional keys round-trip and change message times as documented */
+    machine cal;
+    machine_load("dev-4gpu", &cal, err, sizeof err);
+    cal.break_bytes[0] = 65536, cal.alpha_large_s[0] = 2e-5, cal.bytes_per_s_large[0] = 8e9;
+    cal.kernel_overhead_s = 3e-6, cal.calibrated = 1, cal.measured[0] = 1;
+    char text[4096];
+    size_t len = machine_format(&cal, text, sizeof text);
+    machine_format_optional(&cal, text + len, sizeof text - len);
+    machine back;
+    CHECK(machine_parse(text, "calibrated", &back, err, sizeof err) == 0, "optional keys: %s", err);
+    CHECK(back.break_bytes[0] == 65536 && back.alpha_large_s[0] == 2e-5 &&
+              back.bytes_per_s_large[0] == 8e9 && back.kernel_overhead_s == 3e-6 &&
+              back.calibrated && back.measured[0] && !back.measured[1],
+          "optional keys changed in the round trip");
+    CHECK(machine_message_s(&back, TIER_INTRA, 1000, 1) ==
+                  back.alpha_s[0] + 1000 / back.bytes_per_s[0] &&
+              machine_message_s(&back, TIER_INTRA, 1 << 20, 1) == 2e-5 + 1048576 / 8e9,
+          "two-regime message time");
+
     for (int trial = 0; trial < 3000; trial++) {
         am_config c;
         memset(&c, 0, sizeof c);
