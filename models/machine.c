@@ -21,7 +21,8 @@ typedef enum {
     V_RATE,
     V_TIME,
     V_FRACTION,
-    V_TIERS
+    V_TIERS,
+    V_RATIO
 } value_kind;
 
 typedef struct {
@@ -87,6 +88,8 @@ static const key_def keys[] = {
     {"inter_large_bandwidth", V_BANDWIDTH, OFF(bytes_per_s_large[1]),
      "inter-node large-message bandwidth", 1},
     {"kernel_overhead", V_TIME, OFF(kernel_overhead_s), "fixed time of one kernel call", 1},
+    {"backward_rate_ratio", V_RATIO, OFF(backward_rate_ratio),
+     "backward FLOP rate over the forward's", 1},
     {"measured_tiers", V_TIERS, OFF(measured),
      "tiers measured by attnsim calibrate: intra, inter, intra+inter or none", 1},
 };
@@ -184,6 +187,7 @@ static void trim(char **s)
 int machine_parse(const char *text, const char *filename, machine *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
+    m->backward_rate_ratio = 1.0;
     int seen_line[NUM_KEYS] = {0};
     int lineno = 0;
     const char *p = text;
@@ -396,6 +400,9 @@ size_t machine_format_optional(const machine *m, char *buf, size_t n)
                                     "%s_large_bandwidth = %.17g B/s\n",
                                     tier[t], m->break_bytes[t], tier[t], m->alpha_large_s[t],
                                     tier[t], m->bytes_per_s_large[t]);
+    if (m->backward_rate_ratio != 1.0 && len < n)
+        len += (size_t)snprintf(buf + len, n - len, "backward_rate_ratio = %.17g\n",
+                                m->backward_rate_ratio);
     if (m->kernel_overhead_s > 0 && len < n)
         len += (size_t)snprintf(buf + len, n - len, "kernel_overhead = %.17g s\n",
                                 m->kernel_overhead_s);

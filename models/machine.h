@@ -28,6 +28,7 @@ typedef struct {
     double alpha_large_s[2];     /* ... and has its own latency */
     double bytes_per_s_large[2]; /* ... and bandwidth */
     double kernel_overhead_s;    /* fixed cost of one local attention kernel call */
+    double backward_rate_ratio;  /* backward FLOP rate over forward (1 when absent) */
     int calibrated;              /* the file says which tiers were measured (measured_tiers) */
     int measured[2];             /* tier measured by calibrate (meaningful when calibrated) */
     char origin[300];            /* "preset NAME" or the file path */

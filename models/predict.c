@@ -2,6 +2,7 @@
 #include "predict.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,4 +88,15 @@ int am_choose_grid(am_config *c, const machine *m, uint64_t rows, uint64_t cols,
     c->rows = am_best_grid_rows(c, m);
     c->cols = c->P / c->rows;
     return 1;
+}
+
+const char *am_unmeasured_tier_note(const machine *m, const am_time *t)
+{
+    static char note[400];
+    if (!m->calibrated || !t->inter_node_phases || m->measured[TIER_INTER]) return NULL;
+    snprintf(note, sizeof note,
+             "inter-node times use %s's inter-node tier, which attnsim "
+             "calibrate did not measure (kept from the base machine)",
+             m->name);
+    return note;
 }

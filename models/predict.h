@@ -27,6 +27,10 @@ void am_prediction_free(am_prediction *p);
 /* The R x C grid (R C = P) with the least predicted time for c (rows/cols ignored); returns R. */
 uint64_t am_best_grid_rows(const am_config *c, const machine *m);
 
+/* When m comes from attnsim calibrate and a tier the prediction uses was not measured there,
+ * a one-line note saying so (a one-node fit is never used silently across nodes); else NULL. */
+const char *am_unmeasured_tier_note(const machine *m, const am_time *t);
+
 /* s with s * s = P, or 0 when P is not a square. */
 uint64_t am_square_side(uint64_t P);
 

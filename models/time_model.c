@@ -134,7 +134,8 @@ static double tile_time(const am_config *c, const machine *m, double pairs, doub
     double g = (double)(c->heads / c->kv_heads);
     double flops = (bwd ? 10.0 : 4.0) * d * pairs * b * heads;
     double bytes = e * b * d * (heads * nq * (bwd ? 4 : 2) + (heads / g) * nk * (bwd ? 4 : 2));
-    double tc = flops / (m->peak_flops[c->dtype] * m->sustained_fraction);
+    double tc = flops / (m->peak_flops[c->dtype] * m->sustained_fraction *
+                         (bwd ? m->backward_rate_ratio : 1.0));
     double tm = bytes / m->hbm_bytes_per_s;
     return m->kernel_overhead_s + (tc > tm ? tc : tm);
 }

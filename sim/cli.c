@@ -260,6 +260,10 @@ static const opt_info options[] = {
     {OPT_CHECK, "check", no_argument, NULL, "compare with the float64 single-device reference"},
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
+    {OPT_MAX_MESSAGE, "max-message", required_argument, "BYTES",
+     "largest message measured (k, M, G: powers of two)"},
+    {OPT_MACHINE_OUT, "machine-out", required_argument, "FILE",
+     "machine file to write (else it is printed)"},
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
      "store per-rank [P][F] arrays up to this P (above: per-phase maxima only)"},
     {OPT_OUT, "out", required_argument, "FILE.h5",
@@ -375,6 +379,14 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_SEED:
         rc = cli_parse_uint(arg, UINT64_MAX, &o->seed, err, sizeof err);
+        break;
+    case OPT_MAX_MESSAGE:
+        rc = cli_parse_count(arg, 1ull << 40, &o->max_message, err, sizeof err);
+        break;
+    case OPT_MACHINE_OUT:
+        if (*arg == '\0')
+            rc = -1, snprintf(err, sizeof err, "the value is empty; accepted: a file path");
+        o->machine_out = arg;
         break;
     case OPT_RANK_ARRAYS:
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);

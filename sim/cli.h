@@ -73,7 +73,9 @@ typedef struct {
     unsigned kernels;  /* bit per kernel name (kernels subcommand) */
     cli_u64_list sram; /* SRAM elements (kernels subcommand) */
     uint64_t reps, seed;
-    uint64_t rank_arrays; /* model: largest P stored with per-rank arrays */
+    uint64_t rank_arrays;    /* model: largest P stored with per-rank arrays */
+    uint64_t max_message;    /* calibrate: largest message (bytes) */
+    const char *machine_out; /* calibrate: machine file to write */
 } attn_opts;
 
 typedef enum {
@@ -100,6 +102,8 @@ typedef enum {
     OPT_REPS,
     OPT_SEED,
     OPT_RANK_ARRAYS,
+    OPT_MAX_MESSAGE,
+    OPT_MACHINE_OUT,
     OPT_END
 } opt_id;
 

@@ -183,6 +183,8 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                                    am_term_names[pr.time.dominant],
                                    (unsigned long long)pr.total_sent_max, phases);
                             rows++;
+                            const char *warn = am_unmeasured_tier_note(&m, &pr.time);
+                            if (warn) printf("# warning: %s\n", warn);
                             if (h) {
                                 int64_t id;
                                 hid_t g = h5out_run_begin(h, &id);

@@ -119,7 +119,9 @@ static int validate(run_env *env)
 /* Per-rank results sent to rank 0: counts and time of every phase. */
 typedef struct {
     uint64_t v[AM_MAX_PHASES][4];
-    double t[AM_MAX_PHASES];
+    double t[AM_MAX_PHASES];     /* the rank's own time in the phase */
+    double start[AM_MAX_PHASES]; /* when the rank entered the phase, from the start barrier */
+    double end[AM_MAX_PHASES];   /* when it left the phase */
 } rank_report;
 
 typedef struct {
@@ -277,34 +279,41 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         (unsigned long long)c->N, (unsigned long long)c->batch, (unsigned long long)c->heads,
         (unsigned long long)c->kv_heads, (unsigned long long)c->head_dim, c->causal ? "yes" : "no",
         kn_dtype_name(x->dtype));
-    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s\n", "phase", "sent_B(max)", "pred_sent_B",
-           "msgs", "pred", "recv_B(max)", "time_ms(max)", "pred_ms");
-    double meas_total = 0.0;
+    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s %7s\n", "phase", "sent_B(max)",
+           "pred_sent_B", "msgs", "pred", "recv_B(max)", "crit_ms", "pred_ms", "err%");
+    /* Measured phase time for the synchronous model: from the last rank to enter the phase to
+     * the last to leave it (times from the barrier that starts the run). A rank's own phase
+     * time also holds its wait for slower ranks; the local work between phases (packing,
+     * assembling gathered blocks) belongs to no phase and shows in the total only. */
+    double crit[AM_MAX_PHASES], last_end = 0.0;
     uint64_t meas_sent_max = 0;
     for (int r = 0; r < P; r++) {
-        double t = 0.0;
         uint64_t s = 0;
-        for (int f = 0; f < F; f++) t += all[r].t[f], s += all[r].v[f][0];
-        meas_total = fmax(meas_total, t);
+        for (int f = 0; f < F; f++) s += all[r].v[f][0];
         meas_sent_max = s > meas_sent_max ? s : meas_sent_max;
     }
     for (int f = 0; f < F; f++) {
         uint64_t sent = 0, recv = 0, msgs = 0;
-        double t = 0.0;
+        double end = 0.0, start = 0.0;
         for (int r = 0; r < P; r++) {
             sent = all[r].v[f][0] > sent ? all[r].v[f][0] : sent;
             recv = all[r].v[f][1] > recv ? all[r].v[f][1] : recv;
             msgs = all[r].v[f][2] > msgs ? all[r].v[f][2] : msgs;
-            t = fmax(t, all[r].t[f]);
+            end = fmax(end, all[r].end[f]);
+            start = fmax(start, all[r].start[f]);
         }
+        crit[f] = fmax(end - start, 0.0);
+        last_end = fmax(last_end, end);
         char tm[32], tp[32];
-        fmt_ms(t, tm, sizeof tm);
+        fmt_ms(crit[f], tm, sizeof tm);
         fmt_ms(pr.time.phase_s[f], tp, sizeof tp);
-        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s\n", pr.phases[f].name,
+        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr.phases[f].name,
                (unsigned long long)sent, (unsigned long long)pr.max[f].bytes_sent,
                (unsigned long long)msgs, (unsigned long long)pr.max[f].msgs_sent,
-               (unsigned long long)recv, tm, tp);
+               (unsigned long long)recv, tm, tp,
+               crit[f] > 0 ? 100.0 * (pr.time.phase_s[f] - crit[f]) / crit[f] : 0.0);
     }
+    double meas_total = last_end;
     char checktxt[120] = "not checked (--check)";
     if (checked)
         snprintf(checktxt, sizeof checktxt, "check %s (max abs err %.2e, rel %.2e)",
@@ -312,11 +321,14 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
     int valid = match && (!checked || passed);
     if (match)
         printf("# %s: measured == predicted bytes and messages on all %d ranks and %d phases; %s; "
-               "%.3f ms (predicted %.3f ms on %s). %s\n",
+               "%.3f ms (predicted %.3f ms on %s, %+.1f%%). %s\n",
                am_algo_names[c->algo], P, F, checktxt, meas_total * 1e3, pr.time.total_s * 1e3,
-               m.name, valid ? "VALID" : "INVALID");
+               m.name, 100.0 * (pr.time.total_s - meas_total) / meas_total,
+               valid ? "VALID" : "INVALID");
     else
         printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_names[c->algo], first, checktxt);
+    const char *warn = am_unmeasured_tier_note(&m, &pr.time);
+    if (warn) printf("# warning: %s\n", warn);
     fflush(stdout);
 
     if (env->h) {
@@ -353,6 +365,14 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         for (int r = 0; r < P; r++)
             for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].t[f];
         h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        for (int r = 0; r < P; r++)
+            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].start[f];
+        h5_write(g, "measured/phase_start_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        for (int r = 0; r < P; r++)
+            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].end[f];
+        h5_write(g, "measured/phase_end_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        hsize_t fd[1] = {(hsize_t)F};
+        h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, crit, "s");
         /* who sent how much to whom (the monitoring cross-check compares these) */
         hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
         h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
@@ -403,6 +423,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     }
     const exec_algo *algo = algo_of(cfg->algo);
     MPICALL(MPI_Barrier(MPI_COMM_WORLD));
+    x.comm.origin = MPI_Wtime();
     x.comm.recording = cfg->pass != AM_BWD; /* a bwd pass runs its forward unrecorded */
     algo->forward(&x);
     x.comm.recording = 1;
@@ -418,6 +439,8 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         mine.v[f][0] = x.comm.st[f].bytes_sent, mine.v[f][1] = x.comm.st[f].bytes_recv;
         mine.v[f][2] = x.comm.st[f].msgs_sent, mine.v[f][3] = x.comm.st[f].msgs_recv;
         mine.t[f] = x.comm.st[f].time_s;
+        mine.start[f] = x.comm.st[f].start_s;
+        mine.end[f] = x.comm.st[f].end_s;
     }
     rank_report *all = env->rank == 0 ? kn_xmalloc((size_t)env->P * sizeof *all, "reports") : NULL;
     uint64_t *peers =

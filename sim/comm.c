@@ -64,11 +64,16 @@ void comm_phase_begin(comm_ctx *c, const char *name)
         attn_fail("comm_phase_begin", __FILE__, __LINE__,
                   "phase '%s' is not in the model's phase list of this algorithm", name);
     c->t0 = MPI_Wtime();
+    c->st[c->cur].start_s = c->t0 - c->origin;
 }
 
 void comm_phase_end(comm_ctx *c)
 {
-    if (c->cur >= 0) c->st[c->cur].time_s += MPI_Wtime() - c->t0;
+    if (c->cur >= 0) {
+        double now = MPI_Wtime();
+        c->st[c->cur].time_s += now - c->t0;
+        c->st[c->cur].end_s = now - c->origin;
+    }
     c->cur = -1;
 }
 

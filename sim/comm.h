@@ -15,7 +15,9 @@
 
 typedef struct {
     uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv;
-    double time_s;
+    double time_s;  /* time spent in the phase */
+    double start_s; /* when the phase began, from `origin` */
+    double end_s;   /* when the phase ended, from `origin` */
 } comm_stats;
 
 typedef struct {
@@ -30,6 +32,7 @@ typedef struct {
     int cur;                          /* phase being recorded, or -1 */
     int recording;                    /* 0 while an unrecorded forward runs (pass bwd) */
     double t0;
+    double origin; /* MPI_Wtime at the run's start barrier */
 } comm_ctx;
 
 void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world);

@@ -240,6 +240,28 @@ static int check_existing(const char *path, char *err, size_t errlen)
     return rc;
 }
 
+int h5out_dir_writable(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    split_dir(path, dir, sizeof dir);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return snprintf(err, errlen,
+                        "directory '%s' does not exist; accepted: a file in an "
+                        "existing directory",
+                        dir),
+               -1;
+    if (access(dir, W_OK | X_OK) != 0)
+        return snprintf(err, errlen,
+                        "directory '%s' is not writable; accepted: a file in a "
+                        "writable directory",
+                        dir),
+               -1;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return snprintf(err, errlen, "'%s' is a directory; accepted: a file path", path), -1;
+    return 0;
+}
+
 int h5out_check_path(const char *path, char *err, size_t errlen)
 {
     if (*path == '\0')

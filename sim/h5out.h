@@ -25,6 +25,10 @@
  * what is accepted. */
 int h5out_check_path(const char *path, char *err, size_t errlen);
 
+/* 0 when `path` names a file (new or not) in an existing writable directory; else -1 and a
+ * one-line reason naming what is accepted. */
+int h5out_dir_writable(const char *path, char *err, size_t errlen);
+
 /* One row of /summary (docs/hdf5-schema.md lists the columns and their units). */
 typedef struct {
     int64_t run;
