@@ -247,6 +247,12 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out)
             }
         }
         out->phase_s[f] = t;
+        if (pp.comp == 0 && pp.lat == 0 && pp.bw == 0) /* nothing happens: no term */
+            out->phase_term[f] = p->kind == PH_COMPUTE ? TERM_COMPUTE : TERM_LATENCY;
+        else
+            out->phase_term[f] = pp.comp >= pp.lat + pp.bw ? TERM_COMPUTE
+                                 : pp.lat >= pp.bw         ? TERM_LATENCY
+                                                           : TERM_BANDWIDTH;
         if (inter) out->inter_node_phases |= 1ull << f;
         total.lat += pp.lat;
         total.bw += pp.bw;

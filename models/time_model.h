@@ -24,7 +24,8 @@ typedef struct {
     double total_s;
     double term_s[3]; /* the critical path split into latency, bandwidth and compute */
     am_term dominant;
-    uint64_t inter_node_phases; /* bit f: phase f sends some message across nodes */
+    uint64_t inter_node_phases;        /* bit f: phase f sends some message across nodes */
+    am_term phase_term[AM_MAX_PHASES]; /* what dominates each phase */
 } am_time;
 
 void am_predict_time(const am_config *c, const machine *m, am_time *out);

@@ -65,6 +65,14 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
     h5_attr_strs(ds, "terms", (const char *const *)am_term_names, 3);
     H5CALL(H5Dclose(ds));
     h5_attr_str(g, "dominant_term", am_term_names[p->time.dominant]);
+    const char *terms[AM_MAX_PHASES] = {0};
+    int32_t inter[AM_MAX_PHASES];
+    for (int f = 0; f < F; f++) {
+        terms[f] = am_term_names[p->time.phase_term[f]];
+        inter[f] = (p->time.inter_node_phases >> f) & 1;
+    }
+    h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
+    h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
 
     if (!p->per_rank) {
         h5_attr_str(g, "per_rank_arrays", omitted_reason ? omitted_reason : "omitted");

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""attnsim calibrate on 2 and 4 local ranks: finishes in under 60 s, writes a machine file that
+--machine reads back (the unmeasured inter-node tier kept and marked, with a warning when a
+prediction crosses nodes), a kind=calibration run with its data points and fits; the model with
+the calibrated file predicts executor runs and plots/model_error.py prints their error summary.
+Usage: calibrate_test.py ATTNSIM MPIEXEC MODEL_ERROR_SCRIPT"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+
+ATTNSIM, MPIEXEC, SUMMARY = os.path.abspath(sys.argv[1]), sys.argv[2], sys.argv[3]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def main():
+    problems = []
+    with tempfile.TemporaryDirectory() as d:
+        for P in (2, 4):
+            mfile, h5 = os.path.join(d, f"cal{P}.machine"), os.path.join(d, f"cal{P}.h5")
+            t0 = time.time()
+            p = subprocess.run([MPIEXEC, "-n", str(P), "--oversubscribe", ATTNSIM, "calibrate",
+                                "--max-message", "1M", "--machine-out", mfile, "--out", h5],
+                               capture_output=True, text=True, env=ENV, timeout=300)
+            took = time.time() - t0
+            print(f"calibrate on {P} ranks: {took:.1f} s, status {p.returncode}")
+            if p.returncode != 0 or took >= 60:
+                problems.append(f"P={P}: status {p.returncode} in {took:.1f} s: {p.stderr[-500:]}")
+                continue
+            for must in ("intra-node ring shift", "inter-node tier NOT MEASURED", "forward",
+                         "ring collectives"):
+                if must not in p.stdout:
+                    problems.append(f"P={P}: summary lacks {must!r}")
+            text = open(mfile).read()
+            if "measured_tiers = intra" not in text or "NOT MEASURED: kept" not in text:
+                problems.append(f"P={P}: machine file does not mark the tiers:\n{text}")
+            with h5py.File(h5, "r") as f:
+                (g,) = f["runs"].values()
+                s = g["links/intra/ring_shift"]
+                if g.attrs["kind"] != "calibration" or len(s["bytes"]) < 3 * 18 or \
+                        s.attrs["r2"] <= 0 or "residual_rel" not in s or "links/inter" in g:
+                    problems.append(f"P={P}: calibration run incomplete")
+                if g.attrs["machine_file"] != text:
+                    problems.append(f"P={P}: the run's machine_file differs from the file")
+            # the file reads back; a prediction that crosses nodes is warned about
+            p = subprocess.run([ATTNSIM, "model", "--machine", mfile, "--procs", str(4 * P),
+                                "--seq", "4k", "--algo", "ring"], capture_output=True, text=True)
+            if p.returncode != 0 or "warning: inter-node times use" not in p.stdout:
+                problems.append(f"P={P}: model with the calibrated file: {p.returncode} {p.stdout[-400:]}{p.stderr}")
+            # executor runs predicted with it, then the error summary
+            runs = os.path.join(d, f"runs{P}.h5")
+            p = subprocess.run([MPIEXEC, "-n", "2", ATTNSIM, "run", "--algo", "ring,a2d-no",
+                                "--grid", "auto", "--pass", "train", "--seq", "1k",
+                                "--machine", mfile, "--out", runs], capture_output=True, text=True,
+                               env=ENV, timeout=300)
+            if p.returncode != 0:
+                problems.append(f"P={P}: run with the calibrated file failed: {p.stdout[-400:]}")
+                continue
+            p = subprocess.run([sys.executable, SUMMARY, runs, "-o", os.path.join(d, "parity.png")],
+                               capture_output=True, text=True)
+            print(p.stdout)
+            if p.returncode != 0 or "whole runs" not in p.stdout or "phases, term compute" not in p.stdout \
+                    or not os.path.exists(os.path.join(d, "parity.png")):
+                problems.append(f"P={P}: summary failed: {p.stdout}{p.stderr}")
+    for p in problems:
+        print("FAIL", p)
+    print(f"calibrate_test: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
