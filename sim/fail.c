@@ -47,6 +47,8 @@ _Noreturn void attn_fail(const char *call, const char *file, int line, const cha
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    for (char *c = reason; *c; c++) /* one line, whatever a library put in its message */
+        if (*c == '\n' || *c == '\r') *c = ' ';
     char who[32] = "";
     if (fail_rank >= 0) snprintf(who, sizeof who, "rank %d: ", fail_rank);
     fprintf(stderr, "attnsim: %s%s failed (%s:%d): %s\n", who, call, file, line, reason);
@@ -56,7 +58,10 @@ _Noreturn void attn_fail(const char *call, const char *file, int line, const cha
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (init && !fin) MPI_Abort(MPI_COMM_WORLD, 1);
-    exit(1);
+    /* _exit, not exit: exit handlers (HDF5 closing a file whose write just failed) must not
+     * run after a failure; our own clean-ups already did */
+    fflush(stdout);
+    _exit(1);
 }
 
 static void kernels_fatal(const char *call, const char *reason)
@@ -70,6 +75,9 @@ void attn_fail_init(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    /* a file-size limit (ulimit -f) makes a write fail with EFBIG instead of killing us, so the
+     * failure takes the error path like a full disk does */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 typedef struct {
