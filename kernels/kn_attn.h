@@ -30,7 +30,7 @@ typedef struct {
     kn_tensor lse;        /* f32 [b][h][nq]: FA2 forward output, backward input */
     kn_tensor m, l;       /* f32 [b][h][nq]: FA1 outputs (running max and sum) */
     kn_tensor o_acc;      /* f32 [b][h][nq][d]: FA1 intermediate O between K/V blocks */
-    kn_tensor s, p;       /* storage type [b][h][nq][nk]: standard attention's S and P */
+    kn_tensor s, p;       /* f32 [b][h][nq][nk]: standard attention's S and P */
     kn_tensor d_o;        /* storage type: dO, backward input */
     kn_tensor dq, dk, dv; /* storage type: backward outputs */
     kn_tensor dq_acc;     /* f32 [b][h][nq][d]: backward dQ accumulator */

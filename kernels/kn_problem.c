@@ -45,7 +45,7 @@ uint64_t kn_problem_bytes(const kn_shape *s, kn_dtype dtype, unsigned need)
     uint64_t rows = kn_row_elems(s), total = 0;
     if (need & KN_NEED_FWD) total += e * (2 * q + 2 * kv) + 4 * rows;
     if (need & KN_NEED_FA1) total += 8 * rows + 4 * q;
-    if (need & KN_NEED_STANDARD) total += 2 * e * (uint64_t)rows * s->nk;
+    if (need & KN_NEED_STANDARD) total += 2 * 4 * (uint64_t)rows * s->nk;
     if (need & KN_NEED_BWD) total += e * (2 * q + 2 * kv) + 4 * q + 4 * rows;
     return total;
 }
@@ -76,8 +76,8 @@ void kn_problem_init(kn_problem *p, const kn_shape *s, kn_dtype dtype, unsigned 
         kn_tensor_alloc(&t->o_acc, KN_F32, q, "O accumulator");
     }
     if (need & KN_NEED_STANDARD) {
-        kn_tensor_alloc(&t->s, dtype, rows * s->nk, "S");
-        kn_tensor_alloc(&t->p, dtype, rows * s->nk, "P");
+        kn_tensor_alloc(&t->s, KN_F32, rows * s->nk, "S"); /* f32 whatever the inputs: */
+        kn_tensor_alloc(&t->p, KN_F32, rows * s->nk, "P"); /* f16 would overflow at |S| > 65504 */
     }
     if (need & KN_NEED_BWD) {
         kn_tensor_alloc(&t->d_o, dtype, q, "dO");

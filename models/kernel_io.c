@@ -56,9 +56,9 @@ void kio_predict(kio_kernel kernel, const kn_shape *s, uint64_t e, kn_blocks blk
     case KIO_STANDARD_FWD: {
         /* pass 1: Q once, K once per Q block, S written; pass 2: S read once or twice
          * (row longer than the chunk), P written; pass 3: P read, V once per Q block, O. */
-        uint64_t s_reads = nk <= softmax_chunk ? 1 : 2;
-        rd = bh * (e * nq * d + 2 * t.q_blocks * e * nk * d + (s_reads + 1) * e * nq * nk);
-        wr = bh * (2 * e * nq * nk + e * nq * d);
+        uint64_t s_reads = nk <= softmax_chunk ? 1 : 2; /* S and P are f32 (e_S = 4) */
+        rd = bh * (e * nq * d + 2 * t.q_blocks * e * nk * d + (s_reads + 1) * f * nq * nk);
+        wr = bh * (2 * f * nq * nk + e * nq * d);
         flops = bh * 4 * nq * nk * d;
         break;
     }
