@@ -215,8 +215,8 @@ int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++) /* one line, always */
-        if (*p == '\n') *p = ' ';
+    for (char *p = msg; *p; p++) /* one line of text, whatever the user typed */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     if (opt)
         fprintf(stderr, "attnsim %s: %s: %s\n", o->sub, opt, msg);
     else

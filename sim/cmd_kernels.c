@@ -278,31 +278,36 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
     return counts_match && (!r.checked || r.check_passed);
 }
 
-int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
+int kernels_options(int argc, char **argv, attn_opts *o)
 {
     collect_kernel_names();
-    attn_opts o;
-    memset(&o, 0, sizeof o);
-    for (size_t i = 0; kernel_names[i]; i++) o.kernels |= 1u << i;
-    o.pass = PASS_TRAIN;
+    memset(o, 0, sizeof *o);
+    for (size_t i = 0; kernel_names[i]; i++) o->kernels |= 1u << i;
+    o->pass = PASS_TRAIN;
     const uint64_t seqs[] = {256, 512, 1024, 2048};
-    o.seq.n = 4;
-    memcpy(o.seq.v, seqs, sizeof seqs);
-    o.batch = 1;
-    o.heads = 4;
-    o.head_dim.n = 1;
-    o.head_dim.v[0] = 64;
-    o.causal = 1;
-    o.dtypes = 1u << KN_BF16;
-    o.sram.n = 1;
-    o.sram.v[0] = 32 * 1024;
-    o.backend = BACKEND_CPU;
-    o.reps = 1;
-    o.seed = 1;
-    int rc = cli_parse(&kernels_cmd, argc, argv, &o);
+    o->seq.n = 4;
+    memcpy(o->seq.v, seqs, sizeof seqs);
+    o->batch = 1;
+    o->heads = 4;
+    o->head_dim.n = 1;
+    o->head_dim.v[0] = 64;
+    o->causal = 1;
+    o->dtypes = 1u << KN_BF16;
+    o->sram.n = 1;
+    o->sram.v[0] = 32 * 1024;
+    o->backend = BACKEND_CPU;
+    o->reps = 1;
+    o->seed = 1;
+    int rc = cli_parse(&kernels_cmd, argc, argv, o);
+    return rc ? rc : validate(o);
+}
+
+int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
+{
+    attn_opts o;
+    int rc = kernels_options(argc, argv, &o);
     if (rc == 1) return 0;
     if (rc) return rc;
-    if ((rc = validate(&o))) return rc;
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);

@@ -59,47 +59,55 @@ static void fmt_tokens(uint64_t v, char *buf, size_t n)
         snprintf(buf, n, "%llu", (unsigned long long)v);
 }
 
-int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
+int model_options(int argc, char **argv, attn_opts *o, machine *m)
 {
-    attn_opts o;
-    memset(&o, 0, sizeof o);
-    o.algos = 0xf;
-    o.layout = LAYOUT_CONTIGUOUS;
-    o.procs.n = 3;
-    o.procs.v[0] = 4, o.procs.v[1] = 16, o.procs.v[2] = 64;
-    o.seq.n = 2;
-    o.seq.v[0] = 32768, o.seq.v[1] = 131072;
-    o.batch = 1;
-    o.heads = 32;
-    o.head_dim.n = 1;
-    o.head_dim.v[0] = 128;
-    o.causal = 1;
-    o.pass = AM_FWD;
-    o.dtypes = 1u << 2;
-    o.machine = "dgx-h100";
-    o.rank_arrays = 4096;
-    int rc = cli_parse(&model_cmd, argc, argv, &o);
-    if (rc == 1) return 0;
+    memset(o, 0, sizeof *o);
+    o->algos = 0xf;
+    o->layout = LAYOUT_CONTIGUOUS;
+    o->procs.n = 3;
+    o->procs.v[0] = 4, o->procs.v[1] = 16, o->procs.v[2] = 64;
+    o->seq.n = 2;
+    o->seq.v[0] = 32768, o->seq.v[1] = 131072;
+    o->batch = 1;
+    o->heads = 32;
+    o->head_dim.n = 1;
+    o->head_dim.v[0] = 128;
+    o->causal = 1;
+    o->pass = AM_FWD;
+    o->dtypes = 1u << 2;
+    o->machine = "dgx-h100";
+    o->rank_arrays = 4096;
+    int rc = cli_parse(&model_cmd, argc, argv, o);
     if (rc) return rc;
-    if (o.kv_heads == 0) o.kv_heads = o.heads;
-    if (o.kv_heads > o.heads || o.heads % o.kv_heads)
-        return cli_error(&o, "--kv-heads",
+    if (o->kv_heads == 0) o->kv_heads = o->heads;
+    if (o->kv_heads > o->heads || o->heads % o->kv_heads)
+        return cli_error(o, "--kv-heads",
                          "%llu does not divide --heads %llu; accepted: a "
                          "divisor of the query head count",
-                         (unsigned long long)o.kv_heads, (unsigned long long)o.heads);
-    machine m;
+                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
     char err[600];
-    if (machine_load(o.machine, &m, err, sizeof err)) return cli_error(&o, "--machine", "%s", err);
-    if (!o.grid.is_auto && o.grid.rows && (o.algos & 0x6))
-        for (size_t i = 0; i < o.procs.n; i++)
-            if (o.grid.rows * o.grid.cols != o.procs.v[i])
-                return cli_error(&o, "--grid",
+    if (machine_load(o->machine, m, err, sizeof err)) return cli_error(o, "--machine", "%s", err);
+    if (!o->grid.is_auto && o->grid.rows && (o->algos & 0x6))
+        for (size_t i = 0; i < o->procs.n; i++)
+            if (o->grid.rows * o->grid.cols != o->procs.v[i])
+                return cli_error(o, "--grid",
                                  "%llux%llu has %llu devices but --procs includes "
                                  "%llu; accepted: RxC with R C equal to every P, "
                                  "or auto",
-                                 (unsigned long long)o.grid.rows, (unsigned long long)o.grid.cols,
-                                 (unsigned long long)(o.grid.rows * o.grid.cols),
-                                 (unsigned long long)o.procs.v[i]);
+                                 (unsigned long long)o->grid.rows, (unsigned long long)o->grid.cols,
+                                 (unsigned long long)(o->grid.rows * o->grid.cols),
+                                 (unsigned long long)o->procs.v[i]);
+    return 0;
+}
+
+int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
+{
+    attn_opts o;
+    machine m;
+    char err[600] = "";
+    int rc = model_options(argc, argv, &o, &m);
+    if (rc == 1) return 0;
+    if (rc) return rc;
 
     /* refuse a sweep with nothing feasible before anything is written */
     long feasible = 0;

@@ -14,4 +14,12 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv);
 int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv);
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv);
 
+/* Option handling of `kernels` and `model` on their own (defaults, parsing, every check that
+ * needs no execution): 0 to go on, 1 after --help, 2 after an error line. The fuzzers call
+ * these. */
+#include "cli.h"
+#include "machine.h"
+int kernels_options(int argc, char **argv, attn_opts *o);
+int model_options(int argc, char **argv, attn_opts *o, machine *m);
+
 #endif

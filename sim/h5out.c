@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fail.h"
@@ -240,6 +242,67 @@ static int check_existing(const char *path, char *err, size_t errlen)
     return rc;
 }
 
+/* check_existing in a child process: a file from anywhere may be corrupted so that the HDF5
+ * library crashes or leaks reading it; the child takes that, attnsim reports it. */
+static int check_existing_isolated(const char *path, char *err, size_t errlen)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return check_existing(path, err, errlen);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]), close(fds[1]);
+        return check_existing(path, err, errlen);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        char msg[600] = "";
+        int rc = check_existing(path, msg, sizeof msg);
+        if (write(fds[1], &rc, sizeof rc) == (ssize_t)sizeof rc) {
+            ssize_t unused = write(fds[1], msg, strlen(msg) + 1);
+            (void)unused;
+        }
+        _exit(0); /* no exit handlers in the child */
+    }
+    close(fds[1]);
+    /* a crafted file can also send HDF5 into an endless loop: 10 s, then the child goes */
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    int ready;
+    while ((ready = poll(&pfd, 1, 10000)) < 0 && errno == EINTR) {
+    }
+    if (ready == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        close(fds[0]);
+        return snprintf(err, errlen,
+                        "'%s' is damaged: the HDF5 library did not finish reading "
+                        "it in 10 s; accepted: a new path or an intact attnsim/1 "
+                        "file",
+                        path),
+               -1;
+    }
+    int rc = -2;
+    ssize_t got = read(fds[0], &rc, sizeof rc);
+    char msg[600] = "";
+    size_t len = 0;
+    for (ssize_t n; got == (ssize_t)sizeof rc && len + 1 < sizeof msg &&
+                    (n = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0;)
+        len += (size_t)n;
+    msg[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != (ssize_t)sizeof rc || WIFSIGNALED(status))
+        return snprintf(err, errlen,
+                        "'%s' is damaged: the HDF5 library failed reading it%s; "
+                        "accepted: a new path or an intact attnsim/1 file",
+                        path, WIFSIGNALED(status) ? " (it crashed)" : ""),
+               -1;
+    if (rc) snprintf(err, errlen, "%s", msg);
+    return rc;
+}
+
 int h5out_dir_writable(const char *path, char *err, size_t errlen)
 {
     char dir[PATH_MAX];
@@ -307,7 +370,7 @@ int h5out_check_path(const char *path, char *err, size_t errlen)
         return snprintf(err, errlen, "'%s' is read-only; accepted: a writable file or a new path",
                         path),
                -1;
-    return check_existing(path, err, errlen);
+    return check_existing_isolated(path, err, errlen);
 }
 
 /* ---- locking, copying, publishing ------------------------------------------------------------ */

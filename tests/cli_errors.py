@@ -43,6 +43,7 @@ CASES = [
     (["kernels", "--out", "foreign.h5"], "--out: 'foreign.h5' is an HDF5 file of another schema"),
     (["kernels", "--out", "readonly.h5"], "--out: 'readonly.h5' is read-only"),
     (["kernels", "--out", ""], "--out: the value is empty"),
+    (["kernels", "--out", "hang.h5"], "--out: 'hang.h5' is damaged: the HDF5 library did not finish reading it in 10 s"),
     (["kernels", "--kernel", "fa1", "--pass", "bwd", "+out"], "--pass: kernel fa1 has no backward"),
     (["kernels", "--pass", "sideways", "+out"], "--pass: unknown value 'sideways'; accepted: fwd, bwd, train"),
     (["kernels", "--sram", "100", "--head-dim", "64", "+out"], "--sram: 100 elements is too small"),
@@ -89,6 +90,9 @@ def setup(d):
     with open(os.path.join(d, "notes.txt"), "w") as f:
         f.write("not hdf5\n")
     shutil.copy(os.path.join(d, "existing.h5"), os.path.join(d, "readonly.h5"))
+    # a crafted file on which HDF5 1.10 loops forever (found by tests/fuzz/fuzz_h5.c)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hdf5-hang.h5"),
+                os.path.join(d, "hang.h5"))
     os.chmod(os.path.join(d, "readonly.h5"), 0o444)
 
 
