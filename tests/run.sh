@@ -26,4 +26,11 @@ supp="$(pwd)/tests/lsan-openmpi.supp"
    LSAN_OPTIONS=suppressions=$supp:print_suppressions=0 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest -LE 'gpu|format' --output-on-failure -j"$jobs")
-echo "tests/run.sh: all tests passed (release and sanitizer builds)"
+echo "== fuzzing (libFuzzer, clang, ASan + UBSan; ${ATTNSIM_FUZZ_SECONDS:-30} s per harness)"
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DATTNSIM_FUZZ=ON -DATTNSIM_CUDA=OFF \
+      -DATTNSIM_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DATTNSIM_FUZZ_SECONDS="${ATTNSIM_FUZZ_SECONDS:-30}" >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_values fuzz_machine fuzz_cli fuzz_h5
+rm -rf build-fuzz/tests/fuzz-work
+(cd build-fuzz && ctest -L fuzz --output-on-failure -j"$jobs")
+echo "tests/run.sh: all tests passed (release, sanitizer and fuzzing builds)"
