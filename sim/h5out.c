@@ -265,10 +265,13 @@ static int check_existing_isolated(const char *path, char *err, size_t errlen)
         _exit(0); /* no exit handlers in the child */
     }
     close(fds[1]);
-    /* a crafted file can also send HDF5 into an endless loop: 10 s, then the child goes */
+    /* a crafted file can also send HDF5 into an endless loop: 10 s (ATTNSIM_H5_CHECK_MS), then
+     * the child goes */
+    const char *ms = getenv("ATTNSIM_H5_CHECK_MS");
+    int deadline_ms = ms && atoi(ms) > 0 ? atoi(ms) : 10000;
     struct pollfd pfd = {fds[0], POLLIN, 0};
     int ready;
-    while ((ready = poll(&pfd, 1, 10000)) < 0 && errno == EINTR) {
+    while ((ready = poll(&pfd, 1, deadline_ms)) < 0 && errno == EINTR) {
     }
     if (ready == 0) {
         kill(pid, SIGKILL);
@@ -276,9 +279,9 @@ static int check_existing_isolated(const char *path, char *err, size_t errlen)
         close(fds[0]);
         return snprintf(err, errlen,
                         "'%s' is damaged: the HDF5 library did not finish reading "
-                        "it in 10 s; accepted: a new path or an intact attnsim/1 "
+                        "it in %g s; accepted: a new path or an intact attnsim/1 "
                         "file",
-                        path),
+                        path, deadline_ms / 1000.0),
                -1;
     }
     int rc = -2;
