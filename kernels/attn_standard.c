@@ -8,10 +8,10 @@
  *   3. O = P V: for each Q block every (P tile, V block) pair is read (V read T_r times), O
  *      written once.
  * S and P are stored in f32 whatever the storage type (e_S = 4): in f16 a score above 65504
- * would overflow to inf and the softmax would turn it into NaN. The causal mask is applied but nothing is
- * skipped: standard attention does the full N_q x N_k work, as a materialising kernel does.
- * SRAM: passes 1 and 3 hold one d-wide Q (or O) block, one d-wide K (or V) block and one
- * B_r x B_c tile: B_r d + B_c d + B_r B_c elements. Pass 2 holds the row chunk and (m, l).
+ * would overflow to inf and the softmax would turn it into NaN. The causal mask is applied but
+ * nothing is skipped: standard attention does the full N_q x N_k work, as a materialising kernel
+ * does. SRAM: passes 1 and 3 hold one d-wide Q (or O) block, one d-wide K (or V) block and one B_r
+ * x B_c tile: B_r d + B_c d + B_r B_c elements. Pass 2 holds the row chunk and (m, l).
  */
 #include "kn_attn.h"
 #include "kn_merge.h"
