@@ -531,6 +531,13 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                "rings); predictions on %s\n",
                env.P, nodes, env.m.name);
     }
+    int total = 0;
+    for (int dt = 0; dt < 3; dt++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int a = 0; a < AM_NUM_ALGOS; a++)
+                total += ((o->dtypes >> dt) & 1) * ((o->causal >> causal) & 1) *
+                         ((o->algos >> a) & 1) * (int)(o->head_dim.n * o->seq.n);
+    double sweep_t0 = MPI_Wtime();
     for (int dt = 0; dt < 3; dt++) {
         if (!(o->dtypes & (1u << dt))) continue;
         for (size_t di = 0; di < o->head_dim.n; di++)
@@ -539,6 +546,13 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                 for (size_t si = 0; si < o->seq.n; si++)
                     for (int a = 0; a < AM_NUM_ALGOS; a++) {
                         if (!(o->algos & (1u << a))) continue;
+                        if (runs > 0 && env.rank == 0) { /* progress of a sweep, on stderr */
+                            double el = MPI_Wtime() - sweep_t0;
+                            fprintf(stderr,
+                                    "attnsim run: progress %d/%d runs, %.1f s elapsed, "
+                                    "~%.1f s remaining\n",
+                                    runs, total, el, el / runs * (total - runs));
+                        }
                         am_config c;
                         sweep_config(o, &env.m, a, (uint64_t)env.P, o->seq.v[si], o->head_dim.v[di],
                                      causal, dt, 0, &c);

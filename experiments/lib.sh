@@ -1,0 +1,81 @@
+# experiments/lib.sh - what every study script shares (sourced, bash).
+#
+# A study is a job script plus a sweep file (sweep.conf: one "key = value" per line, '#'
+# comments; values are attnsim lists). The script reads the sweep with `sweep KEY [DEFAULT]`,
+# launches attnsim with `launch P ARGS...` (srun --mpi=pmix inside a Slurm job, mpirun
+# outside), writes one HDF5 file per job named with the job id, and reports progress on stderr.
+# Environment: ATTNSIM (the binary; default build/attnsim of the checkout), SWEEP (another
+# sweep file), OUT_DIR (where the HDF5 file goes; default the submit directory).
+
+# The checkout: this file's directory's parent (sbatch copies the job script, so the scripts
+# find lib.sh through ATTNSIM_ROOT or the submit directory, then everything else from here).
+ATTNSIM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ATTNSIM=${ATTNSIM:-$ATTNSIM_ROOT/build/attnsim}
+[ -x "$ATTNSIM" ] || { echo "experiments: no attnsim at $ATTNSIM (build it, or set ATTNSIM)" >&2; exit 2; }
+
+# study_init NAME SWEEP_FILE: sets STUDY, SWEEP_FILE, OUT (the job's HDF5 file), NTASKS,
+# GPUS_PER_NODE, LAUNCHER; prints a header.
+study_init() {
+  STUDY=$1
+  SWEEP_FILE=${SWEEP:-$2}
+  [ -r "$SWEEP_FILE" ] || { echo "$STUDY: cannot read the sweep file $SWEEP_FILE" >&2; exit 2; }
+  local id=${SLURM_JOB_ID:-local-$(date +%Y%m%d-%H%M%S)}
+  OUT=${OUT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}/$STUDY-$id.h5
+  if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null; then
+    LAUNCHER=srun
+    NTASKS=${SLURM_NTASKS:-1}
+  else
+    LAUNCHER=mpirun
+    NTASKS=${NTASKS:-$(nproc)}
+  fi
+  GPUS_PER_NODE=${SLURM_GPUS_ON_NODE:-}
+  if [ -z "$GPUS_PER_NODE" ]; then
+    GPUS_PER_NODE=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  fi
+  STUDY_T0=$(date +%s)
+  echo "# $STUDY: job ${SLURM_JOB_ID:-(none)} on ${SLURM_JOB_NODELIST:-$(hostname)}, $NTASKS ranks," \
+       "$GPUS_PER_NODE GPU(s) per node, launcher $LAUNCHER, sweep $SWEEP_FILE, output $OUT"
+}
+
+# sweep KEY [DEFAULT]: the value of KEY in the sweep file (the default when absent).
+sweep() {
+  local v
+  v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\([^#]*\).*/\1/p" "$SWEEP_FILE" | tail -n 1 |
+      sed 's/[[:space:]]*$//')
+  if [ -z "$v" ]; then
+    [ $# -ge 2 ] || { echo "$STUDY: $SWEEP_FILE has no '$1'" >&2; exit 2; }
+    v=$2
+  fi
+  echo "$v"
+}
+
+# launch P ARGS...: attnsim ARGS on P ranks.
+launch() {
+  local p=$1
+  shift
+  if [ "$LAUNCHER" = srun ]; then
+    srun --mpi=pmix -n "$p" "$ATTNSIM" "$@"
+  else
+    local root=()
+    [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
+    mpirun "${root[@]}" --oversubscribe -n "$p" "$ATTNSIM" "$@"
+  fi
+}
+
+# procs_up_to N [squares]: 1 2 4 8 ... up to N (squares: 1 4 9 16 ... up to N).
+procs_up_to() {
+  local n=$1 p=1 s=1
+  if [ "${2:-}" = squares ]; then
+    while [ $((s * s)) -le "$n" ]; do echo $((s * s)); s=$((s + 1)); done
+  else
+    while [ "$p" -le "$n" ]; do echo "$p"; p=$((p * 2)); done
+  fi
+}
+
+# progress DONE TOTAL: steps done, elapsed and estimated remaining time, on stderr.
+progress() {
+  local done=$1 total=$2 now el
+  now=$(date +%s)
+  el=$((now - STUDY_T0))
+  echo "$STUDY: progress $done/$total steps, ${el} s elapsed, ~$(( done > 0 ? el * (total - done) / done : 0 )) s remaining" >&2
+}
