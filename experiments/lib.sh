@@ -79,3 +79,25 @@ progress() {
   el=$((now - STUDY_T0))
   echo "$STUDY: progress $done/$total steps, ${el} s elapsed, ~$(( done > 0 ? el * (total - done) / done : 0 )) s remaining" >&2
 }
+
+# study_python: sets PY to a Python with h5py, numpy and matplotlib (Debian installs them for
+# /usr/bin/python3, which may not be the python3 on PATH); empty when there is none.
+study_python() {
+  PY=
+  local c
+  for c in python3 /usr/bin/python3; do
+    if "$c" -c 'import h5py, numpy, matplotlib' 2>/dev/null; then PY=$c; return; fi
+  done
+}
+
+# study_gallery: the job's figures (plots/gallery.py) in <output without .h5>-gallery/. A job
+# whose runs are all written does not fail for want of a plotting library: it says so.
+study_gallery() {
+  study_python
+  if [ -z "$PY" ]; then
+    echo "# $STUDY: no gallery (no Python with h5py, numpy and matplotlib); later:" \
+         "python3 plots/gallery.py $OUT" >&2
+    return 0
+  fi
+  "$PY" "$ATTNSIM_ROOT/plots/gallery.py" "$OUT" -o "${OUT%.h5}-gallery" --attnsim "$ATTNSIM"
+}

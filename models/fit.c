@@ -126,6 +126,7 @@ int fit_link(const double *x, const double *t, size_t n, link_fit *out)
         if (x[k] == x[k - 1]) continue; /* split between distinct sizes */
         lin_fit a, b;
         if (fit_line(x, t, k, 1, &a) || fit_line(x + k, t + k, n - k, 1, &b)) continue;
+        if (a.beta <= 0 || b.beta <= 0) continue; /* time falling with size: noise, no regime */
         double cost = sq_rel(&a, x, t, k) + sq_rel(&b, x + k, t + k, n - k);
         if (cost < best && cost <= 0.5 * single) {
             best = cost;

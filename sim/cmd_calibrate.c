@@ -180,7 +180,8 @@ static series measure_link(const cal_env *e, int tier, int pingpong, uint64_t ma
             s.n++;
         }
     free(buf), free(rbuf);
-    s.ok = fit_link(s.bytes, s.time, s.n, &s.fit) == 0;
+    /* a slope <= 0 (time not growing with size) is no bandwidth: the tier counts as unmeasured */
+    s.ok = fit_link(s.bytes, s.time, s.n, &s.fit) == 0 && s.fit.small.beta > 0;
     return s;
 }
 

@@ -32,6 +32,12 @@ void record_config_attrs(hid_t g, const char *kind, const am_config *c, const ch
     h5_attr_str(g, "comm", comm);
     h5_attr_str(g, "machine", m->name);
     h5_attr_str(g, "machine_origin", m->origin);
+    /* The description itself, in machine-file syntax (docs/machine.md), so that a reader can
+     * model the same machine again (plots/gallery.py draws the scaling lines from it). */
+    char text[4096];
+    size_t len = machine_format(m, text, sizeof text);
+    if (len < sizeof text) machine_format_optional(m, text + len, sizeof text - len);
+    h5_attr_str(g, "machine_description", text);
     h5_attr_i64(g, "gpus_per_node", (int64_t)m->gpus_per_node);
 }
 

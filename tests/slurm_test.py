@@ -112,6 +112,18 @@ def main():
                 problems.append(f"{study}: no progress lines in the job log")
             if study == "model-validation" and "whole runs" not in log:
                 problems.append("model-validation: no error summary in the job log")
+            gal = os.path.join(d, f"{study}-{job}-gallery")
+            want_png = {"kernel-study": ["roofline.png", "parity.png"]}.get(
+                study, ["parity.png", "phases.png", "scaling.png"])
+            index = os.path.join(gal, "index.html")
+            shown = open(index).read() if os.path.exists(index) else ""
+            for png in want_png:
+                path = os.path.join(gal, png)
+                if f"src='{png}'" not in shown or not os.path.exists(path) \
+                        or os.path.getsize(path) < 20000:
+                    problems.append(f"{study}: gallery {png} missing, small or not in index.html")
+            if os.path.isdir(gal):
+                print(f"{study}: gallery {sorted(os.listdir(gal))}")
             if study == "strong-scaling":
                 print("\n".join(l for l in log.splitlines() if l.startswith("# a2d-no:"))[:2000])
     finally:
