@@ -1,0 +1,88 @@
+/* kc_attn.h - the CUDA attention kernels (algorithms.md section 2), callable from C.
+ *
+ * Tensors live in device memory, laid out as the C reference kernels lay them out (kn_attn.h):
+ * Q, O, dQ, dO [b][h][nq][d]; K, V, dK, dV [b][h_kv][nk][d], in the storage type (f16 or bf16;
+ * f32 runs on the generic path only); LSE [b][h][nq] in f32 (natural log). Grouped-query
+ * attention reads K/V head hq / (h / h_kv) without copying; causal masking is bottom-right
+ * aligned (key j visible to query i iff j <= i + nk - nq); a row that sees no key gets O = 0 and
+ * LSE = -inf, never NaN. nq may differ from nk and the last block of either may be ragged.
+ *
+ * Paths: the tensor-core kernels (mma.sync m16n8k16, cp.async double buffering, swizzled shared
+ * memory; sm_80 and later) take f16/bf16 with d in {64, 128}; every other (dtype, d <= 256)
+ * takes the generic path (one warp per query row, f32 arithmetic, correct but slow);
+ * kc_fa2_path() says which a shape gets.
+ *
+ * Every function launches on `stream` (a cudaStream_t; NULL for the default stream), returns a
+ * cudaError_t as int (0 = cudaSuccess: launch errors are returned, asynchronous faults surface
+ * at the caller's next synchronisation) and never synchronises. kernels/ knows nothing of MPI;
+ * the caller reports errors through its error path.
+ */
+#ifndef ATTNSIM_KC_ATTN_H
+#define ATTNSIM_KC_ATTN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int dtype; /* kn_dtype: 0 f32, 1 f16, 2 bf16 */
+    size_t b, h, h_kv, nq, nk, d;
+    int causal;
+} kc_shape;
+
+typedef enum { KC_PATH_TENSOR_CORE = 0, KC_PATH_GENERIC = 1, KC_PATH_UNSUPPORTED = 2 } kc_path;
+kc_path kc_fa2_path(const kc_shape *s);
+const char *kc_path_name(kc_path p);
+
+/* The query/key block sizes the tensor-core kernels use for head dim d (for the IO model:
+ * the same numbers predict the logical traffic). */
+void kc_fa2_fwd_blocks(size_t d, size_t *br, size_t *bc);
+void kc_fa2_bwd_blocks(size_t d, size_t *br, size_t *bc);
+
+/* FlashAttention-2 forward: O and LSE from Q, K, V. */
+int kc_fa2_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o, float *lse,
+               void *stream);
+
+/* Partial forward over the keys [kv_begin, kv_end) (0 <= kv_begin <= kv_end <= nk; the causal
+ * mask still uses the full nq and nk): the unnormalised online-softmax state (m, l, o) in f32,
+ * m and l [b][h][nq], o [b][h][nq][d]; m is in natural-log units of the scaled scores. With
+ * `accumulate` the kernel starts from the state already in m, l, o (the merge operator:
+ * algorithms.md section 1) instead of the empty state. FA1 is a sequence of these, one per K/V
+ * block; distributed algorithms compute their tiles with it. */
+int kc_fa2_fwd_partial(const kc_shape *s, const void *q, const void *k, const void *v,
+                       size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
+                       void *stream);
+/* O and LSE from a state (m, l, o): O = o / l (0 where l = 0), LSE = m + log l. */
+int kc_finalize(const kc_shape *s, const float *m, const float *l, const float *o, void *o_out,
+                float *lse, void *stream);
+
+/* Bytes of device workspace kc_fa2_bwd needs: the f32 dQ accumulator and D = rowsum(dO * O). */
+size_t kc_fa2_bwd_workspace_bytes(const kc_shape *s);
+/* FlashAttention-2 backward: dQ, dK, dV from Q, K, V, O, dO and the forward's LSE. */
+int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const void *v, const void *o,
+               const void *d_o, const float *lse, void *dq, void *dk, void *dv, void *workspace,
+               void *stream);
+
+/* Standard attention: S = scale Q K^T and P = softmax(S) materialised in f32 in `sp`
+ * ([b][h][nq][nk] floats), then O = P V. LSE is written too (so its output checks like FA2's). */
+size_t kc_standard_workspace_bytes(const kc_shape *s);
+int kc_standard_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o,
+                    float *lse, void *sp, void *stream);
+
+/* FlashAttention-1 forward: the outer loop over K/V blocks on the host, one partial-forward
+ * launch per block reading and writing the running (m, l, o) in HBM, then the finalisation.
+ * Workspace: m, l, o in f32. */
+size_t kc_fa1_workspace_bytes(const kc_shape *s);
+int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o, float *lse,
+               void *workspace, void *stream);
+
+/* Streaming read of `bytes` bytes (the HBM read ceiling): sums them into *sink. */
+int kc_read_bandwidth_probe(const void *buf, size_t bytes, float *sink, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,176 @@
+/* kc_common.cuh - building blocks of the tensor-core attention kernels: element types, the
+ * m16n8k16 MMA, ldmatrix, cp.async and the XOR swizzle of shared-memory tiles.
+ *
+ * Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"), with
+ * lane = threadIdx.x % 32, g = lane / 4 (group), t = lane % 4 (thread in group):
+ *   A 16x16 row-major, 4 registers of 2 elements: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..),
+ *     a3 (g+8, 2t+8..)
+ *   B 16x8 "col": 2 registers: b0 (k = 2t..2t+1, n = g), b1 (k = 2t+8.., n = g)
+ *   C 16x8 f32: c0, c1 (g, 2t..2t+1), c2, c3 (g+8, 2t..2t+1)
+ * so the accumulators of two adjacent n-tiles of S are, packed to 16 bits, the A fragment of the
+ * next product (P V) without a trip through shared memory.
+ *
+ * Shared-memory tiles are [rows][D] elements with 16-byte chunks XOR-swizzled by row % 8: chunk
+ * c of row r lives at chunk c ^ (r % 8). ldmatrix reads eight rows of one logical chunk per
+ * phase, which land in eight distinct bank groups: no conflicts, for D = 64 and D = 128.
+ */
+#ifndef ATTNSIM_KC_COMMON_CUH
+#define ATTNSIM_KC_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#define KC_LOG2E 1.4426950408889634f
+#define KC_LN2   0.6931471805599453f
+
+/* storage type traits */
+template <typename T> struct kc_type;
+template <> struct kc_type<__half> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __half2 h = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+    static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+};
+template <> struct kc_type<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static __device__ __forceinline__ __nv_bfloat16 from_f(float x)
+    {
+        return __float2bfloat16_rn(x);
+    }
+};
+
+template <> struct kc_type<float> {
+    static __device__ __forceinline__ float to_f(float x) { return x; }
+    static __device__ __forceinline__ float from_f(float x) { return x; }
+};
+
+/* D += A B (m16n8k16, f32 accumulate) */
+template <typename T>
+__device__ __forceinline__ void kc_mma(float *d, const uint32_t *a, uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void kc_mma<__half>(float *d, const uint32_t *a, uint32_t b0,
+                                               uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void kc_mma<__nv_bfloat16>(float *d, const uint32_t *a, uint32_t b0,
+                                                      uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t kc_smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void kc_ldmatrix_x4(uint32_t *r, uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void kc_ldmatrix_x4_trans(uint32_t *r, uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* 16-byte asynchronous copy global -> shared; src_bytes = 0 fills the chunk with zeros (rows
+ * past the end of a tensor). */
+__device__ __forceinline__ void kc_cp_async16(uint32_t dst, const void *src, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_bytes));
+}
+__device__ __forceinline__ void kc_cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ void kc_cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* Element offset of (row, col) in a swizzled [rows][D] tile; col a multiple of 8 (one chunk). */
+template <int D> __device__ __forceinline__ int kc_swz(int row, int col)
+{
+    return row * D + (((col >> 3) ^ (row & 7)) << 3);
+}
+
+/* Loads rows [row0, row0 + ROWS) of a [n][D] tensor slice into a swizzled tile with all
+ * NTHREADS threads; rows at or past n are zero-filled. */
+template <typename T, int D, int ROWS, int NTHREADS>
+__device__ __forceinline__ void kc_load_tile(T *tile, const T *src, int row0, int n)
+{
+    constexpr int CHUNKS = ROWS * D / 8;
+    for (int c = threadIdx.x; c < CHUNKS; c += NTHREADS) {
+        int r = c / (D / 8), col = (c % (D / 8)) * 8;
+        int gr = row0 + r;
+        const T *p = src + (size_t)(gr < n ? gr : 0) * D + col;
+        kc_cp_async16(kc_smem_addr(tile + kc_swz<D>(r, col)), p, gr < n ? 16 : 0);
+    }
+}
+
+/* A fragment (16 x 16 at (row0, k0)) of a swizzled row-major tile. */
+template <typename T, int D>
+__device__ __forceinline__ void kc_frag_a(uint32_t *a, const T *tile, int row0, int k0, int lane)
+{
+    int r = row0 + (lane & 7) + ((lane >> 3) & 1) * 8, c = k0 + (lane >> 4) * 8;
+    kc_ldmatrix_x4(a, kc_smem_addr(tile + kc_swz<D>(r, c)));
+}
+/* A fragment (16 x 16) of the transpose of a swizzled tile: rows of the fragment are columns
+ * (col0..col0+15) of the tile, its k-columns are tile rows k0..k0+15. */
+template <typename T, int D>
+__device__ __forceinline__ void kc_frag_a_trans(uint32_t *a, const T *tile, int col0, int k0,
+                                                int lane)
+{
+    int r = k0 + (lane & 7) + (lane >> 4) * 8, c = col0 + ((lane >> 3) & 1) * 8;
+    kc_ldmatrix_x4_trans(a, kc_smem_addr(tile + kc_swz<D>(r, c)));
+}
+/* B fragments of two adjacent n-tiles (n0..n0+15) for k0..k0+15, from a tile stored [n][k]
+ * (rows are n: K in S = Q K^T): b[0], b[1] for n-tile n0, b[2], b[3] for n0 + 8. */
+template <typename T, int D>
+__device__ __forceinline__ void kc_frag_b_nk(uint32_t *b, const T *tile, int n0, int k0, int lane)
+{
+    int r = n0 + (lane & 7) + (lane >> 4) * 8, c = k0 + ((lane >> 3) & 1) * 8;
+    kc_ldmatrix_x4(b, kc_smem_addr(tile + kc_swz<D>(r, c)));
+}
+/* The same from a tile stored [k][n] (rows are k: V in O = P V), with ldmatrix.trans. */
+template <typename T, int D>
+__device__ __forceinline__ void kc_frag_b_kn(uint32_t *b, const T *tile, int k0, int n0, int lane)
+{
+    int r = k0 + (lane & 7) + ((lane >> 3) & 1) * 8, c = n0 + (lane >> 4) * 8;
+    kc_ldmatrix_x4_trans(b, kc_smem_addr(tile + kc_swz<D>(r, c)));
+}
+
+/* Row reductions over the four threads of a group (they hold one row's columns). */
+__device__ __forceinline__ float kc_quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float kc_quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+#endif

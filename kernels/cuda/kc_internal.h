@@ -1,0 +1,28 @@
+/* kc_internal.h - what the CUDA kernel files share (not part of the C API). */
+#ifndef ATTNSIM_KC_INTERNAL_H
+#define ATTNSIM_KC_INTERNAL_H
+
+#include <cuda_runtime.h>
+
+#include "kc_attn.h"
+
+/* The generic path (any dtype, d <= 256): one warp per query row, f32 arithmetic. Final mode
+ * when o_out != NULL (writes O and LSE), else the partial state (m, l, o) over
+ * [kv_begin, kv_end), starting from it when `accumulate`. */
+cudaError_t kc_generic_fwd(const kc_shape *s, const void *q, const void *k, const void *v,
+                           size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l,
+                           float *o, void *o_out, float *lse, cudaStream_t st);
+/* The generic backward: D = rowsum(dO * O) into dsum, then one warp per query row computes its
+ * dQ and adds its dK, dV contributions into f32 accumulators (atomics), then converts. */
+cudaError_t kc_generic_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
+                           const void *o, const void *d_o, const float *lse, void *dq, void *dk,
+                           void *dv, float *dsum, float *dk_acc, float *dv_acc, cudaStream_t st);
+
+/* D = rowsum(dO * O) in f32 for every query row (both paths use it). */
+cudaError_t kc_dsum(const kc_shape *s, const void *o, const void *d_o, float *dsum,
+                    cudaStream_t st);
+/* dst (storage type) = scale * src (f32), n elements. */
+cudaError_t kc_convert_scaled(int dtype, const float *src, void *dst, size_t n, float scale,
+                              cudaStream_t st);
+
+#endif
