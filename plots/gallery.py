@@ -11,6 +11,7 @@ Figures (each drawn when the file holds the runs it needs; index.html says why o
   roofline.png     kernels: achieved TF/s vs arithmetic intensity (flop per HBM byte), under the
                    ceilings of the machine when the file records one
   decode.png       decode kernels: GB/s of K+V read per shape, with the read ceiling
+  peers.png        prefill kernels against PyTorch SDPA (benchmark runs): TF/s vs N
 Also scaling.csv: the points and lines of scaling.png.
 
 Usage: gallery.py FILE.h5 [-o DIR] [--attnsim BIN]
@@ -71,9 +72,16 @@ class Run:
             self.pred_bytes = g["predicted/bytes_sent"][()].ravel()
         if self.kind == "kernel":
             m, p = g["measured"], g["predicted"]
-            self.meas_bytes_rw = int(m["hbm_bytes_read"][()] + m["hbm_bytes_written"][()])
+            # cpu: counted logical bytes; cuda: DRAM bytes when measured (--dram), else none
+            if "hbm_bytes_read" in m:
+                self.meas_bytes_rw = int(m["hbm_bytes_read"][()] + m["hbm_bytes_written"][()])
+                self.meas_read = int(m["hbm_bytes_read"][()])
+            elif "dram_bytes_read" in m:
+                self.meas_bytes_rw = int(m["dram_bytes_read"][()] + m["dram_bytes_written"][()])
+                self.meas_read = int(m["dram_bytes_read"][()])
+            else:
+                self.meas_bytes_rw, self.meas_read = None, None
             self.pred_bytes_rw = int(p["hbm_bytes_read"][()] + p["hbm_bytes_written"][()])
-            self.meas_read = int(m["hbm_bytes_read"][()])
             self.flops = int(m["flops"][()])
             self.meas_time_s = float(m["time_s"][()])
             self.pred_time_s = float(p["time_s"][()])
@@ -96,13 +104,13 @@ def load(path, h5py, np):
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        return None, None, f"cannot open '{path}' as HDF5 ({e}); accepted: an attnsim/1 file"
+        return None, None, None, f"cannot open '{path}' as HDF5 ({e}); accepted: an attnsim/1 file"
     with f:
         schema = s(f.attrs.get("schema", ""))
         if schema != "attnsim/1" or "runs" not in f:
-            return None, None, (f"'{path}' is not an attnsim/1 file (schema = {schema!r}); "
+            return None, None, None, (f"'{path}' is not an attnsim/1 file (schema = {schema!r}); "
                                 "accepted: a file written by attnsim")
-        runs, calib = [], []
+        runs, calib, bench = [], [], []
         for name, g in f["runs"].items():
             if g.attrs.get("complete") != 1:
                 continue  # an unpublished copy (docs/hdf5-schema.md): never read
@@ -114,9 +122,16 @@ def load(path, h5py, np):
                     for dt in ("f32", "f16", "bf16") if f"kernels/{dt}" in g}
             elif kind in ("distributed", "model", "kernel"):
                 runs.append(Run(name, g, np))
-    if not runs and not calib:
-        return None, None, f"'{path}' holds no complete runs"
-    return runs, calib, None
+            elif kind == "benchmark":
+                a = g.attrs
+                bench.append(dict(impl=s(a["algorithm"]), pass_=s(a["pass"]),
+                                  n=int(a["seq_len"]), d=int(a["head_dim"]),
+                                  causal=int(a["causal"]), dtype=s(a["dtype"]),
+                                  gpu=s(a.get("gpu", "")),
+                                  tflops=float(g["measured/tflop_per_s"][()])))
+    if not runs and not calib and not bench:
+        return None, None, None, f"'{path}' holds no complete runs"
+    return runs, calib, bench, None
 
 
 def is_exe(path):
@@ -212,9 +227,10 @@ def fig_parity(runs, plt, np, out):
     if kt:
         at.scatter(*zip(*kt), s=18, marker="s", color="0.4", label="kernel runs")
         t_pts += kt
-    if kern:
-        km = np.array([r.meas_bytes_rw for r in kern])
-        kp = np.array([r.pred_bytes_rw for r in kern])
+    kb = [r for r in kern if r.meas_bytes_rw is not None]
+    if kb:
+        km = np.array([r.meas_bytes_rw for r in kb])
+        kp = np.array([r.pred_bytes_rw for r in kb])
         equal += int((km == kp).sum())
         total += km.size
         ab.scatter(km, kp, s=18, marker="s", color="0.4", label="kernel HBM bytes")
@@ -365,7 +381,7 @@ def fig_roofline(runs, calib, plt, np, out):
     kernels = sorted({(r.algo, r.pass_) for r in kern})
     for i, (k, p) in enumerate(kernels):
         sel = [r for r in kern if (r.algo, r.pass_) == (k, p) and r.meas_time_s > 0]
-        x = [r.flops / r.meas_bytes_rw for r in sel]
+        x = [r.flops / (r.meas_bytes_rw or r.pred_bytes_rw) for r in sel]
         y = [r.flops / r.meas_time_s / 1e12 for r in sel]
         ax.scatter(x, y, color=f"C{i}", marker="o" if p == "fwd" else "^", s=22,
                    label=f"{k} {p}")
@@ -373,7 +389,7 @@ def fig_roofline(runs, calib, plt, np, out):
     if calib:
         c = calib[-1]
         bw = float(c.get("copy_bytes_per_s", 0))
-        xi = [r.flops / r.meas_bytes_rw for r in kern if r.meas_bytes_rw > 0]
+        xi = [r.flops / (r.meas_bytes_rw or r.pred_bytes_rw) for r in kern]
         xs = np.logspace(np.log10(min(xi)) - 1, np.log10(max(xi)) + 0.5, 200)
         styles = {"f32": ":", "f16": "-.", "bf16": "--"}
         for dt in sorted({r.dtype for r in kern}):
@@ -388,7 +404,7 @@ def fig_roofline(runs, calib, plt, np, out):
                 "record no machine (cpu backend).")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (flop per HBM byte, counted)")
+    ax.set_xlabel("arithmetic intensity (flop per HBM byte: counted, DRAM, or the model's)")
     ax.set_ylabel("achieved TFLOP/s")
     ax.set_title("kernel roofline", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -432,6 +448,40 @@ def fig_decode(runs, plt, np, out):
             "the HBM read ceiling measured in the same run."), None
 
 
+def fig_peers(bench, plt, np, out):
+    if not bench:
+        return None, ("no benchmark runs (experiments/prefill-peers/bench.py writes them: "
+                      "attnsim's CUDA kernels against PyTorch SDPA in one process)")
+    panels = sorted({(b["pass_"], b["d"], b["causal"]) for b in bench})
+    impls = sorted({b["impl"] for b in bench})
+    cols = min(len(panels), 4)
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax, (ps, d, causal) in zip(axes.flat, panels):
+        for i, im in enumerate(impls):
+            pts = sorted((b["n"], b["tflops"]) for b in bench
+                         if (b["pass_"], b["d"], b["causal"], b["impl"]) == (ps, d, causal, im))
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=f"C{i}", label=im)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N (tokens)")
+        ax.set_ylabel("TFLOP/s")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{ps} d={d} {'causal' if causal else 'full'}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    gpu = sorted({b["gpu"] for b in bench if b["gpu"]})
+    fig.suptitle(f"prefill kernels vs peers, same run{': ' + ', '.join(gpu) if gpu else ''}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return ("Prefill kernels against their peers measured in one process (CUDA events): "
+            "TFLOP/s against N per implementation, pass, head dim and mask."), None
+
+
 def write_index(outdir, src, made, absent):
     parts = [f"<!doctype html>\n<html><head><meta charset='utf-8'>"
              f"<title>attnsim gallery: {html.escape(os.path.basename(src))}</title>"
@@ -467,7 +517,7 @@ def main():
                     "(Debian: python3-h5py python3-numpy python3-matplotlib)")
     if args.attnsim and not find_attnsim(args.attnsim):
         return fail(f"--attnsim '{args.attnsim}' is not an executable file")
-    runs, calib, err = load(args.file, h5py, np)
+    runs, calib, bench, err = load(args.file, h5py, np)
     if err:
         return fail(err)
     outdir = args.out or (args.file[:-3] if args.file.endswith(".h5") else args.file) + "-gallery"
@@ -483,7 +533,8 @@ def main():
                                                   os.path.join(outdir, "scaling.csv"),
                                                   binary, h5py)),
             ("roofline.png", lambda p: fig_roofline(runs, calib, plt, np, p)),
-            ("decode.png", lambda p: fig_decode(runs, plt, np, p))]
+            ("decode.png", lambda p: fig_decode(runs, plt, np, p)),
+            ("peers.png", lambda p: fig_peers(bench, plt, np, p))]
     for png, draw in todo:
         path = os.path.join(outdir, png)
         caption, why = draw(path)

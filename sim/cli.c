@@ -258,6 +258,8 @@ static const opt_info options[] = {
     {OPT_COMM, "comm", required_argument, "C", "communication: mpi, nccl"},
     {OPT_MACHINE, "machine", required_argument, "NAME|FILE", "machine description"},
     {OPT_CHECK, "check", no_argument, NULL, "compare with the float64 single-device reference"},
+    {OPT_DRAM, "dram", no_argument, NULL,
+     "cuda: DRAM bytes of each kernel under Nsight Compute (ncu), checked against the model"},
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
     {OPT_MAX_MESSAGE, "max-message", required_argument, "BYTES",
@@ -373,6 +375,9 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_CHECK:
         o->check = 1;
+        break;
+    case OPT_DRAM:
+        o->dram = 1;
         break;
     case OPT_REPS:
         rc = cli_parse_count(arg, 1000000, &o->reps, err, sizeof err);

@@ -68,6 +68,7 @@ typedef struct {
     int backend, comm;
     const char *machine;
     int check;
+    int dram;        /* kernels --backend cuda: DRAM bytes under ncu */
     const char *out; /* NULL: no file */
     cli_u64_list procs;
     unsigned kernels;  /* bit per kernel name (kernels subcommand) */
@@ -104,6 +105,7 @@ typedef enum {
     OPT_RANK_ARRAYS,
     OPT_MAX_MESSAGE,
     OPT_MACHINE_OUT,
+    OPT_DRAM,
     OPT_END
 } opt_id;
 

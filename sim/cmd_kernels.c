@@ -17,6 +17,9 @@
 #include "fail.h"
 #include "h5out.h"
 #include "kernel_study.h"
+#ifdef ATTNSIM_HAVE_CUDA
+#include "cuda_info.h"
+#endif
 
 #define MAX_KERNEL_NAMES 8
 
@@ -37,7 +40,7 @@ static void collect_kernel_names(void)
 static const opt_id kernels_opts[] = {OPT_KERNEL, OPT_PASS,     OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,
                                       OPT_HEADS,  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_DTYPE,
                                       OPT_SRAM,   OPT_BACKEND,  OPT_CHECK,    OPT_REPS,   OPT_SEED,
-                                      OPT_OUT,    OPT_END};
+                                      OPT_DRAM,   OPT_OUT,      OPT_END};
 
 static const cli_command kernels_cmd = {
     "kernels",
@@ -47,7 +50,10 @@ static const cli_command kernels_cmd = {
     "reference, and prints one row per configuration. Defaults: --kernel standard,fa1,fa2\n"
     "--pass train (the forward of each kernel, and the backward of those that have one)\n"
     "--seq 256,512,1k,2k --batch 1 --heads 4 --head-dim 64 --causal=no --dtype bf16\n"
-    "--sram 32k --backend cpu --reps 1 --seed 1.",
+    "--sram 32k --backend cpu --reps 1 --seed 1. With --backend cuda the kernels are the CUDA\n"
+    "ones (kernels/cuda; their blocks are fixed, so --sram does not apply), each checked\n"
+    "against the float64 reference before it is timed with CUDA events (--reps launches after\n"
+    "two warm-up launches); bytes are the IO model's logical count at the CUDA blocks.",
     kernels_opts,
     kernel_names,
     256};
@@ -61,11 +67,30 @@ typedef struct {
 
 static int validate(attn_opts *o)
 {
+    if (o->dram && o->backend != BACKEND_CUDA)
+        return cli_error(o, "--dram",
+                         "DRAM bytes are measured on the GPU; accepted with "
+                         "--backend cuda");
+#ifdef ATTNSIM_HAVE_CUDA
+    if (o->dram && !ks_cuda_ncu_path())
+        return cli_error(o, "--dram",
+                         "Nsight Compute (ncu) is not on PATH nor in /usr/local/cuda/bin; "
+                         "accepted: --dram where ncu is installed");
+    if (o->backend == BACKEND_CUDA) {
+        char desc[1024];
+        if (attn_cuda_describe(desc, sizeof desc) < 1) {
+            const char *why = strstr(desc, "none usable ");
+            return cli_error(o, "--backend", "cuda: no usable CUDA device %s; accepted: cpu",
+                             why ? why + 12 : "(0 devices)");
+        }
+    }
+#else
     if (o->backend != BACKEND_CPU)
         return cli_error(o, "--backend",
-                         "'%s' kernels are not available in this build; "
+                         "'%s' kernels are not available in this build (built without CUDA); "
                          "accepted: cpu",
                          cli_backend_names[o->backend]);
+#endif
     if (o->kv_heads == 0) o->kv_heads = o->heads;
     if (o->kv_heads > o->heads || o->heads % o->kv_heads != 0)
         return cli_error(o, "--kv-heads",
@@ -92,8 +117,9 @@ static int validate(attn_opts *o)
         if (o->pass == PASS_FWD && !has_fwd)
             return cli_error(o, "--pass", "kernel %s has no forward", kernel_names[ni]);
     }
-    /* SRAM large enough for every kernel at every head dimension */
-    for (size_t i = 0; i < ks_num_kernels; i++) {
+    /* SRAM large enough for every kernel at every head dimension (the cpu kernels' blocks
+     * follow from it; the cuda kernels' are fixed) */
+    for (size_t i = 0; o->backend == BACKEND_CPU && i < ks_num_kernels; i++) {
         const ks_kernel *k = &ks_kernels[i];
         size_t ni = 0;
         while (strcmp(kernel_names[ni], k->name) != 0) ni++;
@@ -138,22 +164,32 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static char device_desc[256] = "cpu, one thread";
+
 static void print_header(const attn_opts *o)
 {
-    printf("# attnsim kernels: backend cpu, one thread; bytes are logical HBM transfers, counted "
-           "(measured) and from the kernel IO model (predicted)\n");
+    if (o->backend == BACKEND_CUDA)
+        printf("# attnsim kernels: backend cuda, %s; times are CUDA events (median of %llu "
+               "launches); bytes are logical HBM transfers from the kernel IO model at the CUDA "
+               "kernels' blocks (not measured: the GPU does not count them)\n",
+               device_desc, (unsigned long long)o->reps);
+    else
+        printf("# attnsim kernels: backend cpu, one thread; bytes are logical HBM transfers, "
+               "counted (measured) and from the kernel IO model (predicted)\n");
     printf("# batch %llu, heads %llu, kv-heads %llu, seed %llu, reps %llu\n",
            (unsigned long long)o->batch, (unsigned long long)o->heads,
            (unsigned long long)o->kv_heads, (unsigned long long)o->seed,
            (unsigned long long)o->reps);
     printf("# %-8s %-4s %-5s %7s %7s %4s %6s %8s %4s %4s %10s %8s %13s %13s %13s %13s %7s %s\n",
            "kernel", "pass", "dtype", "N", "N_k", "d", "causal", "sram", "Br", "Bc", "time_ms",
-           "GFLOP/s", "read_B", "written_B", "pred_read_B", "pred_write_B", "x_comp", "check");
+           o->backend == BACKEND_CUDA ? "TFLOP/s" : "GFLOP/s", "read_B", "written_B", "pred_read_B",
+           "pred_write_B", "x_comp", "check");
 }
 
 static void write_run(h5out *h, const kernel_config *c, const ks_result *r, const double *times,
-                      uint64_t reps, uint64_t seed, int counts_match)
+                      uint64_t reps, uint64_t seed, int counts_match, int cuda)
 {
+    const char *backend = cuda ? "cuda" : "cpu";
     int64_t id;
     hid_t g = h5out_run_begin(h, &id);
     h5_attr_str(g, "kind", "kernel");
@@ -170,14 +206,22 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     h5_attr_i64(g, "head_dim", (int64_t)c->s.d);
     h5_attr_i64(g, "causal", c->s.causal);
     h5_attr_str(g, "dtype", kn_dtype_name(c->dtype));
-    h5_attr_str(g, "backend", "cpu");
+    h5_attr_str(g, "backend", backend);
     h5_attr_str(g, "comm", "none");
     h5_attr_str(g, "machine", "none");
-    h5_attr_i64(g, "sram_elems", (int64_t)c->sram);
+    if (cuda) {
+        h5_attr_str(g, "gpu", device_desc);
+        h5_attr_str(g, "check_method",
+                    r->check_sampled ? "float64 reference, 64 sampled query rows and 64 "
+                                       "sampled key rows of batch 0"
+                                     : "float64 reference, every element");
+    } else {
+        h5_attr_i64(g, "sram_elems", (int64_t)c->sram);
+    }
     h5_attr_i64(g, "block_rows", (int64_t)r->blocks.br);
     h5_attr_i64(g, "block_cols", (int64_t)r->blocks.bc);
     h5_attr_i64(g, "seed", (int64_t)seed);
-    h5_attr_i64(g, "counts_match", counts_match);
+    if (!cuda) h5_attr_i64(g, "counts_match", counts_match);
     if (r->checked) {
         h5_attr_f64(g, "max_abs_err", r->max_abs_err);
         h5_attr_f64(g, "max_rel_err", r->max_rel_err);
@@ -187,10 +231,20 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     int64_t v;
     double median = times[reps / 2];
     hsize_t nreps = reps;
-    v = (int64_t)r->measured.bytes_read;
-    h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-    v = (int64_t)r->measured.bytes_written;
-    h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    if (r->dram) { /* DRAM bytes under ncu: checked against [compulsory, logical] */
+        v = (int64_t)r->dram_read;
+        h5_write(g, "measured/dram_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        v = (int64_t)r->dram_written;
+        h5_write(g, "measured/dram_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_attr_i64(g, "dram_in_band", r->dram_in_band);
+        h5_attr_i64(g, "dram_kernel_launches", r->dram_launches);
+    }
+    if (!cuda) { /* the GPU does not count logical transfers */
+        v = (int64_t)r->measured.bytes_read;
+        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        v = (int64_t)r->measured.bytes_written;
+        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    }
     v = (int64_t)r->measured.flops;
     h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
     h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &median, "s");
@@ -209,7 +263,7 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &nan, "s");
     hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
     h5_attr_str(ds, "note",
-                "NaN: the cpu backend has no machine description, so its kernel "
+                "NaN: the kernel study has no machine description, so its kernel "
                 "time is not predicted");
     H5CALL(H5Dclose(ds));
 
@@ -219,7 +273,7 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     snprintf(row.algorithm, sizeof row.algorithm, "%s", c->k->name);
     snprintf(row.pass, sizeof row.pass, "%s", c->k->pass);
     snprintf(row.dtype, sizeof row.dtype, "%s", kn_dtype_name(c->dtype));
-    snprintf(row.backend, sizeof row.backend, "cpu");
+    snprintf(row.backend, sizeof row.backend, "%s", backend);
     row.P = row.grid_rows = row.grid_cols = 1;
     row.seq_len = (int64_t)c->s.nq;
     row.seq_len_kv = (int64_t)c->s.nk;
@@ -231,7 +285,8 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     row.check_passed = r->checked ? r->check_passed : -1;
     row.measured_time_s = median;
     row.predicted_time_s = NAN;
-    row.measured_bytes_max = (int64_t)(r->measured.bytes_read + r->measured.bytes_written);
+    row.measured_bytes_max =
+        cuda ? -1 : (int64_t)(r->measured.bytes_read + r->measured.bytes_written);
     row.predicted_bytes_max = (int64_t)(r->predicted.bytes_read + r->predicted.bytes_written);
     h5out_run_commit(h, g, &row);
 }
@@ -242,7 +297,20 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
     ks_result r;
     double *times = kn_xmalloc(o->reps * sizeof(double), "timings");
     int counts_match = 1;
-    for (uint64_t rep = 0; rep < o->reps; rep++) {
+    const int cuda = o->backend == BACKEND_CUDA;
+#ifdef ATTNSIM_HAVE_CUDA
+    if (cuda) {
+        ks_run_cuda(c->k, &c->s, c->dtype, o->seed, o->reps, times, &r);
+        if (o->dram) {
+            ks_cuda_dram(c->k, &c->s, c->dtype, o->seed, &r.dram_read, &r.dram_written,
+                         &r.dram_launches);
+            r.dram = 1;
+            r.dram_in_band =
+                r.dram_read >= r.predicted.compulsory_read && r.dram_read <= r.predicted.bytes_read;
+        }
+    }
+#endif
+    for (uint64_t rep = 0; !cuda && rep < o->reps; rep++) {
         ks_result ri;
         ks_run(c->k, &c->s, c->dtype, c->sram, o->seed, o->check && rep == 0, &ri);
         times[rep] = ri.time_s;
@@ -253,29 +321,43 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
     double t = times[o->reps / 2];
     char check[40] = "-";
     if (r.checked)
-        snprintf(check, sizeof check, "%s %.1e", r.check_passed ? "ok" : "FAIL", r.max_abs_err);
+        snprintf(check, sizeof check, "%s %.1e%s", r.check_passed ? "ok" : "FAIL", r.max_abs_err,
+                 r.check_sampled ? " (sampled)" : "");
     char sram[24];
-    if (c->sram % 1024 == 0)
+    if (cuda)
+        snprintf(sram, sizeof sram, "-");
+    else if (c->sram % 1024 == 0)
         snprintf(sram, sizeof sram, "%zuk", c->sram / 1024);
     else
         snprintf(sram, sizeof sram, "%zu", c->sram);
     uint64_t comp = r.predicted.compulsory_read + r.predicted.compulsory_written;
-    uint64_t total = r.measured.bytes_read + r.measured.bytes_written;
-    printf("  %-8s %-4s %-5s %7zu %7zu %4zu %6s %8s %4zu %4zu %10.3f %8.2f %13llu %13llu %13llu "
-           "%13llu %7.2f %s%s\n",
+    /* x_comp: traffic over the compulsory traffic (on cuda, of the logical prediction) */
+    uint64_t total = cuda ? r.predicted.bytes_read + r.predicted.bytes_written
+                          : r.measured.bytes_read + r.measured.bytes_written;
+    char mread[24] = "-", mwrite[24] = "-";
+    if (!cuda || r.dram) {
+        snprintf(mread, sizeof mread, "%llu",
+                 (unsigned long long)(cuda ? r.dram_read : r.measured.bytes_read));
+        snprintf(mwrite, sizeof mwrite, "%llu",
+                 (unsigned long long)(cuda ? r.dram_written : r.measured.bytes_written));
+    }
+    printf("  %-8s %-4s %-5s %7zu %7zu %4zu %6s %8s %4zu %4zu %10.3f %8.2f %13s %13s %13llu "
+           "%13llu %7.2f %s%s%s\n",
            c->k->name, c->k->pass, kn_dtype_name(c->dtype), c->s.nq, c->s.nk, c->s.d,
            c->s.causal ? "yes" : "no", sram, r.blocks.br, r.blocks.bc, 1e3 * t,
-           t > 0 ? 1e-9 * (double)r.measured.flops / t : 0.0,
-           (unsigned long long)r.measured.bytes_read, (unsigned long long)r.measured.bytes_written,
+           t > 0 ? (cuda ? 1e-12 : 1e-9) * (double)r.measured.flops / t : 0.0, mread, mwrite,
            (unsigned long long)r.predicted.bytes_read,
            (unsigned long long)r.predicted.bytes_written, comp ? (double)total / (double)comp : 0.0,
-           check, counts_match ? "" : "  COUNTS DIFFER");
+           check, counts_match ? "" : "  COUNTS DIFFER",
+           !r.dram          ? ""
+           : r.dram_in_band ? "  DRAM read in band"
+                            : "  DRAM READ OUT OF BAND");
     fflush(stdout);
     attn_kill_point("kernels:before_write");
-    if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match);
+    if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match, cuda);
     attn_kill_point("kernels:after_write");
     free(times);
-    return counts_match && (!r.checked || r.check_passed);
+    return counts_match && (!r.checked || r.check_passed) && (!r.dram || r.dram_in_band);
 }
 
 int kernels_options(int argc, char **argv, attn_opts *o)
@@ -312,6 +394,9 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
     h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+#ifdef ATTNSIM_HAVE_CUDA
+    if (o.backend == BACKEND_CUDA) ks_cuda_device(device_desc, sizeof device_desc);
+#endif
     print_header(&o);
     const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
     long runs = 0, good = 0;
@@ -322,7 +407,7 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
                 if (!(o.causal & (1u << causal))) continue;
                 for (size_t si = 0; si < o.seq.n; si++)
                     for (size_t ki = 0; ki < (o.seq_kv.n ? kvl->n : 1); ki++)
-                        for (size_t mi = 0; mi < o.sram.n; mi++)
+                        for (size_t mi = 0; mi < (o.backend == BACKEND_CUDA ? 1 : o.sram.n); mi++)
                             for (size_t i = 0; i < ks_num_kernels; i++) {
                                 const ks_kernel *k = &ks_kernels[i];
                                 size_t ni = 0;
@@ -352,10 +437,15 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     h5out_close(h);
     prov_free(&prov);
     int ok = good == runs;
-    printf("# %ld runs: %s%s%s\n", runs,
-           ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
-           ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
-           ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
+    if (o.backend == BACKEND_CUDA)
+        printf("# %ld runs: %s\n", runs,
+               ok ? "every kernel checked against the float64 reference before timing. VALID"
+                  : "FAILED: see the rows marked FAIL or DRAM READ OUT OF BAND. INVALID");
+    else
+        printf("# %ld runs: %s%s%s\n", runs,
+               ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
+               ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
+               ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
     if (o.out) printf("# wrote %ld runs to %s\n", runs, o.out);
     return ok ? 0 : 1;
 }

@@ -29,6 +29,11 @@ int64_t attn_check_h5(int64_t ret, const char *call, const char *file, int line)
 void attn_check_mpi(int ret, const char *call, const char *file, int line);
 #define MPICALL(call) attn_check_mpi((call), #call, __FILE__, __LINE__)
 
+/* CUDA runtime (and kernels/cuda, which return a cudaError_t as int): 0 is success. Defined
+ * where the build has CUDA. */
+void attn_check_cuda(int ret, const char *call, const char *file, int line);
+#define CUDACALL(call) attn_check_cuda((int)(call), #call, __FILE__, __LINE__)
+
 /* POSIX calls that return -1 and set errno. */
 #define SYSCHECK(call)                                                                             \
     do {                                                                                           \

@@ -35,6 +35,10 @@ typedef struct {
     kio_traffic predicted; /* the model for the same blocks */
     double time_s;         /* wall time of the kernel call */
     int checked;           /* 1 when compared with the float64 reference */
+    int check_sampled;     /* cuda: sampled rows of a large problem, not every element */
+    int dram;              /* cuda --dram: DRAM bytes measured under ncu */
+    uint64_t dram_read, dram_written;
+    int dram_launches, dram_in_band; /* compulsory <= DRAM read <= logical read */
     double max_abs_err, max_rel_err;
     int check_passed;
 } ks_result;
@@ -48,5 +52,27 @@ int ks_run(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, size_t sram_el
 
 /* measured == predicted (bytes read, written and FLOPs). */
 int ks_counts_match(const ks_result *r);
+
+#ifdef ATTNSIM_HAVE_CUDA
+/* The kernel on the GPU (kernels/cuda): builds the problem from `seed`, uploads it, runs the
+ * kernel once and checks it against the float64 reference (every element when b h nq nk d <=
+ * 2^30, else 64 sampled query rows and 64 sampled key rows of batch 0: check_sampled), then
+ * times `reps` launches with CUDA events after two warm-up launches (times[], unsorted). The
+ * predicted traffic is the IO model at the CUDA kernels' blocks; measured bytes stay 0 (the
+ * GPU does not count logical transfers: --dram measures DRAM bytes instead). */
+int ks_run_cuda(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t seed, uint64_t reps,
+                double *times, ks_result *r);
+kn_blocks ks_cuda_blocks(const ks_kernel *k, const kn_shape *s);
+size_t ks_cuda_workspace_bytes(const ks_kernel *k, const kn_shape *s, kn_dtype dtype);
+const char *ks_cuda_device(char *buf, size_t n);
+/* Nsight Compute's ncu (PATH, then /usr/local/cuda/bin), or NULL. */
+const char *ks_cuda_ncu_path(void);
+/* DRAM bytes read and written by one call of the kernel (all its launches), measured by
+ * running the same configuration in a child attnsim under ncu (caches flushed before each
+ * kernel, ncu's default); launches = kernels profiled. Failures go through the error path. */
+int ks_cuda_dram(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t seed,
+                 uint64_t *bytes_read, uint64_t *bytes_written, int *launches);
+uint64_t ks_cuda_free_bytes(void);
+#endif
 
 #endif

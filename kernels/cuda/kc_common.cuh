@@ -161,6 +161,15 @@ __device__ __forceinline__ void kc_frag_b_kn(uint32_t *b, const T *tile, int k0,
     kc_ldmatrix_x4_trans(b, kc_smem_addr(tile + kc_swz<D>(r, c)));
 }
 
+/* 2^x on the special-function unit (ex2.approx.ftz: ~2 ulp, flushes subnormal results to 0;
+ * exp2f without fast-math adds range handling around the same instruction). 2^-inf = 0. */
+__device__ __forceinline__ float kc_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* Row reductions over the four threads of a group (they hold one row's columns). */
 __device__ __forceinline__ float kc_quad_max(float x)
 {

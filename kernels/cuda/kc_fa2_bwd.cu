@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int c = nn * 8 + 2 * t + (e & 1), r = row[e >> 1];
-                float pv = exp2f(fmaf(st[nn][e], p.scale_log2, -cL[c]));
+                float pv = kc_exp2(fmaf(st[nn][e], p.scale_log2, -cL[c]));
                 if ((ragged && r >= p.nk) || (crosses && r > q0 + c + diag)) pv = 0.f;
                 st[nn][e] = pv;
                 dpt[nn][e] = pv * (dpt[nn][e] - cD[c]);

@@ -173,7 +173,10 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
                     }
         }
 
-        /* online softmax, in log2 units of the scaled scores */
+        /* online softmax, in log2 units of the scaled scores; O is rescaled only when some
+         * row of the warp raised its maximum (after the first blocks, rarely) */
+        float alpha[MT][2];
+        bool raised = false;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -185,26 +188,33 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
                 mx = kc_quad_max(mx);
                 const float mnew = fmaxf(m[mt][h2], mx * p.scale_log2);
                 const float base = mnew == -INFINITY ? 0.f : mnew; /* a row with no key yet */
-                const float alpha = exp2f(m[mt][h2] - base);
+                alpha[mt][h2] = kc_exp2(m[mt][h2] - base);
+                raised |= mnew != m[mt][h2];
                 float sum = 0.f;
 #pragma unroll
                 for (int nn = 0; nn < BC / 8; nn++) {
-                    float a0 = exp2f(fmaf(s[mt][nn][2 * h2], p.scale_log2, -base));
-                    float a1 = exp2f(fmaf(s[mt][nn][2 * h2 + 1], p.scale_log2, -base));
+                    float a0 = kc_exp2(fmaf(s[mt][nn][2 * h2], p.scale_log2, -base));
+                    float a1 = kc_exp2(fmaf(s[mt][nn][2 * h2 + 1], p.scale_log2, -base));
                     s[mt][nn][2 * h2] = a0;
                     s[mt][nn][2 * h2 + 1] = a1;
                     sum += a0 + a1;
                 }
-                l[mt][h2] = l[mt][h2] * alpha + sum;
+                l[mt][h2] = l[mt][h2] * alpha[mt][h2] + sum;
                 m[mt][h2] = mnew;
+            }
+        if (__any_sync(0xffffffffu, raised)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int nn = 0; nn < D / 8; nn++) {
-                    o[mt][nn][2 * h2] *= alpha;
-                    o[mt][nn][2 * h2 + 1] *= alpha;
+                    o[mt][nn][0] *= alpha[mt][0];
+                    o[mt][nn][1] *= alpha[mt][0];
+                    o[mt][nn][2] *= alpha[mt][1];
+                    o[mt][nn][3] *= alpha[mt][1];
                 }
-            }
+        }
 
-            /* O += P V */
+        /* O += P V */
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++) {
             uint32_t a[MT][4];
