@@ -103,6 +103,8 @@ kn_blocks ks_cuda_blocks(const ks_kernel *k, const kn_shape *s)
         kc_fa2_bwd_blocks(s->d, &b.br, &b.bc);
     else if (k->model == KIO_STANDARD_FWD)
         b.br = b.bc = 16;
+    else if (k->model == KIO_FA1_FWD)
+        kc_fa1_blocks(s->d, &b.br, &b.bc);
     else
         kc_fa2_fwd_blocks(s->d, &b.br, &b.bc);
     return b;
@@ -417,7 +419,7 @@ static const char *kernel_regex(const ks_kernel *k)
     case KIO_STANDARD_FWD:
         return "regex:std_";
     case KIO_FA1_FWD:
-        return "regex:fa2_fwd_kernel|finalize_kernel";
+        return "regex:fa1_kernel"; /* not the LSE pass after it */
     }
     return "regex:.";
 }

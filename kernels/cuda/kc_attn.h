@@ -71,10 +71,13 @@ size_t kc_standard_workspace_bytes(const kc_shape *s);
 int kc_standard_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o,
                     float *lse, void *sp, void *stream);
 
-/* FlashAttention-1 forward: the outer loop over K/V blocks on the host, one partial-forward
- * launch per block reading and writing the running (m, l, o) in HBM, then the finalisation.
- * Workspace: m, l, o in f32. */
+/* FlashAttention-1 forward, literally (algorithm 1 of the paper, as kernels/attn_fa1.c): one
+ * CTA per (batch, query head), outer loop over K/V blocks, inner loop over the Q blocks that
+ * see them, running O (f32), m and l read from and written back to HBM on every visit; plain
+ * f32 arithmetic (the IO study's baseline, not a fast path). Workspace: m, l, O_acc in f32
+ * (m, l are outputs: LSE = m + log l, also written to lse by a separate pass). */
 size_t kc_fa1_workspace_bytes(const kc_shape *s);
+void kc_fa1_blocks(size_t d, size_t *br, size_t *bc);
 int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o, float *lse,
                void *workspace, void *stream);
 

@@ -126,6 +126,146 @@ __global__ void read_probe(const uint4 *buf, size_t n, float *sink)
     if (acc == 1.2345f) *sink = acc; /* keeps the loads; practically never taken */
 }
 
+/* ---- FlashAttention-1, literally (Dao et al. 2022, algorithm 1) ------------------------------
+ * One CTA per (batch, query head): outer loop over K/V blocks j (K_j, V_j read once), inner loop
+ * over the Q blocks that see block j, which read Q_i and their running O_i (f32), m_i, l_i from
+ * HBM and write them back; the last visit writes O_i in the storage type. The same transfers as
+ * the C reference (kernels/attn_fa1.c) at B_r = B_c = fa1_block(d), so the IO model predicts them;
+ * the arithmetic is plain f32 (this kernel is the IO study's baseline, not a fast path). */
+constexpr int FA1_THREADS = 256;
+
+/* B_r = B_c: 64 up to d = 128, 32 above (shared memory) */
+__host__ __device__ inline int fa1_block(int d)
+{
+    return d <= 128 ? 64 : 32;
+}
+
+struct fa1_params {
+    const void *q, *k, *v;
+    void *o;
+    float *m, *l, *oacc;
+    int h, h_kv, nq, nk, d, causal;
+    float scale;
+};
+
+__device__ __forceinline__ int fa1_blocks_visible(const fa1_params &p, int r0, int rows)
+{
+    const int B = fa1_block(p.d), tc = (p.nk + B - 1) / B;
+    if (!p.causal) return tc;
+    long keys = (long)(r0 + rows - 1) + p.nk - p.nq + 1; /* keys the last row sees */
+    if (keys <= 0) return 0;
+    if (keys > p.nk) keys = p.nk;
+    return (int)((keys + B - 1) / B);
+}
+
+template <typename T> __global__ void __launch_bounds__(FA1_THREADS) fa1_kernel(fa1_params p)
+{
+    extern __shared__ float sm[];
+    const int d = p.d, tid = threadIdx.x, B = fa1_block(d);
+    float *K = sm, *V = K + B * d, *QO = V + B * d, *S = QO + B * d;
+    float *m = S + B * B, *l = m + B, *mt = l + B, *lt = mt + B;
+    float *cold = lt + B, *ctile = cold + B;
+    const int bh = blockIdx.x, bi = bh / p.h, hk = (bh % p.h) / (p.h / p.h_kv);
+    const T *Q = static_cast<const T *>(p.q) + (size_t)bh * p.nq * d;
+    const T *Kg = static_cast<const T *>(p.k) + (size_t)(bi * p.h_kv + hk) * p.nk * d;
+    const T *Vg = static_cast<const T *>(p.v) + (size_t)(bi * p.h_kv + hk) * p.nk * d;
+    T *O = static_cast<T *>(p.o) + (size_t)bh * p.nq * d;
+    float *Oacc = p.oacc + (size_t)bh * p.nq * d, *M = p.m + (size_t)bh * p.nq;
+    float *L = p.l + (size_t)bh * p.nq;
+    const int tc = (p.nk + B - 1) / B;
+
+    /* Q blocks that see no key: O = 0, m = -inf, l = 0, written once */
+    for (int r0 = 0; r0 < p.nq; r0 += B) {
+        const int rows = min(B, p.nq - r0);
+        if (fa1_blocks_visible(p, r0, rows) > 0) continue;
+        for (int i = tid; i < rows * d; i += FA1_THREADS)
+            O[(size_t)r0 * d + i] = kc_type<T>::from_f(0.f);
+        for (int r = tid; r < rows; r += FA1_THREADS) M[r0 + r] = -INFINITY, L[r0 + r] = 0.f;
+    }
+    for (int j = 0; j < tc; j++) {
+        const int c0 = j * B, cols = min(B, p.nk - c0);
+        bool loaded = false;
+        for (int r0 = 0; r0 < p.nq; r0 += B) {
+            const int rows = min(B, p.nq - r0);
+            const int nvis = fa1_blocks_visible(p, r0, rows);
+            if (j >= nvis) continue;
+            if (!loaded) {
+                for (int i = tid; i < B * d; i += FA1_THREADS) {
+                    const bool in = i < cols * d;
+                    K[i] = in ? kc_type<T>::to_f(Kg[(size_t)c0 * d + i]) : 0.f;
+                    V[i] = in ? kc_type<T>::to_f(Vg[(size_t)c0 * d + i]) : 0.f;
+                }
+                loaded = true;
+            }
+            for (int i = tid; i < rows * d; i += FA1_THREADS)
+                QO[i] = kc_type<T>::to_f(Q[(size_t)r0 * d + i]);
+            __syncthreads();
+            for (int e = tid; e < rows * B; e += FA1_THREADS) {
+                const int r = e / B, c = e % B;
+                float acc = 0.f;
+                for (int x = 0; x < d; x++) acc += QO[r * d + x] * K[c * d + x];
+                const bool vis = c < cols && (!p.causal || c0 + c <= r0 + r + p.nk - p.nq);
+                S[e] = vis ? acc * p.scale : -INFINITY;
+            }
+            __syncthreads();
+            if (tid < rows) {
+                float mx = -INFINITY, sum = 0.f;
+                for (int c = 0; c < B; c++) mx = fmaxf(mx, S[tid * B + c]);
+                for (int c = 0; c < B; c++) {
+                    const float e = mx == -INFINITY ? 0.f : expf(S[tid * B + c] - mx);
+                    S[tid * B + c] = e;
+                    sum += e;
+                }
+                mt[tid] = mx, lt[tid] = sum;
+            }
+            /* Q is dead: the slot takes the running O_i (read back on every visit but the
+             * first) */
+            __syncthreads();
+            if (j == 0) {
+                for (int i = tid; i < rows * d; i += FA1_THREADS) QO[i] = 0.f;
+                if (tid < rows) m[tid] = -INFINITY, l[tid] = 0.f;
+            } else {
+                for (int i = tid; i < rows * d; i += FA1_THREADS) QO[i] = Oacc[(size_t)r0 * d + i];
+                if (tid < rows) m[tid] = M[r0 + tid], l[tid] = L[r0 + tid];
+            }
+            __syncthreads();
+            if (tid < rows) { /* the merge coefficients (kn_merge_coeffs): -inf adds nothing */
+                const float mo = m[tid], mtl = mt[tid], mn = fmaxf(mo, mtl);
+                const float a_old = mn == -INFINITY || mo == -INFINITY ? 0.f : expf(mo - mn);
+                const float a_tile = mn == -INFINITY || mtl == -INFINITY ? 0.f : expf(mtl - mn);
+                const float lnew = a_old * l[tid] + a_tile * lt[tid];
+                cold[tid] = lnew > 0.f ? a_old * l[tid] / lnew : 0.f; /* O_i is normalised */
+                ctile[tid] = lnew > 0.f ? a_tile / lnew : 0.f;
+                m[tid] = mn, l[tid] = lnew;
+            }
+            __syncthreads();
+            /* O_i = c_old O_i + c_tile P V_j, written in place (each element by one thread) */
+            for (int e = tid; e < rows * d; e += FA1_THREADS) {
+                const int r = e / d, x = e % d;
+                float acc = 0.f;
+                for (int c = 0; c < cols; c++) acc += S[r * B + c] * V[c * d + x];
+                QO[e] = QO[e] * cold[r] + acc * ctile[r];
+            }
+            __syncthreads();
+            const bool last = j + 1 == nvis;
+            for (int i = tid; i < rows * d; i += FA1_THREADS) {
+                if (last)
+                    O[(size_t)r0 * d + i] = kc_type<T>::from_f(QO[i]);
+                else
+                    Oacc[(size_t)r0 * d + i] = QO[i];
+            }
+            if (tid < rows) M[r0 + tid] = m[tid], L[r0 + tid] = l[tid];
+            __syncthreads();
+        }
+    }
+}
+
+__global__ void ml_to_lse_kernel(const float *m, const float *l, float *lse, size_t rows)
+{
+    const size_t r = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (r < rows) lse[r] = l[r] > 0.f ? m[r] + logf(l[r]) : -INFINITY;
+}
+
 } // namespace
 
 extern "C" size_t kc_standard_workspace_bytes(const kc_shape *s)
@@ -188,21 +328,48 @@ extern "C" int kc_finalize(const kc_shape *s, const float *m, const float *l, co
 extern "C" size_t kc_fa1_workspace_bytes(const kc_shape *s)
 {
     const size_t rows = s->b * s->h * s->nq;
-    return (2 * rows + rows * s->d) * sizeof(float);
+    return (2 * rows + rows * s->d) * sizeof(float); /* m, l, o_acc */
+}
+
+extern "C" void kc_fa1_blocks(size_t d, size_t *br, size_t *bc)
+{
+    *br = *bc = (size_t)fa1_block((int)d);
 }
 
 extern "C" int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o,
                           float *lse, void *workspace, void *stream)
 {
+    cudaStream_t st = (cudaStream_t)stream;
+    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
     const size_t rows = s->b * s->h * s->nq;
-    float *m = static_cast<float *>(workspace), *l = m + rows, *acc = l + rows;
-    size_t br, bc;
-    kc_fa2_fwd_blocks(s->d, &br, &bc);
-    int e = kc_fa2_fwd_partial(s, q, k, v, 0, s->nk < bc ? s->nk : bc, 0, m, l, acc, stream);
-    for (size_t j = bc; e == 0 && j < s->nk; j += bc)
-        e = kc_fa2_fwd_partial(s, q, k, v, j, j + bc < s->nk ? j + bc : s->nk, 1, m, l, acc,
-                               stream);
-    return e ? e : kc_finalize(s, m, l, acc, o, lse, stream);
+    if (rows == 0) return 0;
+    fa1_params p = {};
+    p.q = q, p.k = k, p.v = v, p.o = o;
+    p.m = static_cast<float *>(workspace), p.l = p.m + rows, p.oacc = p.l + rows;
+    p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
+    p.d = (int)s->d, p.causal = s->causal, p.scale = (float)(1.0 / sqrt((double)s->d));
+    const size_t B = (size_t)fa1_block((int)s->d);
+    const int smem = (int)((3 * B * s->d + B * B + 6 * B) * sizeof(float));
+    cudaError_t e;
+    const unsigned grid = (unsigned)(s->b * s->h);
+    if (s->dtype == 0) {
+        e = cudaFuncSetAttribute(fa1_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 smem);
+        if (e == cudaSuccess) fa1_kernel<float><<<grid, FA1_THREADS, smem, st>>>(p);
+    } else if (s->dtype == 1) {
+        e = cudaFuncSetAttribute(fa1_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 smem);
+        if (e == cudaSuccess) fa1_kernel<__half><<<grid, FA1_THREADS, smem, st>>>(p);
+    } else {
+        e = cudaFuncSetAttribute(fa1_kernel<__nv_bfloat16>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e == cudaSuccess) fa1_kernel<__nv_bfloat16><<<grid, FA1_THREADS, smem, st>>>(p);
+    }
+    if (e != cudaSuccess) return (int)e;
+    if ((e = cudaGetLastError()) != cudaSuccess) return (int)e;
+    /* LSE = m + log l, outside the FA1 kernel (not part of its traffic) */
+    ml_to_lse_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, st>>>(p.m, p.l, lse, rows);
+    return (int)cudaGetLastError();
 }
 
 extern "C" int kc_read_bandwidth_probe(const void *buf, size_t bytes, float *sink, void *stream)
