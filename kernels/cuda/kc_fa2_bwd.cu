@@ -1,15 +1,16 @@
 /* kc_fa2_bwd.cu - FlashAttention-2 backward on tensor cores (mma.sync, sm_80+; kc_attn.h).
  *
  * Pre-pass: D = rowsum(dO * O) (f32) and a zeroed f32 dQ accumulator. Main kernel: one CTA of
- * 8 warps per (128-key block, batch x K/V head); each warp owns 16 keys and keeps their dK and
- * dV accumulators in registers while the CTA walks every query block of every query head that
- * shares the K/V head (grouped-query attention needs no atomics on dK, dV). Per query block,
- * with Q, dO, LSE and D double-buffered through shared memory (cp.async):
- *   S^T = K Q^T, P^T = exp(scale S^T - LSE)    (recomputed, never stored)
- *   dV += P^T dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - D);  dK += dS^T Q
- *   dQ += dS K     (dS^T through shared memory; f32 atomics into the accumulator)
- * Post-pass: dQ = scale x accumulator in the storage type. Causal CTAs start at the first
- * query block that sees their keys and mask only blocks crossing the diagonal.
+ * 8 warps per (128-key block, batch x K/V head), which walks every query block (64 rows) of
+ * every query head sharing the K/V head (grouped-query attention needs no atomics on dK, dV),
+ * with Q, dO, LSE and D double-buffered through shared memory (cp.async). Per query block:
+ *   S = Q K^T, dP = dO V^T             (2 x 4 warps of 32 queries x 32 keys)
+ *   P = exp(scale S - LSE), dS = P (dP - D), both to shared memory
+ *   dV += P^T dO, dK += dS^T Q         (4 x 2 warps of 32 keys x d/2 columns, in registers)
+ *   dQ += dS K                         (2 x 4 warps of 32 queries x d/4 columns; f32 atomics)
+ * The warp tiles are square enough that each fragment read from shared memory feeds two to
+ * four products. Post-pass: dQ = scale x accumulator in the storage type. Causal CTAs start at
+ * the first query block that sees their keys and mask only blocks crossing the diagonal.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -56,10 +57,11 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw);
     T *sV = sK + BC * D;
-    T *sQ = sV + BC * D;       /* two stages */
-    T *sdO = sQ + 2 * BR * D;  /* two stages */
-    T *sdS = sdO + 2 * BR * D; /* [BC][BR], swizzled with rows of BR elements */
-    float *sL = reinterpret_cast<float *>(sdS + BC * BR); /* two stages of BR */
+    T *sQ = sV + BC * D;      /* two stages */
+    T *sdO = sQ + 2 * BR * D; /* two stages */
+    T *sP = sdO + 2 * BR * D; /* [BR][BC]: P, rows = queries, swizzled with rows of BC */
+    T *sdS = sP + BR * BC;    /* [BR][BC]: dS */
+    float *sL = reinterpret_cast<float *>(sdS + BR * BC); /* two stages of BR */
     float *sD = sL + 2 * BR;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -82,14 +84,18 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
     if (total > 0) load_q_stage<T, D>(p, sQ, sdO, sL, sD, hk * group, bi, qb0 * BR);
     kc_cp_async_commit();
 
-    float dk[D / 8][4], dv[D / 8][4];
+    /* warp layouts (8 warps): S and dP as 2 x 4 warps of 32 queries x 32 keys; dK and dV as
+     * 4 x 2 warps of 32 keys x D/2 columns; dQ as 2 x 4 warps of 32 queries x D/4 columns */
+    const int wq = warp >> 2, wk = warp & 3;       /* S, dP, dQ: query half, key/column quarter */
+    const int wkk = warp >> 1, wd = warp & 1;      /* dK, dV: key quarter, column half */
+    constexpr int NB = D / 2 / 8, NCQ = D / 4 / 8; /* n-tiles of dK/dV and of dQ per warp */
+    float dk[2][NB][4], dv[2][NB][4];
 #pragma unroll
-    for (int i = 0; i < D / 8; i++)
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.f;
-    int row[2]; /* this thread's keys */
-    row[0] = kv0 + warp * 16 + g;
-    row[1] = row[0] + 8;
+        for (int i = 0; i < NB; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dk[mt][i][e] = dv[mt][i][e] = 0.f;
 
     for (int it = 0; it < total; it++) {
         const int stage = it & 1;
@@ -108,139 +114,171 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
         const T *cQ = sQ + stage * BR * D, *cdO = sdO + stage * BR * D;
         const float *cL = sL + stage * BR, *cD = sD + stage * BR;
 
-        /* S^T and dP^T for this warp's 16 keys x BR queries */
-        float st[BR / 8][4], dpt[BR / 8][4];
+        /* S = Q K^T and dP = dO V^T: this warp's 32 queries x 32 keys */
+        {
+            float sc[2][4][4], dp[2][4][4];
 #pragma unroll
-        for (int i = 0; i < BR / 8; i++)
+            for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) st[i][e] = dpt[i][e] = 0.f;
+                for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            uint32_t ak[4], av[4];
-            kc_frag_a<T, D>(ak, sK, warp * 16, kk * 16, lane);
-            kc_frag_a<T, D>(av, sV, warp * 16, kk * 16, lane);
+                    for (int e = 0; e < 4; e++) sc[mt][nt][e] = dp[mt][nt][e] = 0.f;
 #pragma unroll
-            for (int nn = 0; nn < BR / 16; nn++) {
-                uint32_t b[4];
-                kc_frag_b_nk<T, D>(b, cQ, nn * 16, kk * 16, lane);
-                kc_mma<T>(st[2 * nn], ak, b[0], b[1]);
-                kc_mma<T>(st[2 * nn + 1], ak, b[2], b[3]);
-                kc_frag_b_nk<T, D>(b, cdO, nn * 16, kk * 16, lane);
-                kc_mma<T>(dpt[2 * nn], av, b[0], b[1]);
-                kc_mma<T>(dpt[2 * nn + 1], av, b[2], b[3]);
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t aq[2][4], ao[2][4], bk_[2][4], bv[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    kc_frag_a<T, D>(aq[mt], cQ, wq * 32 + mt * 16, kk * 16, lane);
+                    kc_frag_a<T, D>(ao[mt], cdO, wq * 32 + mt * 16, kk * 16, lane);
+                }
+#pragma unroll
+                for (int nn = 0; nn < 2; nn++) {
+                    kc_frag_b_nk<T, D>(bk_[nn], sK, wk * 32 + nn * 16, kk * 16, lane);
+                    kc_frag_b_nk<T, D>(bv[nn], sV, wk * 32 + nn * 16, kk * 16, lane);
+                }
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int nn = 0; nn < 2; nn++) {
+                        kc_mma<T>(sc[mt][2 * nn], aq[mt], bk_[nn][0], bk_[nn][1]);
+                        kc_mma<T>(sc[mt][2 * nn + 1], aq[mt], bk_[nn][2], bk_[nn][3]);
+                        kc_mma<T>(dp[mt][2 * nn], ao[mt], bv[nn][0], bv[nn][1]);
+                        kc_mma<T>(dp[mt][2 * nn + 1], ao[mt], bv[nn][2], bv[nn][3]);
+                    }
             }
+            /* P = exp(scale S - LSE), dS = P (dP - D); masked keys give 0; to shared memory */
+            const bool ragged = kv0 + BC > p.nk;
+            const bool crosses = CAUSAL && kv0 + wk * 32 + 31 > q0 + wq * 32 + diag;
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int h2 = 0; h2 < 2; h2++) {
+                    const int rl = wq * 32 + mt * 16 + g + 8 * h2; /* query, local */
+                    const float lse2 = cL[rl], dsum = cD[rl];
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        float pv[2], ds[2];
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const int cl = wk * 32 + nt * 8 + 2 * t + e; /* key, local */
+                            float x = kc_exp2(fmaf(sc[mt][nt][2 * h2 + e], p.scale_log2, -lse2));
+                            if ((ragged && kv0 + cl >= p.nk) ||
+                                (crosses && kv0 + cl > q0 + rl + diag))
+                                x = 0.f;
+                            pv[e] = x;
+                            ds[e] = x * (dp[mt][nt][2 * h2 + e] - dsum);
+                        }
+                        const int off = kc_swz<BC>(rl, wk * 32 + nt * 8) + 2 * t;
+                        *reinterpret_cast<uint32_t *>(sP + off) = kc_type<T>::pack(pv[0], pv[1]);
+                        *reinterpret_cast<uint32_t *>(sdS + off) = kc_type<T>::pack(ds[0], ds[1]);
+                    }
+                }
         }
+        __syncthreads(); /* P and dS complete */
 
-        /* P^T and dS^T (in place: st becomes P^T, dpt becomes dS^T) */
-        const bool ragged = kv0 + BC > p.nk;
-        const bool crosses = CAUSAL && kv0 + warp * 16 + 15 > q0 + diag;
-#pragma unroll
-        for (int nn = 0; nn < BR / 8; nn++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = nn * 8 + 2 * t + (e & 1), r = row[e >> 1];
-                float pv = kc_exp2(fmaf(st[nn][e], p.scale_log2, -cL[c]));
-                if ((ragged && r >= p.nk) || (crosses && r > q0 + c + diag)) pv = 0.f;
-                st[nn][e] = pv;
-                dpt[nn][e] = pv * (dpt[nn][e] - cD[c]);
-            }
-
-            /* dV += P^T dO and dK += dS^T Q (A from the accumulators, B = dO, Q as [k][n]) */
+        /* dV += P^T dO and dK += dS^T Q: this warp's 32 keys x D/2 columns */
 #pragma unroll
         for (int kk = 0; kk < BR / 16; kk++) {
-            uint32_t ap[4], as[4];
-            ap[0] = kc_type<T>::pack(st[2 * kk][0], st[2 * kk][1]);
-            ap[1] = kc_type<T>::pack(st[2 * kk][2], st[2 * kk][3]);
-            ap[2] = kc_type<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-            ap[3] = kc_type<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-            as[0] = kc_type<T>::pack(dpt[2 * kk][0], dpt[2 * kk][1]);
-            as[1] = kc_type<T>::pack(dpt[2 * kk][2], dpt[2 * kk][3]);
-            as[2] = kc_type<T>::pack(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]);
-            as[3] = kc_type<T>::pack(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]);
-            /* dS^T to shared memory for dQ: rows = keys, columns = queries */
-            const int r0 = warp * 16 + g;
-            *reinterpret_cast<uint32_t *>(sdS + kc_swz<BR>(r0, kk * 16) + 2 * t) = as[0];
-            *reinterpret_cast<uint32_t *>(sdS + kc_swz<BR>(r0 + 8, kk * 16) + 2 * t) = as[1];
-            *reinterpret_cast<uint32_t *>(sdS + kc_swz<BR>(r0, kk * 16 + 8) + 2 * t) = as[2];
-            *reinterpret_cast<uint32_t *>(sdS + kc_swz<BR>(r0 + 8, kk * 16 + 8) + 2 * t) = as[3];
+            uint32_t ap[2][4], as[2][4];
 #pragma unroll
-            for (int nn = 0; nn < D / 16; nn++) {
+            for (int mt = 0; mt < 2; mt++) {
+                kc_frag_a_trans<T, BC>(ap[mt], sP, wkk * 32 + mt * 16, kk * 16, lane);
+                kc_frag_a_trans<T, BC>(as[mt], sdS, wkk * 32 + mt * 16, kk * 16, lane);
+            }
+#pragma unroll
+            for (int nn = 0; nn < NB / 2; nn++) {
                 uint32_t b[4];
-                kc_frag_b_kn<T, D>(b, cdO, kk * 16, nn * 16, lane);
-                kc_mma<T>(dv[2 * nn], ap, b[0], b[1]);
-                kc_mma<T>(dv[2 * nn + 1], ap, b[2], b[3]);
-                kc_frag_b_kn<T, D>(b, cQ, kk * 16, nn * 16, lane);
-                kc_mma<T>(dk[2 * nn], as, b[0], b[1]);
-                kc_mma<T>(dk[2 * nn + 1], as, b[2], b[3]);
+                const int n0 = wd * (D / 2) + nn * 16;
+                kc_frag_b_kn<T, D>(b, cdO, kk * 16, n0, lane);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    kc_mma<T>(dv[mt][2 * nn], ap[mt], b[0], b[1]);
+                    kc_mma<T>(dv[mt][2 * nn + 1], ap[mt], b[2], b[3]);
+                }
+                kc_frag_b_kn<T, D>(b, cQ, kk * 16, n0, lane);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    kc_mma<T>(dk[mt][2 * nn], as[mt], b[0], b[1]);
+                    kc_mma<T>(dk[mt][2 * nn + 1], as[mt], b[2], b[3]);
+                }
             }
         }
-        __syncthreads(); /* dS^T complete */
 
-        /* dQ += dS K: warp w takes 16 queries (w % 4) and half the columns (w / 4), added to
-         * the f32 accumulator in HBM (vector atomics where the GPU has them) */
+        /* dQ += dS K: this warp's 32 queries x D/4 columns, added to the f32 accumulator in
+         * HBM (vector atomics where the GPU has them) */
         {
-            constexpr int CW = D / 2;
-            const int qt = (warp & 3) * 16, c0 = (warp >> 2) * CW;
-            float dq[CW / 8][4];
+            float dq[2][NCQ][4];
 #pragma unroll
-            for (int i = 0; i < CW / 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int i = 0; i < NCQ; i++)
+                    dq[mt][i][0] = dq[mt][i][1] = dq[mt][i][2] = dq[mt][i][3] = 0.f;
 #pragma unroll
             for (int kk = 0; kk < BC / 16; kk++) {
-                uint32_t a[4];
-                kc_frag_a_trans<T, BR>(a, sdS, qt, kk * 16, lane);
+                uint32_t a[2][4];
 #pragma unroll
-                for (int nn = 0; nn < CW / 16; nn++) {
+                for (int mt = 0; mt < 2; mt++)
+                    kc_frag_a<T, BC>(a[mt], sdS, wq * 32 + mt * 16, kk * 16, lane);
+#pragma unroll
+                for (int nn = 0; nn < (NCQ + 1) / 2; nn++) {
                     uint32_t b[4];
-                    kc_frag_b_kn<T, D>(b, sK, kk * 16, c0 + nn * 16, lane);
-                    kc_mma<T>(dq[2 * nn], a, b[0], b[1]);
-                    kc_mma<T>(dq[2 * nn + 1], a, b[2], b[3]);
+                    kc_frag_b_kn<T, D>(b, sK, kk * 16, wk * (D / 4) + nn * 16, lane);
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        kc_mma<T>(dq[mt][2 * nn], a[mt], b[0], b[1]);
+                        if (2 * nn + 1 < NCQ) kc_mma<T>(dq[mt][2 * nn + 1], a[mt], b[2], b[3]);
+                    }
                 }
             }
             float *dQ = p.dq_acc + ((size_t)bi * p.h + hq) * p.nq * D;
 #pragma unroll
-            for (int h2 = 0; h2 < 2; h2++) {
-                const int r = q0 + qt + g + 8 * h2;
-                if (r >= p.nq) continue;
+            for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-                for (int nn = 0; nn < CW / 8; nn++) {
-                    float *dst = dQ + (size_t)r * D + c0 + nn * 8 + 2 * t;
+                for (int h2 = 0; h2 < 2; h2++) {
+                    const int r = q0 + wq * 32 + mt * 16 + g + 8 * h2;
+                    if (r >= p.nq) continue;
+#pragma unroll
+                    for (int nt = 0; nt < NCQ; nt++) {
+                        float *dst = dQ + (size_t)r * D + wk * (D / 4) + nt * 8 + 2 * t;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-                    atomicAdd(reinterpret_cast<float2 *>(dst),
-                              make_float2(dq[nn][2 * h2], dq[nn][2 * h2 + 1]));
+                        atomicAdd(reinterpret_cast<float2 *>(dst),
+                                  make_float2(dq[mt][nt][2 * h2], dq[mt][nt][2 * h2 + 1]));
 #else
-                    atomicAdd(dst, dq[nn][2 * h2]);
-                    atomicAdd(dst + 1, dq[nn][2 * h2 + 1]);
+                        atomicAdd(dst, dq[mt][nt][2 * h2]);
+                        atomicAdd(dst + 1, dq[mt][nt][2 * h2 + 1]);
 #endif
+                    }
                 }
-            }
         }
-        __syncthreads(); /* stage and dS^T free */
+        __syncthreads(); /* stage, P and dS free */
     }
     kc_cp_async_wait<0>();
 
-    /* dK = scale dS^T Q, dV: this warp's 16 keys */
+    /* dK = scale dS^T Q, dV: this warp's 32 keys x D/2 columns */
     T *dK = static_cast<T *>(p.dk) + (size_t)bk * p.nk * D;
     T *dV = static_cast<T *>(p.dv) + (size_t)bk * p.nk * D;
 #pragma unroll
-    for (int h2 = 0; h2 < 2; h2++) {
-        const int r = row[h2];
-        if (r >= p.nk) continue;
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int nn = 0; nn < D / 8; nn++) {
-            const size_t off = (size_t)r * D + nn * 8 + 2 * t;
-            *reinterpret_cast<uint32_t *>(dK + off) =
-                kc_type<T>::pack(dk[nn][2 * h2] * p.scale, dk[nn][2 * h2 + 1] * p.scale);
-            *reinterpret_cast<uint32_t *>(dV + off) =
-                kc_type<T>::pack(dv[nn][2 * h2], dv[nn][2 * h2 + 1]);
+        for (int h2 = 0; h2 < 2; h2++) {
+            const int r = kv0 + wkk * 32 + mt * 16 + g + 8 * h2;
+            if (r >= p.nk) continue;
+#pragma unroll
+            for (int nt = 0; nt < NB; nt++) {
+                const size_t off = (size_t)r * D + wd * (D / 2) + nt * 8 + 2 * t;
+                *reinterpret_cast<uint32_t *>(dK + off) = kc_type<T>::pack(
+                    dk[mt][nt][2 * h2] * p.scale, dk[mt][nt][2 * h2 + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dV + off) =
+                    kc_type<T>::pack(dv[mt][nt][2 * h2], dv[mt][nt][2 * h2 + 1]);
+            }
         }
-    }
 }
 
 template <typename T, int D, bool CAUSAL>
 cudaError_t launch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
 {
     auto kern = fa2_bwd_kernel<T, D, CAUSAL>;
-    const int smem = (2 * BC * D + 4 * BR * D + BC * BR) * (int)sizeof(T) + 4 * BR * 4;
+    const int smem = (2 * BC * D + 4 * BR * D + 2 * BC * BR) * (int)sizeof(T) + 4 * BR * 4;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     dim3 grid((unsigned)((s->nk + BC - 1) / BC), (unsigned)(s->b * s->h_kv));
