@@ -260,6 +260,10 @@ static const opt_info options[] = {
     {OPT_CHECK, "check", no_argument, NULL, "compare with the float64 single-device reference"},
     {OPT_DRAM, "dram", no_argument, NULL,
      "cuda: DRAM bytes of each kernel under Nsight Compute (ncu), checked against the model"},
+    {OPT_DECODE, "decode", no_argument, NULL,
+     "decode kernels: one query token per sequence and head, a KV cache of --seq tokens"},
+    {OPT_SLOTS, "slots", required_argument, "C",
+     "decode: co-resident CTAs the schedules assume (cuda: at most the device's)"},
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
     {OPT_MAX_MESSAGE, "max-message", required_argument, "BYTES",
@@ -378,6 +382,12 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_DRAM:
         o->dram = 1;
+        break;
+    case OPT_DECODE:
+        o->decode = 1;
+        break;
+    case OPT_SLOTS:
+        rc = cli_parse_count(arg, 1u << 20, &o->slots, err, sizeof err);
         break;
     case OPT_REPS:
         rc = cli_parse_count(arg, 1000000, &o->reps, err, sizeof err);

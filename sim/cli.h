@@ -69,6 +69,8 @@ typedef struct {
     const char *machine;
     int check;
     int dram;        /* kernels --backend cuda: DRAM bytes under ncu */
+    int decode;      /* kernels: the decode kernels (one query token, a KV cache) */
+    uint64_t slots;  /* kernels --decode: co-resident CTAs assumed (0 = the device's) */
     const char *out; /* NULL: no file */
     cli_u64_list procs;
     unsigned kernels;  /* bit per kernel name (kernels subcommand) */
@@ -106,6 +108,8 @@ typedef enum {
     OPT_MAX_MESSAGE,
     OPT_MACHINE_OUT,
     OPT_DRAM,
+    OPT_DECODE,
+    OPT_SLOTS,
     OPT_END
 } opt_id;
 

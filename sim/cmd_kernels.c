@@ -21,7 +21,7 @@
 #include "cuda_info.h"
 #endif
 
-#define MAX_KERNEL_NAMES 8
+#define MAX_KERNEL_NAMES 8 /* the catalogue's names and the two decode-only kernels */
 
 static const char *kernel_names[MAX_KERNEL_NAMES + 1];
 
@@ -34,13 +34,32 @@ static void collect_kernel_names(void)
         for (size_t j = 0; j < n; j++) seen |= strcmp(kernel_names[j], ks_kernels[i].name) == 0;
         if (!seen) kernel_names[n++] = ks_kernels[i].name;
     }
+    /* the decode kernels (--decode): "fa2" above is also the FA2-style decode */
+    kernel_names[n++] = "flash-decoding";
+    kernel_names[n++] = "lean";
     kernel_names[n] = NULL;
+}
+
+/* Bit of `name` in kernel_names. */
+static unsigned kernel_bit(const char *name)
+{
+    for (size_t i = 0; kernel_names[i]; i++)
+        if (strcmp(kernel_names[i], name) == 0) return 1u << i;
+    return 0;
+}
+
+/* The decode schemes selected (bit kn_dec_scheme: fa2, flash-decoding, lean). */
+static unsigned decode_schemes(unsigned kernels)
+{
+    return ((kernels & kernel_bit("fa2")) ? 1u : 0u) |
+           ((kernels & kernel_bit("flash-decoding")) ? 2u : 0u) |
+           ((kernels & kernel_bit("lean")) ? 4u : 0u);
 }
 
 static const opt_id kernels_opts[] = {OPT_KERNEL, OPT_PASS,     OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,
                                       OPT_HEADS,  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_DTYPE,
                                       OPT_SRAM,   OPT_BACKEND,  OPT_CHECK,    OPT_REPS,   OPT_SEED,
-                                      OPT_DRAM,   OPT_OUT,      OPT_END};
+                                      OPT_DRAM,   OPT_DECODE,   OPT_SLOTS,    OPT_OUT,    OPT_END};
 
 static const cli_command kernels_cmd = {
     "kernels",
@@ -53,7 +72,12 @@ static const cli_command kernels_cmd = {
     "--sram 32k --backend cpu --reps 1 --seed 1. With --backend cuda the kernels are the CUDA\n"
     "ones (kernels/cuda; their blocks are fixed, so --sram does not apply), each checked\n"
     "against the float64 reference before it is timed with CUDA events (--reps launches after\n"
-    "two warm-up launches); bytes are the IO model's logical count at the CUDA blocks.",
+    "two warm-up launches); bytes are the IO model's logical count at the CUDA blocks.\n"
+    "With --decode: the decode kernels (--kernel fa2,flash-decoding,lean, the default) with\n"
+    "one query token per sequence and head over a KV cache of each --seq length (--batch\n"
+    "sequences, --heads query and --kv-heads KV heads); cpu runs the C reference schedules\n"
+    "with counted bytes, cuda the CUDA kernels (f16/bf16, d 64 or 128), checked, timed in\n"
+    "CUDA graphs over rotated K/V copies and predicted by the decode model.",
     kernels_opts,
     kernel_names,
     256};
@@ -64,6 +88,60 @@ typedef struct {
     kn_dtype dtype;
     size_t sram;
 } kernel_config;
+
+static const unsigned ALL_KERNELS_UNSET = ~0u; /* --kernel not given */
+
+static int validate_decode(attn_opts *o)
+{
+    const unsigned dec = kernel_bit("fa2") | kernel_bit("flash-decoding") | kernel_bit("lean");
+    if (o->kernels == ALL_KERNELS_UNSET) o->kernels = dec;
+    for (size_t i = 0; kernel_names[i]; i++)
+        if ((o->kernels & (1u << i)) && !(dec & (1u << i)))
+            return cli_error(o, "--kernel",
+                             "%s has no decode kernel; accepted with --decode: fa2, "
+                             "flash-decoding, lean",
+                             kernel_names[i]);
+    if (o->dram)
+        return cli_error(o, "--dram",
+                         "not measured for the decode kernels; accepted: --dram "
+                         "without --decode");
+    if (o->slots && o->backend == BACKEND_CPU && o->slots > 65536)
+        return cli_error(o, "--slots", "%llu is more than 65536; accepted: 1 .. 65536",
+                         (unsigned long long)o->slots);
+    const cli_u64_list *lens = o->seq_kv.n ? &o->seq_kv : &o->seq;
+    for (size_t i = 0; i < lens->n; i++)
+        if (lens->v[i] > (1u << 30))
+            return cli_error(o, o->seq_kv.n ? "--seq-kv" : "--seq",
+                             "cache length %llu is too large; accepted: at most 1G tokens",
+                             (unsigned long long)lens->v[i]);
+    if (o->backend == BACKEND_CUDA) {
+        if (o->dtypes & (1u << KN_F32))
+            return cli_error(o, "--dtype",
+                             "f32 has no CUDA decode kernel; accepted with "
+                             "--backend cuda: f16, bf16");
+        for (size_t di = 0; di < o->head_dim.n; di++)
+            if (o->head_dim.v[di] != 64 && o->head_dim.v[di] != 128)
+                return cli_error(o, "--head-dim",
+                                 "%llu has no CUDA decode kernel; accepted with --backend "
+                                 "cuda: 64, 128",
+                                 (unsigned long long)o->head_dim.v[di]);
+    }
+    /* host memory: the cache in the storage type plus the float64 reference's inputs */
+    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < lens->n; i++)
+        for (size_t di = 0; di < o->head_dim.n; di++) {
+            double bytes = 2.0 * (double)o->batch * (double)o->kv_heads * (double)lens->v[i] *
+                           (double)o->head_dim.v[di] * 4.0;
+            if (bytes > 0.5 * (double)phys)
+                return cli_error(o, o->seq_kv.n ? "--seq-kv" : "--seq",
+                                 "a cache of %llu tokens needs %.1f GiB of host memory, more "
+                                 "than half of this machine's %.1f GiB; accepted: smaller "
+                                 "shapes",
+                                 (unsigned long long)lens->v[i], bytes / 1073741824.0,
+                                 (double)phys / 1073741824.0);
+        }
+    return 0;
+}
 
 static int validate(attn_opts *o)
 {
@@ -97,6 +175,18 @@ static int validate(attn_opts *o)
                          "%llu does not divide --heads %llu; accepted: a "
                          "divisor of the query head count",
                          (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    if (o->decode) return validate_decode(o);
+    if (o->slots)
+        return cli_error(o, "--slots",
+                         "applies to the decode kernels; accepted with "
+                         "--decode");
+    if (o->kernels == ALL_KERNELS_UNSET)
+        o->kernels = kernel_bit("standard") | kernel_bit("fa1") | kernel_bit("fa2");
+    if (o->kernels & (kernel_bit("flash-decoding") | kernel_bit("lean")))
+        return cli_error(o, "--kernel",
+                         "%s is a decode kernel; accepted with --decode (without it: standard, "
+                         "fa1, fa2)",
+                         (o->kernels & kernel_bit("lean")) ? "lean" : "flash-decoding");
     /* every selected kernel needs a pass it has */
     for (size_t ni = 0; kernel_names[ni]; ni++) {
         if (!(o->kernels & (1u << ni))) continue;
@@ -364,7 +454,7 @@ int kernels_options(int argc, char **argv, attn_opts *o)
 {
     collect_kernel_names();
     memset(o, 0, sizeof *o);
-    for (size_t i = 0; kernel_names[i]; i++) o->kernels |= 1u << i;
+    o->kernels = ALL_KERNELS_UNSET;
     o->pass = PASS_TRAIN;
     const uint64_t seqs[] = {256, 512, 1024, 2048};
     o->seq.n = 4;
@@ -397,6 +487,12 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
 #ifdef ATTNSIM_HAVE_CUDA
     if (o.backend == BACKEND_CUDA) ks_cuda_device(device_desc, sizeof device_desc);
 #endif
+    if (o.decode) {
+        int ok = kd_study(&o, decode_schemes(o.kernels), h, device_desc);
+        h5out_close(h);
+        prov_free(&prov);
+        return ok ? 0 : 1;
+    }
     print_header(&o);
     const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
     long runs = 0, good = 0;

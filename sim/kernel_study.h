@@ -8,6 +8,7 @@
 #ifndef ATTNSIM_KERNEL_STUDY_H
 #define ATTNSIM_KERNEL_STUDY_H
 
+#include "cli.h"
 #include "kernel_io.h"
 #include "kn_problem.h"
 
@@ -52,6 +53,13 @@ int ks_run(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, size_t sram_el
 
 /* measured == predicted (bytes read, written and FLOPs). */
 int ks_counts_match(const ks_result *r);
+
+/* `attnsim kernels --decode` (kernel_decode.c): every configuration of o (dtype x head dim x
+ * cache length) for the schemes in `schemes` (bit kn_dec_scheme), printed and written to h
+ * (may be NULL); device names the GPU (cuda). Returns 1 when every run checked and counted
+ * right. */
+struct h5out;
+int kd_study(const attn_opts *o, unsigned schemes, struct h5out *h, const char *device);
 
 #ifdef ATTNSIM_HAVE_CUDA
 /* The kernel on the GPU (kernels/cuda): builds the problem from `seed`, uploads it, runs the

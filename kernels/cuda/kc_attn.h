@@ -81,6 +81,33 @@ void kc_fa1_blocks(size_t d, size_t *br, size_t *bc);
 int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o, float *lse,
                void *workspace, void *stream);
 
+/* Decode (algorithms.md section 3; kernels/kn_decode.h holds the work plan): one query token
+ * per (sequence, query head). Q, O [b][h][d] and the KV cache K, V [b][h_kv][n_cap][d] in the
+ * storage type (f16 or bf16, d in {64, 128}: kc_decode_supported); sequence i holds lens[i]
+ * tokens (lens: device array of b ints, each <= max_len <= n_cap); LSE [b][h] f32, natural log
+ * (a sequence with no token gets O = 0, LSE = -inf). The g = h / h_kv query heads of a KV head
+ * (up to 16 at a time) are processed together, so each K/V tile is read once for them.
+ * scheme: 0 FA2-style decode (one CTA per unit), 1 FlashDecoding (split-KV with the wave-
+ * efficiency heuristic, then a combine kernel), 2 Lean Attention (stream-K over `slots` CTAs,
+ * host fix-up through flags). `slots` is the co-resident CTA count the schedule assumes:
+ * kc_decode_slots() for the device (Lean refuses more, since its hosts wait for contributors
+ * that must be running; fewer is allowed, e.g. 1 to measure one CTA's streaming rate).
+ * The workspace (kc_decode_workspace_bytes for the same scheme, slots and max_len, or more)
+ * must be zeroed once after allocation and never between launches: Lean's flags carry a
+ * per-launch epoch kept in the workspace itself, so back-to-back launches and CUDA graph
+ * replays need no clearing pass. FlashDecoding's split count: kc_decode_splits. */
+typedef struct {
+    int dtype; /* 1 f16, 2 bf16 */
+    size_t b, h, h_kv, d, n_cap;
+} kc_dec_shape;
+int kc_decode_supported(const kc_dec_shape *s);
+int kc_decode_slots(int dtype, size_t d, int *slots);
+size_t kc_decode_workspace_bytes(const kc_dec_shape *s, int scheme, int slots, int max_len);
+int kc_decode_splits(const kc_dec_shape *s, int slots, int max_len);
+int kc_decode(const kc_dec_shape *s, int scheme, const void *q, const void *k, const void *v,
+              const int *lens, int max_len, void *o, float *lse, void *workspace, int slots,
+              void *stream);
+
 /* Streaming read of `bytes` bytes (the HBM read ceiling): sums them into *sink. */
 int kc_read_bandwidth_probe(const void *buf, size_t bytes, float *sink, void *stream);
 

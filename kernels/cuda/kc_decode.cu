@@ -1,0 +1,647 @@
+/* kc_decode.cu - the decode kernels (algorithms.md section 3, kc_attn.h): FA2-style decode,
+ * FlashDecoding (split-KV) with its combine kernel, and Lean Attention (stream-K).
+ *
+ * One kernel body serves the three schemes: a CTA streams a contiguous range of the plan's
+ * global tile order (kernels/kn_decode.h, the same functions the C reference and the model
+ * call) and the scheme decides only the range and what happens where a unit's segment ends.
+ *   FA2    CTA = unit, range = the unit's tiles; writes O and LSE.
+ *   SPLIT  CTA = (unit, split j), range = split j of the unit; writes a partial (or O and LSE
+ *          when s = 1); kc_decode_combine_kernel merges the s partials of each unit.
+ *   LEAN   a grid of co-resident CTAs, the W tiles cut into equal contiguous ranges; a CTA
+ *          that starts inside a unit writes its partial to its own scratch slot and raises its
+ *          flag; the unit's host (the CTA holding its first tile) waits for the flags of its
+ *          higher-numbered contributors, merges and writes O and LSE.
+ *
+ * Inside a CTA: 4 warps; K and V flow through STAGES shared-memory stages of 64 keys with
+ * cp.async, prefetched across unit boundaries so a CTA that changes unit does not drain its
+ * pipeline (the next unit's Q rides in the same copy group as its first block). Each warp takes
+ * 16 keys of every block: S = Q K^T (the unit's <= 16 query heads as the rows of one m16 tile,
+ * so a K/V tile is read once for all of them), online softmax in registers, O += P V on tensor
+ * cores (mma.sync m16n8k16). At a segment's end the 4 warps' states are merged through shared
+ * memory (the K stage just consumed serves as the buffer).
+ *
+ * Lean's flags hold an epoch: the launch's generation + 1. The generation lives in the
+ * workspace; the last CTA of a launch to finish (an atomicInc that wraps to 0) advances it, so
+ * no launch clears flags, consecutive launches never see each other's flags, and a launch
+ * captured in a CUDA graph replays correctly. Hosts wait only on higher-numbered CTAs and the
+ * grid never exceeds the co-resident CTA count (kc_decode_slots), so a wait always ends.
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kc_attn.h"
+#include "kc_common.cuh"
+#include "kc_internal.h"
+#include "kn_decode.h"
+
+namespace
+{
+
+constexpr int NWARPS = 4, NTHREADS = 32 * NWARPS, BK = 64, ROWS = KN_DEC_MAX_GROUP;
+
+template <int D> struct dec_cfg {
+    static constexpr int STAGES = D <= 64 ? 4 : 3;
+    static constexpr int BPT = (int)(D <= 64 ? 256 : D <= 128 ? 128 : 64) / BK; /* blocks/tile */
+    static_assert(STAGES <= 2 * BPT, "Q double buffer needs segments of >= 2 blocks");
+};
+
+struct dec_params {
+    const void *q, *k, *v;
+    void *o;
+    float *lse;
+    const int *lens;
+    kn_dec_plan plan;
+    long long n_cap;
+    int splits;
+    float scale_log2;
+    unsigned *done, *gen, *flags;
+    float *scratch; /* partial slots: [slot][ROWS][D] o, then [ROWS] m (log2), [ROWS] l */
+};
+
+template <int D> __host__ __device__ constexpr size_t slot_floats()
+{
+    return (size_t)ROWS * (D + 2);
+}
+
+template <typename T, int D> __host__ __device__ constexpr size_t smem_bytes()
+{
+    return (size_t)dec_cfg<D>::STAGES * 2 * BK * D * sizeof(T) + 2 * (size_t)ROWS * D * sizeof(T);
+}
+
+/* Where block bi of a CTA's range lies: its unit, the unit's tile count, the tile within the
+ * unit and the 64-key block within the tile. */
+struct blk {
+    long long unit, ntiles, k;
+    int sub;
+};
+
+template <int D>
+__device__ __forceinline__ blk block_at(const dec_params &p, long long t0, long long bi)
+{
+    constexpr int BPT = dec_cfg<D>::BPT;
+    long long t = t0 + bi / BPT, first, n;
+    blk r;
+    r.unit = kn_dec_locate(&p.plan, p.lens, t, &first, &n);
+    r.ntiles = n;
+    r.k = t - first;
+    r.sub = (int)(bi % BPT);
+    return r;
+}
+
+/* The unit's sequence, kv head, first query head and valid rows. */
+struct unit_rows {
+    long long seq, kv, hq0;
+    int nrows;
+};
+
+__device__ __forceinline__ unit_rows rows_of(const kn_dec_plan &pl, long long u)
+{
+    unit_rows r;
+    long long per = kn_dec_units_per_seq(&pl), grp = u % pl.groups;
+    r.seq = u / per;
+    r.kv = (u % per) / pl.groups;
+    r.hq0 = r.kv * pl.g + grp * pl.group;
+    long long left = (r.kv + 1) * pl.g - r.hq0;
+    r.nrows = (int)(left < pl.group ? left : pl.group);
+    return r;
+}
+
+template <typename T, int D>
+__device__ __forceinline__ void issue_block(const dec_params &p, const blk &b, bool first_of_seg,
+                                            T *sK, T *sV, T *sQ)
+{
+    constexpr int BPT = dec_cfg<D>::BPT;
+    unit_rows ur = rows_of(p.plan, b.unit);
+    const int len = p.lens[ur.seq];
+    const size_t base = (size_t)(ur.seq * p.plan.h_kv + ur.kv) * (size_t)p.n_cap * D;
+    const int key0 = (int)(b.k * BPT + b.sub) * BK;
+    kc_load_tile<T, D, BK, NTHREADS>(sK, static_cast<const T *>(p.k) + base, key0, len);
+    kc_load_tile<T, D, BK, NTHREADS>(sV, static_cast<const T *>(p.v) + base, key0, len);
+    if (first_of_seg) {
+        const T *q = static_cast<const T *>(p.q) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
+        kc_load_tile<T, D, ROWS, NTHREADS>(sQ, q, 0, ur.nrows);
+    }
+}
+
+/* Merge partial (m2, l2, o2) into the shared state (m, l, o) of `nrows` rows; all threads. */
+template <int D>
+__device__ __forceinline__ void merge_into(float *m, float *l, float *o, const float *m2p,
+                                           const float *l2p, const float *o2, int nrows)
+{
+    for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) {
+        const int r = e / D;
+        const float m1 = m[r], m2 = __ldcg(m2p + r), mx = fmaxf(m1, m2);
+        const float a1 = m1 == -INFINITY ? 0.f : kc_exp2(m1 - mx);
+        const float a2 = m2 == -INFINITY ? 0.f : kc_exp2(m2 - mx);
+        o[e] = a1 * o[e] + a2 * __ldcg(o2 + e);
+    }
+    __syncthreads();
+    if (threadIdx.x < nrows) {
+        const int r = threadIdx.x;
+        const float m1 = m[r], m2 = __ldcg(m2p + r), mx = fmaxf(m1, m2);
+        const float a1 = m1 == -INFINITY ? 0.f : kc_exp2(m1 - mx);
+        const float a2 = m2 == -INFINITY ? 0.f : kc_exp2(m2 - mx);
+        l[r] = a1 * l[r] + a2 * __ldcg(l2p + r);
+        m[r] = mx;
+    }
+    __syncthreads();
+}
+
+/* O = o / l (0 where l = 0) in the storage type, LSE = m ln 2 + log l (-inf where l = 0). */
+template <typename T, int D>
+__device__ __forceinline__ void write_output(const dec_params &p, const unit_rows &ur,
+                                             const float *m, const float *l, const float *o)
+{
+    T *out = static_cast<T *>(p.o) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
+    for (int c = threadIdx.x; c < ur.nrows * D / 8; c += NTHREADS) {
+        const int r = c / (D / 8), col = (c % (D / 8)) * 8;
+        const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+        uint4 v;
+        uint32_t *w = reinterpret_cast<uint32_t *>(&v);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            w[i] = kc_type<T>::pack(o[r * D + col + 2 * i] * inv, o[r * D + col + 2 * i + 1] * inv);
+        *reinterpret_cast<uint4 *>(out + (size_t)r * D + col) = v;
+    }
+    if (threadIdx.x < ur.nrows) {
+        const int r = threadIdx.x;
+        p.lse[ur.seq * p.plan.h + ur.hq0 + r] = l[r] > 0.f ? m[r] * KC_LN2 + logf(l[r]) : -INFINITY;
+    }
+}
+
+/* A partial state to scratch slot `slot` (all threads; ends with a barrier). */
+template <int D>
+__device__ __forceinline__ void write_partial(const dec_params &p, size_t slot, int nrows,
+                                              const float *m, const float *l, const float *o)
+{
+    float *s = p.scratch + slot * slot_floats<D>();
+    for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) __stcg(s + e, o[e]);
+    if (threadIdx.x < nrows) {
+        __stcg(s + ROWS * D + threadIdx.x, m[threadIdx.x]);
+        __stcg(s + ROWS * D + ROWS + threadIdx.x, l[threadIdx.x]);
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ void release_flag(unsigned *flag, unsigned epoch)
+{
+    __threadfence();
+    asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(flag), "r"(epoch) : "memory");
+}
+
+__device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoch)
+{
+    unsigned v;
+    for (;;) {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
+        if (v == epoch) break;
+        __nanosleep(64);
+    }
+}
+
+template <typename T, int D, int SCHEME>
+__global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
+{
+    constexpr int STAGES = dec_cfg<D>::STAGES, BPT = dec_cfg<D>::BPT;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T *sK = reinterpret_cast<T *>(smem_raw); /* [STAGES][BK][D] */
+    T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
+    T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
+    __shared__ float wm[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS];
+    __shared__ unsigned sh_epoch;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const kn_dec_plan &pl = p.plan;
+
+    /* this CTA's range of the global tile order */
+    long long t0 = 0, t1 = 0, cta = blockIdx.x, c_eff = gridDim.x, w_tiles = 0;
+    if (SCHEME == KN_DEC_FA2) {
+        long long n;
+        t0 = kn_dec_unit_first(&pl, p.lens, cta, &n);
+        t1 = t0 + n;
+    } else if (SCHEME == KN_DEC_SPLIT) {
+        long long n, u = cta / p.splits, j = cta % p.splits, b0, e0;
+        long long f = kn_dec_unit_first(&pl, p.lens, u, &n);
+        kn_dec_split_range(n, p.splits, j, &b0, &e0);
+        t0 = f + b0;
+        t1 = f + e0;
+    } else {
+        if (threadIdx.x == 0) sh_epoch = *(volatile unsigned *)p.gen + 1u;
+        w_tiles = kn_dec_total_tiles(&pl, p.lens);
+        c_eff = kn_dec_lean_ctas(w_tiles, gridDim.x);
+        if (cta < c_eff) kn_dec_lean_range(w_tiles, c_eff, cta, &t0, &t1);
+    }
+    const long long nb = (t1 - t0) * BPT;
+
+    if (SCHEME == KN_DEC_SPLIT && nb == 0) { /* an empty split: the empty state */
+        long long u = cta / p.splits;
+        unit_rows ur = rows_of(pl, u);
+        float *s = p.scratch + (size_t)cta * slot_floats<D>();
+        for (int e = threadIdx.x; e < ur.nrows * D; e += NTHREADS) s[e] = 0.f;
+        if (threadIdx.x < ur.nrows) {
+            s[ROWS * D + threadIdx.x] = -INFINITY;
+            s[ROWS * D + ROWS + threadIdx.x] = 0.f;
+        }
+        return;
+    }
+
+    /* prologue: STAGES - 1 blocks in flight */
+    long long seg_issued = -1; /* segments whose first block has been issued */
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < nb) {
+            blk b = block_at<D>(p, t0, s);
+            bool first = s == 0 || (b.k == 0 && b.sub == 0);
+            if (first) seg_issued++;
+            issue_block<T, D>(p, b, first, sK + (size_t)s * BK * D, sV + (size_t)s * BK * D,
+                              sQ + (size_t)(seg_issued & 1) * ROWS * D);
+        }
+        kc_cp_async_commit();
+    }
+
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}, o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    uint32_t qa[D / 16][4];
+    long long seg = -1;
+
+    for (long long bi = 0; bi < nb; bi++) {
+        kc_cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        { /* prefetch block bi + STAGES - 1 into the stage block bi - 1 used */
+            long long nx = bi + STAGES - 1;
+            if (nx < nb) {
+                blk b = block_at<D>(p, t0, nx);
+                bool first = b.k == 0 && b.sub == 0;
+                if (first) seg_issued++;
+                const int st = (int)(nx % STAGES);
+                issue_block<T, D>(p, b, first, sK + (size_t)st * BK * D, sV + (size_t)st * BK * D,
+                                  sQ + (size_t)(seg_issued & 1) * ROWS * D);
+            }
+            kc_cp_async_commit();
+        }
+        const int st = (int)(bi % STAGES);
+        const T *K = sK + (size_t)st * BK * D, *V = sV + (size_t)st * BK * D;
+        const blk b = block_at<D>(p, t0, bi);
+        const bool seg_first = bi == 0 || (b.k == 0 && b.sub == 0);
+        const bool seg_last = bi == nb - 1 || (b.k == b.ntiles - 1 && b.sub == BPT - 1);
+        const unit_rows ur = rows_of(pl, b.unit);
+        if (seg_first) {
+            seg++;
+            const T *Qs = sQ + (size_t)(seg & 1) * ROWS * D;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) kc_frag_a<T, D>(qa[kk], Qs, 0, kk * 16, lane);
+        }
+
+        /* S = Q K^T for the warp's 16 keys */
+        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t bf[4];
+            kc_frag_b_nk<T, D>(bf, K, warp * 16, kk * 16, lane);
+            kc_mma<T>(s[0], qa[kk], bf[0], bf[1]);
+            kc_mma<T>(s[1], qa[kk], bf[2], bf[3]);
+        }
+        const int len = p.lens[ur.seq];
+        const int kbase = (int)(b.k * BPT + b.sub) * BK + warp * 16;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int key = kbase + nt * 8 + 2 * t + (j & 1);
+                s[nt][j] = key < len ? s[nt][j] * p.scale_log2 : -INFINITY;
+            }
+            /* online softmax for rows g (h2 = 0) and g + 8 (h2 = 1) */
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            float mx =
+                fmaxf(fmaxf(s[0][2 * h2], s[0][2 * h2 + 1]), fmaxf(s[1][2 * h2], s[1][2 * h2 + 1]));
+            mx = kc_quad_max(mx);
+            const float mnew = fmaxf(m_r[h2], mx), base = mnew == -INFINITY ? 0.f : mnew;
+            const float alpha = kc_exp2(m_r[h2] - base);
+            m_r[h2] = mnew;
+            float sum = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    float e = kc_exp2(s[nt][2 * h2 + j] - base);
+                    s[nt][2 * h2 + j] = e;
+                    sum += e;
+                }
+            l_r[h2] = l_r[h2] * alpha + sum;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                o[i][2 * h2] *= alpha;
+                o[i][2 * h2 + 1] *= alpha;
+            }
+        }
+        /* O += P V: the S accumulators are P's A fragment */
+        uint32_t pa[4];
+        pa[0] = kc_type<T>::pack(s[0][0], s[0][1]);
+        pa[1] = kc_type<T>::pack(s[0][2], s[0][3]);
+        pa[2] = kc_type<T>::pack(s[1][0], s[1][1]);
+        pa[3] = kc_type<T>::pack(s[1][2], s[1][3]);
+#pragma unroll
+        for (int np = 0; np < D / 16; np++) {
+            uint32_t bf[4];
+            kc_frag_b_kn<T, D>(bf, V, warp * 16, np * 16, lane);
+            kc_mma<T>(o[2 * np], pa, bf[0], bf[1]);
+            kc_mma<T>(o[2 * np + 1], pa, bf[2], bf[3]);
+        }
+        if (!seg_last) continue;
+
+            /* the segment ends: merge the 4 warps' states into shared memory (the K stage just
+             * read is free: every warp has passed the barrier below before it is reused) */
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            l_r[h2] = kc_quad_sum(l_r[h2]);
+            if (t == 0) wm[warp][g + 8 * h2] = m_r[h2];
+        }
+        __syncthreads();
+        float *so = reinterpret_cast<float *>(sK + (size_t)st * BK * D); /* [ROWS][D] f32 */
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            const int r = g + 8 * h2;
+            float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
+            const float sc = m_r[h2] == -INFINITY ? 0.f : kc_exp2(m_r[h2] - mx);
+            l_r[h2] *= sc;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                o[i][2 * h2] *= sc;
+                o[i][2 * h2 + 1] *= sc;
+            }
+            if (warp == 0 && t == 0) {
+                sm_m[r] = mx;
+                sm_l[r] = l_r[h2];
+            }
+        }
+        if (warp == 0) {
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                *reinterpret_cast<float2 *>(so + g * D + i * 8 + 2 * t) =
+                    make_float2(o[i][0], o[i][1]);
+                *reinterpret_cast<float2 *>(so + (g + 8) * D + i * 8 + 2 * t) =
+                    make_float2(o[i][2], o[i][3]);
+            }
+        }
+        __syncthreads();
+        if (warp != 0) {
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                atomicAdd(so + g * D + i * 8 + 2 * t, o[i][0]);
+                atomicAdd(so + g * D + i * 8 + 2 * t + 1, o[i][1]);
+                atomicAdd(so + (g + 8) * D + i * 8 + 2 * t, o[i][2]);
+                atomicAdd(so + (g + 8) * D + i * 8 + 2 * t + 1, o[i][3]);
+            }
+            if (t == 0) {
+                atomicAdd(&sm_l[g], l_r[0]);
+                atomicAdd(&sm_l[g + 8], l_r[1]);
+            }
+        }
+        __syncthreads();
+
+        if (SCHEME == KN_DEC_FA2 || (SCHEME == KN_DEC_SPLIT && p.splits == 1)) {
+            write_output<T, D>(p, ur, sm_m, sm_l, so);
+        } else if (SCHEME == KN_DEC_SPLIT) {
+            write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
+        } else {
+            const long long first_tile = t0 + bi / BPT - b.k; /* the unit's first tile */
+            if (first_tile < t0) { /* a contributor: partial to this CTA's slot, then flag */
+                write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
+                if (threadIdx.x == 0) release_flag(p.flags + cta, sh_epoch);
+            } else { /* the host: fold in the contributors, then write O and LSE */
+                const long long last = kn_dec_lean_cta(w_tiles, c_eff, first_tile + b.ntiles - 1);
+                for (long long c = cta + 1; c <= last; c++) {
+                    if (threadIdx.x == 0) acquire_flag(p.flags + c, sh_epoch);
+                    __syncthreads();
+                    const float *sl = p.scratch + (size_t)c * slot_floats<D>();
+                    merge_into<D>(sm_m, sm_l, so, sl + ROWS * D, sl + ROWS * D + ROWS, sl,
+                                  ur.nrows);
+                }
+                write_output<T, D>(p, ur, sm_m, sm_l, so);
+            }
+        }
+        /* fresh state for the next segment */
+        m_r[0] = m_r[1] = -INFINITY;
+        l_r[0] = l_r[1] = 0.f;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    }
+    kc_cp_async_wait<0>();
+
+    if (SCHEME == KN_DEC_LEAN) { /* the last CTA out advances the generation */
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            __threadfence();
+            unsigned prev = atomicInc(p.done, gridDim.x - 1);
+            if (prev == gridDim.x - 1) {
+                __threadfence();
+                atomicAdd(p.gen, 1u);
+            }
+        }
+    }
+}
+
+/* FlashDecoding's combine: one CTA per unit merges its s partials and writes O and LSE. */
+template <typename T, int D>
+__global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
+{
+    __shared__ float sm_m[ROWS], sm_l[ROWS], sw[KN_DEC_MAX_SPLITS][ROWS];
+    const long long u = blockIdx.x;
+    const unit_rows ur = rows_of(p.plan, u);
+    const float *base = p.scratch + (size_t)u * p.splits * slot_floats<D>();
+    if (threadIdx.x < ur.nrows) {
+        const int r = threadIdx.x;
+        float mx = -INFINITY;
+        for (int j = 0; j < p.splits; j++)
+            mx = fmaxf(mx, base[j * slot_floats<D>() + ROWS * D + r]);
+        float l = 0.f;
+        for (int j = 0; j < p.splits; j++) {
+            const float *sl = base + j * slot_floats<D>();
+            const float mj = sl[ROWS * D + r];
+            const float w = mj == -INFINITY ? 0.f : kc_exp2(mj - mx);
+            sw[j][r] = w;
+            l += w * sl[ROWS * D + ROWS + r];
+        }
+        sm_m[r] = mx;
+        sm_l[r] = l;
+    }
+    __syncthreads();
+    T *out = static_cast<T *>(p.o) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
+    for (int e = threadIdx.x; e < ur.nrows * D / 2; e += NTHREADS) {
+        const int r = (2 * e) / D, col = (2 * e) % D;
+        float a = 0.f, c = 0.f;
+        for (int j = 0; j < p.splits; j++) {
+            const float w = sw[j][r];
+            if (w == 0.f) continue;
+            const float2 v =
+                *reinterpret_cast<const float2 *>(base + j * slot_floats<D>() + r * D + col);
+            a += w * v.x;
+            c += w * v.y;
+        }
+        const float inv = sm_l[r] > 0.f ? 1.f / sm_l[r] : 0.f;
+        *reinterpret_cast<uint32_t *>(out + (size_t)r * D + col) =
+            kc_type<T>::pack(a * inv, c * inv);
+    }
+    if (threadIdx.x < ur.nrows) {
+        const int r = threadIdx.x;
+        p.lse[ur.seq * p.plan.h + ur.hq0 + r] =
+            sm_l[r] > 0.f ? sm_m[r] * KC_LN2 + logf(sm_l[r]) : -INFINITY;
+    }
+}
+
+template <typename T, int D, int SCHEME> cudaError_t prepare()
+{
+    static bool done = false;
+    if (done) return cudaSuccess;
+    cudaError_t e =
+        cudaFuncSetAttribute(decode_kernel<T, D, SCHEME>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_bytes<T, D>());
+    if (e == cudaSuccess) done = true;
+    return e;
+}
+
+/* SMs x occupancy of the Lean kernel on the current device (queried once per device). */
+template <typename T, int D> cudaError_t slots_of(int *slots)
+{
+    constexpr int MAXDEV = 64;
+    static int cache[MAXDEV];
+    cudaError_t e = prepare<T, D, KN_DEC_LEAN>();
+    if (e != cudaSuccess) return e;
+    int dev, sms, per;
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
+    if (dev < MAXDEV && cache[dev] > 0) {
+        *slots = cache[dev];
+        return cudaSuccess;
+    }
+    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+        return e;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, decode_kernel<T, D, KN_DEC_LEAN>,
+                                                      NTHREADS, smem_bytes<T, D>());
+    if (e != cudaSuccess) return e;
+    *slots = sms * per;
+    if (dev < MAXDEV) cache[dev] = *slots;
+    return cudaSuccess;
+}
+
+struct ws_layout {
+    size_t flags_off, scratch_off, bytes;
+};
+
+/* Workspace: [done, generation] counters, one flag per Lean CTA, then the partial slots. */
+ws_layout layout_of(const kc_dec_shape *s, int scheme, long long slots, int max_len)
+{
+    kn_dec_plan pl =
+        kn_dec_make_plan((long long)s->b, (long long)s->h, (long long)s->h_kv, (long long)s->d);
+    const size_t sf = (size_t)ROWS * (s->d + 2);
+    long long nslots = 0;
+    if (scheme == KN_DEC_LEAN) nslots = slots;
+    if (scheme == KN_DEC_SPLIT)
+        nslots = pl.units * kn_dec_splits(&pl, kn_dec_seq_tiles(&pl, max_len), slots);
+    ws_layout w;
+    w.flags_off = 256;
+    w.scratch_off = w.flags_off + (((size_t)slots * 4 + 255) / 256) * 256;
+    w.bytes = w.scratch_off + (size_t)nslots * sf * sizeof(float);
+    return w;
+}
+
+template <typename T, int D>
+cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void *k, const void *v,
+                   const int *lens, int max_len, void *o, float *lse, void *ws, int slots,
+                   cudaStream_t st)
+{
+    dec_params p;
+    p.q = q;
+    p.k = k;
+    p.v = v;
+    p.o = o;
+    p.lse = lse;
+    p.lens = lens;
+    p.plan = kn_dec_make_plan((long long)s->b, (long long)s->h, (long long)s->h_kv, D);
+    p.n_cap = (long long)s->n_cap;
+    p.scale_log2 = KC_LOG2E / sqrtf((float)D);
+    ws_layout w = layout_of(s, scheme, slots, max_len);
+    unsigned char *wb = static_cast<unsigned char *>(ws);
+    p.done = reinterpret_cast<unsigned *>(wb);
+    p.gen = p.done + 1;
+    p.flags = reinterpret_cast<unsigned *>(wb + w.flags_off);
+    p.scratch = reinterpret_cast<float *>(wb + w.scratch_off);
+    p.splits = 1;
+    const size_t smem = smem_bytes<T, D>();
+    cudaError_t e;
+    if (scheme == KN_DEC_FA2) {
+        if ((e = prepare<T, D, KN_DEC_FA2>()) != cudaSuccess) return e;
+        decode_kernel<T, D, KN_DEC_FA2><<<(unsigned)p.plan.units, NTHREADS, smem, st>>>(p);
+        return cudaGetLastError();
+    }
+    if (scheme == KN_DEC_SPLIT) {
+        p.splits = (int)kn_dec_splits(&p.plan, kn_dec_seq_tiles(&p.plan, max_len), slots);
+        if ((e = prepare<T, D, KN_DEC_SPLIT>()) != cudaSuccess) return e;
+        decode_kernel<T, D, KN_DEC_SPLIT>
+            <<<(unsigned)(p.plan.units * p.splits), NTHREADS, smem, st>>>(p);
+        if ((e = cudaGetLastError()) != cudaSuccess || p.splits == 1) return e;
+        combine_kernel<T, D><<<(unsigned)p.plan.units, NTHREADS, 0, st>>>(p);
+        return cudaGetLastError();
+    }
+    if ((e = prepare<T, D, KN_DEC_LEAN>()) != cudaSuccess) return e;
+    int cap; /* more CTAs than fit at once could wait forever on an unscheduled contributor */
+    if ((e = slots_of<T, D>(&cap)) != cudaSuccess) return e;
+    if (slots > cap) return cudaErrorInvalidValue;
+    decode_kernel<T, D, KN_DEC_LEAN><<<(unsigned)slots, NTHREADS, smem, st>>>(p);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" int kc_decode_supported(const kc_dec_shape *s)
+{
+    return (s->dtype == 1 || s->dtype == 2) && (s->d == 64 || s->d == 128) && s->h_kv > 0 &&
+           s->h % s->h_kv == 0 && s->b > 0 && s->n_cap > 0;
+}
+
+extern "C" int kc_decode_slots(int dtype, size_t d, int *slots)
+{
+    cudaError_t e = cudaErrorInvalidValue;
+    if (dtype == 1 && d == 64) e = slots_of<__half, 64>(slots);
+    if (dtype == 1 && d == 128) e = slots_of<__half, 128>(slots);
+    if (dtype == 2 && d == 64) e = slots_of<__nv_bfloat16, 64>(slots);
+    if (dtype == 2 && d == 128) e = slots_of<__nv_bfloat16, 128>(slots);
+    return (int)e;
+}
+
+extern "C" size_t kc_decode_workspace_bytes(const kc_dec_shape *s, int scheme, int slots,
+                                            int max_len)
+{
+    return layout_of(s, scheme, slots, max_len).bytes;
+}
+
+extern "C" int kc_decode_splits(const kc_dec_shape *s, int slots, int max_len)
+{
+    kn_dec_plan pl =
+        kn_dec_make_plan((long long)s->b, (long long)s->h, (long long)s->h_kv, (long long)s->d);
+    return (int)kn_dec_splits(&pl, kn_dec_seq_tiles(&pl, max_len), slots);
+}
+
+extern "C" int kc_decode(const kc_dec_shape *s, int scheme, const void *q, const void *k,
+                         const void *v, const int *lens, int max_len, void *o, float *lse,
+                         void *workspace, int slots, void *stream)
+{
+    if (!kc_decode_supported(s) || scheme < 0 || scheme > 2 || slots < 1 || max_len < 0 ||
+        (size_t)max_len > s->n_cap)
+        return (int)cudaErrorInvalidValue;
+    cudaStream_t st = static_cast<cudaStream_t>(stream);
+    cudaError_t e = cudaErrorInvalidValue;
+    if (s->dtype == 1 && s->d == 64)
+        e = launch<__half, 64>(s, scheme, q, k, v, lens, max_len, o, lse, workspace, slots, st);
+    if (s->dtype == 1 && s->d == 128)
+        e = launch<__half, 128>(s, scheme, q, k, v, lens, max_len, o, lse, workspace, slots, st);
+    if (s->dtype == 2 && s->d == 64)
+        e = launch<__nv_bfloat16, 64>(s, scheme, q, k, v, lens, max_len, o, lse, workspace, slots,
+                                      st);
+    if (s->dtype == 2 && s->d == 128)
+        e = launch<__nv_bfloat16, 128>(s, scheme, q, k, v, lens, max_len, o, lse, workspace, slots,
+                                       st);
+    return (int)e;
+}
