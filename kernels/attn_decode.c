@@ -368,36 +368,46 @@ void kn_decode_ref_f64(const kn_dec_plan *p, const kn_decode_io *t, double *o, d
     size_t ncap1 = t->n_cap ? t->n_cap : 1;
     double *s = kn_xmalloc(ncap1 * sizeof(double), "decode reference scores");
     double *qr = kn_xmalloc(d * sizeof(double), "decode reference q");
+    /* one KV head's valid rows in double, shared by its g query heads */
+    double *kh = kn_xmalloc(ncap1 * d * sizeof(double), "decode reference K");
+    double *vh = kn_xmalloc(ncap1 * d * sizeof(double), "decode reference V");
     for (size_t b = 0; b < (size_t)p->b; b++) {
         size_t n = (size_t)t->lens[b];
-        for (size_t hq = 0; hq < h; hq++) {
-            size_t row = b * h + hq, kvbase = (b * hkv + hq / g) * t->n_cap * d;
-            double *orow = o + row * d;
-            for (size_t e = 0; e < d; e++) qr[e] = kn_tensor_get(&t->q, row * d + e);
-            memset(orow, 0, d * sizeof(double));
-            if (n == 0) {
-                lse[row] = -INFINITY;
-                continue;
+        for (size_t kv = 0; kv < hkv; kv++) {
+            size_t kvbase = (b * hkv + kv) * t->n_cap * d;
+            for (size_t i = 0; i < n * d; i++) {
+                kh[i] = kn_tensor_get(&t->k, kvbase + i);
+                vh[i] = kn_tensor_get(&t->v, kvbase + i);
             }
-            double mx = -INFINITY;
-            for (size_t k = 0; k < n; k++) {
-                double acc = 0.0;
-                for (size_t e = 0; e < d; e++)
-                    acc += qr[e] * kn_tensor_get(&t->k, kvbase + k * d + e);
-                s[k] = scale * acc;
-                if (s[k] > mx) mx = s[k];
+            for (size_t hq = kv * g; hq < (kv + 1) * g; hq++) {
+                size_t row = b * h + hq;
+                double *orow = o + row * d;
+                memset(orow, 0, d * sizeof(double));
+                if (n == 0) {
+                    lse[row] = -INFINITY;
+                    continue;
+                }
+                for (size_t e = 0; e < d; e++) qr[e] = kn_tensor_get(&t->q, row * d + e);
+                double mx = -INFINITY;
+                for (size_t k = 0; k < n; k++) {
+                    double acc = 0.0;
+                    for (size_t e = 0; e < d; e++) acc += qr[e] * kh[k * d + e];
+                    s[k] = scale * acc;
+                    if (s[k] > mx) mx = s[k];
+                }
+                double sum = 0.0;
+                for (size_t k = 0; k < n; k++) {
+                    s[k] = exp(s[k] - mx);
+                    sum += s[k];
+                }
+                for (size_t k = 0; k < n; k++)
+                    for (size_t e = 0; e < d; e++) orow[e] += s[k] / sum * vh[k * d + e];
+                lse[row] = mx + log(sum);
             }
-            double sum = 0.0;
-            for (size_t k = 0; k < n; k++) {
-                s[k] = exp(s[k] - mx);
-                sum += s[k];
-            }
-            for (size_t k = 0; k < n; k++)
-                for (size_t e = 0; e < d; e++)
-                    orow[e] += s[k] / sum * kn_tensor_get(&t->v, kvbase + k * d + e);
-            lse[row] = mx + log(sum);
         }
     }
+    free(vh);
+    free(kh);
     free(qr);
     free(s);
 }
