@@ -326,6 +326,7 @@ void kn_decode_predict_bytes(const kn_dec_plan *p, kn_dec_scheme scheme, long lo
     } else {
         st->ctas = p->units;
     }
+    long long first = 0; /* the unit's first tile: units lie end to end */
     for (long long u = 0; u < p->units; u++) {
         dec_unit un = dec_unit_of(p, lens, u);
         uint64_t rows = (uint64_t)un.rows, segments = 1, partials = 0;
@@ -343,7 +344,6 @@ void kn_decode_predict_bytes(const kn_dec_plan *p, kn_dec_scheme scheme, long lo
             }
             partials = s > 1 ? (uint64_t)s : 0;
         } else {
-            long long first = kn_dec_unit_first(p, lens, u, NULL);
             long long host = kn_dec_lean_cta(w, nc, first);
             long long last = kn_dec_lean_cta(w, nc, first + un.n - 1);
             segments = (uint64_t)(last - host + 1);
@@ -354,6 +354,7 @@ void kn_decode_predict_bytes(const kn_dec_plan *p, kn_dec_scheme scheme, long lo
         rd += partials * rows * prow; /* the host or the combine reads each partial once */
         wr += partials * rows * prow; /* written once by its CTA */
         st->partials += (long long)partials;
+        first += un.n;
     }
     *bytes_read = rd;
     *bytes_written = wr;

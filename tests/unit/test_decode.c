@@ -497,6 +497,30 @@ static void test_model(void)
               "%s lone CTA: time %.12g, want %.12g", kdm_scheme_name(all[k]), pr.time_s,
               h100.launch_s + bytes / h100.cta_rate);
     }
+    /* the terms after streaming: Lean's host merges 3 partials (unit 0 = tiles 0..39 on CTAs
+     * 0..3 of 10 tiles each), FlashDecoding's combine is a launch and a read of every partial */
+    {
+        kn_dec_plan p = kn_dec_make_plan(1, 8, 2, 128);
+        lens[0] = (int)(40 * p.tile);
+        kdm_params m = {3.35e12, 3e10, 3e-6, 1e-6};
+        kdm_prediction fd, lean;
+        kdm_predict(&p, lens, KN_DEC_LEAN, 8, 2, &m, &lean);
+        CHECK(lean.ctas == 8 &&
+                  rel(lean.time_s, m.launch_s + lean.stream_s + 3 * m.fixup_s) < 1e-12,
+              "lean fix-up: time %.12g stream %.12g", lean.time_s, lean.stream_s);
+        kdm_predict(&p, lens, KN_DEC_SPLIT, 8, 2, &m, &fd);
+        double part = 2.0 * 4 * (double)fd.splits * (128 + 2) * 4;
+        CHECK(fd.splits == expected_splits(2, 40, 8) && fd.splits > 1 &&
+                  rel(fd.time_s, 2 * m.launch_s + fd.stream_s + part / m.hbm_bw) < 1e-12,
+              "combine: s %lld time %.12g stream %.12g", fd.splits, fd.time_s, fd.stream_s);
+        /* g = 20: two units of 16 and 4 query heads, 20 partial rows per split */
+        kn_dec_plan p20 = kn_dec_make_plan(1, 20, 1, 128);
+        kdm_predict(&p20, lens, KN_DEC_SPLIT, 8, 2, &m, &fd);
+        part = 20.0 * (double)fd.splits * (128 + 2) * 4;
+        CHECK(fd.splits > 1 &&
+                  rel(fd.time_s, 2 * m.launch_s + fd.stream_s + part / m.hbm_bw) < 1e-12,
+              "combine g=20: s %lld time %.12g stream %.12g", fd.splits, fd.time_s, fd.stream_s);
+    }
     /* the wave-quantisation cliff: units = slots + 1 of equal length. FA2 (and FlashDecoding,
      * which does not split when the units fill the slots) runs one CTA alone in a second wave;
      * Lean spreads the extra unit over all CTAs. */
