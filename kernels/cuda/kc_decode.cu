@@ -69,26 +69,6 @@ template <typename T, int D> __host__ __device__ constexpr size_t smem_bytes()
     return (size_t)dec_cfg<D>::STAGES * 2 * BK * D * sizeof(T) + 2 * (size_t)ROWS * D * sizeof(T);
 }
 
-/* Where block bi of a CTA's range lies: its unit, the unit's tile count, the tile within the
- * unit and the 64-key block within the tile. */
-struct blk {
-    long long unit, ntiles, k;
-    int sub;
-};
-
-template <int D>
-__device__ __forceinline__ blk block_at(const dec_params &p, long long t0, long long bi)
-{
-    constexpr int BPT = dec_cfg<D>::BPT;
-    long long t = t0 + bi / BPT, first, n;
-    blk r;
-    r.unit = kn_dec_locate(&p.plan, p.lens, t, &first, &n);
-    r.ntiles = n;
-    r.k = t - first;
-    r.sub = (int)(bi % BPT);
-    return r;
-}
-
 /* The unit's sequence, kv head, first query head and valid rows. */
 struct unit_rows {
     long long seq, kv, hq0;
@@ -107,45 +87,55 @@ __device__ __forceinline__ unit_rows rows_of(const kn_dec_plan &pl, long long u)
     return r;
 }
 
-template <typename T, int D>
-__device__ __forceinline__ void issue_block(const dec_params &p, const blk &b, bool first_of_seg,
-                                            T *sK, T *sV, T *sQ)
-{
-    constexpr int BPT = dec_cfg<D>::BPT;
-    unit_rows ur = rows_of(p.plan, b.unit);
-    const int len = p.lens[ur.seq];
-    const size_t base = (size_t)(ur.seq * p.plan.h_kv + ur.kv) * (size_t)p.n_cap * D;
-    const int key0 = (int)(b.k * BPT + b.sub) * BK;
-    kc_load_tile<T, D, BK, NTHREADS>(sK, static_cast<const T *>(p.k) + base, key0, len);
-    kc_load_tile<T, D, BK, NTHREADS>(sV, static_cast<const T *>(p.v) + base, key0, len);
-    if (first_of_seg) {
-        const T *q = static_cast<const T *>(p.q) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
-        kc_load_tile<T, D, ROWS, NTHREADS>(sQ, q, 0, ur.nrows);
-    }
-}
+/* A walk over a CTA's range, one 64-key block at a time. The divisions of the plan happen only
+ * where the walk enters a unit; a step inside a unit is two increments. */
+template <typename T, int D> struct cursor {
+    long long unit;
+    int k, sub, ntiles, len, nrows;
+    const T *kb, *vb, *q; /* the unit's K, V (at token 0) and Q rows */
 
-/* Merge partial (m2, l2, o2) into the shared state (m, l, o) of `nrows` rows; all threads. */
-template <int D>
-__device__ __forceinline__ void merge_into(float *m, float *l, float *o, const float *m2p,
-                                           const float *l2p, const float *o2, int nrows)
+    __device__ __forceinline__ void enter(const dec_params &p, long long u, int k0)
+    {
+        unit = u;
+        k = k0;
+        sub = 0;
+        unit_rows ur = rows_of(p.plan, u);
+        len = p.lens[ur.seq];
+        ntiles = (int)kn_dec_seq_tiles(&p.plan, len);
+        nrows = ur.nrows;
+        const size_t base = (size_t)(ur.seq * p.plan.h_kv + ur.kv) * (size_t)p.n_cap * D;
+        kb = static_cast<const T *>(p.k) + base;
+        vb = static_cast<const T *>(p.v) + base;
+        q = static_cast<const T *>(p.q) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
+    }
+    __device__ __forceinline__ void start(const dec_params &p, long long t0)
+    {
+        long long first, n;
+        long long u = kn_dec_locate(&p.plan, p.lens, t0, &first, &n);
+        enter(p, u, (int)(t0 - first));
+    }
+    __device__ __forceinline__ void next(const dec_params &p)
+    {
+        if (++sub < dec_cfg<D>::BPT) return;
+        sub = 0;
+        if (++k < ntiles) return;
+        enter(p, unit + 1, 0);
+    }
+    __device__ __forceinline__ bool seg_first() const { return k == 0 && sub == 0; }
+    __device__ __forceinline__ bool unit_last() const
+    {
+        return k == ntiles - 1 && sub == dec_cfg<D>::BPT - 1;
+    }
+    __device__ __forceinline__ int key0() const { return (k * dec_cfg<D>::BPT + sub) * BK; }
+};
+
+template <typename T, int D>
+__device__ __forceinline__ void issue_block(const cursor<T, D> &c, bool first_of_seg, T *sK, T *sV,
+                                            T *sQ)
 {
-    for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) {
-        const int r = e / D;
-        const float m1 = m[r], m2 = __ldcg(m2p + r), mx = fmaxf(m1, m2);
-        const float a1 = m1 == -INFINITY ? 0.f : kc_exp2(m1 - mx);
-        const float a2 = m2 == -INFINITY ? 0.f : kc_exp2(m2 - mx);
-        o[e] = a1 * o[e] + a2 * __ldcg(o2 + e);
-    }
-    __syncthreads();
-    if (threadIdx.x < nrows) {
-        const int r = threadIdx.x;
-        const float m1 = m[r], m2 = __ldcg(m2p + r), mx = fmaxf(m1, m2);
-        const float a1 = m1 == -INFINITY ? 0.f : kc_exp2(m1 - mx);
-        const float a2 = m2 == -INFINITY ? 0.f : kc_exp2(m2 - mx);
-        l[r] = a1 * l[r] + a2 * __ldcg(l2p + r);
-        m[r] = mx;
-    }
-    __syncthreads();
+    kc_load_tile<T, D, BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
+    kc_load_tile<T, D, BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
+    if (first_of_seg) kc_load_tile<T, D, ROWS, NTHREADS>(sQ, c.q, 0, c.nrows);
 }
 
 /* O = o / l (0 where l = 0) in the storage type, LSE = m ln 2 + log l (-inf where l = 0). */
@@ -196,8 +186,52 @@ __device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoc
     for (;;) {
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
         if (v == epoch) break;
-        __nanosleep(64);
+        __nanosleep(32);
     }
+}
+
+/* A Lean host folds in the partials of contributors c0 .. c0 + nc - 1 in one pass: every flag
+ * is awaited by its own thread, then each row's maximum and sum, then each element's weighted
+ * sum in a fixed order (the same bits on every launch). */
+template <int D>
+__device__ __forceinline__ void host_fixup(const dec_params &p, long long c0, int nc, int nrows,
+                                           unsigned epoch, float *m, float *l, float *o,
+                                           float *m_new, float *sc_host)
+{
+    for (int j = threadIdx.x; j < nc; j += NTHREADS) acquire_flag(p.flags + c0 + j, epoch);
+    __syncthreads();
+    const float *base = p.scratch + (size_t)c0 * slot_floats<D>();
+    if (threadIdx.x < nrows) {
+        const int r = threadIdx.x;
+        float mx = m[r];
+        for (int j = 0; j < nc; j++)
+            mx = fmaxf(mx, __ldcg(base + j * slot_floats<D>() + ROWS * D + r));
+        const float sh = m[r] == -INFINITY ? 0.f : kc_exp2(m[r] - mx);
+        float sum = sh * l[r];
+        for (int j = 0; j < nc; j++) {
+            const float *sl = base + j * slot_floats<D>();
+            const float mj = __ldcg(sl + ROWS * D + r);
+            if (mj != -INFINITY) sum += kc_exp2(mj - mx) * __ldcg(sl + ROWS * D + ROWS + r);
+        }
+        m_new[r] = mx;
+        sc_host[r] = sh;
+        l[r] = sum;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) {
+        const int r = e / D;
+        const float mx = m_new[r];
+        float acc = sc_host[r] * o[e];
+        for (int j = 0; j < nc; j++) {
+            const float *sl = base + j * slot_floats<D>();
+            const float mj = __ldcg(sl + ROWS * D + r);
+            if (mj != -INFINITY) acc += kc_exp2(mj - mx) * __ldcg(sl + e);
+        }
+        o[e] = acc;
+    }
+    __syncthreads();
+    if (threadIdx.x < nrows) m[threadIdx.x] = m_new[threadIdx.x];
+    __syncthreads();
 }
 
 template <typename T, int D, int SCHEME>
@@ -208,7 +242,7 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
     T *sK = reinterpret_cast<T *>(smem_raw); /* [STAGES][BK][D] */
     T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
     T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
-    __shared__ float wm[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS];
+    __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_t[2][ROWS];
     __shared__ unsigned sh_epoch;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -232,11 +266,10 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         c_eff = kn_dec_lean_ctas(w_tiles, gridDim.x);
         if (cta < c_eff) kn_dec_lean_range(w_tiles, c_eff, cta, &t0, &t1);
     }
-    const long long nb = (t1 - t0) * BPT;
+    const int nb = (int)((t1 - t0) * BPT);
 
     if (SCHEME == KN_DEC_SPLIT && nb == 0) { /* an empty split: the empty state */
-        long long u = cta / p.splits;
-        unit_rows ur = rows_of(pl, u);
+        unit_rows ur = rows_of(pl, cta / p.splits);
         float *s = p.scratch + (size_t)cta * slot_floats<D>();
         for (int e = threadIdx.x; e < ur.nrows * D; e += NTHREADS) s[e] = 0.f;
         if (threadIdx.x < ur.nrows) {
@@ -246,15 +279,20 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         return;
     }
 
+    cursor<T, D> cur, pre; /* the block computed, the block prefetched */
+    if (nb > 0) {
+        cur.start(p, t0);
+        pre = cur;
+    }
     /* prologue: STAGES - 1 blocks in flight */
-    long long seg_issued = -1; /* segments whose first block has been issued */
+    int seg_issued = -1; /* segments whose first block has been issued */
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < nb) {
-            blk b = block_at<D>(p, t0, s);
-            bool first = s == 0 || (b.k == 0 && b.sub == 0);
-            if (first) seg_issued++;
-            issue_block<T, D>(p, b, first, sK + (size_t)s * BK * D, sV + (size_t)s * BK * D,
+            if (s > 0) pre.next(p);
+            const bool first = s == 0 || pre.seg_first();
+            seg_issued += first;
+            issue_block<T, D>(pre, first, sK + (size_t)s * BK * D, sV + (size_t)s * BK * D,
                               sQ + (size_t)(seg_issued & 1) * ROWS * D);
         }
         kc_cp_async_commit();
@@ -264,29 +302,28 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     uint32_t qa[D / 16][4];
-    long long seg = -1;
+    int seg = -1;
 
-    for (long long bi = 0; bi < nb; bi++) {
+    for (int bi = 0; bi < nb; bi++) {
         kc_cp_async_wait<STAGES - 2>();
         __syncthreads();
         { /* prefetch block bi + STAGES - 1 into the stage block bi - 1 used */
-            long long nx = bi + STAGES - 1;
+            const int nx = bi + STAGES - 1;
             if (nx < nb) {
-                blk b = block_at<D>(p, t0, nx);
-                bool first = b.k == 0 && b.sub == 0;
-                if (first) seg_issued++;
-                const int st = (int)(nx % STAGES);
-                issue_block<T, D>(p, b, first, sK + (size_t)st * BK * D, sV + (size_t)st * BK * D,
+                pre.next(p);
+                const bool first = pre.seg_first();
+                seg_issued += first;
+                const int st = nx % STAGES;
+                issue_block<T, D>(pre, first, sK + (size_t)st * BK * D, sV + (size_t)st * BK * D,
                                   sQ + (size_t)(seg_issued & 1) * ROWS * D);
             }
             kc_cp_async_commit();
         }
-        const int st = (int)(bi % STAGES);
+        const int st = bi % STAGES;
         const T *K = sK + (size_t)st * BK * D, *V = sV + (size_t)st * BK * D;
-        const blk b = block_at<D>(p, t0, bi);
-        const bool seg_first = bi == 0 || (b.k == 0 && b.sub == 0);
-        const bool seg_last = bi == nb - 1 || (b.k == b.ntiles - 1 && b.sub == BPT - 1);
-        const unit_rows ur = rows_of(pl, b.unit);
+        if (bi > 0) cur.next(p);
+        const bool seg_first = bi == 0 || cur.seg_first();
+        const bool seg_last = bi == nb - 1 || cur.unit_last();
         if (seg_first) {
             seg++;
             const T *Qs = sQ + (size_t)(seg & 1) * ROWS * D;
@@ -303,20 +340,20 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
             kc_mma<T>(s[0], qa[kk], bf[0], bf[1]);
             kc_mma<T>(s[1], qa[kk], bf[2], bf[3]);
         }
-        const int len = p.lens[ur.seq];
-        const int kbase = (int)(b.k * BPT + b.sub) * BK + warp * 16;
+        const int kbase = cur.key0() + warp * 16;
+        if (kbase + 16 > cur.len) { /* the ragged end of the cache */
 #pragma unroll
-        for (int nt = 0; nt < 2; nt++)
+            for (int nt = 0; nt < 2; nt++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int key = kbase + nt * 8 + 2 * t + (j & 1);
-                s[nt][j] = key < len ? s[nt][j] * p.scale_log2 : -INFINITY;
-            }
-            /* online softmax for rows g (h2 = 0) and g + 8 (h2 = 1) */
+                for (int j = 0; j < 4; j++)
+                    if (kbase + nt * 8 + 2 * t + (j & 1) >= cur.len) s[nt][j] = -INFINITY;
+        }
+        /* online softmax for rows g (h2 = 0) and g + 8 (h2 = 1), in log2 units */
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
-            float mx =
-                fmaxf(fmaxf(s[0][2 * h2], s[0][2 * h2 + 1]), fmaxf(s[1][2 * h2], s[1][2 * h2 + 1]));
+            float mx = fmaxf(fmaxf(s[0][2 * h2], s[0][2 * h2 + 1]),
+                             fmaxf(s[1][2 * h2], s[1][2 * h2 + 1])) *
+                       p.scale_log2;
             mx = kc_quad_max(mx);
             const float mnew = fmaxf(m_r[h2], mx), base = mnew == -INFINITY ? 0.f : mnew;
             const float alpha = kc_exp2(m_r[h2] - base);
@@ -326,7 +363,7 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
             for (int nt = 0; nt < 2; nt++)
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
-                    float e = kc_exp2(s[nt][2 * h2 + j] - base);
+                    float e = kc_exp2(s[nt][2 * h2 + j] * p.scale_log2 - base);
                     s[nt][2 * h2 + j] = e;
                     sum += e;
                 }
@@ -352,74 +389,60 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         }
         if (!seg_last) continue;
 
-            /* the segment ends: merge the 4 warps' states into shared memory (the K stage just
-             * read is free: every warp has passed the barrier below before it is reused) */
+            /* the segment ends: merge the 4 warps' states in a fixed order through shared memory
+             * (the K and V stage just read are free once every warp has passed the barrier) */
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
             l_r[h2] = kc_quad_sum(l_r[h2]);
-            if (t == 0) wm[warp][g + 8 * h2] = m_r[h2];
+            if (t == 0) {
+                wm[warp][g + 8 * h2] = m_r[h2];
+                wl[warp][g + 8 * h2] = l_r[h2];
+            }
         }
         __syncthreads();
         float *so = reinterpret_cast<float *>(sK + (size_t)st * BK * D); /* [ROWS][D] f32 */
+        float *o2 = reinterpret_cast<float *>(sV + (size_t)st * BK * D);
+        float *wo = (warp < 2 ? so : o2) + (warp & 1) * ROWS * D;
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
             const int r = g + 8 * h2;
-            float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
+            const float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
             const float sc = m_r[h2] == -INFINITY ? 0.f : kc_exp2(m_r[h2] - mx);
-            l_r[h2] *= sc;
 #pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                o[i][2 * h2] *= sc;
-                o[i][2 * h2 + 1] *= sc;
-            }
-            if (warp == 0 && t == 0) {
-                sm_m[r] = mx;
-                sm_l[r] = l_r[h2];
-            }
+            for (int i = 0; i < D / 8; i++)
+                *reinterpret_cast<float2 *>(wo + r * D + i * 8 + 2 * t) =
+                    make_float2(o[i][2 * h2] * sc, o[i][2 * h2 + 1] * sc);
         }
-        if (warp == 0) {
+        if (threadIdx.x < ROWS) {
+            const int r = threadIdx.x;
+            const float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
+            float sum = 0.f;
 #pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                *reinterpret_cast<float2 *>(so + g * D + i * 8 + 2 * t) =
-                    make_float2(o[i][0], o[i][1]);
-                *reinterpret_cast<float2 *>(so + (g + 8) * D + i * 8 + 2 * t) =
-                    make_float2(o[i][2], o[i][3]);
-            }
+            for (int w = 0; w < NWARPS; w++)
+                if (wm[w][r] != -INFINITY) sum += kc_exp2(wm[w][r] - mx) * wl[w][r];
+            sm_m[r] = mx;
+            sm_l[r] = sum;
         }
         __syncthreads();
-        if (warp != 0) {
-#pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                atomicAdd(so + g * D + i * 8 + 2 * t, o[i][0]);
-                atomicAdd(so + g * D + i * 8 + 2 * t + 1, o[i][1]);
-                atomicAdd(so + (g + 8) * D + i * 8 + 2 * t, o[i][2]);
-                atomicAdd(so + (g + 8) * D + i * 8 + 2 * t + 1, o[i][3]);
-            }
-            if (t == 0) {
-                atomicAdd(&sm_l[g], l_r[0]);
-                atomicAdd(&sm_l[g + 8], l_r[1]);
-            }
-        }
+        for (int e = threadIdx.x; e < ROWS * D; e += NTHREADS)
+            so[e] = (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]);
         __syncthreads();
 
+        const unit_rows ur = rows_of(pl, cur.unit);
         if (SCHEME == KN_DEC_FA2 || (SCHEME == KN_DEC_SPLIT && p.splits == 1)) {
             write_output<T, D>(p, ur, sm_m, sm_l, so);
         } else if (SCHEME == KN_DEC_SPLIT) {
             write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
         } else {
-            const long long first_tile = t0 + bi / BPT - b.k; /* the unit's first tile */
+            const long long first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
             if (first_tile < t0) { /* a contributor: partial to this CTA's slot, then flag */
                 write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
                 if (threadIdx.x == 0) release_flag(p.flags + cta, sh_epoch);
             } else { /* the host: fold in the contributors, then write O and LSE */
-                const long long last = kn_dec_lean_cta(w_tiles, c_eff, first_tile + b.ntiles - 1);
-                for (long long c = cta + 1; c <= last; c++) {
-                    if (threadIdx.x == 0) acquire_flag(p.flags + c, sh_epoch);
-                    __syncthreads();
-                    const float *sl = p.scratch + (size_t)c * slot_floats<D>();
-                    merge_into<D>(sm_m, sm_l, so, sl + ROWS * D, sl + ROWS * D + ROWS, sl,
-                                  ur.nrows);
-                }
+                const long long last = kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
+                if (last > cta)
+                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sh_epoch, sm_m, sm_l, so,
+                                  sm_t[0], sm_t[1]);
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
             }
         }
