@@ -24,12 +24,13 @@ typedef struct {
 
 typedef struct {
     double time_s;           /* predicted time of the call */
-    double floor_s;          /* (K/V bytes + Q + O) / hbm_bw */
+    double floor_s;          /* (K/V cache bytes read once + Q + O) / hbm_bw */
     double stream_s;         /* the simulated streaming part */
     long long ctas, splits;  /* grid and FlashDecoding's s */
     long long busiest_tiles; /* tiles of the busiest CTA */
     long long waves;         /* ceil(ctas / slots) */
-    double kv_bytes;         /* K and V bytes read (valid rows only) */
+    double kv_bytes;         /* K and V bytes read (valid rows only): the cache once per head
+                              * group, i.e. groups x the cache when g > KN_DEC_MAX_GROUP */
 } kdm_prediction;
 
 /* elem_bytes: storage type width. Returns 0, or -1 for an invalid input (zero slots, rates). */

@@ -462,13 +462,16 @@ static void test_model(void)
                 for (size_t si = 0; si < NSLOTS; si++)
                     for (int k = 0; k < 3; k++) {
                         int rc = kdm_predict(&p, lens, all[k], SLOTS[si], 2, &h100, &pr);
-                        CHECK(rc == 0 && pr.floor_s <= pr.time_s && pr.stream_s >= 0 &&
-                                  pr.time_s >= pr.stream_s + h100.launch_s &&
-                                  rel(pr.kv_bytes, kv) < 1e-12 &&
-                                  pr.waves == (pr.ctas + SLOTS[si] - 1) / SLOTS[si],
-                              "%s b=%lld h=%lld slots=%lld: floor %.4g time %.4g kv %.4g/%.4g",
-                              kdm_scheme_name(all[k]), b, p.h, SLOTS[si], pr.floor_s, pr.time_s,
-                              pr.kv_bytes, kv);
+                        CHECK(
+                            rc == 0 && pr.floor_s <= pr.time_s && pr.stream_s >= 0 &&
+                                pr.time_s >= pr.stream_s + h100.launch_s &&
+                                rel(pr.kv_bytes, kv) < 1e-12 &&
+                                rel(pr.floor_s, (kv / (double)p.groups + 2.0 * b * p.h * 128 * 2) /
+                                                    h100.hbm_bw) < 1e-12 &&
+                                pr.waves == (pr.ctas + SLOTS[si] - 1) / SLOTS[si],
+                            "%s b=%lld h=%lld slots=%lld: floor %.4g time %.4g kv %.4g/%.4g",
+                            kdm_scheme_name(all[k]), b, p.h, SLOTS[si], pr.floor_s, pr.time_s,
+                            pr.kv_bytes, kv);
                     }
             }
     /* Lean at full bandwidth: with CTAs of equal bytes its streaming is the floor's K/V part */
