@@ -190,48 +190,65 @@ __device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoc
     }
 }
 
-/* A Lean host folds in the partials of contributors c0 .. c0 + nc - 1 in one pass: every flag
- * is awaited by its own thread, then each row's maximum and sum, then each element's weighted
- * sum in a fixed order (the same bits on every launch). */
+/* Folds n partial states (consecutive scratch slots from `base`) into the shared state
+ * (m, l, o) of `nrows` rows, CH at a time: the chunk's m and l are loaded by all threads at
+ * once, each row's new maximum and the weights follow, then every element gathers the chunk's
+ * values with independent loads (no chain of dependent L2 round trips). Summation order is
+ * fixed: the same bits on every launch. Ends with a barrier. */
+constexpr int CH = 32;
+template <int D>
+__device__ __forceinline__ void fold_partials(const float *base, int n, int nrows, float *m,
+                                              float *l, float *o, float (*cw)[ROWS],
+                                              float (*cl)[ROWS], float *sc)
+{
+    for (int j0 = 0; j0 < n; j0 += CH) {
+        const int cn = min(CH, n - j0);
+        for (int i = threadIdx.x; i < cn * nrows; i += NTHREADS) {
+            const int j = i / nrows, r = i % nrows;
+            const float *sl = base + (size_t)(j0 + j) * slot_floats<D>();
+            cw[j][r] = __ldcg(sl + ROWS * D + r);
+            cl[j][r] = __ldcg(sl + ROWS * D + ROWS + r);
+        }
+        __syncthreads();
+        if (threadIdx.x < nrows) {
+            const int r = threadIdx.x;
+            float mx = m[r];
+            for (int j = 0; j < cn; j++) mx = fmaxf(mx, cw[j][r]);
+            const float a = m[r] == -INFINITY ? 0.f : kc_exp2(m[r] - mx);
+            float sum = a * l[r];
+            for (int j = 0; j < cn; j++) {
+                const float w = cw[j][r] == -INFINITY ? 0.f : kc_exp2(cw[j][r] - mx);
+                cw[j][r] = w;
+                sum += w * cl[j][r];
+            }
+            m[r] = mx;
+            l[r] = sum;
+            sc[r] = a;
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) {
+            const int r = e / D;
+            const float *src = base + (size_t)j0 * slot_floats<D>() + e;
+            float acc = 0.f;
+#pragma unroll 8
+            for (int j = 0; j < cn; j++)
+                acc += cw[j][r] * __ldcg(src + (size_t)j * slot_floats<D>());
+            o[e] = sc[r] * o[e] + acc;
+        }
+        __syncthreads();
+    }
+}
+
+/* A Lean host waits for contributors c0 .. c0 + nc - 1 (each flag awaited by its own thread)
+ * and folds their partials into its state. */
 template <int D>
 __device__ __forceinline__ void host_fixup(const dec_params &p, long long c0, int nc, int nrows,
                                            unsigned epoch, float *m, float *l, float *o,
-                                           float *m_new, float *sc_host)
+                                           float (*cw)[ROWS], float (*cl)[ROWS], float *sc)
 {
     for (int j = threadIdx.x; j < nc; j += NTHREADS) acquire_flag(p.flags + c0 + j, epoch);
     __syncthreads();
-    const float *base = p.scratch + (size_t)c0 * slot_floats<D>();
-    if (threadIdx.x < nrows) {
-        const int r = threadIdx.x;
-        float mx = m[r];
-        for (int j = 0; j < nc; j++)
-            mx = fmaxf(mx, __ldcg(base + j * slot_floats<D>() + ROWS * D + r));
-        const float sh = m[r] == -INFINITY ? 0.f : kc_exp2(m[r] - mx);
-        float sum = sh * l[r];
-        for (int j = 0; j < nc; j++) {
-            const float *sl = base + j * slot_floats<D>();
-            const float mj = __ldcg(sl + ROWS * D + r);
-            if (mj != -INFINITY) sum += kc_exp2(mj - mx) * __ldcg(sl + ROWS * D + ROWS + r);
-        }
-        m_new[r] = mx;
-        sc_host[r] = sh;
-        l[r] = sum;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) {
-        const int r = e / D;
-        const float mx = m_new[r];
-        float acc = sc_host[r] * o[e];
-        for (int j = 0; j < nc; j++) {
-            const float *sl = base + j * slot_floats<D>();
-            const float mj = __ldcg(sl + ROWS * D + r);
-            if (mj != -INFINITY) acc += kc_exp2(mj - mx) * __ldcg(sl + e);
-        }
-        o[e] = acc;
-    }
-    __syncthreads();
-    if (threadIdx.x < nrows) m[threadIdx.x] = m_new[threadIdx.x];
-    __syncthreads();
+    fold_partials<D>(p.scratch + (size_t)c0 * slot_floats<D>(), nc, nrows, m, l, o, cw, cl, sc);
 }
 
 template <typename T, int D, int SCHEME>
@@ -242,7 +259,8 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
     T *sK = reinterpret_cast<T *>(smem_raw); /* [STAGES][BK][D] */
     T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
     T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
-    __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_t[2][ROWS];
+    __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS];
+    __shared__ float cw[CH][ROWS], cl[CH][ROWS];
     __shared__ unsigned sh_epoch;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -442,7 +460,7 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
                 const long long last = kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
                 if (last > cta)
                     host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sh_epoch, sm_m, sm_l, so,
-                                  sm_t[0], sm_t[1]);
+                                  cw, cl, sm_sc);
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
             }
         }
@@ -467,52 +485,23 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
     }
 }
 
-/* FlashDecoding's combine: one CTA per unit merges its s partials and writes O and LSE. */
+/* FlashDecoding's combine: one CTA per unit folds its s partials and writes O and LSE. */
 template <typename T, int D>
 __global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
 {
-    __shared__ float sm_m[ROWS], sm_l[ROWS], sw[KN_DEC_MAX_SPLITS][ROWS];
+    __shared__ float sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS], cw[CH][ROWS], cl[CH][ROWS];
+    __shared__ __align__(16) float so[ROWS * D];
     const long long u = blockIdx.x;
     const unit_rows ur = rows_of(p.plan, u);
-    const float *base = p.scratch + (size_t)u * p.splits * slot_floats<D>();
-    if (threadIdx.x < ur.nrows) {
-        const int r = threadIdx.x;
-        float mx = -INFINITY;
-        for (int j = 0; j < p.splits; j++)
-            mx = fmaxf(mx, base[j * slot_floats<D>() + ROWS * D + r]);
-        float l = 0.f;
-        for (int j = 0; j < p.splits; j++) {
-            const float *sl = base + j * slot_floats<D>();
-            const float mj = sl[ROWS * D + r];
-            const float w = mj == -INFINITY ? 0.f : kc_exp2(mj - mx);
-            sw[j][r] = w;
-            l += w * sl[ROWS * D + ROWS + r];
-        }
-        sm_m[r] = mx;
-        sm_l[r] = l;
+    if (threadIdx.x < ROWS) {
+        sm_m[threadIdx.x] = -INFINITY;
+        sm_l[threadIdx.x] = 0.f;
     }
+    for (int e = threadIdx.x; e < ROWS * D; e += NTHREADS) so[e] = 0.f;
     __syncthreads();
-    T *out = static_cast<T *>(p.o) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
-    for (int e = threadIdx.x; e < ur.nrows * D / 2; e += NTHREADS) {
-        const int r = (2 * e) / D, col = (2 * e) % D;
-        float a = 0.f, c = 0.f;
-        for (int j = 0; j < p.splits; j++) {
-            const float w = sw[j][r];
-            if (w == 0.f) continue;
-            const float2 v =
-                *reinterpret_cast<const float2 *>(base + j * slot_floats<D>() + r * D + col);
-            a += w * v.x;
-            c += w * v.y;
-        }
-        const float inv = sm_l[r] > 0.f ? 1.f / sm_l[r] : 0.f;
-        *reinterpret_cast<uint32_t *>(out + (size_t)r * D + col) =
-            kc_type<T>::pack(a * inv, c * inv);
-    }
-    if (threadIdx.x < ur.nrows) {
-        const int r = threadIdx.x;
-        p.lse[ur.seq * p.plan.h + ur.hq0 + r] =
-            sm_l[r] > 0.f ? sm_m[r] * KC_LN2 + logf(sm_l[r]) : -INFINITY;
-    }
+    fold_partials<D>(p.scratch + (size_t)u * p.splits * slot_floats<D>(), p.splits, ur.nrows, sm_m,
+                     sm_l, so, cw, cl, sm_sc);
+    write_output<T, D>(p, ur, sm_m, sm_l, so);
 }
 
 template <typename T, int D, int SCHEME> cudaError_t prepare()
