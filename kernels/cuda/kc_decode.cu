@@ -226,14 +226,27 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
             sc[r] = a;
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) {
+        /* four consecutive elements per thread (one row: D is a multiple of 4), all the
+         * chunk's loads in flight together */
+        for (int e = 4 * threadIdx.x; e < nrows * D; e += 4 * NTHREADS) {
             const int r = e / D;
             const float *src = base + (size_t)j0 * slot_floats<D>() + e;
-            float acc = 0.f;
-#pragma unroll 8
-            for (int j = 0; j < cn; j++)
-                acc += cw[j][r] * __ldcg(src + (size_t)j * slot_floats<D>());
-            o[e] = sc[r] * o[e] + acc;
+            float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 16
+            for (int j = 0; j < cn; j++) {
+                const float w = cw[j][r];
+                const float4 v =
+                    __ldcg(reinterpret_cast<const float4 *>(src + (size_t)j * slot_floats<D>()));
+                acc.x += w * v.x;
+                acc.y += w * v.y;
+                acc.z += w * v.z;
+                acc.w += w * v.w;
+            }
+            float4 *dst = reinterpret_cast<float4 *>(o + e);
+            float4 cur = *dst;
+            const float a = sc[r];
+            *dst = make_float4(a * cur.x + acc.x, a * cur.y + acc.y, a * cur.z + acc.z,
+                               a * cur.w + acc.w);
         }
         __syncthreads();
     }
@@ -279,7 +292,6 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         t0 = f + b0;
         t1 = f + e0;
     } else {
-        if (threadIdx.x == 0) sh_epoch = *(volatile unsigned *)p.gen + 1u;
         w_tiles = kn_dec_total_tiles(&pl, p.lens);
         c_eff = kn_dec_lean_ctas(w_tiles, gridDim.x);
         if (cta < c_eff) kn_dec_lean_range(w_tiles, c_eff, cta, &t0, &t1);
@@ -315,6 +327,10 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         }
         kc_cp_async_commit();
     }
+
+    /* Lean's epoch, read once the first copies are on their way (the barrier at the top of
+     * the loop publishes it before any use) */
+    if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0) sh_epoch = *(volatile unsigned *)p.gen + 1u;
 
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}, o[D / 8][4];
 #pragma unroll
