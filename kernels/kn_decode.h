@@ -31,24 +31,31 @@
 /* FlashDecoding never splits a unit into more parts than this (flash-attn's bound) */
 #define KN_DEC_MAX_SPLITS 128
 
+/* The plan's integer type: 64-bit in C; a CUDA file may define KN_DEC_INT as int before the
+ * include, so the kernels' index arithmetic (divisions included) runs on 32-bit integers. */
+#ifndef KN_DEC_INT
+#define KN_DEC_INT long long
+#endif
+typedef KN_DEC_INT kn_dec_int;
+
 typedef enum { KN_DEC_FA2 = 0, KN_DEC_SPLIT = 1, KN_DEC_LEAN = 2 } kn_dec_scheme;
 
 typedef struct {
-    long long b, h, h_kv, d;
-    long long g;      /* h / h_kv */
-    long long group;  /* query heads per unit: min(g, KN_DEC_MAX_GROUP) */
-    long long groups; /* units per kv head: ceil(g / group) */
-    long long tile;   /* T: tokens per tile */
-    long long units;  /* b * h_kv * groups */
+    kn_dec_int b, h, h_kv, d;
+    kn_dec_int g;      /* h / h_kv */
+    kn_dec_int group;  /* query heads per unit: min(g, KN_DEC_MAX_GROUP) */
+    kn_dec_int groups; /* units per kv head: ceil(g / group) */
+    kn_dec_int tile;   /* T: tokens per tile */
+    kn_dec_int units;  /* b * h_kv * groups */
 } kn_dec_plan;
 
 /* T for head dim d (algorithms.md: 256 tokens for d <= 64, 128 for d <= 128, 64 above). */
-KN_DEC_FN long long kn_dec_tile(long long d)
+KN_DEC_FN kn_dec_int kn_dec_tile(kn_dec_int d)
 {
     return d <= 64 ? 256 : d <= 128 ? 128 : 64;
 }
 
-KN_DEC_FN kn_dec_plan kn_dec_make_plan(long long b, long long h, long long h_kv, long long d)
+KN_DEC_FN kn_dec_plan kn_dec_make_plan(kn_dec_int b, kn_dec_int h, kn_dec_int h_kv, kn_dec_int d)
 {
     kn_dec_plan p;
     p.b = b;
@@ -64,48 +71,48 @@ KN_DEC_FN kn_dec_plan kn_dec_make_plan(long long b, long long h, long long h_kv,
 }
 
 /* Tiles of each unit of sequence i. */
-KN_DEC_FN long long kn_dec_seq_tiles(const kn_dec_plan *p, long long len)
+KN_DEC_FN kn_dec_int kn_dec_seq_tiles(const kn_dec_plan *p, kn_dec_int len)
 {
-    long long n = (len + p->tile - 1) / p->tile;
+    kn_dec_int n = (len + p->tile - 1) / p->tile;
     return n > 0 ? n : 1;
 }
 
 /* Units per sequence. */
-KN_DEC_FN long long kn_dec_units_per_seq(const kn_dec_plan *p)
+KN_DEC_FN kn_dec_int kn_dec_units_per_seq(const kn_dec_plan *p)
 {
     return p->h_kv * p->groups;
 }
 
 /* W: the total tile count. */
-KN_DEC_FN long long kn_dec_total_tiles(const kn_dec_plan *p, const int *lens)
+KN_DEC_FN kn_dec_int kn_dec_total_tiles(const kn_dec_plan *p, const int *lens)
 {
-    long long w = 0;
-    for (long long i = 0; i < p->b; i++) w += kn_dec_seq_tiles(p, lens[i]);
+    kn_dec_int w = 0;
+    for (kn_dec_int i = 0; i < p->b; i++) w += kn_dec_seq_tiles(p, lens[i]);
     return w * kn_dec_units_per_seq(p);
 }
 
 /* First tile (in the global order) of unit u and its tile count. */
-KN_DEC_FN long long kn_dec_unit_first(const kn_dec_plan *p, const int *lens, long long u,
-                                      long long *ntiles)
+KN_DEC_FN kn_dec_int kn_dec_unit_first(const kn_dec_plan *p, const int *lens, kn_dec_int u,
+                                       kn_dec_int *ntiles)
 {
-    long long per = kn_dec_units_per_seq(p), i = u / per, first = 0;
-    for (long long j = 0; j < i; j++) first += kn_dec_seq_tiles(p, lens[j]) * per;
-    long long n = kn_dec_seq_tiles(p, lens[i]);
+    kn_dec_int per = kn_dec_units_per_seq(p), i = u / per, first = 0;
+    for (kn_dec_int j = 0; j < i; j++) first += kn_dec_seq_tiles(p, lens[j]) * per;
+    kn_dec_int n = kn_dec_seq_tiles(p, lens[i]);
     if (ntiles) *ntiles = n;
     return first + (u - i * per) * n;
 }
 
 /* The unit that holds global tile t, the unit's first tile and tile count. */
-KN_DEC_FN long long kn_dec_locate(const kn_dec_plan *p, const int *lens, long long t,
-                                  long long *first, long long *ntiles)
+KN_DEC_FN kn_dec_int kn_dec_locate(const kn_dec_plan *p, const int *lens, kn_dec_int t,
+                                   kn_dec_int *first, kn_dec_int *ntiles)
 {
-    long long per = kn_dec_units_per_seq(p), base = 0, i = 0;
+    kn_dec_int per = kn_dec_units_per_seq(p), base = 0, i = 0;
     for (; i < p->b - 1; i++) {
-        long long span = kn_dec_seq_tiles(p, lens[i]) * per;
+        kn_dec_int span = kn_dec_seq_tiles(p, lens[i]) * per;
         if (t < base + span) break;
         base += span;
     }
-    long long n = kn_dec_seq_tiles(p, lens[i]), k = (t - base) / n;
+    kn_dec_int n = kn_dec_seq_tiles(p, lens[i]), k = (t - base) / n;
     if (first) *first = base + k * n;
     if (ntiles) *ntiles = n;
     return i * per + k;
@@ -113,25 +120,25 @@ KN_DEC_FN long long kn_dec_locate(const kn_dec_plan *p, const int *lens, long lo
 
 /* Lean Attention: W tiles cut into c_count contiguous ranges, q = W / C, r = W mod C; CTA c
  * starts at c q + min(c, r) and takes q + [c < r] tiles. */
-KN_DEC_FN void kn_dec_lean_range(long long w, long long c_count, long long c, long long *begin,
-                                 long long *end)
+KN_DEC_FN void kn_dec_lean_range(kn_dec_int w, kn_dec_int c_count, kn_dec_int c, kn_dec_int *begin,
+                                 kn_dec_int *end)
 {
-    long long q = w / c_count, r = w % c_count;
+    kn_dec_int q = w / c_count, r = w % c_count;
     *begin = c * q + (c < r ? c : r);
     *end = *begin + q + (c < r ? 1 : 0);
 }
 
 /* The CTA whose Lean range holds tile t (the inverse of kn_dec_lean_range). */
-KN_DEC_FN long long kn_dec_lean_cta(long long w, long long c_count, long long t)
+KN_DEC_FN kn_dec_int kn_dec_lean_cta(kn_dec_int w, kn_dec_int c_count, kn_dec_int t)
 {
-    long long q = w / c_count, r = w % c_count, big = r * (q + 1);
+    kn_dec_int q = w / c_count, r = w % c_count, big = r * (q + 1);
     if (t < big) return t / (q + 1);
     return r + (t - big) / q; /* q > 0 here: t < W = r (q + 1) + (C - r) q */
 }
 
 /* The Lean grid for W tiles on `slots` co-resident CTAs: min(slots, W) (a CTA with no tile
  * would only wait). */
-KN_DEC_FN long long kn_dec_lean_ctas(long long w, long long slots)
+KN_DEC_FN kn_dec_int kn_dec_lean_ctas(kn_dec_int w, kn_dec_int slots)
 {
     return w < slots ? w : slots;
 }
@@ -146,9 +153,10 @@ KN_DEC_FN long long kn_dec_lean_ctas(long long w, long long slots)
  * exact ties, e.g. units 106, 40 tiles, 264 slots: s = 2 sits exactly at 85 % of the best but
  * rounded below it, giving 6.) Past the first test units < 0.8 slots, so work <= 103 slots and
  * waves <= 103: the products stay far inside 64 bits. */
-KN_DEC_FN long long kn_dec_splits(const kn_dec_plan *p, long long max_tiles, long long slots)
+KN_DEC_FN kn_dec_int kn_dec_splits(const kn_dec_plan *p, kn_dec_int max_tiles_, kn_dec_int slots_)
 {
-    long long units = p->units;
+    /* 64-bit inside whatever kn_dec_int is: the cross-multiplications below */
+    long long units = p->units, max_tiles = max_tiles_, slots = slots_;
     if (10 * units >= 8 * slots) return 1;
     long long lim = KN_DEC_MAX_SPLITS;
     if (slots < lim) lim = slots;
@@ -166,25 +174,25 @@ KN_DEC_FN long long kn_dec_splits(const kn_dec_plan *p, long long max_tiles, lon
     for (long long s = 1; s <= lim; s++) {
         if (s > 1 && (max_tiles + s - 1) / s == (max_tiles + s - 2) / (s - 1)) continue;
         long long work = units * s, waves = (work + slots - 1) / slots;
-        if (100 * work * best_waves >= 85 * best_work * waves) return s;
+        if (100 * work * best_waves >= 85 * best_work * waves) return (kn_dec_int)s;
     }
     return 1;
 }
 
 /* Split j of s of a unit with n tiles: tiles [begin, end) of the unit (possibly empty). */
-KN_DEC_FN void kn_dec_split_range(long long n, long long s, long long j, long long *begin,
-                                  long long *end)
+KN_DEC_FN void kn_dec_split_range(kn_dec_int n, kn_dec_int s, kn_dec_int j, kn_dec_int *begin,
+                                  kn_dec_int *end)
 {
-    long long per = (n + s - 1) / s;
-    long long b0 = j * per, e0 = b0 + per;
+    kn_dec_int per = (n + s - 1) / s;
+    kn_dec_int b0 = j * per, e0 = b0 + per;
     *begin = b0 < n ? b0 : n;
     *end = e0 < n ? e0 : n;
 }
 
 /* Tokens of tile k (0-based within its unit) of a sequence of len tokens. */
-KN_DEC_FN long long kn_dec_tile_tokens(const kn_dec_plan *p, long long len, long long k)
+KN_DEC_FN kn_dec_int kn_dec_tile_tokens(const kn_dec_plan *p, kn_dec_int len, kn_dec_int k)
 {
-    long long lo = k * p->tile, hi = lo + p->tile;
+    kn_dec_int lo = k * p->tile, hi = lo + p->tile;
     if (hi > len) hi = len;
     return hi > lo ? hi - lo : 0;
 }

@@ -33,6 +33,8 @@
 #include "kc_attn.h"
 #include "kc_common.cuh"
 #include "kc_internal.h"
+/* the plan in 32-bit integers on the device (W, tokens and units stay far below 2^31) */
+#define KN_DEC_INT int
 #include "kn_decode.h"
 
 namespace
@@ -52,7 +54,7 @@ struct dec_params {
     float *lse;
     const int *lens;
     kn_dec_plan plan;
-    long long n_cap;
+    kn_dec_int n_cap;
     int splits;
     float scale_log2;
     unsigned *done, *gen, *flags;
@@ -71,18 +73,18 @@ template <typename T, int D> __host__ __device__ constexpr size_t smem_bytes()
 
 /* The unit's sequence, kv head, first query head and valid rows. */
 struct unit_rows {
-    long long seq, kv, hq0;
+    kn_dec_int seq, kv, hq0;
     int nrows;
 };
 
-__device__ __forceinline__ unit_rows rows_of(const kn_dec_plan &pl, long long u)
+__device__ __forceinline__ unit_rows rows_of(const kn_dec_plan &pl, kn_dec_int u)
 {
     unit_rows r;
-    long long per = kn_dec_units_per_seq(&pl), grp = u % pl.groups;
+    kn_dec_int per = kn_dec_units_per_seq(&pl), grp = u % pl.groups;
     r.seq = u / per;
     r.kv = (u % per) / pl.groups;
     r.hq0 = r.kv * pl.g + grp * pl.group;
-    long long left = (r.kv + 1) * pl.g - r.hq0;
+    kn_dec_int left = (r.kv + 1) * pl.g - r.hq0;
     r.nrows = (int)(left < pl.group ? left : pl.group);
     return r;
 }
@@ -90,11 +92,11 @@ __device__ __forceinline__ unit_rows rows_of(const kn_dec_plan &pl, long long u)
 /* A walk over a CTA's range, one 64-key block at a time. The divisions of the plan happen only
  * where the walk enters a unit; a step inside a unit is two increments. */
 template <typename T, int D> struct cursor {
-    long long unit;
+    kn_dec_int unit;
     int k, sub, ntiles, len, nrows;
     const T *kb, *vb, *q; /* the unit's K, V (at token 0) and Q rows */
 
-    __device__ __forceinline__ void enter(const dec_params &p, long long u, int k0)
+    __device__ __forceinline__ void enter(const dec_params &p, kn_dec_int u, int k0)
     {
         unit = u;
         k = k0;
@@ -108,10 +110,10 @@ template <typename T, int D> struct cursor {
         vb = static_cast<const T *>(p.v) + base;
         q = static_cast<const T *>(p.q) + (size_t)(ur.seq * p.plan.h + ur.hq0) * D;
     }
-    __device__ __forceinline__ void start(const dec_params &p, long long t0)
+    __device__ __forceinline__ void start(const dec_params &p, kn_dec_int t0)
     {
-        long long first, n;
-        long long u = kn_dec_locate(&p.plan, p.lens, t0, &first, &n);
+        kn_dec_int first, n;
+        kn_dec_int u = kn_dec_locate(&p.plan, p.lens, t0, &first, &n);
         enter(p, u, (int)(t0 - first));
     }
     __device__ __forceinline__ void next(const dec_params &p)
@@ -174,9 +176,10 @@ __device__ __forceinline__ void write_partial(const dec_params &p, size_t slot, 
     __syncthreads();
 }
 
+/* st.release after the CTA barrier: release cumulativity makes the partial every thread
+ * wrote before the barrier visible to an acquirer of the flag. */
 __device__ __forceinline__ void release_flag(unsigned *flag, unsigned epoch)
 {
-    __threadfence();
     asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(flag), "r"(epoch) : "memory");
 }
 
@@ -255,7 +258,7 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
 /* A Lean host waits for contributors c0 .. c0 + nc - 1 (each flag awaited by its own thread)
  * and folds their partials into its state. */
 template <int D>
-__device__ __forceinline__ void host_fixup(const dec_params &p, long long c0, int nc, int nrows,
+__device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, int nc, int nrows,
                                            unsigned epoch, float *m, float *l, float *o,
                                            float (*cw)[ROWS], float (*cl)[ROWS], float *sc)
 {
@@ -280,14 +283,14 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
     const kn_dec_plan &pl = p.plan;
 
     /* this CTA's range of the global tile order */
-    long long t0 = 0, t1 = 0, cta = blockIdx.x, c_eff = gridDim.x, w_tiles = 0;
+    kn_dec_int t0 = 0, t1 = 0, cta = blockIdx.x, c_eff = gridDim.x, w_tiles = 0;
     if (SCHEME == KN_DEC_FA2) {
-        long long n;
+        kn_dec_int n;
         t0 = kn_dec_unit_first(&pl, p.lens, cta, &n);
         t1 = t0 + n;
     } else if (SCHEME == KN_DEC_SPLIT) {
-        long long n, u = cta / p.splits, j = cta % p.splits, b0, e0;
-        long long f = kn_dec_unit_first(&pl, p.lens, u, &n);
+        kn_dec_int n, u = cta / p.splits, j = cta % p.splits, b0, e0;
+        kn_dec_int f = kn_dec_unit_first(&pl, p.lens, u, &n);
         kn_dec_split_range(n, p.splits, j, &b0, &e0);
         t0 = f + b0;
         t1 = f + e0;
@@ -468,12 +471,13 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         } else if (SCHEME == KN_DEC_SPLIT) {
             write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
         } else {
-            const long long first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
+            const kn_dec_int first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
             if (first_tile < t0) { /* a contributor: partial to this CTA's slot, then flag */
                 write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
                 if (threadIdx.x == 0) release_flag(p.flags + cta, sh_epoch);
             } else { /* the host: fold in the contributors, then write O and LSE */
-                const long long last = kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
+                const kn_dec_int last =
+                    kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
                 if (last > cta)
                     host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sh_epoch, sm_m, sm_l, so,
                                   cw, cl, sm_sc);
@@ -507,7 +511,7 @@ __global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
 {
     __shared__ float sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS], cw[CH][ROWS], cl[CH][ROWS];
     __shared__ __align__(16) float so[ROWS * D];
-    const long long u = blockIdx.x;
+    const kn_dec_int u = blockIdx.x;
     const unit_rows ur = rows_of(p.plan, u);
     if (threadIdx.x < ROWS) {
         sm_m[threadIdx.x] = -INFINITY;
@@ -559,12 +563,12 @@ struct ws_layout {
 };
 
 /* Workspace: [done, generation] counters, one flag per Lean CTA, then the partial slots. */
-ws_layout layout_of(const kc_dec_shape *s, int scheme, long long slots, int max_len)
+ws_layout layout_of(const kc_dec_shape *s, int scheme, kn_dec_int slots, int max_len)
 {
     kn_dec_plan pl =
-        kn_dec_make_plan((long long)s->b, (long long)s->h, (long long)s->h_kv, (long long)s->d);
+        kn_dec_make_plan((kn_dec_int)s->b, (kn_dec_int)s->h, (kn_dec_int)s->h_kv, (kn_dec_int)s->d);
     const size_t sf = (size_t)ROWS * (s->d + 2);
-    long long nslots = 0;
+    kn_dec_int nslots = 0;
     if (scheme == KN_DEC_LEAN) nslots = slots;
     if (scheme == KN_DEC_SPLIT)
         nslots = pl.units * kn_dec_splits(&pl, kn_dec_seq_tiles(&pl, max_len), slots);
@@ -587,8 +591,8 @@ cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void 
     p.o = o;
     p.lse = lse;
     p.lens = lens;
-    p.plan = kn_dec_make_plan((long long)s->b, (long long)s->h, (long long)s->h_kv, D);
-    p.n_cap = (long long)s->n_cap;
+    p.plan = kn_dec_make_plan((kn_dec_int)s->b, (kn_dec_int)s->h, (kn_dec_int)s->h_kv, D);
+    p.n_cap = (kn_dec_int)s->n_cap;
     p.scale_log2 = KC_LOG2E / sqrtf((float)D);
     ws_layout w = layout_of(s, scheme, slots, max_len);
     unsigned char *wb = static_cast<unsigned char *>(ws);
@@ -648,7 +652,7 @@ extern "C" size_t kc_decode_workspace_bytes(const kc_dec_shape *s, int scheme, i
 extern "C" int kc_decode_splits(const kc_dec_shape *s, int slots, int max_len)
 {
     kn_dec_plan pl =
-        kn_dec_make_plan((long long)s->b, (long long)s->h, (long long)s->h_kv, (long long)s->d);
+        kn_dec_make_plan((kn_dec_int)s->b, (kn_dec_int)s->h, (kn_dec_int)s->h_kv, (kn_dec_int)s->d);
     return (int)kn_dec_splits(&pl, kn_dec_seq_tiles(&pl, max_len), slots);
 }
 
