@@ -70,7 +70,24 @@ class Run:
             self.meas_total_s = float(g["measured/phase_end_s"][()].max())
             self.meas_bytes = g["measured/bytes_sent"][()].ravel()
             self.pred_bytes = g["predicted/bytes_sent"][()].ravel()
-        if self.kind == "kernel":
+        if self.kind == "kernel" and self.pass_ == "decode":
+            # decode runs (attnsim kernels --decode, experiments/decode-peers/bench.py): the
+            # figure of merit is K+V bytes over time; peers have no prediction
+            m = g["measured"]
+            self.kv_bytes = float(a.get("kv_bytes", m["hbm_bytes_read"][()]
+                                        if "hbm_bytes_read" in m else float("nan")))
+            self.meas_read = self.kv_bytes
+            self.meas_bytes_rw, self.pred_bytes_rw = None, None
+            if "hbm_bytes_read" in m and "predicted/hbm_bytes_read" in g:  # cpu: counted
+                self.meas_bytes_rw = int(m["hbm_bytes_read"][()] + m["hbm_bytes_written"][()])
+                self.pred_bytes_rw = int(g["predicted/hbm_bytes_read"][()] +
+                                         g["predicted/hbm_bytes_written"][()])
+            self.flops = int(m["flops"][()]) if "flops" in m else 0
+            self.meas_time_s = float(m["time_s"][()])
+            self.pred_time_s = (float(g["predicted/time_s"][()]) if "predicted/time_s" in g
+                                else float("nan"))
+            self.read_ceiling = float(a.get("hbm_read_ceiling_bytes_per_s", float("nan")))
+        elif self.kind == "kernel":
             m, p = g["measured"], g["predicted"]
             # cpu: counted logical bytes; cuda: DRAM bytes when measured (--dram), else none
             if "hbm_bytes_read" in m:
@@ -423,7 +440,7 @@ def fig_decode(runs, plt, np, out):
                       "kernels of issue 13 write them; they are not implemented yet)")
     shapes = sorted({(r.batch, r.heads, r.kv_heads, r.Nk, r.d) for r in dec})
     impls = sorted({r.algo for r in dec})
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(shapes) * len(impls) ** 0.5), 4.8))
+    fig, ax = plt.subplots(figsize=(min(16, max(7, 0.5 * len(shapes) * len(impls) ** 0.5)), 5))
     w = 0.8 / len(impls)
     for i, im in enumerate(impls):
         for j, sh in enumerate(shapes):

@@ -9,8 +9,9 @@
  * no call is served from L2 by the ones before it); --reps replays, the median per call. The
  * decode model (models/decode.c) predicts each call from parameters measured in the same
  * invocation, never from the timed calls themselves: the HBM read ceiling (a streaming read of
- * up to 2 GiB), and one CTA's streaming rate and fixed cost (Lean on a single CTA over 8 and 72
- * tiles of a one-unit problem with the same head group).
+ * up to 2 GiB), one CTA's streaming rate and fixed cost (Lean on a single CTA over 8 and 72
+ * tiles of a one-unit problem with the same head group), and the cost of one partial merged by
+ * a Lean host (32 one-tile CTAs on a 32-tile unit).
  */
 #include <math.h>
 #include <stdio.h>
@@ -280,54 +281,66 @@ static double measure_read_ceiling(void)
     return (double)p.bytes / s;
 }
 
-/* One CTA's streaming rate and the fixed cost of a call: Lean on a single CTA over a one-unit
- * problem (the plan's head group, zero data) of 8 and of 72 tiles. */
-static void measure_cta(const kn_dec_plan *pl, kn_dtype dt, double *rate, double *fixed)
+/* Lean on a one-unit problem (the plan's head group, zero data) of `tiles` tiles over `ctas`
+ * CTAs: the median seconds per call. */
+static double time_one_unit(const kn_dec_plan *pl, kn_dtype dt, int tiles, int ctas)
 {
-    const int tiles[2] = {8, 72};
-    double t[2], bytes[2], times[9];
-    for (int i = 0; i < 2; i++) {
-        dev_problem d;
-        memset(&d, 0, sizeof d);
-        long long n = tiles[i] * pl->tile;
-        d.ks = (kc_dec_shape){(int)dt, 1, (size_t)pl->group, 1, (size_t)pl->d, (size_t)n};
-        d.scheme = KN_DEC_LEAN;
-        d.slots = 1;
-        d.max_len = (int)n;
-        d.copies = 1;
-        size_t kvb = (size_t)n * (size_t)pl->d * kn_dtype_bytes(dt);
-        void *q = dmalloc((size_t)pl->group * (size_t)pl->d * kn_dtype_bytes(dt));
-        void *k = dmalloc(kvb), *v = dmalloc(kvb);
-        CUDACALL(cudaMemset(q, 0, (size_t)pl->group * (size_t)pl->d * kn_dtype_bytes(dt)));
-        CUDACALL(cudaMemset(k, 0, kvb));
-        CUDACALL(cudaMemset(v, 0, kvb));
-        d.q = &q;
-        d.k = &k;
-        d.v = &v;
-        d.o = dmalloc((size_t)pl->group * (size_t)pl->d * kn_dtype_bytes(dt));
-        d.lse = dmalloc((size_t)pl->group * sizeof(float));
-        d.lens = dmalloc(sizeof(int));
-        CUDACALL(cudaMemcpy(d.lens, &d.max_len, sizeof(int), cudaMemcpyHostToDevice));
-        size_t wsb = kc_decode_workspace_bytes(&d.ks, KN_DEC_LEAN, 1, d.max_len);
-        d.ws = dmalloc(wsb);
-        CUDACALL(cudaMemset(d.ws, 0, wsb));
-        t[i] = graph_time(dev_launch, &d, 20, 9, times);
-        bytes[i] = 2.0 * (double)kvb;
-        CUDACALL(cudaFree(q));
-        CUDACALL(cudaFree(k));
-        CUDACALL(cudaFree(v));
-        CUDACALL(cudaFree(d.o));
-        CUDACALL(cudaFree(d.lse));
-        CUDACALL(cudaFree(d.lens));
-        CUDACALL(cudaFree(d.ws));
-    }
-    *rate = (bytes[1] - bytes[0]) / (t[1] - t[0]);
-    *fixed = t[0] - bytes[0] / *rate;
+    dev_problem d;
+    memset(&d, 0, sizeof d);
+    long long n = tiles * pl->tile;
+    d.ks = (kc_dec_shape){(int)dt, 1, (size_t)pl->group, 1, (size_t)pl->d, (size_t)n};
+    d.scheme = KN_DEC_LEAN;
+    d.slots = ctas;
+    d.max_len = (int)n;
+    d.copies = 1;
+    size_t kvb = (size_t)n * (size_t)pl->d * kn_dtype_bytes(dt);
+    size_t qb = (size_t)pl->group * (size_t)pl->d * kn_dtype_bytes(dt);
+    void *q = dmalloc(qb), *k = dmalloc(kvb), *v = dmalloc(kvb);
+    CUDACALL(cudaMemset(q, 0, qb));
+    CUDACALL(cudaMemset(k, 0, kvb));
+    CUDACALL(cudaMemset(v, 0, kvb));
+    d.q = &q;
+    d.k = &k;
+    d.v = &v;
+    d.o = dmalloc(qb);
+    d.lse = dmalloc((size_t)pl->group * sizeof(float));
+    d.lens = dmalloc(sizeof(int));
+    CUDACALL(cudaMemcpy(d.lens, &d.max_len, sizeof(int), cudaMemcpyHostToDevice));
+    size_t wsb = kc_decode_workspace_bytes(&d.ks, KN_DEC_LEAN, ctas, d.max_len);
+    d.ws = dmalloc(wsb);
+    CUDACALL(cudaMemset(d.ws, 0, wsb));
+    double times[9];
+    double t = graph_time(dev_launch, &d, 20, 9, times);
+    CUDACALL(cudaFree(q));
+    CUDACALL(cudaFree(k));
+    CUDACALL(cudaFree(v));
+    CUDACALL(cudaFree(d.o));
+    CUDACALL(cudaFree(d.lse));
+    CUDACALL(cudaFree(d.lens));
+    CUDACALL(cudaFree(d.ws));
+    return t;
+}
+
+/* The decode model's per-device parameters besides the ceiling, from Lean on one-unit
+ * problems: one CTA over 8 and 72 tiles gives one CTA's streaming rate (the slope) and the
+ * fixed cost of a call (the intercept); 32 CTAs over 32 tiles (one tile each, so the host
+ * merges 31 partials) against the one-CTA line at one tile gives the cost of one merged
+ * partial. */
+static void measure_cta(const kn_dec_plan *pl, kn_dtype dt, double *rate, double *fixed,
+                        double *fixup)
+{
+    const double tile_bytes = 2.0 * (double)pl->tile * (double)pl->d * (double)kn_dtype_bytes(dt);
+    double t8 = time_one_unit(pl, dt, 8, 1), t72 = time_one_unit(pl, dt, 72, 1);
+    double t32 = time_one_unit(pl, dt, 32, 32);
+    *rate = 64.0 * tile_bytes / (t72 - t8);
+    *fixed = t8 - 8.0 * tile_bytes / *rate;
     if (*fixed < 0) *fixed = 0;
+    *fixup = (t32 - (*fixed + tile_bytes / *rate)) / 31.0;
+    if (*fixup < 0) *fixup = 0;
 }
 
 static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double ceiling,
-                     double cta_rate, double fixed)
+                     double cta_rate, double fixed, double fixup)
 {
     dev_problem d;
     memset(&d, 0, sizeof d);
@@ -392,7 +405,7 @@ static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double c
     CUDACALL(cudaFree(d.lse));
     CUDACALL(cudaFree(d.lens));
     CUDACALL(cudaFree(d.ws));
-    r->params = (kdm_params){ceiling, cta_rate, fixed, 0.0};
+    r->params = (kdm_params){ceiling, cta_rate, fixed, fixup};
     r->have_pred = kdm_predict(&p->plan, p->lens, r->scheme, r->slots, kn_dtype_bytes(p->dt),
                                &r->params, &r->pred) == 0;
 }
@@ -468,8 +481,9 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
         char note[400];
         snprintf(note, sizeof note,
                  "decode model (models/decode.c) with parameters measured in this invocation: "
-                 "HBM %.4g B/s, one CTA %.4g B/s, fixed cost %.3g s per launch",
-                 r->params.hbm_bw, r->params.cta_rate, r->params.launch_s);
+                 "HBM %.4g B/s, one CTA %.4g B/s, fixed cost %.3g s per launch, %.3g s per "
+                 "partial a Lean host merges",
+                 r->params.hbm_bw, r->params.cta_rate, r->params.launch_s, r->params.fixup_s);
         h5_attr_str(ds, "note", note);
         h5_write(g, "predicted/floor_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->pred.floor_s, "s");
         v = r->pred.busiest_tiles;
@@ -531,10 +545,16 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
             kn_dec_plan pl0 =
                 kn_dec_make_plan((long long)o->batch, (long long)o->heads, (long long)o->kv_heads,
                                  (long long)o->head_dim.v[di]);
-            double rate = NAN, fixed = NAN;
+            double rate = NAN, fixed = NAN, fixup = NAN;
             (void)pl0;
 #ifdef ATTNSIM_HAVE_CUDA
-            if (cuda) measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed);
+            if (cuda) {
+                measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed, &fixup);
+                printf("# model parameters (%s, d = %lld, %lld heads per unit): one CTA %.1f "
+                       "GB/s, fixed cost %.2f us, one merged partial %.3f us\n",
+                       kn_dtype_name((kn_dtype)dt), pl0.d, pl0.group, rate / 1e9, 1e6 * fixed,
+                       1e6 * fixup);
+            }
 #endif
             for (size_t ni = 0; ni < lens->n; ni++) {
                 dec_problem p;
@@ -547,7 +567,7 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                     r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
                     r.kv_bytes = kv_bytes_of(&p);
 #ifdef ATTNSIM_HAVE_CUDA
-                    if (cuda) run_cuda(&p, o, &r, ceiling, rate, fixed);
+                    if (cuda) run_cuda(&p, o, &r, ceiling, rate, fixed, fixup);
 #endif
                     if (!cuda) {
                         run_cpu(&p, o, &r);
