@@ -385,6 +385,7 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
 static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
 {
     ks_result r;
+    memset(&r, 0, sizeof r); /* filled by the first repetition (reps >= 1) */
     double *times = kn_xmalloc(o->reps * sizeof(double), "timings");
     int counts_match = 1;
     const int cuda = o->backend == BACKEND_CUDA;

@@ -546,7 +546,7 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                 kn_dec_make_plan((long long)o->batch, (long long)o->heads, (long long)o->kv_heads,
                                  (long long)o->head_dim.v[di]);
             double rate = NAN, fixed = NAN, fixup = NAN;
-            (void)pl0;
+            (void)pl0, (void)rate, (void)fixed, (void)fixup; /* cuda only */
 #ifdef ATTNSIM_HAVE_CUDA
             if (cuda) {
                 measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed, &fixup);
