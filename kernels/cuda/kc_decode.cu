@@ -20,11 +20,13 @@
  * cores (mma.sync m16n8k16). At a segment's end the 4 warps' states are merged through shared
  * memory (the K stage just consumed serves as the buffer).
  *
- * Lean's flags hold an epoch: the launch's generation + 1. The generation lives in the
- * workspace; the last CTA of a launch to finish (an atomicInc that wraps to 0) advances it, so
- * no launch clears flags, consecutive launches never see each other's flags, and a launch
- * captured in a CUDA graph replays correctly. Hosts wait only on higher-numbered CTAs and the
- * grid never exceeds the co-resident CTA count (kc_decode_slots), so a wait always ends.
+ * Lean's flags carry a per-launch epoch, one per CTA slot: a contributor c raises flag[c] to
+ * ack[c] + 1, and its host, having waited for exactly that value and merged the partial, sets
+ * ack[c] to it. Between launches flag[c] == ack[c] for every slot, so no launch clears anything,
+ * a stale flag never equals the value a host waits for, and launches captured in a CUDA graph
+ * replay correctly; no CTA needs to know when the others finish. Hosts wait only on
+ * higher-numbered CTAs and the grid never exceeds the co-resident CTA count
+ * (kc_decode_slots), so a wait always ends.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -57,8 +59,8 @@ struct dec_params {
     kn_dec_int n_cap;
     int splits;
     float scale_log2;
-    unsigned *done, *gen, *flags;
-    float *scratch; /* partial slots: [slot][ROWS][D] o, then [ROWS] m (log2), [ROWS] l */
+    unsigned *flags, *acks; /* Lean: one of each per CTA slot */
+    float *scratch;         /* partial slots: [slot][ROWS][D] o, then [ROWS] m (log2), [ROWS] l */
 };
 
 template <int D> __host__ __device__ constexpr size_t slot_floats()
@@ -87,6 +89,14 @@ __device__ __forceinline__ unit_rows rows_of(const kn_dec_plan &pl, kn_dec_int u
     kn_dec_int left = (r.kv + 1) * pl.g - r.hq0;
     r.nrows = (int)(left < pl.group ? left : pl.group);
     return r;
+}
+
+/* Element (r, c) of a [ROWS][D] f32 state in shared memory: 8-float chunks XOR-swizzled by
+ * row % 4, so the epilogue's float2 stores (8 rows x 4 threads per warp) do not all land in the
+ * same banks. Whole-state element-wise passes (sums, folds, partials) need no mapping. */
+template <int D> __device__ __forceinline__ int st_idx(int r, int c)
+{
+    return r * D + (c ^ ((r & 3) << 3));
 }
 
 /* A walk over a CTA's range, one 64-key block at a time. The divisions of the plan happen only
@@ -153,7 +163,8 @@ __device__ __forceinline__ void write_output(const dec_params &p, const unit_row
         uint32_t *w = reinterpret_cast<uint32_t *>(&v);
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            w[i] = kc_type<T>::pack(o[r * D + col + 2 * i] * inv, o[r * D + col + 2 * i + 1] * inv);
+            w[i] = kc_type<T>::pack(o[st_idx<D>(r, col) + 2 * i] * inv,
+                                    o[st_idx<D>(r, col) + 2 * i + 1] * inv);
         *reinterpret_cast<uint4 *>(out + (size_t)r * D + col) = v;
     }
     if (threadIdx.x < ur.nrows) {
@@ -198,7 +209,7 @@ __device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoc
  * once, each row's new maximum and the weights follow, then every element gathers the chunk's
  * values with independent loads (no chain of dependent L2 round trips). Summation order is
  * fixed: the same bits on every launch. Ends with a barrier. */
-constexpr int CH = 32;
+constexpr int CH = 32; /* = the warp size: one partial per lane */
 template <int D>
 __device__ __forceinline__ void fold_partials(const float *base, int n, int nrows, float *m,
                                               float *l, float *o, float (*cw)[ROWS],
@@ -213,20 +224,27 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
             cl[j][r] = __ldcg(sl + ROWS * D + ROWS + r);
         }
         __syncthreads();
-        if (threadIdx.x < nrows) {
-            const int r = threadIdx.x;
-            float mx = m[r];
-            for (int j = 0; j < cn; j++) mx = fmaxf(mx, cw[j][r]);
-            const float a = m[r] == -INFINITY ? 0.f : kc_exp2(m[r] - mx);
-            float sum = a * l[r];
-            for (int j = 0; j < cn; j++) {
-                const float w = cw[j][r] == -INFINITY ? 0.f : kc_exp2(cw[j][r] - mx);
-                cw[j][r] = w;
-                sum += w * cl[j][r];
+        { /* one warp per row, one partial per lane (CH = 32) */
+            const int lane = threadIdx.x & 31;
+            for (int r = threadIdx.x >> 5; r < nrows; r += NWARPS) {
+                const float mj = lane < cn ? cw[lane][r] : -INFINITY;
+                float mx = fmaxf(m[r], mj);
+#pragma unroll
+                for (int o2 = 16; o2 > 0; o2 >>= 1)
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o2));
+                const float w = mj == -INFINITY ? 0.f : kc_exp2(mj - mx);
+                float sum = lane < cn ? w * cl[lane][r] : 0.f;
+#pragma unroll
+                for (int o2 = 16; o2 > 0; o2 >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o2);
+                if (lane < cn) cw[lane][r] = w;
+                __syncwarp();
+                if (lane == 0) {
+                    const float a = m[r] == -INFINITY ? 0.f : kc_exp2(m[r] - mx);
+                    l[r] = a * l[r] + sum;
+                    m[r] = mx;
+                    sc[r] = a;
+                }
             }
-            m[r] = mx;
-            l[r] = sum;
-            sc[r] = a;
         }
         __syncthreads();
         /* four consecutive elements per thread (one row: D is a multiple of 4), all the
@@ -259,12 +277,14 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
  * and folds their partials into its state. */
 template <int D>
 __device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, int nc, int nrows,
-                                           unsigned epoch, float *m, float *l, float *o,
-                                           float (*cw)[ROWS], float (*cl)[ROWS], float *sc)
+                                           float *m, float *l, float *o, float (*cw)[ROWS],
+                                           float (*cl)[ROWS], float *sc)
 {
-    for (int j = threadIdx.x; j < nc; j += NTHREADS) acquire_flag(p.flags + c0 + j, epoch);
+    for (int j = threadIdx.x; j < nc; j += NTHREADS)
+        acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
     __syncthreads();
     fold_partials<D>(p.scratch + (size_t)c0 * slot_floats<D>(), nc, nrows, m, l, o, cw, cl, sc);
+    for (int j = threadIdx.x; j < nc; j += NTHREADS) p.acks[c0 + j] += 1u; /* consumed */
 }
 
 template <typename T, int D, int SCHEME>
@@ -333,7 +353,8 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
 
     /* Lean's epoch, read once the first copies are on their way (the barrier at the top of
      * the loop publishes it before any use) */
-    if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0) sh_epoch = *(volatile unsigned *)p.gen + 1u;
+    if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0 && cta < c_eff)
+        sh_epoch = *(volatile unsigned *)(p.acks + cta) + 1u;
 
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}, o[D / 8][4];
 #pragma unroll
@@ -445,9 +466,10 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
             const int r = g + 8 * h2;
             const float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
             const float sc = m_r[h2] == -INFINITY ? 0.f : kc_exp2(m_r[h2] - mx);
+            if (r >= cur.nrows) continue; /* padding rows of the m16 tile */
 #pragma unroll
             for (int i = 0; i < D / 8; i++)
-                *reinterpret_cast<float2 *>(wo + r * D + i * 8 + 2 * t) =
+                *reinterpret_cast<float2 *>(wo + st_idx<D>(r, i * 8) + 2 * t) =
                     make_float2(o[i][2 * h2] * sc, o[i][2 * h2 + 1] * sc);
         }
         if (threadIdx.x < ROWS) {
@@ -461,7 +483,7 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
             sm_l[r] = sum;
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < ROWS * D; e += NTHREADS)
+        for (int e = threadIdx.x; e < cur.nrows * D; e += NTHREADS)
             so[e] = (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]);
         __syncthreads();
 
@@ -479,8 +501,8 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
                 const kn_dec_int last =
                     kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
                 if (last > cta)
-                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sh_epoch, sm_m, sm_l, so,
-                                  cw, cl, sm_sc);
+                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sm_m, sm_l, so, cw, cl,
+                                  sm_sc);
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
             }
         }
@@ -491,18 +513,6 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     }
     kc_cp_async_wait<0>();
-
-    if (SCHEME == KN_DEC_LEAN) { /* the last CTA out advances the generation */
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            __threadfence();
-            unsigned prev = atomicInc(p.done, gridDim.x - 1);
-            if (prev == gridDim.x - 1) {
-                __threadfence();
-                atomicAdd(p.gen, 1u);
-            }
-        }
-    }
 }
 
 /* FlashDecoding's combine: one CTA per unit folds its s partials and writes O and LSE. */
@@ -562,7 +572,7 @@ struct ws_layout {
     size_t flags_off, scratch_off, bytes;
 };
 
-/* Workspace: [done, generation] counters, one flag per Lean CTA, then the partial slots. */
+/* Workspace: Lean's flags and acks (one each per CTA slot), then the partial slots. */
 ws_layout layout_of(const kc_dec_shape *s, int scheme, kn_dec_int slots, int max_len)
 {
     kn_dec_plan pl =
@@ -573,8 +583,8 @@ ws_layout layout_of(const kc_dec_shape *s, int scheme, kn_dec_int slots, int max
     if (scheme == KN_DEC_SPLIT)
         nslots = pl.units * kn_dec_splits(&pl, kn_dec_seq_tiles(&pl, max_len), slots);
     ws_layout w;
-    w.flags_off = 256;
-    w.scratch_off = w.flags_off + (((size_t)slots * 4 + 255) / 256) * 256;
+    w.flags_off = 0;
+    w.scratch_off = 2 * (((size_t)slots * 4 + 255) / 256) * 256; /* flags, then acks */
     w.bytes = w.scratch_off + (size_t)nslots * sf * sizeof(float);
     return w;
 }
@@ -596,9 +606,8 @@ cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void 
     p.scale_log2 = KC_LOG2E / sqrtf((float)D);
     ws_layout w = layout_of(s, scheme, slots, max_len);
     unsigned char *wb = static_cast<unsigned char *>(ws);
-    p.done = reinterpret_cast<unsigned *>(wb);
-    p.gen = p.done + 1;
     p.flags = reinterpret_cast<unsigned *>(wb + w.flags_off);
+    p.acks = reinterpret_cast<unsigned *>(wb + w.flags_off + w.scratch_off / 2);
     p.scratch = reinterpret_cast<float *>(wb + w.scratch_off);
     p.splits = 1;
     const size_t smem = smem_bytes<T, D>();
