@@ -42,11 +42,12 @@ typedef enum { KN_DEC_FA2 = 0, KN_DEC_SPLIT = 1, KN_DEC_LEAN = 2 } kn_dec_scheme
 
 typedef struct {
     kn_dec_int b, h, h_kv, d;
-    kn_dec_int g;      /* h / h_kv */
-    kn_dec_int group;  /* query heads per unit: min(g, KN_DEC_MAX_GROUP) */
-    kn_dec_int groups; /* units per kv head: ceil(g / group) */
-    kn_dec_int tile;   /* T: tokens per tile */
-    kn_dec_int units;  /* b * h_kv * groups */
+    kn_dec_int g;           /* h / h_kv */
+    kn_dec_int group;       /* query heads per unit: min(g, KN_DEC_MAX_GROUP) */
+    kn_dec_int groups;      /* units per kv head: ceil(g / group) */
+    kn_dec_int tile;        /* T: tokens per tile */
+    kn_dec_int units;       /* b * h_kv * groups */
+    kn_dec_int uniform_len; /* >= 0: every sequence holds this many tokens (lens unused) */
 } kn_dec_plan;
 
 /* T for head dim d (algorithms.md: 256 tokens for d <= 64, 128 for d <= 128, 64 above). */
@@ -67,7 +68,14 @@ KN_DEC_FN kn_dec_plan kn_dec_make_plan(kn_dec_int b, kn_dec_int h, kn_dec_int h_
     p.groups = (p.g + p.group - 1) / p.group;
     p.tile = kn_dec_tile(d);
     p.units = b * h_kv * p.groups;
+    p.uniform_len = -1;
     return p;
+}
+
+/* Tokens of sequence i: lens[i], or the plan's uniform length. */
+KN_DEC_FN kn_dec_int kn_dec_len(const kn_dec_plan *p, const int *lens, kn_dec_int i)
+{
+    return p->uniform_len >= 0 ? p->uniform_len : lens[i];
 }
 
 /* Tiles of each unit of sequence i. */
@@ -87,7 +95,7 @@ KN_DEC_FN kn_dec_int kn_dec_units_per_seq(const kn_dec_plan *p)
 KN_DEC_FN kn_dec_int kn_dec_total_tiles(const kn_dec_plan *p, const int *lens)
 {
     kn_dec_int w = 0;
-    for (kn_dec_int i = 0; i < p->b; i++) w += kn_dec_seq_tiles(p, lens[i]);
+    for (kn_dec_int i = 0; i < p->b; i++) w += kn_dec_seq_tiles(p, kn_dec_len(p, lens, i));
     return w * kn_dec_units_per_seq(p);
 }
 
@@ -96,8 +104,8 @@ KN_DEC_FN kn_dec_int kn_dec_unit_first(const kn_dec_plan *p, const int *lens, kn
                                        kn_dec_int *ntiles)
 {
     kn_dec_int per = kn_dec_units_per_seq(p), i = u / per, first = 0;
-    for (kn_dec_int j = 0; j < i; j++) first += kn_dec_seq_tiles(p, lens[j]) * per;
-    kn_dec_int n = kn_dec_seq_tiles(p, lens[i]);
+    for (kn_dec_int j = 0; j < i; j++) first += kn_dec_seq_tiles(p, kn_dec_len(p, lens, j)) * per;
+    kn_dec_int n = kn_dec_seq_tiles(p, kn_dec_len(p, lens, i));
     if (ntiles) *ntiles = n;
     return first + (u - i * per) * n;
 }
@@ -108,11 +116,11 @@ KN_DEC_FN kn_dec_int kn_dec_locate(const kn_dec_plan *p, const int *lens, kn_dec
 {
     kn_dec_int per = kn_dec_units_per_seq(p), base = 0, i = 0;
     for (; i < p->b - 1; i++) {
-        kn_dec_int span = kn_dec_seq_tiles(p, lens[i]) * per;
+        kn_dec_int span = kn_dec_seq_tiles(p, kn_dec_len(p, lens, i)) * per;
         if (t < base + span) break;
         base += span;
     }
-    kn_dec_int n = kn_dec_seq_tiles(p, lens[i]), k = (t - base) / n;
+    kn_dec_int n = kn_dec_seq_tiles(p, kn_dec_len(p, lens, i)), k = (t - base) / n;
     if (first) *first = base + k * n;
     if (ntiles) *ntiles = n;
     return i * per + k;

@@ -84,7 +84,8 @@ int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, v
 /* Decode (algorithms.md section 3; kernels/kn_decode.h holds the work plan): one query token
  * per (sequence, query head). Q, O [b][h][d] and the KV cache K, V [b][h_kv][n_cap][d] in the
  * storage type (f16 or bf16, d in {64, 128}: kc_decode_supported); sequence i holds lens[i]
- * tokens (lens: device array of b ints, each <= max_len <= n_cap); LSE [b][h] f32, natural log
+ * tokens (lens: device array of b ints, each <= max_len <= n_cap; NULL: every sequence holds
+ * max_len tokens, and the kernels read no lengths); LSE [b][h] f32, natural log
  * (a sequence with no token gets O = 0, LSE = -inf). The g = h / h_kv query heads of a KV head
  * (up to 16 at a time) are processed together, so each K/V tile is read once for them.
  * scheme: 0 FA2-style decode (one CTA per unit), 1 FlashDecoding (split-KV with the wave-
@@ -92,8 +93,9 @@ int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, v
  * host fix-up through flags). `slots` is the co-resident CTA count the schedule assumes:
  * kc_decode_slots() for the device (Lean refuses more, since its hosts wait for contributors
  * that must be running; fewer is allowed, e.g. 1 to measure one CTA's streaming rate).
- * The workspace (kc_decode_workspace_bytes for the same scheme, slots and max_len, or more)
- * must be zeroed once after allocation and never between launches: Lean's flags carry a
+ * The workspace (kc_decode_workspace_bytes for the scheme, slots and max_len, or more; one
+ * workspace may serve every scheme and slot count) must be zeroed once after allocation and
+ * never between launches: Lean's flags carry a
  * per-launch epoch kept in the workspace itself, so back-to-back launches and CUDA graph
  * replays need no clearing pass. FlashDecoding's split count: kc_decode_splits. */
 typedef struct {

@@ -112,7 +112,7 @@ template <typename T, int D> struct cursor {
         k = k0;
         sub = 0;
         unit_rows ur = rows_of(p.plan, u);
-        len = p.lens[ur.seq];
+        len = (int)kn_dec_len(&p.plan, p.lens, ur.seq);
         ntiles = (int)kn_dec_seq_tiles(&p.plan, len);
         nrows = ur.nrows;
         const size_t base = (size_t)(ur.seq * p.plan.h_kv + ur.kv) * (size_t)p.n_cap * D;
@@ -572,7 +572,10 @@ struct ws_layout {
     size_t flags_off, scratch_off, bytes;
 };
 
-/* Workspace: Lean's flags and acks (one each per CTA slot), then the partial slots. */
+/* Workspace: Lean's flags and acks (KC_DEC_FLAG_SLOTS each, whatever the call's slots, so one
+ * workspace serves every scheme and slot count without a partial landing on a flag), then the
+ * partial slots. */
+constexpr size_t KC_DEC_FLAG_SLOTS = 4096;
 ws_layout layout_of(const kc_dec_shape *s, int scheme, kn_dec_int slots, int max_len)
 {
     kn_dec_plan pl =
@@ -584,7 +587,7 @@ ws_layout layout_of(const kc_dec_shape *s, int scheme, kn_dec_int slots, int max
         nslots = pl.units * kn_dec_splits(&pl, kn_dec_seq_tiles(&pl, max_len), slots);
     ws_layout w;
     w.flags_off = 0;
-    w.scratch_off = 2 * (((size_t)slots * 4 + 255) / 256) * 256; /* flags, then acks */
+    w.scratch_off = 2 * KC_DEC_FLAG_SLOTS * sizeof(unsigned); /* flags, then acks */
     w.bytes = w.scratch_off + (size_t)nslots * sf * sizeof(float);
     return w;
 }
@@ -602,6 +605,7 @@ cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void 
     p.lse = lse;
     p.lens = lens;
     p.plan = kn_dec_make_plan((kn_dec_int)s->b, (kn_dec_int)s->h, (kn_dec_int)s->h_kv, D);
+    if (!lens) p.plan.uniform_len = max_len; /* every sequence holds max_len tokens */
     p.n_cap = (kn_dec_int)s->n_cap;
     p.scale_log2 = KC_LOG2E / sqrtf((float)D);
     ws_layout w = layout_of(s, scheme, slots, max_len);
@@ -669,8 +673,8 @@ extern "C" int kc_decode(const kc_dec_shape *s, int scheme, const void *q, const
                          const void *v, const int *lens, int max_len, void *o, float *lse,
                          void *workspace, int slots, void *stream)
 {
-    if (!kc_decode_supported(s) || scheme < 0 || scheme > 2 || slots < 1 || max_len < 0 ||
-        (size_t)max_len > s->n_cap)
+    if (!kc_decode_supported(s) || scheme < 0 || scheme > 2 || slots < 1 ||
+        (size_t)slots > KC_DEC_FLAG_SLOTS || max_len < 0 || (size_t)max_len > s->n_cap)
         return (int)cudaErrorInvalidValue;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     cudaError_t e = cudaErrorInvalidValue;
