@@ -213,11 +213,11 @@ constexpr int CH = 32; /* = the warp size: one partial per lane */
 template <int D>
 __device__ __forceinline__ void fold_partials(const float *base, int n, int nrows, float *m,
                                               float *l, float *o, float (*cw)[ROWS],
-                                              float (*cl)[ROWS], float *sc)
+                                              float (*cl)[ROWS], float *sc, bool preloaded)
 {
     for (int j0 = 0; j0 < n; j0 += CH) {
         const int cn = min(CH, n - j0);
-        for (int i = threadIdx.x; i < cn * nrows; i += NTHREADS) {
+        for (int i = threadIdx.x; i < cn * nrows && !(preloaded && j0 == 0); i += NTHREADS) {
             const int j = i / nrows, r = i % nrows;
             const float *sl = base + (size_t)(j0 + j) * slot_floats<D>();
             cw[j][r] = __ldcg(sl + ROWS * D + r);
@@ -247,24 +247,31 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
             }
         }
         __syncthreads();
-        /* four consecutive elements per thread (one row: D is a multiple of 4), all the
-         * chunk's loads in flight together */
+        /* four consecutive elements per thread (one row: D is a multiple of 4); the chunk's
+         * loads go out in batches of GB held in registers, so each batch is one round trip */
+        constexpr int GB = 16;
         for (int e = 4 * threadIdx.x; e < nrows * D; e += 4 * NTHREADS) {
             const int r = e / D;
             const float *src = base + (size_t)j0 * slot_floats<D>() + e;
             float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 16
-            for (int j = 0; j < cn; j++) {
-                const float w = cw[j][r];
-                const float4 v =
-                    __ldcg(reinterpret_cast<const float4 *>(src + (size_t)j * slot_floats<D>()));
-                acc.x += w * v.x;
-                acc.y += w * v.y;
-                acc.z += w * v.z;
-                acc.w += w * v.w;
+            for (int jb = 0; jb < cn; jb += GB) {
+                float4 v[GB];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    v[u] = jb + u < cn ? __ldcg(reinterpret_cast<const float4 *>(
+                                             src + (size_t)(jb + u) * slot_floats<D>()))
+                                       : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+                for (int u = 0; u < GB; u++) {
+                    const float w = jb + u < cn ? cw[jb + u][r] : 0.f;
+                    acc.x += w * v[u].x;
+                    acc.y += w * v[u].y;
+                    acc.z += w * v[u].z;
+                    acc.w += w * v[u].w;
+                }
             }
             float4 *dst = reinterpret_cast<float4 *>(o + e);
-            float4 cur = *dst;
+            const float4 cur = *dst;
             const float a = sc[r];
             *dst = make_float4(a * cur.x + acc.x, a * cur.y + acc.y, a * cur.z + acc.z,
                                a * cur.w + acc.w);
@@ -280,10 +287,17 @@ __device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, i
                                            float *m, float *l, float *o, float (*cw)[ROWS],
                                            float (*cl)[ROWS], float *sc)
 {
-    for (int j = threadIdx.x; j < nc; j += NTHREADS)
+    const float *base = p.scratch + (size_t)c0 * slot_floats<D>();
+    for (int j = threadIdx.x; j < nc; j += NTHREADS) {
         acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
+        if (nc <= CH) /* the waiter loads its contributor's m and l right away */
+            for (int r = 0; r < nrows; r++) {
+                cw[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + r);
+                cl[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + ROWS + r);
+            }
+    }
     __syncthreads();
-    fold_partials<D>(p.scratch + (size_t)c0 * slot_floats<D>(), nc, nrows, m, l, o, cw, cl, sc);
+    fold_partials<D>(base, nc, nrows, m, l, o, cw, cl, sc, nc <= CH);
     for (int j = threadIdx.x; j < nc; j += NTHREADS) p.acks[c0 + j] += 1u; /* consumed */
 }
 
@@ -297,7 +311,6 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
     T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
     __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS];
     __shared__ float cw[CH][ROWS], cl[CH][ROWS];
-    __shared__ unsigned sh_epoch;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const kn_dec_plan &pl = p.plan;
@@ -332,6 +345,12 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         return;
     }
 
+    /* Lean: this slot's last acknowledged epoch, loaded before the copies are issued so it does
+     * not queue behind them; only thread 0 uses it, when it raises the flag */
+    unsigned ack = 0;
+    if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0 && cta < c_eff)
+        ack = *(volatile unsigned *)(p.acks + cta);
+
     cursor<T, D> cur, pre; /* the block computed, the block prefetched */
     if (nb > 0) {
         cur.start(p, t0);
@@ -350,11 +369,6 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         }
         kc_cp_async_commit();
     }
-
-    /* Lean's epoch, read once the first copies are on their way (the barrier at the top of
-     * the loop publishes it before any use) */
-    if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0 && cta < c_eff)
-        sh_epoch = *(volatile unsigned *)(p.acks + cta) + 1u;
 
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}, o[D / 8][4];
 #pragma unroll
@@ -496,7 +510,7 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
             const kn_dec_int first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
             if (first_tile < t0) { /* a contributor: partial to this CTA's slot, then flag */
                 write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
-                if (threadIdx.x == 0) release_flag(p.flags + cta, sh_epoch);
+                if (threadIdx.x == 0) release_flag(p.flags + cta, ack + 1u);
             } else { /* the host: fold in the contributors, then write O and LSE */
                 const kn_dec_int last =
                     kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
@@ -530,7 +544,7 @@ __global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
     for (int e = threadIdx.x; e < ROWS * D; e += NTHREADS) so[e] = 0.f;
     __syncthreads();
     fold_partials<D>(p.scratch + (size_t)u * p.splits * slot_floats<D>(), p.splits, ur.nrows, sm_m,
-                     sm_l, so, cw, cl, sm_sc);
+                     sm_l, so, cw, cl, sm_sc, false);
     write_output<T, D>(p, ur, sm_m, sm_l, so);
 }
 
