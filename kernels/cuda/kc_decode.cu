@@ -42,10 +42,13 @@
 namespace
 {
 
-constexpr int NWARPS = 4, NTHREADS = 32 * NWARPS, BK = 64, ROWS = KN_DEC_MAX_GROUP;
+constexpr int NWARPS = 4, NTHREADS = 32 * NWARPS, ROWS = KN_DEC_MAX_GROUP;
 
+/* Per head dim: keys per warp and block (a stage holds 32 KiB of K+V at d = 64 and 128),
+ * blocks per tile, stages. */
 template <int D> struct dec_cfg {
-    static constexpr int STAGES = D <= 64 ? 4 : 3;
+    static constexpr int KPW = D <= 64 ? 32 : 16, BK = NWARPS * KPW;
+    static constexpr int STAGES = 3;
     static constexpr int BPT = (int)(D <= 64 ? 256 : D <= 128 ? 128 : 64) / BK; /* blocks/tile */
     static_assert(STAGES <= 2 * BPT, "Q double buffer needs segments of >= 2 blocks");
 };
@@ -70,7 +73,8 @@ template <int D> __host__ __device__ constexpr size_t slot_floats()
 
 template <typename T, int D> __host__ __device__ constexpr size_t smem_bytes()
 {
-    return (size_t)dec_cfg<D>::STAGES * 2 * BK * D * sizeof(T) + 2 * (size_t)ROWS * D * sizeof(T);
+    return (size_t)dec_cfg<D>::STAGES * 2 * dec_cfg<D>::BK * D * sizeof(T) +
+           2 * (size_t)ROWS * D * sizeof(T);
 }
 
 /* The unit's sequence, kv head, first query head and valid rows. */
@@ -138,15 +142,18 @@ template <typename T, int D> struct cursor {
     {
         return k == ntiles - 1 && sub == dec_cfg<D>::BPT - 1;
     }
-    __device__ __forceinline__ int key0() const { return (k * dec_cfg<D>::BPT + sub) * BK; }
+    __device__ __forceinline__ int key0() const
+    {
+        return (k * dec_cfg<D>::BPT + sub) * dec_cfg<D>::BK;
+    }
 };
 
 template <typename T, int D>
 __device__ __forceinline__ void issue_block(const cursor<T, D> &c, bool first_of_seg, T *sK, T *sV,
                                             T *sQ)
 {
-    kc_load_tile<T, D, BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
-    kc_load_tile<T, D, BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
+    kc_load_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
+    kc_load_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
     if (first_of_seg) kc_load_tile<T, D, ROWS, NTHREADS>(sQ, c.q, 0, c.nrows);
 }
 
@@ -302,9 +309,10 @@ __device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, i
 }
 
 template <typename T, int D, int SCHEME>
-__global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
+__global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
 {
-    constexpr int STAGES = dec_cfg<D>::STAGES, BPT = dec_cfg<D>::BPT;
+    constexpr int STAGES = dec_cfg<D>::STAGES, BPT = dec_cfg<D>::BPT, BK = dec_cfg<D>::BK;
+    constexpr int KPW = dec_cfg<D>::KPW, NT = KPW / 8; /* n8 tiles of S per warp */
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw); /* [STAGES][BK][D] */
     T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
@@ -403,19 +411,23 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
             for (int kk = 0; kk < D / 16; kk++) kc_frag_a<T, D>(qa[kk], Qs, 0, kk * 16, lane);
         }
 
-        /* S = Q K^T for the warp's 16 keys */
-        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+        /* S = Q K^T for the warp's KPW keys */
+        float s[NT][4];
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            uint32_t bf[4];
-            kc_frag_b_nk<T, D>(bf, K, warp * 16, kk * 16, lane);
-            kc_mma<T>(s[0], qa[kk], bf[0], bf[1]);
-            kc_mma<T>(s[1], qa[kk], bf[2], bf[3]);
-        }
-        const int kbase = cur.key0() + warp * 16;
-        if (kbase + 16 > cur.len) { /* the ragged end of the cache */
+        for (int nt = 0; nt < NT; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
-            for (int nt = 0; nt < 2; nt++)
+        for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+            for (int n2 = 0; n2 < NT / 2; n2++) {
+                uint32_t bf[4];
+                kc_frag_b_nk<T, D>(bf, K, warp * KPW + 16 * n2, kk * 16, lane);
+                kc_mma<T>(s[2 * n2], qa[kk], bf[0], bf[1]);
+                kc_mma<T>(s[2 * n2 + 1], qa[kk], bf[2], bf[3]);
+            }
+        const int kbase = cur.key0() + warp * KPW;
+        if (kbase + KPW > cur.len) { /* the ragged end of the cache */
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                 for (int j = 0; j < 4; j++)
                     if (kbase + nt * 8 + 2 * t + (j & 1) >= cur.len) s[nt][j] = -INFINITY;
@@ -423,16 +435,16 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
         /* online softmax for rows g (h2 = 0) and g + 8 (h2 = 1), in log2 units */
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
-            float mx = fmaxf(fmaxf(s[0][2 * h2], s[0][2 * h2 + 1]),
-                             fmaxf(s[1][2 * h2], s[1][2 * h2 + 1])) *
-                       p.scale_log2;
-            mx = kc_quad_max(mx);
+            float mx = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * h2], s[nt][2 * h2 + 1]));
+            mx = kc_quad_max(mx * p.scale_log2);
             const float mnew = fmaxf(m_r[h2], mx), base = mnew == -INFINITY ? 0.f : mnew;
             const float alpha = kc_exp2(m_r[h2] - base);
             m_r[h2] = mnew;
             float sum = 0.f;
 #pragma unroll
-            for (int nt = 0; nt < 2; nt++)
+            for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
                     float e = kc_exp2(s[nt][2 * h2 + j] * p.scale_log2 - base);
@@ -446,18 +458,21 @@ __global__ void __launch_bounds__(NTHREADS) decode_kernel(dec_params p)
                 o[i][2 * h2 + 1] *= alpha;
             }
         }
-        /* O += P V: the S accumulators are P's A fragment */
-        uint32_t pa[4];
-        pa[0] = kc_type<T>::pack(s[0][0], s[0][1]);
-        pa[1] = kc_type<T>::pack(s[0][2], s[0][3]);
-        pa[2] = kc_type<T>::pack(s[1][0], s[1][1]);
-        pa[3] = kc_type<T>::pack(s[1][2], s[1][3]);
+        /* O += P V: the S accumulators of two n8 tiles are one k16 A fragment of P */
 #pragma unroll
-        for (int np = 0; np < D / 16; np++) {
-            uint32_t bf[4];
-            kc_frag_b_kn<T, D>(bf, V, warp * 16, np * 16, lane);
-            kc_mma<T>(o[2 * np], pa, bf[0], bf[1]);
-            kc_mma<T>(o[2 * np + 1], pa, bf[2], bf[3]);
+        for (int ks = 0; ks < KPW / 16; ks++) {
+            uint32_t pa[4];
+            pa[0] = kc_type<T>::pack(s[2 * ks][0], s[2 * ks][1]);
+            pa[1] = kc_type<T>::pack(s[2 * ks][2], s[2 * ks][3]);
+            pa[2] = kc_type<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]);
+            pa[3] = kc_type<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3]);
+#pragma unroll
+            for (int np = 0; np < D / 16; np++) {
+                uint32_t bf[4];
+                kc_frag_b_kn<T, D>(bf, V, warp * KPW + 16 * ks, np * 16, lane);
+                kc_mma<T>(o[2 * np], pa, bf[0], bf[1]);
+                kc_mma<T>(o[2 * np + 1], pa, bf[2], bf[3]);
+            }
         }
         if (!seg_last) continue;
 
