@@ -216,12 +216,15 @@ __device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoc
  * once, each row's new maximum and the weights follow, then every element gathers the chunk's
  * values with independent loads (no chain of dependent L2 round trips). Summation order is
  * fixed: the same bits on every launch. Ends with a barrier. */
-constexpr int CH = 32; /* = the warp size: one partial per lane */
-template <int D>
+constexpr int CH = 32;       /* the combine kernel's chunk (static shared memory) */
+constexpr int CH_LEAN = 128; /* a Lean host's chunk: its m and l live in the free V stage */
+template <int D, int CHK>
 __device__ __forceinline__ void fold_partials(const float *base, int n, int nrows, float *m,
                                               float *l, float *o, float (*cw)[ROWS],
                                               float (*cl)[ROWS], float *sc, bool preloaded)
 {
+    static_assert(CHK % 32 == 0, "whole warps of partials");
+    constexpr int CH = CHK;
     for (int j0 = 0; j0 < n; j0 += CH) {
         const int cn = min(CH, n - j0);
         for (int i = threadIdx.x; i < cn * nrows && !(preloaded && j0 == 0); i += NTHREADS) {
@@ -231,19 +234,29 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
             cl[j][r] = __ldcg(sl + ROWS * D + ROWS + r);
         }
         __syncthreads();
-        { /* one warp per row, one partial per lane (CH = 32) */
+        { /* one warp per row, CH / 32 partials per lane */
             const int lane = threadIdx.x & 31;
             for (int r = threadIdx.x >> 5; r < nrows; r += NWARPS) {
-                const float mj = lane < cn ? cw[lane][r] : -INFINITY;
-                float mx = fmaxf(m[r], mj);
+                float mj[CH / 32], mx = m[r];
+#pragma unroll
+                for (int q = 0; q < CH / 32; q++) {
+                    mj[q] = lane + 32 * q < cn ? cw[lane + 32 * q][r] : -INFINITY;
+                    mx = fmaxf(mx, mj[q]);
+                }
 #pragma unroll
                 for (int o2 = 16; o2 > 0; o2 >>= 1)
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o2));
-                const float w = mj == -INFINITY ? 0.f : kc_exp2(mj - mx);
-                float sum = lane < cn ? w * cl[lane][r] : 0.f;
+                float sum = 0.f;
+#pragma unroll
+                for (int q = 0; q < CH / 32; q++) {
+                    const float w = mj[q] == -INFINITY ? 0.f : kc_exp2(mj[q] - mx);
+                    if (lane + 32 * q < cn) {
+                        sum += w * cl[lane + 32 * q][r];
+                        cw[lane + 32 * q][r] = w;
+                    }
+                }
 #pragma unroll
                 for (int o2 = 16; o2 > 0; o2 >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o2);
-                if (lane < cn) cw[lane][r] = w;
                 __syncwarp();
                 if (lane == 0) {
                     const float a = m[r] == -INFINITY ? 0.f : kc_exp2(m[r] - mx);
@@ -297,14 +310,14 @@ __device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, i
     const float *base = p.scratch + (size_t)c0 * slot_floats<D>();
     for (int j = threadIdx.x; j < nc; j += NTHREADS) {
         acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
-        if (nc <= CH) /* the waiter loads its contributor's m and l right away */
+        if (nc <= CH_LEAN) /* the waiter loads its contributor's m and l right away */
             for (int r = 0; r < nrows; r++) {
                 cw[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + r);
                 cl[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + ROWS + r);
             }
     }
     __syncthreads();
-    fold_partials<D>(base, nc, nrows, m, l, o, cw, cl, sc, nc <= CH);
+    fold_partials<D, CH_LEAN>(base, nc, nrows, m, l, o, cw, cl, sc, nc <= CH_LEAN);
     for (int j = threadIdx.x; j < nc; j += NTHREADS) p.acks[c0 + j] += 1u; /* consumed */
 }
 
@@ -318,7 +331,6 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
     T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
     T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
     __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS];
-    __shared__ float cw[CH][ROWS], cl[CH][ROWS];
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const kn_dec_plan &pl = p.plan;
@@ -529,9 +541,14 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
             } else { /* the host: fold in the contributors, then write O and LSE */
                 const kn_dec_int last =
                     kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
-                if (last > cta)
-                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sm_m, sm_l, so, cw, cl,
-                                  sm_sc);
+                if (last > cta) { /* the V stage just summed is free: the contributors' m, l */
+                    float(*cw)[ROWS] = reinterpret_cast<float(*)[ROWS]>(o2);
+                    static_assert(2 * CH_LEAN * ROWS * sizeof(float) <=
+                                      (size_t)dec_cfg<D>::BK * D * sizeof(T),
+                                  "a V stage holds a Lean host's chunk");
+                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sm_m, sm_l, so, cw,
+                                  cw + CH_LEAN, sm_sc);
+                }
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
             }
         }
@@ -558,8 +575,8 @@ __global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
     }
     for (int e = threadIdx.x; e < ROWS * D; e += NTHREADS) so[e] = 0.f;
     __syncthreads();
-    fold_partials<D>(p.scratch + (size_t)u * p.splits * slot_floats<D>(), p.splits, ur.nrows, sm_m,
-                     sm_l, so, cw, cl, sm_sc, false);
+    fold_partials<D, CH>(p.scratch + (size_t)u * p.splits * slot_floats<D>(), p.splits, ur.nrows,
+                         sm_m, sm_l, so, cw, cl, sm_sc, false);
     write_output<T, D>(p, ur, sm_m, sm_l, so);
 }
 
