@@ -148,12 +148,44 @@ template <typename T, int D> struct cursor {
     }
 };
 
+/* The K/V cache is read once per call: its copies carry an L2 evict-first policy, so they do
+ * not push out what is reused (Q, the partials a host folds, the next call's flags). */
+#ifndef KC_DEC_EVICT_FIRST
+#define KC_DEC_EVICT_FIRST 1
+#endif
+__device__ __forceinline__ uint64_t evict_first_policy()
+{
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+    return pol;
+}
+
+/* kc_load_tile with the evict-first policy. */
+template <typename T, int D, int NR, int NTH>
+__device__ __forceinline__ void load_stream_tile(T *tile, const T *src, int row0, int n)
+{
+    if (!KC_DEC_EVICT_FIRST) {
+        kc_load_tile<T, D, NR, NTH>(tile, src, row0, n);
+        return;
+    }
+    const uint64_t pol = evict_first_policy();
+    constexpr int CHUNKS = NR * D / 8;
+    for (int c = threadIdx.x; c < CHUNKS; c += NTH) {
+        int r = c / (D / 8), col = (c % (D / 8)) * 8;
+        int gr = row0 + r;
+        const T *p = src + (size_t)(gr < n ? gr : 0) * D + col;
+        asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(
+                         kc_smem_addr(tile + kc_swz<D>(r, col))),
+                     "l"(p), "r"(gr < n ? 16 : 0), "l"(pol));
+    }
+}
+
 template <typename T, int D>
 __device__ __forceinline__ void issue_block(const cursor<T, D> &c, bool first_of_seg, T *sK, T *sV,
                                             T *sQ)
 {
-    kc_load_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
-    kc_load_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
+    load_stream_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
+    load_stream_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
     if (first_of_seg) kc_load_tile<T, D, ROWS, NTHREADS>(sQ, c.q, 0, c.nrows);
 }
 
