@@ -251,9 +251,9 @@ __device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoc
 constexpr int CH = 32;       /* the combine kernel's chunk (static shared memory) */
 constexpr int CH_LEAN = 128; /* a Lean host's chunk: its m and l live in the free V stage */
 template <int D, int CHK>
-__device__ __forceinline__ void
-fold_partials(const float *base, int n, int nrows, float *m, float *l, float *o, float (*cw)[ROWS],
-              float (*cl)[ROWS], float *sc, bool preloaded, const float *const *staged = nullptr)
+__device__ __forceinline__ void fold_partials(const float *base, int n, int nrows, float *m,
+                                              float *l, float *o, float (*cw)[ROWS],
+                                              float (*cl)[ROWS], float *sc, bool preloaded)
 {
     static_assert(CHK % 32 == 0, "whole warps of partials");
     constexpr int CH = CHK;
@@ -310,10 +310,9 @@ fold_partials(const float *base, int n, int nrows, float *m, float *l, float *o,
                 float4 v[GB];
 #pragma unroll
                 for (int u = 0; u < GB; u++)
-                    v[u] = jb + u >= cn ? make_float4(0.f, 0.f, 0.f, 0.f)
-                           : staged     ? *reinterpret_cast<const float4 *>(staged[jb + u] + e)
-                                        : __ldcg(reinterpret_cast<const float4 *>(
-                                          src + (size_t)(jb + u) * slot_floats<D>()));
+                    v[u] = jb + u < cn ? __ldcg(reinterpret_cast<const float4 *>(
+                                             src + (size_t)(jb + u) * slot_floats<D>()))
+                                       : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
                 for (int u = 0; u < GB; u++) {
                     const float w = jb + u < cn ? cw[jb + u][r] : 0.f;
@@ -333,40 +332,24 @@ fold_partials(const float *base, int n, int nrows, float *m, float *l, float *o,
     }
 }
 
-/* A Lean host waits for contributors c0 .. c0 + nc - 1 and folds their partials into its
- * state. Where they fit, each partial is copied into shared memory (the free stages: `spare`
- * regions of `spare_floats` each) by the warp that saw its flag, while the other flags are
- * still awaited, so the fold reads shared memory; otherwise the fold gathers from L2. */
+/* A Lean host waits for contributors c0 .. c0 + nc - 1 (each flag awaited by its own thread)
+ * and folds their partials into its state. */
 template <int D>
 __device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, int nc, int nrows,
                                            float *m, float *l, float *o, float (*cw)[ROWS],
-                                           float (*cl)[ROWS], float *sc, float *const *spare,
-                                           int nspare, int spare_floats, const float **stp)
+                                           float (*cl)[ROWS], float *sc)
 {
     const float *base = p.scratch + (size_t)c0 * slot_floats<D>();
-    const int per = spare_floats / (nrows * D);
-    const bool stage = nc <= CH_LEAN && nc <= per * nspare;
-    const int lane = threadIdx.x & 31;
-    for (int j = threadIdx.x >> 5; j < nc; j += NWARPS) { /* a warp per contributor */
-        if (lane == 0) acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
-        __syncwarp();
-        const float *src = base + (size_t)j * slot_floats<D>();
-        if (nc <= CH_LEAN && lane < nrows) { /* m and l right away */
-            cw[j][lane] = __ldcg(src + ROWS * D + lane);
-            cl[j][lane] = __ldcg(src + ROWS * D + ROWS + lane);
-        }
-        if (stage) {
-            float *dst = spare[j / per] + (j % per) * nrows * D;
-            for (int c = lane; c < nrows * D / 4; c += 32)
-                kc_cp_async16(kc_smem_addr(dst + 4 * c), src + 4 * c, 16);
-            if (lane == 0) stp[j] = dst;
-        }
+    for (int j = threadIdx.x; j < nc; j += NTHREADS) {
+        acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
+        if (nc <= CH_LEAN) /* the waiter loads its contributor's m and l right away */
+            for (int r = 0; r < nrows; r++) {
+                cw[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + r);
+                cl[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + ROWS + r);
+            }
     }
-    kc_cp_async_commit();
-    kc_cp_async_wait<0>();
     __syncthreads();
-    fold_partials<D, CH_LEAN>(base, nc, nrows, m, l, o, cw, cl, sc, nc <= CH_LEAN,
-                              stage ? stp : nullptr);
+    fold_partials<D, CH_LEAN>(base, nc, nrows, m, l, o, cw, cl, sc, nc <= CH_LEAN);
     for (int j = threadIdx.x; j < nc; j += NTHREADS) p.acks[c0 + j] += 1u; /* consumed */
 }
 
@@ -380,7 +363,6 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
     T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
     T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
     __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS];
-    __shared__ const float *stp[SCHEME == KN_DEC_LEAN ? CH_LEAN : 1]; /* staged partials */
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const kn_dec_plan &pl = p.plan;
@@ -596,18 +578,8 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
                     static_assert(2 * CH_LEAN * ROWS * sizeof(float) <=
                                       (size_t)dec_cfg<D>::BK * D * sizeof(T),
                                   "a V stage holds a Lean host's chunk");
-                    /* the CTA's range ends in this unit: no copy is in flight, and the K and
-                     * V buffers of the other stages are free for the contributors' partials */
-                    float *spare[2 * (STAGES - 1)];
-                    for (int i = 1; i < STAGES; i++) {
-                        spare[2 * i - 2] =
-                            reinterpret_cast<float *>(sK + (size_t)((st + i) % STAGES) * BK * D);
-                        spare[2 * i - 1] =
-                            reinterpret_cast<float *>(sV + (size_t)((st + i) % STAGES) * BK * D);
-                    }
                     host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sm_m, sm_l, so, cw,
-                                  cw + CH_LEAN, sm_sc, spare, 2 * (STAGES - 1),
-                                  (int)(BK * D * sizeof(T) / sizeof(float)), stp);
+                                  cw + CH_LEAN, sm_sc);
                 }
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
             }
