@@ -556,20 +556,27 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
             sm_l[r] = sum;
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < cur.nrows * D; e += NTHREADS)
-            so[e] = (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]);
-        __syncthreads();
-
         const unit_rows ur = rows_of(pl, cur.unit);
-        if (SCHEME == KN_DEC_FA2 || (SCHEME == KN_DEC_SPLIT && p.splits == 1)) {
-            write_output<T, D>(p, ur, sm_m, sm_l, so);
-        } else if (SCHEME == KN_DEC_SPLIT) {
-            write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
+        const kn_dec_int first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
+        if ((SCHEME == KN_DEC_SPLIT && p.splits > 1) ||
+            (SCHEME == KN_DEC_LEAN && first_tile < t0)) {
+            /* a partial (a FlashDecoding split, a Lean contributor): the 4 warps' sum goes
+             * straight to this CTA's scratch slot, then (Lean) the flag */
+            float *sl = p.scratch + (size_t)cta * slot_floats<D>();
+            for (int e = threadIdx.x; e < cur.nrows * D; e += NTHREADS)
+                __stcg(sl + e, (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]));
+            if (threadIdx.x < cur.nrows) {
+                __stcg(sl + ROWS * D + threadIdx.x, sm_m[threadIdx.x]);
+                __stcg(sl + ROWS * D + ROWS + threadIdx.x, sm_l[threadIdx.x]);
+            }
+            __syncthreads();
+            if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0) release_flag(p.flags + cta, ack + 1u);
         } else {
-            const kn_dec_int first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
-            if (first_tile < t0) { /* a contributor: partial to this CTA's slot, then flag */
-                write_partial<D>(p, (size_t)cta, ur.nrows, sm_m, sm_l, so);
-                if (threadIdx.x == 0) release_flag(p.flags + cta, ack + 1u);
+            for (int e = threadIdx.x; e < cur.nrows * D; e += NTHREADS)
+                so[e] = (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]);
+            __syncthreads();
+            if (SCHEME != KN_DEC_LEAN) {
+                write_output<T, D>(p, ur, sm_m, sm_l, so);
             } else { /* the host: fold in the contributors, then write O and LSE */
                 const kn_dec_int last =
                     kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
