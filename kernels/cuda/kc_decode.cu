@@ -6,19 +6,23 @@
  * call) and the scheme decides only the range and what happens where a unit's segment ends.
  *   FA2    CTA = unit, range = the unit's tiles; writes O and LSE.
  *   SPLIT  CTA = (unit, split j), range = split j of the unit; writes a partial (or O and LSE
- *          when s = 1); kc_decode_combine_kernel merges the s partials of each unit.
+ *          when s = 1); combine_kernel merges the s partials of each unit.
  *   LEAN   a grid of co-resident CTAs, the W tiles cut into equal contiguous ranges; a CTA
  *          that starts inside a unit writes its partial to its own scratch slot and raises its
  *          flag; the unit's host (the CTA holding its first tile) waits for the flags of its
  *          higher-numbered contributors, merges and writes O and LSE.
  *
- * Inside a CTA: 4 warps; K and V flow through STAGES shared-memory stages of 64 keys with
- * cp.async, prefetched across unit boundaries so a CTA that changes unit does not drain its
- * pipeline (the next unit's Q rides in the same copy group as its first block). Each warp takes
- * 16 keys of every block: S = Q K^T (the unit's <= 16 query heads as the rows of one m16 tile,
+ * Inside a CTA: 4 warps; K and V flow through 3 shared-memory stages of 32 KiB (64 keys at
+ * d = 128, 128 at d = 64) with cp.async and an L2 evict-first policy (the cache is read once),
+ * prefetched across unit boundaries so a CTA that changes unit does not drain its pipeline
+ * (the next unit's Q rides in the same copy group as its first block). Each warp takes a
+ * quarter of every block: S = Q K^T (the unit's <= 16 query heads as the rows of one m16 tile,
  * so a K/V tile is read once for all of them), online softmax in registers, O += P V on tensor
  * cores (mma.sync m16n8k16). At a segment's end the 4 warps' states are merged through shared
- * memory (the K stage just consumed serves as the buffer).
+ * memory (the K and V stage just consumed serve as the buffers), in a fixed order, so the
+ * output bits do not depend on timing. A Lean host folds its contributors' partials CH_LEAN at
+ * a time: each waiting thread fetches its contributor's m and l as soon as the flag is up, and
+ * the partials' o is gathered with independent loads.
  *
  * Lean's flags carry a per-launch epoch, one per CTA slot: a contributor c raises flag[c] to
  * ack[c] + 1, and its host, having waited for exactly that value and merged the partial, sets
