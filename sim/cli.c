@@ -263,7 +263,7 @@ static const opt_info options[] = {
     {OPT_DECODE, "decode", no_argument, NULL,
      "decode kernels: one query token per sequence and head, a KV cache of --seq tokens"},
     {OPT_SLOTS, "slots", required_argument, "C",
-     "decode: co-resident CTAs the schedules assume (cuda: at most the device's)"},
+     "decode: co-resident CTAs the schedules assume (cuda: at most what the GPU holds)"},
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
     {OPT_MAX_MESSAGE, "max-message", required_argument, "BYTES",

@@ -19,6 +19,7 @@
 #include "kernel_study.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "cuda_info.h"
+#include "kc_attn.h"
 #endif
 
 #define MAX_KERNEL_NAMES 8 /* the catalogue's names and the two decode-only kernels */
@@ -125,6 +126,19 @@ static int validate_decode(attn_opts *o)
                                  "%llu has no CUDA decode kernel; accepted with --backend "
                                  "cuda: 64, 128",
                                  (unsigned long long)o->head_dim.v[di]);
+#ifdef ATTNSIM_HAVE_CUDA
+        /* Lean's hosts wait for contributors that must be running: no more CTAs than fit */
+        for (int dt = 0; o->slots && dt < KN_NUM_DTYPES; dt++)
+            for (size_t di = 0; (o->dtypes & (1u << dt)) && di < o->head_dim.n; di++) {
+                int cap = 0;
+                if (kc_decode_slots(dt, o->head_dim.v[di], &cap) == 0 && o->slots > (uint64_t)cap)
+                    return cli_error(o, "--slots",
+                                     "%llu is more than the %d decode CTAs (%s, d = %llu) this "
+                                     "GPU holds at once; accepted: 1 .. %d",
+                                     (unsigned long long)o->slots, cap, kn_dtype_name((kn_dtype)dt),
+                                     (unsigned long long)o->head_dim.v[di], cap);
+            }
+#endif
     }
     /* host memory: the cache in the storage type plus the float64 reference's inputs */
     uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);

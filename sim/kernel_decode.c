@@ -349,7 +349,7 @@ static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double c
                           (size_t)p->plan.h_kv, (size_t)p->plan.d, p->n_cap};
     d.scheme = (int)r->scheme;
     CUDACALL(kc_decode_slots((int)p->dt, (size_t)p->plan.d, &d.slots));
-    if (o->slots) d.slots = (int)o->slots < d.slots ? (int)o->slots : d.slots;
+    if (o->slots) d.slots = (int)o->slots; /* validated: at most the device's */
     r->slots = d.slots;
     for (long long i = 0; i < p->plan.b; i++)
         if (p->lens[i] > d.max_len) d.max_len = p->lens[i];
