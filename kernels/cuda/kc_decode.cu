@@ -12,14 +12,14 @@
  *          flag; the unit's host (the CTA holding its first tile) waits for the flags of its
  *          higher-numbered contributors, merges and writes O and LSE.
  *
- * Inside a CTA: 4 warps; K and V flow through 3 shared-memory stages of 32 KiB (64 keys at
- * d = 128, 128 at d = 64) with cp.async and an L2 evict-first policy (the cache is read once),
- * prefetched across unit boundaries so a CTA that changes unit does not drain its pipeline
- * (the next unit's Q rides in the same copy group as its first block). Each warp takes a
- * quarter of every block: S = Q K^T (the unit's <= 16 query heads as the rows of one m16 tile,
- * so a K/V tile is read once for all of them), online softmax in registers, O += P V on tensor
- * cores (mma.sync m16n8k16). At a segment's end the 4 warps' states are merged through shared
- * memory (the K and V stage just consumed serve as the buffers), in a fixed order, so the
+ * Inside a CTA: 8 warps (one CTA per SM); K and V flow through 3 shared-memory stages of
+ * 64 KiB (128 keys at d = 128, 256 at d = 64) with cp.async and an L2 evict-first policy (the cache
+ * is read once), prefetched across unit boundaries so a CTA that changes unit does not drain its
+ * pipeline (the next unit's Q rides in the same copy group, and stage, as its first block). Each
+ * warp takes an eighth of every block: S = Q K^T (the unit's <= 16 query heads as the rows of one
+ * m16 tile, so a K/V tile is read once for all of them), online softmax in registers, O += P V on
+ * tensor cores (mma.sync m16n8k16). At a segment's end the 8 warps' states are merged through
+ * shared memory (the K and V stage just consumed serve as the buffers), in a fixed order, so the
  * output bits do not depend on timing. A Lean host folds its contributors' partials CH_LEAN at
  * a time: each waiting thread fetches its contributor's m and l as soon as the flag is up, and
  * the partials' o is gathered with independent loads.
@@ -46,15 +46,16 @@
 namespace
 {
 
-constexpr int NWARPS = 4, NTHREADS = 32 * NWARPS, ROWS = KN_DEC_MAX_GROUP;
+constexpr int NWARPS = 8, NTHREADS = 32 * NWARPS, ROWS = KN_DEC_MAX_GROUP;
 
-/* Per head dim: keys per warp and block (a stage holds 32 KiB of K+V at d = 64 and 128),
- * blocks per tile, stages. */
+/* Per head dim: keys per warp and block (a stage holds 64 KiB of K+V: 128 keys at d = 128,
+ * 256 at d = 64, one block per tile), stages, blocks per tile. Three stages fill the shared
+ * memory of an SM with one CTA of 8 warps, so the Lean grid is one CTA per SM. */
 template <int D> struct dec_cfg {
     static constexpr int KPW = D <= 64 ? 32 : 16, BK = NWARPS * KPW;
     static constexpr int STAGES = 3;
     static constexpr int BPT = (int)(D <= 64 ? 256 : D <= 128 ? 128 : 64) / BK; /* blocks/tile */
-    static_assert(STAGES <= 2 * BPT, "Q double buffer needs segments of >= 2 blocks");
+    static_assert(BPT >= 1, "a tile holds whole blocks");
 };
 
 struct dec_params {
@@ -78,7 +79,7 @@ template <int D> __host__ __device__ constexpr size_t slot_floats()
 template <typename T, int D> __host__ __device__ constexpr size_t smem_bytes()
 {
     return (size_t)dec_cfg<D>::STAGES * 2 * dec_cfg<D>::BK * D * sizeof(T) +
-           2 * (size_t)ROWS * D * sizeof(T);
+           (size_t)dec_cfg<D>::STAGES * ROWS * D * sizeof(T);
 }
 
 /* The unit's sequence, kv head, first query head and valid rows. */
@@ -191,6 +192,19 @@ __device__ __forceinline__ void issue_block(const cursor<T, D> &c, bool first_of
     load_stream_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
     load_stream_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
     if (first_of_seg) kc_load_tile<T, D, ROWS, NTHREADS>(sQ, c.q, 0, c.nrows);
+}
+
+/* The warps' (rescaled) o at element e, summed in a fixed order: buffers 0 .. NWARPS / 2 - 1 in
+ * the K stage (lo), the rest in the V stage (hi). */
+template <int D> __device__ __forceinline__ float warp_sum(const float *lo, const float *hi, int e)
+{
+    float a = 0.f, b = 0.f;
+#pragma unroll
+    for (int w = 0; w < NWARPS / 2; w++) {
+        a += lo[w * ROWS * D + e];
+        b += hi[w * ROWS * D + e];
+    }
+    return a + b;
 }
 
 /* O = o / l (0 where l = 0) in the storage type, LSE = m ln 2 + log l (-inf where l = 0). */
@@ -365,7 +379,8 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw); /* [STAGES][BK][D] */
     T *sV = sK + (size_t)STAGES * BK * D;    /* [STAGES][BK][D] */
-    T *sQ = sV + (size_t)STAGES * BK * D;    /* [2][ROWS][D]: by segment parity */
+    T *sQ =
+        sV + (size_t)STAGES * BK * D; /* [STAGES][ROWS][D]: a segment's Q with its first block */
     __shared__ float wm[NWARPS][ROWS], wl[NWARPS][ROWS], sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS];
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -413,15 +428,13 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         pre = cur;
     }
     /* prologue: STAGES - 1 blocks in flight */
-    int seg_issued = -1; /* segments whose first block has been issued */
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < nb) {
             if (s > 0) pre.next(p);
             const bool first = s == 0 || pre.seg_first();
-            seg_issued += first;
             issue_block<T, D>(pre, first, sK + (size_t)s * BK * D, sV + (size_t)s * BK * D,
-                              sQ + (size_t)(seg_issued & 1) * ROWS * D);
+                              sQ + (size_t)s * ROWS * D);
         }
         kc_cp_async_commit();
     }
@@ -430,7 +443,6 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     uint32_t qa[D / 16][4];
-    int seg = -1;
 
     for (int bi = 0; bi < nb; bi++) {
         kc_cp_async_wait<STAGES - 2>();
@@ -440,10 +452,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
             if (nx < nb) {
                 pre.next(p);
                 const bool first = pre.seg_first();
-                seg_issued += first;
                 const int st = nx % STAGES;
                 issue_block<T, D>(pre, first, sK + (size_t)st * BK * D, sV + (size_t)st * BK * D,
-                                  sQ + (size_t)(seg_issued & 1) * ROWS * D);
+                                  sQ + (size_t)st * ROWS * D);
             }
             kc_cp_async_commit();
         }
@@ -453,8 +464,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         const bool seg_first = bi == 0 || cur.seg_first();
         const bool seg_last = bi == nb - 1 || cur.unit_last();
         if (seg_first) {
-            seg++;
-            const T *Qs = sQ + (size_t)(seg & 1) * ROWS * D;
+            const T *Qs = sQ + (size_t)st * ROWS * D;
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) kc_frag_a<T, D>(qa[kk], Qs, 0, kk * 16, lane);
         }
@@ -524,7 +534,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         }
         if (!seg_last) continue;
 
-            /* the segment ends: merge the 4 warps' states in a fixed order through shared memory
+            /* the segment ends: merge the warps' states in a fixed order through shared memory
              * (the K and V stage just read are free once every warp has passed the barrier) */
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
@@ -537,11 +547,13 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         __syncthreads();
         float *so = reinterpret_cast<float *>(sK + (size_t)st * BK * D); /* [ROWS][D] f32 */
         float *o2 = reinterpret_cast<float *>(sV + (size_t)st * BK * D);
-        float *wo = (warp < 2 ? so : o2) + (warp & 1) * ROWS * D;
+        float *wo = (warp < NWARPS / 2 ? so : o2) + (warp % (NWARPS / 2)) * ROWS * D;
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
             const int r = g + 8 * h2;
-            const float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
+            float mx = wm[0][r];
+#pragma unroll
+            for (int w = 1; w < NWARPS; w++) mx = fmaxf(mx, wm[w][r]);
             const float sc = m_r[h2] == -INFINITY ? 0.f : kc_exp2(m_r[h2] - mx);
             if (r >= cur.nrows) continue; /* padding rows of the m16 tile */
 #pragma unroll
@@ -551,7 +563,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         }
         if (threadIdx.x < ROWS) {
             const int r = threadIdx.x;
-            const float mx = fmaxf(fmaxf(wm[0][r], wm[1][r]), fmaxf(wm[2][r], wm[3][r]));
+            float mx = wm[0][r];
+#pragma unroll
+            for (int w = 1; w < NWARPS; w++) mx = fmaxf(mx, wm[w][r]);
             float sum = 0.f;
 #pragma unroll
             for (int w = 0; w < NWARPS; w++)
@@ -564,11 +578,11 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         const kn_dec_int first_tile = t0 + bi / BPT - cur.k; /* the unit's first tile */
         if ((SCHEME == KN_DEC_SPLIT && p.splits > 1) ||
             (SCHEME == KN_DEC_LEAN && first_tile < t0)) {
-            /* a partial (a FlashDecoding split, a Lean contributor): the 4 warps' sum goes
+            /* a partial (a FlashDecoding split, a Lean contributor): the warps' sum goes
              * straight to this CTA's scratch slot, then (Lean) the flag */
             float *sl = p.scratch + (size_t)cta * slot_floats<D>();
             for (int e = threadIdx.x; e < cur.nrows * D; e += NTHREADS)
-                __stcg(sl + e, (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]));
+                __stcg(sl + e, warp_sum<D>(so, o2, e));
             if (threadIdx.x < cur.nrows) {
                 __stcg(sl + ROWS * D + threadIdx.x, sm_m[threadIdx.x]);
                 __stcg(sl + ROWS * D + ROWS + threadIdx.x, sm_l[threadIdx.x]);
@@ -577,7 +591,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
             if (SCHEME == KN_DEC_LEAN && threadIdx.x == 0) release_flag(p.flags + cta, ack + 1u);
         } else {
             for (int e = threadIdx.x; e < cur.nrows * D; e += NTHREADS)
-                so[e] = (so[e] + so[ROWS * D + e]) + (o2[e] + o2[ROWS * D + e]);
+                so[e] = warp_sum<D>(so, o2, e);
             __syncthreads();
             if (SCHEME != KN_DEC_LEAN) {
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
