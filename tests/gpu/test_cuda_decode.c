@@ -239,8 +239,8 @@ int main(int argc, char **argv)
         {4, 32, 8, 64, 3000, {2999, 100, 3000, 1}}, /* ragged batch */
         {2, 12, 12, 64, 5000, {5000, 2500}},        /* g = 1 */
         {1, 64, 8, 64, 2048, {2048}},               /* g = 8 */
-        {1, 1, 1, 64, 25600, {25600}}, /* one unit over 100-200 one-tile CTAs: a host folds
-                                        * more partials than one chunk holds */
+        {1, 1, 1, 64, 25600, {25600}}, /* one unit over every CTA: its host folds up to 131
+                                        * partials, more than one chunk at full slots */
     };
     const size_t ncases = small ? 3 : sizeof cases / sizeof cases[0];
     const size_t dims[] = {64, 128};
