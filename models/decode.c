@@ -89,7 +89,7 @@ int kdm_predict(const kn_dec_plan *p, const int *lens, kn_dec_scheme scheme, lon
     if (!p || !lens || !m || !out || slots < 1 || elem_bytes == 0) return -1;
     /* written so that NaN fails too */
     if (!(m->hbm_bw > 0.0) || !isfinite(m->hbm_bw) || !(m->cta_rate > 0.0)) return -1;
-    if (!(m->launch_s >= 0.0) || !(m->fixup_s >= 0.0)) return -1;
+    if (!(m->launch_s >= 0.0) || !(m->fixup_s >= 0.0) || !(m->fixup_latency_s >= 0.0)) return -1;
     if (p->b < 1 || p->h_kv < 1 || p->d < 1 || p->h < p->h_kv || p->h % p->h_kv) return -1;
     if (scheme != KN_DEC_FA2 && scheme != KN_DEC_SPLIT && scheme != KN_DEC_LEAN) return -1;
     for (long long i = 0; i < p->b; i++)
@@ -158,7 +158,8 @@ int kdm_predict(const kn_dec_plan *p, const int *lens, kn_dec_scheme scheme, lon
         for (long long u = 0; u < p->units; u++) rows += (double)unit_rows(p, u);
         out->time_s += m->launch_s + rows * (double)s * (d + 2.0) * 4.0 / m->hbm_bw;
     }
-    if (scheme == KN_DEC_LEAN) out->time_s += m->fixup_s * (double)max_partials;
+    if (scheme == KN_DEC_LEAN && max_partials > 0)
+        out->time_s += m->fixup_latency_s + m->fixup_s * (double)max_partials;
     /* The floor reads the cache once: kv_bytes counts K/V once per head group (unit), which is
      * more than the cache when g > KN_DEC_MAX_GROUP. */
     double qo = 2.0 * (double)p->b * (double)p->h * d * e;

@@ -5,8 +5,9 @@
  * `slots` co-resident places (a CTA starts when a place frees); every running CTA streams its
  * tiles' K+V bytes at min(cta_rate, hbm_bw / running CTAs) (a fluid model, simulated event by
  * event); plus launch_s per kernel launch; plus, for FlashDecoding with s > 1, the combine
- * kernel (a second launch reading the partials and writing O); plus, for Lean, fixup_s per
- * partial the busiest host merges. The floor is the bytes of the call over hbm_bw.
+ * kernel (a second launch reading the partials and writing O); plus, for Lean where a host
+ * merges partials, fixup_latency_s once and fixup_s per partial the busiest host merges. The
+ * floor is the bytes of the call over hbm_bw.
  */
 #ifndef ATTNSIM_DECODE_H
 #define ATTNSIM_DECODE_H
@@ -16,10 +17,12 @@
 #include "kn_decode.h"
 
 typedef struct {
-    double hbm_bw;   /* B/s: streaming read bandwidth of the device */
-    double cta_rate; /* B/s: what one CTA streams when alone */
-    double launch_s; /* fixed cost of one launch (GPU side) */
-    double fixup_s;  /* one merged partial at a Lean host (flag wait + merge) */
+    double hbm_bw;          /* B/s: streaming read bandwidth of the device */
+    double cta_rate;        /* B/s: what one CTA streams when alone */
+    double launch_s;        /* fixed cost of one launch (GPU side) */
+    double fixup_s;         /* one merged partial at a Lean host (its share of the fold) */
+    double fixup_latency_s; /* a Lean host that merges any partial: the flag's round trip and
+                             * the fold's fixed steps, once (0 if not measured) */
 } kdm_params;
 
 typedef struct {

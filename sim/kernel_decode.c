@@ -10,8 +10,8 @@
  * decode model (models/decode.c) predicts each call from parameters measured in the same
  * invocation, never from the timed calls themselves: the HBM read ceiling (a streaming read of
  * up to 2 GiB), one CTA's streaming rate and fixed cost (Lean on a single CTA over 8 and 72
- * tiles of a one-unit problem with the same head group), and the cost of one partial merged by
- * a Lean host (32 one-tile CTAs on a 32-tile unit).
+ * tiles of a one-unit problem with the same head group), and a Lean host's fix-up: its latency
+ * and the cost per merged partial (2 and 32 one-tile CTAs on a 2- and a 32-tile unit).
  */
 #include <math.h>
 #include <stdio.h>
@@ -324,24 +324,26 @@ static double time_one_unit(const kn_dec_plan *pl, kn_dtype dt, int tiles, int c
 
 /* The decode model's per-device parameters besides the ceiling, from Lean on one-unit
  * problems: one CTA over 8 and 72 tiles gives one CTA's streaming rate (the slope) and the
- * fixed cost of a call (the intercept); 32 CTAs over 32 tiles (one tile each, so the host
- * merges 31 partials) against the one-CTA line at one tile gives the cost of one merged
- * partial. */
+ * fixed cost of a call (the intercept); 2 CTAs over 2 tiles (the host merges 1 partial) and 32
+ * CTAs over 32 tiles (31 partials), against the one-CTA line at one tile, give the cost of one
+ * merged partial (the slope) and the latency of a host's fix-up (what is left at one). */
 static void measure_cta(const kn_dec_plan *pl, kn_dtype dt, double *rate, double *fixed,
-                        double *fixup)
+                        double *fixup, double *fixup_latency)
 {
     const double tile_bytes = 2.0 * (double)pl->tile * (double)pl->d * (double)kn_dtype_bytes(dt);
     double t8 = time_one_unit(pl, dt, 8, 1), t72 = time_one_unit(pl, dt, 72, 1);
-    double t32 = time_one_unit(pl, dt, 32, 32);
+    double t2 = time_one_unit(pl, dt, 2, 2), t32 = time_one_unit(pl, dt, 32, 32);
     *rate = 64.0 * tile_bytes / (t72 - t8);
     *fixed = t8 - 8.0 * tile_bytes / *rate;
     if (*fixed < 0) *fixed = 0;
-    *fixup = (t32 - (*fixed + tile_bytes / *rate)) / 31.0;
+    *fixup = (t32 - t2) / 30.0;
     if (*fixup < 0) *fixup = 0;
+    *fixup_latency = t2 - (*fixed + tile_bytes / *rate) - *fixup;
+    if (*fixup_latency < 0) *fixup_latency = 0;
 }
 
 static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double ceiling,
-                     double cta_rate, double fixed, double fixup)
+                     double cta_rate, double fixed, double fixup, double fixup_latency)
 {
     dev_problem d;
     memset(&d, 0, sizeof d);
@@ -408,7 +410,7 @@ static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double c
     CUDACALL(cudaFree(d.lse));
     CUDACALL(cudaFree(d.lens));
     CUDACALL(cudaFree(d.ws));
-    r->params = (kdm_params){ceiling, cta_rate, fixed, fixup};
+    r->params = (kdm_params){ceiling, cta_rate, fixed, fixup, fixup_latency};
     r->have_pred = kdm_predict(&p->plan, p->lens, r->scheme, r->slots, kn_dtype_bytes(p->dt),
                                &r->params, &r->pred) == 0;
 }
@@ -484,9 +486,10 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
         char note[400];
         snprintf(note, sizeof note,
                  "decode model (models/decode.c) with parameters measured in this invocation: "
-                 "HBM %.4g B/s, one CTA %.4g B/s, fixed cost %.3g s per launch, %.3g s per "
-                 "partial a Lean host merges",
-                 r->params.hbm_bw, r->params.cta_rate, r->params.launch_s, r->params.fixup_s);
+                 "HBM %.4g B/s, one CTA %.4g B/s, fixed cost %.3g s per launch, a Lean "
+                 "host's fix-up %.3g s + %.3g s per partial it merges",
+                 r->params.hbm_bw, r->params.cta_rate, r->params.launch_s,
+                 r->params.fixup_latency_s, r->params.fixup_s);
         h5_attr_str(ds, "note", note);
         h5_write(g, "predicted/floor_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->pred.floor_s, "s");
         v = r->pred.busiest_tiles;
@@ -548,15 +551,16 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
             kn_dec_plan pl0 =
                 kn_dec_make_plan((long long)o->batch, (long long)o->heads, (long long)o->kv_heads,
                                  (long long)o->head_dim.v[di]);
-            double rate = NAN, fixed = NAN, fixup = NAN;
-            (void)pl0, (void)rate, (void)fixed, (void)fixup; /* cuda only */
+            double rate = NAN, fixed = NAN, fixup = NAN, fixup_lat = NAN;
+            (void)pl0, (void)rate, (void)fixed, (void)fixup, (void)fixup_lat; /* cuda only */
 #ifdef ATTNSIM_HAVE_CUDA
             if (cuda) {
-                measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed, &fixup);
+                measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed, &fixup, &fixup_lat);
                 printf("# model parameters (%s, d = %lld, %lld heads per unit): one CTA %.1f "
-                       "GB/s, fixed cost %.2f us, one merged partial %.3f us\n",
+                       "GB/s, fixed cost %.2f us, a host's fix-up %.2f us + %.3f us per merged "
+                       "partial\n",
                        kn_dtype_name((kn_dtype)dt), pl0.d, pl0.group, rate / 1e9, 1e6 * fixed,
-                       1e6 * fixup);
+                       1e6 * fixup_lat, 1e6 * fixup);
             }
 #endif
             for (size_t ni = 0; ni < lens->n; ni++) {
@@ -570,7 +574,7 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                     r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
                     r.kv_bytes = kv_bytes_of(&p);
 #ifdef ATTNSIM_HAVE_CUDA
-                    if (cuda) run_cuda(&p, o, &r, ceiling, rate, fixed, fixup);
+                    if (cuda) run_cuda(&p, o, &r, ceiling, rate, fixed, fixup, fixup_lat);
 #endif
                     if (!cuda) {
                         run_cpu(&p, o, &r);

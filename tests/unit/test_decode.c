@@ -348,7 +348,7 @@ static void check_kernels(long long b, long long h, long long hkv, long long d, 
               "%s: flops %llu", what, (unsigned long long)c.flops);
         check_stats_equal(&st, &pst, what);
         /* the time model builds the same grid */
-        kdm_params mp = {3.35e12, 3e10, 3e-6, 1e-6};
+        kdm_params mp = {3.35e12, 3e10, 3e-6, 1e-6, 0.0};
         kdm_prediction pr;
         int rc = kdm_predict(&p, lens, sc, slots, kn_dtype_bytes(dt), &mp, &pr);
         CHECK(rc == 0 && pr.ctas == st.ctas && pr.splits == st.splits &&
@@ -428,7 +428,7 @@ static double rel(double a, double b)
 static void test_model(void)
 {
     static const kn_dec_scheme all[] = {KN_DEC_FA2, KN_DEC_SPLIT, KN_DEC_LEAN};
-    kdm_params h100 = {3.35e12, 3e10, 3e-6, 1e-6};
+    kdm_params h100 = {3.35e12, 3e10, 3e-6, 1e-6, 0.0};
     kdm_prediction pr;
     int lens[64];
 
@@ -476,7 +476,7 @@ static void test_model(void)
             }
     /* Lean at full bandwidth: with CTAs of equal bytes its streaming is the floor's K/V part */
     {
-        kdm_params fast = {3.35e12, 1e30, 2e-6, 0.0};
+        kdm_params fast = {3.35e12, 1e30, 2e-6, 0.0, 0.0};
         long long shapes[][4] = {{2, 8, 8, 32}, {4, 32, 8, 264}, {3, 20, 1, 1000}, {1, 4, 4, 4}};
         for (int i = 0; i < 4; i++) {
             kn_dec_plan p = kn_dec_make_plan(shapes[i][0], shapes[i][1], shapes[i][2], 128);
@@ -505,7 +505,7 @@ static void test_model(void)
     {
         kn_dec_plan p = kn_dec_make_plan(1, 8, 2, 128);
         lens[0] = (int)(40 * p.tile);
-        kdm_params m = {3.35e12, 3e10, 3e-6, 1e-6};
+        kdm_params m = {3.35e12, 3e10, 3e-6, 1e-6, 0.0};
         kdm_prediction fd, lean;
         kdm_predict(&p, lens, KN_DEC_LEAN, 8, 2, &m, &lean);
         CHECK(lean.ctas == 8 &&
@@ -524,6 +524,24 @@ static void test_model(void)
                   rel(fd.time_s, 2 * m.launch_s + fd.stream_s + part / m.hbm_bw) < 1e-12,
               "combine g=20: s %lld time %.12g stream %.12g", fd.splits, fd.time_s, fd.stream_s);
     }
+    /* A Lean host's fix-up latency is paid once, only where some host merges a partial. */
+    {
+        kn_dec_plan p = kn_dec_make_plan(1, 4, 1, 128);
+        lens[0] = (int)(64 * p.tile); /* one unit: hosts merge partials at > 1 slot */
+        kdm_params m0 = {3.35e12, 3e10, 3e-6, 1e-7, 0.0}, m1 = m0;
+        m1.fixup_latency_s = 2e-6;
+        kdm_prediction a, b;
+        kdm_predict(&p, lens, KN_DEC_LEAN, 16, 2, &m0, &a);
+        kdm_predict(&p, lens, KN_DEC_LEAN, 16, 2, &m1, &b);
+        CHECK(fabs(b.time_s - a.time_s - 2e-6) < 1e-12, "latency once: %.9g vs %.9g", b.time_s,
+              a.time_s);
+        kdm_predict(&p, lens, KN_DEC_LEAN, 1, 2, &m0, &a); /* one CTA: no partial */
+        kdm_predict(&p, lens, KN_DEC_LEAN, 1, 2, &m1, &b);
+        CHECK(b.time_s == a.time_s, "no partial, no latency: %.9g vs %.9g", b.time_s, a.time_s);
+        m1.fixup_latency_s = -1.0;
+        CHECK(kdm_predict(&p, lens, KN_DEC_LEAN, 16, 2, &m1, &b) == -1,
+              "negative latency accepted");
+    }
     /* the wave-quantisation cliff: units = slots + 1 of equal length. FA2 (and FlashDecoding,
      * which does not split when the units fill the slots) runs one CTA alone in a second wave;
      * Lean spreads the extra unit over all CTAs. */
@@ -531,7 +549,7 @@ static void test_model(void)
         long long slots = 32;
         kn_dec_plan p = kn_dec_make_plan(slots + 1, 1, 1, 128);
         for (long long j = 0; j < p.b; j++) lens[j] = (int)(128 * p.tile);
-        kdm_params m = {3.35e12, 1.1 * 3.35e12 / (double)slots, 3e-6, 0.0};
+        kdm_params m = {3.35e12, 1.1 * 3.35e12 / (double)slots, 3e-6, 0.0, 0.0};
         kdm_prediction fa2, fd, lean;
         kdm_predict(&p, lens, KN_DEC_FA2, slots, 2, &m, &fa2);
         kdm_predict(&p, lens, KN_DEC_SPLIT, slots, 2, &m, &fd);
@@ -558,7 +576,7 @@ static void test_model(void)
                             kn_dec_plan p =
                                 kn_dec_make_plan(bs[bi], HEADS[hi][0], HEADS[hi][1], 128);
                             for (long long j = 0; j < p.b; j++) lens[j] = (int)(ns[ni] * p.tile);
-                            kdm_params m = {3.35e12, rates[ri], 3e-6, 0.0};
+                            kdm_params m = {3.35e12, rates[ri], 3e-6, 0.0, 0.0};
                             kdm_prediction fd, lean;
                             kdm_predict(&p, lens, KN_DEC_SPLIT, SLOTS[si], 2, &m, &fd);
                             kdm_predict(&p, lens, KN_DEC_LEAN, SLOTS[si], 2, &m, &lean);
