@@ -230,20 +230,6 @@ __device__ __forceinline__ void write_output(const dec_params &p, const unit_row
     }
 }
 
-/* A partial state to scratch slot `slot` (all threads; ends with a barrier). */
-template <int D>
-__device__ __forceinline__ void write_partial(const dec_params &p, size_t slot, int nrows,
-                                              const float *m, const float *l, const float *o)
-{
-    float *s = p.scratch + slot * slot_floats<D>();
-    for (int e = threadIdx.x; e < nrows * D; e += NTHREADS) __stcg(s + e, o[e]);
-    if (threadIdx.x < nrows) {
-        __stcg(s + ROWS * D + threadIdx.x, m[threadIdx.x]);
-        __stcg(s + ROWS * D + ROWS + threadIdx.x, l[threadIdx.x]);
-    }
-    __syncthreads();
-}
-
 /* st.release after the CTA barrier: release cumulativity makes the partial every thread
  * wrote before the barrier visible to an acquirer of the flag. */
 __device__ __forceinline__ void release_flag(unsigned *flag, unsigned epoch)
