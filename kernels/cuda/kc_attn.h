@@ -92,11 +92,11 @@ int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const void *v, v
  * efficiency heuristic, then a combine kernel), 2 Lean Attention (stream-K over `slots` CTAs,
  * host fix-up through flags). `slots` is the co-resident CTA count the schedule assumes:
  * kc_decode_slots() for the device (Lean refuses more, since its hosts wait for contributors
- * that must be running; fewer is allowed, e.g. 1 to measure one CTA's streaming rate).
- * The workspace (kc_decode_workspace_bytes for the scheme, slots and max_len, or more; one
- * workspace may serve every scheme and slot count) must be zeroed once after allocation and
- * never between launches: Lean's flags carry a
- * per-launch epoch kept in the workspace itself, so back-to-back launches and CUDA graph
+ * that must be running; fewer is allowed, e.g. 1 to measure one CTA's streaming rate; every
+ * scheme refuses more than 4096). The workspace (kc_decode_workspace_bytes for the scheme,
+ * slots and max_len, or more: one workspace sized for the largest serves every scheme and slot
+ * count) must be zeroed once after allocation and never between launches: Lean's flags carry
+ * a per-launch epoch kept in the workspace itself, so back-to-back launches and CUDA graph
  * replays need no clearing pass. FlashDecoding's split count: kc_decode_splits. */
 typedef struct {
     int dtype; /* 1 f16, 2 bf16 */
