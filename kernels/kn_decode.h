@@ -50,10 +50,12 @@ typedef struct {
     kn_dec_int uniform_len; /* >= 0: every sequence holds this many tokens (lens unused) */
 } kn_dec_plan;
 
-/* T for head dim d (algorithms.md: 256 tokens for d <= 64, 128 for d <= 128, 64 above). */
+/* T for head dim d (algorithms.md: 256 tokens for d <= 64, 128 for d <= 128, 64 above); a
+ * constant expression, so kernels can size their blocks from it at compile time. */
+#define KN_DEC_TILE(d) ((d) <= 64 ? 256 : (d) <= 128 ? 128 : 64)
 KN_DEC_FN kn_dec_int kn_dec_tile(kn_dec_int d)
 {
-    return d <= 64 ? 256 : d <= 128 ? 128 : 64;
+    return KN_DEC_TILE(d);
 }
 
 KN_DEC_FN kn_dec_plan kn_dec_make_plan(kn_dec_int b, kn_dec_int h, kn_dec_int h_kv, kn_dec_int d)

@@ -54,7 +54,7 @@ constexpr int NWARPS = 8, NTHREADS = 32 * NWARPS, ROWS = KN_DEC_MAX_GROUP;
 template <int D> struct dec_cfg {
     static constexpr int KPW = D <= 64 ? 32 : 16, BK = NWARPS * KPW;
     static constexpr int STAGES = 3;
-    static constexpr int BPT = (int)(D <= 64 ? 256 : D <= 128 ? 128 : 64) / BK; /* blocks/tile */
+    static constexpr int BPT = KN_DEC_TILE(D) / BK; /* blocks per tile of the plan */
     static_assert(BPT >= 1, "a tile holds whole blocks");
 };
 
