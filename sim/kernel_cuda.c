@@ -83,7 +83,8 @@ static void launch(const ks_kernel *k, const kc_shape *cs, dev_bufs *b)
 
 size_t ks_cuda_workspace_bytes(const ks_kernel *k, const kn_shape *s, kn_dtype dtype)
 {
-    kc_shape cs = {(int)dtype, s->batch, s->heads, s->kv_heads, s->nq, s->nk, s->d, s->causal};
+    kc_shape cs = {(int)dtype, s->batch, s->heads,  s->kv_heads, s->nq,
+                   s->nk,      s->d,     s->causal, NULL,        NULL};
     switch (k->model) {
     case KIO_FA2_BWD:
         return kc_fa2_bwd_workspace_bytes(&cs);
@@ -298,7 +299,8 @@ int ks_run_cuda(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t 
     memset(r, 0, sizeof *r);
     kn_problem p;
     kn_problem_init(&p, s, dtype, KN_NEED_FWD | (is_fwd(k) ? 0 : KN_NEED_BWD), seed);
-    kc_shape cs = {(int)dtype, s->batch, s->heads, s->kv_heads, s->nq, s->nk, s->d, s->causal};
+    kc_shape cs = {(int)dtype, s->batch, s->heads,  s->kv_heads, s->nq,
+                   s->nk,      s->d,     s->causal, NULL,        NULL};
     size_t eb = kn_dtype_bytes(dtype), nq = kn_q_elems(s), nkv = kn_kv_elems(s);
     size_t rows = kn_row_elems(s);
     dev_bufs b;

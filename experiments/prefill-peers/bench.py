@@ -29,7 +29,8 @@ def parse_count(s):
 class Shape(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_int), ("b", ctypes.c_size_t), ("h", ctypes.c_size_t),
                 ("h_kv", ctypes.c_size_t), ("nq", ctypes.c_size_t), ("nk", ctypes.c_size_t),
-                ("d", ctypes.c_size_t), ("causal", ctypes.c_int)]
+                ("d", ctypes.c_size_t), ("causal", ctypes.c_int),
+                ("qpos", ctypes.c_void_p), ("kpos", ctypes.c_void_p)]  # NULL: bottom-right causal
 
 
 def main():

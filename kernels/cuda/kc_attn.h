@@ -4,8 +4,10 @@
  * Q, O, dQ, dO [b][h][nq][d]; K, V, dK, dV [b][h_kv][nk][d], in the storage type (f16 or bf16;
  * f32 runs on the generic path only); LSE [b][h][nq] in f32 (natural log). Grouped-query
  * attention reads K/V head hq / (h / h_kv) without copying; causal masking is bottom-right
- * aligned (key j visible to query i iff j <= i + nk - nq); a row that sees no key gets O = 0 and
- * LSE = -inf, never NaN. nq may differ from nk and the last block of either may be ragged.
+ * aligned (key j visible to query i iff j <= i + nk - nq), or by token positions when the shape
+ * gives them (kc_shape.qpos, kpos: FA2 forward, partial forward and backward, both paths; the
+ * standard and FA1 kernels refuse them); a row that sees no key gets O = 0 and LSE = -inf, never
+ * NaN. nq may differ from nk and the last block of either may be ragged.
  *
  * Paths: the tensor-core kernels (mma.sync m16n8k16, cp.async double buffering, swizzled shared
  * memory; sm_80 and later) take f16/bf16 with d in {64, 128}; every other (dtype, d <= 256)
@@ -30,6 +32,10 @@ typedef struct {
     int dtype; /* kn_dtype: 0 f32, 1 f16, 2 bf16 */
     size_t b, h, h_kv, nq, nk, d;
     int causal;
+    const unsigned long long *qpos, *kpos; /* device arrays of nq and nk token positions, each
+        strictly increasing, or both NULL. With causal set and positions given, key j is visible
+        to query i iff kpos[j] <= qpos[i] (instead of bottom-right alignment); ignored when not
+        causal. One of the two NULL under causal masking: kc_fa2_path says unsupported. */
 } kc_shape;
 
 typedef enum { KC_PATH_TENSOR_CORE = 0, KC_PATH_GENERIC = 1, KC_PATH_UNSUPPORTED = 2 } kc_path;
@@ -64,6 +70,42 @@ size_t kc_fa2_bwd_workspace_bytes(const kc_shape *s);
 int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const void *v, const void *o,
                const void *d_o, const float *lse, void *dq, void *dk, void *dv, void *workspace,
                void *stream);
+
+/* Backward of one tile of a distributed attention (Q, dO rows of the tile against its K, V; same
+ * masking and positions as the forward). lse and dsum [b][h][nq] (f32) come from the whole
+ * attention, not this tile: LSE (natural log; -inf for a row that saw no key anywhere, which
+ * contributes nothing) and D = rowsum(dO * O) (kc_rowdot). ADDS the tile's contributions to f32
+ * accumulators, never overwriting them: dq_acc [b][h][nq][d] += scale dS K, dk_acc
+ * [b][h_kv][nk][d] += scale dS^T Q, dv_acc [b][h_kv][nk][d] += P^T dO, with scale = 1/sqrt(d),
+ * P = exp(scale S - LSE), dS = P (dP - D). Needs no workspace. */
+int kc_fa2_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v, const void *d_o,
+                    const float *lse, const float *dsum, float *dq_acc, float *dk_acc,
+                    float *dv_acc, void *stream);
+
+/* D = rowsum(dO * O) in f32: dsum [b][h][nq] from O, dO [b][h][nq][d] (storage type). */
+int kc_rowdot(const kc_shape *s, const void *o, const void *d_o, float *dsum, void *stream);
+
+/* Element-wise operations of a distributed attention (any dtype; sizes in elements or rows). */
+/* The merge operator (algorithms.md section 1, exactly kn_merge_state) on `rows` rows:
+ * (dst_m, dst_l, dst_o) = merge(dst, src). States as kc_fa2_fwd_partial's: m, l [rows]
+ * (m in natural-log units), o [rows][d], f32. A side with m = -inf contributes nothing (merging
+ * with the empty state leaves the other unchanged; two empty stay empty), never NaN. */
+int kc_state_merge(size_t rows, size_t d, float *dst_o, float *dst_m, float *dst_l,
+                   const float *src_o, const float *src_m, const float *src_l, void *stream);
+/* The empty state on `rows` rows: o [rows][d] = 0, m [rows] = -inf, l [rows] = 0. */
+int kc_state_empty(size_t rows, size_t d, float *o, float *m, float *l, void *stream);
+/* Rows by an index (index: device array of n entries, each < total; row_bytes a multiple of 4;
+ * 16-byte vectors when row_bytes and both pointers allow). For p < planes, k < n:
+ * scatter = 1: dst row (p * total + index[k]) = src row (p * n + k);
+ * scatter = 0: dst row (p * n + k) = src row (p * total + index[k]).
+ * Rows are row_bytes apart from the pointer. n == 0 or planes == 0: nothing, success. */
+int kc_rows_copy(void *dst, const void *src, const unsigned long long *index, size_t planes,
+                 size_t n, size_t total, size_t row_bytes, int scatter, void *stream);
+/* a[i] += b[i] for i < n (f32). */
+int kc_add_f32(float *a, const float *b, size_t n, void *stream);
+/* dst[i] = src[i] for i < n, in storage type dtype (0 f32: exact copy, 1 f16, 2 bf16: rounded
+ * to nearest). */
+int kc_to_storage(int dtype, const float *src, void *dst, size_t n, void *stream);
 
 /* Standard attention: S = scale Q K^T and P = softmax(S) materialised in f32 in `sp`
  * ([b][h][nq][nk] floats), then O = P V. LSE is written too (so its output checks like FA2's). */

@@ -11,7 +11,8 @@
 extern "C" kc_path kc_fa2_path(const kc_shape *s)
 {
     if (s->d == 0 || s->d > 256 || s->h_kv == 0 || s->h % s->h_kv != 0 || s->dtype < 0 ||
-        s->dtype > 2 || s->nq > 0x7fffffff || s->nk > 0x7fffffff)
+        s->dtype > 2 || s->nq > 0x7fffffff || s->nk > 0x7fffffff ||
+        (s->causal && !s->qpos != !s->kpos)) /* positions: both or neither */
         return KC_PATH_UNSUPPORTED;
     if (s->dtype != 0 && (s->d == 64 || s->d == 128)) return KC_PATH_TENSOR_CORE;
     return KC_PATH_GENERIC;
@@ -277,7 +278,8 @@ extern "C" int kc_standard_fwd(const kc_shape *s, const void *q, const void *k, 
                                void *o, float *lse, void *sp, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
-    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
+    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED || kc_mask_kind(s) == MASK_POS) /* no positions */
+        return (int)cudaErrorInvalidValue;
     if (s->nq == 0 || s->b * s->h == 0) return 0;
     std_params p = {};
     p.q = q, p.k = k, p.v = v, p.o = o, p.lse = lse, p.sp = static_cast<float *>(sp);
@@ -340,7 +342,8 @@ extern "C" int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const
                           float *lse, void *workspace, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
-    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
+    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED || kc_mask_kind(s) == MASK_POS) /* no positions */
+        return (int)cudaErrorInvalidValue;
     const size_t rows = s->b * s->h * s->nq;
     if (rows == 0) return 0;
     fa1_params p = {};

@@ -170,6 +170,33 @@ __device__ __forceinline__ float kc_exp2(float x)
     return y;
 }
 
+/* Bisection over the increasing token positions pos[lo, hi): the first index whose position is
+ * greater than x (upper bound) or at least x (lower bound); hi when there is none. */
+__device__ __forceinline__ int kc_upper_bound(const unsigned long long *pos, int lo, int hi,
+                                              unsigned long long x)
+{
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        if (pos[mid] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+__device__ __forceinline__ int kc_lower_bound(const unsigned long long *pos, int lo, int hi,
+                                              unsigned long long x)
+{
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        if (pos[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Row reductions over the four threads of a group (they hold one row's columns). */
 __device__ __forceinline__ float kc_quad_max(float x)
 {

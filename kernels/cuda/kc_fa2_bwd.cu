@@ -10,7 +10,14 @@
  *   dQ += dS K                         (2 x 4 warps of 32 queries x d/4 columns; f32 atomics)
  * The warp tiles are square enough that each fragment read from shared memory feeds two to
  * four products. Post-pass: dQ = scale x accumulator in the storage type. Causal CTAs start at
- * the first query block that sees their keys and mask only blocks crossing the diagonal.
+ * the first query block that sees their keys and mask only blocks crossing the diagonal (with
+ * token positions: the first query at or after the CTA's first key, found by bisection, and the
+ * warp tiles whose last key lies after their first query).
+ *
+ * Tile mode (kc_fa2_bwd_tile, one tile of a distributed attention): D is given, dQ is added
+ * (times scale) straight into the caller's f32 accumulator, and each CTA adds its dK, dV rows
+ * into the caller's f32 accumulators with a plain read-add-write (it owns those rows: one CTA per
+ * key block and K/V head, walking the whole query-head group).
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -30,7 +37,8 @@ struct bwd_params {
     const void *q, *k, *v, *d_o;
     const float *lse, *dsum;
     float *dq_acc;
-    void *dk, *dv;
+    void *dk, *dv; /* storage type; f32 accumulators in tile mode */
+    const unsigned long long *qpos, *kpos;
     int h, h_kv, nq, nk;
     float scale, scale_log2;
 };
@@ -51,9 +59,10 @@ __device__ __forceinline__ void load_q_stage(const bwd_params &p, T *sQ, T *sdO,
     }
 }
 
-template <typename T, int D, bool CAUSAL>
+template <typename T, int D, int MASK, bool TILE>
 __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
 {
+    constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw);
     T *sV = sK + BC * D;
@@ -72,11 +81,18 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
     const T *K = static_cast<const T *>(p.k) + (size_t)bk * p.nk * D;
     const T *V = static_cast<const T *>(p.v) + (size_t)bk * p.nk * D;
 
-    /* query blocks that see any of these keys: i >= kv0 - diag */
-    int qb0 = 0;
-    if (CAUSAL) qb0 = max(0, kv0 - diag) / BR;
+    /* query blocks that see any of these keys: i >= kv0 - diag, or with positions the queries
+     * from the first one at or after the first key's position (kv0 < nk) */
     const int nqb = (p.nq + BR - 1) / BR;
-    const int per_head = CAUSAL && kv0 - diag >= p.nq ? 0 : nqb - qb0;
+    int qb0 = 0, per_head = nqb;
+    if (POS) {
+        const int first = kc_lower_bound(p.qpos, 0, p.nq, p.kpos[kv0]);
+        qb0 = first / BR;
+        per_head = first >= p.nq ? 0 : nqb - qb0;
+    } else if (CAUSAL) {
+        qb0 = max(0, kv0 - diag) / BR;
+        per_head = kv0 - diag >= p.nq ? 0 : nqb - qb0;
+    }
     const int total = group * per_head;
 
     kc_load_tile<T, D, BC, NTHREADS>(sK, K, kv0, p.nk);
@@ -148,13 +164,26 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
             }
             /* P = exp(scale S - LSE), dS = P (dP - D); masked keys give 0; to shared memory */
             const bool ragged = kv0 + BC > p.nk;
-            const bool crosses = CAUSAL && kv0 + wk * 32 + 31 > q0 + wq * 32 + diag;
+            bool crosses; /* the warp tile's last key lies after its first query */
+            if (POS)
+                crosses =
+                    p.kpos[min(kv0 + wk * 32 + 31, p.nk - 1)] > p.qpos[min(q0 + wq * 32, p.nq - 1)];
+            else
+                crosses = CAUSAL && kv0 + wk * 32 + 31 > q0 + wq * 32 + diag;
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
 #pragma unroll
                 for (int h2 = 0; h2 < 2; h2++) {
                     const int rl = wq * 32 + mt * 16 + g + 8 * h2; /* query, local */
                     const float lse2 = cL[rl], dsum = cD[rl];
+                    /* with positions, the row's visible keys end at vend within the warp's 32
+                     * keys (rows past nq, P = 0 anyway, take the last row's position) */
+                    int vend = 0;
+                    if (POS && crosses) {
+                        const int lo = kv0 + wk * 32;
+                        vend = kc_upper_bound(p.kpos, lo, max(lo, min(lo + 32, p.nk)),
+                                              p.qpos[min(q0 + rl, p.nq - 1)]);
+                    }
 #pragma unroll
                     for (int nt = 0; nt < 4; nt++) {
                         float pv[2], ds[2];
@@ -162,9 +191,13 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
                         for (int e = 0; e < 2; e++) {
                             const int cl = wk * 32 + nt * 8 + 2 * t + e; /* key, local */
                             float x = kc_exp2(fmaf(sc[mt][nt][2 * h2 + e], p.scale_log2, -lse2));
-                            if ((ragged && kv0 + cl >= p.nk) ||
-                                (crosses && kv0 + cl > q0 + rl + diag))
+                            if (POS) {
+                                if ((ragged && kv0 + cl >= p.nk) || (crosses && kv0 + cl >= vend))
+                                    x = 0.f;
+                            } else if ((ragged && kv0 + cl >= p.nk) ||
+                                       (crosses && kv0 + cl > q0 + rl + diag)) {
                                 x = 0.f;
+                            }
                             pv[e] = x;
                             ds[e] = x * (dp[mt][nt][2 * h2 + e] - dsum);
                         }
@@ -240,12 +273,15 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
 #pragma unroll
                     for (int nt = 0; nt < NCQ; nt++) {
                         float *dst = dQ + (size_t)r * D + wk * (D / 4) + nt * 8 + 2 * t;
+                        /* tile mode adds into the caller's accumulator: scaled here */
+                        const float x0 = TILE ? dq[mt][nt][2 * h2] * p.scale : dq[mt][nt][2 * h2];
+                        const float x1 =
+                            TILE ? dq[mt][nt][2 * h2 + 1] * p.scale : dq[mt][nt][2 * h2 + 1];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-                        atomicAdd(reinterpret_cast<float2 *>(dst),
-                                  make_float2(dq[mt][nt][2 * h2], dq[mt][nt][2 * h2 + 1]));
+                        atomicAdd(reinterpret_cast<float2 *>(dst), make_float2(x0, x1));
 #else
-                        atomicAdd(dst, dq[mt][nt][2 * h2]);
-                        atomicAdd(dst + 1, dq[mt][nt][2 * h2 + 1]);
+                        atomicAdd(dst, x0);
+                        atomicAdd(dst + 1, x1);
 #endif
                     }
                 }
@@ -253,6 +289,32 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
         __syncthreads(); /* stage, P and dS free */
     }
     kc_cp_async_wait<0>();
+
+    if (TILE) { /* dK += scale dS^T Q, dV += P^T dO into the f32 accumulators (rows owned) */
+        if (total == 0) return; /* no query sees these keys: nothing to add */
+        float *dKa = static_cast<float *>(p.dk) + (size_t)bk * p.nk * D;
+        float *dVa = static_cast<float *>(p.dv) + (size_t)bk * p.nk * D;
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++) {
+                const int r = kv0 + wkk * 32 + mt * 16 + g + 8 * h2;
+                if (r >= p.nk) continue;
+#pragma unroll
+                for (int nt = 0; nt < NB; nt++) {
+                    const size_t off = (size_t)r * D + wd * (D / 2) + nt * 8 + 2 * t;
+                    float2 a = *reinterpret_cast<const float2 *>(dKa + off);
+                    a.x += dk[mt][nt][2 * h2] * p.scale;
+                    a.y += dk[mt][nt][2 * h2 + 1] * p.scale;
+                    *reinterpret_cast<float2 *>(dKa + off) = a;
+                    float2 b = *reinterpret_cast<const float2 *>(dVa + off);
+                    b.x += dv[mt][nt][2 * h2];
+                    b.y += dv[mt][nt][2 * h2 + 1];
+                    *reinterpret_cast<float2 *>(dVa + off) = b;
+                }
+            }
+        return;
+    }
 
     /* dK = scale dS^T Q, dV: this warp's 32 keys x D/2 columns */
     T *dK = static_cast<T *>(p.dk) + (size_t)bk * p.nk * D;
@@ -274,10 +336,10 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
         }
 }
 
-template <typename T, int D, bool CAUSAL>
+template <typename T, int D, int MASK, bool TILE>
 cudaError_t launch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
 {
-    auto kern = fa2_bwd_kernel<T, D, CAUSAL>;
+    auto kern = fa2_bwd_kernel<T, D, MASK, TILE>;
     const int smem = (2 * BC * D + 4 * BR * D + 2 * BC * BR) * (int)sizeof(T) + 4 * BR * 4;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
@@ -286,11 +348,39 @@ cudaError_t launch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
     return cudaGetLastError();
 }
 
-template <typename T> cudaError_t dispatch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
+template <typename T, int D, bool TILE>
+cudaError_t dispatch_mask(const kc_shape *s, const bwd_params &p, cudaStream_t st)
 {
-    if (s->d == 64)
-        return s->causal ? launch<T, 64, true>(s, p, st) : launch<T, 64, false>(s, p, st);
-    return s->causal ? launch<T, 128, true>(s, p, st) : launch<T, 128, false>(s, p, st);
+    switch (kc_mask_kind(s)) {
+    case MASK_NONE:
+        return launch<T, D, MASK_NONE, TILE>(s, p, st);
+    case MASK_DIAG:
+        return launch<T, D, MASK_DIAG, TILE>(s, p, st);
+    default:
+        return launch<T, D, MASK_POS, TILE>(s, p, st);
+    }
+}
+
+template <bool TILE> cudaError_t dispatch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
+{
+    if (s->dtype == 1)
+        return s->d == 64 ? dispatch_mask<__half, 64, TILE>(s, p, st)
+                          : dispatch_mask<__half, 128, TILE>(s, p, st);
+    return s->d == 64 ? dispatch_mask<__nv_bfloat16, 64, TILE>(s, p, st)
+                      : dispatch_mask<__nv_bfloat16, 128, TILE>(s, p, st);
+}
+
+bwd_params make_params(const kc_shape *s, const void *q, const void *k, const void *v,
+                       const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                       void *dk, void *dv)
+{
+    bwd_params p = {};
+    p.q = q, p.k = k, p.v = v, p.d_o = d_o, p.lse = lse, p.dsum = dsum, p.dq_acc = dq_acc;
+    p.dk = dk, p.dv = dv, p.qpos = s->qpos, p.kpos = s->kpos;
+    p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
+    p.scale = (float)(1.0 / sqrt((double)s->d));
+    p.scale_log2 = p.scale * KC_LOG2E;
+    return p;
 }
 
 } // namespace
@@ -323,17 +413,25 @@ extern "C" int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const
         return (int)e;
     if ((e = kc_dsum(s, o, d_o, dsum, st)) != cudaSuccess) return (int)e;
     if (s->nk > 0 && s->b * s->h_kv > 0) {
-        bwd_params p = {};
-        p.q = q, p.k = k, p.v = v, p.d_o = d_o, p.lse = lse, p.dsum = dsum, p.dq_acc = dq_acc;
-        p.dk = dk, p.dv = dv;
-        p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
-        p.scale = (float)(1.0 / sqrt((double)s->d));
-        p.scale_log2 = p.scale * KC_LOG2E;
-        e = s->dtype == 1 ? dispatch<__half>(s, p, st) : dispatch<__nv_bfloat16>(s, p, st);
+        e = dispatch<false>(s, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv), st);
         if (e != cudaSuccess) return (int)e;
     }
     return (int)kc_convert_scaled(s->dtype, dq_acc, dq, rows * s->d,
                                   (float)(1.0 / sqrt((double)s->d)), st);
+}
+
+extern "C" int kc_fa2_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v,
+                               const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                               float *dk_acc, float *dv_acc, void *stream)
+{
+    cudaStream_t st = (cudaStream_t)stream;
+    kc_path path = kc_fa2_path(s);
+    if (path == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
+    if (s->nq == 0 || s->nk == 0 || s->b * s->h == 0) return 0; /* nothing to add */
+    if (path == KC_PATH_GENERIC)
+        return (int)kc_generic_bwd_tile(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, st);
+    return (int)dispatch<true>(s, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc),
+                               st);
 }
 
 extern "C" void kc_fa2_bwd_blocks(size_t d, size_t *br, size_t *bc)

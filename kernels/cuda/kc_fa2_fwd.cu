@@ -7,9 +7,10 @@
  * blocks of 64 keys stream through two shared-memory stages with cp.async (block j + 1 loads while
  * block j is computed). S = Q K^T and the online softmax stay in registers; P goes straight from
  * the S accumulators into the A fragments of O += P V. Causal CTAs stop at the last key their last
- * row can see and mask only the blocks that cross the diagonal; query blocks are scheduled
- * heaviest first. O is normalised once at the end and written through shared memory in 16-byte
- * chunks.
+ * row can see and mask only the blocks that cross the diagonal (with token positions: the last key
+ * whose position is at most the last row's, found by bisection, and the blocks whose last key lies
+ * after the warp's first row); query blocks are scheduled heaviest first. O is normalised once at
+ * the end and written through shared memory in 16-byte chunks.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -29,7 +30,8 @@ struct fwd_params {
     const void *q, *k, *v;
     void *o;
     float *lse;
-    float *m, *l, *oacc; /* partial mode */
+    float *m, *l, *oacc;                   /* partial mode */
+    const unsigned long long *qpos, *kpos; /* MASK_POS */
     int h, h_kv, nq, nk, kv_begin, kv_end, accumulate;
     float scale_log2;
 };
@@ -40,9 +42,10 @@ template <int D> struct q_in_regs {
     static constexpr bool value = D <= 64;
 };
 
-template <typename T, int D, bool CAUSAL, bool PARTIAL>
+template <typename T, int D, int MASK, bool PARTIAL>
 __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
 {
+    constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw);
     T *sK = sQ + BR * D; /* two stages */
@@ -59,7 +62,11 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
 
     int kend = p.kv_end;
     const int diag = p.nk - p.nq; /* key j visible to query i iff j <= i + diag */
-    if (CAUSAL) kend = min(kend, min(q0 + BR - 1, p.nq - 1) + diag + 1);
+    /* with positions: keys up to the last one at or before the last row's position */
+    if (POS)
+        kend = min(kend, kc_upper_bound(p.kpos, 0, p.nk, p.qpos[min(q0 + BR - 1, p.nq - 1)]));
+    else if (CAUSAL)
+        kend = min(kend, min(q0 + BR - 1, p.nq - 1) + diag + 1);
     const int ntiles = kend > p.kv_begin ? (kend - p.kv_begin + BC - 1) / BC : 0;
 
     /* this thread's rows: m-tile mt, half h2 -> q0 + w0 + 16 mt + g + 8 h2 */
@@ -160,17 +167,29 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
         /* masks: keys past the range (ragged tail, partial range) and, under causal masking,
          * keys right of the diagonal; only blocks that need it pay for it */
         const bool ragged = kv0 + BC > kend;
-        const bool crosses = CAUSAL && kv0 + BC - 1 > q0 + w0 + diag;
+        bool crosses;
+        if (POS) /* the block's last key (in range) lies after the warp's first row */
+            crosses = p.kpos[min(kv0 + BC, kend) - 1] > p.qpos[min(q0 + w0, p.nq - 1)];
+        else
+            crosses = CAUSAL && kv0 + BC - 1 > q0 + w0 + diag;
         if (ragged || crosses) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nn = 0; nn < BC / 8; nn++)
+                for (int h2 = 0; h2 < 2; h2++) {
+                    /* rows past nq (never written) take the last row's position */
+                    const unsigned long long qp = POS ? p.qpos[min(ROW(mt, h2), p.nq - 1)] : 0ull;
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int col = kv0 + nn * 8 + 2 * t + (e & 1), r = ROW(mt, e >> 1);
-                        if (col >= kend || (CAUSAL && col > r + diag)) s[mt][nn][e] = -INFINITY;
-                    }
+                    for (int nn = 0; nn < BC / 8; nn++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const int col = kv0 + nn * 8 + 2 * t + e, r = ROW(mt, h2);
+                            /* col < kend <= nk before the position is read */
+                            const bool masked =
+                                col >= kend || (POS ? p.kpos[col] > qp : CAUSAL && col > r + diag);
+                            if (masked) s[mt][nn][2 * h2 + e] = -INFINITY;
+                        }
+                }
         }
 
         /* online softmax, in log2 units of the scaled scores; O is rescaled only when some
@@ -290,10 +309,10 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
     }
 }
 
-template <typename T, int D, bool CAUSAL, bool PARTIAL>
+template <typename T, int D, int MASK, bool PARTIAL>
 cudaError_t launch(const kc_shape *s, const fwd_params &p, cudaStream_t st)
 {
-    auto kern = fa2_fwd_kernel<T, D, CAUSAL, PARTIAL>;
+    auto kern = fa2_fwd_kernel<T, D, MASK, PARTIAL>;
     const int smem = (BR + 4 * BC) * D * (int)sizeof(T);
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
@@ -302,20 +321,31 @@ cudaError_t launch(const kc_shape *s, const fwd_params &p, cudaStream_t st)
     return cudaGetLastError();
 }
 
+template <typename T, int D, bool PARTIAL>
+cudaError_t dispatch_mask(const kc_shape *s, const fwd_params &p, cudaStream_t st)
+{
+    switch (kc_mask_kind(s)) {
+    case MASK_NONE:
+        return launch<T, D, MASK_NONE, PARTIAL>(s, p, st);
+    case MASK_DIAG:
+        return launch<T, D, MASK_DIAG, PARTIAL>(s, p, st);
+    default:
+        return launch<T, D, MASK_POS, PARTIAL>(s, p, st);
+    }
+}
+
 template <typename T, bool PARTIAL>
 cudaError_t dispatch(const kc_shape *s, const fwd_params &p, cudaStream_t st)
 {
-    if (s->d == 64)
-        return s->causal ? launch<T, 64, true, PARTIAL>(s, p, st)
-                         : launch<T, 64, false, PARTIAL>(s, p, st);
-    return s->causal ? launch<T, 128, true, PARTIAL>(s, p, st)
-                     : launch<T, 128, false, PARTIAL>(s, p, st);
+    if (s->d == 64) return dispatch_mask<T, 64, PARTIAL>(s, p, st);
+    return dispatch_mask<T, 128, PARTIAL>(s, p, st);
 }
 
 cudaError_t fwd_tc(const kc_shape *s, fwd_params p, bool partial, cudaStream_t st)
 {
     p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
     p.scale_log2 = (float)(1.0 / sqrt((double)s->d)) * KC_LOG2E;
+    p.qpos = s->qpos, p.kpos = s->kpos;
     if (s->nq == 0 || s->b * s->h == 0) return cudaSuccess;
     if (s->dtype == 1)
         return partial ? dispatch<__half, true>(s, p, st) : dispatch<__half, false>(s, p, st);

@@ -25,10 +25,19 @@ struct gen_params {
     const void *q, *k, *v, *o, *d_o;
     void *o_out, *dq;
     const float *lse;
-    float *lse_out, *m, *l, *oacc, *dsum, *dk_acc, *dv_acc;
-    int h, h_kv, nq, nk, d, kv_begin, kv_end, accumulate, causal;
+    float *lse_out, *m, *l, *oacc, *dsum, *dk_acc, *dv_acc, *dq_acc;
+    const unsigned long long *qpos, *kpos;
+    int h, h_kv, nq, nk, d, kv_begin, kv_end, accumulate, causal, tile;
     float scale;
 };
+
+/* Keys visible to query row i: a prefix [0, n) of the keys. */
+__device__ __forceinline__ int visible_end(const gen_params &p, int i)
+{
+    if (!p.causal) return p.nk;
+    if (p.qpos) return kc_upper_bound(p.kpos, 0, p.nk, p.qpos[i]);
+    return max(0, min(p.nk, i + p.nk - p.nq + 1));
+}
 
 template <typename T>
 __device__ __forceinline__ void load_row(float *x, const T *src, int d, int lane)
@@ -60,8 +69,7 @@ template <typename T> __global__ void gen_fwd_kernel(gen_params p)
         for (int e = 0; e < MAXE; e++)
             if (lane + 32 * e < p.d) o[e] = p.oacc[ri * p.d + lane + 32 * e];
     }
-    int end = p.kv_end;
-    if (p.causal) end = min(end, i + p.nk - p.nq + 1);
+    const int end = min(p.kv_end, visible_end(p, i));
     for (int j = p.kv_begin; j < end; j++) {
         float kr[MAXE], vr[MAXE], dot = 0.f;
         load_row(kr, K + (size_t)j * p.d, p.d, lane);
@@ -120,9 +128,10 @@ template <typename T> __global__ void gen_bwd_kernel(gen_params p)
 #pragma unroll
     for (int e = 0; e < MAXE; e++) dq[e] = 0.f;
     const float lse = p.lse[ri], D = p.dsum[ri];
-    int end = p.nk;
-    if (p.causal) end = min(end, i + p.nk - p.nq + 1);
+    int end = visible_end(p, i);
     if (lse == -INFINITY) end = 0; /* a row that saw no key has no gradient */
+    /* tile mode adds scale dS^T Q into the caller's dK accumulator (no conversion pass) */
+    const float kscale = p.tile ? p.scale : 1.f;
     for (int j = 0; j < end; j++) {
         float kr[MAXE], vr[MAXE], dot = 0.f, dp = 0.f;
         load_row(kr, K + (size_t)j * p.d, p.d, lane);
@@ -136,9 +145,17 @@ template <typename T> __global__ void gen_bwd_kernel(gen_params p)
             const int c = lane + 32 * e;
             if (c >= p.d) continue;
             dq[e] += ds * kr[e];
-            atomicAdd(p.dk_acc + (kvh + j) * p.d + c, ds * q[e]);
+            atomicAdd(p.dk_acc + (kvh + j) * p.d + c, ds * q[e] * kscale);
             atomicAdd(p.dv_acc + (kvh + j) * p.d + c, pj * dor[e]);
         }
+    }
+    if (p.tile) { /* the row is this warp's: a plain read-add-write */
+        if (end == 0) return;
+        float *dQa = p.dq_acc + ri * p.d;
+#pragma unroll
+        for (int e = 0; e < MAXE; e++)
+            if (lane + 32 * e < p.d) dQa[lane + 32 * e] += dq[e] * p.scale;
+        return;
     }
     T *dQ = static_cast<T *>(p.dq) + ri * p.d;
 #pragma unroll
@@ -159,6 +176,7 @@ gen_params make(const kc_shape *s)
     gen_params p = {};
     p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
     p.d = (int)s->d, p.causal = s->causal;
+    p.qpos = s->qpos, p.kpos = s->kpos;
     p.scale = (float)(1.0 / sqrt((double)s->d));
     return p;
 }
@@ -236,4 +254,16 @@ cudaError_t kc_generic_bwd(const kc_shape *s, const void *q, const void *k, cons
         cudaSuccess)
         return e;
     return kc_convert_scaled(s->dtype, dv_acc, dv, nkv, 1.f, st);
+}
+
+cudaError_t kc_generic_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v,
+                                const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                                float *dk_acc, float *dv_acc, cudaStream_t st)
+{
+    if (s->nq == 0 || s->nk == 0 || s->b * s->h == 0) return cudaSuccess;
+    gen_params p = make(s);
+    p.q = q, p.k = k, p.v = v, p.d_o = d_o, p.lse = lse, p.dsum = const_cast<float *>(dsum);
+    p.dq_acc = dq_acc, p.dk_acc = dk_acc, p.dv_acc = dv_acc, p.tile = 1;
+    KC_BY_DTYPE(s->dtype, gen_bwd_kernel, row_grid(s), 32 * ROWS_PER_CTA, st, p);
+    return cudaGetLastError();
 }

@@ -6,6 +6,14 @@
 
 #include "kc_attn.h"
 
+/* The causal mask a shape asks for: none, bottom-right aligned (the diagonal), or by token
+ * positions (kc_shape.qpos, kpos). */
+enum { MASK_NONE = 0, MASK_DIAG = 1, MASK_POS = 2 };
+static inline int kc_mask_kind(const kc_shape *s)
+{
+    return !s->causal ? MASK_NONE : s->qpos ? MASK_POS : MASK_DIAG;
+}
+
 /* The generic path (any dtype, d <= 256): one warp per query row, f32 arithmetic. Final mode
  * when o_out != NULL (writes O and LSE), else the partial state (m, l, o) over
  * [kv_begin, kv_end), starting from it when `accumulate`. */
@@ -17,6 +25,12 @@ cudaError_t kc_generic_fwd(const kc_shape *s, const void *q, const void *k, cons
 cudaError_t kc_generic_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
                            const void *o, const void *d_o, const float *lse, void *dq, void *dk,
                            void *dv, float *dsum, float *dk_acc, float *dv_acc, cudaStream_t st);
+
+/* The generic backward of one tile (kc_fa2_bwd_tile): adds scale dS K, scale dS^T Q and P^T dO
+ * into the f32 accumulators, with D given. */
+cudaError_t kc_generic_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v,
+                                const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                                float *dk_acc, float *dv_acc, cudaStream_t st);
 
 /* D = rowsum(dO * O) in f32 for every query row (both paths use it). */
 cudaError_t kc_dsum(const kc_shape *s, const void *o, const void *d_o, float *dsum,
