@@ -508,7 +508,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         if (e.node_of[r] < 0) e.node_of[r] = e.nodes++;
         e.local_of[r] = e.per_node[e.node_of[r]]++;
     }
-    comm_init(&e.comm, &grid, MPI_COMM_WORLD);
+    comm_init(&e.comm, &grid, MPI_COMM_WORLD, COMM_HOST, NULL, NULL, NULL);
     e.comm.recording = 0;
     attn_provenance prov;
     if (e.rank == 0) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm_dev.h"
 #include "fail.h"
 #include "kn_common.h"
 
@@ -26,9 +27,19 @@ static int *world_ranks(MPI_Comm sub, MPI_Comm world)
     return out;
 }
 
-void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world)
+static void *host_alloc(size_t bytes, const char *what)
+{
+    return kn_xmalloc(bytes + 1, what);
+}
+
+void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world, comm_mode mode, void *stream,
+               void *(*alloc)(size_t, const char *), void (*release)(void *))
 {
     memset(c, 0, sizeof *c);
+    c->mode = mode;
+    c->stream = stream;
+    c->alloc = alloc ? alloc : host_alloc;
+    c->release = release ? release : free;
     c->world = world;
     MPICALL(MPI_Comm_rank(world, &c->rank));
     MPICALL(MPI_Comm_size(world, &c->P));
@@ -45,10 +56,12 @@ void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world)
     c->col_world = world_ranks(c->col, world);
     c->peer_bytes = kn_xcalloc((size_t)c->P, sizeof(uint64_t), "peer counters");
     c->peer_msgs = kn_xcalloc((size_t)c->P, sizeof(uint64_t), "peer counters");
+    if (mode != COMM_HOST) comm_dev_init(c, (uint64_t)R);
 }
 
 void comm_free(comm_ctx *c)
 {
+    if (c->mode != COMM_HOST) comm_dev_free(c);
     free(c->row_world), free(c->col_world), free(c->peer_bytes), free(c->peer_msgs);
     MPICALL(MPI_Comm_free(&c->row));
     MPICALL(MPI_Comm_free(&c->col));
@@ -63,6 +76,7 @@ void comm_phase_begin(comm_ctx *c, const char *name)
     if (c->cur < 0)
         attn_fail("comm_phase_begin", __FILE__, __LINE__,
                   "phase '%s' is not in the model's phase list of this algorithm", name);
+    if (c->mode != COMM_HOST) comm_dev_sync(c); /* work queued before is not the phase's */
     c->t0 = MPI_Wtime();
     c->st[c->cur].start_s = c->t0 - c->origin;
 }
@@ -70,6 +84,7 @@ void comm_phase_begin(comm_ctx *c, const char *name)
 void comm_phase_end(comm_ctx *c)
 {
     if (c->cur >= 0) {
+        if (c->mode != COMM_HOST) comm_dev_sync(c); /* the phase ends when its work does */
         double now = MPI_Wtime();
         c->st[c->cur].time_s += now - c->t0;
         c->st[c->cur].end_s = now - c->origin;
@@ -108,13 +123,13 @@ static comm_stats *stats(comm_ctx *c)
 void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *buf, uint64_t bytes)
 {
     if (dest == MPI_PROC_NULL) return;
-    if (q->n >= 16) attn_fail("comm_isend", __FILE__, __LINE__, "too many pending requests");
+    if (q->n >= COMM_MAX_REQS || q->nops >= COMM_MAX_REQS)
+        attn_fail("comm_isend", __FILE__, __LINE__, "too many pending requests");
     attn_kill_point("comm:send");
-    MPI_Datatype t;
-    int count, created;
-    byte_type(bytes, &t, &count, &created);
-    MPICALL(MPI_Isend(buf, count, t, dest, 0, on, &q->r[q->n++]));
-    if (created) MPICALL(MPI_Type_free(&t));
+    if (c->mode == COMM_HOST)
+        comm_mpi_isend(q, on, dest, buf, bytes);
+    else
+        comm_dev_post(c, q, on, dest, (void *)buf, bytes, 1);
     comm_stats *s = stats(c);
     if (s) {
         int w = on == c->row ? c->row_world[dest] : on == c->col ? c->col_world[dest] : dest;
@@ -130,20 +145,45 @@ void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *bu
 void comm_irecv(comm_ctx *c, comm_reqs *q, MPI_Comm on, int src, void *buf, uint64_t bytes)
 {
     if (src == MPI_PROC_NULL) return;
-    if (q->n >= 16) attn_fail("comm_irecv", __FILE__, __LINE__, "too many pending requests");
+    if (q->n >= COMM_MAX_REQS || q->nops >= COMM_MAX_REQS)
+        attn_fail("comm_irecv", __FILE__, __LINE__, "too many pending requests");
+    if (c->mode == COMM_HOST)
+        comm_mpi_irecv(q, on, src, buf, bytes);
+    else
+        comm_dev_post(c, q, on, src, buf, bytes, 0);
+    comm_stats *s = stats(c);
+    if (s) s->bytes_recv += bytes, s->msgs_recv++;
+}
+
+void comm_mpi_isend(comm_reqs *q, MPI_Comm on, int dest, const void *buf, uint64_t bytes)
+{
+    MPI_Datatype t;
+    int count, created;
+    byte_type(bytes, &t, &count, &created);
+    MPICALL(MPI_Isend(buf, count, t, dest, 0, on, &q->r[q->n++]));
+    if (created) MPICALL(MPI_Type_free(&t));
+}
+
+void comm_mpi_irecv(comm_reqs *q, MPI_Comm on, int src, void *buf, uint64_t bytes)
+{
     MPI_Datatype t;
     int count, created;
     byte_type(bytes, &t, &count, &created);
     MPICALL(MPI_Irecv(buf, count, t, src, 0, on, &q->r[q->n++]));
     if (created) MPICALL(MPI_Type_free(&t));
-    comm_stats *s = stats(c);
-    if (s) s->bytes_recv += bytes, s->msgs_recv++;
 }
 
-void comm_waitall(comm_reqs *q)
+void comm_start(comm_ctx *c, comm_reqs *q)
 {
+    if (c->mode != COMM_HOST) comm_dev_start(c, q);
+}
+
+void comm_waitall(comm_ctx *c, comm_reqs *q)
+{
+    if (c->mode != COMM_HOST) comm_dev_start(c, q);
     if (q->n) MPICALL(MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE));
     q->n = 0;
+    if (c->mode != COMM_HOST) comm_dev_finish(c, q);
 }
 
 void comm_sendrecv(comm_ctx *c, MPI_Comm on, int dest, const void *sbuf, uint64_t sbytes, int src,
@@ -152,7 +192,7 @@ void comm_sendrecv(comm_ctx *c, MPI_Comm on, int dest, const void *sbuf, uint64_
     comm_reqs q = {.n = 0};
     comm_irecv(c, &q, on, src, rbuf, rbytes);
     comm_isend(c, &q, on, dest, sbuf, sbytes);
-    comm_waitall(&q);
+    comm_waitall(c, &q);
 }
 
 static int size_of(MPI_Comm on)
@@ -185,14 +225,14 @@ void comm_ring_reduce_scatter(comm_ctx *c, MPI_Comm on, void **blocks, const uin
     int g = size_of(on), k = rank_in(on);
     uint64_t most = 0;
     for (int j = 0; j < g; j++) most = bytes[j] > most ? bytes[j] : most;
-    void *scratch = kn_xmalloc(most + 1, "reduce-scatter buffer");
+    void *scratch = c->alloc(most, "reduce-scatter buffer");
     for (int s = 0; s + 1 < g; s++) {
         int out = ((k - s - 1) % g + g) % g, in = ((k - s - 2) % g + g) % g;
         comm_sendrecv(c, on, (k + 1) % g, blocks[out], bytes[out], (k + g - 1) % g, scratch,
                       bytes[in]);
         reduce(blocks[in], scratch, in, ctx);
     }
-    free(scratch);
+    c->release(scratch);
 }
 
 void comm_alltoall(comm_ctx *c, MPI_Comm on, void **send, const uint64_t *sbytes, void **recv,

@@ -4,7 +4,13 @@
  * barrier). Phases are the model's (models/algo.h): an algorithm names the phase it enters and
  * the layer finds it in the configuration's phase list, so executor, model and HDF5 writer share
  * one list. Collectives are written as point-to-point rings (docs/model.md, "Rings"), so the
- * counts are exactly what reaches MPI, and Open MPI's pml monitoring sees every message. */
+ * counts are exactly what reaches MPI, and Open MPI's pml monitoring sees every message.
+ *
+ * Transports (comm_mode): buffers in host memory go to MPI as they are (COMM_HOST, the CPU
+ * device); buffers in GPU memory are staged through pinned host buffers for MPI (COMM_STAGED:
+ * any MPI, and several ranks may share one GPU), or sent with NCCL point-to-point calls on a
+ * communication stream (COMM_DEV_NCCL: one NCCL communicator per MPI communicator, bootstrapped
+ * through it). The counts are taken before the transport, so they are the same on all three. */
 #ifndef ATTNSIM_COMM_H
 #define ATTNSIM_COMM_H
 
@@ -20,6 +26,8 @@ typedef struct {
     double end_s;   /* when the phase ended, from `origin` */
 } comm_stats;
 
+typedef enum { COMM_HOST = 0, COMM_STAGED = 1, COMM_DEV_NCCL = 2 } comm_mode;
+
 typedef struct {
     MPI_Comm world, row, col; /* row: the C members of this rank's grid row (rank = column);
                                  col: the R members of its column (rank = row) */
@@ -33,24 +41,50 @@ typedef struct {
     int recording;                    /* 0 while an unrecorded forward runs (pass bwd) */
     double t0;
     double origin; /* MPI_Wtime at the run's start barrier */
+    comm_mode mode;
+    void *stream;                               /* the device's compute stream (cudaStream_t) */
+    void *(*alloc)(size_t bytes, const char *); /* memory where the buffers live (scratch) */
+    void (*release)(void *p);
+    void *dev; /* the device transport's state (comm_dev.c) */
 } comm_ctx;
 
-void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world);
+/* mode COMM_HOST: buffers in host memory; otherwise GPU memory, `stream` the stream the
+ * device computes on (transfers are ordered after the work queued on it), alloc/release the
+ * device's allocator. */
+void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world, comm_mode mode, void *stream,
+               void *(*alloc)(size_t, const char *), void (*release)(void *));
 void comm_free(comm_ctx *c);
 /* Enters a phase of the model's list (a name not in it is a programming error, except while
  * not recording); ends it, adding its wall time. */
 void comm_phase_begin(comm_ctx *c, const char *name);
 void comm_phase_end(comm_ctx *c);
 
+#define COMM_MAX_REQS 16
 typedef struct {
-    MPI_Request r[16];
+    void *buf;      /* the caller's buffer */
+    void *host;     /* COMM_STAGED: its pinned staging buffer */
+    uint64_t bytes; /* size */
+    int send, peer; /* direction, peer rank in `on` */
+    MPI_Comm on;
+} comm_op;
+
+typedef struct {
+    MPI_Request r[COMM_MAX_REQS];
     int n;
+    comm_op op[COMM_MAX_REQS]; /* device transports: the operations posted */
+    int nops, started;
 } comm_reqs;
 
-/* Counted non-blocking point-to-point on communicator `on` (peer ranks in it). */
+/* Counted non-blocking point-to-point on communicator `on` (peer ranks in it). A send's data
+ * is what the buffer holds once the device's queued work is done. */
 void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *buf, uint64_t bytes);
 void comm_irecv(comm_ctx *c, comm_reqs *q, MPI_Comm on, int src, void *buf, uint64_t bytes);
-void comm_waitall(comm_reqs *q);
+/* Puts the posted operations in flight (NCCL: one group on the communication stream, after
+ * the work queued on the compute stream), so compute queued next overlaps them; MPI's are in
+ * flight once posted. */
+void comm_start(comm_ctx *c, comm_reqs *q);
+/* Waits for every operation of q; received data is then in place for the device's next work. */
+void comm_waitall(comm_ctx *c, comm_reqs *q);
 /* Send to dest and receive from src at once; either may be MPI_PROC_NULL. */
 void comm_sendrecv(comm_ctx *c, MPI_Comm on, int dest, const void *sbuf, uint64_t sbytes, int src,
                    void *rbuf, uint64_t rbytes);

@@ -32,7 +32,7 @@ static void member_tokens(const exec_ctx *x, uint64_t g, int row, a2d_state *s, 
         uint64_t cls = row ? s->r + j * s->R : a2d_kv_class(j, s->c, s->C);
         pos[j] = exec_tokens_of(&x->cfg, cls, &n[j]); /* class cls = rank cls's tokens */
     }
-    gather_map_build(gm, g, pos, n);
+    gather_map_build(x, gm, g, pos, n);
     for (uint64_t j = 0; j < g; j++) free(pos[j]);
     free(pos);
     free(n);
@@ -66,18 +66,18 @@ static void transpose(exec_ctx *x, a2d_state *s)
     uint64_t dest = a2d_transpose_dest((uint64_t)x->rank, s->R, s->C), src = s->kv_class;
     s->nt = part_cyclic_count(x->cfg.N, x->cfg.P, src);
     size_t te = kv_elems(x, s->nt);
-    char *mine = kn_xmalloc(2 * own * e + 1, "K|V");
-    memcpy(mine, x->k.data, own * e);
-    memcpy(mine + own * e, x->v.data, own * e);
-    s->kvt = kn_xmalloc(2 * te * e + 1, "transposed K|V");
+    char *mine = xd_alloc(x, 2 * own * e, "K|V");
+    x->dev->copy(mine, x->k.data, own * e);
+    x->dev->copy(mine + own * e, x->v.data, own * e);
+    s->kvt = xd_alloc(x, 2 * te * e, "transposed K|V");
     comm_phase_begin(&x->comm, "kv_transpose");
     if (dest == (uint64_t)x->rank)
-        memcpy(s->kvt, mine, 2 * te * e);
+        x->dev->copy(s->kvt, mine, 2 * te * e);
     else
         comm_sendrecv(&x->comm, x->comm.world, (int)dest, mine, 2 * own * e, (int)src, s->kvt,
                       2 * te * e);
     comm_phase_end(&x->comm);
-    free(mine);
+    xd_free(x, mine);
 }
 
 /* K|V blocks of the column members, own block filled from kvt; sizes in bytes. */
@@ -87,9 +87,9 @@ static char **kv_blocks(const exec_ctx *x, const a2d_state *s, uint64_t *bytes)
     char **b = kn_xmalloc(s->R * sizeof *b, "blocks");
     for (uint64_t i = 0; i < s->R; i++) {
         bytes[i] = 2 * kv_elems(x, s->col.count[i]) * e;
-        b[i] = kn_xmalloc(bytes[i] + 1, "K|V block");
+        b[i] = xd_alloc(x, bytes[i], "K|V block");
     }
-    memcpy(b[s->r], s->kvt, bytes[s->r]);
+    x->dev->copy(b[s->r], s->kvt, bytes[s->r]);
     return b;
 }
 
@@ -98,12 +98,12 @@ static void assemble_kv(const exec_ctx *x, const a2d_state *s, char **blocks, kn
                         kn_tensor *v)
 {
     size_t e = kn_dtype_bytes(x->dtype), planes = x->cfg.batch * x->cfg.kv_heads;
-    kn_tensor_alloc(k, x->dtype, kv_elems(x, s->col.total), "K gathered");
-    kn_tensor_alloc(v, x->dtype, kv_elems(x, s->col.total), "V gathered");
+    xd_tensor(x, k, x->dtype, kv_elems(x, s->col.total), "K gathered");
+    xd_tensor(x, v, x->dtype, kv_elems(x, s->col.total), "V gathered");
     for (uint64_t i = 0; i < s->R; i++) {
         size_t half = kv_elems(x, s->col.count[i]) * e;
-        gather_in(k->data, blocks[i], &s->col, i, planes, x->cfg.head_dim, e);
-        gather_in(v->data, blocks[i] + half, &s->col, i, planes, x->cfg.head_dim, e);
+        gather_in(x, k->data, blocks[i], &s->col, i, planes, x->cfg.head_dim, e);
+        gather_in(x, v->data, blocks[i] + half, &s->col, i, planes, x->cfg.head_dim, e);
     }
 }
 
@@ -116,7 +116,7 @@ static void gather_kv(exec_ctx *x, const a2d_state *s, const char *phase, kn_ten
     comm_ring_allgather(&x->comm, x->comm.col, (void **)blocks, bytes);
     comm_phase_end(&x->comm);
     assemble_kv(x, s, blocks, k, v);
-    for (uint64_t i = 0; i < s->R; i++) free(blocks[i]);
+    for (uint64_t i = 0; i < s->R; i++) xd_free(x, blocks[i]);
     free(blocks), free(bytes);
 }
 
@@ -130,7 +130,7 @@ static void merge_states(void *own, const void *in, int j, void *ctx)
 {
     reduce_ctx *r = ctx;
     size_t rows = r->x->cfg.batch * r->x->cfg.heads * r->s->row.count[j];
-    state_merge(own, in, rows, r->x->cfg.head_dim);
+    r->x->dev->state_merge(own, in, rows, r->x->cfg.head_dim);
 }
 
 static void sum_floats(void *own, const void *in, int j, void *ctx)
@@ -138,9 +138,7 @@ static void sum_floats(void *own, const void *in, int j, void *ctx)
     reduce_ctx *r = ctx;
     size_t n = r->sum_planes_kv ? 2 * kv_elems(r->x, r->s->col.count[j])
                                 : q_elems(r->x, r->s->row.count[j]);
-    float *a = own;
-    const float *b = in;
-    for (size_t i = 0; i < n; i++) a[i] += b[i];
+    r->x->dev->add_f32(own, in, n);
 }
 
 static size_t state_bytes(const exec_ctx *x, size_t n)
@@ -150,6 +148,7 @@ static size_t state_bytes(const exec_ctx *x, size_t n)
 
 static void forward_no(exec_ctx *x, a2d_state *s)
 {
+    const exec_dev *dv = x->dev;
     size_t e = kn_dtype_bytes(x->dtype), d = x->cfg.head_dim, planes = x->cfg.batch * x->cfg.heads;
     uint64_t C = s->C;
     /* q_allgather */
@@ -157,52 +156,54 @@ static void forward_no(exec_ctx *x, a2d_state *s)
     char **qb = kn_xmalloc(C * sizeof *qb, "blocks");
     for (uint64_t j = 0; j < C; j++) {
         bytes[j] = q_elems(x, s->row.count[j]) * e;
-        qb[j] = kn_xmalloc(bytes[j] + 1, "Q block");
+        qb[j] = xd_alloc(x, bytes[j], "Q block");
     }
-    memcpy(qb[s->c], x->q.data, bytes[s->c]);
+    dv->copy(qb[s->c], x->q.data, bytes[s->c]);
     comm_phase_begin(&x->comm, "q_allgather");
     comm_ring_allgather(&x->comm, x->comm.row, (void **)qb, bytes);
     comm_phase_end(&x->comm);
     kn_tensor qg, kg, vg;
-    kn_tensor_alloc(&qg, x->dtype, q_elems(x, s->row.total), "Q gathered");
-    for (uint64_t j = 0; j < C; j++) gather_in(qg.data, qb[j], &s->row, j, planes, d, e);
+    xd_tensor(x, &qg, x->dtype, q_elems(x, s->row.total), "Q gathered");
+    for (uint64_t j = 0; j < C; j++) gather_in(x, qg.data, qb[j], &s->row, j, planes, d, e);
     /* kv_allgather */
     gather_kv(x, s, "kv_allgather", &kg, &vg);
     /* attention: the tile's partial */
     size_t grows = planes * s->row.total;
-    float *state = kn_xmalloc(state_floats(grows, d) * sizeof(float), "tile state");
+    float *state = xd_alloc(x, state_floats(grows, d) * sizeof(float), "tile state");
     comm_phase_begin(&x->comm, "attention");
-    exec_tile_forward(x, &qg, s->row.pos, s->row.total, &kg, &vg, s->col.pos, s->col.total, state);
+    dv->tile_forward(x, qg.data, &s->row.pos, kg.data, vg.data, &s->col.pos, state, 0);
     comm_phase_end(&x->comm);
     /* partial_reduce_scatter: the row members' rows, merged around the row ring */
     float **pb = kn_xmalloc(C * sizeof *pb, "blocks");
     for (uint64_t j = 0; j < C; j++) {
         bytes[j] = state_bytes(x, s->row.count[j]);
-        pb[j] = kn_xmalloc(bytes[j] + 1, "partial block");
-        state_gather_out(pb[j], state, &s->row, j, planes, d);
+        pb[j] = xd_alloc(x, bytes[j], "partial block");
+        state_gather_out(x, pb[j], state, &s->row, j, planes, d);
     }
     reduce_ctx rc = {x, s, 0};
     comm_phase_begin(&x->comm, "partial_reduce_scatter");
     comm_ring_reduce_scatter(&x->comm, x->comm.row, (void **)pb, bytes, merge_states, &rc);
     comm_phase_end(&x->comm);
-    state_finalize(pb[s->c], planes * x->n, d, &x->o, &x->lse);
-    for (uint64_t j = 0; j < C; j++) free(qb[j]), free(pb[j]);
-    free(qb), free(pb), free(bytes), free(state);
-    kn_tensor_free(&qg), kn_tensor_free(&kg), kn_tensor_free(&vg);
+    dv->state_finalize(pb[s->c], planes * x->n, d, (int)x->dtype, x->o.data, x->lse.data);
+    dv->sync();
+    for (uint64_t j = 0; j < C; j++) xd_free(x, qb[j]), xd_free(x, pb[j]);
+    free(qb), free(pb), free(bytes), xd_free(x, state);
+    xd_tensor_free(x, &qg), xd_tensor_free(x, &kg), xd_tensor_free(x, &vg);
 }
 
 static void forward_o(exec_ctx *x, a2d_state *s)
 {
+    const exec_dev *dv = x->dev;
     size_t e = kn_dtype_bytes(x->dtype), d = x->cfg.head_dim, planes = x->cfg.batch * x->cfg.heads;
     int R = (int)s->R, C = (int)s->C, r = (int)s->r, c = (int)s->c;
     size_t own_rows = planes * x->n;
-    float *own = kn_xmalloc(state_floats(own_rows, d) * sizeof(float), "own state");
-    float *tile = kn_xmalloc(state_floats(own_rows, d) * sizeof(float), "tile state");
-    state_empty(own, own_rows, d);
+    float *own = xd_alloc(x, state_floats(own_rows, d) * sizeof(float), "own state");
 
     /* kv_column_ring: own Q against each column block while the blocks travel */
     uint64_t *bytes = kn_xmalloc((size_t)(R > C ? R : C) * sizeof *bytes, "sizes");
     char **blocks = kv_blocks(x, s, bytes);
+    exec_pos *kpos = kn_xmalloc((size_t)R * sizeof *kpos, "positions");
+    for (int i = 0; i < R; i++) kpos[i] = gather_member_pos(x, &s->col, (size_t)i);
     comm_phase_begin(&x->comm, "kv_column_ring");
     for (int st = 0; st < R; st++) {
         int held = ((r - st) % R + R) % R, in = ((r - st - 1) % R + R) % R;
@@ -210,32 +211,30 @@ static void forward_o(exec_ctx *x, a2d_state *s)
         if (st + 1 < R) {
             comm_irecv(&x->comm, &q, x->comm.col, (r + R - 1) % R, blocks[in], bytes[in]);
             comm_isend(&x->comm, &q, x->comm.col, (r + 1) % R, blocks[held], bytes[held]);
+            comm_start(&x->comm, &q);
         }
         size_t ke = kv_elems(x, s->col.count[held]);
-        kn_tensor k = exec_view(blocks[held], x->dtype, ke);
-        kn_tensor v = exec_view(blocks[held] + ke * e, x->dtype, ke);
-        uint64_t *kpos = kn_xmalloc(s->col.count[held] * sizeof *kpos + 1, "positions");
-        for (size_t t = 0; t < s->col.count[held]; t++) kpos[t] = s->col.pos[s->col.index[held][t]];
-        exec_tile_forward(x, &x->q, x->pos, x->n, &k, &v, kpos, s->col.count[held], tile);
-        state_merge(own, tile, own_rows, d);
-        free(kpos);
-        comm_waitall(&q);
+        dv->tile_forward(x, x->q.data, &x->pos, blocks[held], blocks[held] + ke * e, &kpos[held],
+                         own, st > 0);
+        comm_waitall(&x->comm, &q);
     }
     comm_phase_end(&x->comm);
     kn_tensor kg, vg;
     assemble_kv(x, s, blocks, &kg, &vg);
-    for (int i = 0; i < R; i++) free(blocks[i]);
-    free(blocks);
+    for (int i = 0; i < R; i++) xd_free(x, blocks[i]), exec_pos_free(x, &kpos[i]);
+    free(blocks), free(kpos);
 
     /* q_row_ring: Q shards one step ahead of the partials accumulating for them */
     size_t qmax = 0, smax = 0;
+    exec_pos *qpos = kn_xmalloc((size_t)C * sizeof *qpos, "positions");
     for (int j = 0; j < C; j++) {
         qmax = q_elems(x, s->row.count[j]) * e > qmax ? q_elems(x, s->row.count[j]) * e : qmax;
         smax = state_bytes(x, s->row.count[j]) > smax ? state_bytes(x, s->row.count[j]) : smax;
+        qpos[j] = gather_member_pos(x, &s->row, (size_t)j);
     }
-    char *qbuf[2] = {kn_xmalloc(qmax + 1, "Q"), kn_xmalloc(qmax + 1, "Q")};
-    float *abuf[2] = {kn_xmalloc(smax + 1, "partial"), kn_xmalloc(smax + 1, "partial")};
-    float *a_in = kn_xmalloc(smax + 1, "partial");
+    char *qbuf[2] = {xd_alloc(x, qmax, "Q"), xd_alloc(x, qmax, "Q")};
+    float *abuf[2] = {xd_alloc(x, smax, "partial"), xd_alloc(x, smax, "partial")};
+    float *a_in = xd_alloc(x, smax, "partial");
     int next = (c + 1) % C, prev = (c + C - 1) % C;
     comm_reqs qr = {.n = 0}, ar = {.n = 0};
     comm_phase_begin(&x->comm, "q_row_ring");
@@ -243,26 +242,24 @@ static void forward_o(exec_ctx *x, a2d_state *s)
         int m1 = (c + C - 1) % C;
         comm_irecv(&x->comm, &qr, x->comm.row, prev, qbuf[0], q_elems(x, s->row.count[m1]) * e);
         comm_isend(&x->comm, &qr, x->comm.row, next, x->q.data, q_elems(x, x->n) * e);
+        comm_start(&x->comm, &qr);
     }
     for (int st = 1; st < C; st++) {
         int m = ((c - st) % C + C) % C; /* the Q shard that arrives at this step */
         size_t nq = s->row.count[m];
-        comm_waitall(&qr);
+        comm_waitall(&x->comm, &qr);
         char *qnew = qbuf[(st - 1) & 1];
         if (st + 1 < C) { /* forward it at once, and take the next one in */
             int m2 = ((c - st - 1) % C + C) % C;
             comm_irecv(&x->comm, &qr, x->comm.row, prev, qbuf[st & 1],
                        q_elems(x, s->row.count[m2]) * e);
             comm_isend(&x->comm, &qr, x->comm.row, next, qnew, q_elems(x, nq) * e);
+            comm_start(&x->comm, &qr);
         }
-        comm_waitall(&ar); /* the partial for shard m (from step 2 on) and our last send */
-        uint64_t *qpos = kn_xmalloc(nq * sizeof *qpos + 1, "positions");
-        for (size_t t = 0; t < nq; t++) qpos[t] = s->row.pos[s->row.index[m][t]];
-        kn_tensor qt = exec_view(qnew, x->dtype, q_elems(x, nq));
+        comm_waitall(&x->comm, &ar); /* the partial for shard m (from step 2 on), our last send */
         float *out = abuf[st & 1];
-        exec_tile_forward(x, &qt, qpos, nq, &kg, &vg, s->col.pos, s->col.total, out);
-        if (st >= 2) state_merge(out, a_in, planes * nq, d);
-        free(qpos);
+        if (st >= 2) dv->copy(out, a_in, state_bytes(x, nq));
+        dv->tile_forward(x, qnew, &qpos[m], kg.data, vg.data, &s->col.pos, out, st >= 2);
         comm_isend(&x->comm, &ar, x->comm.row, next, out, state_bytes(x, nq));
         if (st + 1 < C) {
             int m2 = ((c - st - 1) % C + C) % C;
@@ -270,15 +267,19 @@ static void forward_o(exec_ctx *x, a2d_state *s)
         } else { /* the last partial that arrives is our own shard's */
             comm_irecv(&x->comm, &ar, x->comm.row, prev, a_in, state_bytes(x, x->n));
         }
+        comm_start(&x->comm, &ar);
     }
-    comm_waitall(&qr);
-    comm_waitall(&ar);
+    comm_waitall(&x->comm, &qr);
+    comm_waitall(&x->comm, &ar);
     comm_phase_end(&x->comm);
-    if (C > 1) state_merge(own, a_in, own_rows, d);
-    state_finalize(own, own_rows, d, &x->o, &x->lse);
-    free(qbuf[0]), free(qbuf[1]), free(abuf[0]), free(abuf[1]), free(a_in);
-    free(own), free(tile), free(bytes);
-    kn_tensor_free(&kg), kn_tensor_free(&vg);
+    if (C > 1) dv->state_merge(own, a_in, own_rows, d);
+    dv->state_finalize(own, own_rows, d, (int)x->dtype, x->o.data, x->lse.data);
+    dv->sync();
+    for (int j = 0; j < C; j++) exec_pos_free(x, &qpos[j]);
+    free(qpos);
+    xd_free(x, qbuf[0]), xd_free(x, qbuf[1]), xd_free(x, abuf[0]), xd_free(x, abuf[1]);
+    xd_free(x, a_in), xd_free(x, own), free(bytes);
+    xd_tensor_free(x, &kg), xd_tensor_free(x, &vg);
 }
 
 static void a2d_forward(exec_ctx *x)
@@ -297,6 +298,7 @@ static void a2d_forward(exec_ctx *x)
 
 static void a2d_backward(exec_ctx *x)
 {
+    const exec_dev *dv = x->dev;
     a2d_state *s = x->saved;
     size_t e = kn_dtype_bytes(x->dtype), d = x->cfg.head_dim;
     size_t planes = x->cfg.batch * x->cfg.heads, kplanes = x->cfg.batch * x->cfg.kv_heads;
@@ -308,61 +310,66 @@ static void a2d_backward(exec_ctx *x)
     for (uint64_t j = 0; j < C; j++) {
         size_t qe = q_elems(x, s->row.count[j]), se = planes * s->row.count[j];
         bytes[j] = 2 * qe * e + 2 * se * sizeof(float);
-        b[j] = kn_xmalloc(bytes[j] + 1, "Q|dO|LSE|D block");
+        b[j] = xd_alloc(x, bytes[j], "Q|dO|LSE|D block");
     }
     size_t qe = q_elems(x, x->n), se = planes * x->n;
-    memcpy(b[s->c], x->q.data, qe * e);
-    memcpy(b[s->c] + qe * e, x->d_o.data, qe * e);
-    memcpy(b[s->c] + 2 * qe * e, x->lse.data, se * sizeof(float));
-    memcpy(b[s->c] + 2 * qe * e + se * sizeof(float), D, se * sizeof(float));
+    dv->copy(b[s->c], x->q.data, qe * e);
+    dv->copy(b[s->c] + qe * e, x->d_o.data, qe * e);
+    dv->copy(b[s->c] + 2 * qe * e, x->lse.data, se * sizeof(float));
+    dv->copy(b[s->c] + 2 * qe * e + se * sizeof(float), D, se * sizeof(float));
     comm_phase_begin(&x->comm, "q_do_allgather");
     comm_ring_allgather(&x->comm, x->comm.row, (void **)b, bytes);
     comm_phase_end(&x->comm);
     size_t nq = s->row.total;
     kn_tensor qg, dog;
-    kn_tensor_alloc(&qg, x->dtype, q_elems(x, nq), "Q gathered");
-    kn_tensor_alloc(&dog, x->dtype, q_elems(x, nq), "dO gathered");
-    float *lseg = kn_xmalloc(planes * nq * sizeof(float) + 1, "LSE gathered");
-    float *Dg = kn_xmalloc(planes * nq * sizeof(float) + 1, "D gathered");
+    xd_tensor(x, &qg, x->dtype, q_elems(x, nq), "Q gathered");
+    xd_tensor(x, &dog, x->dtype, q_elems(x, nq), "dO gathered");
+    float *lseg = xd_alloc(x, planes * nq * sizeof(float), "LSE gathered");
+    float *Dg = xd_alloc(x, planes * nq * sizeof(float), "D gathered");
     for (uint64_t j = 0; j < C; j++) {
         size_t je = q_elems(x, s->row.count[j]), js = planes * s->row.count[j];
-        gather_in(qg.data, b[j], &s->row, j, planes, d, e);
-        gather_in(dog.data, b[j] + je * e, &s->row, j, planes, d, e);
-        gather_in(lseg, b[j] + 2 * je * e, &s->row, j, planes, 1, sizeof(float));
-        gather_in(Dg, b[j] + 2 * je * e + js * sizeof(float), &s->row, j, planes, 1, sizeof(float));
-        free(b[j]);
+        gather_in(x, qg.data, b[j], &s->row, j, planes, d, e);
+        gather_in(x, dog.data, b[j] + je * e, &s->row, j, planes, d, e);
+        gather_in(x, lseg, b[j] + 2 * je * e, &s->row, j, planes, 1, sizeof(float));
+        gather_in(x, Dg, b[j] + 2 * je * e + js * sizeof(float), &s->row, j, planes, 1,
+                  sizeof(float));
     }
+    for (uint64_t j = 0; j < C; j++) xd_free(x, b[j]);
     /* kv_allgather_bwd */
     kn_tensor kg, vg;
     gather_kv(x, s, "kv_allgather_bwd", &kg, &vg);
     /* attention_bwd */
     size_t nk = s->col.total;
-    float *dqg = calloc(q_elems(x, nq) + 1, sizeof(float));
-    float *dkg = calloc(kv_elems(x, nk) + 1, sizeof(float));
-    float *dvg = calloc(kv_elems(x, nk) + 1, sizeof(float));
+    float *dqg = xd_alloc(x, q_elems(x, nq) * sizeof(float), "dQ gathered");
+    float *dkg = xd_alloc(x, kv_elems(x, nk) * sizeof(float), "dK gathered");
+    float *dvg = xd_alloc(x, kv_elems(x, nk) * sizeof(float), "dV gathered");
+    dv->zero(dqg, q_elems(x, nq) * sizeof(float));
+    dv->zero(dkg, kv_elems(x, nk) * sizeof(float));
+    dv->zero(dvg, kv_elems(x, nk) * sizeof(float));
     comm_phase_begin(&x->comm, "attention_bwd");
-    exec_tile_backward(x, &qg, &dog, lseg, Dg, s->row.pos, nq, &kg, &vg, s->col.pos, nk, dqg, dkg,
-                       dvg);
+    dv->tile_backward(x, qg.data, dog.data, lseg, Dg, &s->row.pos, kg.data, vg.data, &s->col.pos,
+                      dqg, dkg, dvg);
     comm_phase_end(&x->comm);
     /* dq_reduce_scatter (row, sum, f32) */
     for (uint64_t j = 0; j < C; j++) {
         bytes[j] = q_elems(x, s->row.count[j]) * sizeof(float);
-        b[j] = kn_xmalloc(bytes[j] + 1, "dQ block");
-        gather_out(b[j], dqg, &s->row, j, planes, d, sizeof(float));
+        b[j] = xd_alloc(x, bytes[j], "dQ block");
+        gather_out(x, b[j], dqg, &s->row, j, planes, d, sizeof(float));
     }
     reduce_ctx rq = {x, s, 0};
     comm_phase_begin(&x->comm, "dq_reduce_scatter");
     comm_ring_reduce_scatter(&x->comm, x->comm.row, (void **)b, bytes, sum_floats, &rq);
     comm_phase_end(&x->comm);
-    for (size_t a = 0; a < qe; a++) kn_tensor_set(&x->dq, a, ((float *)b[s->c])[a]);
-    for (uint64_t j = 0; j < C; j++) free(b[j]);
+    dv->to_storage((int)x->dtype, (const float *)b[s->c], x->dq.data, qe);
+    dv->sync();
+    for (uint64_t j = 0; j < C; j++) xd_free(x, b[j]);
     /* dkv_reduce_scatter (column, sum, f32): dK | dV of every column member */
     for (uint64_t i = 0; i < R; i++) {
         size_t ke = kv_elems(x, s->col.count[i]);
         bytes[i] = 2 * ke * sizeof(float);
-        b[i] = kn_xmalloc(bytes[i] + 1, "dK|dV block");
-        gather_out(b[i], dkg, &s->col, i, kplanes, d, sizeof(float));
-        gather_out(b[i] + ke * sizeof(float), dvg, &s->col, i, kplanes, d, sizeof(float));
+        b[i] = xd_alloc(x, bytes[i], "dK|dV block");
+        gather_out(x, b[i], dkg, &s->col, i, kplanes, d, sizeof(float));
+        gather_out(x, b[i] + ke * sizeof(float), dvg, &s->col, i, kplanes, d, sizeof(float));
     }
     reduce_ctx rk = {x, s, 1};
     comm_phase_begin(&x->comm, "dkv_reduce_scatter");
@@ -370,34 +377,35 @@ static void a2d_backward(exec_ctx *x)
     comm_phase_end(&x->comm);
     /* dkv_transpose: dK|dV of class rC + c (storage type) back to rank rC + c */
     size_t te = kv_elems(x, s->nt), oe = kv_elems(x, x->n);
-    kn_tensor sendt;
-    kn_tensor_alloc(&sendt, x->dtype, 2 * te, "dK|dV");
-    for (size_t a = 0; a < 2 * te; a++) kn_tensor_set(&sendt, a, ((float *)b[s->r])[a]);
-    char *recv = kn_xmalloc(2 * oe * e + 1, "dK|dV");
+    char *sendt = xd_alloc(x, 2 * te * e, "dK|dV");
+    dv->to_storage((int)x->dtype, (const float *)b[s->r], sendt, 2 * te);
+    char *recv = xd_alloc(x, 2 * oe * e, "dK|dV");
     uint64_t from = a2d_transpose_dest((uint64_t)x->rank, R, C);
     comm_phase_begin(&x->comm, "dkv_transpose");
     if (s->kv_class == (uint64_t)x->rank)
-        memcpy(recv, sendt.data, 2 * oe * e);
+        dv->copy(recv, sendt, 2 * oe * e);
     else
-        comm_sendrecv(&x->comm, x->comm.world, (int)s->kv_class, sendt.data, 2 * te * e, (int)from,
-                      recv, 2 * oe * e);
+        comm_sendrecv(&x->comm, x->comm.world, (int)s->kv_class, sendt, 2 * te * e, (int)from, recv,
+                      2 * oe * e);
     comm_phase_end(&x->comm);
-    memcpy(x->dk.data, recv, oe * e);
-    memcpy(x->dv.data, recv + oe * e, oe * e);
-    for (uint64_t i = 0; i < R; i++) free(b[i]);
-    free(b), free(bytes), free(recv), free(D), free(lseg), free(Dg), free(dqg), free(dkg),
-        free(dvg);
-    kn_tensor_free(&sendt), kn_tensor_free(&qg), kn_tensor_free(&dog);
-    kn_tensor_free(&kg), kn_tensor_free(&vg);
+    dv->copy(x->dk.data, recv, oe * e);
+    dv->copy(x->dv.data, recv + oe * e, oe * e);
+    dv->sync();
+    for (uint64_t i = 0; i < R; i++) xd_free(x, b[i]);
+    free(b), free(bytes);
+    xd_free(x, recv), xd_free(x, sendt), xd_free(x, D), xd_free(x, lseg), xd_free(x, Dg);
+    xd_free(x, dqg), xd_free(x, dkg), xd_free(x, dvg);
+    xd_tensor_free(x, &qg), xd_tensor_free(x, &dog);
+    xd_tensor_free(x, &kg), xd_tensor_free(x, &vg);
 }
 
 static void a2d_release(exec_ctx *x)
 {
     a2d_state *s = x->saved;
     if (!s) return;
-    gather_map_free(&s->row);
-    gather_map_free(&s->col);
-    free(s->kvt);
+    gather_map_free(x, &s->row);
+    gather_map_free(x, &s->col);
+    xd_free(x, s->kvt);
     free(s);
     x->saved = NULL;
 }

@@ -36,19 +36,20 @@ static rank_part part_of(const exec_ctx *x, int j)
 }
 
 /* Copies heads [h0, h0 + hn) of tokens [t0, t0 + n) between a [b][H][T][d] array and a dense
- * [b][hn][n][d] block (to_block: array -> block). */
-static void copy_heads(char *arr, size_t H, size_t T, char *block, size_t h0, size_t hn, size_t t0,
-                       size_t n, size_t batch, size_t d, size_t e, int to_block)
+ * [b][hn][n][d] block (to_block: array -> block); one strided copy per batch entry. */
+static void copy_heads(const exec_ctx *x, char *arr, size_t H, size_t T, char *block, size_t h0,
+                       size_t hn, size_t t0, size_t n, size_t batch, size_t d, size_t e,
+                       int to_block)
 {
-    for (size_t b = 0; b < batch; b++)
-        for (size_t h = 0; h < hn; h++) {
-            char *a = arr + (((b * H + h0 + h) * T + t0) * d) * e;
-            char *k = block + ((b * hn + h) * n * d) * e;
-            if (to_block)
-                memcpy(k, a, n * d * e);
-            else
-                memcpy(a, k, n * d * e);
-        }
+    if (!hn || !n) return;
+    for (size_t b = 0; b < batch; b++) {
+        char *a = arr + (((b * H + h0) * T + t0) * d) * e;
+        char *k = block + ((b * hn) * n * d) * e;
+        if (to_block)
+            x->dev->copy2d(k, n * d * e, a, T * d * e, n * d * e, hn);
+        else
+            x->dev->copy2d(a, T * d * e, k, n * d * e, n * d * e, hn);
+    }
 }
 
 static void ulysses_forward(exec_ctx *x)
@@ -61,11 +62,11 @@ static void ulysses_forward(exec_ctx *x)
     x->saved = s;
     rank_part mine = part_of(x, me);
     s->hq = mine.hq, s->hk = mine.hk, s->hq0 = mine.hq0;
-    kn_tensor_alloc(&s->q, x->dtype, B * s->hq * N * d, "Q heads");
-    kn_tensor_alloc(&s->k, x->dtype, B * s->hk * N * d, "K heads");
-    kn_tensor_alloc(&s->v, x->dtype, B * s->hk * N * d, "V heads");
-    kn_tensor_alloc(&s->o, x->dtype, B * s->hq * N * d, "O heads");
-    kn_tensor_alloc(&s->lse, KN_F32, B * s->hq * N, "LSE heads");
+    xd_tensor(x, &s->q, x->dtype, B * s->hq * N * d, "Q heads");
+    xd_tensor(x, &s->k, x->dtype, B * s->hk * N * d, "K heads");
+    xd_tensor(x, &s->v, x->dtype, B * s->hk * N * d, "V heads");
+    xd_tensor(x, &s->o, x->dtype, B * s->hq * N * d, "O heads");
+    xd_tensor(x, &s->lse, KN_F32, B * s->hq * N, "LSE heads");
 
     char **send = kn_xmalloc((size_t)P * sizeof *send, "blocks");
     char **recv = kn_xmalloc((size_t)P * sizeof *recv, "blocks");
@@ -75,14 +76,14 @@ static void ulysses_forward(exec_ctx *x)
         rank_part pj = part_of(x, j);
         size_t qe = B * pj.hq * x->n * d, ke = B * pj.hk * x->n * d;
         sb[j] = (qe + 2 * ke) * e;
-        send[j] = kn_xmalloc(sb[j] + 1, "all-to-all block");
-        copy_heads(x->q.data, c->heads, x->n, send[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 1);
-        copy_heads(x->k.data, c->kv_heads, x->n, send[j] + qe * e, pj.hk0, pj.hk, 0, x->n, B, d, e,
-                   1);
-        copy_heads(x->v.data, c->kv_heads, x->n, send[j] + (qe + ke) * e, pj.hk0, pj.hk, 0, x->n, B,
-                   d, e, 1);
+        send[j] = xd_alloc(x, sb[j], "all-to-all block");
+        copy_heads(x, x->q.data, c->heads, x->n, send[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 1);
+        copy_heads(x, x->k.data, c->kv_heads, x->n, send[j] + qe * e, pj.hk0, pj.hk, 0, x->n, B, d,
+                   e, 1);
+        copy_heads(x, x->v.data, c->kv_heads, x->n, send[j] + (qe + ke) * e, pj.hk0, pj.hk, 0, x->n,
+                   B, d, e, 1);
         rb[j] = (B * s->hq * pj.n * d + 2 * B * s->hk * pj.n * d) * e;
-        recv[j] = j == me ? send[j] : kn_xmalloc(rb[j] + 1, "all-to-all block");
+        recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
     comm_phase_begin(&x->comm, "qkv_all_to_all");
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
@@ -90,40 +91,37 @@ static void ulysses_forward(exec_ctx *x)
     for (int j = 0; j < P; j++) { /* j's tokens of my heads into the whole sequence */
         rank_part pj = part_of(x, j);
         size_t qe = B * s->hq * pj.n * d, ke = B * s->hk * pj.n * d;
-        copy_heads(s->q.data, s->hq, N, recv[j], 0, s->hq, pj.t0, pj.n, B, d, e, 0);
-        copy_heads(s->k.data, s->hk, N, recv[j] + qe * e, 0, s->hk, pj.t0, pj.n, B, d, e, 0);
-        copy_heads(s->v.data, s->hk, N, recv[j] + (qe + ke) * e, 0, s->hk, pj.t0, pj.n, B, d, e, 0);
+        copy_heads(x, s->q.data, s->hq, N, recv[j], 0, s->hq, pj.t0, pj.n, B, d, e, 0);
+        copy_heads(x, s->k.data, s->hk, N, recv[j] + qe * e, 0, s->hk, pj.t0, pj.n, B, d, e, 0);
+        copy_heads(x, s->v.data, s->hk, N, recv[j] + (qe + ke) * e, 0, s->hk, pj.t0, pj.n, B, d, e,
+                   0);
     }
     for (int j = 0; j < P; j++) {
-        if (j != me) free(recv[j]);
-        free(send[j]);
+        if (j != me) xd_free(x, recv[j]);
+        xd_free(x, send[j]);
     }
 
     comm_phase_begin(&x->comm, "attention");
-    kn_shape sh = {B, s->hq, s->hk, N, N, d, c->causal, NULL, NULL};
-    kn_attn_io t;
-    memset(&t, 0, sizeof t);
-    t.q = s->q, t.k = s->k, t.v = s->v, t.o = s->o, t.lse = s->lse;
-    kn_counters cnt = {0};
-    kn_fa2_fwd(&sh, x->sram, &t, &cnt);
+    x->dev->attn_forward(x, s->hq, s->hk, N, s->q.data, s->k.data, s->v.data, s->o.data,
+                         s->lse.data);
     comm_phase_end(&x->comm);
 
     for (int j = 0; j < P; j++) { /* to j: O of j's tokens for my heads */
         rank_part pj = part_of(x, j);
         sb[j] = B * s->hq * pj.n * d * e;
-        send[j] = kn_xmalloc(sb[j] + 1, "all-to-all block");
-        copy_heads(s->o.data, s->hq, N, send[j], 0, s->hq, pj.t0, pj.n, B, d, e, 1);
+        send[j] = xd_alloc(x, sb[j], "all-to-all block");
+        copy_heads(x, s->o.data, s->hq, N, send[j], 0, s->hq, pj.t0, pj.n, B, d, e, 1);
         rb[j] = B * pj.hq * x->n * d * e;
-        recv[j] = j == me ? send[j] : kn_xmalloc(rb[j] + 1, "all-to-all block");
+        recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
     comm_phase_begin(&x->comm, "o_all_to_all");
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
     comm_phase_end(&x->comm);
     for (int j = 0; j < P; j++) {
         rank_part pj = part_of(x, j);
-        copy_heads(x->o.data, c->heads, x->n, recv[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 0);
-        if (j != me) free(recv[j]);
-        free(send[j]);
+        copy_heads(x, x->o.data, c->heads, x->n, recv[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 0);
+        if (j != me) xd_free(x, recv[j]);
+        xd_free(x, send[j]);
     }
     /* LSE stays in the head split (the backward uses it there); it is not sent back */
     free(send), free(recv), free(sb), free(rb);
@@ -139,51 +137,45 @@ static void ulysses_backward(exec_ctx *x)
     char **recv = kn_xmalloc((size_t)P * sizeof *recv, "blocks");
     uint64_t *sb = kn_xmalloc((size_t)P * sizeof *sb, "sizes");
     uint64_t *rb = kn_xmalloc((size_t)P * sizeof *rb, "sizes");
-    kn_tensor dOh, dQh, dKh, dVh, dqacc, dsum;
-    kn_tensor_alloc(&dOh, x->dtype, B * s->hq * N * d, "dO heads");
+    kn_tensor dOh, dQh, dKh, dVh;
+    xd_tensor(x, &dOh, x->dtype, B * s->hq * N * d, "dO heads");
     for (int j = 0; j < P; j++) { /* to j: my tokens' dO of j's heads */
         rank_part pj = part_of(x, j);
         sb[j] = B * pj.hq * x->n * d * e;
-        send[j] = kn_xmalloc(sb[j] + 1, "all-to-all block");
-        copy_heads(x->d_o.data, c->heads, x->n, send[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 1);
+        send[j] = xd_alloc(x, sb[j], "all-to-all block");
+        copy_heads(x, x->d_o.data, c->heads, x->n, send[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 1);
         rb[j] = B * s->hq * pj.n * d * e;
-        recv[j] = j == me ? send[j] : kn_xmalloc(rb[j] + 1, "all-to-all block");
+        recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
     comm_phase_begin(&x->comm, "do_all_to_all");
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
     comm_phase_end(&x->comm);
     for (int j = 0; j < P; j++) {
         rank_part pj = part_of(x, j);
-        copy_heads(dOh.data, s->hq, N, recv[j], 0, s->hq, pj.t0, pj.n, B, d, e, 0);
-        if (j != me) free(recv[j]);
-        free(send[j]);
+        copy_heads(x, dOh.data, s->hq, N, recv[j], 0, s->hq, pj.t0, pj.n, B, d, e, 0);
+        if (j != me) xd_free(x, recv[j]);
+        xd_free(x, send[j]);
     }
 
-    kn_tensor_alloc(&dQh, x->dtype, B * s->hq * N * d, "dQ heads");
-    kn_tensor_alloc(&dKh, x->dtype, B * s->hk * N * d, "dK heads");
-    kn_tensor_alloc(&dVh, x->dtype, B * s->hk * N * d, "dV heads");
-    kn_tensor_alloc(&dqacc, KN_F32, B * s->hq * N * d, "dQ accumulator");
-    kn_tensor_alloc(&dsum, KN_F32, B * s->hq * N, "D");
+    xd_tensor(x, &dQh, x->dtype, B * s->hq * N * d, "dQ heads");
+    xd_tensor(x, &dKh, x->dtype, B * s->hk * N * d, "dK heads");
+    xd_tensor(x, &dVh, x->dtype, B * s->hk * N * d, "dV heads");
     comm_phase_begin(&x->comm, "attention_bwd");
-    kn_shape sh = {B, s->hq, s->hk, N, N, d, c->causal, NULL, NULL};
-    kn_attn_io t;
-    memset(&t, 0, sizeof t);
-    t.q = s->q, t.k = s->k, t.v = s->v, t.o = s->o, t.lse = s->lse, t.d_o = dOh;
-    t.dq = dQh, t.dk = dKh, t.dv = dVh, t.dq_acc = dqacc, t.dsum = dsum;
-    kn_counters cnt = {0};
-    kn_fa2_bwd(&sh, x->sram, &t, &cnt);
+    x->dev->attn_backward(x, s->hq, s->hk, N, s->q.data, s->k.data, s->v.data, s->o.data, dOh.data,
+                          s->lse.data, dQh.data, dKh.data, dVh.data);
     comm_phase_end(&x->comm);
 
     for (int j = 0; j < P; j++) { /* to j: dQ | dK | dV of j's tokens for my heads */
         rank_part pj = part_of(x, j);
         size_t qe = B * s->hq * pj.n * d, ke = B * s->hk * pj.n * d;
         sb[j] = (qe + 2 * ke) * e;
-        send[j] = kn_xmalloc(sb[j] + 1, "all-to-all block");
-        copy_heads(dQh.data, s->hq, N, send[j], 0, s->hq, pj.t0, pj.n, B, d, e, 1);
-        copy_heads(dKh.data, s->hk, N, send[j] + qe * e, 0, s->hk, pj.t0, pj.n, B, d, e, 1);
-        copy_heads(dVh.data, s->hk, N, send[j] + (qe + ke) * e, 0, s->hk, pj.t0, pj.n, B, d, e, 1);
+        send[j] = xd_alloc(x, sb[j], "all-to-all block");
+        copy_heads(x, dQh.data, s->hq, N, send[j], 0, s->hq, pj.t0, pj.n, B, d, e, 1);
+        copy_heads(x, dKh.data, s->hk, N, send[j] + qe * e, 0, s->hk, pj.t0, pj.n, B, d, e, 1);
+        copy_heads(x, dVh.data, s->hk, N, send[j] + (qe + ke) * e, 0, s->hk, pj.t0, pj.n, B, d, e,
+                   1);
         rb[j] = (B * pj.hq * x->n * d + 2 * B * pj.hk * x->n * d) * e;
-        recv[j] = j == me ? send[j] : kn_xmalloc(rb[j] + 1, "all-to-all block");
+        recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
     comm_phase_begin(&x->comm, "dqkv_all_to_all");
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
@@ -191,25 +183,25 @@ static void ulysses_backward(exec_ctx *x)
     for (int j = 0; j < P; j++) {
         rank_part pj = part_of(x, j);
         size_t qe = B * pj.hq * x->n * d, ke = B * pj.hk * x->n * d;
-        copy_heads(x->dq.data, c->heads, x->n, recv[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 0);
-        copy_heads(x->dk.data, c->kv_heads, x->n, recv[j] + qe * e, pj.hk0, pj.hk, 0, x->n, B, d, e,
-                   0);
-        copy_heads(x->dv.data, c->kv_heads, x->n, recv[j] + (qe + ke) * e, pj.hk0, pj.hk, 0, x->n,
-                   B, d, e, 0);
-        if (j != me) free(recv[j]);
-        free(send[j]);
+        copy_heads(x, x->dq.data, c->heads, x->n, recv[j], pj.hq0, pj.hq, 0, x->n, B, d, e, 0);
+        copy_heads(x, x->dk.data, c->kv_heads, x->n, recv[j] + qe * e, pj.hk0, pj.hk, 0, x->n, B, d,
+                   e, 0);
+        copy_heads(x, x->dv.data, c->kv_heads, x->n, recv[j] + (qe + ke) * e, pj.hk0, pj.hk, 0,
+                   x->n, B, d, e, 0);
+        if (j != me) xd_free(x, recv[j]);
+        xd_free(x, send[j]);
     }
     free(send), free(recv), free(sb), free(rb);
-    kn_tensor_free(&dOh), kn_tensor_free(&dQh), kn_tensor_free(&dKh), kn_tensor_free(&dVh);
-    kn_tensor_free(&dqacc), kn_tensor_free(&dsum);
+    xd_tensor_free(x, &dOh), xd_tensor_free(x, &dQh), xd_tensor_free(x, &dKh),
+        xd_tensor_free(x, &dVh);
 }
 
 static void ulysses_release(exec_ctx *x)
 {
     ulysses_state *s = x->saved;
     if (!s) return;
-    kn_tensor_free(&s->q), kn_tensor_free(&s->k), kn_tensor_free(&s->v);
-    kn_tensor_free(&s->o), kn_tensor_free(&s->lse);
+    xd_tensor_free(x, &s->q), xd_tensor_free(x, &s->k), xd_tensor_free(x, &s->v);
+    xd_tensor_free(x, &s->o), xd_tensor_free(x, &s->lse);
     free(s);
     x->saved = NULL;
 }

@@ -11,7 +11,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 echo "== release build (-Wall -Wextra -Werror)"
 cmake -S . -B build -DATTNSIM_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
-(cd build && ctest -LE gpu --output-on-failure -j"$jobs")
+(cd build && ctest -LE 'gpu|multigpu' --output-on-failure -j"$jobs")
 
 echo "== ASan + UBSan build"
 cmake -S . -B build-asan -DATTNSIM_SANITIZE=ON -DATTNSIM_WERROR=ON -DATTNSIM_CUDA=OFF \
@@ -25,7 +25,7 @@ supp="$(pwd)/tests/lsan-openmpi.supp"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
    LSAN_OPTIONS=suppressions=$supp:print_suppressions=0 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-   ctest -LE 'gpu|format' --output-on-failure -j"$jobs")
+   ctest -LE 'gpu|multigpu|format' --output-on-failure -j"$jobs")
 echo "== fuzzing (libFuzzer, clang, ASan + UBSan; ${ATTNSIM_FUZZ_SECONDS:-30} s per harness)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DATTNSIM_FUZZ=ON -DATTNSIM_CUDA=OFF \
       -DATTNSIM_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \

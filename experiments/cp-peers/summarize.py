@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Table and plot of a cp-peers file (experiments/cp-peers/run.sh): TF/s per GPU of every
+implementation per shape (attnsim's distributed runs and PyTorch's benchmark runs, same
+FLOP count: 4 B H N^2 d, halved when causal, x3.5 for fwd + bwd), attnsim Ring / best torch CP,
+and the scaling efficiency of the best attnsim algorithm (TF/s per GPU / single-GPU cuDNN).
+Usage: summarize.py FILE.h5 [-o PLOT.png]"""
+import argparse
+import sys
+from collections import defaultdict
+
+
+def s(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def flops(B, H, N, d, causal, train):
+    f = 4.0 * B * H * N * N * d
+    return f * (0.5 if causal else 1.0) * (3.5 if train else 1.0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("file")
+    ap.add_argument("-o", "--out")
+    args = ap.parse_args()
+    import h5py
+    rows = defaultdict(dict)  # (N, causal, pass) -> impl -> TF/s per GPU
+    P = 0
+    with h5py.File(args.file, "r") as f:
+        if s(f.attrs.get("schema", "")) != "attnsim/1":
+            print(f"summarize: {args.file} is not an attnsim/1 file", file=sys.stderr)
+            return 2
+        for g in f["runs"].values():
+            a = g.attrs
+            kind, ps = s(a["kind"]), s(a["pass"])
+            N, causal = int(a["seq_len"]), int(a["causal"])
+            if kind == "distributed":
+                algo = s(a["algorithm"])
+                if algo == "ring":
+                    algo += "-" + s(a["layout"])
+                sec = float(g["measured/phase_end_s"][()].max())  # start barrier to last end
+                p = int(a["P"])
+                P = max(P, p)
+                fl = flops(int(a["batch"]), int(a["heads"]), N, int(a["head_dim"]), causal,
+                           ps == "train")
+                rows[(N, causal, ps)]["attnsim-" + algo] = fl / sec / p / 1e12
+            elif kind == "benchmark":
+                rows[(N, causal, ps)][s(a["algorithm"])] = float(g["measured/tflop_per_s_per_gpu"][()])
+    impls = sorted({i for r in rows.values() for i in r})
+    print(f"# TF/s per GPU, P = {P}; eff = best attnsim / single-GPU torch-cudnn")
+    print(f"{'N':>7} {'causal':>6} {'pass':>5} " + " ".join(f"{i[:22]:>22}" for i in impls) +
+          "  ring/bestCP  eff")
+    for key in sorted(rows):
+        r = rows[key]
+        ring = max((v for i, v in r.items() if i.startswith("attnsim-ring")), default=float("nan"))
+        cp = max((v for i, v in r.items() if i.startswith("torch-cp")), default=float("nan"))
+        best = max((v for i, v in r.items() if i.startswith("attnsim")), default=float("nan"))
+        single = r.get("torch-cudnn", float("nan"))
+        print(f"{key[0]:7d} {key[1]:6d} {key[2]:>5} " +
+              " ".join(f"{r.get(i, float('nan')):22.1f}" for i in impls) +
+              f"  {ring / cp:10.2f}  {best / single:4.2f}")
+    if args.out:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        keys = sorted(rows)
+        fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(keys)), 5))
+        w = 0.8 / max(1, len(impls))
+        for j, i in enumerate(impls):
+            ax.bar([k + j * w for k in range(len(keys))], [rows[key].get(i, 0) for key in keys],
+                   w, label=i)
+        ax.set_xticks([k + 0.4 - w / 2 for k in range(len(keys))])
+        ax.set_xticklabels([f"N={k[0] // 1024}k\n{'causal' if k[1] else 'full'}\n{k[2]}"
+                            for k in keys])
+        ax.set_ylabel("TF/s per GPU")
+        ax.set_title(f"distributed attention on {P} GPUs: attnsim vs PyTorch context parallel")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(args.out, dpi=120)
+        print(f"# wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+/* comm_dev.h - the device transports of the comm layer (comm.h): MPI through pinned host
+ * staging buffers (COMM_STAGED) and NCCL (COMM_DEV_NCCL). Called by comm.c only. */
+#ifndef ATTNSIM_COMM_DEV_H
+#define ATTNSIM_COMM_DEV_H
+
+#include "comm.h"
+
+/* Plain MPI point-to-point of one message of any size (comm.c). */
+void comm_mpi_isend(comm_reqs *q, MPI_Comm on, int dest, const void *buf, uint64_t bytes);
+void comm_mpi_irecv(comm_reqs *q, MPI_Comm on, int src, void *buf, uint64_t bytes);
+
+/* Sets up the transport for communicators world, row, col (grid of R rows) of c. */
+void comm_dev_init(comm_ctx *c, uint64_t R);
+void comm_dev_free(comm_ctx *c);
+/* Posts one operation (send 1: buf -> peer; 0: peer -> buf). */
+void comm_dev_post(comm_ctx *c, comm_reqs *q, MPI_Comm on, int peer, void *buf, uint64_t bytes,
+                   int send);
+void comm_dev_start(comm_ctx *c, comm_reqs *q);
+/* After the MPI requests completed: received data to the device, buffers back to the pool. */
+void comm_dev_finish(comm_ctx *c, comm_reqs *q);
+/* Waits until the work queued on the device has finished. */
+void comm_dev_sync(comm_ctx *c);
+
+/* One GPU per rank on this node for NCCL: 1 if every rank of `world` drives a different GPU,
+ * else 0 with the first two ranks sharing one named in `why`. */
+int comm_dev_distinct_gpus(MPI_Comm world, int device, char *why, size_t n);
+
+#endif

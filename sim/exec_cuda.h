@@ -1,0 +1,19 @@
+/* exec_cuda.h - binding a rank to its GPU for the CUDA device of the executor (exec.h). */
+#ifndef ATTNSIM_EXEC_CUDA_H
+#define ATTNSIM_EXEC_CUDA_H
+
+#include "exec.h"
+
+/* Makes `device` this rank's GPU (and creates the compute stream once). Returns the number of
+ * GPUs this process sees, or -1 when there is none or `device` is not one of them. */
+int exec_cuda_bind(int device);
+/* The compute stream every operation of the CUDA device is queued on (cudaStream_t). */
+void *exec_cuda_stream(void);
+
+/* The whole problem p (inputs on the host) on this GPU with the CUDA FA2 kernels, the
+ * reference of --check on shapes too large for the float64 one: O, and with bwd dQ, dK, dV,
+ * as float64 arrays (caller frees). */
+void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, double **dk,
+                         double **dv);
+
+#endif
