@@ -65,7 +65,8 @@ def main():
         dist.init_process_group("nccl", device_id=dev)
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.tensor.experimental import context_parallel
-        from torch.distributed.tensor.experimental._attention import set_rotate_method
+        from torch.distributed.tensor.experimental._attention import (
+            _cp_options, context_parallel_unshard, set_rotate_method)
         mesh = init_device_mesh("cuda", (world,))
     backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
     B, H, d = args.batch, args.heads, args.head_dim
@@ -104,6 +105,8 @@ def main():
                             with sdpa_kernel(backends[be]):
                                 if world > 1:
                                     set_rotate_method(rot)
+                                    # head-tail load balancing is for causal masks only
+                                    _cp_options.enable_load_balance = bool(causal)
                                     ctx = context_parallel(mesh, buffers=[q, k, v, do],
                                                            buffer_seq_dims=[2, 2, 2, 2])
                                 else:
@@ -123,8 +126,6 @@ def main():
                                     o = step()
                                     # check: the shards against single-GPU SDPA of the whole
                                     if world > 1 and not train:
-                                        from torch.distributed.tensor.experimental import \
-                                            context_parallel_unshard
                                         (full,) = context_parallel_unshard(mesh, [o.detach()], [2])
                                         if ref is None:
                                             with sdpa_kernel(backends[be]):
@@ -140,6 +141,9 @@ def main():
                                         torch.cuda.synchronize()
                                         times.append(slowest(time.perf_counter() - t0))
                                     sec = float(np.median(times[1:]))
+                                    for t in (q, k, v):  # the context restores the buffers
+                                        t.grad = None
+                                        t.requires_grad_(False)
                         except Exception as e:  # a backend that refuses a shape is reported
                             if rank == 0:
                                 print(f"torch_cp: {be} {rot} {ps} N={N} causal={causal}: "
