@@ -66,9 +66,10 @@ def main():
         keys = sorted(rows)
         fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(keys)), 5))
         w = 0.8 / max(1, len(impls))
+        colors = plt.get_cmap("tab20").colors
         for j, i in enumerate(impls):
             ax.bar([k + j * w for k in range(len(keys))], [rows[key].get(i, 0) for key in keys],
-                   w, label=i)
+                   w, label=i, color=colors[j % len(colors)])
         ax.set_xticks([k + 0.4 - w / 2 for k in range(len(keys))])
         ax.set_xticklabels([f"N={k[0] // 1024}k\n{'causal' if k[1] else 'full'}\n{k[2]}"
                             for k in keys])
