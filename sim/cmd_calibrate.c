@@ -29,11 +29,16 @@
 #include "cli.h"
 #include "comm.h"
 #include "commands.h"
+#include "exec.h"
 #include "fail.h"
 #include "fit.h"
 #include "h5out.h"
 #include "kn_problem.h"
 #include "predict.h"
+#ifdef ATTNSIM_HAVE_CUDA
+#include "exec_cuda.h"
+#include "gpu_bind.h"
+#endif
 
 static const opt_id calibrate_opts[] = {OPT_BACKEND,     OPT_COMM,        OPT_GRID, OPT_MACHINE,
                                         OPT_MAX_MESSAGE, OPT_MACHINE_OUT, OPT_OUT,  OPT_END};
@@ -46,8 +51,10 @@ static const cli_command calibrate_cmd = {
     "kernels' FLOP rate and memory bandwidth; fits alpha and beta per tier with GSL and writes a\n"
     "machine file (--machine-out; printed when not given) that --machine FILE reads back. Tiers\n"
     "not measured keep the values of the base machine (--machine) and the file says so.\n"
-    "Defaults: --max-message 256M --machine dgx-h100 --backend cpu --comm mpi --grid: square\n"
-    "where P is a square, else auto.",
+    "With --backend cuda every rank drives a GPU (as attnsim run does): links and collectives\n"
+    "move GPU buffers with --comm (nccl, or mpi staged through host memory), the kernels are\n"
+    "the CUDA FA2 kernels (f16, bf16), memory is a device copy. Defaults: --max-message 256M\n"
+    "--machine dgx-h100 --backend cpu --comm mpi --grid: square where P is a square, else auto.",
     calibrate_opts,
     NULL,
     256};
@@ -56,6 +63,8 @@ typedef struct {
     int rank, P, nodes;
     int *node_of, *local_of, *per_node; /* node and local index of every rank; ranks per node */
     comm_ctx comm;                      /* not recording: only its communicators and rings */
+    const exec_dev *dev;                /* where the buffers live: host, or this rank's GPU */
+    int cuda;
     h5out *h;
     hid_t g;
 } cal_env;
@@ -90,7 +99,27 @@ static double link_sample(const cal_env *e, int send_to, int recv_from, int ping
     int reps = reps_for(bytes);
     double t = 0.0;
     polite_barrier();
-    if (send_to >= 0) {
+    if (send_to >= 0 && e->cuda) { /* GPU buffers through the comm layer's transport */
+        comm_ctx *c = (comm_ctx *)&e->comm;
+        for (int warm = 0; warm < 2; warm++)
+            comm_sendrecv(c, c->world, send_to, buf, bytes, recv_from, rbuf, bytes);
+        double t0 = MPI_Wtime();
+        for (int i = 0; i < reps; i++) {
+            if (!pingpong) {
+                comm_sendrecv(c, c->world, send_to, buf, bytes, recv_from, rbuf, bytes);
+                continue;
+            }
+            for (int half = 0; half < 2; half++) { /* the first of the pair pings */
+                comm_reqs q = {.n = 0};
+                if ((e->rank < send_to) == (half == 0))
+                    comm_isend(c, &q, c->world, send_to, buf, bytes);
+                else
+                    comm_irecv(c, &q, c->world, send_to, rbuf, bytes);
+                comm_waitall(c, &q);
+            }
+        }
+        t = (MPI_Wtime() - t0) / reps / (pingpong ? 2.0 : 1.0);
+    } else if (send_to >= 0) {
         for (int warm = 0; warm < 2; warm++)
             MPICALL(MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, send_to, 1, rbuf, (int)bytes, MPI_BYTE,
                                  recv_from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -171,15 +200,17 @@ static series measure_link(const cal_env *e, int tier, int pingpong, uint64_t ma
     for (uint64_t b = 8; b <= max_bytes; b *= 2) sizes++;
     s.bytes = kn_xmalloc(3 * sizes * sizeof(double), "link samples");
     s.time = kn_xmalloc(3 * sizes * sizeof(double), "link samples");
-    char *buf = kn_xcalloc(max_bytes, 1, "link buffer"),
-         *rbuf = kn_xcalloc(max_bytes, 1, "link buffer");
+    char *buf = e->dev->alloc(max_bytes, "link buffer"),
+         *rbuf = e->dev->alloc(max_bytes, "link buffer");
+    e->dev->zero(buf, max_bytes);
     for (uint64_t b = 8; b <= max_bytes; b *= 2)
         for (int k = 0; k < 3; k++) {
             s.bytes[s.n] = (double)b;
             s.time[s.n] = link_sample(e, to, from, pingpong, buf, rbuf, b);
             s.n++;
         }
-    free(buf), free(rbuf);
+    e->dev->release(buf), e->dev->release(rbuf);
+    e->dev->sync();
     /* a slope <= 0 (time not growing with size) is no bandwidth: the tier counts as unmeasured */
     s.ok = fit_link(s.bytes, s.time, s.n, &s.fit) == 0 && s.fit.small.beta > 0;
     return s;
@@ -202,41 +233,56 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static kernel_series measure_kernels(kn_dtype dt)
+/* One tile configuration on the CPU: the fastest of 3 calls of the C reference FA2 kernel. */
+static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int causal, int fwd)
+{
+    kn_shape s = {1, heads, heads, n, n, d, causal, NULL, NULL};
+    kn_problem p;
+    kn_problem_init(&p, &s, dt, KN_NEED_FWD | (fwd ? 0 : KN_NEED_BWD), 3);
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        kn_counters ci = {0};
+        double t0 = now_s();
+        if (fwd)
+            kn_fa2_fwd(&s, 32768, &p.t, &ci);
+        else
+            kn_fa2_bwd(&s, 32768, &p.t, &ci);
+        double t = now_s() - t0;
+        best = rep == 0 || t < best ? t : best;
+    }
+    kn_problem_free(&p);
+    return best;
+}
+
+/* The FA2 forward and backward of the backend on every rank at once (as in a run), over tile
+ * shapes, causal and not: CPU tiles of 64 ... 512 tokens, 4 heads, d = 64; GPU problems of
+ * 1k ... 8k tokens, 8 heads, d = 128 (the CUDA kernels, timed with events). */
+static kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
 {
     kernel_series k;
     memset(&k, 0, sizeof k);
-    static const int sizes[] = {64, 128, 256, 512};
+    static const int cpu_sizes[] = {64, 128, 256, 512}, gpu_sizes[] = {1024, 2048, 4096, 8192};
+    const int *sizes = e->cuda ? gpu_sizes : cpu_sizes;
+    size_t heads = e->cuda ? 8 : 4, d = e->cuda ? 128 : 64;
+    if (e->cuda && dt == KN_F32) return k; /* no f32 kernel on the GPU: not measured */
     for (size_t si = 0; si < 4; si++)
         for (int causal = 0; causal < 2; causal++)
             for (int fwd = 1; fwd >= 0; fwd--) {
-                kn_shape s = {1,      4,    4,   (size_t)sizes[si], (size_t)sizes[si], 64,
-                              causal, NULL, NULL};
-                kn_problem p;
-                kn_problem_init(&p, &s, dt, KN_NEED_FWD | (fwd ? 0 : KN_NEED_BWD), 3);
-                double best = 0;
-                kn_counters c = {0};
                 polite_barrier();
-                for (int rep = 0; rep < 3; rep++) { /* every rank at once, as in a run */
-                    kn_counters ci = {0};
-                    double t0 = now_s();
-                    if (fwd)
-                        kn_fa2_fwd(&s, 32768, &p.t, &ci);
-                    else
-                        kn_fa2_bwd(&s, 32768, &p.t, &ci);
-                    double t = now_s() - t0;
-                    best = rep == 0 || t < best ? t : best;
-                    c = ci;
-                }
+                double best = 0;
+#ifdef ATTNSIM_HAVE_CUDA
+                if (e->cuda)
+                    best = exec_cuda_time_fa2((int)dt, heads, (size_t)sizes[si], d, causal, fwd, 3);
+#endif
+                if (!e->cuda) best = time_cpu_tile(dt, (size_t)sizes[si], heads, d, causal, fwd);
                 MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
                 /* FLOPs as the time model counts them: 4 d (forward) or 10 d (backward) per
                  * visible query-key pair and head */
                 double n = (double)sizes[si], pairs = causal ? n * (n + 1) / 2 : n * n;
-                (void)c;
-                k.flops[k.n] = (fwd ? 4.0 : 10.0) * 64.0 * pairs * 4.0, k.time[k.n] = best;
+                k.flops[k.n] = (fwd ? 4.0 : 10.0) * (double)d * pairs * (double)heads;
+                k.time[k.n] = best;
                 k.nq[k.n] = sizes[si], k.fwd[k.n] = fwd, k.causal[k.n] = causal;
                 k.n++;
-                kn_problem_free(&p);
             }
     for (int pass = 0; pass < 2; pass++) { /* pass 0 forward, 1 backward */
         double x[64], t[64];
@@ -261,33 +307,41 @@ static kernel_series measure_kernels(kn_dtype dt)
     return k;
 }
 
-static double measure_copy(void)
+static double measure_copy(const cal_env *e)
 {
-    size_t bytes = 64u << 20;
-    char *a = kn_xcalloc(bytes, 1, "copy buffer"), *b = kn_xcalloc(bytes, 1, "copy buffer");
+    size_t bytes = e->cuda ? (size_t)1 << 30 : (size_t)64 << 20;
     double best = 0;
     polite_barrier();
-    for (int rep = 0; rep < 4; rep++) {
-        double t0 = now_s();
-        memcpy(b, a, bytes);
-        double t = now_s() - t0;
-        best = rep == 0 || t < best ? t : best;
-        a[rep] = b[rep + 1];
+#ifdef ATTNSIM_HAVE_CUDA
+    if (e->cuda) best = 2.0 * (double)bytes / exec_cuda_copy_rate(bytes); /* as a time */
+#endif
+    if (!e->cuda) {
+        char *a = kn_xcalloc(bytes, 1, "copy buffer"), *b = kn_xcalloc(bytes, 1, "copy buffer");
+        for (int rep = 0; rep < 4; rep++) {
+            double t0 = now_s();
+            memcpy(b, a, bytes);
+            double t = now_s() - t0;
+            best = rep == 0 || t < best ? t : best;
+            a[rep] = b[rep + 1];
+        }
+        free(a), free(b);
     }
-    free(a), free(b);
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     return 2.0 * (double)bytes / best; /* read + write */
 }
 
 /* ---- collectives --------------------------------------------------------------------------- */
 
+typedef struct {
+    const exec_dev *dev;
+    size_t chunk;
+} sum_ctx;
+
 static void sum_f32(void *own, const void *in, int j, void *ctx)
 {
     (void)j;
-    size_t n = *(const size_t *)ctx / sizeof(float);
-    float *a = own;
-    const float *b = in;
-    for (size_t i = 0; i < n; i++) a[i] += b[i];
+    const sum_ctx *c = ctx;
+    c->dev->add_f32(own, in, c->chunk / sizeof(float));
 }
 
 typedef struct {
@@ -308,9 +362,11 @@ static double coll_time(cal_env *e, const coll_def *cd, size_t chunk)
     void **recv = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
     uint64_t *bytes = kn_xmalloc((size_t)g * sizeof(uint64_t), "sizes");
     for (int j = 0; j < g; j++) {
-        blocks[j] = kn_xcalloc(chunk, 1, "chunk"), recv[j] = kn_xcalloc(chunk, 1, "chunk");
+        blocks[j] = e->dev->alloc(chunk, "chunk"), recv[j] = e->dev->alloc(chunk, "chunk");
+        e->dev->zero(blocks[j], chunk);
         bytes[j] = chunk;
     }
+    sum_ctx sc = {e->dev, chunk};
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
         MPICALL(MPI_Barrier(MPI_COMM_WORLD));
@@ -318,14 +374,15 @@ static double coll_time(cal_env *e, const coll_def *cd, size_t chunk)
         if (cd->kind == 0)
             comm_ring_allgather(&e->comm, on, blocks, bytes);
         else if (cd->kind == 1)
-            comm_ring_reduce_scatter(&e->comm, on, blocks, bytes, sum_f32, &chunk);
+            comm_ring_reduce_scatter(&e->comm, on, blocks, bytes, sum_f32, &sc);
         else
             comm_alltoall(&e->comm, on, blocks, bytes, recv, bytes);
+        e->dev->sync();
         double t = MPI_Wtime() - t0;
         MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
         best = rep == 0 || t < best ? t : best;
     }
-    for (int j = 0; j < g; j++) free(blocks[j]), free(recv[j]);
+    for (int j = 0; j < g; j++) e->dev->release(blocks[j]), e->dev->release(recv[j]);
     free(blocks), free(recv), free(bytes);
     return best;
 }
@@ -394,11 +451,11 @@ static void print_series(const char *what, const series *s)
 
 /* The machine file: base machine with the measured values in place, each line commented. */
 static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
-                          const char *when, int nodes)
+                          const char *when, int nodes, const char *backend, const char *comm)
 {
     static const char *const tiers[2] = {"intra", "inter"};
-    fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend cpu, comm mpi.\n",
-            host, when, nodes);
+    fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
+            host, when, nodes, backend, comm);
     fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
             base->origin);
     fprintf(f, "name = %s\ngpu = %s\n", m->name, m->gpu);
@@ -413,8 +470,10 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
         m->hbm_bytes_per_s);
     static const char *const dn[3] = {"f32", "f16", "bf16"};
     for (int d = 0; d < 3; d++)
-        fprintf(f, "peak_%s = %.17g FLOP/s   # measured: FA2 tiles, every rank at once\n", dn[d],
-                m->peak_flops[d]);
+        fprintf(f, "peak_%s = %.17g FLOP/s   # %s\n", dn[d], m->peak_flops[d],
+                m->peak_flops[d] == base->peak_flops[d]
+                    ? "kept (no kernel of this type measured)"
+                    : "measured: FA2 tiles, every rank at once");
     fprintf(f,
             "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
     for (int t = 0; t < 2; t++) {
@@ -448,11 +507,19 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
     machine base;
     char err[600];
+#ifndef ATTNSIM_HAVE_CUDA
     if (rc == 0 && o.backend != BACKEND_CPU)
-        rc = cli_error(&o, "--backend", "'cuda' is not available in this build yet; accepted: cpu");
-    if (rc == 0 && o.comm != COMM_MPI)
+        rc = cli_error(&o, "--backend",
+                       "'cuda': this build has no CUDA (configure with nvcc present); accepted: "
+                       "cpu");
+#endif
+    if (rc == 0 && o.comm == COMM_NCCL && o.backend != BACKEND_CUDA)
         rc = cli_error(&o, "--comm",
                        "'nccl' needs --backend cuda; accepted with --backend cpu: mpi");
+#ifndef ATTNSIM_HAVE_NCCL
+    if (rc == 0 && o.comm == COMM_NCCL)
+        rc = cli_error(&o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
+#endif
     if (rc == 0 && o.max_message > (1u << 30))
         rc = cli_error(&o, "--max-message", "%llu is larger than 1G; accepted: 8 ... 1G bytes",
                        (unsigned long long)o.max_message);
@@ -490,6 +557,16 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         MPI_Finalize();
         return rc == 1 ? 0 : rc;
     }
+#ifdef ATTNSIM_HAVE_CUDA
+    if (o.backend == BACKEND_CUDA) { /* collective: the same answer on every rank */
+        int device;
+        rc = gpu_bind(&o, e.rank, e.P, &device);
+        if (rc) {
+            MPI_Finalize();
+            return rc;
+        }
+    }
+#endif
     MPICALL(MPI_Bcast(&base, (int)sizeof base, MPI_BYTE, 0, MPI_COMM_WORLD));
     am_choose_grid(&grid, &base, o.grid.is_auto ? 0 : o.grid.rows, o.grid.cols,
                    o.grid.is_auto || (!o.grid.rows && !am_square_side((uint64_t)e.P)));
@@ -508,14 +585,28 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         if (e.node_of[r] < 0) e.node_of[r] = e.nodes++;
         e.local_of[r] = e.per_node[e.node_of[r]]++;
     }
-    comm_init(&e.comm, &grid, MPI_COMM_WORLD, COMM_HOST, NULL, NULL, NULL);
+    e.dev = &exec_dev_cpu;
+    comm_mode mode = COMM_HOST;
+    void *stream = NULL;
+    char gpu_name[64] = "";
+#ifdef ATTNSIM_HAVE_CUDA
+    if (o.backend == BACKEND_CUDA) {
+        e.dev = &exec_dev_cuda, e.cuda = 1;
+        mode = o.comm == COMM_NCCL ? COMM_DEV_NCCL : COMM_STAGED;
+        stream = exec_cuda_stream();
+        exec_cuda_device_name(gpu_name, sizeof gpu_name);
+    }
+#endif
+    const char *bname = cli_backend_names[o.backend], *cname = cli_comm_names[o.comm];
+    comm_init(&e.comm, &grid, MPI_COMM_WORLD, mode, stream, e.dev->alloc, e.dev->release);
     e.comm.recording = 0;
     attn_provenance prov;
     if (e.rank == 0) {
         prov_init(&prov, full_argc, full_argv);
-        printf("# attnsim calibrate: %d ranks on %d node(s), backend cpu, comm mpi; messages 8 B "
-               "... %llu B; grid %llux%llu\n",
-               e.P, e.nodes, (unsigned long long)o.max_message, (unsigned long long)grid.rows,
+        printf("# attnsim calibrate: %d ranks on %d node(s), backend %s%s%s, comm %s; messages "
+               "8 B ... %llu B; grid %llux%llu\n",
+               e.P, e.nodes, bname, e.cuda ? " on " : "", gpu_name, cname,
+               (unsigned long long)o.max_message, (unsigned long long)grid.rows,
                (unsigned long long)grid.cols);
         fflush(stdout);
     }
@@ -527,8 +618,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         pp[t] = measure_link(&e, t, 1, o.max_message);
     }
     kernel_series ks[3];
-    for (int d = 0; d < 3; d++) ks[d] = measure_kernels((kn_dtype)d);
-    double copy_bps = measure_copy();
+    for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
+    double copy_bps = measure_copy(&e);
     static const coll_def colls[] = {{"allgather_row", GROUP_ROW, 0},
                                      {"allgather_col", GROUP_COL, 0},
                                      {"reduce_scatter_row", GROUP_ROW, 1},
@@ -547,23 +638,30 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (e.rank == 0) {
         machine m = base;
         snprintf(m.name, sizeof m.name, "calibrated-%.40s", host);
-        snprintf(m.gpu, sizeof m.gpu, "cpu rank (attnsim backend cpu)");
+        if (e.cuda)
+            snprintf(m.gpu, sizeof m.gpu, "%s (attnsim backend cuda)", gpu_name);
+        else
+            snprintf(m.gpu, sizeof m.gpu, "cpu rank (attnsim backend cpu)");
         int most = 0;
         for (int n = 0; n < e.nodes; n++) most = e.per_node[n] > most ? e.per_node[n] : most;
         m.gpus_per_node = (uint64_t)most;
         m.hbm_bytes_per_s = copy_bps;
         m.sustained_fraction = 1.0;
         double overheads[6], ratios[3];
-        for (int d = 0; d < 3; d++) {
-            if (ks[d].ok) m.peak_flops[d] = 1.0 / ks[d].fit.beta;
-            overheads[2 * d] = ks[d].ok ? ks[d].fit.alpha : 0.0;
-            overheads[2 * d + 1] = ks[d].ok ? ks[d].bwd_fit.alpha : 0.0;
-            ratios[d] = ks[d].ok ? ks[d].fit.beta / ks[d].bwd_fit.beta : 1.0;
+        size_t nk = 0;
+        for (int d = 0; d < 3; d++) { /* medians over the storage types measured */
+            if (!ks[d].ok) continue;
+            m.peak_flops[d] = 1.0 / ks[d].fit.beta;
+            overheads[2 * nk] = ks[d].fit.alpha;
+            overheads[2 * nk + 1] = ks[d].bwd_fit.alpha;
+            ratios[nk++] = ks[d].fit.beta / ks[d].bwd_fit.beta;
         }
-        gsl_sort(overheads, 1, 6);
-        gsl_sort(ratios, 1, 3);
-        m.kernel_overhead_s = gsl_stats_median_from_sorted_data(overheads, 1, 6);
-        m.backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, 3);
+        if (nk) {
+            gsl_sort(overheads, 1, 2 * nk);
+            gsl_sort(ratios, 1, nk);
+            m.kernel_overhead_s = gsl_stats_median_from_sorted_data(overheads, 1, 2 * nk);
+            m.backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, nk);
+        }
         m.calibrated = 1;
         for (int t = 0; t < 2; t++) {
             m.measured[t] = shift[t].ok;
@@ -587,20 +685,25 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
                    base.name);
-        printf("# kernels (FA2 forward and backward tiles 64..512, d = 64, causal and not; t = "
-               "overhead + FLOPs / rate)\n");
+        printf("# kernels (FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
+               "rate)\n",
+               e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads, d = 128"
+                      : "tiles 64..512, d = 64");
         static const char *const dn[3] = {"f32", "f16", "bf16"};
         for (int d = 0; d < 3; d++)
-            printf("  %-5s forward %7.3f GFLOP/s + %7.2f us (rel RMS %4.1f%%), backward %7.3f "
-                   "GFLOP/s + %7.2f us (rel RMS %4.1f%%)\n",
-                   dn[d], ks[d].ok ? 1e-9 / ks[d].fit.beta : 0.0, ks[d].fit.alpha * 1e6,
-                   100 * ks[d].fit.rel_rms, ks[d].ok ? 1e-9 / ks[d].bwd_fit.beta : 0.0,
-                   ks[d].bwd_fit.alpha * 1e6, 100 * ks[d].bwd_fit.rel_rms);
+            if (!ks[d].n)
+                printf("  %-5s not measured (no kernel of this type on this backend)\n", dn[d]);
+            else
+                printf("  %-5s forward %7.3f GFLOP/s + %7.2f us (rel RMS %4.1f%%), backward %7.3f "
+                       "GFLOP/s + %7.2f us (rel RMS %4.1f%%)\n",
+                       dn[d], ks[d].ok ? 1e-9 / ks[d].fit.beta : 0.0, ks[d].fit.alpha * 1e6,
+                       100 * ks[d].fit.rel_rms, ks[d].ok ? 1e-9 / ks[d].bwd_fit.beta : 0.0,
+                       ks[d].bwd_fit.alpha * 1e6, 100 * ks[d].bwd_fit.rel_rms);
         printf("  machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
                "%.2f us (medians)\n",
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
-        printf("# memory copy %.2f GB/s per rank (read + write), every rank at once\n",
-               copy_bps * 1e-9);
+        printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
+               copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
         printf("# ring collectives on the %llux%llu grid: measured vs (g-1)(alpha + m / bandwidth) "
                "of the fitted intra-node ring shift\n",
                (unsigned long long)grid.rows, (unsigned long long)grid.cols);
@@ -625,14 +728,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
             FILE *f = fopen(tmp, "w");
             if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes);
+            write_machine(f, &base, &m, host, when, e.nodes, bname, cname);
             if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
                 attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
             printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
                    o.machine_out);
         } else {
             printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes);
+            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -645,8 +748,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             h5_attr_i64(g, "nodes", e.nodes);
             h5_attr_i64(g, "grid_rows", (int64_t)grid.rows);
             h5_attr_i64(g, "grid_cols", (int64_t)grid.cols);
-            h5_attr_str(g, "backend", "cpu");
-            h5_attr_str(g, "comm", "mpi");
+            h5_attr_str(g, "backend", bname);
+            h5_attr_str(g, "comm", cname);
+            if (e.cuda) h5_attr_str(g, "gpu", gpu_name);
             h5_attr_str(g, "machine", m.name);
             h5_attr_str(g, "base_machine", base.origin);
             h5_attr_f64(g, "duration_s", took);
@@ -657,6 +761,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             for (int d = 0; d < 3; d++) {
                 char p[96];
                 hsize_t n = ks[d].n;
+                if (!n) continue; /* not measured on this backend */
                 snprintf(p, sizeof p, "kernels/%s/flops", dn[d]);
                 h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].flops, "flop");
                 snprintf(p, sizeof p, "kernels/%s/time_s", dn[d]);
@@ -685,14 +790,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             }
             char mtext[4096];
             FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes);
+            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
             fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
             memset(&row, 0, sizeof row);
             snprintf(row.kind, sizeof row.kind, "calibration");
             snprintf(row.algorithm, sizeof row.algorithm, "calibrate");
-            snprintf(row.backend, sizeof row.backend, "cpu");
+            snprintf(row.backend, sizeof row.backend, "%s", bname);
             row.P = e.P, row.grid_rows = (int32_t)grid.rows, row.grid_cols = (int32_t)grid.cols;
             row.check_passed = -1;
             row.measured_time_s = took;

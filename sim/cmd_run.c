@@ -28,9 +28,8 @@
 #include "ref_f64.h"
 #include "sweep.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include <cuda_runtime.h>
-
 #include "exec_cuda.h"
+#include "gpu_bind.h"
 #include "kc_attn.h"
 #endif
 
@@ -587,65 +586,6 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     return valid;
 }
 
-#ifdef ATTNSIM_HAVE_CUDA
-/* --backend cuda: this rank's GPU is ATTNSIM_DEVICE if set (one index for every rank, or a
- * comma-separated list indexed by the rank's index on its node), else its node-local rank
- * modulo the GPUs it sees. --comm nccl needs a GPU per rank. Collective; 0 or 2 (bad input),
- * the same on every rank. */
-static int bind_gpu(run_env *env)
-{
-    MPI_Comm node;
-    int local = 0, rc = 0;
-    MPICALL(
-        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env->rank, MPI_INFO_NULL, &node));
-    MPICALL(MPI_Comm_rank(node, &local));
-    MPICALL(MPI_Comm_free(&node));
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
-    int dev = count > 0 ? local % count : 0;
-    const char *env_dev = getenv("ATTNSIM_DEVICE");
-    if (env_dev && *env_dev) {
-        const char *p = env_dev;
-        for (int i = 0; i < local && strchr(p, ','); i++) p = strchr(p, ',') + 1;
-        char *end;
-        long v = strtol(p, &end, 10);
-        dev = (end == p || v < 0 || v > 1024) ? -1 : (int)v;
-    }
-    char why[200] = "";
-    if (count == 0)
-        snprintf(why, sizeof why,
-                 "'cuda': rank %d sees no CUDA device; accepted: cpu, or run "
-                 "where each rank sees a GPU",
-                 env->rank);
-    else if (dev < 0 || dev >= count || exec_cuda_bind(dev) < 0)
-        snprintf(why, sizeof why,
-                 "'cuda': ATTNSIM_DEVICE='%s' names no GPU of rank %d; "
-                 "accepted: indices 0 to %d (one, or one per local rank, comma-separated)",
-                 env_dev ? env_dev : "", env->rank, count - 1);
-    int bad = why[0] != 0, any = 0;
-    MPICALL(MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    if (any) { /* the lowest failing rank's reason, said once by rank 0 */
-        int who = bad ? env->rank : env->P, first = 0;
-        MPICALL(MPI_Allreduce(&who, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
-        if (first != 0) {
-            if (env->rank == first)
-                MPICALL(MPI_Send(why, sizeof why, MPI_CHAR, 0, 7, MPI_COMM_WORLD));
-            if (env->rank == 0)
-                MPICALL(MPI_Recv(why, sizeof why, MPI_CHAR, first, 7, MPI_COMM_WORLD,
-                                 MPI_STATUS_IGNORE));
-        }
-        return cli_error(&env->o, "--backend", "%s", why);
-    }
-    env->device = dev;
-    if (env->o.comm == COMM_NCCL && !comm_dev_distinct_gpus(MPI_COMM_WORLD, dev, why, sizeof why))
-        rc = cli_error(&env->o, "--comm",
-                       "'nccl' needs one GPU per rank, but %s; accepted: mpi (host-staged, "
-                       "ranks may share a GPU), or no more ranks than GPUs",
-                       why);
-    return rc;
-}
-#endif
-
 int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
 {
     int init = 0;
@@ -673,7 +613,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     int rc = cli_parse(&run_cmd, argc, argv, o);
     if (rc == 0) rc = validate(&env);
 #ifdef ATTNSIM_HAVE_CUDA
-    if (rc == 0 && o->backend == BACKEND_CUDA) rc = bind_gpu(&env);
+    if (rc == 0 && o->backend == BACKEND_CUDA) rc = gpu_bind(o, env.rank, env.P, &env.device);
 #endif
     char err[600] = "";
     if (rc == 0 && env.rank == 0 && machine_load(o->machine, &env.m, err, sizeof err))

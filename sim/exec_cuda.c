@@ -5,7 +5,9 @@
  * through the one error path (CUDACALL names the rank, the call and the reason). */
 #include "exec_cuda.h"
 
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cuda_runtime.h>
@@ -239,4 +241,76 @@ void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, 
     }
     cu_release(q), cu_release(k), cu_release(v), cu_release(od), cu_release(lse);
     cu_sync();
+}
+
+double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, int fwd, int reps)
+{
+    kc_shape s = {dtype, 1, h, h, n, n, d, causal, NULL, NULL};
+    size_t elems = h * n * d, e = kn_dtype_bytes((kn_dtype)dtype);
+    kn_tensor t;
+    kn_tensor_alloc(&t, (kn_dtype)dtype, elems, "calibration input");
+    for (size_t i = 0; i < elems; i++) kn_tensor_set(&t, i, 0.5f * sinf(0.37f * (float)i));
+    void *q = dev_from_host(&t), *k = dev_from_host(&t), *v = dev_from_host(&t);
+    void *o = cu_alloc(elems * e, "O"), *d_o = dev_from_host(&t);
+    void *g[3] = {cu_alloc(elems * e, "dQ"), cu_alloc(elems * e, "dK"), cu_alloc(elems * e, "dV")};
+    float *lse = cu_alloc(h * n * sizeof(float), "LSE");
+    void *ws = cu_alloc(kc_fa2_bwd_workspace_bytes(&s), "workspace");
+    kn_tensor_free(&t);
+    CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
+    cudaEvent_t a, b;
+    CUDACALL(cudaEventCreate(&a));
+    CUDACALL(cudaEventCreate(&b));
+    double best = 0;
+    for (int r = 0; r <= reps; r++) { /* the first call warms up */
+        CUDACALL(cudaEventRecord(a, stream));
+        if (fwd)
+            CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
+        else
+            CUDACALL(kc_fa2_bwd(&s, q, k, v, o, d_o, lse, g[0], g[1], g[2], ws, stream));
+        CUDACALL(cudaEventRecord(b, stream));
+        CUDACALL(cudaEventSynchronize(b));
+        float ms;
+        CUDACALL(cudaEventElapsedTime(&ms, a, b));
+        if (r > 0 && (r == 1 || ms * 1e-3 < best)) best = ms * 1e-3;
+    }
+    CUDACALL(cudaEventDestroy(a));
+    CUDACALL(cudaEventDestroy(b));
+    cu_release(q), cu_release(k), cu_release(v), cu_release(o), cu_release(d_o);
+    cu_release(lse), cu_release(ws);
+    for (int i = 0; i < 3; i++) cu_release(g[i]);
+    cu_sync();
+    return best;
+}
+
+double exec_cuda_copy_rate(size_t bytes)
+{
+    void *a = cu_alloc(bytes, "copy buffer"), *b = cu_alloc(bytes, "copy buffer");
+    cu_zero(a, bytes);
+    cudaEvent_t e0, e1;
+    CUDACALL(cudaEventCreate(&e0));
+    CUDACALL(cudaEventCreate(&e1));
+    double best = 0;
+    for (int r = 0; r <= 4; r++) {
+        CUDACALL(cudaEventRecord(e0, stream));
+        cu_copy(b, a, bytes);
+        CUDACALL(cudaEventRecord(e1, stream));
+        CUDACALL(cudaEventSynchronize(e1));
+        float ms;
+        CUDACALL(cudaEventElapsedTime(&ms, e0, e1));
+        if (r > 0 && (r == 1 || ms * 1e-3 < best)) best = ms * 1e-3;
+    }
+    CUDACALL(cudaEventDestroy(e0));
+    CUDACALL(cudaEventDestroy(e1));
+    cu_release(a), cu_release(b);
+    cu_sync();
+    return 2.0 * (double)bytes / best;
+}
+
+void exec_cuda_device_name(char *name, size_t n)
+{
+    int dev = 0;
+    struct cudaDeviceProp p;
+    CUDACALL(cudaGetDevice(&dev));
+    CUDACALL(cudaGetDeviceProperties(&p, dev));
+    snprintf(name, n, "%s", p.name);
 }

@@ -16,4 +16,12 @@ void *exec_cuda_stream(void);
 void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, double **dk,
                          double **dv);
 
+/* Calibration (attnsim calibrate --backend cuda): the fastest of `reps` calls (after one
+ * warm-up; CUDA events) of the FA2 forward or backward on one sequence of n tokens, h heads,
+ * head dim d, in seconds; the device-to-device copy rate (bytes read + written per second);
+ * the GPU's name. */
+double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, int fwd, int reps);
+double exec_cuda_copy_rate(size_t bytes);
+void exec_cuda_device_name(char *name, size_t n);
+
 #endif

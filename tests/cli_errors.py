@@ -72,6 +72,9 @@ CASES = [
     (["model", "--procs", "0", "+out"], "--procs: '0' is zero"),
     (["model", "--heads", "8", "--kv-heads", "3", "+out"], "--kv-heads: 3 does not divide"),
     (["calibrate", "--machine", "", "+out"], "--machine: the value is empty"),
+    (["calibrate", "--comm", "nccl", "+out"], "--comm: 'nccl' needs --backend cuda"),
+    (["calibrate", "--backend", "cuda", "+out"],
+     ("--backend: 'cuda': this build has no CUDA", "--backend: 'cuda': rank 0 sees no CUDA device")),
 ]
 
 
@@ -115,7 +118,7 @@ def main():
         setup(d)
         before = snapshot(d)
         for args, must in CASES:
-            if gpu and "cuda" in args and args[0] == "kernels":
+            if gpu and "cuda" in args and args[0] in ("kernels", "calibrate"):
                 print(f"skip attnsim {' '.join(args)}: a GPU is usable here")
                 continue
             musts = must if isinstance(must, tuple) else (must,)

@@ -98,6 +98,27 @@ def main():
                         problems.append(f"{label} run {name}: recorded backend {be}, comm {cm}")
             errs = re.findall(r"max abs err ([0-9.e+-]+)", p.stdout)
             print(f"ok   {label}: {valid} runs VALID (max abs err {max(map(float, errs)) if errs else 0:.2e})")
+        # calibration on the GPUs: a machine file the model reads back, with the GPU's links
+        # and kernels measured (and the tiers it could not measure marked as kept)
+        P = 4 if MODE == "gpu" else min(n, 4)
+        comm = "mpi" if MODE == "gpu" else "nccl"
+        mfile = os.path.join(d, "gpu.machine")
+        p = subprocess.run([MPIEXEC, "-n", str(P), "--oversubscribe", ATTNSIM, "calibrate",
+                            "--backend", "cuda", "--comm", comm, "--max-message", "16M",
+                            "--machine-out", mfile, "--out", os.path.join(d, "cal.h5")],
+                           capture_output=True, text=True, env=ENV, timeout=900)
+        text = open(mfile).read() if os.path.exists(mfile) else ""
+        ok = (p.returncode == 0 and "backend cuda, comm " + comm in text and
+              "intra_bandwidth" in text and "measured: ring shift" in text and
+              "peak_bf16" in text and "measured: FA2 tiles" in text)
+        if ok:
+            m = subprocess.run([ATTNSIM, "model", "--machine", mfile, "--procs", str(P), "--seq",
+                                "64k", "--out", os.path.join(d, "model.h5")],
+                               capture_output=True, text=True, env=ENV, timeout=120)
+            ok = m.returncode == 0
+        print(f"{'ok  ' if ok else 'FAIL'} calibrate --backend cuda --comm {comm} on P={P}")
+        if not ok:
+            problems.append(f"calibrate: status {p.returncode}\n{p.stdout[-2000:]}{p.stderr[-2000:]}\n{text}")
     for p in problems:
         print("FAIL", p.splitlines()[0])
     print(f"run_cuda {MODE}: {total} runs checked in {time.time() - t0:.1f} s, {len(problems)} problems")
