@@ -103,6 +103,14 @@ int fit_line(const double *x, const double *t, size_t n, int robust, lin_fit *ou
     return rc;
 }
 
+/* Distinct values among the n sorted-by-size x. */
+static size_t distinct(const double *x, size_t n)
+{
+    size_t c = n > 0;
+    for (size_t i = 1; i < n; i++) c += x[i] != x[i - 1];
+    return c;
+}
+
 static double sq_rel(const lin_fit *f, const double *x, const double *t, size_t n)
 {
     double s = 0;
@@ -124,6 +132,9 @@ int fit_link(const double *x, const double *t, size_t n, link_fit *out)
     double single = best;
     for (size_t k = 4; k + 4 <= n; k++) {
         if (x[k] == x[k - 1]) continue; /* split between distinct sizes */
+        /* each regime spans at least 3 distinct sizes: a line through 2 sizes (with repeated
+         * samples) follows their noise, not a regime */
+        if (distinct(x, k) < 3 || distinct(x + k, n - k) < 3) continue;
         lin_fit a, b;
         if (fit_line(x, t, k, 1, &a) || fit_line(x + k, t + k, n - k, 1, &b)) continue;
         if (a.beta <= 0 || b.beta <= 0) continue; /* time falling with size: noise, no regime */

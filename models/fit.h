@@ -38,7 +38,8 @@ typedef struct {
 /* Fits a link: one robust line, or two regimes when that reduces the total squared relative
  * error at least twofold and the single line misses by more than 5 % RMS; a split whose small or
  * large part has a slope <= 0 (time falling with size: noise, not a protocol) is never taken.
- * Points must be sorted by x. Returns 0 or -1; the caller checks single.beta > 0. */
+ * Each regime spans at least 3 distinct sizes. Points must be sorted by x. Returns 0 or -1; the
+ * caller checks single.beta > 0. */
 int fit_link(const double *x, const double *t, size_t n, link_fit *out);
 
 /* The fitted time at x. */

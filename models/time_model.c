@@ -219,8 +219,18 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out)
             } else if (g > 1) {
                 comm = step_time(c, m, dest_group, &p->group, msg, &a, &bwt, &inter);
             }
+            /* a reduce-scatter combines each received block into its own (merge operator or
+             * sum) before passing it on: own and received read, own written, from memory */
+            size_t len = strlen(p->name);
+            double red = len > 15 && strcmp(p->name + len - 15, "_reduce_scatter") == 0
+                             ? 3.0 * msg / m->hbm_bytes_per_s
+                             : 0.0;
             /* step s: communication (s < steps) overlapped with the compute of step s */
             for (uint64_t s = 0; s <= steps; s++) {
+                if (red > 0 && s < steps) {
+                    t += red;
+                    pp.comp += red;
+                }
                 double comp = 0.0, cm = s < steps ? comm : 0.0;
                 if (p->overlap && c->algo == ALGO_RING)
                     comp = tile_time(c, m, ring_step_pairs(c, s), n, n, h, bwd);
