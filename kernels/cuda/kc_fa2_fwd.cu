@@ -363,6 +363,9 @@ extern "C" int kc_fa2_fwd(const kc_shape *s, const void *q, const void *k, const
     if (path == KC_PATH_GENERIC)
         return (int)kc_generic_fwd(s, q, k, v, 0, s->nk, 0, NULL, NULL, NULL, o, lse,
                                    (cudaStream_t)stream);
+    if (s->d == 128 && kc_fa3_fwd_available()) /* d = 64: the mma.sync kernel is as fast */
+        return (int)kc_fa3_fwd(s, q, k, v, 0, s->nk, 0, NULL, NULL, NULL, o, lse,
+                               (cudaStream_t)stream);
     fwd_params p = {};
     p.q = q, p.k = k, p.v = v, p.o = o, p.lse = lse;
     p.kv_begin = 0, p.kv_end = (int)s->nk;
@@ -379,6 +382,9 @@ extern "C" int kc_fa2_fwd_partial(const kc_shape *s, const void *q, const void *
     if (path == KC_PATH_GENERIC)
         return (int)kc_generic_fwd(s, q, k, v, kv_begin, kv_end, accumulate, m, l, o, NULL, NULL,
                                    (cudaStream_t)stream);
+    if (s->d == 128 && kc_fa3_fwd_available())
+        return (int)kc_fa3_fwd(s, q, k, v, kv_begin, kv_end, accumulate, m, l, o, NULL, NULL,
+                               (cudaStream_t)stream);
     fwd_params p = {};
     p.q = q, p.k = k, p.v = v, p.m = m, p.l = l, p.oacc = o;
     p.kv_begin = (int)kv_begin, p.kv_end = (int)kv_end, p.accumulate = accumulate;

@@ -39,4 +39,12 @@ cudaError_t kc_dsum(const kc_shape *s, const void *o, const void *d_o, float *ds
 cudaError_t kc_convert_scaled(int dtype, const float *src, void *dst, size_t n, float scale,
                               cudaStream_t st);
 
+/* The Hopper (wgmma) forward, kc_fa3_fwd.cu: 1 where the current GPU runs it (sm_90a binary,
+ * compute capability 9.0, ATTNSIM_KC_NO_WGMMA unset). Same contract as the tensor-core forward
+ * (d = 64 or 128, f16/bf16): final mode when o_out != NULL, else the partial state. */
+int kc_fa3_fwd_available(void);
+cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const void *v,
+                       size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
+                       void *o_out, float *lse, cudaStream_t st);
+
 #endif
