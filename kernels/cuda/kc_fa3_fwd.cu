@@ -5,11 +5,13 @@
  *
  * One CTA of two warpgroups (256 threads) per 128 query rows; each warpgroup owns 64 rows. The
  * Q tile and two stages of 128-key K and V tiles sit in shared memory in the panelled 128-byte
- * swizzle wgmma reads (kc_wgmma.cuh), loaded with cp.async by all threads (block j + 1 while
+ * swizzle wgmma reads (kc_wgmma.cuh), loaded with cp.async by all threads (block j + 2 while
  * block j is computed). Per key block: S = Q K^T as m64n128k16 wgmmas with both operands read
  * from shared memory (no ldmatrix, no register copies of Q or K), the online softmax on the
  * accumulators, then O += P V with P straight from the S registers (the accumulator layout is
  * the register-A layout) and V read transposed from shared memory. O stays in registers.
+ * Software pipelining: block j + 1's S is issued to the tensor cores before block j's softmax,
+ * so the softmax runs while they work (two S register sets).
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -142,41 +144,53 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
     }
 
     load_panels<T, D, BR>(sQ, Q, q0, p.nq);
-    kc_cp_async_commit();
     if (ntiles > 0) {
         load_panels<T, D, BC>(sK, K + (size_t)p.kv_begin * D, 0, p.nk - p.kv_begin);
         load_panels<T, D, BC>(sV, V + (size_t)p.kv_begin * D, 0, p.nk - p.kv_begin);
-        kc_cp_async_commit();
     }
+    kc_cp_async_commit();
+    if (ntiles > 1) {
+        const int nxt = p.kv_begin + BC;
+        load_panels<T, D, BC>(sK + BC * D, K + (size_t)nxt * D, 0, p.nk - nxt);
+        load_panels<T, D, BC>(sV + BC * D, V + (size_t)nxt * D, 0, p.nk - nxt);
+        kc_cp_async_commit();
+        kc_cp_async_wait<1>();
+    } else {
+        kc_cp_async_wait<0>();
+    }
+    kc_fence_proxy_async();
+    __syncthreads();
     const uint32_t aQ = kc_smem_addr(sQ) + (uint32_t)(64 * wg * 64 * sizeof(T));
-
-    for (int it = 0; it < ntiles; it++) {
-        const int stage = it & 1, kv0 = p.kv_begin + it * BC;
-        if (it + 1 < ntiles) {
-            const int nxt = kv0 + BC;
-            load_panels<T, D, BC>(sK + (stage ^ 1) * BC * D, K + (size_t)nxt * D, 0, p.nk - nxt);
-            load_panels<T, D, BC>(sV + (stage ^ 1) * BC * D, V + (size_t)nxt * D, 0, p.nk - nxt);
-            kc_cp_async_commit();
-            kc_cp_async_wait<1>();
-        } else {
-            kc_cp_async_wait<0>();
-        }
-        kc_fence_proxy_async();
-        __syncthreads();
-        const uint32_t aK = kc_smem_addr(sK + stage * BC * D),
-                       aV = kc_smem_addr(sV + stage * BC * D);
-
-        /* S = Q K^T: K-major A (this warpgroup's 64 Q rows) and B (128 keys) */
+    /* S = Q K^T of the block in `stage`, issued (not waited for): K-major A (this warpgroup's
+     * 64 Q rows) and B (128 keys) */
+    auto issue_s = [&](float(&dst)[64], int stage) {
+        const uint32_t aK = kc_smem_addr(sK + stage * BC * D);
         kc_wg_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const uint32_t panel = (uint32_t)(kk >> 2), within = (uint32_t)(kk & 3) * 32;
             const uint64_t da = kc_wg_desc(aQ + panel * BR * 128 + within, 16, 1024);
             const uint64_t db = kc_wg_desc(aK + panel * BC * 128 + within, 16, 1024);
-            mma_ops<T, D>::ss(s, da, db, kk > 0);
+            mma_ops<T, D>::ss(dst, da, db, kk > 0);
         }
         kc_wg_commit();
+    };
+    float sn[64]; /* S of the next block, computed while this one's softmax runs */
+#pragma unroll
+    for (int i = 0; i < 64; i++) sn[i] = 0.f;
+    if (ntiles > 0) {
+        issue_s(s, 0);
         kc_wg_wait0();
+    }
+
+    for (int it = 0; it < ntiles; it++) {
+        const int stage = it & 1, kv0 = p.kv_begin + it * BC;
+        if (it + 1 < ntiles) { /* block it + 1 has landed: its S goes to the tensor cores now */
+            kc_cp_async_wait<0>();
+            kc_fence_proxy_async();
+            __syncthreads();
+            issue_s(sn, stage ^ 1);
+        }
 
         /* masks: keys past the range and, under causal masking, keys after the row */
         const bool ragged = kv0 + BC > kend;
@@ -246,13 +260,22 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
             a[kk][2] = kc_type<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
             a[kk][3] = kc_type<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
         }
+        const uint32_t aV = kc_smem_addr(sV + stage * BC * D);
         kc_wg_fence();
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++)
             mma_ops<T, D>::rs(o, a[kk], kc_wg_desc(aV + (uint32_t)kk * 16 * 128, BC * 128, 1024));
         kc_wg_commit();
-        kc_wg_wait0();
+        kc_wg_wait0();   /* the next block's S and this block's P V */
         __syncthreads(); /* this stage is free for block it + 2 */
+        if (it + 2 < ntiles) {
+            const int nxt = kv0 + 2 * BC;
+            load_panels<T, D, BC>(sK + stage * BC * D, K + (size_t)nxt * D, 0, p.nk - nxt);
+            load_panels<T, D, BC>(sV + stage * BC * D, V + (size_t)nxt * D, 0, p.nk - nxt);
+            kc_cp_async_commit();
+        }
+#pragma unroll
+        for (int i = 0; i < 64; i++) s[i] = sn[i];
     }
 
     kc_cp_async_wait<0>(); /* without key blocks the Q load is still in flight */
