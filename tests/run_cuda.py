@@ -16,8 +16,7 @@ import sys
 import tempfile
 import time
 
-import h5py
-import numpy as np
+from run_checks import check_runs
 
 ATTNSIM, MPIEXEC, MODE = os.path.abspath(sys.argv[1]), sys.argv[2], sys.argv[3]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -82,20 +81,9 @@ def main():
                                 f"{p.stdout[-3000:]}{p.stderr[-3000:]}")
                 print("FAIL", problems[-1])
                 continue
-            with h5py.File(out, "r") as f:
-                for name, g in f["runs"].items():
-                    total += 1
-                    for k in ("bytes_sent", "bytes_recv", "messages"):
-                        if not np.array_equal(g[f"measured/{k}"][()], g[f"predicted/{k}"][()]):
-                            problems.append(f"{label} run {name}: measured/{k} != predicted/{k}")
-                    if g.attrs["check_passed"] != 1 or g.attrs["counts_match"] != 1:
-                        problems.append(f"{label} run {name}: check or counts failed")
-                    be = g.attrs["backend"]
-                    be = be.decode() if isinstance(be, bytes) else str(be)
-                    cm = g.attrs["comm"]
-                    cm = cm.decode() if isinstance(cm, bytes) else str(cm)
-                    if be != "cuda" or cm != comm:
-                        problems.append(f"{label} run {name}: recorded backend {be}, comm {cm}")
+            n, bad = check_runs(out, label, {"backend": "cuda", "comm": comm})
+            total += n
+            problems += bad
             errs = re.findall(r"max abs err ([0-9.e+-]+)", p.stdout)
             print(f"ok   {label}: {valid} runs VALID (max abs err {max(map(float, errs)) if errs else 0:.2e})")
         # calibration on the GPUs: a machine file the model reads back, with the GPU's links

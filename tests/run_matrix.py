@@ -13,7 +13,8 @@ import tempfile
 import time
 
 import h5py
-import numpy as np
+
+from run_checks import check_runs
 
 ATTNSIM, MPIEXEC = os.path.abspath(sys.argv[1]), sys.argv[2]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -59,19 +60,9 @@ def main():
             if p.returncode != 0 or valid != runs:
                 problems.append(f"{label}: status {p.returncode}, {valid}/{runs} VALID\n{p.stdout[-1500:]}{p.stderr[-1500:]}")
                 continue
-            with h5py.File(out, "r") as f:
-                for name, g in f["runs"].items():
-                    total += 1
-                    for k in ("bytes_sent", "bytes_recv", "messages"):
-                        if not np.array_equal(g[f"measured/{k}"][()], g[f"predicted/{k}"][()]):
-                            problems.append(f"{label} run {name}: measured/{k} != predicted/{k}")
-                    if g.attrs["check_passed"] != 1 or g.attrs["counts_match"] != 1:
-                        problems.append(f"{label} run {name}: check or counts failed")
-                    sent = g["measured/bytes_sent"][()].sum()
-                    if sent != g["measured/bytes_recv"][()].sum():
-                        problems.append(f"{label} run {name}: bytes sent != received")
-                    if sent != g["measured/peer_bytes_sent"][()].sum():
-                        problems.append(f"{label} run {name}: peer matrix disagrees with phases")
+            n, bad = check_runs(out, label)
+            total += n
+            problems += bad
             print(f"ok   {label}: {valid} runs VALID")
         # plots/plot_run.py draws a file of distributed runs and refuses other schemas
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plots", "plot_run.py")

@@ -37,45 +37,18 @@ struct fa3_params {
     float scale_log2;
 };
 
-template <typename T, int D> struct mma_ops;
-template <> struct mma_ops<__nv_bfloat16, 128> {
+/* S = Q K^T is m64n128 (128 keys); P V is m64nD. */
+template <typename T, int D> struct mma_ops {
     static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int sc)
     {
-        kc_wgmma_ss_n128_bf16(d, a, b, sc);
+        kc_wgmma<T>::ss_n128(d, a, b, sc);
     }
-    static __device__ __forceinline__ void rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b)
+    static __device__ __forceinline__ void rs(float (&d)[D / 2], const uint32_t (&a)[4], uint64_t b)
     {
-        kc_wgmma_rs_n128_bf16(d, a, b, 1);
-    }
-};
-template <> struct mma_ops<__nv_bfloat16, 64> {
-    static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int sc)
-    {
-        kc_wgmma_ss_n128_bf16(d, a, b, sc);
-    }
-    static __device__ __forceinline__ void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b)
-    {
-        kc_wgmma_rs_n64_bf16(d, a, b, 1);
-    }
-};
-template <> struct mma_ops<__half, 128> {
-    static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int sc)
-    {
-        kc_wgmma_ss_n128_f16(d, a, b, sc);
-    }
-    static __device__ __forceinline__ void rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b)
-    {
-        kc_wgmma_rs_n128_f16(d, a, b, 1);
-    }
-};
-template <> struct mma_ops<__half, 64> {
-    static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int sc)
-    {
-        kc_wgmma_ss_n128_f16(d, a, b, sc);
-    }
-    static __device__ __forceinline__ void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b)
-    {
-        kc_wgmma_rs_n64_f16(d, a, b, 1);
+        if constexpr (D == 128)
+            kc_wgmma<T>::rs_n128(d, a, b, 1);
+        else
+            kc_wgmma<T>::rs_n64(d, a, b, 1);
     }
 };
 
