@@ -68,15 +68,15 @@ static const am_phase a2d_no_fwd[] = {{"kv_transpose", PH_PERMUTE, GROUP_NONE, 0
                                       {"q_allgather", PH_RING, GROUP_ROW, 0, AM_FWD},
                                       {"kv_allgather", PH_RING, GROUP_COL, 0, AM_FWD},
                                       {"attention", PH_COMPUTE, GROUP_NONE, 0, AM_FWD},
-                                      {"partial_reduce_scatter", PH_RING, GROUP_ROW, 0, AM_FWD}};
+                                      {"partial_reduce_scatter", PH_REDUCE, GROUP_ROW, 0, AM_FWD}};
 static const am_phase a2d_o_fwd[] = {{"kv_transpose", PH_PERMUTE, GROUP_NONE, 0, AM_FWD},
                                      {"kv_column_ring", PH_RING, GROUP_COL, 1, AM_FWD},
                                      {"q_row_ring", PH_RING, GROUP_ROW, 1, AM_FWD}};
 static const am_phase a2d_bwd[] = {{"q_do_allgather", PH_RING, GROUP_ROW, 0, AM_BWD},
                                    {"kv_allgather_bwd", PH_RING, GROUP_COL, 0, AM_BWD},
                                    {"attention_bwd", PH_COMPUTE, GROUP_NONE, 0, AM_BWD},
-                                   {"dq_reduce_scatter", PH_RING, GROUP_ROW, 0, AM_BWD},
-                                   {"dkv_reduce_scatter", PH_RING, GROUP_COL, 0, AM_BWD},
+                                   {"dq_reduce_scatter", PH_REDUCE, GROUP_ROW, 0, AM_BWD},
+                                   {"dkv_reduce_scatter", PH_REDUCE, GROUP_COL, 0, AM_BWD},
                                    {"dkv_transpose", PH_PERMUTE, GROUP_NONE, 0, AM_BWD}};
 static const am_phase ulysses_fwd[] = {{"qkv_all_to_all", PH_ALLTOALL, GROUP_WORLD, 0, AM_FWD},
                                        {"attention", PH_COMPUTE, GROUP_NONE, 0, AM_FWD},

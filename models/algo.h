@@ -37,7 +37,8 @@ typedef struct {
 
 /* How a phase moves data. */
 typedef enum {
-    PH_RING,     /* group-1 steps around a ring (shift, all-gather or reduce-scatter) */
+    PH_RING,     /* group-1 steps around a ring (shift or all-gather) */
+    PH_REDUCE,   /* a ring reduce-scatter: PH_RING's steps, each combining the block received */
     PH_RETURN,   /* one more hop along the ring */
     PH_PERMUTE,  /* at most one message to one partner (the K/V transposes) */
     PH_ALLTOALL, /* pairwise exchange: P-1 rounds, round k sends to rank + k */

@@ -205,7 +205,7 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out)
                 t += tk;
                 add_comm(&pp, a, bwt);
             }
-        } else { /* PH_RING, PH_RETURN */
+        } else { /* PH_RING, PH_REDUCE, PH_RETURN */
             uint64_t g = p->group == GROUP_WORLD ? P : p->group == GROUP_ROW ? C : R;
             uint64_t steps = p->kind == PH_RETURN ? (g > 1) : g - 1;
             double n = (double)((N + P - 1) / P), nk_g = (double)((N + C - 1) / C);
@@ -221,10 +221,7 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out)
             }
             /* a reduce-scatter combines each received block into its own (merge operator or
              * sum) before passing it on: own and received read, own written, from memory */
-            size_t len = strlen(p->name);
-            double red = len > 15 && strcmp(p->name + len - 15, "_reduce_scatter") == 0
-                             ? 3.0 * msg / m->hbm_bytes_per_s
-                             : 0.0;
+            double red = p->kind == PH_REDUCE ? 3.0 * msg / m->hbm_bytes_per_s : 0.0;
             /* step s: communication (s < steps) overlapped with the compute of step s */
             for (uint64_t s = 0; s <= steps; s++) {
                 if (red > 0 && s < steps) {

@@ -12,10 +12,8 @@
  */
 #include "comm_dev.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fail.h"
 #include "kn_common.h"
@@ -230,31 +228,6 @@ void comm_dev_sync(comm_ctx *c)
     CUDACALL(cudaStreamSynchronize(compute_stream(c)));
 }
 
-int comm_dev_distinct_gpus(MPI_Comm world, int device, char *why, size_t n)
-{
-    struct {
-        char host[64];
-        char uuid[16];
-    } me, *all;
-    memset(&me, 0, sizeof me);
-    gethostname(me.host, sizeof me.host - 1);
-    struct cudaDeviceProp prop;
-    CUDACALL(cudaGetDeviceProperties(&prop, device));
-    memcpy(me.uuid, prop.uuid.bytes, 16);
-    int P, ok = 1;
-    MPICALL(MPI_Comm_size(world, &P));
-    all = kn_xmalloc((size_t)P * sizeof *all, "device list");
-    MPICALL(MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, world));
-    for (int a = 0; a < P && ok; a++)
-        for (int b = a + 1; b < P && ok; b++)
-            if (!strcmp(all[a].host, all[b].host) && !memcmp(all[a].uuid, all[b].uuid, 16)) {
-                snprintf(why, n, "ranks %d and %d share one GPU on %s", a, b, all[a].host);
-                ok = 0;
-            }
-    free(all);
-    return ok;
-}
-
 #else /* no CUDA in this build: the CLI refuses device transports before any is used */
 
 static _Noreturn void no_cuda(const char *what)
@@ -287,10 +260,5 @@ void comm_dev_finish(comm_ctx *c, comm_reqs *q)
 void comm_dev_sync(comm_ctx *c)
 {
     (void)c;
-}
-int comm_dev_distinct_gpus(MPI_Comm world, int device, char *why, size_t n)
-{
-    (void)world, (void)device, (void)why, (void)n;
-    no_cuda("comm_dev_distinct_gpus");
 }
 #endif

@@ -21,8 +21,4 @@ void comm_dev_finish(comm_ctx *c, comm_reqs *q);
 /* Waits until the work queued on the device has finished. */
 void comm_dev_sync(comm_ctx *c);
 
-/* One GPU per rank on this node for NCCL: 1 if every rank of `world` drives a different GPU,
- * else 0 with the first two ranks sharing one named in `why`. */
-int comm_dev_distinct_gpus(MPI_Comm world, int device, char *why, size_t n);
-
 #endif

@@ -7,10 +7,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "comm_dev.h"
 #include "exec_cuda.h"
 #include "fail.h"
+
+/* 1 if every rank of `world` drives a different GPU, else 0 with the first two ranks sharing
+ * one named in `why`. */
+static int distinct_gpus(MPI_Comm world, int device, char *why, size_t n)
+{
+    struct {
+        char host[64];
+        char uuid[16];
+    } me, *all;
+    memset(&me, 0, sizeof me);
+    gethostname(me.host, sizeof me.host - 1);
+    struct cudaDeviceProp prop;
+    CUDACALL(cudaGetDeviceProperties(&prop, device));
+    memcpy(me.uuid, prop.uuid.bytes, 16);
+    int P, ok = 1;
+    MPICALL(MPI_Comm_size(world, &P));
+    all = kn_xmalloc((size_t)P * sizeof *all, "device list");
+    MPICALL(MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, world));
+    for (int a = 0; a < P && ok; a++)
+        for (int b = a + 1; b < P && ok; b++)
+            if (!strcmp(all[a].host, all[b].host) && !memcmp(all[a].uuid, all[b].uuid, 16)) {
+                snprintf(why, n, "ranks %d and %d share one GPU on %s", a, b, all[a].host);
+                ok = 0;
+            }
+    free(all);
+    return ok;
+}
 
 int gpu_bind(attn_opts *o, int rank, int P, int *device)
 {
@@ -55,7 +82,7 @@ int gpu_bind(attn_opts *o, int rank, int P, int *device)
         return cli_error(o, "--backend", "%s", why);
     }
     *device = dev;
-    if (o->comm == COMM_NCCL && !comm_dev_distinct_gpus(MPI_COMM_WORLD, dev, why, sizeof why))
+    if (o->comm == COMM_NCCL && !distinct_gpus(MPI_COMM_WORLD, dev, why, sizeof why))
         rc = cli_error(o, "--comm",
                        "'nccl' needs one GPU per rank, but %s; accepted: mpi (host-staged, "
                        "ranks may share a GPU), or no more ranks than GPUs",

@@ -8,14 +8,11 @@ import argparse
 import sys
 from collections import defaultdict
 
+from torch_cp import attn_flops  # the one FLOP count of both sides (torch is imported lazily)
+
 
 def s(v):
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def flops(B, H, N, d, causal, train):
-    f = 4.0 * B * H * N * N * d
-    return f * (0.5 if causal else 1.0) * (3.5 if train else 1.0)
 
 
 def main():
@@ -41,8 +38,8 @@ def main():
                 sec = float(g["measured/phase_end_s"][()].max())  # start barrier to last end
                 p = int(a["P"])
                 P = max(P, p)
-                fl = flops(int(a["batch"]), int(a["heads"]), N, int(a["head_dim"]), causal,
-                           ps == "train")
+                fl = attn_flops(int(a["batch"]), int(a["heads"]), N, int(a["head_dim"]), causal,
+                                ps == "train")
                 rows[(N, causal, ps)]["attnsim-" + algo] = fl / sec / p / 1e12
             elif kind == "benchmark":
                 rows[(N, causal, ps)][s(a["algorithm"])] = float(g["measured/tflop_per_s_per_gpu"][()])
