@@ -363,7 +363,7 @@ extern "C" int kc_fa2_fwd(const kc_shape *s, const void *q, const void *k, const
     if (path == KC_PATH_GENERIC)
         return (int)kc_generic_fwd(s, q, k, v, 0, s->nk, 0, NULL, NULL, NULL, o, lse,
                                    (cudaStream_t)stream);
-    if (s->d == 128 && kc_fa3_fwd_available()) /* d = 64: the mma.sync kernel is as fast */
+    if (kc_fa3_fwd_usable(s, q, k, v))
         return (int)kc_fa3_fwd(s, q, k, v, 0, s->nk, 0, NULL, NULL, NULL, o, lse,
                                (cudaStream_t)stream);
     fwd_params p = {};
@@ -382,7 +382,7 @@ extern "C" int kc_fa2_fwd_partial(const kc_shape *s, const void *q, const void *
     if (path == KC_PATH_GENERIC)
         return (int)kc_generic_fwd(s, q, k, v, kv_begin, kv_end, accumulate, m, l, o, NULL, NULL,
                                    (cudaStream_t)stream);
-    if (s->d == 128 && kc_fa3_fwd_available())
+    if (kc_fa3_fwd_usable(s, q, k, v))
         return (int)kc_fa3_fwd(s, q, k, v, kv_begin, kv_end, accumulate, m, l, o, NULL, NULL,
                                (cudaStream_t)stream);
     fwd_params p = {};

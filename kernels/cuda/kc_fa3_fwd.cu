@@ -3,19 +3,30 @@
  * m, l, o with accumulation; no mask, bottom-right causal, or causal by token positions), used
  * in its place where the GPU and the binary have sm_90a (kc_fa3_fwd_available).
  *
- * One CTA of two warpgroups (256 threads) per 128 query rows; each warpgroup owns 64 rows. The
- * Q tile and two stages of 128-key K and V tiles sit in shared memory in the panelled 128-byte
- * swizzle wgmma reads (kc_wgmma.cuh), loaded with cp.async by all threads (block j + 2 while
- * block j is computed). Per key block: S = Q K^T as m64n128k16 wgmmas with both operands read
- * from shared memory (no ldmatrix, no register copies of Q or K), the online softmax on the
- * accumulators, then O += P V with P straight from the S registers (the accumulator layout is
- * the register-A layout) and V read transposed from shared memory. O stays in registers.
- * Software pipelining: block j + 1's S is issued to the tensor cores before block j's softmax,
- * so the softmax runs while they work (two S register sets).
+ * One CTA of two warpgroups (256 threads) per 128 query rows; each warpgroup owns 64 rows. Q
+ * and three stages each of 128-key K and V tiles sit in shared memory in the panelled 128-byte
+ * swizzle wgmma reads (kc_wgmma.cuh), brought by TMA (3-D tensor maps [heads][rows][d], boxes of
+ * 64 columns; rows past the end arrive as zeros) that one thread issues, each stage completing
+ * on an mbarrier (full) and handed back through another (empty: every consumer warp arrives
+ * once it is done reading). No CTA-wide barrier in the loop: the warpgroups drift freely.
+ * Per key block j, in each warpgroup:
+ *   issue S_j = Q K_j^T        m64n128k16, both operands from shared memory
+ *   issue O += P_{j-1} V_{j-1} m64nDk16, P from registers (the accumulator layout is the
+ *                              register-A layout), V transposed (MN-major) from shared memory
+ *   (thread 0: the copies of K_{j+2} and V_{j+1} into the stages just released)
+ *   wait for S_j; masks and online softmax of S_j while P V still runs on the tensor cores;
+ *   wait for P V; rescale O.
+ * Keys of block j + 2 are in flight two blocks ahead, values one and a half. Tried and measured
+ * slower (H100, experiments/prefill-peers/bench.py): ping-pong of the two warpgroups through
+ * named barriers (each taking turns to issue its GEMMs): 0.89-0.97x at d = 128, 0.81-0.92x at
+ * d = 64 of this schedule.
  */
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kc_attn.h"
 #include "kc_common.cuh"
@@ -25,10 +36,10 @@
 namespace
 {
 
-constexpr int NWG = 2, NTHREADS = 128 * NWG, BR = 64 * NWG, BC = 128;
+constexpr int NWG = 2, NTHREADS = 128 * NWG, BR = 64 * NWG, BC = 128, STAGES = 3;
 
 struct fa3_params {
-    const void *q, *k, *v;
+    CUtensorMap tq, tk, tv; /* Q [b h][nq][d], K and V [b h_kv][nk][d]: boxes of 64 columns */
     void *o;
     float *lse;
     float *m, *l, *oacc; /* partial mode */
@@ -52,37 +63,37 @@ template <typename T, int D> struct mma_ops {
     }
 };
 
-/* Rows [row0, row0 + ROWS) of a [n][D] slice into a panelled tile; rows past n are zeros. */
-template <typename T, int D, int ROWS>
-__device__ __forceinline__ void load_panels(T *tile, const T *src, int row0, int n)
-{
-    constexpr int CHUNKS = ROWS * D / 8;
-    for (int c = threadIdx.x; c < CHUNKS; c += NTHREADS) {
-        const int r = c / (D / 8), col = (c % (D / 8)) * 8, gr = row0 + r;
-        const T *p = src + (size_t)(gr < n ? gr : 0) * D + col;
-        kc_cp_async16(kc_smem_addr(tile + kc_wg_off<ROWS>(r, col)), p, gr < n ? 16 : 0);
-    }
-}
+/* Shared memory: Q, then the K stages, then the V stages (panelled, 128B swizzle; 1024-byte
+ * aligned), then the mbarriers. */
+template <typename T, int D> struct fa3_smem {
+    static constexpr int Q = BR * D, KV = BC * D; /* elements */
+    static constexpr size_t BYTES =
+        (size_t)(Q + 2 * STAGES * KV) * sizeof(T) + (1 + 4 * STAGES) * 8 + 1024;
+};
 
 template <typename T, int D, int MASK, bool PARTIAL>
-__global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
+__global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_constant__ fa3_params p)
 {
     constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
-    constexpr int NO = D / 2; /* O accumulators per thread (64 rows x D / 128 threads) */
+    constexpr int NO = D / 2, PANELS = D / 64; /* O accumulators per thread; 64-column panels */
+    constexpr unsigned KV_BYTES = BC * D * sizeof(T), Q_BYTES = BR * D * sizeof(T);
+    using SM = fa3_smem<T, D>;
     extern __shared__ unsigned char smem_raw[];
     T *sQ =
         reinterpret_cast<T *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-    T *sK = sQ + BR * D; /* two stages */
-    T *sV = sK + 2 * BC * D;
+    T *sK = sQ + SM::Q; /* STAGES */
+    T *sV = sK + STAGES * SM::KV;
+    uint64_t *bars = reinterpret_cast<uint64_t *>(sV + STAGES * SM::KV);
+    uint64_t *fullQ = bars, *fullK = bars + 1, *fullV = fullK + STAGES, *emptyK = fullV + STAGES,
+             *emptyV = emptyK + STAGES;
 
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, wg = threadIdx.x >> 7;
     const int g = lane >> 2, t = lane & 3;
+    const bool leader = threadIdx.x == 0;      /* issues the copies */
     const int qb = gridDim.x - 1 - blockIdx.x; /* heaviest causal blocks first */
     const int bh = blockIdx.y, bi = bh / p.h, hi = bh % p.h, hk = hi / (p.h / p.h_kv);
+    const int kvh = bi * p.h_kv + hk;
     const int q0 = qb * BR, w0 = 64 * wg + 16 * warp; /* the warp's first row in the block */
-    const T *Q = static_cast<const T *>(p.q) + (size_t)bh * p.nq * D;
-    const T *K = static_cast<const T *>(p.k) + (size_t)(bi * p.h_kv + hk) * p.nk * D;
-    const T *V = static_cast<const T *>(p.v) + (size_t)(bi * p.h_kv + hk) * p.nk * D;
 
     int kend = p.kv_end;
     const int diag = p.nk - p.nq; /* key j visible to query i iff j <= i + diag */
@@ -91,6 +102,34 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
     else if (CAUSAL)
         kend = min(kend, min(q0 + BR - 1, p.nq - 1) + diag + 1);
     const int ntiles = kend > p.kv_begin ? (kend - p.kv_begin + BC - 1) / BC : 0;
+
+    /* the copies: block j of K or V into stage j % STAGES, one box per 64-column panel */
+    auto load_kv = [&](const CUtensorMap &map, T *base, uint64_t *full, int j) {
+        const int st = j % STAGES;
+        kc_mbar_expect_tx(full + st, KV_BYTES);
+#pragma unroll
+        for (int pn = 0; pn < PANELS; pn++)
+            kc_tma_load_3d(base + st * SM::KV + pn * BC * 64, &map, 64 * pn, p.kv_begin + j * BC,
+                           kvh, full + st);
+    };
+    if (leader) {
+        kc_mbar_init(fullQ, 1);
+        for (int i = 0; i < STAGES; i++) {
+            kc_mbar_init(fullK + i, 1);
+            kc_mbar_init(fullV + i, 1);
+            kc_mbar_init(emptyK + i, 4 * NWG); /* every consumer warp */
+            kc_mbar_init(emptyV + i, 4 * NWG);
+        }
+    }
+    __syncthreads();
+    if (leader && ntiles > 0) {
+        kc_mbar_expect_tx(fullQ, Q_BYTES);
+#pragma unroll
+        for (int pn = 0; pn < PANELS; pn++)
+            kc_tma_load_3d(sQ + pn * BR * 64, &p.tq, 64 * pn, q0, bh, fullQ);
+        for (int j = 0; j < min(ntiles, STAGES); j++) load_kv(p.tk, sK, fullK, j);
+        for (int j = 0; j < min(ntiles, STAGES - 1); j++) load_kv(p.tv, sV, fullV, j);
+    }
 
     /* this thread's rows: h2 -> q0 + w0 + g + 8 h2 */
 #define ROW(h2) (q0 + w0 + g + 8 * (h2))
@@ -116,56 +155,44 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
         }
     }
 
-    load_panels<T, D, BR>(sQ, Q, q0, p.nq);
-    if (ntiles > 0) {
-        load_panels<T, D, BC>(sK, K + (size_t)p.kv_begin * D, 0, p.nk - p.kv_begin);
-        load_panels<T, D, BC>(sV, V + (size_t)p.kv_begin * D, 0, p.nk - p.kv_begin);
-    }
-    kc_cp_async_commit();
-    if (ntiles > 1) {
-        const int nxt = p.kv_begin + BC;
-        load_panels<T, D, BC>(sK + BC * D, K + (size_t)nxt * D, 0, p.nk - nxt);
-        load_panels<T, D, BC>(sV + BC * D, V + (size_t)nxt * D, 0, p.nk - nxt);
-        kc_cp_async_commit();
-        kc_cp_async_wait<1>();
-    } else {
-        kc_cp_async_wait<0>();
-    }
-    kc_fence_proxy_async();
-    __syncthreads();
     const uint32_t aQ = kc_smem_addr(sQ) + (uint32_t)(64 * wg * 64 * sizeof(T));
-    /* S = Q K^T of the block in `stage`, issued (not waited for): K-major A (this warpgroup's
+    /* S = Q K^T of block j, issued and committed (not waited for): K-major A (this warpgroup's
      * 64 Q rows) and B (128 keys) */
-    auto issue_s = [&](float(&dst)[64], int stage) {
-        const uint32_t aK = kc_smem_addr(sK + stage * BC * D);
-        kc_wg_fence();
+    auto issue_s = [&](int j) {
+        const uint32_t aK = kc_smem_addr(sK + (j % STAGES) * SM::KV);
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const uint32_t panel = (uint32_t)(kk >> 2), within = (uint32_t)(kk & 3) * 32;
             const uint64_t da = kc_wg_desc(aQ + panel * BR * 128 + within, 16, 1024);
             const uint64_t db = kc_wg_desc(aK + panel * BC * 128 + within, 16, 1024);
-            mma_ops<T, D>::ss(dst, da, db, kk > 0);
+            mma_ops<T, D>::ss(s, da, db, kk > 0);
         }
         kc_wg_commit();
     };
-    float sn[64]; /* S of the next block, computed while this one's softmax runs */
+    /* O += P V of block j: P packed from the softmax's registers, V MN-major from its stage */
+    uint32_t a[BC / 16][4];
+    auto issue_pv = [&](int j) {
+        const uint32_t aV = kc_smem_addr(sV + (j % STAGES) * SM::KV);
 #pragma unroll
-    for (int i = 0; i < 64; i++) sn[i] = 0.f;
-    if (ntiles > 0) {
-        issue_s(s, 0);
-        kc_wg_wait0();
-    }
-
-    for (int it = 0; it < ntiles; it++) {
-        const int stage = it & 1, kv0 = p.kv_begin + it * BC;
-        if (it + 1 < ntiles) { /* block it + 1 has landed: its S goes to the tensor cores now */
-            kc_cp_async_wait<0>();
-            kc_fence_proxy_async();
-            __syncthreads();
-            issue_s(sn, stage ^ 1);
+        for (int kk = 0; kk < BC / 16; kk++)
+            mma_ops<T, D>::rs(o, a[kk], kc_wg_desc(aV + (uint32_t)kk * 16 * 128, BC * 128, 1024));
+        kc_wg_commit();
+    };
+    auto pack_p = [&]() {
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; kk++) {
+            a[kk][0] = kc_type<T>::pack(s[8 * kk], s[8 * kk + 1]);
+            a[kk][1] = kc_type<T>::pack(s[8 * kk + 2], s[8 * kk + 3]);
+            a[kk][2] = kc_type<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
+            a[kk][3] = kc_type<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
         }
-
-        /* masks: keys past the range and, under causal masking, keys after the row */
+    };
+    /* masks of block j, then the online softmax (log2 units of the scaled scores): s becomes
+     * P, m and l move on, alpha is the factor O must be rescaled by */
+    float alpha[2];
+    bool raised;
+    auto softmax = [&](int j) {
+        const int kv0 = p.kv_begin + j * BC;
         const bool ragged = kv0 + BC > kend;
         bool crosses;
         if (POS)
@@ -177,26 +204,23 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
             for (int h2 = 0; h2 < 2; h2++) {
                 const unsigned long long qp = POS ? p.qpos[min(ROW(h2), p.nq - 1)] : 0ull;
 #pragma unroll
-                for (int j = 0; j < BC / 8; j++)
+                for (int jj = 0; jj < BC / 8; jj++)
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
-                        const int col = kv0 + 8 * j + 2 * t + e, r = ROW(h2);
+                        const int col = kv0 + 8 * jj + 2 * t + e, r = ROW(h2);
                         const bool masked =
                             col >= kend || (POS ? p.kpos[col] > qp : CAUSAL && col > r + diag);
-                        if (masked) s[4 * j + 2 * h2 + e] = -INFINITY;
+                        if (masked) s[4 * jj + 2 * h2 + e] = -INFINITY;
                     }
             }
         }
-
-        /* online softmax in log2 units of the scaled scores */
-        float alpha[2];
-        bool raised = false;
+        raised = false;
 #pragma unroll
         for (int h2 = 0; h2 < 2; h2++) {
             float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < BC / 8; j++)
-                mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h2], s[4 * j + 2 * h2 + 1]));
+            for (int jj = 0; jj < BC / 8; jj++)
+                mx = fmaxf(mx, fmaxf(s[4 * jj + 2 * h2], s[4 * jj + 2 * h2 + 1]));
             mx = kc_quad_max(mx);
             const float mnew = fmaxf(m[h2], mx * p.scale_log2);
             const float base = mnew == -INFINITY ? 0.f : mnew;
@@ -204,54 +228,77 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(fa3_params p)
             raised |= mnew != m[h2];
             float sum = 0.f;
 #pragma unroll
-            for (int j = 0; j < BC / 8; j++) {
-                const float a0 = kc_exp2(fmaf(s[4 * j + 2 * h2], p.scale_log2, -base));
-                const float a1 = kc_exp2(fmaf(s[4 * j + 2 * h2 + 1], p.scale_log2, -base));
-                s[4 * j + 2 * h2] = a0;
-                s[4 * j + 2 * h2 + 1] = a1;
+            for (int jj = 0; jj < BC / 8; jj++) {
+                const float a0 = kc_exp2(fmaf(s[4 * jj + 2 * h2], p.scale_log2, -base));
+                const float a1 = kc_exp2(fmaf(s[4 * jj + 2 * h2 + 1], p.scale_log2, -base));
+                s[4 * jj + 2 * h2] = a0;
+                s[4 * jj + 2 * h2 + 1] = a1;
                 sum += a0 + a1;
             }
             l[h2] = l[h2] * alpha[h2] + sum;
             m[h2] = mnew;
         }
+    };
+    auto rescale_o = [&]() {
         if (__any_sync(0xffffffffu, raised)) {
 #pragma unroll
-            for (int j = 0; j < D / 8; j++) {
-                o[4 * j] *= alpha[0];
-                o[4 * j + 1] *= alpha[0];
-                o[4 * j + 2] *= alpha[1];
-                o[4 * j + 3] *= alpha[1];
+            for (int jj = 0; jj < D / 8; jj++) {
+                o[4 * jj] *= alpha[0];
+                o[4 * jj + 1] *= alpha[0];
+                o[4 * jj + 2] *= alpha[1];
+                o[4 * jj + 3] *= alpha[1];
             }
         }
+    };
 
-        /* O += P V: P from the S registers, V transposed (MN-major) from shared memory */
-        uint32_t a[BC / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++) {
-            a[kk][0] = kc_type<T>::pack(s[8 * kk], s[8 * kk + 1]);
-            a[kk][1] = kc_type<T>::pack(s[8 * kk + 2], s[8 * kk + 3]);
-            a[kk][2] = kc_type<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
-            a[kk][3] = kc_type<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
-        }
-        const uint32_t aV = kc_smem_addr(sV + stage * BC * D);
+    if (ntiles > 0) { /* block 0: S, softmax */
+        kc_mbar_wait(fullQ, 0);
+        kc_mbar_wait(fullK, 0);
         kc_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++)
-            mma_ops<T, D>::rs(o, a[kk], kc_wg_desc(aV + (uint32_t)kk * 16 * 128, BC * 128, 1024));
-        kc_wg_commit();
-        kc_wg_wait0();   /* the next block's S and this block's P V */
-        __syncthreads(); /* this stage is free for block it + 2 */
-        if (it + 2 < ntiles) {
-            const int nxt = kv0 + 2 * BC;
-            load_panels<T, D, BC>(sK + stage * BC * D, K + (size_t)nxt * D, 0, p.nk - nxt);
-            load_panels<T, D, BC>(sV + stage * BC * D, V + (size_t)nxt * D, 0, p.nk - nxt);
-            kc_cp_async_commit();
+        issue_s(0);
+        kc_wg_wait0();
+        kc_wg_fence_regs(s);
+        if (lane == 0) kc_mbar_arrive(emptyK);
+        softmax(0);
+        rescale_o();
+    }
+    for (int j = 1; j < ntiles; j++) {
+        pack_p(); /* P of block j - 1 */
+        kc_mbar_wait(fullK + j % STAGES, (unsigned)(j / STAGES) & 1u);
+        kc_mbar_wait(fullV + (j - 1) % STAGES, (unsigned)((j - 1) / STAGES) & 1u);
+        kc_wg_fence();
+        issue_s(j);
+        issue_pv(j - 1);
+        if (leader) { /* K of block j + 2 (stage of block j - 1), V of block j + 1 */
+            if (j + 2 < ntiles) {
+                if (j + 2 >= STAGES)
+                    kc_mbar_wait(emptyK + (j + 2) % STAGES, (unsigned)((j + 2) / STAGES - 1) & 1u);
+                load_kv(p.tk, sK, fullK, j + 2);
+            }
+            if (j + 1 < ntiles) {
+                if (j + 1 >= STAGES)
+                    kc_mbar_wait(emptyV + (j + 1) % STAGES, (unsigned)((j + 1) / STAGES - 1) & 1u);
+                load_kv(p.tv, sV, fullV, j + 1);
+            }
         }
-#pragma unroll
-        for (int i = 0; i < 64; i++) s[i] = sn[i];
+        kc_wg_wait1(); /* S of block j */
+        kc_wg_fence_regs(s);
+        if (lane == 0) kc_mbar_arrive(emptyK + j % STAGES);
+        softmax(j);
+        kc_wg_wait0(); /* P V of block j - 1 */
+        kc_wg_fence_regs(o);
+        if (lane == 0) kc_mbar_arrive(emptyV + (j - 1) % STAGES);
+        rescale_o();
+    }
+    if (ntiles > 0) { /* P V of the last block */
+        pack_p();
+        kc_mbar_wait(fullV + (ntiles - 1) % STAGES, (unsigned)((ntiles - 1) / STAGES) & 1u);
+        kc_wg_fence();
+        issue_pv(ntiles - 1);
+        kc_wg_wait0();
+        kc_wg_fence_regs(o);
     }
 
-    kc_cp_async_wait<0>(); /* without key blocks the Q load is still in flight */
 #pragma unroll
     for (int h2 = 0; h2 < 2; h2++) l[h2] = kc_quad_sum(l[h2]);
 
@@ -292,7 +339,7 @@ template <typename T, int D, int MASK, bool PARTIAL>
 cudaError_t launch(const kc_shape *s, const fa3_params &p, cudaStream_t st)
 {
     auto kern = fa3_fwd_kernel<T, D, MASK, PARTIAL>;
-    const int smem = (BR + 4 * BC) * D * (int)sizeof(T) + 1024;
+    const int smem = (int)fa3_smem<T, D>::BYTES;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     dim3 grid((unsigned)((s->nq + BR - 1) / BR), (unsigned)(s->b * s->h));
@@ -319,10 +366,48 @@ cudaError_t by_dim(const kc_shape *s, const fa3_params &p, cudaStream_t st)
     return s->d == 64 ? by_mask<T, 64, PARTIAL>(s, p, st) : by_mask<T, 128, PARTIAL>(s, p, st);
 }
 
+/* The driver's tensor-map encoder, looked up once through the runtime (no -lcuda). */
+PFN_cuTensorMapEncodeTiled_v12000 encoder()
+{
+    static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void *f = NULL;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                             &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess)
+            f = NULL;
+        cudaGetLastError();
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+    }();
+    return fn;
+}
+
+/* A [heads][rows][d] tensor as a 3-D map whose boxes are 64 columns (128 bytes, the swizzle
+ * span) x box_rows rows of one head; rows past the end read as zeros. */
+cudaError_t make_map(CUtensorMap *map, int dtype, const void *base, size_t d, size_t rows,
+                     size_t heads, unsigned box_rows)
+{
+    const size_t es = 2;
+    cuuint64_t dims[3] = {(cuuint64_t)d, (cuuint64_t)(rows > 0 ? rows : 1),
+                          (cuuint64_t)(heads > 0 ? heads : 1)};
+    cuuint64_t strides[2] = {(cuuint64_t)(d * es), (cuuint64_t)(rows * d * es)};
+    if (strides[1] == 0) strides[1] = strides[0];
+    cuuint32_t box[3] = {64, box_rows, 1}, step[3] = {1, 1, 1};
+    PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
+    if (!enc) return cudaErrorNotSupported;
+    CUresult r =
+        enc(map, dtype == 1 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
+            const_cast<void *>(base), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 } // namespace
 
-/* 1 where this GPU runs the kernel above: compute capability 9.0 and an sm_90a binary of it
- * (asked once per device), unless ATTNSIM_KC_NO_WGMMA is set (to compare with mma.sync). */
+/* 1 where this GPU runs the kernel above: compute capability 9.0, an sm_90a binary of it and a
+ * driver with tensor maps (asked once per device), unless ATTNSIM_KC_NO_WGMMA is set (to
+ * compare with mma.sync). */
 int kc_fa3_fwd_available(void)
 {
     static int cached[64];
@@ -333,7 +418,7 @@ int kc_fa3_fwd_available(void)
         cudaFuncAttributes fa;
         const char *off = getenv("ATTNSIM_KC_NO_WGMMA");
         int ok =
-            !(off && *off && *off != '0') &&
+            !(off && *off && *off != '0') && encoder() != NULL &&
             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
             major == 9 &&
             cudaFuncGetAttributes(&fa, fa3_fwd_kernel<__nv_bfloat16, 128, MASK_NONE, false>) ==
@@ -345,17 +430,31 @@ int kc_fa3_fwd_available(void)
     return cached[dev] > 0;
 }
 
+int kc_fa3_fwd_usable(const kc_shape *s, const void *q, const void *k, const void *v)
+{
+    const bool dim_ok = s->d == 128 || s->d == 64;
+    /* tensor maps need 16-byte aligned bases */
+    const bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) & 15u) == 0;
+    return dim_ok && aligned && kc_fa3_fwd_available();
+}
+
 cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const void *v,
                        size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
                        void *o_out, float *lse, cudaStream_t st)
 {
-    fa3_params p = {};
-    p.q = q, p.k = k, p.v = v, p.o = o_out, p.lse = lse, p.m = m, p.l = l, p.oacc = o;
+    fa3_params p;
+    memset(&p, 0, sizeof p);
+    p.o = o_out, p.lse = lse, p.m = m, p.l = l, p.oacc = o;
     p.qpos = s->qpos, p.kpos = s->kpos;
     p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
     p.kv_begin = (int)kv_begin, p.kv_end = (int)kv_end, p.accumulate = accumulate;
     p.scale_log2 = (float)(1.0 / sqrt((double)s->d)) * KC_LOG2E;
     if (s->nq == 0 || s->b * s->h == 0) return cudaSuccess;
+    cudaError_t e;
+    if ((e = make_map(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, BR)) != cudaSuccess ||
+        (e = make_map(&p.tk, s->dtype, k, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
+        (e = make_map(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
+        return e;
     const bool partial = o_out == NULL;
     if (s->dtype == 1)
         return partial ? by_dim<__half, true>(s, p, st) : by_dim<__half, false>(s, p, st);

@@ -43,6 +43,9 @@ cudaError_t kc_convert_scaled(int dtype, const float *src, void *dst, size_t n, 
  * compute capability 9.0, ATTNSIM_KC_NO_WGMMA unset). Same contract as the tensor-core forward
  * (d = 64 or 128, f16/bf16): final mode when o_out != NULL, else the partial state. */
 int kc_fa3_fwd_available(void);
+/* 1 where kc_fa3_fwd runs this call: available, a head dimension it serves, and Q, K, V on
+ * 16-byte boundaries (its tensor maps need them). */
+int kc_fa3_fwd_usable(const kc_shape *s, const void *q, const void *k, const void *v);
 cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const void *v,
                        size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
                        void *o_out, float *lse, cudaStream_t st);

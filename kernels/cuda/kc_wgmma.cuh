@@ -71,6 +71,84 @@ __device__ __forceinline__ void kc_fence_proxy_async()
 #endif
 }
 
+/* mbarriers and TMA (cp.async.bulk.tensor), sm_90: a full barrier per stage completes when the
+ * expected bytes have landed (the producer's arrive.expect_tx plus the copies' complete_tx);
+ * an empty barrier counts the consumer warps that finished reading the stage. */
+__device__ __forceinline__ void kc_mbar_init(uint64_t *bar, unsigned count)
+{
+#if KC_HAVE_WGMMA
+    asm volatile(
+        "mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar)),
+        "r"(count)
+        : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void kc_mbar_expect_tx(uint64_t *bar, unsigned bytes)
+{
+#if KC_HAVE_WGMMA
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                     (uint32_t)__cvta_generic_to_shared(bar)),
+                 "r"(bytes)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void kc_mbar_arrive(uint64_t *bar)
+{
+#if KC_HAVE_WGMMA
+    asm volatile(
+        "mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar))
+        : "memory");
+#endif
+}
+/* Waits until the barrier's phase of the given parity has completed. */
+__device__ __forceinline__ void kc_mbar_wait(uint64_t *bar, unsigned parity)
+{
+#if KC_HAVE_WGMMA
+    asm volatile("{\n.reg .pred done;\n"
+                 "WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n"
+                 "}\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar)),
+                 "r"(parity)
+                 : "memory");
+#endif
+}
+/* One box of a 3-D tensor map (coordinates innermost first) into shared memory, completing
+ * on `bar`. `map` is the generic address of a __grid_constant__ kernel parameter. */
+__device__ __forceinline__ void kc_tma_load_3d(void *dst, const void *map, int c0, int c1, int c2,
+                                               uint64_t *bar)
+{
+#if KC_HAVE_WGMMA
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
+        "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"((uint32_t)__cvta_generic_to_shared(bar))
+        : "memory");
+#endif
+}
+/* Named barriers (ids 1..15) between the two consumer warpgroups. */
+__device__ __forceinline__ void kc_bar_sync(int id, int nthreads)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+__device__ __forceinline__ void kc_bar_arrive(int id, int nthreads)
+{
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+/* Keeps the compiler from moving accesses of an accumulator across an asynchronous MMA. */
+template <int N> __device__ __forceinline__ void kc_wg_fence_regs(float (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+__device__ __forceinline__ void kc_wg_wait1()
+{
+#if KC_HAVE_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+#endif
+}
+
 /* d (64 x N, f32) = A B (+ d when scale_d), T = __nv_bfloat16 or __half: SS reads A and B
  * through descriptors (both K-major); RS takes A from registers and B MN-major (transposed).
  * One definition per shape, instantiated for the two PTX types (KC_WGMMA_SHAPES). */
