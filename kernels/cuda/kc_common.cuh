@@ -100,6 +100,12 @@ __device__ __forceinline__ void kc_cp_async16(uint32_t dst, const void *src, int
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                  "r"(src_bytes));
 }
+/* 4 bytes (zeros where src_bytes = 0), through L1. */
+__device__ __forceinline__ void kc_cp_async4(uint32_t dst, const void *src, int src_bytes)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_bytes));
+}
 __device__ __forceinline__ void kc_cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::);

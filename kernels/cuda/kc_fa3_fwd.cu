@@ -382,10 +382,12 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder()
     return fn;
 }
 
+} // namespace
+
 /* A [heads][rows][d] tensor as a 3-D map whose boxes are 64 columns (128 bytes, the swizzle
  * span) x box_rows rows of one head; rows past the end read as zeros. */
-cudaError_t make_map(CUtensorMap *map, int dtype, const void *base, size_t d, size_t rows,
-                     size_t heads, unsigned box_rows)
+cudaError_t kc_tma_map_3d(CUtensorMap *map, int dtype, const void *base, size_t d, size_t rows,
+                          size_t heads, unsigned box_rows)
 {
     const size_t es = 2;
     cuuint64_t dims[3] = {(cuuint64_t)d, (cuuint64_t)(rows > 0 ? rows : 1),
@@ -403,7 +405,10 @@ cudaError_t make_map(CUtensorMap *map, int dtype, const void *base, size_t d, si
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-} // namespace
+int kc_tma_available(void)
+{
+    return encoder() != NULL;
+}
 
 /* 1 where this GPU runs the kernel above: compute capability 9.0, an sm_90a binary of it and a
  * driver with tensor maps (asked once per device), unless ATTNSIM_KC_NO_WGMMA is set (to
@@ -418,7 +423,7 @@ int kc_fa3_fwd_available(void)
         cudaFuncAttributes fa;
         const char *off = getenv("ATTNSIM_KC_NO_WGMMA");
         int ok =
-            !(off && *off && *off != '0') && encoder() != NULL &&
+            !(off && *off && *off != '0') && kc_tma_available() &&
             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
             major == 9 &&
             cudaFuncGetAttributes(&fa, fa3_fwd_kernel<__nv_bfloat16, 128, MASK_NONE, false>) ==
@@ -451,9 +456,9 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
     p.scale_log2 = (float)(1.0 / sqrt((double)s->d)) * KC_LOG2E;
     if (s->nq == 0 || s->b * s->h == 0) return cudaSuccess;
     cudaError_t e;
-    if ((e = make_map(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, BR)) != cudaSuccess ||
-        (e = make_map(&p.tk, s->dtype, k, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
-        (e = make_map(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
+    if ((e = kc_tma_map_3d(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, BR)) != cudaSuccess ||
+        (e = kc_tma_map_3d(&p.tk, s->dtype, k, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
+        (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
         return e;
     const bool partial = o_out == NULL;
     if (s->dtype == 1)

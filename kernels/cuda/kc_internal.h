@@ -2,7 +2,9 @@
 #ifndef ATTNSIM_KC_INTERNAL_H
 #define ATTNSIM_KC_INTERNAL_H
 
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
 
 #include "kc_attn.h"
 
@@ -49,5 +51,28 @@ int kc_fa3_fwd_usable(const kc_shape *s, const void *q, const void *k, const voi
 cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const void *v,
                        size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
                        void *o_out, float *lse, cudaStream_t st);
+
+/* The Hopper (wgmma) backward, kc_fa3_bwd.cu: the contract of kc_fa2_bwd's main kernel (dq_acc
+ * zeroed and dsum = rowsum(dO O) prepared; dK, dV in the storage type) or, with `tile`, of
+ * kc_fa2_bwd_tile (f32 accumulators added into). Usable where the forward is, with dO on a
+ * 16-byte boundary too. */
+int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
+                      const void *d_o, const float *lse, const float *dsum);
+cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
+                       const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                       void *dk, void *dv, int tile, cudaStream_t st);
+
+/* TMA tensor maps (kc_fa3_fwd.cu), encoded through the driver entry point the runtime gives
+ * (no -lcuda). kc_tma_available: the driver has them. A [heads][rows][d] f16/bf16 tensor
+ * (dtype 1 = f16, else bf16) in boxes of 64 columns (the 128-byte swizzle span) x box_rows
+ * rows of one head, rows past the end reading as zeros. */
+int kc_tma_available(void);
+cudaError_t kc_tma_map_3d(CUtensorMap *map, int dtype, const void *base, size_t d, size_t rows,
+                          size_t heads, unsigned box_rows);
+/* Tensor maps need 16-byte aligned bases. */
+static inline int kc_tma_aligned(const void *p)
+{
+    return ((uintptr_t)p & 15u) == 0;
+}
 
 #endif

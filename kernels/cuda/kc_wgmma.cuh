@@ -188,6 +188,27 @@ template <typename T> struct kc_wgmma;
                   "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                               \
                 : "l"(da), "l"(db), "r"(scale_d));                                                 \
         }                                                                                          \
+        /* m64n64k16 from shared memory; TR = 1 reads A and B MN-major (transposed) */             \
+        template <int TR>                                                                          \
+        static __device__ __forceinline__ void ss_n64(float (&d)[32], uint64_t da, uint64_t db,    \
+                                                      int scale_d)                                 \
+        {                                                                                          \
+            (void)d, (void)scale_d, (void)da, (void)db;                                            \
+            KC_WGMMA_ASM(                                                                          \
+                "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                       \
+                "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " "                        \
+                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, "     \
+                "%17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "     \
+                "%32, %33, p, 1, 1, %35, %35;\n"                                                   \
+                "}\n"                                                                              \
+                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),          \
+                  "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),        \
+                  "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),    \
+                  "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),    \
+                  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),    \
+                  "+f"(d[30]), "+f"(d[31])                                                         \
+                : "l"(da), "l"(db), "r"(scale_d), "n"(TR));                                        \
+        }                                                                                          \
         static __device__ __forceinline__ void rs_n128(float (&d)[64], const uint32_t (&a)[4],     \
                                                        uint64_t db, int scale_d)                   \
         {                                                                                          \

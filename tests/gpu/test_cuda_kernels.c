@@ -35,8 +35,8 @@ static char where[256]; /* the case being checked, for failure messages */
     do {                                                                                           \
         cudaError_t e_ = (cudaError_t)(call);                                                      \
         if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "test_cuda_kernels: %s failed: %s (%s:%d)\n", #call,                   \
-                    cudaGetErrorString(e_), __FILE__, __LINE__);                                   \
+            fprintf(stderr, "test_cuda_kernels: %s failed: %s (%s:%d; case %s)\n", #call,          \
+                    cudaGetErrorString(e_), __FILE__, __LINE__, where);                            \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)

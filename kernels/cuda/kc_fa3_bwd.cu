@@ -1,0 +1,422 @@
+/* kc_fa3_bwd.cu - FlashAttention backward on Hopper warpgroup MMA (wgmma, sm_90a): the same
+ * contract as the mma.sync backward of kc_fa2_bwd.cu (whole backward with the f32 dQ
+ * accumulator and D = rowsum(dO O) prepared by the caller, or the tile backward adding into f32
+ * accumulators), used in its place where kc_fa3_fwd_usable says the GPU and binary have sm_90a.
+ *
+ * One CTA of two warpgroups (256 threads) per 128 keys of one K/V head; warpgroup w owns keys
+ * 64 w .. 64 w + 63 and keeps their dK and dV (64 x d each, f32) in registers while the CTA
+ * walks every query block (BR = 64 queries at d = 128, 128 at d = 64) of every query head
+ * sharing the K/V head. K and V arrive once by TMA; Q and dO of each query block come by TMA
+ * into three stages (one mbarrier each), issued by thread 0 two blocks ahead, and its LSE and D
+ * by cp.async from every thread, waited for a block ahead of their use. Per query
+ * block, in each warpgroup (transposed products: keys are the M side, so the accumulators of
+ * S^T and dP^T are the register A operand of the next products):
+ *   S^T = K_w Q^T, dP^T = V_w dO^T   m64nBRk16, all operands from shared memory
+ *   P^T = exp2(S^T scale log2e - LSE log2e), dS^T = P^T (dP^T - D), masks on the way
+ *   dV_w += P^T dO, dK_w += dS^T Q   m64nDk16, A from registers, B (Q, dO) MN-major
+ *   dS^T to shared memory (double-buffered), one CTA barrier, then
+ *   dQ = dS K                        m64n64k16 with A (dS) and B (K) MN-major: at d = 128 each
+ *                                    warpgroup takes 64 of the columns, at d = 64 64 of the
+ *                                    queries; added to the f32 accumulator with float2 atomics.
+ * The barrier also frees the stage two blocks back (every thread has passed its last wait), so
+ * the copies need no empty barriers.
+ */
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+#include <math.h>
+#include <string.h>
+
+#include "kc_attn.h"
+#include "kc_common.cuh"
+#include "kc_internal.h"
+#include "kc_wgmma.cuh"
+
+namespace
+{
+
+constexpr int NWG = 2, NTHREADS = 128 * NWG, BC = 64 * NWG, STAGES = 3;
+
+template <int D> struct bwd_cfg {
+    static constexpr int BR = D == 64 ? 128 : 64; /* queries per block */
+};
+
+struct fa3b_params {
+    CUtensorMap tq, tdo, tk, tv;
+    const float *lse, *dsum;
+    float *dq_acc;
+    void *dk, *dv; /* storage type; f32 accumulators in tile mode */
+    const unsigned long long *qpos, *kpos;
+    int h, h_kv, nq, nk;
+    float scale, scale_log2;
+};
+
+/* Shared memory: K, V, the Q and dO stages, two dS^T buffers (all panelled, 128B swizzle),
+ * the LSE and D stages (f32), the mbarriers. */
+template <typename T, int D> struct bwd_smem {
+    static constexpr int BR = bwd_cfg<D>::BR;
+    static constexpr int KV = BC * D, QT = BR * D, DS = BC * BR; /* elements */
+    static constexpr size_t BYTES = (size_t)(2 * KV + 2 * STAGES * QT + 2 * DS) * sizeof(T) +
+                                    (size_t)2 * STAGES * BR * sizeof(float) + (1 + STAGES) * 8 +
+                                    1024;
+};
+
+/* S^T and dP^T: m64nBR, both operands K-major. */
+template <typename T, int BR> struct sdp_mma;
+template <typename T> struct sdp_mma<T, 64> {
+    static __device__ __forceinline__ void run(float (&d)[32], uint64_t a, uint64_t b, int sc)
+    {
+        kc_wgmma<T>::template ss_n64<0>(d, a, b, sc);
+    }
+};
+template <typename T> struct sdp_mma<T, 128> {
+    static __device__ __forceinline__ void run(float (&d)[64], uint64_t a, uint64_t b, int sc)
+    {
+        kc_wgmma<T>::ss_n128(d, a, b, sc);
+    }
+};
+/* dV, dK: m64nD, A from registers, B MN-major. */
+template <typename T, int D>
+__device__ __forceinline__ void kv_mma(float (&d)[D / 2], const uint32_t (&a)[4], uint64_t b)
+{
+    if constexpr (D == 128)
+        kc_wgmma<T>::rs_n128(d, a, b, 1);
+    else
+        kc_wgmma<T>::rs_n64(d, a, b, 1);
+}
+
+template <typename T, int D, int MASK, bool TILE>
+__global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_constant__ fa3b_params p)
+{
+    constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
+    using SM = bwd_smem<T, D>;
+    constexpr int BR = SM::BR, PANELS = D / 64;
+    constexpr int NS = BR / 2; /* S^T accumulators per thread: 64 keys x BR queries / 128 */
+    constexpr int ND = D / 2;  /* dK, dV accumulators per thread */
+    constexpr unsigned Q_BYTES = 2 * BR * D * sizeof(T);
+    extern __shared__ unsigned char smem_raw[];
+    T *sK =
+        reinterpret_cast<T *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+    T *sV = sK + SM::KV;
+    T *sQ = sV + SM::KV;            /* STAGES */
+    T *sdO = sQ + STAGES * SM::QT;  /* STAGES */
+    T *sdS = sdO + STAGES * SM::QT; /* 2 buffers of [BC keys][BR queries] */
+    float *sL = reinterpret_cast<float *>(sdS + 2 * SM::DS); /* STAGES x BR */
+    float *sDs = sL + STAGES * BR;                           /* STAGES x BR */
+    uint64_t *fullKV = reinterpret_cast<uint64_t *>(sDs + STAGES * BR), *fullQ = fullKV + 1;
+
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, wg = threadIdx.x >> 7;
+    const int g = lane >> 2, t = lane & 3;
+    const bool leader = threadIdx.x == 0;
+    const int kv0 = blockIdx.x * BC, bk = blockIdx.y, bi = bk / p.h_kv, hk = bk % p.h_kv;
+    const int group = p.h / p.h_kv, diag = p.nk - p.nq;
+    const int wkey = kv0 + 64 * wg;        /* the warpgroup's first key */
+    const int krow = wkey + 16 * warp + g; /* this thread's keys: krow, krow + 8 */
+
+    /* query blocks that see any of these keys (as in kc_fa2_bwd.cu) */
+    const int nqb = (p.nq + BR - 1) / BR;
+    int qb0 = 0, per_head = nqb;
+    if (POS) {
+        const int first = kc_lower_bound(p.qpos, 0, p.nq, p.kpos[kv0]);
+        qb0 = first / BR;
+        per_head = first >= p.nq ? 0 : nqb - qb0;
+    } else if (CAUSAL) {
+        qb0 = max(0, kv0 - diag) / BR;
+        per_head = kv0 - diag >= p.nq ? 0 : nqb - qb0;
+    }
+    const int total = group * per_head;
+
+    auto load_q = [&](int it) {
+        const int st = it % STAGES, hq = hk * group + it / per_head;
+        const int q0 = (qb0 + it % per_head) * BR, bh = bi * p.h + hq;
+        kc_mbar_expect_tx(fullQ + st, Q_BYTES);
+#pragma unroll
+        for (int pn = 0; pn < PANELS; pn++) {
+            kc_tma_load_3d(sQ + st * SM::QT + pn * BR * 64, &p.tq, 64 * pn, q0, bh, fullQ + st);
+            kc_tma_load_3d(sdO + st * SM::QT + pn * BR * 64, &p.tdo, 64 * pn, q0, bh, fullQ + st);
+        }
+    };
+    /* LSE and D of query block `it`, by the threads (cp.async, 4 bytes: a row's offset need not
+     * be 16-byte aligned, which a tensor map would require); zeros past nq */
+    auto load_ld = [&](int it) {
+        const int st = it % STAGES, hq = hk * group + it / per_head;
+        const int q0 = (qb0 + it % per_head) * BR, bh = bi * p.h + hq;
+        const int i = threadIdx.x & 127, r = q0 + i;
+        if (i < BR) {
+            const float *src =
+                (threadIdx.x < 128 ? p.lse : p.dsum) + (size_t)bh * p.nq + min(r, p.nq - 1);
+            float *dst = (threadIdx.x < 128 ? sL : sDs) + st * BR + i;
+            kc_cp_async4(kc_smem_addr(dst), src, r < p.nq ? 4 : 0);
+        }
+        kc_cp_async_commit();
+    };
+    if (leader) {
+        kc_mbar_init(fullKV, 1);
+        for (int i = 0; i < STAGES; i++) kc_mbar_init(fullQ + i, 1);
+    }
+    for (int it = 0; it < min(total, STAGES - 1); it++) load_ld(it);
+    kc_cp_async_wait<0>();
+    __syncthreads();
+    if (leader && total > 0) {
+        kc_mbar_expect_tx(fullKV, 2 * BC * D * sizeof(T));
+#pragma unroll
+        for (int pn = 0; pn < PANELS; pn++) {
+            kc_tma_load_3d(sK + pn * BC * 64, &p.tk, 64 * pn, kv0, bk, fullKV);
+            kc_tma_load_3d(sV + pn * BC * 64, &p.tv, 64 * pn, kv0, bk, fullKV);
+        }
+        for (int it = 0; it < min(total, STAGES - 1); it++) load_q(it);
+    }
+
+    float dk[ND], dv[ND];
+#pragma unroll
+    for (int i = 0; i < ND; i++) dk[i] = dv[i] = 0.f;
+    const uint32_t aK = kc_smem_addr(sK), aV = kc_smem_addr(sV);
+    if (total > 0) kc_mbar_wait(fullKV, 0);
+
+    for (int it = 0; it < total; it++) {
+        const int st = it % STAGES, hq = hk * group + it / per_head;
+        const int q0 = (qb0 + it % per_head) * BR;
+        kc_mbar_wait(fullQ + st, (unsigned)(it / STAGES) & 1u);
+        const uint32_t aQ = kc_smem_addr(sQ + st * SM::QT), aO = kc_smem_addr(sdO + st * SM::QT);
+
+        /* S^T = K_w Q^T and dP^T = V_w dO^T (K-major A: the warpgroup's 64 rows) */
+        float s[NS], dp[NS];
+        kc_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const uint32_t off = (uint32_t)(kk >> 2) * BC * 128 + 64 * wg * 128 + (kk & 3) * 32;
+            const uint32_t offq = (uint32_t)(kk >> 2) * BR * 128 + (kk & 3) * 32;
+            sdp_mma<T, BR>::run(s, kc_wg_desc(aK + off, 16, 1024), kc_wg_desc(aQ + offq, 16, 1024),
+                                kk > 0);
+        }
+        kc_wg_commit();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const uint32_t off = (uint32_t)(kk >> 2) * BC * 128 + 64 * wg * 128 + (kk & 3) * 32;
+            const uint32_t offq = (uint32_t)(kk >> 2) * BR * 128 + (kk & 3) * 32;
+            sdp_mma<T, BR>::run(dp, kc_wg_desc(aV + off, 16, 1024), kc_wg_desc(aO + offq, 16, 1024),
+                                kk > 0);
+        }
+        kc_wg_commit();
+
+        /* masks: keys past nk, queries past nq, and causal ones */
+        const bool ragged = wkey + 64 > p.nk || q0 + BR > p.nq;
+        bool crosses = false;
+        if (POS)
+            crosses = p.kpos[min(wkey + 63, p.nk - 1)] > p.qpos[min(q0, p.nq - 1)];
+        else if (CAUSAL)
+            crosses = wkey + 63 > q0 + diag;
+        const float *cL = sL + st * BR, *cD = sDs + st * BR;
+
+        kc_wg_wait1(); /* S^T */
+        kc_wg_fence_regs(s);
+#pragma unroll
+        for (int j = 0; j < BR / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int qc = 8 * j + 2 * t + e; /* query, local */
+                const float lse = cL[qc];
+                /* rows that saw no key (LSE = -inf) get P = 0 */
+                const float l2 = lse == -INFINITY ? INFINITY : lse * KC_LOG2E;
+#pragma unroll
+                for (int h2 = 0; h2 < 2; h2++)
+                    s[4 * j + 2 * h2 + e] = kc_exp2(fmaf(s[4 * j + 2 * h2 + e], p.scale_log2, -l2));
+            }
+        if (ragged || crosses) {
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++) {
+                const int kr = krow + 8 * h2;
+                const unsigned long long kp = POS ? p.kpos[min(kr, p.nk - 1)] : 0ull;
+#pragma unroll
+                for (int j = 0; j < BR / 8; j++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int qg = q0 + 8 * j + 2 * t + e;
+                        bool masked = kr >= p.nk || qg >= p.nq;
+                        if constexpr (POS)
+                            masked = masked || (crosses && kp > p.qpos[min(qg, p.nq - 1)]);
+                        else if constexpr (CAUSAL)
+                            masked = masked || kr > qg + diag;
+                        if (masked) s[4 * j + 2 * h2 + e] = 0.f;
+                    }
+            }
+        }
+        kc_wg_wait0(); /* dP^T */
+        kc_wg_fence_regs(dp);
+#pragma unroll
+        for (int j = 0; j < BR / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float dsum = cD[8 * j + 2 * t + e];
+#pragma unroll
+                for (int h2 = 0; h2 < 2; h2++)
+                    dp[4 * j + 2 * h2 + e] =
+                        s[4 * j + 2 * h2 + e] * (dp[4 * j + 2 * h2 + e] - dsum);
+            }
+
+        /* P^T and dS^T as register A fragments (k = queries); dS^T to shared memory */
+        uint32_t pf[BR / 16][4], sf[BR / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; kk++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                pf[kk][r] = kc_type<T>::pack(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+                sf[kk][r] = kc_type<T>::pack(dp[8 * kk + 2 * r], dp[8 * kk + 2 * r + 1]);
+            }
+        T *dS = sdS + (it & 1) * SM::DS;
+#pragma unroll
+        for (int j = 0; j < BR / 8; j++)
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++)
+                *reinterpret_cast<uint32_t *>(
+                    dS + kc_wg_off<BC>(64 * wg + 16 * warp + g + 8 * h2, 8 * j + 2 * t)) =
+                    sf[j >> 1][(j & 1) * 2 + h2];
+        kc_fence_proxy_async();
+
+        /* dV += P^T dO, dK += dS^T Q (B MN-major: 16 query rows per k step) */
+        kc_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; kk++)
+            kv_mma<T, D>(dv, pf[kk], kc_wg_desc(aO + (uint32_t)kk * 16 * 128, BR * 128, 1024));
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; kk++)
+            kv_mma<T, D>(dk, sf[kk], kc_wg_desc(aQ + (uint32_t)kk * 16 * 128, BR * 128, 1024));
+        kc_wg_commit();
+
+        kc_cp_async_wait<0>(); /* LSE and D of block it + 1 */
+        __syncthreads();       /* dS^T whole; every thread is past block it - 1 */
+        if (it + STAGES - 1 < total) {
+            if (leader) load_q(it + STAGES - 1);
+            load_ld(it + STAGES - 1);
+        }
+
+        /* dQ = dS K: A = dS (queries x keys) read MN-major from the dS^T tile, B = K MN-major */
+        float dq[32];
+        const uint32_t aS = kc_smem_addr(dS);
+        kc_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; kk++) {
+            const uint32_t a0 = aS + (D == 64 ? wg * BC * 128 : 0) + (uint32_t)kk * 16 * 128;
+            const uint32_t b0 = aK + (D == 128 ? wg * BC * 128 : 0) + (uint32_t)kk * 16 * 128;
+            kc_wgmma<T>::template ss_n64<1>(dq, kc_wg_desc(a0, BC * 128, 1024),
+                                            kc_wg_desc(b0, BC * 128, 1024), kk > 0);
+        }
+        kc_wg_commit();
+        kc_wg_wait0();
+        kc_wg_fence_regs(dq);
+        kc_wg_fence_regs(dk);
+        kc_wg_fence_regs(dv);
+
+        float *dQ = p.dq_acc + ((size_t)bi * p.h + hq) * p.nq * D;
+        const int qr0 = q0 + (D == 64 ? 64 * wg : 0) + 16 * warp + g, c0 = D == 128 ? 64 * wg : 0;
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            const int r = qr0 + 8 * h2;
+            if (r >= p.nq) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float x0 = dq[4 * j + 2 * h2], x1 = dq[4 * j + 2 * h2 + 1];
+                if (TILE) x0 *= p.scale, x1 *= p.scale; /* added into the caller's accumulator */
+                atomicAdd(reinterpret_cast<float2 *>(dQ + (size_t)r * D + c0 + 8 * j + 2 * t),
+                          make_float2(x0, x1));
+            }
+        }
+    }
+
+    /* dK = scale dS^T Q and dV: this thread's rows krow, krow + 8 */
+#pragma unroll
+    for (int h2 = 0; h2 < 2; h2++) {
+        const int r = krow + 8 * h2;
+        if (r >= p.nk) continue;
+        if (TILE) {
+            if (total == 0) continue; /* no query sees these keys: nothing to add */
+            float *dKa = static_cast<float *>(p.dk) + ((size_t)bk * p.nk + r) * D;
+            float *dVa = static_cast<float *>(p.dv) + ((size_t)bk * p.nk + r) * D;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++) {
+                float2 a = *reinterpret_cast<const float2 *>(dKa + 8 * j + 2 * t);
+                a.x += dk[4 * j + 2 * h2] * p.scale;
+                a.y += dk[4 * j + 2 * h2 + 1] * p.scale;
+                *reinterpret_cast<float2 *>(dKa + 8 * j + 2 * t) = a;
+                float2 b = *reinterpret_cast<const float2 *>(dVa + 8 * j + 2 * t);
+                b.x += dv[4 * j + 2 * h2];
+                b.y += dv[4 * j + 2 * h2 + 1];
+                *reinterpret_cast<float2 *>(dVa + 8 * j + 2 * t) = b;
+            }
+        } else {
+            T *dK = static_cast<T *>(p.dk) + ((size_t)bk * p.nk + r) * D;
+            T *dV = static_cast<T *>(p.dv) + ((size_t)bk * p.nk + r) * D;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++) {
+                *reinterpret_cast<uint32_t *>(dK + 8 * j + 2 * t) = kc_type<T>::pack(
+                    dk[4 * j + 2 * h2] * p.scale, dk[4 * j + 2 * h2 + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dV + 8 * j + 2 * t) =
+                    kc_type<T>::pack(dv[4 * j + 2 * h2], dv[4 * j + 2 * h2 + 1]);
+            }
+        }
+    }
+}
+
+template <typename T, int D, int MASK, bool TILE>
+cudaError_t launch(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
+{
+    auto kern = fa3_bwd_kernel<T, D, MASK, TILE>;
+    const int smem = (int)bwd_smem<T, D>::BYTES;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((s->nk + BC - 1) / BC), (unsigned)(s->b * s->h_kv));
+    kern<<<grid, NTHREADS, smem, st>>>(p);
+    return cudaGetLastError();
+}
+
+template <typename T, int D, bool TILE>
+cudaError_t by_mask(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
+{
+    switch (kc_mask_kind(s)) {
+    case MASK_NONE:
+        return launch<T, D, MASK_NONE, TILE>(s, p, st);
+    case MASK_DIAG:
+        return launch<T, D, MASK_DIAG, TILE>(s, p, st);
+    default:
+        return launch<T, D, MASK_POS, TILE>(s, p, st);
+    }
+}
+
+template <typename T, bool TILE>
+cudaError_t by_dim(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
+{
+    return s->d == 64 ? by_mask<T, 64, TILE>(s, p, st) : by_mask<T, 128, TILE>(s, p, st);
+}
+
+} // namespace
+
+int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
+                      const void *d_o, const float *lse, const float *dsum)
+{
+    (void)lse, (void)dsum;
+    return kc_fa3_fwd_usable(s, q, k, v) && kc_tma_aligned(d_o);
+}
+
+cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
+                       const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                       void *dk, void *dv, int tile, cudaStream_t st)
+{
+    if (s->nk == 0 || s->b * s->h_kv == 0) return cudaSuccess;
+    fa3b_params p;
+    memset(&p, 0, sizeof p);
+    p.dq_acc = dq_acc, p.dk = dk, p.dv = dv, p.qpos = s->qpos, p.kpos = s->kpos;
+    p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
+    p.scale = (float)(1.0 / sqrt((double)s->d));
+    p.scale_log2 = p.scale * KC_LOG2E;
+    const unsigned br = s->d == 64 ? bwd_cfg<64>::BR : bwd_cfg<128>::BR;
+    p.lse = lse, p.dsum = dsum;
+    cudaError_t e;
+    if ((e = kc_tma_map_3d(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, br)) != cudaSuccess ||
+        (e = kc_tma_map_3d(&p.tdo, s->dtype, d_o, s->d, s->nq, s->b * s->h, br)) != cudaSuccess ||
+        (e = kc_tma_map_3d(&p.tk, s->dtype, k, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
+        (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
+        return e;
+    if (s->dtype == 1)
+        return tile ? by_dim<__half, true>(s, p, st) : by_dim<__half, false>(s, p, st);
+    return tile ? by_dim<__nv_bfloat16, true>(s, p, st) : by_dim<__nv_bfloat16, false>(s, p, st);
+}
