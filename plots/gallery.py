@@ -436,8 +436,8 @@ def fig_roofline(runs, calib, plt, np, out):
 def fig_decode(runs, plt, np, out):
     dec = [r for r in runs if r.kind == "kernel" and r.pass_ == "decode"]
     if not dec:
-        return None, ("no decode runs in this file (kind=kernel, pass=decode: the decode "
-                      "kernels of issue 13 write them; they are not implemented yet)")
+        return None, ("no decode runs in this file (kind=kernel, pass=decode: written by "
+                      "`attnsim kernels --decode` and experiments/decode-peers)")
     shapes = sorted({(r.batch, r.heads, r.kv_heads, r.Nk, r.d) for r in dec})
     impls = sorted({r.algo for r in dec})
     fig, ax = plt.subplots(figsize=(min(16, max(7, 0.5 * len(shapes) * len(impls) ** 0.5)), 5))

@@ -415,9 +415,9 @@ static const char *kernel_regex(const ks_kernel *k)
 {
     switch (k->model) {
     case KIO_FA2_FWD:
-        return "regex:fa2_fwd_kernel";
+        return "regex:fa[23]_fwd_kernel";
     case KIO_FA2_BWD:
-        return "regex:fa2_bwd_kernel|dsum_kernel|convert_kernel";
+        return "regex:fa[23]_bwd_kernel|dsum_kernel|convert_kernel";
     case KIO_STANDARD_FWD:
         return "regex:std_";
     case KIO_FA1_FWD:

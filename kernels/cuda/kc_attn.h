@@ -42,8 +42,9 @@ typedef enum { KC_PATH_TENSOR_CORE = 0, KC_PATH_GENERIC = 1, KC_PATH_UNSUPPORTED
 kc_path kc_fa2_path(const kc_shape *s);
 const char *kc_path_name(kc_path p);
 
-/* The query/key block sizes the tensor-core kernels use for head dim d (for the IO model:
- * the same numbers predict the logical traffic). */
+/* The query/key block sizes the tensor-core kernels use for head dim d on the current device
+ * (the Hopper kernels where kc_fa3_fwd_available, else mma.sync), for the IO model: the same
+ * numbers predict the logical traffic. */
 void kc_fa2_fwd_blocks(size_t d, size_t *br, size_t *bc);
 void kc_fa2_bwd_blocks(size_t d, size_t *br, size_t *bc);
 

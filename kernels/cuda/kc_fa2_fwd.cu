@@ -393,7 +393,10 @@ extern "C" int kc_fa2_fwd_partial(const kc_shape *s, const void *q, const void *
 
 extern "C" void kc_fa2_fwd_blocks(size_t d, size_t *br, size_t *bc)
 {
-    (void)d;
+    if ((d == 64 || d == 128) && kc_fa3_fwd_available()) {
+        kc_fa3_fwd_blocks(d, br, bc);
+        return;
+    }
     *br = BR;
     *bc = BC;
 }

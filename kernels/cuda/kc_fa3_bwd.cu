@@ -390,6 +390,12 @@ cudaError_t by_dim(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
 
 } // namespace
 
+void kc_fa3_bwd_blocks(size_t d, size_t *br, size_t *bc)
+{
+    *br = d == 64 ? bwd_cfg<64>::BR : bwd_cfg<128>::BR;
+    *bc = BC;
+}
+
 int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
                       const void *d_o, const float *lse, const float *dsum)
 {

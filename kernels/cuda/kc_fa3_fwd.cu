@@ -435,6 +435,13 @@ int kc_fa3_fwd_available(void)
     return cached[dev] > 0;
 }
 
+void kc_fa3_fwd_blocks(size_t d, size_t *br, size_t *bc)
+{
+    (void)d;
+    *br = BR;
+    *bc = BC;
+}
+
 int kc_fa3_fwd_usable(const kc_shape *s, const void *q, const void *k, const void *v)
 {
     const bool dim_ok = s->d == 128 || s->d == 64;

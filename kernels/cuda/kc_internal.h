@@ -58,6 +58,9 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
  * 16-byte boundary too. */
 int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
                       const void *d_o, const float *lse, const float *dsum);
+/* Their query (br) and key (bc) blocks at head dim d. */
+void kc_fa3_fwd_blocks(size_t d, size_t *br, size_t *bc);
+void kc_fa3_bwd_blocks(size_t d, size_t *br, size_t *bc);
 cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
                        const void *d_o, const float *lse, const float *dsum, float *dq_acc,
                        void *dk, void *dv, int tile, cudaStream_t st);
