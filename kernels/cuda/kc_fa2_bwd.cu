@@ -412,7 +412,7 @@ extern "C" int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const
     if ((e = cudaMemsetAsync(dq_acc, 0, rows * s->d * sizeof(float), st)) != cudaSuccess)
         return (int)e;
     if ((e = kc_dsum(s, o, d_o, dsum, st)) != cudaSuccess) return (int)e;
-    if (kc_fa3_bwd_usable(s, q, k, v, d_o, lse, dsum)) {
+    if (kc_fa3_bwd_usable(s, q, k, v, d_o, dq_acc)) {
         e = kc_fa3_bwd(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv, 0, st);
         if (e != cudaSuccess) return (int)e;
     } else if (s->nk > 0 && s->b * s->h_kv > 0) {
@@ -433,7 +433,7 @@ extern "C" int kc_fa2_bwd_tile(const kc_shape *s, const void *q, const void *k, 
     if (s->nq == 0 || s->nk == 0 || s->b * s->h == 0) return 0; /* nothing to add */
     if (path == KC_PATH_GENERIC)
         return (int)kc_generic_bwd_tile(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, st);
-    if (kc_fa3_bwd_usable(s, q, k, v, d_o, lse, dsum))
+    if (kc_fa3_bwd_usable(s, q, k, v, d_o, dq_acc))
         return (int)kc_fa3_bwd(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, 1, st);
     return (int)dispatch<true>(s, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc),
                                st);

@@ -17,9 +17,12 @@
  *   dS^T to shared memory (double-buffered), one CTA barrier, then
  *   dQ = dS K                        m64n64k16 with A (dS) and B (K) MN-major: at d = 128 each
  *                                    warpgroup takes 64 of the columns, at d = 64 64 of the
- *                                    queries; added to the f32 accumulator with float2 atomics.
+ *                                    queries; written to a swizzled f32 tile in shared memory
+ *                                    that thread 0 adds into the f32 accumulator with TMA
+ *                                    reduce-adds (rows past nq are clipped by the tensor map).
  * The barrier also frees the stage two blocks back (every thread has passed its last wait), so
- * the copies need no empty barriers.
+ * the copies need no empty barriers. (dQ by float2 atomics from registers instead: 0.83-0.87x
+ * of this at d = 128 on one H100, bench.py --pass bwd, each run against its own peers.)
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -42,7 +45,7 @@ template <int D> struct bwd_cfg {
 };
 
 struct fa3b_params {
-    CUtensorMap tq, tdo, tk, tv;
+    CUtensorMap tq, tdo, tk, tv, tdq; /* tdq: the f32 dQ accumulator, boxes of 32 columns */
     const float *lse, *dsum;
     float *dq_acc;
     void *dk, *dv; /* storage type; f32 accumulators in tile mode */
@@ -51,14 +54,21 @@ struct fa3b_params {
     float scale, scale_log2;
 };
 
-/* Shared memory: K, V, the Q and dO stages, two dS^T buffers (all panelled, 128B swizzle),
- * the LSE and D stages (f32), the mbarriers. */
+/* Shared memory: K, V, the Q and dO stages, two dS^T buffers (all panelled, 128B swizzle, so
+ * from a 1024-byte boundary), the dQ tile (f32, panels of 32 columns, 128B swizzle), the LSE
+ * and D of two blocks (a block's are dead once the barrier after its use is passed, when the
+ * copies of block + 2 start), then 1024 bytes of slack for the alignment that also hold the
+ * mbarriers: behind the data where the gap in front is at most 992 bytes, else in that gap.
+ * At d = 64 this is exactly the 227 KiB an H100 CTA may have. */
+constexpr int LD_STAGES = 2;
 template <typename T, int D> struct bwd_smem {
     static constexpr int BR = bwd_cfg<D>::BR;
     static constexpr int KV = BC * D, QT = BR * D, DS = BC * BR; /* elements */
-    static constexpr size_t BYTES = (size_t)(2 * KV + 2 * STAGES * QT + 2 * DS) * sizeof(T) +
-                                    (size_t)2 * STAGES * BR * sizeof(float) + (1 + STAGES) * 8 +
-                                    1024;
+    static constexpr int DQ = BR * D;                            /* floats */
+    static constexpr size_t DATA = (size_t)(2 * KV + 2 * STAGES * QT + 2 * DS) * sizeof(T) +
+                                   (size_t)(DQ + 2 * LD_STAGES * BR) * sizeof(float);
+    static constexpr size_t BARS = (1 + STAGES) * 8, BYTES = DATA + 1024;
+    static_assert(BARS <= 32, "the mbarriers fit the alignment slack");
 };
 
 /* S^T and dP^T: m64nBR, both operands K-major. */
@@ -94,16 +104,20 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
     constexpr int NS = BR / 2; /* S^T accumulators per thread: 64 keys x BR queries / 128 */
     constexpr int ND = D / 2;  /* dK, dV accumulators per thread */
     constexpr unsigned Q_BYTES = 2 * BR * D * sizeof(T);
-    extern __shared__ unsigned char smem_raw[];
+    extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sK =
         reinterpret_cast<T *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     T *sV = sK + SM::KV;
     T *sQ = sV + SM::KV;            /* STAGES */
     T *sdO = sQ + STAGES * SM::QT;  /* STAGES */
     T *sdS = sdO + STAGES * SM::QT; /* 2 buffers of [BC keys][BR queries] */
-    float *sL = reinterpret_cast<float *>(sdS + 2 * SM::DS); /* STAGES x BR */
-    float *sDs = sL + STAGES * BR;                           /* STAGES x BR */
-    uint64_t *fullKV = reinterpret_cast<uint64_t *>(sDs + STAGES * BR), *fullQ = fullKV + 1;
+    float *sdQ = reinterpret_cast<float *>(sdS + 2 * SM::DS); /* [D / 32][BR][32] */
+    float *sL = sdQ + SM::DQ;                                 /* LD_STAGES x BR */
+    float *sDs = sL + LD_STAGES * BR;                         /* LD_STAGES x BR */
+    unsigned char *tail = reinterpret_cast<unsigned char *>(sDs + LD_STAGES * BR);
+    uint64_t *fullKV =
+        reinterpret_cast<uint64_t *>(tail + SM::BARS <= smem_raw + SM::BYTES ? tail : smem_raw);
+    uint64_t *fullQ = fullKV + 1;
 
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, wg = threadIdx.x >> 7;
     const int g = lane >> 2, t = lane & 3;
@@ -139,7 +153,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
     /* LSE and D of query block `it`, by the threads (cp.async, 4 bytes: a row's offset need not
      * be 16-byte aligned, which a tensor map would require); zeros past nq */
     auto load_ld = [&](int it) {
-        const int st = it % STAGES, hq = hk * group + it / per_head;
+        const int st = it % LD_STAGES, hq = hk * group + it / per_head;
         const int q0 = (qb0 + it % per_head) * BR, bh = bi * p.h + hq;
         const int i = threadIdx.x & 127, r = q0 + i;
         if (i < BR) {
@@ -206,7 +220,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
             crosses = p.kpos[min(wkey + 63, p.nk - 1)] > p.qpos[min(q0, p.nq - 1)];
         else if (CAUSAL)
             crosses = wkey + 63 > q0 + diag;
-        const float *cL = sL + st * BR, *cD = sDs + st * BR;
+        const float *cL = sL + (it % LD_STAGES) * BR, *cD = sDs + (it % LD_STAGES) * BR;
 
         kc_wg_wait1(); /* S^T */
         kc_wg_fence_regs(s);
@@ -283,8 +297,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
             kv_mma<T, D>(dk, sf[kk], kc_wg_desc(aQ + (uint32_t)kk * 16 * 128, BR * 128, 1024));
         kc_wg_commit();
 
-        kc_cp_async_wait<0>(); /* LSE and D of block it + 1 */
-        __syncthreads();       /* dS^T whole; every thread is past block it - 1 */
+        kc_cp_async_wait<0>();           /* LSE and D of block it + 1 */
+        if (leader) kc_bulk_wait_read(); /* block it - 1's dQ has left sdQ */
+        __syncthreads();                 /* dS^T whole; every thread is past block it - 1 */
         if (it + STAGES - 1 < total) {
             if (leader) load_q(it + STAGES - 1);
             load_ld(it + STAGES - 1);
@@ -307,20 +322,32 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
         kc_wg_fence_regs(dk);
         kc_wg_fence_regs(dv);
 
-        float *dQ = p.dq_acc + ((size_t)bi * p.h + hq) * p.nq * D;
-        const int qr0 = q0 + (D == 64 ? 64 * wg : 0) + 16 * warp + g, c0 = D == 128 ? 64 * wg : 0;
+        const int qr0 = (D == 64 ? 64 * wg : 0) + 16 * warp + g, c0 = D == 128 ? 64 * wg : 0;
+        { /* into the swizzled f32 tile, then one reduce-add per panel */
 #pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) {
-            const int r = qr0 + 8 * h2;
-            if (r >= p.nq) continue;
+            for (int h2 = 0; h2 < 2; h2++) {
+                const int r = qr0 + 8 * h2;
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                float x0 = dq[4 * j + 2 * h2], x1 = dq[4 * j + 2 * h2 + 1];
-                if (TILE) x0 *= p.scale, x1 *= p.scale; /* added into the caller's accumulator */
-                atomicAdd(reinterpret_cast<float2 *>(dQ + (size_t)r * D + c0 + 8 * j + 2 * t),
-                          make_float2(x0, x1));
+                for (int j = 0; j < 8; j++) {
+                    const int c = c0 + 8 * j + 2 * t, ch = ((c & 31) >> 2) ^ (r & 7);
+                    float x0 = dq[4 * j + 2 * h2], x1 = dq[4 * j + 2 * h2 + 1];
+                    if (TILE) x0 *= p.scale, x1 *= p.scale; /* the caller's accumulator */
+                    *reinterpret_cast<float2 *>(sdQ + (c >> 5) * BR * 32 + r * 32 + ch * 4 +
+                                                (c & 3)) = make_float2(x0, x1);
+                }
+            }
+            kc_fence_proxy_async();
+            __syncthreads();
+            if (leader) {
+#pragma unroll
+                for (int pn = 0; pn < D / 32; pn++)
+                    kc_tma_reduce_add_3d(&p.tdq, 32 * pn, q0, bi * p.h + hq, sdQ + pn * BR * 32);
+                kc_bulk_commit();
             }
         }
+    }
+    if (leader) {
+        kc_bulk_wait(); /* the last dQ has landed before the CTA ends */
     }
 
     /* dK = scale dS^T Q and dV: this thread's rows krow, krow + 8 */
@@ -397,10 +424,9 @@ void kc_fa3_bwd_blocks(size_t d, size_t *br, size_t *bc)
 }
 
 int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
-                      const void *d_o, const float *lse, const float *dsum)
+                      const void *d_o, const float *dq_acc)
 {
-    (void)lse, (void)dsum;
-    return kc_fa3_fwd_usable(s, q, k, v) && kc_tma_aligned(d_o);
+    return kc_fa3_fwd_usable(s, q, k, v) && kc_tma_aligned(d_o) && kc_tma_aligned(dq_acc);
 }
 
 cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
@@ -420,7 +446,8 @@ cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const vo
     if ((e = kc_tma_map_3d(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, br)) != cudaSuccess ||
         (e = kc_tma_map_3d(&p.tdo, s->dtype, d_o, s->d, s->nq, s->b * s->h, br)) != cudaSuccess ||
         (e = kc_tma_map_3d(&p.tk, s->dtype, k, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
-        (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
+        (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
+        (e = kc_tma_map_3d(&p.tdq, 0, dq_acc, s->d, s->nq, s->b * s->h, br)) != cudaSuccess)
         return e;
     if (s->dtype == 1)
         return tile ? by_dim<__half, true>(s, p, st) : by_dim<__half, false>(s, p, st);

@@ -389,19 +389,21 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder()
 cudaError_t kc_tma_map_3d(CUtensorMap *map, int dtype, const void *base, size_t d, size_t rows,
                           size_t heads, unsigned box_rows)
 {
-    const size_t es = 2;
+    /* kn_dtype: 0 f32 (boxes of 32 columns), 1 f16, 2 bf16 (boxes of 64) */
+    const size_t es = dtype == 0 ? 4 : 2;
     cuuint64_t dims[3] = {(cuuint64_t)d, (cuuint64_t)(rows > 0 ? rows : 1),
                           (cuuint64_t)(heads > 0 ? heads : 1)};
     cuuint64_t strides[2] = {(cuuint64_t)(d * es), (cuuint64_t)(rows * d * es)};
     if (strides[1] == 0) strides[1] = strides[0];
-    cuuint32_t box[3] = {64, box_rows, 1}, step[3] = {1, 1, 1};
+    cuuint32_t box[3] = {(cuuint32_t)(128 / es), box_rows, 1}, step[3] = {1, 1, 1};
     PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
     if (!enc) return cudaErrorNotSupported;
-    CUresult r =
-        enc(map, dtype == 1 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3,
-            const_cast<void *>(base), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const CUtensorMapDataType ty = dtype == 0   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                   : dtype == 1 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    CUresult r = enc(map, ty, 3, const_cast<void *>(base), dims, strides, box, step,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 

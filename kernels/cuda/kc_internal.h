@@ -54,10 +54,10 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
 
 /* The Hopper (wgmma) backward, kc_fa3_bwd.cu: the contract of kc_fa2_bwd's main kernel (dq_acc
  * zeroed and dsum = rowsum(dO O) prepared; dK, dV in the storage type) or, with `tile`, of
- * kc_fa2_bwd_tile (f32 accumulators added into). Usable where the forward is, with dO on a
- * 16-byte boundary too. */
+ * kc_fa2_bwd_tile (f32 accumulators added into). Usable where the forward is, with dO and the dQ
+ * accumulator on 16-byte boundaries too. */
 int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
-                      const void *d_o, const float *lse, const float *dsum);
+                      const void *d_o, const float *dq_acc);
 /* Their query (br) and key (bc) blocks at head dim d. */
 void kc_fa3_fwd_blocks(size_t d, size_t *br, size_t *bc);
 void kc_fa3_bwd_blocks(size_t d, size_t *br, size_t *bc);
@@ -66,9 +66,9 @@ cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const vo
                        void *dk, void *dv, int tile, cudaStream_t st);
 
 /* TMA tensor maps (kc_fa3_fwd.cu), encoded through the driver entry point the runtime gives
- * (no -lcuda). kc_tma_available: the driver has them. A [heads][rows][d] f16/bf16 tensor
- * (dtype 1 = f16, else bf16) in boxes of 64 columns (the 128-byte swizzle span) x box_rows
- * rows of one head, rows past the end reading as zeros. */
+ * (no -lcuda). kc_tma_available: the driver has them. A [heads][rows][d] tensor of kn_dtype
+ * dtype (0 f32, 1 f16, 2 bf16) in boxes of 128 bytes of columns (the 128-byte swizzle span)
+ * x box_rows rows of one head: rows past the end read as zeros and are not written. */
 int kc_tma_available(void);
 cudaError_t kc_tma_map_3d(CUtensorMap *map, int dtype, const void *base, size_t d, size_t rows,
                           size_t heads, unsigned box_rows);

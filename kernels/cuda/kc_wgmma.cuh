@@ -127,14 +127,37 @@ __device__ __forceinline__ void kc_tma_load_3d(void *dst, const void *map, int c
         : "memory");
 #endif
 }
-/* Named barriers (ids 1..15) between the two consumer warpgroups. */
-__device__ __forceinline__ void kc_bar_sync(int id, int nthreads)
+/* Adds a shared-memory box into a 3-D tensor map's tensor in global memory (f32 add; elements
+ * outside the tensor are skipped), as one bulk group of this thread; then the group waits. */
+__device__ __forceinline__ void kc_tma_reduce_add_3d(const void *map, int c0, int c1, int c2,
+                                                     const void *src)
 {
-    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+#if KC_HAVE_WGMMA
+    asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group"
+                 " [%0, {%1, %2, %3}], [%4];\n" ::"l"(map),
+                 "r"(c0), "r"(c1), "r"(c2), "r"((uint32_t)__cvta_generic_to_shared(src))
+                 : "memory");
+#endif
 }
-__device__ __forceinline__ void kc_bar_arrive(int id, int nthreads)
+__device__ __forceinline__ void kc_bulk_commit()
 {
-    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+#if KC_HAVE_WGMMA
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+/* This thread's bulk groups have finished reading shared memory. */
+__device__ __forceinline__ void kc_bulk_wait_read()
+{
+#if KC_HAVE_WGMMA
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+#endif
+}
+/* This thread's bulk groups are complete. */
+__device__ __forceinline__ void kc_bulk_wait()
+{
+#if KC_HAVE_WGMMA
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
 }
 /* Keeps the compiler from moving accesses of an accumulator across an asynchronous MMA. */
 template <int N> __device__ __forceinline__ void kc_wg_fence_regs(float (&r)[N])
