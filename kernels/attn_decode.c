@@ -216,7 +216,7 @@ static void run_lean(dec_ctx *x, long long slots, kn_decode_stats *st)
 {
     const kn_dec_plan *p = x->p;
     const int *lens = x->t->lens;
-    long long w = kn_dec_total_tiles(p, lens), nc = kn_dec_lean_ctas(w, slots);
+    long long w = kn_dec_total_tiles(p, lens), nc = kn_dec_lean_ctas(p, lens, w, slots);
     st->ctas = nc;
     kn_tensor_alloc(&x->scratch, KN_F32, (size_t)nc * KN_DEC_MAX_GROUP * x->prow, "lean partials");
     /* written[c] = 1 + the unit whose partial CTA c has stored: the flag a host waits on */
@@ -320,7 +320,7 @@ void kn_decode_predict_bytes(const kn_dec_plan *p, kn_dec_scheme scheme, long lo
         st->max_partials = s > 1 ? s : 0;
     } else if (scheme == KN_DEC_LEAN) {
         w = kn_dec_total_tiles(p, lens);
-        nc = kn_dec_lean_ctas(w, slots);
+        nc = kn_dec_lean_ctas(p, lens, w, slots);
         st->ctas = nc;
         st->busiest = w / nc + (w % nc ? 1 : 0);
     } else {

@@ -147,10 +147,21 @@ KN_DEC_FN kn_dec_int kn_dec_lean_cta(kn_dec_int w, kn_dec_int c_count, kn_dec_in
 }
 
 /* The Lean grid for W tiles on `slots` co-resident CTAs: min(slots, W) (a CTA with no tile
- * would only wait). */
-KN_DEC_FN kn_dec_int kn_dec_lean_ctas(kn_dec_int w, kn_dec_int slots)
+ * would only wait); except where every unit has the same tile count n, the units fit the slots
+ * and n is no more than the busiest CTA's share ceil(W / slots) anyway: then one CTA per unit
+ * (units CTAs: equal ranges are whole units), the same busiest CTA with no partial crossing
+ * CTAs, stream-K's data-parallel case (e.g. 128 units of 16 tiles on 132 slots). */
+KN_DEC_FN kn_dec_int kn_dec_lean_ctas(const kn_dec_plan *p, const int *lens, kn_dec_int w,
+                                      kn_dec_int slots)
 {
-    return w < slots ? w : slots;
+    kn_dec_int c = w < slots ? w : slots;
+    if (p->units < 1 || p->units > slots || w % p->units != 0) return c;
+    const kn_dec_int n = w / p->units;
+    if (n > (w + slots - 1) / slots) return c;
+    if (p->uniform_len < 0)
+        for (kn_dec_int i = 0; i < p->b; i++)
+            if (kn_dec_seq_tiles(p, kn_dec_len(p, lens, i)) != n) return c;
+    return p->units;
 }
 
 /* FlashDecoding's split count for this launch (flash-attn's wave-efficiency heuristic, with

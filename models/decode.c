@@ -108,7 +108,7 @@ int kdm_predict(const kn_dec_plan *p, const int *lens, kn_dec_scheme scheme, lon
     double *bytes;
     if (scheme == KN_DEC_LEAN) {
         long long w = kn_dec_total_tiles(p, lens);
-        ctas = kn_dec_lean_ctas(w, slots);
+        ctas = kn_dec_lean_ctas(p, lens, w, slots);
         bytes = kn_xcalloc((size_t)ctas, sizeof(double), "decode model CTAs");
         /* walk CTAs and units together: O(CTAs + units) */
         long long u = 0, n, first = kn_dec_unit_first(p, lens, 0, &n);

@@ -100,6 +100,22 @@ __device__ __forceinline__ void kc_cp_async16(uint32_t dst, const void *src, int
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                  "r"(src_bytes));
 }
+/* Programmatic dependent launch (sm_90): the next kernel in the stream, launched with the
+ * programmatic-serialization attribute, may start launching once every CTA of this grid has
+ * called kc_pdl_launch_dependents; kc_pdl_wait returns once the previous grid has completed and
+ * its memory is visible. No-ops on older GPUs and for launches without the attribute. */
+__device__ __forceinline__ void kc_pdl_launch_dependents()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void kc_pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
 /* 4 bytes (zeros where src_bytes = 0), through L1. */
 __device__ __forceinline__ void kc_cp_async4(uint32_t dst, const void *src, int src_bytes)
 {

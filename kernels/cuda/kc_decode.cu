@@ -24,6 +24,11 @@
  * a time: each waiting thread fetches its contributor's m and l as soon as the flag is up, and
  * the partials' o is gathered with independent loads.
  *
+ * Every kernel here is launched with programmatic stream serialization where the GPU has it
+ * (sm_90): it lets the next call launch at once (griddepcontrol.launch_dependents) and waits
+ * for the previous kernel in the stream (griddepcontrol.wait) before it reads anything, so only
+ * the launch overlaps, never the data.
+ *
  * Lean's flags carry a per-launch epoch, one per CTA slot: a contributor c raises flag[c] to
  * ack[c] + 1, and its host, having waited for exactly that value and merged the partial, sets
  * ack[c] to it. Between launches flag[c] == ack[c] for every slot, so no launch clears anything,
@@ -35,6 +40,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kc_attn.h"
 #include "kc_common.cuh"
@@ -371,6 +377,10 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const kn_dec_plan &pl = p.plan;
+    /* the next call may launch now; nothing is read before the previous one has finished (its
+     * outputs may be this call's Q, K, V, lengths, and Lean's acknowledgements) */
+    kc_pdl_launch_dependents();
+    kc_pdl_wait();
 
     /* this CTA's range of the global tile order */
     kn_dec_int t0 = 0, t1 = 0, cta = blockIdx.x, c_eff = gridDim.x, w_tiles = 0;
@@ -386,7 +396,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         t1 = f + e0;
     } else {
         w_tiles = kn_dec_total_tiles(&pl, p.lens);
-        c_eff = kn_dec_lean_ctas(w_tiles, gridDim.x);
+        c_eff = kn_dec_lean_ctas(&pl, p.lens, w_tiles, gridDim.x);
         if (cta < c_eff) kn_dec_lean_range(w_tiles, c_eff, cta, &t0, &t1);
     }
     const int nb = (int)((t1 - t0) * BPT);
@@ -610,6 +620,8 @@ __global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
 {
     __shared__ float sm_m[ROWS], sm_l[ROWS], sm_sc[ROWS], cw[CH][ROWS], cl[CH][ROWS];
     __shared__ __align__(16) float so[ROWS * D];
+    kc_pdl_launch_dependents();
+    kc_pdl_wait(); /* the split kernel's partials */
     const kn_dec_int u = blockIdx.x;
     const unit_rows ur = rows_of(p.plan, u);
     if (threadIdx.x < ROWS) {
@@ -681,6 +693,41 @@ ws_layout layout_of(const kc_dec_shape *s, int scheme, kn_dec_int slots, int max
     return w;
 }
 
+/* Launches with programmatic stream serialization where the GPU has it (sm_90 and later), so
+ * the launch of a call overlaps the end of the kernel before it in the stream (both kernels
+ * wait for their predecessor before reading anything: kc_pdl_wait). ATTNSIM_KC_NO_PDL=1 turns
+ * it off (to measure what it is worth). */
+bool pdl_enabled()
+{
+    static const bool on = [] {
+        const char *off = getenv("ATTNSIM_KC_NO_PDL");
+        int dev = 0, major = 0;
+        bool ok =
+            !(off && *off && *off != '0') && cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            major >= 9;
+        cudaGetLastError();
+        return ok;
+    }();
+    return on;
+}
+
+template <typename K>
+cudaError_t launch_pdl(K kern, unsigned grid, size_t smem, cudaStream_t st, const dec_params &p)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(NTHREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, p);
+}
+
 template <typename T, int D>
 cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void *k, const void *v,
                    const int *lens, int max_len, void *o, float *lse, void *ws, int slots,
@@ -707,24 +754,21 @@ cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void 
     cudaError_t e;
     if (scheme == KN_DEC_FA2) {
         if ((e = prepare<T, D, KN_DEC_FA2>()) != cudaSuccess) return e;
-        decode_kernel<T, D, KN_DEC_FA2><<<(unsigned)p.plan.units, NTHREADS, smem, st>>>(p);
-        return cudaGetLastError();
+        return launch_pdl(decode_kernel<T, D, KN_DEC_FA2>, (unsigned)p.plan.units, smem, st, p);
     }
     if (scheme == KN_DEC_SPLIT) {
         p.splits = (int)kn_dec_splits(&p.plan, kn_dec_seq_tiles(&p.plan, max_len), slots);
         if ((e = prepare<T, D, KN_DEC_SPLIT>()) != cudaSuccess) return e;
-        decode_kernel<T, D, KN_DEC_SPLIT>
-            <<<(unsigned)(p.plan.units * p.splits), NTHREADS, smem, st>>>(p);
-        if ((e = cudaGetLastError()) != cudaSuccess || p.splits == 1) return e;
-        combine_kernel<T, D><<<(unsigned)p.plan.units, NTHREADS, 0, st>>>(p);
-        return cudaGetLastError();
+        e = launch_pdl(decode_kernel<T, D, KN_DEC_SPLIT>, (unsigned)(p.plan.units * p.splits), smem,
+                       st, p);
+        if (e != cudaSuccess || p.splits == 1) return e;
+        return launch_pdl(combine_kernel<T, D>, (unsigned)p.plan.units, 0, st, p);
     }
     if ((e = prepare<T, D, KN_DEC_LEAN>()) != cudaSuccess) return e;
     int cap; /* more CTAs than fit at once could wait forever on an unscheduled contributor */
     if ((e = slots_of<T, D>(&cap)) != cudaSuccess) return e;
     if (slots > cap) return cudaErrorInvalidValue;
-    decode_kernel<T, D, KN_DEC_LEAN><<<(unsigned)slots, NTHREADS, smem, st>>>(p);
-    return cudaGetLastError();
+    return launch_pdl(decode_kernel<T, D, KN_DEC_LEAN>, (unsigned)slots, smem, st, p);
 }
 
 } // namespace

@@ -166,9 +166,22 @@ static void check_plan(long long b, long long h, long long hkv, long long d, con
     }
     for (long long t = 0; t < w; t++) CHECK(cover[t] == 1, "split: tile %lld x%d", t, cover[t]);
 
-    /* Lean: min(W, slots) contiguous ranges of q or q + 1 tiles covering [0, W) */
-    long long nc = kn_dec_lean_ctas(w, slots), prev = 0;
-    CHECK(nc == (w < slots ? w : slots), "lean grid %lld", nc);
+    /* Lean: min(W, slots) contiguous ranges of q or q + 1 tiles covering [0, W); one CTA per
+     * unit where the units fit the slots, all have n tiles and n <= ceil(W / slots) */
+    long long nc = kn_dec_lean_ctas(&p, lens, w, slots), prev = 0;
+    long long want_nc = w < slots ? w : slots;
+    {
+        long long n0 = -1, same = 1;
+        for (long long u = 0; u < units; u++) {
+            long long n;
+            kn_dec_unit_first(&p, lens, u, &n);
+            if (n0 >= 0 && n != n0) same = 0;
+            n0 = n;
+        }
+        if (same && units <= slots && n0 <= (w + slots - 1) / slots) want_nc = units;
+    }
+    CHECK(nc == want_nc, "lean grid %lld, want %lld", nc, want_nc);
+    const int aligned = nc == units && units < (w < slots ? w : slots);
     memset(cover, 0, (size_t)w * sizeof(int));
     for (long long c = 0; c < nc; c++) {
         long long b0, e0;
@@ -193,6 +206,7 @@ static void check_plan(long long b, long long h, long long hkv, long long d, con
             t = first + n;
         }
         CHECK(contrib <= 1, "lean cta %lld contributes to %d units", c, contrib);
+        CHECK(!aligned || contrib == 0, "lean cta %lld: a partial in the one-unit-per-CTA grid", c);
         prev = e0;
     }
     CHECK(prev == w, "lean ranges end at %lld, W %lld", prev, w);
@@ -225,6 +239,21 @@ static void test_plan(void)
                     for (size_t si = 0; si < NSLOTS; si++)
                         check_plan(b, HEADS[hi][0], HEADS[hi][1], DIMS[di], lens, SLOTS[si]);
                 }
+    /* Lean's one-CTA-per-unit grid: 128 units of 2 tiles on 132 slots (ceil(256 / 132) = 2),
+     * not when one sequence is a tile longer or the units exceed the slots */
+    {
+        int eq[16];
+        const long long T = kn_dec_tile(128);
+        for (int i = 0; i < 16; i++) eq[i] = (int)(2 * T);
+        check_plan(16, 32, 8, 128, eq, 132);
+        kn_dec_plan p = kn_dec_make_plan(16, 32, 8, 128);
+        CHECK(kn_dec_lean_ctas(&p, eq, kn_dec_total_tiles(&p, eq), 132) == 128, "aligned grid");
+        check_plan(16, 32, 8, 128, eq, 100);
+        CHECK(kn_dec_lean_ctas(&p, eq, kn_dec_total_tiles(&p, eq), 100) == 100, "grid of 100");
+        eq[5] = (int)(3 * T);
+        check_plan(16, 32, 8, 128, eq, 132);
+        CHECK(kn_dec_lean_ctas(&p, eq, kn_dec_total_tiles(&p, eq), 132) == 132, "ragged grid");
+    }
     /* the split heuristic on long sequences, where s > 1 and ineligible counts occur */
     for (long long units = 1; units <= 300; units += 7)
         for (long long mt = 1; mt <= 1100; mt = mt * 3 + 1)
