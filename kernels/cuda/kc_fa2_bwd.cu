@@ -348,26 +348,9 @@ cudaError_t launch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
     return cudaGetLastError();
 }
 
-template <typename T, int D, bool TILE>
-cudaError_t dispatch_mask(const kc_shape *s, const bwd_params &p, cudaStream_t st)
+cudaError_t dispatch(const kc_shape *s, bool tile, const bwd_params &p, cudaStream_t st)
 {
-    switch (kc_mask_kind(s)) {
-    case MASK_NONE:
-        return launch<T, D, MASK_NONE, TILE>(s, p, st);
-    case MASK_DIAG:
-        return launch<T, D, MASK_DIAG, TILE>(s, p, st);
-    default:
-        return launch<T, D, MASK_POS, TILE>(s, p, st);
-    }
-}
-
-template <bool TILE> cudaError_t dispatch(const kc_shape *s, const bwd_params &p, cudaStream_t st)
-{
-    if (s->dtype == 1)
-        return s->d == 64 ? dispatch_mask<__half, 64, TILE>(s, p, st)
-                          : dispatch_mask<__half, 128, TILE>(s, p, st);
-    return s->d == 64 ? dispatch_mask<__nv_bfloat16, 64, TILE>(s, p, st)
-                      : dispatch_mask<__nv_bfloat16, 128, TILE>(s, p, st);
+    return kc_dispatch_tc(s, tile, KC_LAUNCH_TC(launch, s, p, st));
 }
 
 bwd_params make_params(const kc_shape *s, const void *q, const void *k, const void *v,
@@ -416,7 +399,7 @@ extern "C" int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const
         e = kc_fa3_bwd(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv, 0, st);
         if (e != cudaSuccess) return (int)e;
     } else if (s->nk > 0 && s->b * s->h_kv > 0) {
-        e = dispatch<false>(s, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv), st);
+        e = dispatch(s, false, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv), st);
         if (e != cudaSuccess) return (int)e;
     }
     return (int)kc_convert_scaled(s->dtype, dq_acc, dq, rows * s->d,
@@ -435,8 +418,8 @@ extern "C" int kc_fa2_bwd_tile(const kc_shape *s, const void *q, const void *k, 
         return (int)kc_generic_bwd_tile(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, st);
     if (kc_fa3_bwd_usable(s, q, k, v, d_o, dq_acc))
         return (int)kc_fa3_bwd(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, 1, st);
-    return (int)dispatch<true>(s, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc),
-                               st);
+    return (int)dispatch(s, true, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc),
+                         st);
 }
 
 extern "C" void kc_fa2_bwd_blocks(size_t d, size_t *br, size_t *bc)

@@ -321,36 +321,13 @@ cudaError_t launch(const kc_shape *s, const fwd_params &p, cudaStream_t st)
     return cudaGetLastError();
 }
 
-template <typename T, int D, bool PARTIAL>
-cudaError_t dispatch_mask(const kc_shape *s, const fwd_params &p, cudaStream_t st)
-{
-    switch (kc_mask_kind(s)) {
-    case MASK_NONE:
-        return launch<T, D, MASK_NONE, PARTIAL>(s, p, st);
-    case MASK_DIAG:
-        return launch<T, D, MASK_DIAG, PARTIAL>(s, p, st);
-    default:
-        return launch<T, D, MASK_POS, PARTIAL>(s, p, st);
-    }
-}
-
-template <typename T, bool PARTIAL>
-cudaError_t dispatch(const kc_shape *s, const fwd_params &p, cudaStream_t st)
-{
-    if (s->d == 64) return dispatch_mask<T, 64, PARTIAL>(s, p, st);
-    return dispatch_mask<T, 128, PARTIAL>(s, p, st);
-}
-
 cudaError_t fwd_tc(const kc_shape *s, fwd_params p, bool partial, cudaStream_t st)
 {
     p.h = (int)s->h, p.h_kv = (int)s->h_kv, p.nq = (int)s->nq, p.nk = (int)s->nk;
     p.scale_log2 = (float)(1.0 / sqrt((double)s->d)) * KC_LOG2E;
     p.qpos = s->qpos, p.kpos = s->kpos;
     if (s->nq == 0 || s->b * s->h == 0) return cudaSuccess;
-    if (s->dtype == 1)
-        return partial ? dispatch<__half, true>(s, p, st) : dispatch<__half, false>(s, p, st);
-    return partial ? dispatch<__nv_bfloat16, true>(s, p, st)
-                   : dispatch<__nv_bfloat16, false>(s, p, st);
+    return kc_dispatch_tc(s, partial, KC_LAUNCH_TC(launch, s, p, st));
 }
 
 } // namespace

@@ -396,25 +396,6 @@ cudaError_t launch(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
     return cudaGetLastError();
 }
 
-template <typename T, int D, bool TILE>
-cudaError_t by_mask(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
-{
-    switch (kc_mask_kind(s)) {
-    case MASK_NONE:
-        return launch<T, D, MASK_NONE, TILE>(s, p, st);
-    case MASK_DIAG:
-        return launch<T, D, MASK_DIAG, TILE>(s, p, st);
-    default:
-        return launch<T, D, MASK_POS, TILE>(s, p, st);
-    }
-}
-
-template <typename T, bool TILE>
-cudaError_t by_dim(const kc_shape *s, const fa3b_params &p, cudaStream_t st)
-{
-    return s->d == 64 ? by_mask<T, 64, TILE>(s, p, st) : by_mask<T, 128, TILE>(s, p, st);
-}
-
 } // namespace
 
 void kc_fa3_bwd_blocks(size_t d, size_t *br, size_t *bc)
@@ -449,7 +430,5 @@ cudaError_t kc_fa3_bwd(const kc_shape *s, const void *q, const void *k, const vo
         (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
         (e = kc_tma_map_3d(&p.tdq, 0, dq_acc, s->d, s->nq, s->b * s->h, br)) != cudaSuccess)
         return e;
-    if (s->dtype == 1)
-        return tile ? by_dim<__half, true>(s, p, st) : by_dim<__half, false>(s, p, st);
-    return tile ? by_dim<__nv_bfloat16, true>(s, p, st) : by_dim<__nv_bfloat16, false>(s, p, st);
+    return kc_dispatch_tc(s, tile, KC_LAUNCH_TC(launch, s, p, st));
 }

@@ -347,25 +347,6 @@ cudaError_t launch(const kc_shape *s, const fa3_params &p, cudaStream_t st)
     return cudaGetLastError();
 }
 
-template <typename T, int D, bool PARTIAL>
-cudaError_t by_mask(const kc_shape *s, const fa3_params &p, cudaStream_t st)
-{
-    switch (kc_mask_kind(s)) {
-    case MASK_NONE:
-        return launch<T, D, MASK_NONE, PARTIAL>(s, p, st);
-    case MASK_DIAG:
-        return launch<T, D, MASK_DIAG, PARTIAL>(s, p, st);
-    default:
-        return launch<T, D, MASK_POS, PARTIAL>(s, p, st);
-    }
-}
-
-template <typename T, bool PARTIAL>
-cudaError_t by_dim(const kc_shape *s, const fa3_params &p, cudaStream_t st)
-{
-    return s->d == 64 ? by_mask<T, 64, PARTIAL>(s, p, st) : by_mask<T, 128, PARTIAL>(s, p, st);
-}
-
 /* The driver's tensor-map encoder, looked up once through the runtime (no -lcuda). */
 PFN_cuTensorMapEncodeTiled_v12000 encoder()
 {
@@ -470,7 +451,5 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
         (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
         return e;
     const bool partial = o_out == NULL;
-    if (s->dtype == 1)
-        return partial ? by_dim<__half, true>(s, p, st) : by_dim<__half, false>(s, p, st);
-    return partial ? by_dim<__nv_bfloat16, true>(s, p, st) : by_dim<__nv_bfloat16, false>(s, p, st);
+    return kc_dispatch_tc(s, partial, KC_LAUNCH_TC(launch, s, p, st));
 }

@@ -3,8 +3,12 @@
 #define ATTNSIM_KC_INTERNAL_H
 
 #include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 #include "kc_attn.h"
 
@@ -15,6 +19,39 @@ static inline int kc_mask_kind(const kc_shape *s)
 {
     return !s->causal ? MASK_NONE : s->qpos ? MASK_POS : MASK_DIAG;
 }
+
+template <int V> using kc_int = std::integral_constant<int, V>;
+
+/* The one switch from a call's shape to a tensor-core kernel's template arguments: calls
+ * f(T(), kc_int<D>(), kc_int<MASK>(), kc_int<FLAG>()) with T the shape's storage type (__half
+ * or __nv_bfloat16), D its head dim (64 or 128), MASK its mask kind and FLAG = flag (each kernel
+ * file's own switch: partial state, tile mode). */
+template <typename F> cudaError_t kc_dispatch_tc(const kc_shape *s, bool flag, F &&f)
+{
+    auto by_mask = [&](auto t, auto d, auto fl) -> cudaError_t {
+        switch (kc_mask_kind(s)) {
+        case MASK_NONE:
+            return f(t, d, kc_int<MASK_NONE>(), fl);
+        case MASK_DIAG:
+            return f(t, d, kc_int<MASK_DIAG>(), fl);
+        default:
+            return f(t, d, kc_int<MASK_POS>(), fl);
+        }
+    };
+    auto by_dim = [&](auto t, auto fl) -> cudaError_t {
+        return s->d == 64 ? by_mask(t, kc_int<64>(), fl) : by_mask(t, kc_int<128>(), fl);
+    };
+    auto by_type = [&](auto fl) -> cudaError_t {
+        return s->dtype == 1 ? by_dim(__half(), fl) : by_dim(__nv_bfloat16(), fl);
+    };
+    return flag ? by_type(kc_int<1>()) : by_type(kc_int<0>());
+}
+/* The launch the arguments of kc_dispatch_tc's callback name: launch<T, D, MASK, FLAG>. */
+#define KC_LAUNCH_TC(launch, ...)                                                                  \
+    [&](auto t_, auto d_, auto m_, auto f_) {                                                      \
+        return launch<decltype(t_), decltype(d_)::value, decltype(m_)::value,                      \
+                      (bool)decltype(f_)::value>(__VA_ARGS__);                                     \
+    }
 
 /* The generic path (any dtype, d <= 256): one warp per query row, f32 arithmetic. Final mode
  * when o_out != NULL (writes O and LSE), else the partial state (m, l, o) over
