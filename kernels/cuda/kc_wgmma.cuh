@@ -31,6 +31,13 @@
 #define KC_HAVE_WGMMA 0
 #endif
 
+/* An sm_90a instruction: nothing elsewhere (never reached there: see above). */
+#if KC_HAVE_WGMMA
+#define KC_SM90_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define KC_SM90_ASM(...) ((void)0)
+#endif
+
 /* Element offset of (row, col) in a panelled, swizzled [ROWS][D] tile. */
 template <int ROWS> __device__ __forceinline__ int kc_wg_off(int row, int col)
 {
@@ -46,29 +53,21 @@ __device__ __forceinline__ uint64_t kc_wg_desc(uint32_t smem_addr, uint32_t lbo,
 
 __device__ __forceinline__ void kc_wg_fence()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void kc_wg_commit()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void kc_wg_wait0()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
 /* Makes this thread's generic-proxy shared-memory writes (cp.async, st.shared) visible to the
  * async proxy that wgmma reads through; then a barrier. */
 __device__ __forceinline__ void kc_fence_proxy_async()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 /* mbarriers and TMA (cp.async.bulk.tensor), sm_90: a full barrier per stage completes when the
@@ -76,88 +75,69 @@ __device__ __forceinline__ void kc_fence_proxy_async()
  * an empty barrier counts the consumer warps that finished reading the stage. */
 __device__ __forceinline__ void kc_mbar_init(uint64_t *bar, unsigned count)
 {
-#if KC_HAVE_WGMMA
-    asm volatile(
+    KC_SM90_ASM(
         "mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar)),
         "r"(count)
         : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 __device__ __forceinline__ void kc_mbar_expect_tx(uint64_t *bar, unsigned bytes)
 {
-#if KC_HAVE_WGMMA
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
-                     (uint32_t)__cvta_generic_to_shared(bar)),
-                 "r"(bytes)
-                 : "memory");
-#endif
+    KC_SM90_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                    (uint32_t)__cvta_generic_to_shared(bar)),
+                "r"(bytes)
+                : "memory");
 }
 __device__ __forceinline__ void kc_mbar_arrive(uint64_t *bar)
 {
-#if KC_HAVE_WGMMA
-    asm volatile(
+    KC_SM90_ASM(
         "mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar))
         : "memory");
-#endif
 }
 /* Waits until the barrier's phase of the given parity has completed. */
 __device__ __forceinline__ void kc_mbar_wait(uint64_t *bar, unsigned parity)
 {
-#if KC_HAVE_WGMMA
-    asm volatile("{\n.reg .pred done;\n"
-                 "WAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-                 "@!done bra WAIT;\n"
-                 "}\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar)),
-                 "r"(parity)
-                 : "memory");
-#endif
+    KC_SM90_ASM("{\n.reg .pred done;\n"
+                "WAIT:\n"
+                "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                "@!done bra WAIT;\n"
+                "}\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar)),
+                "r"(parity)
+                : "memory");
 }
 /* One box of a 3-D tensor map (coordinates innermost first) into shared memory, completing
  * on `bar`. `map` is the generic address of a __grid_constant__ kernel parameter. */
 __device__ __forceinline__ void kc_tma_load_3d(void *dst, const void *map, int c0, int c1, int c2,
                                                uint64_t *bar)
 {
-#if KC_HAVE_WGMMA
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-        " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
-        "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"((uint32_t)__cvta_generic_to_shared(bar))
-        : "memory");
-#endif
+    KC_SM90_ASM("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
+                "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"((uint32_t)__cvta_generic_to_shared(bar))
+                : "memory");
 }
 /* Adds a shared-memory box into a 3-D tensor map's tensor in global memory (f32 add; elements
  * outside the tensor are skipped), as one bulk group of this thread; then the group waits. */
 __device__ __forceinline__ void kc_tma_reduce_add_3d(const void *map, int c0, int c1, int c2,
                                                      const void *src)
 {
-#if KC_HAVE_WGMMA
-    asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group"
-                 " [%0, {%1, %2, %3}], [%4];\n" ::"l"(map),
-                 "r"(c0), "r"(c1), "r"(c2), "r"((uint32_t)__cvta_generic_to_shared(src))
-                 : "memory");
-#endif
+    KC_SM90_ASM("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group"
+                " [%0, {%1, %2, %3}], [%4];\n" ::"l"(map),
+                "r"(c0), "r"(c1), "r"(c2), "r"((uint32_t)__cvta_generic_to_shared(src))
+                : "memory");
 }
 __device__ __forceinline__ void kc_bulk_commit()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("cp.async.bulk.commit_group;\n" ::: "memory");
 }
 /* This thread's bulk groups have finished reading shared memory. */
 __device__ __forceinline__ void kc_bulk_wait_read()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 /* This thread's bulk groups are complete. */
 __device__ __forceinline__ void kc_bulk_wait()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("cp.async.bulk.wait_group 0;\n" ::: "memory");
 }
 /* Keeps the compiler from moving accesses of an accumulator across an asynchronous MMA. */
 template <int N> __device__ __forceinline__ void kc_wg_fence_regs(float (&r)[N])
@@ -167,9 +147,7 @@ template <int N> __device__ __forceinline__ void kc_wg_fence_regs(float (&r)[N])
 }
 __device__ __forceinline__ void kc_wg_wait1()
 {
-#if KC_HAVE_WGMMA
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-#endif
+    KC_SM90_ASM("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
 }
 
 /* d (64 x N, f32) = A B (+ d when scale_d), T = __nv_bfloat16 or __half: SS reads A and B
