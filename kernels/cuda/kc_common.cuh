@@ -219,6 +219,22 @@ __device__ __forceinline__ int kc_lower_bound(const unsigned long long *pos, int
     return lo;
 }
 
+/* The end of the keys [.., kv_end) a block of query rows [q0, q0 + br) sees: under causal
+ * masking by the diagonal (key j visible to query i iff j <= i + diag, diag = nk - nq) or by
+ * sorted token positions, up to the last row's last visible key. */
+template <bool CAUSAL, bool POS>
+__device__ __forceinline__ int kc_block_kend(const unsigned long long *qpos,
+                                             const unsigned long long *kpos, int nq, int nk,
+                                             int diag, int kv_end, int q0, int br)
+{
+    int kend = kv_end;
+    if (POS)
+        kend = min(kend, kc_upper_bound(kpos, 0, nk, qpos[min(q0 + br - 1, nq - 1)]));
+    else if (CAUSAL)
+        kend = min(kend, min(q0 + br - 1, nq - 1) + diag + 1);
+    return kend;
+}
+
 /* Row reductions over the four threads of a group (they hold one row's columns). */
 __device__ __forceinline__ float kc_quad_max(float x)
 {

@@ -60,13 +60,8 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
     const T *K = static_cast<const T *>(p.k) + (size_t)(bi * p.h_kv + hk) * p.nk * D;
     const T *V = static_cast<const T *>(p.v) + (size_t)(bi * p.h_kv + hk) * p.nk * D;
 
-    int kend = p.kv_end;
     const int diag = p.nk - p.nq; /* key j visible to query i iff j <= i + diag */
-    /* with positions: keys up to the last one at or before the last row's position */
-    if (POS)
-        kend = min(kend, kc_upper_bound(p.kpos, 0, p.nk, p.qpos[min(q0 + BR - 1, p.nq - 1)]));
-    else if (CAUSAL)
-        kend = min(kend, min(q0 + BR - 1, p.nq - 1) + diag + 1);
+    const int kend = kc_block_kend<CAUSAL, POS>(p.qpos, p.kpos, p.nq, p.nk, diag, p.kv_end, q0, BR);
     const int ntiles = kend > p.kv_begin ? (kend - p.kv_begin + BC - 1) / BC : 0;
 
     /* this thread's rows: m-tile mt, half h2 -> q0 + w0 + 16 mt + g + 8 h2 */

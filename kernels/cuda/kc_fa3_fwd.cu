@@ -95,12 +95,8 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_const
     const int kvh = bi * p.h_kv + hk;
     const int q0 = qb * BR, w0 = 64 * wg + 16 * warp; /* the warp's first row in the block */
 
-    int kend = p.kv_end;
     const int diag = p.nk - p.nq; /* key j visible to query i iff j <= i + diag */
-    if (POS)
-        kend = min(kend, kc_upper_bound(p.kpos, 0, p.nk, p.qpos[min(q0 + BR - 1, p.nq - 1)]));
-    else if (CAUSAL)
-        kend = min(kend, min(q0 + BR - 1, p.nq - 1) + diag + 1);
+    const int kend = kc_block_kend<CAUSAL, POS>(p.qpos, p.kpos, p.nq, p.nk, diag, p.kv_end, q0, BR);
     const int ntiles = kend > p.kv_begin ? (kend - p.kv_begin + BC - 1) / BC : 0;
 
     /* the copies: block j of K or V into stage j % STAGES, one box per 64-column panel */
