@@ -85,16 +85,6 @@ template <typename T> struct sdp_mma<T, 128> {
         kc_wgmma<T>::ss_n128(d, a, b, sc);
     }
 };
-/* dV, dK: m64nD, A from registers, B MN-major. */
-template <typename T, int D>
-__device__ __forceinline__ void kv_mma(float (&d)[D / 2], const uint32_t (&a)[4], uint64_t b)
-{
-    if constexpr (D == 128)
-        kc_wgmma<T>::rs_n128(d, a, b, 1);
-    else
-        kc_wgmma<T>::rs_n64(d, a, b, 1);
-}
-
 template <typename T, int D, int MASK, bool TILE>
 __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_constant__ fa3b_params p)
 {
@@ -291,10 +281,10 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
         kc_wg_fence();
 #pragma unroll
         for (int kk = 0; kk < BR / 16; kk++)
-            kv_mma<T, D>(dv, pf[kk], kc_wg_desc(aO + (uint32_t)kk * 16 * 128, BR * 128, 1024));
+            kc_wgmma_rs<T, D>(dv, pf[kk], kc_wg_desc(aO + (uint32_t)kk * 16 * 128, BR * 128, 1024));
 #pragma unroll
         for (int kk = 0; kk < BR / 16; kk++)
-            kv_mma<T, D>(dk, sf[kk], kc_wg_desc(aQ + (uint32_t)kk * 16 * 128, BR * 128, 1024));
+            kc_wgmma_rs<T, D>(dk, sf[kk], kc_wg_desc(aQ + (uint32_t)kk * 16 * 128, BR * 128, 1024));
         kc_wg_commit();
 
         kc_cp_async_wait<0>();           /* LSE and D of block it + 1 */

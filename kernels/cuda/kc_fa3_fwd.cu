@@ -48,21 +48,6 @@ struct fa3_params {
     float scale_log2;
 };
 
-/* S = Q K^T is m64n128 (128 keys); P V is m64nD. */
-template <typename T, int D> struct mma_ops {
-    static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int sc)
-    {
-        kc_wgmma<T>::ss_n128(d, a, b, sc);
-    }
-    static __device__ __forceinline__ void rs(float (&d)[D / 2], const uint32_t (&a)[4], uint64_t b)
-    {
-        if constexpr (D == 128)
-            kc_wgmma<T>::rs_n128(d, a, b, 1);
-        else
-            kc_wgmma<T>::rs_n64(d, a, b, 1);
-    }
-};
-
 /* Shared memory: Q, then the K stages, then the V stages (panelled, 128B swizzle; 1024-byte
  * aligned), then the mbarriers. */
 template <typename T, int D> struct fa3_smem {
@@ -161,7 +146,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_const
             const uint32_t panel = (uint32_t)(kk >> 2), within = (uint32_t)(kk & 3) * 32;
             const uint64_t da = kc_wg_desc(aQ + panel * BR * 128 + within, 16, 1024);
             const uint64_t db = kc_wg_desc(aK + panel * BC * 128 + within, 16, 1024);
-            mma_ops<T, D>::ss(s, da, db, kk > 0);
+            kc_wgmma<T>::ss_n128(s, da, db, kk > 0); /* 128 keys */
         }
         kc_wg_commit();
     };
@@ -171,7 +156,7 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_const
         const uint32_t aV = kc_smem_addr(sV + (j % STAGES) * SM::KV);
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++)
-            mma_ops<T, D>::rs(o, a[kk], kc_wg_desc(aV + (uint32_t)kk * 16 * 128, BC * 128, 1024));
+            kc_wgmma_rs<T, D>(o, a[kk], kc_wg_desc(aV + (uint32_t)kk * 16 * 128, BC * 128, 1024));
         kc_wg_commit();
     };
     auto pack_p = [&]() {

@@ -240,4 +240,14 @@ template <typename T> struct kc_wgmma;
 KC_WGMMA_SHAPES(__nv_bfloat16, "bf16");
 KC_WGMMA_SHAPES(__half, "f16");
 
+/* d (64 x D) += A B with A from registers and B MN-major: the P V and dV, dK products. */
+template <typename T, int D>
+__device__ __forceinline__ void kc_wgmma_rs(float (&d)[D / 2], const uint32_t (&a)[4], uint64_t b)
+{
+    if constexpr (D == 128)
+        kc_wgmma<T>::rs_n128(d, a, b, 1);
+    else
+        kc_wgmma<T>::rs_n64(d, a, b, 1);
+}
+
 #endif
