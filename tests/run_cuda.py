@@ -56,17 +56,17 @@ def cases(P, comm):
 
 
 def main():
-    n = gpus()
-    if n == 0:
+    ngpu = gpus()
+    if ngpu == 0:
         print("run_cuda: no GPU visible; skipped")
         return 77
     if MODE == "gpu":
         jobs = [(P, a, r, "mpi") for P in (4, 1) for (_, a, r) in cases(P, "mpi")]
     else:
-        if n < 2:
-            print(f"run_cuda: {n} GPU visible, the multi-GPU test needs 2; skipped")
+        if ngpu < 2:
+            print(f"run_cuda: {ngpu} GPU visible, the multi-GPU test needs 2; skipped")
             return 77
-        jobs = [(P, a, r, "nccl") for P in (2, 4) if P <= n for (_, a, r) in cases(P, "nccl")]
+        jobs = [(P, a, r, "nccl") for P in (2, 4) if P <= ngpu for (_, a, r) in cases(P, "nccl")]
     problems, total, t0 = [], 0, time.time()
     with tempfile.TemporaryDirectory() as d:
         for i, (P, args, runs, comm) in enumerate(jobs):
@@ -88,7 +88,7 @@ def main():
             print(f"ok   {label}: {valid} runs VALID (max abs err {max(map(float, errs)) if errs else 0:.2e})")
         # calibration on the GPUs: a machine file the model reads back, with the GPU's links
         # and kernels measured (and the tiers it could not measure marked as kept)
-        P = 4 if MODE == "gpu" else min(n, 4)
+        P = 4 if MODE == "gpu" else min(ngpu, 4)
         comm = "mpi" if MODE == "gpu" else "nccl"
         mfile = os.path.join(d, "gpu.machine")
         p = subprocess.run([MPIEXEC, "-n", str(P), "--oversubscribe", ATTNSIM, "calibrate",
