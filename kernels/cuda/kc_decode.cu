@@ -72,6 +72,7 @@ struct dec_params {
     kn_dec_plan plan;
     kn_dec_int n_cap;
     int splits;
+    int prefetch; /* blocks of its range a CTA prefetches into L2 before the wait (lens = NULL) */
     float scale_log2;
     unsigned *flags, *acks; /* Lean: one of each per CTA slot */
     float *scratch;         /* partial slots: [slot][ROWS][D] o, then [ROWS] m (log2), [ROWS] l */
@@ -161,6 +162,9 @@ template <typename T, int D> struct cursor {
 
 /* The K/V cache is read once per call: its copies carry an L2 evict-first policy, so they do
  * not push out what is reused (Q, the partials a host folds, the next call's flags). */
+#ifndef KC_DEC_PREFETCH
+#define KC_DEC_PREFETCH 3
+#endif
 #ifndef KC_DEC_EVICT_FIRST
 #define KC_DEC_EVICT_FIRST 1
 #endif
@@ -198,6 +202,36 @@ __device__ __forceinline__ void issue_block(const cursor<T, D> &c, bool first_of
     load_stream_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sK, c.kb, c.key0(), c.len);
     load_stream_tile<T, D, dec_cfg<D>::BK, NTHREADS>(sV, c.vb, c.key0(), c.len);
     if (first_of_seg) kc_load_tile<T, D, ROWS, NTHREADS>(sQ, c.q, 0, c.nrows);
+}
+
+/* Asks L2 for the first n blocks of a CTA's range (K and V, bulk prefetches by one thread).
+ * Only a hint: it reads nothing into the SM, so it may run before griddepcontrol.wait even
+ * where the previous kernel writes the cache (L2 is the GPU's point of coherence). */
+template <typename T, int D> __device__ __forceinline__ void prefetch_block(const cursor<T, D> &c)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int rows = min(dec_cfg<D>::BK, c.len - c.key0());
+    const T *srcs[2] = {c.kb + (size_t)c.key0() * D, c.vb + (size_t)c.key0() * D};
+    for (int i = 0; i < 2 && rows > 0; i++)
+        if ((reinterpret_cast<uintptr_t>(srcs[i]) & 15) == 0)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(srcs[i]),
+                         "r"((unsigned)(rows * D * sizeof(T)))
+                         : "memory");
+#else
+    (void)c;
+#endif
+}
+
+template <typename T, int D>
+__device__ __forceinline__ void prefetch_l2(const dec_params &p, kn_dec_int t0, int nb, int n)
+{
+    if (threadIdx.x != 0 || nb == 0) return;
+    cursor<T, D> c;
+    c.start(p, t0);
+    for (int b = 0; b < n && b < nb; b++) {
+        if (b > 0) c.next(p);
+        prefetch_block<T, D>(c);
+    }
 }
 
 /* The warps' (rescaled) o at element e, summed in a fixed order: buffers 0 .. NWARPS / 2 - 1 in
@@ -253,17 +287,30 @@ __device__ __forceinline__ void acquire_flag(const unsigned *flag, unsigned epoc
     }
 }
 
-/* Folds n partial states (consecutive scratch slots from `base`) into the shared state
- * (m, l, o) of `nrows` rows, CH at a time: the chunk's m and l are loaded by all threads at
- * once, each row's new maximum and the weights follow, then every element gathers the chunk's
- * values with independent loads (no chain of dependent L2 round trips). Summation order is
- * fixed: the same bits on every launch. Ends with a barrier. */
+/* A partial's values: from the scratch slots in L2 (bypassing L1: other CTAs wrote them), or
+ * from shared memory where a Lean host has staged them. */
+template <bool SMEM> __device__ __forceinline__ float ld_part(const float *p)
+{
+    return SMEM ? *p : __ldcg(p);
+}
+template <bool SMEM> __device__ __forceinline__ float4 ld_part4(const float *p)
+{
+    return SMEM ? *reinterpret_cast<const float4 *>(p) : __ldcg(reinterpret_cast<const float4 *>(p));
+}
+
+/* Folds n partial states into the shared state (m, l, o) of `nrows` rows, CH at a time.
+ * Partial j starts at base + j * pitch: its o ([nrows][D], row-major), then its m (log2) and l
+ * ([ROWS] each) at offset ml. The chunk's m and l are loaded by all threads at once (unless the
+ * caller preloaded the first chunk's into cw, cl), each row's new maximum and the weights follow,
+ * then every element gathers the chunk's values with independent loads (no chain of dependent
+ * round trips). Summation order is fixed: the same bits on every launch. Ends with a barrier. */
 constexpr int CH = 32;       /* the combine kernel's chunk (static shared memory) */
-constexpr int CH_LEAN = 128; /* a Lean host's chunk: its m and l live in the free V stage */
-template <int D, int CHK>
-__device__ __forceinline__ void fold_partials(const float *base, int n, int nrows, float *m,
-                                              float *l, float *o, float (*cw)[ROWS],
-                                              float (*cl)[ROWS], float *sc, bool preloaded)
+constexpr int CH_LEAN = 128; /* a Lean host's chunk: its m and l live in the free V stages */
+template <int D, int CHK, bool SMEM>
+__device__ __forceinline__ void fold_partials(const float *base, size_t pitch, int ml, int n,
+                                              int nrows, float *m, float *l, float *o,
+                                              float (*cw)[ROWS], float (*cl)[ROWS], float *sc,
+                                              bool preloaded)
 {
     static_assert(CHK % 32 == 0, "whole warps of partials");
     constexpr int CH = CHK;
@@ -271,9 +318,9 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
         const int cn = min(CH, n - j0);
         for (int i = threadIdx.x; i < cn * nrows && !(preloaded && j0 == 0); i += NTHREADS) {
             const int j = i / nrows, r = i % nrows;
-            const float *sl = base + (size_t)(j0 + j) * slot_floats<D>();
-            cw[j][r] = __ldcg(sl + ROWS * D + r);
-            cl[j][r] = __ldcg(sl + ROWS * D + ROWS + r);
+            const float *sl = base + (size_t)(j0 + j) * pitch;
+            cw[j][r] = ld_part<SMEM>(sl + ml + r);
+            cl[j][r] = ld_part<SMEM>(sl + ml + ROWS + r);
         }
         __syncthreads();
         { /* one warp per row, CH / 32 partials per lane */
@@ -314,14 +361,13 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
         constexpr int GB = 16;
         for (int e = 4 * threadIdx.x; e < nrows * D; e += 4 * NTHREADS) {
             const int r = e / D;
-            const float *src = base + (size_t)j0 * slot_floats<D>() + e;
+            const float *src = base + (size_t)j0 * pitch + e;
             float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
             for (int jb = 0; jb < cn; jb += GB) {
                 float4 v[GB];
 #pragma unroll
                 for (int u = 0; u < GB; u++)
-                    v[u] = jb + u < cn ? __ldcg(reinterpret_cast<const float4 *>(
-                                             src + (size_t)(jb + u) * slot_floats<D>()))
+                    v[u] = jb + u < cn ? ld_part4<SMEM>(src + (size_t)(jb + u) * pitch)
                                        : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
                 for (int u = 0; u < GB; u++) {
@@ -342,24 +388,52 @@ __device__ __forceinline__ void fold_partials(const float *base, int n, int nrow
     }
 }
 
-/* A Lean host waits for contributors c0 .. c0 + nc - 1 (each flag awaited by its own thread)
- * and folds their partials into its state. */
+/* A Lean host waits for contributors c0 .. c0 + nc - 1 and folds their partials into its state.
+ * `fr` is free shared memory of `fr_floats` floats (the V and Q stages once the host's own state
+ * is summed): the chunk weights cw, cl first, then, where the contributors' partials fit, one
+ * buffer each. Then each warp takes contributors w, w + NWARPS, ...: its lanes wait for the flag
+ * together and copy the partial in with cp.async at once, so the last flag is followed by one
+ * round trip to L2 and a fold from shared memory. Otherwise each thread waits for one
+ * contributor, loads its m and l, and the fold gathers o from L2. */
 template <int D>
 __device__ __forceinline__ void host_fixup(const dec_params &p, kn_dec_int c0, int nc, int nrows,
-                                           float *m, float *l, float *o, float (*cw)[ROWS],
-                                           float (*cl)[ROWS], float *sc)
+                                           float *m, float *l, float *o, float *fr,
+                                           size_t fr_floats, float *sc)
 {
-    const float *base = p.scratch + (size_t)c0 * slot_floats<D>();
-    for (int j = threadIdx.x; j < nc; j += NTHREADS) {
-        acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
-        if (nc <= CH_LEAN) /* the waiter loads its contributor's m and l right away */
-            for (int r = 0; r < nrows; r++) {
-                cw[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + r);
-                cl[j][r] = __ldcg(base + (size_t)j * slot_floats<D>() + ROWS * D + ROWS + r);
+    float(*cw)[ROWS] = reinterpret_cast<float(*)[ROWS]>(fr);
+    float(*cl)[ROWS] = cw + CH_LEAN;
+    float *buf = fr + 2 * CH_LEAN * ROWS;
+    const size_t slot = slot_floats<D>(), pitch = (size_t)nrows * D + 2 * ROWS;
+    const float *base = p.scratch + (size_t)c0 * slot;
+    if ((size_t)nc * pitch <= fr_floats - 2 * CH_LEAN * ROWS) {
+        const int lane = threadIdx.x & 31, ochunks = nrows * D / 4;
+        for (int j = threadIdx.x >> 5; j < nc; j += NWARPS) {
+            acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
+            const float *src = base + (size_t)j * slot;
+            float *dst = buf + (size_t)j * pitch;
+            for (int c = lane; c < ochunks + 2 * ROWS / 4; c += 32) {
+                const int off = c < ochunks ? 4 * c : ROWS * D + 4 * (c - ochunks);
+                kc_cp_async16(kc_smem_addr(dst + 4 * c), src + off, 16);
             }
+        }
+        kc_cp_async_commit();
+        kc_cp_async_wait<0>();
+        __syncthreads();
+        fold_partials<D, CH_LEAN, true>(buf, pitch, nrows * D, nc, nrows, m, l, o, cw, cl, sc,
+                                        false);
+    } else {
+        for (int j = threadIdx.x; j < nc; j += NTHREADS) {
+            acquire_flag(p.flags + c0 + j, *(volatile unsigned *)(p.acks + c0 + j) + 1u);
+            if (nc <= CH_LEAN) /* the waiter loads its contributor's m and l right away */
+                for (int r = 0; r < nrows; r++) {
+                    cw[j][r] = __ldcg(base + (size_t)j * slot + ROWS * D + r);
+                    cl[j][r] = __ldcg(base + (size_t)j * slot + ROWS * D + ROWS + r);
+                }
+        }
+        __syncthreads();
+        fold_partials<D, CH_LEAN, false>(base, slot, ROWS * D, nc, nrows, m, l, o, cw, cl, sc,
+                                         nc <= CH_LEAN);
     }
-    __syncthreads();
-    fold_partials<D, CH_LEAN>(base, nc, nrows, m, l, o, cw, cl, sc, nc <= CH_LEAN);
     for (int j = threadIdx.x; j < nc; j += NTHREADS) p.acks[c0 + j] += 1u; /* consumed */
 }
 
@@ -378,9 +452,12 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const kn_dec_plan &pl = p.plan;
     /* the next call may launch now; nothing is read before the previous one has finished (its
-     * outputs may be this call's Q, K, V, lengths, and Lean's acknowledgements) */
+     * outputs may be this call's Q, K, V, lengths, and Lean's acknowledgements). Without a
+     * length array the range is arithmetic on the parameters, so it is computed before the wait
+     * and the range's first blocks are asked of L2 while the previous kernel ends. */
     kc_pdl_launch_dependents();
-    kc_pdl_wait();
+    const bool early = p.lens == nullptr;
+    if (!early) kc_pdl_wait();
 
     /* this CTA's range of the global tile order */
     kn_dec_int t0 = 0, t1 = 0, cta = blockIdx.x, c_eff = gridDim.x, w_tiles = 0;
@@ -400,6 +477,10 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
         if (cta < c_eff) kn_dec_lean_range(w_tiles, c_eff, cta, &t0, &t1);
     }
     const int nb = (int)((t1 - t0) * BPT);
+    if (early) {
+        prefetch_l2<T, D>(p, t0, nb, p.prefetch);
+        kc_pdl_wait();
+    }
 
     if (SCHEME == KN_DEC_SPLIT && nb == 0) { /* an empty split: the empty state */
         unit_rows ur = rows_of(pl, cta / p.splits);
@@ -594,13 +675,13 @@ __global__ void __launch_bounds__(NTHREADS, 1) decode_kernel(dec_params p)
             } else { /* the host: fold in the contributors, then write O and LSE */
                 const kn_dec_int last =
                     kn_dec_lean_cta(w_tiles, c_eff, first_tile + cur.ntiles - 1);
-                if (last > cta) { /* the V stage just summed is free: the contributors' m, l */
-                    float(*cw)[ROWS] = reinterpret_cast<float(*)[ROWS]>(o2);
-                    static_assert(2 * CH_LEAN * ROWS * sizeof(float) <=
-                                      (size_t)dec_cfg<D>::BK * D * sizeof(T),
-                                  "a V stage holds a Lean host's chunk");
-                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sm_m, sm_l, so, cw,
-                                  cw + CH_LEAN, sm_sc);
+                if (last > cta) { /* the unit is this CTA's last: its V and Q stages are free */
+                    constexpr size_t fr_floats =
+                        (size_t)STAGES * (BK + ROWS) * D * sizeof(T) / sizeof(float);
+                    static_assert(2 * CH_LEAN * ROWS <= fr_floats,
+                                  "the free stages hold a Lean host's chunk");
+                    host_fixup<D>(p, cta + 1, (int)(last - cta), ur.nrows, sm_m, sm_l, so,
+                                  reinterpret_cast<float *>(sV), fr_floats, sm_sc);
                 }
                 write_output<T, D>(p, ur, sm_m, sm_l, so);
             }
@@ -630,8 +711,9 @@ __global__ void __launch_bounds__(NTHREADS) combine_kernel(dec_params p)
     }
     for (int e = threadIdx.x; e < ROWS * D; e += NTHREADS) so[e] = 0.f;
     __syncthreads();
-    fold_partials<D, CH>(p.scratch + (size_t)u * p.splits * slot_floats<D>(), p.splits, ur.nrows,
-                         sm_m, sm_l, so, cw, cl, sm_sc, false);
+    fold_partials<D, CH, false>(p.scratch + (size_t)u * p.splits * slot_floats<D>(),
+                                slot_floats<D>(), ROWS * D, p.splits, ur.nrows, sm_m, sm_l, so, cw,
+                                cl, sm_sc, false);
     write_output<T, D>(p, ur, sm_m, sm_l, so);
 }
 
@@ -712,6 +794,17 @@ bool pdl_enabled()
     return on;
 }
 
+/* Blocks a CTA asks of L2 before the wait (ATTNSIM_KC_DEC_PREFETCH overrides, 0 turns it
+ * off). */
+int prefetch_blocks()
+{
+    static const int n = [] {
+        const char *e = getenv("ATTNSIM_KC_DEC_PREFETCH");
+        return e && *e ? atoi(e) : KC_DEC_PREFETCH;
+    }();
+    return n;
+}
+
 template <typename K>
 cudaError_t launch_pdl(K kern, unsigned grid, size_t smem, cudaStream_t st, const dec_params &p)
 {
@@ -750,6 +843,7 @@ cudaError_t launch(const kc_dec_shape *s, int scheme, const void *q, const void 
     p.acks = reinterpret_cast<unsigned *>(wb + w.flags_off + w.scratch_off / 2);
     p.scratch = reinterpret_cast<float *>(wb + w.scratch_off);
     p.splits = 1;
+    p.prefetch = prefetch_blocks();
     const size_t smem = smem_bytes<T, D>();
     cudaError_t e;
     if (scheme == KN_DEC_FA2) {

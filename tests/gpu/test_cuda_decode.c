@@ -240,7 +240,10 @@ int main(int argc, char **argv)
         {2, 12, 12, 64, 5000, {5000, 2500}},        /* g = 1 */
         {1, 64, 8, 64, 2048, {2048}},               /* g = 8 */
         {1, 1, 1, 64, 25600, {25600}}, /* one unit over every CTA: its host folds up to 131
-                                        * partials, more than one chunk at full slots */
+                                        * partials, more than one chunk at full slots (staged in
+                                        * shared memory: small partials) */
+        {1, 16, 1, 64, 25600, {25600}}, /* the same with 16 rows: too many partials to stage,
+                                         * gathered from L2 */
     };
     const size_t ncases = small ? 3 : sizeof cases / sizeof cases[0];
     const size_t dims[] = {64, 128};
@@ -298,14 +301,17 @@ int main(int argc, char **argv)
         check_repeatable(&c, KN_BF16, full);
         dcase c2 = {3, 20, 4, 128, 700, {700, 3, 650}}; /* many partials per tiny unit */
         check_repeatable(&c2, KN_BF16, full);
-    } else {
-        dcase c = {1, 8, 2, 64, 2000, {2000}};
+    } else { /* a host's partials staged in shared memory, then too many to stage */
+        const dcase cs[] = {{1, 8, 2, 64, 2000, {2000}}, {1, 16, 1, 64, 25600, {25600}}};
         int full;
         CK(kc_decode_slots(KN_F16, 64, &full));
-        problem p;
-        problem_init(&p, &c, KN_F16, full);
-        for (int r = 0; r < 3; r++) check_against_ref(&p, &c, KN_DEC_LEAN, full);
-        problem_free(&p);
+        for (int i = 0; i < 2; i++) {
+            dcase c = cs[i];
+            problem p;
+            problem_init(&p, &c, KN_F16, full);
+            for (int r = 0; r < 3 - 2 * i; r++) check_against_ref(&p, &c, KN_DEC_LEAN, full);
+            problem_free(&p);
+        }
     }
     printf("test_cuda_decode: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
