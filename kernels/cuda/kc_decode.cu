@@ -295,7 +295,8 @@ template <bool SMEM> __device__ __forceinline__ float ld_part(const float *p)
 }
 template <bool SMEM> __device__ __forceinline__ float4 ld_part4(const float *p)
 {
-    return SMEM ? *reinterpret_cast<const float4 *>(p) : __ldcg(reinterpret_cast<const float4 *>(p));
+    return SMEM ? *reinterpret_cast<const float4 *>(p)
+                : __ldcg(reinterpret_cast<const float4 *>(p));
 }
 
 /* Folds n partial states into the shared state (m, l, o) of `nrows` rows, CH at a time.
@@ -307,10 +308,9 @@ template <bool SMEM> __device__ __forceinline__ float4 ld_part4(const float *p)
 constexpr int CH = 32;       /* the combine kernel's chunk (static shared memory) */
 constexpr int CH_LEAN = 128; /* a Lean host's chunk: its m and l live in the free V stages */
 template <int D, int CHK, bool SMEM>
-__device__ __forceinline__ void fold_partials(const float *base, size_t pitch, int ml, int n,
-                                              int nrows, float *m, float *l, float *o,
-                                              float (*cw)[ROWS], float (*cl)[ROWS], float *sc,
-                                              bool preloaded)
+__device__ __forceinline__ void
+fold_partials(const float *base, size_t pitch, int ml, int n, int nrows, float *m, float *l,
+              float *o, float (*cw)[ROWS], float (*cl)[ROWS], float *sc, bool preloaded)
 {
     static_assert(CHK % 32 == 0, "whole warps of partials");
     constexpr int CH = CHK;

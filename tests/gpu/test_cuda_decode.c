@@ -239,9 +239,9 @@ int main(int argc, char **argv)
         {4, 32, 8, 64, 3000, {2999, 100, 3000, 1}}, /* ragged batch */
         {2, 12, 12, 64, 5000, {5000, 2500}},        /* g = 1 */
         {1, 64, 8, 64, 2048, {2048}},               /* g = 8 */
-        {1, 1, 1, 64, 25600, {25600}}, /* one unit over every CTA: its host folds up to 131
-                                        * partials, more than one chunk at full slots (staged in
-                                        * shared memory: small partials) */
+        {1, 1, 1, 64, 25600, {25600}},  /* one unit over every CTA: its host folds up to 131
+                                         * partials, more than one chunk at full slots (staged in
+                                         * shared memory: small partials) */
         {1, 16, 1, 64, 25600, {25600}}, /* the same with 16 rows: too many partials to stage,
                                          * gathered from L2 */
     };
