@@ -294,6 +294,7 @@ static double time_one_unit(const kn_dec_plan *pl, kn_dtype dt, int tiles, int c
     d.slots = ctas;
     d.max_len = (int)n;
     d.copies = 1;
+    d.uniform = 1; /* launched as the runs of uniform caches are (lens = NULL) */
     size_t kvb = (size_t)n * (size_t)pl->d * kn_dtype_bytes(dt);
     size_t qb = (size_t)pl->group * (size_t)pl->d * kn_dtype_bytes(dt);
     void *q = dmalloc(qb), *k = dmalloc(kvb), *v = dmalloc(kvb);
