@@ -235,6 +235,47 @@ __device__ __forceinline__ int kc_block_kend(const unsigned long long *qpos,
     return kend;
 }
 
+/* The query blocks of br rows that see any key of a block starting at key kv0 (the backward's
+ * loop over query blocks): from block *qb0 on, *per_head of them per head (0 if none). Under
+ * the diagonal, query i sees key kv0 iff i >= kv0 - diag; under positions, from the first query
+ * at or after the key's position. */
+template <bool CAUSAL, bool POS>
+__device__ __forceinline__ void kc_block_qrange(const unsigned long long *qpos,
+                                                const unsigned long long *kpos, int nq, int diag,
+                                                int kv0, int br, int *qb0, int *per_head)
+{
+    const int nqb = (nq + br - 1) / br;
+    *qb0 = 0;
+    *per_head = nqb;
+    if (POS) {
+        const int first = kc_lower_bound(qpos, 0, nq, kpos[kv0]);
+        *qb0 = first / br;
+        *per_head = first >= nq ? 0 : nqb - *qb0;
+    } else if (CAUSAL) {
+        *qb0 = max(0, kv0 - diag) / br;
+        *per_head = kv0 - diag >= nq ? 0 : nqb - *qb0;
+    }
+}
+
+/* Two adjacent elements of dK and of dV at offset off of [rows][D] tensors: added to f32
+ * accumulators (ACC: the tile mode of a distributed run, which sums a key block's tiles) or
+ * stored in the storage type (a whole backward). */
+template <typename T, bool ACC>
+__device__ __forceinline__ void kc_put_dkdv(void *dk, void *dv, size_t off, float k0, float k1,
+                                            float v0, float v1)
+{
+    if (ACC) {
+        float2 *a = reinterpret_cast<float2 *>(static_cast<float *>(dk) + off);
+        float2 *b = reinterpret_cast<float2 *>(static_cast<float *>(dv) + off);
+        const float2 x = *a, y = *b;
+        *a = make_float2(x.x + k0, x.y + k1);
+        *b = make_float2(y.x + v0, y.y + v1);
+    } else {
+        *reinterpret_cast<uint32_t *>(static_cast<T *>(dk) + off) = kc_type<T>::pack(k0, k1);
+        *reinterpret_cast<uint32_t *>(static_cast<T *>(dv) + off) = kc_type<T>::pack(v0, v1);
+    }
+}
+
 /* Row reductions over the four threads of a group (they hold one row's columns). */
 __device__ __forceinline__ float kc_quad_max(float x)
 {

@@ -81,18 +81,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
     const T *K = static_cast<const T *>(p.k) + (size_t)bk * p.nk * D;
     const T *V = static_cast<const T *>(p.v) + (size_t)bk * p.nk * D;
 
-    /* query blocks that see any of these keys: i >= kv0 - diag, or with positions the queries
-     * from the first one at or after the first key's position (kv0 < nk) */
-    const int nqb = (p.nq + BR - 1) / BR;
-    int qb0 = 0, per_head = nqb;
-    if (POS) {
-        const int first = kc_lower_bound(p.qpos, 0, p.nq, p.kpos[kv0]);
-        qb0 = first / BR;
-        per_head = first >= p.nq ? 0 : nqb - qb0;
-    } else if (CAUSAL) {
-        qb0 = max(0, kv0 - diag) / BR;
-        per_head = kv0 - diag >= p.nq ? 0 : nqb - qb0;
-    }
+    /* the query blocks that see any of these keys (kv0 < nk) */
+    int qb0, per_head;
+    kc_block_qrange<CAUSAL, POS>(p.qpos, p.kpos, p.nq, diag, kv0, BR, &qb0, &per_head);
     const int total = group * per_head;
 
     kc_load_tile<T, D, BC, NTHREADS>(sK, K, kv0, p.nk);
@@ -290,35 +281,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
     }
     kc_cp_async_wait<0>();
 
-    if (TILE) { /* dK += scale dS^T Q, dV += P^T dO into the f32 accumulators (rows owned) */
-        if (total == 0) return; /* no query sees these keys: nothing to add */
-        float *dKa = static_cast<float *>(p.dk) + (size_t)bk * p.nk * D;
-        float *dVa = static_cast<float *>(p.dv) + (size_t)bk * p.nk * D;
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-            for (int h2 = 0; h2 < 2; h2++) {
-                const int r = kv0 + wkk * 32 + mt * 16 + g + 8 * h2;
-                if (r >= p.nk) continue;
-#pragma unroll
-                for (int nt = 0; nt < NB; nt++) {
-                    const size_t off = (size_t)r * D + wd * (D / 2) + nt * 8 + 2 * t;
-                    float2 a = *reinterpret_cast<const float2 *>(dKa + off);
-                    a.x += dk[mt][nt][2 * h2] * p.scale;
-                    a.y += dk[mt][nt][2 * h2 + 1] * p.scale;
-                    *reinterpret_cast<float2 *>(dKa + off) = a;
-                    float2 b = *reinterpret_cast<const float2 *>(dVa + off);
-                    b.x += dv[mt][nt][2 * h2];
-                    b.y += dv[mt][nt][2 * h2 + 1];
-                    *reinterpret_cast<float2 *>(dVa + off) = b;
-                }
-            }
-        return;
-    }
-
-    /* dK = scale dS^T Q, dV: this warp's 32 keys x D/2 columns */
-    T *dK = static_cast<T *>(p.dk) + (size_t)bk * p.nk * D;
-    T *dV = static_cast<T *>(p.dv) + (size_t)bk * p.nk * D;
+    /* dK = scale dS^T Q and dV = P^T dO: this warp's 32 keys x D/2 columns, added to the f32
+     * accumulators (TILE: rows owned) or stored */
+    if (TILE && total == 0) return; /* no query sees these keys: nothing to add */
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
@@ -326,13 +291,11 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa2_bwd_kernel(bwd_params p)
             const int r = kv0 + wkk * 32 + mt * 16 + g + 8 * h2;
             if (r >= p.nk) continue;
 #pragma unroll
-            for (int nt = 0; nt < NB; nt++) {
-                const size_t off = (size_t)r * D + wd * (D / 2) + nt * 8 + 2 * t;
-                *reinterpret_cast<uint32_t *>(dK + off) = kc_type<T>::pack(
-                    dk[mt][nt][2 * h2] * p.scale, dk[mt][nt][2 * h2 + 1] * p.scale);
-                *reinterpret_cast<uint32_t *>(dV + off) =
-                    kc_type<T>::pack(dv[mt][nt][2 * h2], dv[mt][nt][2 * h2 + 1]);
-            }
+            for (int nt = 0; nt < NB; nt++)
+                kc_put_dkdv<T, TILE>(p.dk, p.dv,
+                                     ((size_t)bk * p.nk + r) * D + wd * (D / 2) + nt * 8 + 2 * t,
+                                     dk[mt][nt][2 * h2] * p.scale, dk[mt][nt][2 * h2 + 1] * p.scale,
+                                     dv[mt][nt][2 * h2], dv[mt][nt][2 * h2 + 1]);
         }
 }
 

@@ -117,17 +117,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
     const int wkey = kv0 + 64 * wg;        /* the warpgroup's first key */
     const int krow = wkey + 16 * warp + g; /* this thread's keys: krow, krow + 8 */
 
-    /* query blocks that see any of these keys (as in kc_fa2_bwd.cu) */
-    const int nqb = (p.nq + BR - 1) / BR;
-    int qb0 = 0, per_head = nqb;
-    if (POS) {
-        const int first = kc_lower_bound(p.qpos, 0, p.nq, p.kpos[kv0]);
-        qb0 = first / BR;
-        per_head = first >= p.nq ? 0 : nqb - qb0;
-    } else if (CAUSAL) {
-        qb0 = max(0, kv0 - diag) / BR;
-        per_head = kv0 - diag >= p.nq ? 0 : nqb - qb0;
-    }
+    /* the query blocks that see any of these keys (kv0 < nk) */
+    int qb0, per_head;
+    kc_block_qrange<CAUSAL, POS>(p.qpos, p.kpos, p.nq, diag, kv0, BR, &qb0, &per_head);
     const int total = group * per_head;
 
     auto load_q = [&](int it) {
@@ -183,25 +175,22 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
         kc_mbar_wait(fullQ + st, (unsigned)(it / STAGES) & 1u);
         const uint32_t aQ = kc_smem_addr(sQ + st * SM::QT), aO = kc_smem_addr(sdO + st * SM::QT);
 
-        /* S^T = K_w Q^T and dP^T = V_w dO^T (K-major A: the warpgroup's 64 rows) */
+        /* S^T = K_w Q^T and dP^T = V_w dO^T (K-major A: the warpgroup's 64 rows), one commit
+         * group each */
         float s[NS], dp[NS];
+        auto product_t = [&](float(&acc)[NS], uint32_t a, uint32_t b) {
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                const uint32_t off = (uint32_t)(kk >> 2) * BC * 128 + 64 * wg * 128 + (kk & 3) * 32;
+                const uint32_t offq = (uint32_t)(kk >> 2) * BR * 128 + (kk & 3) * 32;
+                sdp_mma<T, BR>::run(acc, kc_wg_desc(a + off, 16, 1024),
+                                    kc_wg_desc(b + offq, 16, 1024), kk > 0);
+            }
+            kc_wg_commit();
+        };
         kc_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const uint32_t off = (uint32_t)(kk >> 2) * BC * 128 + 64 * wg * 128 + (kk & 3) * 32;
-            const uint32_t offq = (uint32_t)(kk >> 2) * BR * 128 + (kk & 3) * 32;
-            sdp_mma<T, BR>::run(s, kc_wg_desc(aK + off, 16, 1024), kc_wg_desc(aQ + offq, 16, 1024),
-                                kk > 0);
-        }
-        kc_wg_commit();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const uint32_t off = (uint32_t)(kk >> 2) * BC * 128 + 64 * wg * 128 + (kk & 3) * 32;
-            const uint32_t offq = (uint32_t)(kk >> 2) * BR * 128 + (kk & 3) * 32;
-            sdp_mma<T, BR>::run(dp, kc_wg_desc(aV + off, 16, 1024), kc_wg_desc(aO + offq, 16, 1024),
-                                kk > 0);
-        }
-        kc_wg_commit();
+        product_t(s, aK, aQ);
+        product_t(dp, aV, aO);
 
         /* masks: keys past nk, queries past nq, and causal ones */
         const bool ragged = wkey + 64 > p.nk || q0 + BR > p.nq;
@@ -340,37 +329,17 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
         kc_bulk_wait(); /* the last dQ has landed before the CTA ends */
     }
 
-    /* dK = scale dS^T Q and dV: this thread's rows krow, krow + 8 */
+    /* dK = scale dS^T Q and dV = P^T dO: this thread's rows krow, krow + 8, added to the f32
+     * accumulators (TILE) or stored */
 #pragma unroll
     for (int h2 = 0; h2 < 2; h2++) {
         const int r = krow + 8 * h2;
-        if (r >= p.nk) continue;
-        if (TILE) {
-            if (total == 0) continue; /* no query sees these keys: nothing to add */
-            float *dKa = static_cast<float *>(p.dk) + ((size_t)bk * p.nk + r) * D;
-            float *dVa = static_cast<float *>(p.dv) + ((size_t)bk * p.nk + r) * D;
+        if (r >= p.nk || (TILE && total == 0)) continue; /* TILE: no query sees these keys */
 #pragma unroll
-            for (int j = 0; j < D / 8; j++) {
-                float2 a = *reinterpret_cast<const float2 *>(dKa + 8 * j + 2 * t);
-                a.x += dk[4 * j + 2 * h2] * p.scale;
-                a.y += dk[4 * j + 2 * h2 + 1] * p.scale;
-                *reinterpret_cast<float2 *>(dKa + 8 * j + 2 * t) = a;
-                float2 b = *reinterpret_cast<const float2 *>(dVa + 8 * j + 2 * t);
-                b.x += dv[4 * j + 2 * h2];
-                b.y += dv[4 * j + 2 * h2 + 1];
-                *reinterpret_cast<float2 *>(dVa + 8 * j + 2 * t) = b;
-            }
-        } else {
-            T *dK = static_cast<T *>(p.dk) + ((size_t)bk * p.nk + r) * D;
-            T *dV = static_cast<T *>(p.dv) + ((size_t)bk * p.nk + r) * D;
-#pragma unroll
-            for (int j = 0; j < D / 8; j++) {
-                *reinterpret_cast<uint32_t *>(dK + 8 * j + 2 * t) = kc_type<T>::pack(
-                    dk[4 * j + 2 * h2] * p.scale, dk[4 * j + 2 * h2 + 1] * p.scale);
-                *reinterpret_cast<uint32_t *>(dV + 8 * j + 2 * t) =
-                    kc_type<T>::pack(dv[4 * j + 2 * h2], dv[4 * j + 2 * h2 + 1]);
-            }
-        }
+        for (int j = 0; j < D / 8; j++)
+            kc_put_dkdv<T, TILE>(p.dk, p.dv, ((size_t)bk * p.nk + r) * D + 8 * j + 2 * t,
+                                 dk[4 * j + 2 * h2] * p.scale, dk[4 * j + 2 * h2 + 1] * p.scale,
+                                 dv[4 * j + 2 * h2], dv[4 * j + 2 * h2 + 1]);
     }
 }
 
