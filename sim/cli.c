@@ -224,6 +224,17 @@ int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
     return 2;
 }
 
+int cli_resolve_kv_heads(attn_opts *o)
+{
+    if (o->kv_heads == 0) o->kv_heads = o->heads;
+    if (o->kv_heads > o->heads || o->heads % o->kv_heads != 0)
+        return cli_error(o, "--kv-heads",
+                         "%llu does not divide --heads %llu; accepted: a divisor of the query "
+                         "head count",
+                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    return 0;
+}
+
 /* ---- the option table ------------------------------------------------------------------ */
 
 typedef struct {

@@ -131,6 +131,10 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o);
  * outcome with a reduction, so no rank hangs. */
 void cli_set_root(int is_root);
 
+/* --kv-heads: 0 (the default) becomes --heads; otherwise it must divide --heads. Returns 0, or 2
+ * after printing the error line. */
+int cli_resolve_kv_heads(attn_opts *o);
+
 /* Prints "attnsim SUB: --opt: message" (one line) to stderr and returns 2. */
 int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -183,12 +183,7 @@ static int validate(attn_opts *o)
                          "accepted: cpu",
                          cli_backend_names[o->backend]);
 #endif
-    if (o->kv_heads == 0) o->kv_heads = o->heads;
-    if (o->kv_heads > o->heads || o->heads % o->kv_heads != 0)
-        return cli_error(o, "--kv-heads",
-                         "%llu does not divide --heads %llu; accepted: a "
-                         "divisor of the query head count",
-                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    if (cli_resolve_kv_heads(o)) return 2;
     if (o->decode) return validate_decode(o);
     if (o->slots)
         return cli_error(o, "--slots",

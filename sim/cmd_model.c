@@ -79,12 +79,7 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     o->rank_arrays = 4096;
     int rc = cli_parse(&model_cmd, argc, argv, o);
     if (rc) return rc;
-    if (o->kv_heads == 0) o->kv_heads = o->heads;
-    if (o->kv_heads > o->heads || o->heads % o->kv_heads)
-        return cli_error(o, "--kv-heads",
-                         "%llu does not divide --heads %llu; accepted: a "
-                         "divisor of the query head count",
-                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    if ((rc = cli_resolve_kv_heads(o)) != 0) return rc;
     char err[600];
     if (machine_load(o->machine, m, err, sizeof err)) return cli_error(o, "--machine", "%s", err);
     if (!o->grid.is_auto && o->grid.rows && (o->algos & 0x6))

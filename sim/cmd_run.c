@@ -103,12 +103,7 @@ static int validate(run_env *env)
         return cli_error(o, "--dtype",
                          "'f32' is not run on the GPU (its kernels take half precision); "
                          "accepted with --backend cuda: f16, bf16");
-    if (o->kv_heads == 0) o->kv_heads = o->heads;
-    if (o->kv_heads > o->heads || o->heads % o->kv_heads)
-        return cli_error(o, "--kv-heads",
-                         "%llu does not divide --heads %llu; accepted: a "
-                         "divisor of the query head count",
-                         (unsigned long long)o->kv_heads, (unsigned long long)o->heads);
+    if (cli_resolve_kv_heads(o)) return 2;
     if (o->algos & ((1u << ALGO_A2D_NO) | (1u << ALGO_A2D_O))) {
         if (!o->grid.is_auto && o->grid.rows && o->grid.rows * o->grid.cols != P)
             return cli_error(o, "--grid",
