@@ -87,6 +87,8 @@ class Run:
             self.pred_time_s = (float(g["predicted/time_s"][()]) if "predicted/time_s" in g
                                 else float("nan"))
             self.read_ceiling = float(a.get("hbm_read_ceiling_bytes_per_s", float("nan")))
+            self.equal_share_read = float(a.get("hbm_equal_share_read_bytes_per_s",
+                                                float("nan")))
         elif self.kind == "kernel":
             m, p = g["measured"], g["predicted"]
             # cpu: counted logical bytes; cuda: DRAM bytes when measured (--dram), else none
@@ -103,6 +105,8 @@ class Run:
             self.meas_time_s = float(m["time_s"][()])
             self.pred_time_s = float(p["time_s"][()])
             self.read_ceiling = float(a.get("hbm_read_ceiling_bytes_per_s", float("nan")))
+            self.equal_share_read = float(a.get("hbm_equal_share_read_bytes_per_s",
+                                                float("nan")))
 
     def algo_label(self):
         return f"{self.algo} ({self.layout})" if self.layout and self.algo == "ring" else self.algo
@@ -452,17 +456,22 @@ def fig_decode(runs, plt, np, out):
     ceil = [r.read_ceiling for r in dec if math.isfinite(r.read_ceiling)]
     if ceil:
         ax.axhline(max(ceil) / 1e9, color="k", ls="--", label="HBM read ceiling (same run)")
+    eq = [r.equal_share_read for r in dec if math.isfinite(r.equal_share_read)]
+    if eq:
+        ax.axhline(max(eq) / 1e9, color="0.5", ls=":",
+                   label="read in equal shares of a fixed grid (same run)")
     ax.set_xticks([j + 0.4 - w / 2 for j in range(len(shapes))],
                   [f"({b},{h},{g},{n}) d={d}" for b, h, g, n, d in shapes], rotation=30,
                   ha="right", fontsize=7)
     ax.set_ylabel("GB/s of K+V read")
     ax.set_title("decode kernels", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return ("Decode: GB/s of K and V read per shape (B, h, h_kv, N) and implementation, with "
-            "the HBM read ceiling measured in the same run."), None
+            "the HBM read ceiling measured in the same run (and, where recorded, the rate of "
+            "the same read cut into equal shares of a fixed grid, as Lean's ranges are)."), None
 
 
 def fig_peers(bench, plt, np, out):

@@ -8,10 +8,13 @@
  * back-to-back calls, each on the next of C copies of the K/V cache (C x cache >= 4 L2 sizes, so
  * no call is served from L2 by the ones before it); --reps replays, the median per call. The
  * decode model (models/decode.c) predicts each call from parameters measured in the same
- * invocation, never from the timed calls themselves: the HBM read ceiling (a streaming read of
- * up to 2 GiB), one CTA's streaming rate and fixed cost (Lean on a single CTA over 8 and 72
- * tiles of a one-unit problem with the same head group), and a Lean host's fix-up: its latency
- * and the cost per merged partial (2 and 32 one-tile CTAs on a 2- and a 32-tile unit).
+ * invocation, never from the timed calls themselves: the rate of a grid of equal streaming
+ * reads (up to 2 GiB; kc_read_bandwidth_probe), one CTA's streaming rate and fixed cost (Lean on a
+ * single CTA over 8 and 72 tiles of a one-unit problem with the same head group), and a Lean host's
+ * fix-up: its latency and the cost per merged partial (2 and 32 one-tile CTAs on a 2- and a 32-tile
+ * unit). The HBM read ceiling recorded with each run is the faster read where SMs take chunks as
+ * they free (kc_read_ceiling_probe): what the memory delivers, against which the kernels are
+ * judged.
  */
 #include <math.h>
 #include <stdio.h>
@@ -256,17 +259,23 @@ typedef struct {
     void *buf;
     size_t bytes;
     float *sink;
+    unsigned *sum;
+    int ceiling; /* kc_read_ceiling_probe, else kc_read_bandwidth_probe */
 } probe_ctx;
 
 static void probe_launch(void *ctx, int i, cudaStream_t st)
 {
     (void)i;
     probe_ctx *p = ctx;
-    CUDACALL(kc_read_bandwidth_probe(p->buf, p->bytes, p->sink, st));
+    if (p->ceiling)
+        CUDACALL(kc_read_ceiling_probe(p->buf, p->bytes, p->sum, st));
+    else
+        CUDACALL(kc_read_bandwidth_probe(p->buf, p->bytes, p->sink, st));
 }
 
-/* The HBM read ceiling: a streaming read of min(2 GiB, free / 4) bytes. */
-static double measure_read_ceiling(void)
+/* Streaming reads of min(2 GiB, free / 4) bytes: the HBM read ceiling (SMs take chunks as they
+ * free) and the rate of a grid of equal shares (the decode model's HBM rate). */
+static void measure_reads(double *ceiling, double *equal_share)
 {
     probe_ctx p;
     p.bytes = (size_t)ks_cuda_free_bytes() / 4;
@@ -274,12 +283,17 @@ static double measure_read_ceiling(void)
     p.bytes &= ~(size_t)4095;
     p.buf = dmalloc(p.bytes);
     p.sink = dmalloc(sizeof(float));
+    p.sum = dmalloc(sizeof(unsigned));
     CUDACALL(cudaMemset(p.buf, 1, p.bytes));
+    CUDACALL(cudaMemset(p.sum, 0, sizeof(unsigned)));
     double t[5];
-    double s = graph_time(probe_launch, &p, 3, 5, t);
+    p.ceiling = 1;
+    *ceiling = (double)p.bytes / graph_time(probe_launch, &p, 3, 5, t);
+    p.ceiling = 0;
+    *equal_share = (double)p.bytes / graph_time(probe_launch, &p, 3, 5, t);
     CUDACALL(cudaFree(p.buf));
     CUDACALL(cudaFree(p.sink));
-    return (double)p.bytes / s;
+    CUDACALL(cudaFree(p.sum));
 }
 
 /* Lean on a one-unit problem (the plan's head group, zero data) of `tiles` tiles over `ctas`
@@ -343,8 +357,8 @@ static void measure_cta(const kn_dec_plan *pl, kn_dtype dt, double *rate, double
     if (*fixup_latency < 0) *fixup_latency = 0;
 }
 
-static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double ceiling,
-                     double cta_rate, double fixed, double fixup, double fixup_latency)
+static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double hbm, double cta_rate,
+                     double fixed, double fixup, double fixup_latency)
 {
     dev_problem d;
     memset(&d, 0, sizeof d);
@@ -411,14 +425,14 @@ static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double c
     CUDACALL(cudaFree(d.lse));
     CUDACALL(cudaFree(d.lens));
     CUDACALL(cudaFree(d.ws));
-    r->params = (kdm_params){ceiling, cta_rate, fixed, fixup, fixup_latency};
+    r->params = (kdm_params){hbm, cta_rate, fixed, fixup, fixup_latency};
     r->have_pred = kdm_predict(&p->plan, p->lens, r->scheme, r->slots, kn_dtype_bytes(p->dt),
                                &r->params, &r->pred) == 0;
 }
 #endif
 
 static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const attn_opts *o,
-                      const char *device, double ceiling)
+                      const char *device, double ceiling, double equal_share)
 {
     const int cuda = o->backend == BACKEND_CUDA;
     int64_t id;
@@ -448,6 +462,7 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     h5_attr_f64(g, "kv_bytes", r->kv_bytes);
     if (cuda) {
         h5_attr_f64(g, "hbm_read_ceiling_bytes_per_s", ceiling);
+        h5_attr_f64(g, "hbm_equal_share_read_bytes_per_s", equal_share);
         h5_attr_str(g, "timing",
                     "CUDA graph of back-to-back calls over rotated K/V copies (none served "
                     "from L2); median per call over the replays");
@@ -528,16 +543,17 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
 {
     const int cuda = o->backend == BACKEND_CUDA;
     const cli_u64_list *lens = o->seq_kv.n ? &o->seq_kv : &o->seq;
-    double ceiling = NAN;
+    double ceiling = NAN, equal_share = NAN;
 #ifdef ATTNSIM_HAVE_CUDA
-    if (cuda) ceiling = measure_read_ceiling();
+    if (cuda) measure_reads(&ceiling, &equal_share);
 #endif
     if (cuda)
         printf("# attnsim kernels --decode: backend cuda, %s; HBM read ceiling %.0f GB/s "
-               "(streaming read, this run); times: CUDA graph of 30 calls over rotated K/V "
-               "copies, median of %llu replays; predicted: decode model with this run's "
-               "ceiling and one-CTA rate\n",
-               device, ceiling / 1e9, (unsigned long long)o->reps);
+               "(SMs take chunks as they free), a grid of equal shares %.0f GB/s (this run); "
+               "times: CUDA graph of 30 calls over rotated K/V copies, median of %llu "
+               "replays; predicted: decode model with this run's equal-share rate and "
+               "one-CTA rate\n",
+               device, ceiling / 1e9, equal_share / 1e9, (unsigned long long)o->reps);
     else
         printf("# attnsim kernels --decode: backend cpu, one thread, the schedules of %llu "
                "co-resident CTAs; bytes counted (measured) and from the plan (predicted)\n",
@@ -575,7 +591,7 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                     r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
                     r.kv_bytes = kv_bytes_of(&p);
 #ifdef ATTNSIM_HAVE_CUDA
-                    if (cuda) run_cuda(&p, o, &r, ceiling, rate, fixed, fixup, fixup_lat);
+                    if (cuda) run_cuda(&p, o, &r, equal_share, rate, fixed, fixup, fixup_lat);
 #endif
                     if (!cuda) {
                         run_cpu(&p, o, &r);
@@ -606,7 +622,7 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                            r.kv_bytes / r.median / 1e9, extra, check);
                     fflush(stdout);
                     attn_kill_point("kernels:before_write");
-                    if (h) write_run(h, &p, &r, o, device, ceiling);
+                    if (h) write_run(h, &p, &r, o, device, ceiling, equal_share);
                     attn_kill_point("kernels:after_write");
                     runs++;
                     good += counts_ok && (!r.checked || r.check_passed);

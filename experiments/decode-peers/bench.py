@@ -8,12 +8,15 @@ on the next of C copies of the K/V cache (C x cache >= 4 x the L2 size, so no ca
 cache in L2 left there by the previous ones, as in a real decode step that reads each layer's
 cache once); the graph is replayed --trials times between CUDA events; the time of a call is the
 median replay time over --reps. GPU time only: Python launches no kernel inside the timed region.
-The HBM read ceiling is a large streaming read (kc_read_bandwidth_probe) timed the same way in
-the same run. Every implementation is checked against SDPA's math backend in f32 first.
+The HBM read ceiling is a large streaming read in which the SMs take chunks as they free
+(kc_read_ceiling_probe), timed the same way in the same run, beside the same read cut into equal
+shares of a fixed grid (kc_read_bandwidth_probe), the rate any equal partition such as Lean's
+ranges is held to. Every implementation is checked against SDPA's math backend in f32 first.
 
 Figure of merit: GB/s of K+V = bytes of the K and V cache read / time. Writes one attnsim/1 HDF5
 file (kind = kernel, pass = decode runs, one per implementation and shape, with the ceiling as
-the attribute hbm_read_ceiling_bytes_per_s) and prints the table.
+the attributes hbm_read_ceiling_bytes_per_s and hbm_equal_share_read_bytes_per_s) and prints
+the table.
 
 Usage: bench.py [--out FILE.h5] [--shapes B:h:h_kv:N[:d],...] [--dtype bf16] [--lib ...]"""
 import argparse
@@ -95,8 +98,9 @@ def main():
     kc.kc_decode_workspace_bytes.restype = ctypes.c_size_t
     kc.kc_decode_slots.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int)]
     kc.kc_decode_splits.argtypes = [P, ctypes.c_int, ctypes.c_int]
-    kc.kc_read_bandwidth_probe.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
-                                           ctypes.c_void_p]
+    for fn in ("kc_read_bandwidth_probe", "kc_read_ceiling_probe"):
+        getattr(kc, fn).argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                    ctypes.c_void_p]
     dt = torch.bfloat16 if args.dtype == "bf16" else torch.float16
     dcode = 2 if args.dtype == "bf16" else 1
     dev = torch.device("cuda")
@@ -130,21 +134,26 @@ def main():
         del g
         return float(np.median(times))
 
-    # the HBM read ceiling: a 4 GiB streaming read, timed like the kernels
+    # the HBM read ceiling (SMs take 64 KiB chunks as they free) and the rate of a grid of equal
+    # shares (as Lean's ranges are): 4 GiB streaming reads, timed like the kernels
     probe_bytes = 4 << 30
     buf = torch.empty(probe_bytes, dtype=torch.uint8, device=dev).fill_(1)
-    sink = torch.zeros(1, dtype=torch.float32, device=dev)
+    sink = torch.zeros(1, dtype=torch.int32, device=dev)
 
-    def probe(i):
-        rc = kc.kc_read_bandwidth_probe(buf.data_ptr(), probe_bytes, sink.data_ptr(),
-                                        torch.cuda.current_stream().cuda_stream)
-        if rc:
-            raise SystemExit(f"bench: kc_read_bandwidth_probe returned CUDA error {rc}")
-    ceiling = probe_bytes / graph_time(probe, 5)
+    def probe_with(fn):
+        def probe(i):
+            rc = getattr(kc, fn)(buf.data_ptr(), probe_bytes, sink.data_ptr(),
+                                 torch.cuda.current_stream().cuda_stream)
+            if rc:
+                raise SystemExit(f"bench: {fn} returned CUDA error {rc}")
+        return probe
+    ceiling = probe_bytes / graph_time(probe_with("kc_read_ceiling_probe"), 5)
+    equal_share = probe_bytes / graph_time(probe_with("kc_read_bandwidth_probe"), 5)
     del buf
     torch.cuda.empty_cache()
     print(f"# decode peers on {gpu}, torch {torch.__version__}, {args.dtype}; HBM read ceiling "
-          f"{ceiling / 1e9:.0f} GB/s (4 GiB streaming read, same run)")
+          f"{ceiling / 1e9:.0f} GB/s, equal shares {equal_share / 1e9:.0f} GB/s (4 GiB "
+          "streaming reads, same run)")
 
     results = []
     for (B, h, hkv, N, d) in shapes:
@@ -244,6 +253,7 @@ def main():
                                      timing="CUDA graph of back-to-back calls over rotated K/V "
                                             "copies",
                                      hbm_read_ceiling_bytes_per_s=ceiling,
+                                     hbm_equal_share_read_bytes_per_s=equal_share,
                                      kv_bytes=float(row["kv_bytes"]),
                                      command_line=str(" ".join(sys.argv))).items():
                     g.attrs[key] = val

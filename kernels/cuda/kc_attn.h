@@ -153,7 +153,16 @@ int kc_decode(const kc_dec_shape *s, int scheme, const void *q, const void *k, c
               const int *lens, int max_len, void *o, float *lse, void *workspace, int slots,
               void *stream);
 
-/* Streaming read of `bytes` bytes (the HBM read ceiling): sums them into *sink. */
+/* Two streaming reads of `bytes` bytes (a multiple of 16) timed by the decode benchmarks:
+ * - kc_read_ceiling_probe, the HBM read ceiling: one CTA per SM, each claiming 64 KiB chunks in
+ *   address order from a counter, so faster SMs take more of the buffer; adds every 32-bit word
+ *   (mod 2^32) into *sum (which the caller zeroes), so a test can check each byte was read once.
+ *   Launches on one device must be ordered (one stream): the claim counter is shared.
+ * - kc_read_bandwidth_probe, the rate of a grid of equal shares: SMs x 8 CTAs reading the buffer
+ *   grid-stride, every CTA the same bytes, as a Lean grid or a wave of equal CTAs streams; the
+ *   decode model's HBM rate. Writes nothing (*sink only in theory). On an H100 the two differ
+ *   by a few per cent: under load some SMs stream faster than others (docs/performance.md). */
+int kc_read_ceiling_probe(const void *buf, size_t bytes, unsigned *sum, void *stream);
 int kc_read_bandwidth_probe(const void *buf, size_t bytes, float *sink, void *stream);
 
 #ifdef __cplusplus

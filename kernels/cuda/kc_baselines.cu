@@ -116,6 +116,53 @@ __global__ void finalize_kernel(const float *m, const float *l, const float *o, 
     }
 }
 
+/* The read ceiling: one CTA of 1024 threads per SM claims 64 KiB chunks in address order from a
+ * counter, so a fast SM takes more chunks than a slow one and the whole grid reads a window that
+ * moves through the buffer. The counters reset themselves: the last CTA out sets them to zero
+ * (launches in one stream run one after the other). Every 32-bit word is added (mod 2^32) into
+ * *sum, so a test can see that each chunk was read exactly once. */
+constexpr int CEIL_THREADS = 1024, CEIL_LOADS = 4; /* 16 B per load: 64 KiB per chunk */
+__device__ unsigned long long ceil_next, ceil_done;
+
+__global__ void __launch_bounds__(CEIL_THREADS)
+    read_ceiling(const uint4 *buf, size_t n, unsigned *sum)
+{
+    __shared__ unsigned long long chunk;
+    __shared__ unsigned part[CEIL_THREADS / 32];
+    constexpr size_t CHUNK = (size_t)CEIL_LOADS * CEIL_THREADS; /* in uint4 */
+    unsigned acc = 0;
+    for (;;) {
+        if (threadIdx.x == 0) chunk = atomicAdd(&ceil_next, 1ull);
+        __syncthreads();
+        const size_t c0 = (size_t)chunk * CHUNK;
+        __syncthreads(); /* everyone has read `chunk` before thread 0 claims the next */
+        if (c0 >= n) break;
+        uint4 v[CEIL_LOADS];
+#pragma unroll
+        for (int u = 0; u < CEIL_LOADS; u++) {
+            const size_t i = c0 + (size_t)u * CEIL_THREADS + threadIdx.x;
+            v[u] = i < n ? __ldcs(buf + i) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < CEIL_LOADS; u++) acc += v[u].x + v[u].y + v[u].z + v[u].w;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned t = 0;
+        for (int w = 0; w < CEIL_THREADS / 32; w++) t += part[w];
+        atomicAdd(sum, t);
+        __threadfence();
+        if (atomicAdd(&ceil_done, 1ull) == gridDim.x - 1) { /* the last CTA out */
+            ceil_next = 0;
+            ceil_done = 0;
+            __threadfence();
+        }
+    }
+}
+
 __global__ void read_probe(const uint4 *buf, size_t n, float *sink)
 {
     float acc = 0.f;
@@ -372,6 +419,18 @@ extern "C" int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const
     if ((e = cudaGetLastError()) != cudaSuccess) return (int)e;
     /* LSE = m + log l, outside the FA1 kernel (not part of its traffic) */
     ml_to_lse_kernel<<<(unsigned)((rows + 255) / 256), 256, 0, st>>>(p.m, p.l, lse, rows);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int kc_read_ceiling_probe(const void *buf, size_t bytes, unsigned *sum, void *stream)
+{
+    int dev = 0, sms = 0;
+    cudaError_t e;
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return (int)e;
+    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+        return (int)e;
+    read_ceiling<<<(unsigned)sms, CEIL_THREADS, 0, (cudaStream_t)stream>>>(
+        static_cast<const uint4 *>(buf), bytes / 16, sum);
     return (int)cudaGetLastError();
 }
 

@@ -222,6 +222,44 @@ static void check_repeatable(const dcase *c, kn_dtype dt, int slots)
     problem_free(&p);
 }
 
+/* The read-ceiling probe reads every word exactly once, including a last partial chunk, and its
+ * chunk counter starts from zero again on the next launch: the wrapping sum of the words it
+ * returns equals the host's, launch after launch. */
+static void check_read_probes(void)
+{
+    const size_t sizes[] = {16, 65536, 65536 * 37 + 4096 + 48, (size_t)9 << 20};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const size_t n = sizes[si] / 4;
+        unsigned *h = malloc(n * sizeof(unsigned)), want = 0;
+        if (!h) {
+            fprintf(stderr, "test_cuda_decode: out of memory\n");
+            exit(1);
+        }
+        for (size_t i = 0; i < n; i++)
+            want += h[i] = (unsigned)i * 2654435761u ^ (unsigned)(i >> 9);
+        void *buf;
+        unsigned *sum;
+        float *sink;
+        CK(cudaMalloc(&buf, sizes[si]));
+        CK(cudaMalloc((void **)&sum, sizeof(unsigned)));
+        CK(cudaMalloc((void **)&sink, sizeof(float)));
+        CK(cudaMemcpy(buf, h, sizes[si], cudaMemcpyHostToDevice));
+        for (int rep = 0; rep < 3; rep++) {
+            unsigned got = 0;
+            CK(cudaMemset(sum, 0, sizeof(unsigned)));
+            CK(kc_read_ceiling_probe(buf, sizes[si], sum, 0));
+            CK(kc_read_bandwidth_probe(buf, sizes[si], sink, 0)); /* between two: shares nothing */
+            CK(cudaMemcpy(&got, sum, sizeof got, cudaMemcpyDeviceToHost));
+            EXPECT(got == want, "read ceiling probe over %zu bytes, launch %d: sum %08x, want %08x",
+                   sizes[si], rep, got, want);
+        }
+        CK(cudaFree(buf));
+        CK(cudaFree(sum));
+        CK(cudaFree(sink));
+        free(h);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int small = argc > 1 && strcmp(argv[1], "--small") == 0;
@@ -274,6 +312,8 @@ int main(int argc, char **argv)
                 problem_free(&p);
             }
         }
+
+    check_read_probes();
 
     /* refusals: more Lean CTAs than fit at once; head dim 96 */
     {
