@@ -422,13 +422,19 @@ extern "C" int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const
     return (int)cudaGetLastError();
 }
 
+/* The SM count of the current device (the read probes' grids). */
+static cudaError_t current_sms(int *sms)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    return e != cudaSuccess ? e : cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
+}
+
 extern "C" int kc_read_ceiling_probe(const void *buf, size_t bytes, unsigned *sum, void *stream)
 {
-    int dev = 0, sms = 0;
-    cudaError_t e;
-    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return (int)e;
-    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
-        return (int)e;
+    int sms = 0;
+    cudaError_t e = current_sms(&sms);
+    if (e != cudaSuccess) return (int)e;
     read_ceiling<<<(unsigned)sms, CEIL_THREADS, 0, (cudaStream_t)stream>>>(
         static_cast<const uint4 *>(buf), bytes / 16, sum);
     return (int)cudaGetLastError();
@@ -436,9 +442,9 @@ extern "C" int kc_read_ceiling_probe(const void *buf, size_t bytes, unsigned *su
 
 extern "C" int kc_read_bandwidth_probe(const void *buf, size_t bytes, float *sink, void *stream)
 {
-    int dev = 0, sms = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    int sms = 0;
+    cudaError_t e = current_sms(&sms);
+    if (e != cudaSuccess) return (int)e;
     read_probe<<<(unsigned)(sms * 8), 512, 0, (cudaStream_t)stream>>>(
         static_cast<const uint4 *>(buf), bytes / 16, sink);
     return (int)cudaGetLastError();
