@@ -21,7 +21,7 @@ def main():
     ap.add_argument("-o", "--out")
     args = ap.parse_args()
     import h5py
-    rows = defaultdict(dict)  # (N, causal, pass) -> impl -> TF/s per GPU
+    rows = defaultdict(dict)  # (N, K/V heads, causal, pass) -> impl -> TF/s per GPU
     P = 0
     with h5py.File(args.file, "r") as f:
         if s(f.attrs.get("schema", "")) != "attnsim/1":
@@ -29,8 +29,12 @@ def main():
             return 2
         for g in f["runs"].values():
             a = g.attrs
-            kind, ps = s(a["kind"]), s(a["pass"])
+            kind = s(a.get("kind", ""))
+            if kind not in ("distributed", "benchmark") or a.get("complete") != 1:
+                continue  # the calibration, the model's prediction, an unfinished run
+            ps = s(a["pass"])
             N, causal = int(a["seq_len"]), int(a["causal"])
+            kv = int(a.get("kv_heads", a.get("heads", 0)))
             if kind == "distributed":
                 algo = s(a["algorithm"])
                 if algo == "ring":
@@ -40,12 +44,13 @@ def main():
                 P = max(P, p)
                 fl = attn_flops(int(a["batch"]), int(a["heads"]), N, int(a["head_dim"]), causal,
                                 ps == "train")
-                rows[(N, causal, ps)]["attnsim-" + algo] = fl / sec / p / 1e12
+                rows[(N, kv, causal, ps)]["attnsim-" + algo] = fl / sec / p / 1e12
             elif kind == "benchmark":
-                rows[(N, causal, ps)][s(a["algorithm"])] = float(g["measured/tflop_per_s_per_gpu"][()])
+                rows[(N, kv, causal, ps)][s(a["algorithm"])] = float(
+                    g["measured/tflop_per_s_per_gpu"][()])
     impls = sorted({i for r in rows.values() for i in r})
     print(f"# TF/s per GPU, P = {P}; eff = best attnsim / single-GPU torch-cudnn")
-    print(f"{'N':>7} {'causal':>6} {'pass':>5} " + " ".join(f"{i[:22]:>22}" for i in impls) +
+    print(f"{'N':>7} {'kv':>3} {'causal':>6} {'pass':>5} " + " ".join(f"{i[:22]:>22}" for i in impls) +
           "  ring/bestCP  eff")
     for key in sorted(rows):
         r = rows[key]
@@ -53,7 +58,7 @@ def main():
         cp = max((v for i, v in r.items() if i.startswith("torch-cp")), default=float("nan"))
         best = max((v for i, v in r.items() if i.startswith("attnsim")), default=float("nan"))
         single = r.get("torch-cudnn", float("nan"))
-        print(f"{key[0]:7d} {key[1]:6d} {key[2]:>5} " +
+        print(f"{key[0]:7d} {key[1]:3d} {key[2]:6d} {key[3]:>5} " +
               " ".join(f"{r.get(i, float('nan')):22.1f}" for i in impls) +
               f"  {ring / cp:10.2f}  {best / single:4.2f}")
     if args.out:
@@ -68,8 +73,8 @@ def main():
             ax.bar([k + j * w for k in range(len(keys))], [rows[key].get(i, 0) for key in keys],
                    w, label=i, color=colors[j % len(colors)])
         ax.set_xticks([k + 0.4 - w / 2 for k in range(len(keys))])
-        ax.set_xticklabels([f"N={k[0] // 1024}k\n{'causal' if k[1] else 'full'}\n{k[2]}"
-                            for k in keys])
+        ax.set_xticklabels([f"N={k[0] // 1024}k\nkv={k[1]}\n{'causal' if k[2] else 'full'}\n{k[3]}"
+                            for k in keys], fontsize=7)
         ax.set_ylabel("TF/s per GPU")
         ax.set_title(f"distributed attention on {P} GPUs: attnsim vs PyTorch context parallel")
         ax.legend(fontsize=7, ncol=2)

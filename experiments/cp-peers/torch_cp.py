@@ -5,14 +5,22 @@ runs both on the same machine and shapes). Launch with torchrun, one process per
 
   torchrun --nproc-per-node P torch_cp.py --out FILE.h5 [--seq 32k,128k] [--causal both]
            [--pass fwd,train] [--backends cudnn,flash] [--rotate allgather,alltoall]
+           [--heads 32] [--kv-heads 32,8] [--gqa auto|native|expand]
 
 Every configuration is timed the same way as attnsim times its runs: a barrier, then the pass
 (forward, or forward + backward), GPU-synchronised, the median of --reps repetitions after a
 warm-up, wall time of the slowest rank. Before timing, the output of each configuration is
 checked against single-GPU SDPA on rank 0 (the whole sequence; max relative error recorded).
 With P = 1 (or --single) it times plain single-GPU SDPA of the same shapes: the baseline of the
-scaling efficiency. Rank 0 appends kind=benchmark runs (attnsim/1) to --out."""
+scaling efficiency. Rank 0 appends kind=benchmark runs (attnsim/1) to --out.
+
+Grouped-query attention (--kv-heads G < --heads): single-GPU SDPA takes K and V with G heads
+(enable_gqa). Under context parallel, --gqa native passes enable_gqa through as well; --gqa
+expand repeats each K/V head H/G times before sharding (what torchtitan's models do, so the
+ring moves H heads); --gqa auto (default) tries native and falls back to expand for a
+configuration that native refuses. The method used is recorded (attribute gqa)."""
 import argparse
+import contextlib
 import datetime
 import os
 import socket
@@ -39,6 +47,10 @@ def main():
     ap.add_argument("--seq", default="32k,128k")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--kv-heads", default="",
+                    help="comma list of key/value head counts, each dividing --heads "
+                         "(default: --heads)")
+    ap.add_argument("--gqa", default="auto", choices=["auto", "native", "expand"])
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--causal", default="both", choices=["yes", "no", "both"])
     ap.add_argument("--pass", dest="passes", default="fwd,train")
@@ -46,6 +58,14 @@ def main():
     ap.add_argument("--rotate", default="allgather,alltoall")
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
+    try:
+        kv_list = [int(x) for x in args.kv_heads.split(",")] if args.kv_heads else [args.heads]
+    except ValueError:
+        kv_list = []
+    if not kv_list or any(g < 1 or args.heads % g for g in kv_list):
+        print(f"torch_cp: --kv-heads '{args.kv_heads}': expected a comma list of counts that "
+              f"divide --heads {args.heads}", file=sys.stderr)
+        return 2
     try:
         import h5py
         import numpy as np
@@ -87,79 +107,100 @@ def main():
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
-    for N in [count(s) for s in args.seq.split(",")]:
-        g = torch.Generator(device=dev).manual_seed(1234 + N)
-        q0 = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
-        k0 = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
-        v0 = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
-        do0 = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
-        for causal in causals:
-            ref = None
-            for be in args.backends.split(","):
-                for rot in (args.rotate.split(",") if world > 1 else ["none"]):
-                    for ps in args.passes.split(","):
-                        train = ps == "train"
-                        q, k, v, do = (t.clone() for t in (q0, k0, v0, do0))
-                        err = float("nan")
-                        try:
-                            with sdpa_kernel(backends[be]):
-                                if world > 1:
-                                    set_rotate_method(rot)
-                                    # head-tail load balancing is for causal masks only
-                                    _cp_options.enable_load_balance = bool(causal)
-                                    ctx = context_parallel(mesh, buffers=[q, k, v, do],
-                                                           buffer_seq_dims=[2, 2, 2, 2])
-                                else:
-                                    import contextlib
-                                    ctx = contextlib.nullcontext()
-                                with ctx:
-                                    def step():
-                                        if train:
-                                            for t in (q, k, v):
-                                                t.requires_grad_(True)
-                                                t.grad = None
-                                        o = F.scaled_dot_product_attention(q, k, v,
-                                                                           is_causal=bool(causal))
-                                        if train:
-                                            o.backward(do)
-                                        return o
-                                    o = step()
-                                    # check: the shards against single-GPU SDPA of the whole
-                                    if world > 1 and not train:
-                                        (full,) = context_parallel_unshard(mesh, [o.detach()], [2])
-                                        if ref is None:
-                                            with sdpa_kernel(backends[be]):
-                                                ref = F.scaled_dot_product_attention(
-                                                    q0, k0, v0, is_causal=bool(causal))
-                                        err = float(((full.float() - ref.float()).abs().max() /
-                                                     ref.float().abs().max()).item())
-                                    times = []
-                                    for r in range(args.reps + 1):
-                                        barrier()
-                                        t0 = time.perf_counter()
-                                        step()
-                                        torch.cuda.synchronize()
-                                        times.append(slowest(time.perf_counter() - t0))
-                                    sec = float(np.median(times[1:]))
-                                    for t in (q, k, v):  # the context restores the buffers
-                                        t.grad = None
-                                        t.requires_grad_(False)
-                        except Exception as e:  # a backend that refuses a shape is reported
-                            if rank == 0:
-                                print(f"torch_cp: {be} {rot} {ps} N={N} causal={causal}: "
-                                      f"{type(e).__name__}: {str(e).splitlines()[0][:160]}",
-                                      flush=True)
-                            barrier()
-                            continue
-                        fl = attn_flops(B, H, N, d, causal, train)
-                        name = f"torch-cp-{be}-{rot}" if world > 1 else f"torch-{be}"
-                        tf = fl / sec / world / 1e12
-                        results.append(dict(name=name, N=N, causal=causal, ps=ps, sec=sec, fl=fl,
-                                            err=err, tf=tf))
-                        if rank == 0:
-                            print(f"{name:28s} P={world} N={N:7d} causal={causal} {ps:5s} "
-                                  f"{sec * 1e3:9.2f} ms {tf:7.1f} TF/s per GPU  err {err:.1e}",
-                                  flush=True)
+    def measure(q, k, v, do, be, rot, causal, train, native, ref):
+        """(median seconds, max relative error against ref or nan) of one configuration."""
+        err = float("nan")
+        want = world > 1 and not train
+        r0 = ref() if want else None  # made outside the context, which reroutes SDPA
+        kw = dict(is_causal=bool(causal), enable_gqa=True) if native else dict(
+            is_causal=bool(causal))
+        with sdpa_kernel(backends[be]):
+            if world > 1:
+                set_rotate_method(rot)
+                # head-tail load balancing is for causal masks only
+                _cp_options.enable_load_balance = bool(causal)
+                ctx = context_parallel(mesh, buffers=[q, k, v, do], buffer_seq_dims=[2, 2, 2, 2])
+            else:
+                ctx = contextlib.nullcontext()
+            with ctx:
+                def step():
+                    if train:
+                        for t in (q, k, v):
+                            t.requires_grad_(True)
+                            t.grad = None
+                    o = F.scaled_dot_product_attention(q, k, v, **kw)
+                    if train:
+                        o.backward(do)
+                    return o
+                o = step()
+                # check: the shards against single-GPU SDPA of the whole
+                if want:
+                    (full,) = context_parallel_unshard(mesh, [o.detach()], [2])
+                    err = float(((full.float() - r0.float()).abs().max() /
+                                 r0.float().abs().max()).item())
+                times = []
+                for r in range(args.reps + 1):
+                    barrier()
+                    t0 = time.perf_counter()
+                    step()
+                    torch.cuda.synchronize()
+                    times.append(slowest(time.perf_counter() - t0))
+                for t in (q, k, v):  # the context restores the buffers
+                    t.grad = None
+                    t.requires_grad_(False)
+        return float(np.median(times[1:])), err
+
+    for N in [count(x) for x in args.seq.split(",")]:
+        for G in kv_list:
+            g = torch.Generator(device=dev).manual_seed(1234 + N)
+            q0 = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
+            k0 = torch.randn(B, G, N, d, device=dev, dtype=dt, generator=g)
+            v0 = torch.randn(B, G, N, d, device=dev, dtype=dt, generator=g)
+            do0 = torch.randn(B, H, N, d, device=dev, dtype=dt, generator=g)
+            if G == H:
+                modes = ["none"]
+            elif world == 1:
+                modes = ["native"]
+            else:
+                modes = ["native", "expand"] if args.gqa == "auto" else [args.gqa]
+            for causal in causals:
+                refs = []  # single-GPU SDPA of the whole sequence, made when first needed
+
+                def ref():
+                    if not refs:
+                        with sdpa_kernel(backends[args.backends.split(",")[0]]):
+                            refs.append(F.scaled_dot_product_attention(
+                                q0, k0, v0, is_causal=bool(causal), enable_gqa=G != H))
+                    return refs[0]
+                for be in args.backends.split(","):
+                    for rot in (args.rotate.split(",") if world > 1 else ["none"]):
+                        for ps in args.passes.split(","):
+                            train = ps == "train"
+                            for mode in modes:
+                                q, k, v, do = (t.clone() for t in (q0, k0, v0, do0))
+                                if mode == "expand":  # every rank holds H K/V heads
+                                    k, v = (t.repeat_interleave(H // G, dim=1) for t in (k, v))
+                                try:
+                                    sec, err = measure(q, k, v, do, be, rot, causal, train,
+                                                       mode == "native", ref)
+                                except Exception as e:  # a refused configuration is reported
+                                    if rank == 0:
+                                        print(f"torch_cp: {be} {rot} {ps} N={N} G={G} "
+                                              f"causal={causal} gqa={mode}: {type(e).__name__}: "
+                                              f"{str(e).splitlines()[0][:160]}", flush=True)
+                                    barrier()
+                                    continue
+                                fl = attn_flops(B, H, N, d, causal, train)
+                                name = f"torch-cp-{be}-{rot}" if world > 1 else f"torch-{be}"
+                                tf = fl / sec / world / 1e12
+                                results.append(dict(name=name, N=N, G=G, causal=causal, ps=ps,
+                                                    sec=sec, fl=fl, err=err, tf=tf, gqa=mode))
+                                if rank == 0:
+                                    print(f"{name:28s} P={world} N={N:7d} G={G:3d} "
+                                          f"causal={causal} {ps:5s} {sec * 1e3:9.2f} ms "
+                                          f"{tf:7.1f} TF/s per GPU  err {err:.1e}  gqa {mode}",
+                                          flush=True)
+                                break  # the first method that runs is the one measured
     if rank == 0:
         gpu = torch.cuda.get_device_name(dev)
         with h5py.File(args.out, "a") as f:
@@ -177,7 +218,7 @@ def main():
                 g = runs.create_group(f"{len(runs):06d}")
                 for key, val in dict(kind="benchmark", algorithm=r["name"], P=world,
                                      seq_len=r["N"], seq_len_kv=r["N"], batch=B, heads=H,
-                                     kv_heads=H, head_dim=d, causal=r["causal"], dtype="bf16",
+                                     kv_heads=r["G"], gqa=r["gqa"], head_dim=d, causal=r["causal"], dtype="bf16",
                                      backend="cuda", comm="nccl" if world > 1 else "none",
                                      gpu=gpu, torch_version=str(torch.__version__),
                                      max_rel_err=r["err"], reps=args.reps,
