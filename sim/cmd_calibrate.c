@@ -710,6 +710,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         int gsize[4] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, e.P};
         for (int c = 0; c < 4; c++) {
             printf("  %-20s", colls[c].name);
+            if (gsize[c] < 2) { /* a group of one moves nothing: no error to show */
+                printf(" groups of one rank: nothing to compare\n");
+                continue;
+            }
             for (int k = 0; k < ncb; k++) {
                 double pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTRA, coll_bytes[k], 1);
                 if (e.nodes > 1)

@@ -5,6 +5,7 @@ prediction crosses nodes), a kind=calibration run with its data points and fits;
 the calibrated file predicts executor runs and plots/model_error.py prints their error summary.
 Usage: calibrate_test.py ATTNSIM MPIEXEC MODEL_ERROR_SCRIPT"""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,19 @@ def main():
                          "ring collectives"):
                 if must not in p.stdout:
                     problems.append(f"P={P}: summary lacks {must!r}")
+            # a grid dimension of one rank has no collective to compare (P = 2: a 2x1 or 1x2
+            # grid); every other group gets an error per size
+            m = re.search(r"ring collectives on the (\d+)x(\d+) grid", p.stdout)
+            if m:
+                rows, cols = int(m.group(1)), int(m.group(2))
+                for name, members in (("allgather_row", cols), ("allgather_col", rows)):
+                    ln = [x for x in p.stdout.splitlines() if x.strip().startswith(name)]
+                    one = members == 1
+                    if len(ln) != 1 or ("groups of one rank" in ln[0]) != one or \
+                            bool(re.search(r"\dk:", ln[0])) == one:
+                        problems.append(f"P={P}: {name} line {ln!r} on a {rows}x{cols} grid")
+            else:
+                problems.append(f"P={P}: no grid in the collectives' heading")
             text = open(mfile).read()
             if "measured_tiers = intra" not in text or "NOT MEASURED: kept" not in text:
                 problems.append(f"P={P}: machine file does not mark the tiers:\n{text}")
