@@ -620,16 +620,20 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     kernel_series ks[3];
     for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
     double copy_bps = measure_copy(&e);
-    static const coll_def colls[] = {{"allgather_row", GROUP_ROW, 0},
-                                     {"allgather_col", GROUP_COL, 0},
-                                     {"reduce_scatter_row", GROUP_ROW, 1},
-                                     {"alltoall_world", GROUP_WORLD, 2}};
-    double coll_t[4][8], coll_bytes[8];
+    /* the groups Attention2D's phases use (models/algo.c): all-gathers on rows and columns,
+     * reduce-scatters on rows (partial O, dQ) and columns (dK, dV); Ulysses' all-to-all */
+    enum { NCOLL = 5 };
+    static const coll_def colls[NCOLL] = {{"allgather_row", GROUP_ROW, 0},
+                                          {"allgather_col", GROUP_COL, 0},
+                                          {"reduce_scatter_row", GROUP_ROW, 1},
+                                          {"reduce_scatter_col", GROUP_COL, 1},
+                                          {"alltoall_world", GROUP_WORLD, 2}};
+    double coll_t[NCOLL][8], coll_bytes[8];
     int ncb = 0;
     for (uint64_t b = 1024;
          b <= (o.max_message < (4u << 20) ? o.max_message : (4u << 20)) && ncb < 8; b *= 4)
         coll_bytes[ncb++] = (double)b;
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < NCOLL; c++)
         for (int k = 0; k < ncb; k++)
             coll_t[c][k] = coll_time(&e, &colls[c], (size_t)coll_bytes[k]);
     double took = MPI_Wtime() - t_start;
@@ -707,8 +711,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         printf("# ring collectives on the %llux%llu grid: measured vs (g-1)(alpha + m / bandwidth) "
                "of the fitted intra-node ring shift\n",
                (unsigned long long)grid.rows, (unsigned long long)grid.cols);
-        int gsize[4] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, e.P};
-        for (int c = 0; c < 4; c++) {
+        const int gsize[NCOLL] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, (int)grid.rows,
+                                  e.P};
+        for (int c = 0; c < NCOLL; c++) {
             printf("  %-20s", colls[c].name);
             if (gsize[c] < 2) { /* a group of one moves nothing: no error to show */
                 printf(" groups of one rank: nothing to compare\n");
@@ -784,7 +789,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < NCOLL; c++) {
                 char p[96];
                 hsize_t n = (hsize_t)ncb;
                 snprintf(p, sizeof p, "collectives/%s/bytes", colls[c].name);

@@ -40,7 +40,8 @@ def main():
             m = re.search(r"ring collectives on the (\d+)x(\d+) grid", p.stdout)
             if m:
                 rows, cols = int(m.group(1)), int(m.group(2))
-                for name, members in (("allgather_row", cols), ("allgather_col", rows)):
+                for name, members in (("allgather_row", cols), ("allgather_col", rows),
+                                      ("reduce_scatter_row", cols), ("reduce_scatter_col", rows)):
                     ln = [x for x in p.stdout.splitlines() if x.strip().startswith(name)]
                     one = members == 1
                     if len(ln) != 1 or ("groups of one rank" in ln[0]) != one or \
@@ -57,6 +58,13 @@ def main():
                 if g.attrs["kind"] != "calibration" or len(s["bytes"]) < 3 * 18 or \
                         s.attrs["r2"] <= 0 or "residual_rel" not in s or "links/inter" in g:
                     problems.append(f"P={P}: calibration run incomplete")
+                # every group the grids use, a time per chunk size
+                for name in ("allgather_row", "allgather_col", "reduce_scatter_row",
+                             "reduce_scatter_col", "alltoall_world"):
+                    c = g.get(f"collectives/{name}")
+                    if c is None or len(c["time_s"]) != len(c["bytes"]) or len(c["bytes"]) < 4 \
+                            or not all(0 <= t < 10 for t in c["time_s"][()]):
+                        problems.append(f"P={P}: collectives/{name} missing or empty")
                 if g.attrs["machine_file"] != text:
                     problems.append(f"P={P}: the run's machine_file differs from the file")
             # the file reads back; a prediction that crosses nodes is warned about
