@@ -67,6 +67,12 @@ void comm_free(comm_ctx *c)
     MPICALL(MPI_Comm_free(&c->col));
 }
 
+void comm_clock_arm(comm_ctx *c)
+{
+    c->clock_armed = 1;
+    c->origin = MPI_Wtime();
+}
+
 void comm_phase_begin(comm_ctx *c, const char *name)
 {
     c->cur = -1;
@@ -77,6 +83,11 @@ void comm_phase_begin(comm_ctx *c, const char *name)
         attn_fail("comm_phase_begin", __FILE__, __LINE__,
                   "phase '%s' is not in the model's phase list of this algorithm", name);
     if (c->mode != COMM_HOST) comm_dev_sync(c); /* work queued before is not the phase's */
+    if (c->clock_armed) {
+        MPICALL(MPI_Barrier(c->world));
+        c->clock_armed = 0;
+        c->origin = MPI_Wtime();
+    }
     c->t0 = MPI_Wtime();
     c->st[c->cur].start_s = c->t0 - c->origin;
 }

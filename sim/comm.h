@@ -40,7 +40,8 @@ typedef struct {
     int cur;                          /* phase being recorded, or -1 */
     int recording;                    /* 0 while an unrecorded forward runs (pass bwd) */
     double t0;
-    double origin; /* MPI_Wtime at the run's start barrier */
+    double origin;   /* MPI_Wtime at the barrier that starts the repetition's clock */
+    int clock_armed; /* 1: the next recorded phase begins with that barrier (comm_clock_arm) */
     comm_mode mode;
     void *stream;                               /* the device's compute stream (cudaStream_t) */
     void *(*alloc)(size_t bytes, const char *); /* memory where the buffers live (scratch) */
@@ -54,6 +55,13 @@ typedef struct {
 void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world, comm_mode mode, void *stream,
                void *(*alloc)(size_t, const char *), void (*release)(void *));
 void comm_free(comm_ctx *c);
+/* Arms the clock of a repetition: the first phase recorded after it begins with a barrier of
+ * every rank (each rank's device work queued so far finished first) and times count from
+ * there. So what an algorithm prepares before its first phase (buffers, gather maps) and, with
+ * --pass bwd, the unrecorded forward are not in the measured times, and every rank enters
+ * that first phase together, as the model assumes. Every rank records the same phase list, so
+ * every rank reaches the barrier. */
+void comm_clock_arm(comm_ctx *c);
 /* Enters a phase of the model's list (a name not in it is a programming error, except while
  * not recording); ends it, adding its wall time. */
 void comm_phase_begin(comm_ctx *c, const char *name);

@@ -39,7 +39,7 @@ def main():
                 algo = s(a["algorithm"])
                 if algo == "ring":
                     algo += "-" + s(a["layout"])
-                sec = float(g["measured/phase_end_s"][()].max())  # start barrier to last end
+                sec = float(g["measured/phase_end_s"][()].max())  # first phase's barrier to last end
                 p = int(a["P"])
                 P = max(P, p)
                 fl = attn_flops(int(a["batch"]), int(a["heads"]), N, int(a["head_dim"]), causal,
