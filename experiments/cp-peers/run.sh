@@ -37,32 +37,37 @@ cmake --build build-gpu -j"$(nproc)" --target attnsim >/dev/null
 py=python3
 python3 -c 'import torch, h5py' 2>/dev/null || py=/usr/bin/python3
 kvs=${KV_HEADS:-32}
-machine=${MACHINE:-dgx-h100}
+base=${MACHINE:-dgx-h100}
+machine=$base
 rm -f "$out"
 case $gpus in 2) grid=1x2 ;; 4) grid=2x2 ;; 8) grid=2x4 ;; 9) grid=3x3 ;; *) grid=auto ;; esac
 mpi=(mpirun -n "$gpus" --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH)
 if [ "${CALIBRATE:-0}" = 1 ]; then
   machine=${out%.h5}.machine
   "${mpi[@]}" build-gpu/attnsim calibrate --backend cuda --comm nccl --grid "$grid" \
-    --machine "${MACHINE:-dgx-h100}" --max-message "${MAX_MESSAGE:-256M}" \
+    --machine "$base" --max-message "${MAX_MESSAGE:-256M}" \
     --machine-out "$machine" --out "$out"
 fi
 small=${seq%%,*}
 rest=${seq#"$small"}
 rest=${rest#,}
 shape=(--heads 32 --head-dim 128 --causal=both --dtype bf16 --machine "$machine")
-# the prediction first: every configuration of the runs below, on this P, from the model alone
-for kv in ${kvs//,/ }; do
-  for pass in ${passes//,/ }; do
-    for layout in contiguous striped zigzag; do
-      build-gpu/attnsim model --procs "$gpus" --algo ring --layout "$layout" --seq "$seq" \
-        --kv-heads "$kv" --pass "$pass" "${shape[@]}" --out "$out" >/dev/null
+# every configuration, one call of "$@" each: the prediction and the runs take the same list
+each_config() {
+  local kv pass layout
+  for kv in ${kvs//,/ }; do
+    for pass in ${passes//,/ }; do
+      for layout in contiguous striped zigzag; do
+        "$@" --algo ring --layout "$layout" --kv-heads "$kv" --pass "$pass" "${shape[@]}"
+      done
+      "$@" --algo a2d-no,a2d-o,ulysses --grid "$grid" --kv-heads "$kv" --pass "$pass" "${shape[@]}"
     done
-    build-gpu/attnsim model --procs "$gpus" --algo a2d-no,a2d-o,ulysses --grid "$grid" \
-      --seq "$seq" --kv-heads "$kv" --pass "$pass" "${shape[@]}" --out "$out" >/dev/null
   done
-done
-# one launch per algorithm set and N group: the smallest N with --check, the others without
+}
+predict() {
+  build-gpu/attnsim model --procs "$gpus" --seq "$seq" --out "$out" "$@" >/dev/null
+}
+# one launch per configuration and N group: the smallest N with --check, the others without
 run() {
   local n check=()
   for n in "$small" "$rest"; do
@@ -73,14 +78,8 @@ run() {
       --reps "$reps" --out "$out" "$@"
   done
 }
-for kv in ${kvs//,/ }; do
-  for pass in ${passes//,/ }; do
-    for layout in contiguous striped zigzag; do
-      run --algo ring --layout "$layout" --kv-heads "$kv" --pass "$pass" "${shape[@]}"
-    done
-    run --algo a2d-no,a2d-o,ulysses --grid "$grid" --kv-heads "$kv" --pass "$pass" "${shape[@]}"
-  done
-done
+each_config predict # the model's prediction of every run, written before any of them
+each_config run
 tr=("$py" -m torch.distributed.run --standalone)
 "${tr[@]}" --nproc-per-node 1 experiments/cp-peers/torch_cp.py --out "$out" --seq "$seq" \
   --kv-heads "$kvs" --pass "$passes" --reps "$reps"
