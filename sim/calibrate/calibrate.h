@@ -1,0 +1,86 @@
+/* calibrate.h - the measurements of `attnsim calibrate` (sim/app/cmd_calibrate.c drives them
+ * and writes the machine file; cost-model.md, "Calibration"; docs/calibration.md):
+ *   links.c        message times per link tier (ring shift, ping-pong) and their alpha-beta fits;
+ *   kernels.c      the attention kernels' FLOP rate and per-call overhead, memory copy rate;
+ *   collectives.c  ring collectives on the grid's rows and columns, and the all-to-all.
+ * Every measurement is collective over MPI_COMM_WORLD: all ranks call it and get the slowest
+ * rank's time.
+ */
+#ifndef ATTNSIM_CALIBRATE_H
+#define ATTNSIM_CALIBRATE_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "exec.h"
+#include "fit.h"
+#include "h5out.h"
+#include "machine.h"
+
+/* The ranks being calibrated: nodes from the host names; the comm layer (not recording: only
+ * its communicators and rings); the device whose memory the buffers are in. */
+typedef struct {
+    int rank, P, nodes;
+    int *node_of, *local_of, *per_node; /* node and local index of every rank; ranks per node */
+    comm_ctx comm;                      /* not recording: only its communicators and rings */
+    const exec_dev *dev;                /* where the buffers live: host, or this rank's GPU */
+    int cuda;
+    h5out *h;
+    hid_t g;
+} cal_env;
+
+/* Idle ranks wait without spinning (4 ranks share 2 cores in CI): an Ibarrier polled with
+ * sleeps, so the measured ranks get the cores. */
+void polite_barrier(void);
+
+/* ---- links (links.c) ----------------------------------------------------------------------- */
+
+typedef struct {
+    size_t n;
+    double *bytes, *time;
+    link_fit fit;
+    int ok;
+} series;
+
+/* Message times of one tier (TIER_INTRA or TIER_INTER): a ring shift with every rank of the
+ * tier sending at once (pingpong 0; what a ring step does) or a ping-pong of one pair, others
+ * idle (pingpong 1); 8 B ... max_bytes, three samples per size, after warm-up; fitted (s.ok:
+ * a fit with a positive slope). s.n == 0: the job has no such pair of ranks. */
+series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes);
+void series_free(series *s);
+/* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
+void write_series(hid_t g, const char *path, const series *s);
+/* The terminal summary of a series: one line, two with two regimes. */
+void print_series(const char *what, const series *s);
+
+/* ---- kernels (kernels.c) ------------------------------------------------------------------- */
+
+typedef struct {
+    size_t n;
+    double flops[64], time[64];
+    int nq[64], fwd[64], causal[64];
+    lin_fit fit, bwd_fit; /* forward and backward tiles */
+    int ok;
+} kernel_series;
+
+/* The FA2 forward and backward of the backend for storage type dt, every rank at once, over
+ * tile shapes, causal and not; fitted as time = overhead + FLOPs / rate (k.ok: both fits hold).
+ * Not measured (k.n == 0) where the backend has no kernel of that type. */
+kernel_series measure_kernels(const cal_env *e, kn_dtype dt);
+/* Memory copy rate, every rank at once: bytes read + written per second (slowest rank). */
+double measure_copy(const cal_env *e);
+
+/* ---- collectives (collectives.c) ----------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    int group; /* GROUP_ROW, GROUP_COL, GROUP_WORLD */
+    int kind;  /* 0 all-gather, 1 reduce-scatter, 2 all-to-all */
+} coll_def;
+
+/* Time of one collective with chunks of `chunk` bytes (slowest rank, best of 3). */
+double coll_time(cal_env *e, const coll_def *cd, size_t chunk);
+
+#endif

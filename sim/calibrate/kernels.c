@@ -1,0 +1,120 @@
+/* kernels.c - the attention kernels' FLOP rate and per-call overhead, and the memory copy rate,
+ * as calibrate measures them (calibrate.h). */
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "calibrate.h"
+#include "fail.h"
+#include "kn_problem.h"
+#ifdef ATTNSIM_HAVE_CUDA
+#include "exec_cuda.h"
+#endif
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One tile configuration on the CPU: the fastest of 3 calls of the C reference FA2 kernel. */
+static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int causal, int fwd)
+{
+    kn_shape s = {1, heads, heads, n, n, d, causal, NULL, NULL};
+    kn_problem p;
+    kn_problem_init(&p, &s, dt, KN_NEED_FWD | (fwd ? 0 : KN_NEED_BWD), 3);
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        kn_counters ci = {0};
+        double t0 = now_s();
+        if (fwd)
+            kn_fa2_fwd(&s, 32768, &p.t, &ci);
+        else
+            kn_fa2_bwd(&s, 32768, &p.t, &ci);
+        double t = now_s() - t0;
+        best = rep == 0 || t < best ? t : best;
+    }
+    kn_problem_free(&p);
+    return best;
+}
+
+/* The FA2 forward and backward of the backend on every rank at once (as in a run), over tile
+ * shapes, causal and not: CPU tiles of 64 ... 512 tokens, 4 heads, d = 64; GPU problems of
+ * 1k ... 8k tokens, 8 heads, d = 128 (the CUDA kernels, timed with events). */
+kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
+{
+    kernel_series k;
+    memset(&k, 0, sizeof k);
+    static const int cpu_sizes[] = {64, 128, 256, 512}, gpu_sizes[] = {1024, 2048, 4096, 8192};
+    const int *sizes = e->cuda ? gpu_sizes : cpu_sizes;
+    size_t heads = e->cuda ? 8 : 4, d = e->cuda ? 128 : 64;
+    if (e->cuda && dt == KN_F32) return k; /* no f32 kernel on the GPU: not measured */
+    for (size_t si = 0; si < 4; si++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int fwd = 1; fwd >= 0; fwd--) {
+                polite_barrier();
+                double best = 0;
+#ifdef ATTNSIM_HAVE_CUDA
+                if (e->cuda)
+                    best = exec_cuda_time_fa2((int)dt, heads, (size_t)sizes[si], d, causal, fwd, 3);
+#endif
+                if (!e->cuda) best = time_cpu_tile(dt, (size_t)sizes[si], heads, d, causal, fwd);
+                MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+                /* FLOPs as the time model counts them: 4 d (forward) or 10 d (backward) per
+                 * visible query-key pair and head */
+                double n = (double)sizes[si], pairs = causal ? n * (n + 1) / 2 : n * n;
+                k.flops[k.n] = (fwd ? 4.0 : 10.0) * (double)d * pairs * (double)heads;
+                k.time[k.n] = best;
+                k.nq[k.n] = sizes[si], k.fwd[k.n] = fwd, k.causal[k.n] = causal;
+                k.n++;
+            }
+    for (int pass = 0; pass < 2; pass++) { /* pass 0 forward, 1 backward */
+        double x[64], t[64];
+        size_t n = 0;
+        for (size_t i = 0; i < k.n; i++)
+            if (k.fwd[i] == !pass) x[n] = k.flops[i], t[n] = k.time[i], n++;
+        lin_fit *f = pass ? &k.bwd_fit : &k.fit;
+        int ok = fit_line(x, t, n, 1, f) == 0 && f->beta > 0;
+        if (ok && f->alpha < 0) { /* larger tiles run slower per FLOP: no overhead, the median
+                                     rate */
+            double rate[64];
+            for (size_t i = 0; i < n; i++) rate[i] = t[i] / x[i];
+            gsl_sort(rate, 1, n);
+            f->beta = gsl_stats_median_from_sorted_data(rate, 1, n);
+            f->alpha = 0.0;
+            double rel = 0;
+            for (size_t i = 0; i < n; i++) rel += pow((f->beta * x[i] - t[i]) / t[i], 2);
+            f->rel_rms = sqrt(rel / (double)n);
+        }
+        k.ok = pass ? k.ok && ok : ok;
+    }
+    return k;
+}
+
+double measure_copy(const cal_env *e)
+{
+    size_t bytes = e->cuda ? (size_t)1 << 30 : (size_t)64 << 20;
+    double best = 0;
+    polite_barrier();
+#ifdef ATTNSIM_HAVE_CUDA
+    if (e->cuda) best = 2.0 * (double)bytes / exec_cuda_copy_rate(bytes); /* as a time */
+#endif
+    if (!e->cuda) {
+        char *a = kn_xcalloc(bytes, 1, "copy buffer"), *b = kn_xcalloc(bytes, 1, "copy buffer");
+        for (int rep = 0; rep < 4; rep++) {
+            double t0 = now_s();
+            memcpy(b, a, bytes);
+            double t = now_s() - t0;
+            best = rep == 0 || t < best ? t : best;
+            a[rep] = b[rep + 1];
+        }
+        free(a), free(b);
+    }
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return 2.0 * (double)bytes / best; /* read + write */
+}

@@ -1,0 +1,212 @@
+/* links.c - message times per link tier and their fits (calibrate.h). */
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "calibrate.h"
+#include "fail.h"
+
+void polite_barrier(void)
+{
+    MPI_Request r;
+    MPICALL(MPI_Ibarrier(MPI_COMM_WORLD, &r));
+    int done = 0;
+    while (!done) {
+        MPICALL(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+        if (!done) {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static int reps_for(uint64_t bytes)
+{
+    return bytes <= 4096 ? 200 : bytes <= 1 << 20 ? 40 : 6;
+}
+
+/* One link measurement: every rank with a peer exchanges `bytes` with it; returns the slowest
+ * rank's mean time per exchange (the step time of a synchronous ring). pingpong: a round trip
+ * of one pair, halved. */
+static double link_sample(const cal_env *e, int send_to, int recv_from, int pingpong, char *buf,
+                          char *rbuf, uint64_t bytes)
+{
+    int reps = reps_for(bytes);
+    double t = 0.0;
+    polite_barrier();
+    if (send_to >= 0 && e->cuda) { /* GPU buffers through the comm layer's transport */
+        comm_ctx *c = (comm_ctx *)&e->comm;
+        for (int warm = 0; warm < 2; warm++)
+            comm_sendrecv(c, c->world, send_to, buf, bytes, recv_from, rbuf, bytes);
+        double t0 = MPI_Wtime();
+        for (int i = 0; i < reps; i++) {
+            if (!pingpong) {
+                comm_sendrecv(c, c->world, send_to, buf, bytes, recv_from, rbuf, bytes);
+                continue;
+            }
+            for (int half = 0; half < 2; half++) { /* the first of the pair pings */
+                comm_reqs q = {.n = 0};
+                if ((e->rank < send_to) == (half == 0))
+                    comm_isend(c, &q, c->world, send_to, buf, bytes);
+                else
+                    comm_irecv(c, &q, c->world, send_to, rbuf, bytes);
+                comm_waitall(c, &q);
+            }
+        }
+        t = (MPI_Wtime() - t0) / reps / (pingpong ? 2.0 : 1.0);
+    } else if (send_to >= 0) {
+        for (int warm = 0; warm < 2; warm++)
+            MPICALL(MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, send_to, 1, rbuf, (int)bytes, MPI_BYTE,
+                                 recv_from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        double t0 = MPI_Wtime();
+        for (int i = 0; i < reps; i++) {
+            if (!pingpong) {
+                MPICALL(MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, send_to, 1, rbuf, (int)bytes,
+                                     MPI_BYTE, recv_from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+            } else if (e->rank < send_to) { /* the first of the pair pings */
+                MPICALL(MPI_Send(buf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD));
+                MPICALL(MPI_Recv(rbuf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD,
+                                 MPI_STATUS_IGNORE));
+            } else {
+                MPICALL(MPI_Recv(rbuf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD,
+                                 MPI_STATUS_IGNORE));
+                MPICALL(MPI_Send(buf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD));
+            }
+        }
+        t = (MPI_Wtime() - t0) / reps / (pingpong ? 2.0 : 1.0);
+    }
+    polite_barrier();
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return t;
+}
+
+/* Peers of this rank for a tier: intra, the next rank of its node (ring over the node's
+ * ranks); inter, the same local rank on the next node. -1 when it sits out. */
+static void tier_peers(const cal_env *e, int tier, int pingpong, int *to, int *from)
+{
+    *to = *from = -1;
+    int me = e->rank, node = e->node_of[me], local = e->local_of[me];
+    if (pingpong) { /* rank 0 and its first peer of the tier */
+        int peer = -1;
+        for (int r = 1; r < e->P && peer < 0; r++)
+            if ((tier == TIER_INTRA) == (e->node_of[r] == e->node_of[0])) peer = r;
+        if (peer < 0 || (me != 0 && me != peer)) return;
+        *to = *from = me == 0 ? peer : 0;
+        return;
+    }
+    if (tier == TIER_INTRA) {
+        int c = e->per_node[node];
+        if (c < 2) return;
+        int want_to = (local + 1) % c, want_from = (local + c - 1) % c;
+        for (int r = 0; r < e->P; r++)
+            if (e->node_of[r] == node) {
+                if (e->local_of[r] == want_to) *to = r;
+                if (e->local_of[r] == want_from) *from = r;
+            }
+    } else {
+        if (e->nodes < 2) return;
+        int next = (node + 1) % e->nodes, prev = (node + e->nodes - 1) % e->nodes;
+        int a = -1, b = -1;
+        for (int r = 0; r < e->P; r++) {
+            if (e->node_of[r] == next && e->local_of[r] == local) a = r;
+            if (e->node_of[r] == prev && e->local_of[r] == local) b = r;
+        }
+        if (a >= 0 && b >= 0) *to = a, *from = b;
+    }
+}
+
+series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes)
+{
+    series s;
+    memset(&s, 0, sizeof s);
+    int to, from;
+    tier_peers(e, tier, pingpong, &to, &from);
+    int active = to >= 0;
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &active, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (!active) return s;
+    size_t sizes = 0;
+    for (uint64_t b = 8; b <= max_bytes; b *= 2) sizes++;
+    s.bytes = kn_xmalloc(3 * sizes * sizeof(double), "link samples");
+    s.time = kn_xmalloc(3 * sizes * sizeof(double), "link samples");
+    char *buf = e->dev->alloc(max_bytes, "link buffer"),
+         *rbuf = e->dev->alloc(max_bytes, "link buffer");
+    e->dev->zero(buf, max_bytes);
+    for (uint64_t b = 8; b <= max_bytes; b *= 2)
+        for (int k = 0; k < 3; k++) {
+            s.bytes[s.n] = (double)b;
+            s.time[s.n] = link_sample(e, to, from, pingpong, buf, rbuf, b);
+            s.n++;
+        }
+    e->dev->release(buf), e->dev->release(rbuf);
+    e->dev->sync();
+    /* a slope <= 0 (time not growing with size) is no bandwidth: the tier counts as unmeasured */
+    s.ok = fit_link(s.bytes, s.time, s.n, &s.fit) == 0 && s.fit.small.beta > 0;
+    return s;
+}
+
+void series_free(series *s)
+{
+    free(s->bytes), free(s->time);
+    s->bytes = s->time = NULL;
+}
+
+void write_series(hid_t g, const char *path, const series *s)
+{
+    if (!s->ok) return;
+    hsize_t n = s->n;
+    char p[160];
+    double *fit = kn_xmalloc(s->n * sizeof(double), "fit"),
+           *res = kn_xmalloc(s->n * sizeof(double), "fit");
+    for (size_t i = 0; i < s->n; i++) {
+        fit[i] = link_fit_eval(&s->fit, s->bytes[i]);
+        res[i] = (fit[i] - s->time[i]) / s->time[i];
+    }
+    snprintf(p, sizeof p, "%s/bytes", path);
+    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->bytes, "bytes");
+    snprintf(p, sizeof p, "%s/time_s", path);
+    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->time, "s");
+    snprintf(p, sizeof p, "%s/fit_s", path);
+    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, fit, "s");
+    snprintf(p, sizeof p, "%s/residual_rel", path);
+    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, res, "1");
+    hid_t grp = H5CALL(H5Gopen2(g, path, H5P_DEFAULT));
+    const lin_fit *small = &s->fit.small, *large = &s->fit.large;
+    h5_attr_f64(grp, "alpha_s", small->alpha);
+    h5_attr_f64(grp, "bandwidth_bytes_per_s", 1.0 / small->beta);
+    h5_attr_f64(grp, "r2", small->r2);
+    h5_attr_f64(grp, "rel_rms", small->rel_rms);
+    h5_attr_i64(grp, "outliers",
+                (int64_t)(small->outliers + (s->fit.two_regimes ? large->outliers : 0)));
+    h5_attr_i64(grp, "two_regimes", s->fit.two_regimes);
+    if (s->fit.two_regimes) {
+        h5_attr_f64(grp, "break_bytes", s->fit.break_x);
+        h5_attr_f64(grp, "large_alpha_s", large->alpha);
+        h5_attr_f64(grp, "large_bandwidth_bytes_per_s", 1.0 / large->beta);
+        h5_attr_f64(grp, "large_r2", large->r2);
+    }
+    H5CALL(H5Gclose(grp));
+    free(fit), free(res);
+}
+
+void print_series(const char *what, const series *s)
+{
+    if (!s->n) {
+        printf("  %-26s not measured (no such pair of ranks)\n", what);
+        return;
+    }
+    if (!s->ok) {
+        printf("  %-26s %zu points, no fit\n", what, s->n);
+        return;
+    }
+    const lin_fit *a = &s->fit.small;
+    printf("  %-26s alpha %9.3f us  bandwidth %9.3f GB/s  R^2 %.4f  rel RMS %5.1f%%  outliers %zu",
+           what, a->alpha * 1e6, 1e-9 / a->beta, a->r2, 100 * a->rel_rms, a->outliers);
+    if (s->fit.two_regimes)
+        printf(
+            "\n  %-26s from %.0f B: alpha %9.3f us  bandwidth %9.3f GB/s  R^2 %.4f (one line: rel "
+            "RMS %.1f%%)",
+            "", s->fit.break_x, s->fit.large.alpha * 1e6, 1e-9 / s->fit.large.beta, s->fit.large.r2,
+            100 * s->fit.single.rel_rms);
+    printf("\n");
+}
