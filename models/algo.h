@@ -128,6 +128,10 @@ typedef struct am_phase_desc {
     am_comm comm;
     am_pass part; /* AM_FWD or AM_BWD */
     int overlap;  /* computes while it communicates, step by step */
+    /* Under a causal mask the tile of each step has a staircase mask that an implementation
+     * without such masks runs as one call per member of this communicator (one ordinary
+     * triangle each; implementation profiles, profile.h); AM_COMM_NONE: an ordinary mask. */
+    am_comm staircase;
     /* Exact bytes and messages of rank x (out is zeroed before). NULL: none. */
     void (*counts)(const am_config *c, uint64_t x, am_count *out);
     /* Largest single message over all ranks and steps (bytes). NULL: 0. */

@@ -2,6 +2,7 @@
 #include "machine.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -22,7 +23,8 @@ typedef enum {
     V_TIME,
     V_FRACTION,
     V_TIERS,
-    V_RATIO
+    V_RATIO,
+    V_SHARE /* a number in [0, 1] */
 } value_kind;
 
 typedef struct {
@@ -92,6 +94,16 @@ static const key_def keys[] = {
      "backward FLOP rate over the forward's", 1},
     {"measured_tiers", V_TIERS, OFF(measured),
      "tiers measured by attnsim calibrate: intra, inter, intra+inter or none", 1},
+    {"intra_injection", V_BANDWIDTH, OFF(injection_bytes_per_s[0]),
+     "what one GPU sends at once to several peers in a node, all flows together", 1},
+    {"inter_injection", V_BANDWIDTH, OFF(injection_bytes_per_s[1]),
+     "what one GPU sends at once to several other nodes, all flows together", 1},
+    {"overlap.intra.hidden", V_SHARE, OFF(overlap_hidden[0]),
+     "measured share of min(compute, transfer) hidden in an overlapped step, intra-node", 1},
+    {"overlap.inter.hidden", V_SHARE, OFF(overlap_hidden[1]),
+     "measured share of min(compute, transfer) hidden in an overlapped step, inter-node", 1},
+    {"overlap.compute_ratio", V_RATIO, OFF(overlap_compute_ratio),
+     "measured compute time of a step while its transfer runs over its time alone", 1},
 };
 #define KEY_GPUS_PER_NIC 15 /* index of gpus_per_nic, the last required key */
 #define KEY_FIRST_REGIME 16 /* intra_break; the inter triple follows */
@@ -163,12 +175,15 @@ static int parse_value(const key_def *k, const char *value, const char *where, d
         return errf(err, errlen, "%s: key '%s': '%s' has trailing '%s'; accepted: a plain number",
                     where, k->key, value, end);
     }
-    if (!(v > 0))
+    if (!(v > 0) && k->kind != V_SHARE)
         return errf(err, errlen, "%s: key '%s': %s must be positive", where, k->key, value);
     if (k->kind == V_COUNT && (v != floor(v) || v > 1e15))
         return errf(err, errlen,
                     "%s: key '%s': '%s' is not a whole number; accepted: a positive "
                     "integer",
+                    where, k->key, value);
+    if (k->kind == V_SHARE && (v < 0 || v > 1))
+        return errf(err, errlen, "%s: key '%s': %s is outside [0, 1]; accepted: a share 0 ... 1",
                     where, k->key, value);
     if (k->kind == V_FRACTION && v > 1)
         return errf(err, errlen, "%s: key '%s': %s is above 1; accepted: a fraction in (0, 1]",
@@ -184,10 +199,102 @@ static void trim(char **s)
     while (e > *s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = '\0';
 }
 
+/* The fields of a pattern line link.TIER.PATTERN[.gN].FIELD (docs/machine.md). */
+static const key_def link_fields[] = {
+    {"alpha", V_TIME, offsetof(link_rate, alpha_s), "latency of one step of the pattern", 0},
+    {"bandwidth", V_BANDWIDTH, offsetof(link_rate, bytes_per_s),
+     "bandwidth of one step (intra: per rank, inter: per NIC)", 0},
+    {"break", V_SIZE, offsetof(link_rate, break_bytes), "large-message regime start", 1},
+    {"large_alpha", V_TIME, offsetof(link_rate, alpha_large_s), "large-message latency", 1},
+    {"large_bandwidth", V_BANDWIDTH, offsetof(link_rate, bytes_per_s_large),
+     "large-message bandwidth", 1},
+};
+#define NUM_LINK_FIELDS 5
+static const char *const tier_names[2] = {"intra", "inter"};
+#define LINK_KEY_HELP                                                                              \
+    "link.TIER.PATTERN[.gN].FIELD with TIER intra or inter, PATTERN ring_shift, allgather, "       \
+    "reduce_scatter, return_hop, pairwise or alltoall, N >= 2 the group size, FIELD alpha, "       \
+    "bandwidth, break, large_alpha or large_bandwidth"
+
+/* A pattern line: finds or adds its entry, parses the value into the field. seen[i][f] is the
+ * line of field f of entry i. */
+static int parse_link_key(machine *m, const char *key, const char *value, const char *where,
+                          int lineno, int (*seen)[NUM_LINK_FIELDS], char *err, size_t errlen)
+{
+    char buf[128], *part[6];
+    int np = 0;
+    if (strlen(key) >= sizeof buf)
+        return errf(err, errlen, "%s: '%s' is not a pattern line; accepted: %s", where, key,
+                    LINK_KEY_HELP);
+    snprintf(buf, sizeof buf, "%s", key);
+    for (char *q = buf, *dot; np < 6; q = dot + 1) {
+        part[np++] = q;
+        dot = strchr(q, '.');
+        if (!dot) break;
+        *dot = '\0';
+    }
+    int tier = -1, pattern = -1, field = -1;
+    uint64_t group = 0;
+    if (np == 4 || np == 5) {
+        for (int t = 0; t < 2; t++)
+            if (!strcmp(part[1], tier_names[t])) tier = t;
+        for (int k = 1; k < AM_NUM_PATTERNS; k++)
+            if (!strcmp(part[2], am_pattern_names[k])) pattern = k;
+        for (int f = 0; f < NUM_LINK_FIELDS; f++)
+            if (!strcmp(part[np - 1], link_fields[f].key)) field = f;
+        if (np == 5) {
+            char *end;
+            errno = 0;
+            unsigned long long g = part[3][0] == 'g' && isdigit((unsigned char)part[3][1])
+                                       ? strtoull(part[3] + 1, &end, 10)
+                                       : 0;
+            if (g >= 2 && g <= 1048576 && errno == 0 && *end == '\0') group = g;
+            if (!group) tier = -1;
+        }
+    }
+    if (tier < 0 || pattern < 0 || field < 0)
+        return errf(err, errlen, "%s: '%s' is not a pattern line; accepted: %s", where, key,
+                    LINK_KEY_HELP);
+    int i;
+    for (i = 0; i < m->n_links; i++)
+        if (m->links[i].tier == tier && m->links[i].pattern == pattern &&
+            m->links[i].group == group)
+            break;
+    if (i == m->n_links) {
+        if (m->n_links == MACHINE_MAX_LINKS)
+            return errf(err, errlen,
+                        "%s: more than %d pattern lines (tier, pattern, group); "
+                        "accepted: at most %d",
+                        where, MACHINE_MAX_LINKS, MACHINE_MAX_LINKS);
+        memset(&m->links[i], 0, sizeof m->links[i]);
+        memset(seen[i], 0, sizeof seen[i]);
+        m->links[i].tier = tier, m->links[i].pattern = pattern, m->links[i].group = group;
+        m->n_links++;
+    }
+    if (seen[i][field])
+        return errf(err, errlen,
+                    "%s: key '%s' appears twice (first on line %d); accepted: each key once", where,
+                    key, seen[i][field]);
+    seen[i][field] = lineno;
+    key_def k = link_fields[field];
+    k.key = key;
+    double v;
+    if (!*value)
+        return errf(err, errlen, "%s: key '%s' has no value; accepted: %s", where, key, k.help);
+    if (parse_value(&k, value, where, &v, err, errlen)) return -1;
+    *(double *)((char *)&m->links[i].r + k.offset) = v;
+    return 0;
+}
+
 int machine_parse(const char *text, const char *filename, machine *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     m->backward_rate_ratio = 1.0;
+    m->overlap_hidden[0] = m->overlap_hidden[1] = -1.0;
+    m->overlap_compute_ratio = 1.0;
+    char perr[200];
+    if (profile_load("attnsim", &m->prof, perr, sizeof perr)) profile_default(&m->prof);
+    int link_seen[MACHINE_MAX_LINKS][NUM_LINK_FIELDS];
     int seen_line[NUM_KEYS] = {0};
     int lineno = 0;
     const char *p = text;
@@ -218,15 +325,20 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
         char *key = s, *value = eq + 1;
         trim(&key);
         trim(&value);
+        if (!strncmp(key, "link.", 5)) {
+            if (parse_link_key(m, key, value, where, lineno, link_seen, err, errlen)) return -1;
+            continue;
+        }
         size_t ki;
         for (ki = 0; ki < NUM_KEYS; ki++)
             if (strcmp(key, keys[ki].key) == 0) break;
         if (ki == NUM_KEYS) {
-            char all[600] = "";
+            char all[1400] = "";
             for (size_t i = 0; i < NUM_KEYS; i++) {
                 strncat(all, i ? ", " : "", sizeof all - strlen(all) - 1);
                 strncat(all, keys[i].key, sizeof all - strlen(all) - 1);
             }
+            strncat(all, ", and pattern lines " LINK_KEY_HELP, sizeof all - strlen(all) - 1);
             return errf(err, errlen,
                         "%s: '%s' is not a key of a machine description; accepted "
                         "keys: %s",
@@ -289,8 +401,78 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
                         "three or none",
                         filename, keys[k0].key, keys[k0 + 1].key, keys[k0 + 2].key);
     }
+    for (int i = 0; i < m->n_links; i++) { /* alpha and bandwidth; a regime all or none */
+        const machine_link *l = &m->links[i];
+        char name[96];
+        snprintf(name, sizeof name, "link.%s.%s", tier_names[l->tier],
+                 am_pattern_names[l->pattern]);
+        if (l->group)
+            snprintf(name + strlen(name), sizeof name - strlen(name), ".g%llu",
+                     (unsigned long long)l->group);
+        if (!link_seen[i][0] || !link_seen[i][1])
+            return errf(err, errlen,
+                        "%s: pattern line %s has no %s; accepted: %s.alpha and %s.bandwidth, and "
+                        "optionally .break, .large_alpha and .large_bandwidth together",
+                        filename, name, link_seen[i][0] ? "bandwidth" : "alpha", name, name);
+        int n = !!link_seen[i][2] + !!link_seen[i][3] + !!link_seen[i][4];
+        if (n != 0 && n != 3)
+            return errf(err, errlen,
+                        "%s: keys '%s.break', '%s.large_alpha' and '%s.large_bandwidth' go "
+                        "together; accepted: all three or none",
+                        filename, name, name, name);
+    }
     snprintf(m->origin, sizeof m->origin, "%s", filename);
     return 0;
+}
+
+link_rate machine_tier_rate(const machine *m, int tier)
+{
+    link_rate r = {m->alpha_s[tier], m->bytes_per_s[tier], m->break_bytes[tier],
+                   m->alpha_large_s[tier], m->bytes_per_s_large[tier]};
+    return r;
+}
+
+double link_rate_alpha(const link_rate *r, double bytes)
+{
+    return r->break_bytes > 0 && bytes >= r->break_bytes ? r->alpha_large_s : r->alpha_s;
+}
+
+double link_rate_time(const link_rate *r, double bytes, double sharing)
+{
+    int large = r->break_bytes > 0 && bytes >= r->break_bytes;
+    double bw = large ? r->bytes_per_s_large : r->bytes_per_s;
+    return (large ? r->alpha_large_s : r->alpha_s) + bytes * (sharing > 1 ? sharing : 1.0) / bw;
+}
+
+link_rate machine_link_rate(const machine *m, int tier, int pattern, uint64_t g,
+                            const machine_link **which)
+{
+    const machine_link *exact = NULL, *any = NULL, *shift = NULL;
+    for (int i = 0; i < m->n_links; i++) {
+        const machine_link *l = &m->links[i];
+        if (l->tier != tier) continue;
+        if (l->pattern == pattern && l->group == g) exact = l;
+        if (l->pattern == pattern && l->group == 0) any = l;
+        if (pattern == PAT_RETURN_HOP && l->pattern == PAT_RING_SHIFT &&
+            (l->group == g || (l->group == 0 && !shift)))
+            shift = l;
+    }
+    const machine_link *use = exact ? exact : any ? any : shift;
+    if (which) *which = use;
+    return use ? use->r : machine_tier_rate(m, tier);
+}
+
+void machine_tier_only(const machine *m, machine *out)
+{
+    *out = *m;
+    out->n_links = 0;
+    out->injection_bytes_per_s[0] = out->injection_bytes_per_s[1] = 0;
+    out->overlap_hidden[0] = out->overlap_hidden[1] = -1.0;
+    out->overlap_compute_ratio = 1.0;
+    profile_default(&out->prof);
+    out->prof.overlap[0] = (prof_overlap){PROF_ALL, -1, 1.0};
+    out->prof.n_overlap = 1;
+    snprintf(out->prof.name, sizeof out->prof.name, "ideal");
 }
 
 double machine_message_s(const machine *m, int tier, double bytes, double sharing)
@@ -389,6 +571,41 @@ size_t machine_format(const machine *m, char *buf, size_t n)
         m->bytes_per_s[1], (unsigned long long)m->gpus_per_nic);
 }
 
+/* The injection limits, the measured overlap and the pattern lines. */
+static size_t machine_format_links(const machine *m, char *buf, size_t n)
+{
+    size_t len = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, __VA_ARGS__);         \
+        len += w_ > 0 ? (size_t)w_ : 0;                                                            \
+    } while (0)
+    for (int t = 0; t < 2; t++)
+        if (m->injection_bytes_per_s[t] > 0)
+            PUT("%s_injection = %.17g B/s\n", tier_names[t], m->injection_bytes_per_s[t]);
+    for (int t = 0; t < 2; t++)
+        if (m->overlap_hidden[t] >= 0)
+            PUT("overlap.%s.hidden = %.17g\n", tier_names[t], m->overlap_hidden[t]);
+    if (m->overlap_compute_ratio != 1.0)
+        PUT("overlap.compute_ratio = %.17g\n", m->overlap_compute_ratio);
+    for (int i = 0; i < m->n_links; i++) {
+        const machine_link *l = &m->links[i];
+        char name[96];
+        snprintf(name, sizeof name, "link.%s.%s", tier_names[l->tier],
+                 am_pattern_names[l->pattern]);
+        if (l->group)
+            snprintf(name + strlen(name), sizeof name - strlen(name), ".g%llu",
+                     (unsigned long long)l->group);
+        PUT("%s.alpha = %.17g s\n%s.bandwidth = %.17g B/s\n", name, l->r.alpha_s, name,
+            l->r.bytes_per_s);
+        if (l->r.break_bytes > 0)
+            PUT("%s.break = %.17g B\n%s.large_alpha = %.17g s\n%s.large_bandwidth = %.17g B/s\n",
+                name, l->r.break_bytes, name, l->r.alpha_large_s, name, l->r.bytes_per_s_large);
+    }
+#undef PUT
+    return len;
+}
+
 size_t machine_format_optional(const machine *m, char *buf, size_t n)
 {
     size_t len = 0;
@@ -412,5 +629,6 @@ size_t machine_format_optional(const machine *m, char *buf, size_t n)
                                 : m->measured[0]                 ? "intra"
                                 : m->measured[1]                 ? "inter"
                                                                  : "none");
+    len += machine_format_links(m, len < n ? buf + len : NULL, len < n ? n - len : 0);
     return len;
 }

@@ -8,7 +8,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "profile.h"
+
 enum { TIER_INTRA = 0, TIER_INTER = 1 };
+
+/* One link rate: a message of m bytes takes alpha + m / bandwidth, and from break_bytes on
+ * (when > 0) alpha_large + m / bandwidth_large. */
+typedef struct {
+    double alpha_s, bytes_per_s;
+    double break_bytes, alpha_large_s, bytes_per_s_large;
+} link_rate;
+
+/* The rate of one communication pattern on a tier (machine files: link.TIER.PATTERN[.gN].FIELD,
+ * docs/machine.md): one step of the pattern over a group of `group` members (0: any size), with
+ * every group of its communicator busy at once, as the algorithms run it. Intra-node: the rate
+ * of one rank's flow; inter-node: the rate of a NIC, divided among the ranks that cross through
+ * it in the same step (gpus_per_nic), as the tier's own inter_bandwidth. */
+#define MACHINE_MAX_LINKS 48
+typedef struct {
+    int tier;       /* TIER_INTRA, TIER_INTER */
+    int pattern;    /* am_pattern (algo.h), never PAT_NONE */
+    uint64_t group; /* members, or 0: any group size */
+    link_rate r;
+} machine_link;
 
 typedef struct {
     char name[64];
@@ -31,11 +53,40 @@ typedef struct {
     double backward_rate_ratio;  /* backward FLOP rate over forward (1 when absent) */
     int calibrated;              /* the file says which tiers were measured (measured_tiers) */
     int measured[2];             /* tier measured by calibrate (meaningful when calibrated) */
-    char origin[300];            /* "preset NAME" or the file path */
+    /* Optional: pattern-aware links (absent: every pattern gets its tier's rate above) */
+    int n_links;
+    machine_link links[MACHINE_MAX_LINKS];
+    double injection_bytes_per_s[2]; /* all the flows one GPU sends at once, by tier (0: none) */
+    /* Optional: overlap as attnsim calibrate measured it (a step that computes while its
+     * transfer runs): the share of min(compute, transfer) that is hidden, by tier of the
+     * transfer (< 0: not measured), and the compute time while a transfer runs over alone. */
+    double overlap_hidden[2];
+    double overlap_compute_ratio; /* 1 when not measured */
+    /* The implementation profile predictions use (profile.h): attnsim's own unless --profile */
+    impl_profile prof;
+    char origin[300]; /* "preset NAME" or the file path */
 } machine;
 
 /* Time of one message of `bytes` on a tier whose bandwidth is shared by `sharing` senders. */
 double machine_message_s(const machine *m, int tier, double bytes, double sharing);
+
+/* The tier's own rate (intra_alpha, intra_bandwidth and its regime). */
+link_rate machine_tier_rate(const machine *m, int tier);
+/* Time of `bytes` at rate r with its bandwidth divided by `sharing` (>= 1). */
+double link_rate_time(const link_rate *r, double bytes, double sharing);
+/* The latency part of that time (the regime's alpha). */
+double link_rate_alpha(const link_rate *r, double bytes);
+
+/* The rate of one step of `pattern` over a group of g on `tier`: the pattern's line for g, else
+ * its line for any group size, else (a return hop) the ring shift's, else the tier's own rate.
+ * *which (may be NULL) gets the line used, or NULL for the tier's rate. */
+link_rate machine_link_rate(const machine *m, int tier, int pattern, uint64_t g,
+                            const machine_link **which);
+
+/* The machine without its pattern lines and measured overlap, predicting with the ideal
+ * profile: the one-rate-per-tier model every machine file had before pattern-aware links
+ * (kept to compare against). */
+void machine_tier_only(const machine *m, machine *out);
 
 /* Parses a machine description. `filename` names the text in messages. Returns 0, or -1 with
  * one line in err: "FILE:LINE: key 'k': what is wrong; accepted: ...". */
@@ -49,7 +100,8 @@ const char *const *machine_preset_names(void);
 const char *machine_preset_text(const char *name);
 
 /* Writes m's required keys in the file format (round-trips through machine_parse), and
- * machine_format_optional its optional keys. Return bytes written. */
+ * machine_format_optional its optional keys (pattern lines and measured overlap included).
+ * Return bytes written. */
 size_t machine_format(const machine *m, char *buf, size_t n);
 size_t machine_format_optional(const machine *m, char *buf, size_t n);
 

@@ -34,18 +34,35 @@ static uint64_t dest_of(const step_dest *s, uint64_t x)
     return g.first + ((g.index + s->shift) % g.size) * g.stride;
 }
 
-/* The latency part of a message's time on a tier (the regime its size falls in). */
-static double alpha_of(const machine *m, int tier, double bytes)
+/* The rate of a hop of phase ph on a tier: the machine's line for the phase's pattern and group
+ * size (machine_link_rate), with the profile's share of it. */
+static link_rate hop_rate(const machine *m, const am_config *c, const am_phase_desc *ph, int tier,
+                          uint64_t g)
 {
-    return m->break_bytes[tier] > 0 && bytes >= m->break_bytes[tier] ? m->alpha_large_s[tier]
-                                                                     : m->alpha_s[tier];
+    link_rate r = machine_link_rate(m, tier, ph->pattern, g, NULL);
+    double f = profile_link_fraction(&m->prof, c->algo, ph->pattern);
+    r.bytes_per_s *= f, r.bytes_per_s_large *= f;
+    return r;
+}
+
+/* The rates of a phase's hops, by tier (computed once per phase). */
+typedef struct {
+    link_rate r[2];
+} phase_rates;
+
+static phase_rates rates_of(const machine *m, const am_config *c, const am_phase_desc *ph,
+                            uint64_t g)
+{
+    phase_rates pr = {{hop_rate(m, c, ph, TIER_INTRA, g), hop_rate(m, c, ph, TIER_INTER, g)}};
+    return pr;
 }
 
 /* Time of one synchronous step in which every rank x sends `bytes` to dest(x): the slowest
  * rank (the first in rank order among equals), with NIC sharing among the ranks that cross
- * nodes in this step. Sets the latency and bandwidth parts of the slowest hop, and *inter. */
-static double step_time(const machine *m, const step_dest *s, double bytes, double *alpha_part,
-                        double *bw_part, int *inter)
+ * nodes in this step. Sets the latency and bandwidth parts of the slowest hop, its tier, and
+ * *inter when any hop crosses nodes. */
+static double step_time(const machine *m, const phase_rates *pr, const step_dest *s, double bytes,
+                        double *alpha_part, double *bw_part, int *worst_tier, int *inter)
 {
     uint64_t P = s->c->P;
     uint64_t nics = nic_of(m, P - 1) + 1;
@@ -57,17 +74,20 @@ static double step_time(const machine *m, const step_dest *s, double bytes, doub
     }
     double worst = 0.0;
     *alpha_part = *bw_part = 0.0;
+    *worst_tier = TIER_INTRA;
     for (uint64_t x = 0; x < P; x++) {
         uint64_t y = dest_of(s, x);
         if (y == x) continue;
         int tier = rank_node(x, m->gpus_per_node) != rank_node(y, m->gpus_per_node) ? TIER_INTER
                                                                                     : TIER_INTRA;
-        double t = machine_message_s(m, tier, bytes, (double)load[nic_of(m, x)]);
+        double t = link_rate_time(&pr->r[tier], bytes,
+                                  tier == TIER_INTER ? (double)load[nic_of(m, x)] : 1.0);
         if (tier == TIER_INTER) *inter = 1;
         if (t > worst) { /* split into latency and bandwidth parts for the critical path */
             worst = t;
-            *alpha_part = alpha_of(m, tier, bytes);
+            *alpha_part = link_rate_alpha(&pr->r[tier], bytes);
             *bw_part = t - *alpha_part;
+            *worst_tier = tier;
         }
     }
     free(load);
@@ -82,8 +102,8 @@ typedef struct {
     int tier, inter;
 } node_worst;
 
-static node_worst alltoall_node(const machine *m, uint64_t size, uint64_t g, uint64_t k,
-                                double bytes)
+static node_worst alltoall_node(const machine *m, const phase_rates *pr, uint64_t size, uint64_t g,
+                                uint64_t k, double bytes)
 {
     uint64_t gpn = m->gpus_per_nic;
     node_worst w = {0.0, TIER_INTRA, 0};
@@ -92,7 +112,7 @@ static node_worst alltoall_node(const machine *m, uint64_t size, uint64_t g, uin
         for (uint64_t l = l0; l < end; l++) load += !(l + k < size || l + k >= g);
         for (uint64_t l = l0; l < end; l++) {
             int tier = l + k < size || l + k >= g ? TIER_INTRA : TIER_INTER;
-            double t = machine_message_s(m, tier, bytes, (double)load);
+            double t = link_rate_time(&pr->r[tier], bytes, tier == TIER_INTER ? (double)load : 1);
             if (tier == TIER_INTER) w.inter = 1;
             if (t > w.t) w.t = t, w.tier = tier;
         }
@@ -109,31 +129,34 @@ typedef struct {
     double middle_t, middle_a, middle_b;
 } round_cache;
 
-static double alltoall_round(const machine *m, uint64_t g, uint64_t k, double bytes,
-                             round_cache *cache, double *alpha_part, double *bw_part, int *inter)
+static double alltoall_round(const machine *m, const phase_rates *pr, uint64_t g, uint64_t k,
+                             double bytes, round_cache *cache, double *alpha_part, double *bw_part,
+                             int *worst_tier, int *inter)
 {
     uint64_t G = m->gpus_per_node, nodes = (g + G - 1) / G, last = g - (nodes - 1) * G;
     if (nodes >= 2 && k >= G && k <= g - G) {
         *inter = 1;
         if (!cache->have_middle) {
             uint64_t first_nic = m->gpus_per_nic < G ? m->gpus_per_nic : G;
-            cache->middle_t = machine_message_s(m, TIER_INTER, bytes, (double)first_nic);
-            cache->middle_a = alpha_of(m, TIER_INTER, bytes);
+            cache->middle_t = link_rate_time(&pr->r[TIER_INTER], bytes, (double)first_nic);
+            cache->middle_a = link_rate_alpha(&pr->r[TIER_INTER], bytes);
             cache->middle_b = cache->middle_t - cache->middle_a;
             cache->have_middle = 1;
         }
         *alpha_part = cache->middle_a, *bw_part = cache->middle_b;
+        *worst_tier = TIER_INTER;
         return cache->middle_t;
     }
-    node_worst w = alltoall_node(m, nodes >= 2 ? G : last, g, k, bytes);
+    node_worst w = alltoall_node(m, pr, nodes >= 2 ? G : last, g, k, bytes);
     if (nodes >= 2) { /* the last node (full or not) after all full ones */
-        node_worst wl = alltoall_node(m, last, g, k, bytes);
+        node_worst wl = alltoall_node(m, pr, last, g, k, bytes);
         w.inter |= wl.inter;
         if (wl.t > w.t) w.t = wl.t, w.tier = wl.tier;
     }
     if (w.inter) *inter = 1;
-    *alpha_part = alpha_of(m, w.tier, bytes);
+    *alpha_part = link_rate_alpha(&pr->r[w.tier], bytes);
     *bw_part = w.t - *alpha_part;
+    *worst_tier = w.tier;
     return w.t;
 }
 
@@ -151,18 +174,28 @@ static int regular_groups(const am_config *c, const machine *m, am_comm comm, ui
 
 /* ---- compute -------------------------------------------------------------------------------- */
 
+/* The fixed cost of one kernel call: the profile's, else the machine's. */
+static double kernel_overhead(const machine *m)
+{
+    return m->prof.kernel_overhead_s >= 0 ? m->prof.kernel_overhead_s : m->kernel_overhead_s;
+}
+
 /* FLOPs and compulsory bytes of a tile of nq query rows against nk keys for `heads` query heads
- * (and heads / g K/V heads), busiest rank. */
-static double tile_time(const am_config *c, const machine *m, const am_tile *tl, int bwd)
+ * (and heads / g K/V heads), busiest rank; `calls` kernel calls (a staircase mask split into
+ * ordinary triangles) at `eff` of the rate. */
+static double tile_time(const am_config *c, const machine *m, const am_tile *tl, int bwd,
+                        double calls, double eff)
 {
     double e = (double)am_elem_bytes(c), d = (double)c->head_dim, b = (double)c->batch;
     double g = (double)(c->heads / c->kv_heads), heads = tl->heads, nq = tl->nq, nk = tl->nk;
     double flops = (double)attn_pair_flops(c->head_dim, bwd) * tl->pairs * b * heads;
     double bytes = e * b * d * (heads * nq * (bwd ? 4 : 2) + (heads / g) * nk * (bwd ? 4 : 2));
-    double tc = flops / (m->peak_flops[c->dtype] * m->sustained_fraction *
-                         (bwd ? m->backward_rate_ratio : 1.0));
+    double rate = m->peak_flops[c->dtype] * m->sustained_fraction *
+                  (bwd ? m->backward_rate_ratio : 1.0) *
+                  profile_compute_fraction(&m->prof, c->algo) * eff;
+    double tc = flops / rate;
     double tm = bytes / m->hbm_bytes_per_s;
-    return m->kernel_overhead_s + (tc > tm ? tc : tm);
+    return calls * kernel_overhead(m) + (tc > tm ? tc : tm);
 }
 
 /* Compute of step s of phase ph (0 where it computes nothing). */
@@ -171,7 +204,13 @@ static double step_compute(const am_config *c, const machine *m, const am_phase_
 {
     am_tile tl;
     if (!ph->tile || !ph->tile(c, s, steps, &tl)) return 0.0;
-    return tile_time(c, m, &tl, ph->part == AM_BWD);
+    double calls = 1.0, eff = 1.0;
+    if (c->causal && ph->staircase != AM_COMM_NONE &&
+        profile_staircase(&m->prof, c->algo) == STAIR_SPLIT) {
+        calls = (double)am_comm_group(c, ph->staircase, 0).size;
+        eff = profile_staircase_efficiency(&m->prof, c->algo);
+    }
+    return tile_time(c, m, &tl, ph->part == AM_BWD, calls, eff);
 }
 
 double am_phase_flops(const am_config *c, int f)
@@ -193,15 +232,85 @@ double am_phase_flops(const am_config *c, int f)
     return sum;
 }
 
+/* ---- overlap -------------------------------------------------------------------------------- */
+
+/* How an overlapped step of phase ph behaves (profile.h): the share of min(compute, transfer)
+ * hidden, and the compute time while the transfer runs over its time alone. */
+static void overlap_of(const am_config *c, const machine *m, const am_phase_desc *ph, int tier,
+                       double *hidden, double *ratio)
+{
+    double v = profile_overlap(&m->prof, c->algo, ph->id);
+    *ratio = 1.0;
+    if (v == PROF_MEASURED) {
+        double h = m->overlap_hidden[tier];
+        if (h < 0) h = m->overlap_hidden[!tier]; /* the other tier's measurement */
+        *hidden = h < 0 ? 1.0 : h;
+        if (h >= 0) *ratio = m->overlap_compute_ratio;
+        return;
+    }
+    *hidden = v;
+    if (v > 0 && v < 1) *ratio = m->overlap_compute_ratio; /* a real overlap, partly hidden */
+}
+
 /* ---- phases --------------------------------------------------------------------------------- */
 
 typedef struct {
     double lat, bw, comp;
+    double transfer, hidden, compute; /* the phase's transfers alone, hidden, compute */
 } parts;
 
 static void add_comm(parts *p, double alpha, double bw)
 {
     p->lat += alpha, p->bw += bw;
+    p->transfer += alpha + bw;
+}
+
+/* The collective call of an implementation that runs it as one (profile collectives = nccl):
+ * its latency, once. */
+static double collective_alpha(const machine *m, const phase_rates *pr, int tier, double bytes)
+{
+    if (m->prof.collective_alpha_s >= 0) return m->prof.collective_alpha_s;
+    return link_rate_alpha(&pr->r[tier], bytes);
+}
+
+/* An all-to-all as one call, every member sending to all others at once: per tier, the bytes
+ * of the busiest sender (intra: one GPU's flows, capped by its injection rate; inter: one NIC's,
+ * at the NIC's rate), the slower of the two; plus one latency. */
+static double alltoall_concurrent(const am_config *c, const machine *m, const am_phase_desc *ph,
+                                  const phase_rates *pr, double msg, parts *pp, int *inter)
+{
+    am_group gr = am_comm_group(c, ph->comm, 0);
+    uint64_t P = c->P, nics = nic_of(m, P - 1) + 1;
+    double *nic_bytes = calloc(nics, sizeof *nic_bytes);
+    double worst_intra = 0.0;
+    for (uint64_t x = 0; x < P; x++) {
+        am_group g = am_comm_group(c, ph->comm, x);
+        double intra = 0.0;
+        for (uint64_t k = 1; k < g.size; k++) {
+            uint64_t y = g.first + ((g.index + k) % g.size) * g.stride;
+            if (rank_node(x, m->gpus_per_node) != rank_node(y, m->gpus_per_node))
+                nic_bytes[nic_of(m, x)] += msg, *inter = 1;
+            else
+                intra += msg;
+        }
+        worst_intra = intra > worst_intra ? intra : worst_intra;
+    }
+    double worst_nic = 0.0;
+    for (uint64_t k = 0; k < nics; k++)
+        worst_nic = nic_bytes[k] > worst_nic ? nic_bytes[k] : worst_nic;
+    free(nic_bytes);
+    link_rate ri = pr->r[TIER_INTRA], rx = pr->r[TIER_INTER];
+    double inj = m->injection_bytes_per_s[TIER_INTRA];
+    double ti =
+        worst_intra > 0 ? link_rate_time(&ri, worst_intra, 1) - link_rate_alpha(&ri, msg) : 0.0;
+    if (inj > 0 && worst_intra / inj > ti) ti = worst_intra / inj;
+    double tx = worst_nic > 0 ? link_rate_time(&rx, worst_nic, 1) - link_rate_alpha(&rx, msg) : 0.0;
+    double injx = m->injection_bytes_per_s[TIER_INTER];
+    if (injx > 0 && worst_nic / injx > tx) tx = worst_nic / injx;
+    int tier = tx > ti ? TIER_INTER : TIER_INTRA;
+    double a = gr.size > 1 ? collective_alpha(m, pr, tier, msg) : 0.0, b = tx > ti ? tx : ti;
+    add_comm(pp, a, b);
+    return a + b;
 }
 
 /* An all-to-all: g - 1 rounds, round k every member sends to member + k. */
@@ -210,15 +319,19 @@ static double alltoall_time(const am_config *c, const machine *m, const am_phase
 {
     uint64_t g;
     int regular = regular_groups(c, m, ph->comm, &g) && !am_time_rank_by_rank;
+    phase_rates pr = rates_of(m, c, ph, g);
+    if (profile_collectives(&m->prof, c->algo) == COLL_NCCL)
+        return alltoall_concurrent(c, m, ph, &pr, msg, pp, inter);
     round_cache cache = {0, 0, 0, 0};
     double t = 0.0, a = 0.0, bwt = 0.0;
     for (uint64_t k = 1; k < g; k++) {
         double tk;
+        int tier;
         if (regular) {
-            tk = alltoall_round(m, g, k, msg, &cache, &a, &bwt, inter);
+            tk = alltoall_round(m, &pr, g, k, msg, &cache, &a, &bwt, &tier, inter);
         } else {
             step_dest sd = {c, ph, k};
-            tk = step_time(m, &sd, msg, &a, &bwt, inter);
+            tk = step_time(m, &pr, &sd, msg, &a, &bwt, &tier, inter);
         }
         t += tk;
         add_comm(pp, a, bwt);
@@ -227,39 +340,72 @@ static double alltoall_time(const am_config *c, const machine *m, const am_phase
 }
 
 /* A ring pattern over g members (shift, all-gather, reduce-scatter, return hop): per step the
- * slowest hop, overlapped with the step's compute where the phase overlaps. */
+ * slowest hop; an overlapped phase computes while it transfers (overlap_of), the others add.
+ * A collective run as one call (profile collectives = nccl) pays one latency and fuses its
+ * reductions into the transfers. */
 static double ring_time(const am_config *c, const machine *m, const am_phase_desc *ph, double msg,
                         parts *pp, int *inter)
 {
     uint64_t g = am_comm_group(c, ph->comm, 0).size;
     uint64_t steps = ph->pattern == PAT_RETURN_HOP ? (g > 1) : g - 1;
     step_dest sd = {c, ph, 1};
+    phase_rates pr = rates_of(m, c, ph, g);
+    int one_call = (ph->pattern == PAT_ALLGATHER || ph->pattern == PAT_REDUCE_SCATTER) &&
+                   profile_collectives(&m->prof, c->algo) == COLL_NCCL;
     double t = 0.0, a = 0.0, bwt = 0.0, comm = 0.0;
-    if (g > 1)
-        comm = step_time(m, &sd, ph->step_bytes ? (double)ph->step_bytes(c) : msg, &a, &bwt, inter);
+    int tier = TIER_INTRA;
+    double step_msg = ph->step_bytes ? (double)ph->step_bytes(c) : msg;
+    if (g > 1) comm = step_time(m, &pr, &sd, step_msg, &a, &bwt, &tier, inter);
+    if (one_call && g > 1) { /* one latency for the call, the steps pipelined */
+        double a1 = collective_alpha(m, &pr, tier, step_msg);
+        t += a1;
+        add_comm(pp, a1, 0.0);
+        comm = bwt, a = 0.0;
+    }
     /* a reduce-scatter combines each received block into its own (merge operator or sum)
-     * before passing it on: own and received read, own written, from memory */
-    double red = ph->pattern == PAT_REDUCE_SCATTER ? 3.0 * msg / m->hbm_bytes_per_s : 0.0;
-    /* step s: communication (s < steps) overlapped with the compute of step s */
+     * before passing it on: own and received read, own written, from memory; one kernel call */
+    double red = ph->pattern == PAT_REDUCE_SCATTER && !one_call
+                     ? kernel_overhead(m) + 3.0 * msg / m->hbm_bytes_per_s
+                     : 0.0;
+    double hidden_share = 1.0, ratio = 1.0;
+    if (ph->overlap) overlap_of(c, m, ph, tier, &hidden_share, &ratio);
+    /* step s: communication (s < steps) and the compute of step s */
     for (uint64_t s = 0; s <= steps; s++) {
         if (red > 0 && s < steps) {
             t += red;
             pp->comp += red;
+            pp->compute += red;
         }
         double comp = step_compute(c, m, ph, s, steps), cm = s < steps ? comm : 0.0;
         if (ph->tail_bytes && s == steps && g > 1) { /* the last block goes home */
             double a2, b2;
-            cm = step_time(m, &sd, (double)ph->tail_bytes(c), &a2, &b2, inter);
+            int t2;
+            cm = step_time(m, &pr, &sd, (double)ph->tail_bytes(c), &a2, &b2, &t2, inter);
             t += cm;
             add_comm(pp, a2, b2);
             continue;
         }
-        if (comp >= cm) {
-            t += comp;
+        if (!ph->overlap || cm == 0.0 || comp == 0.0) { /* nothing to overlap: they add */
+            t += comp + cm;
             pp->comp += comp;
+            pp->compute += comp;
+            if (cm > 0) add_comm(pp, cm * (a / comm), cm * (bwt / comm));
+            continue;
+        }
+        double cs = comp + (ratio - 1.0) * (comp < cm ? comp : cm); /* slowed while it runs */
+        double hide = hidden_share * (cs < cm ? cs : cm);
+        t += hidden_share >= 1.0 ? (cs > cm ? cs : cm) : cs + cm - hide;
+        pp->compute += cs;
+        pp->transfer += cm;
+        pp->hidden += hide;
+        if (hidden_share >= 1.0) { /* the longer one is the step's critical path */
+            if (cs >= cm)
+                pp->comp += cs;
+            else
+                pp->lat += a, pp->bw += bwt;
         } else {
-            t += cm;
-            add_comm(pp, a, bwt);
+            pp->comp += cs;
+            pp->lat += (cm - hide) * (a / cm), pp->bw += (cm - hide) * (bwt / cm);
         }
     }
     return t;
@@ -271,20 +417,21 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out)
     int F = am_phases(c, ph);
     memset(out, 0, sizeof *out);
     out->F = F;
-    parts total = {0, 0, 0};
+    parts total = {0, 0, 0, 0, 0, 0};
     for (int f = 0; f < F; f++) {
         const am_phase_desc *p = ph[f];
-        int inter = 0;
+        int inter = 0, tier;
         double msg = (double)am_phase_max_message(c, f), a = 0, bwt = 0, t = 0;
-        parts pp = {0, 0, 0};
+        parts pp = {0, 0, 0, 0, 0, 0};
         switch (p->pattern) {
         case PAT_NONE:
             t = step_compute(c, m, p, 0, 0);
-            pp.comp = t;
+            pp.comp = pp.compute = t;
             break;
         case PAT_PAIRWISE: {
             step_dest sd = {c, p, 0};
-            t = step_time(m, &sd, msg, &a, &bwt, &inter);
+            phase_rates pr = rates_of(m, c, p, 2);
+            t = step_time(m, &pr, &sd, msg, &a, &bwt, &tier, &inter);
             add_comm(&pp, a, bwt);
             break;
         }
@@ -296,6 +443,9 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out)
             break;
         }
         out->phase_s[f] = t;
+        out->transfer_s[f] = pp.transfer;
+        out->hidden_s[f] = pp.hidden;
+        out->compute_s[f] = pp.compute;
         if (pp.comp == 0 && pp.lat == 0 && pp.bw == 0) /* nothing happens: no term */
             out->phase_term[f] = p->pattern == PAT_NONE ? TERM_COMPUTE : TERM_LATENCY;
         else

@@ -2,13 +2,18 @@
  * machine (cost-model.md, "Communication cost" and "Time"; docs/model.md).
  *
  * Each phase is charged by the communication pattern its descriptor declares (algo.h).
- * Messages: T = alpha + m beta on the tier the two ranks use (same node: intra, else inter);
+ * Messages: T = alpha + m beta on the tier the two ranks use (same node: intra, else inter), at
+ * the machine's rate for the phase's pattern and group size (machine_link_rate; the tier's own
+ * rate where the machine has none), times the implementation profile's share of it;
  * inter-node bandwidth is divided among the GPUs of one NIC that cross at the same time. A ring
  * step lasts as long as its slowest hop carrying the largest message (steps are synchronous);
- * phases without overlap add. Overlapped phases (Ring, A2D-O) take per step
- * max(compute, communication), plus the compute of the last block. Compute of a tile is its
- * FLOPs (visible query-key pairs only under the causal mask) over peak x sustained fraction, or
- * its compulsory bytes over HBM bandwidth if that is longer (roofline).
+ * phases without overlap add. An overlapped step (Ring, A2D-O) computes while it transfers: its
+ * compute c (stretched by the measured compute ratio where the two run together) hides a share
+ * h of min(c, transfer) (h measured by calibrate, or set by the profile: 1 ideal, 0 off), so it
+ * lasts c + transfer - h min(c, transfer). Compute of a tile is a fixed cost per kernel call plus
+ * its FLOPs (visible query-key pairs only under the causal mask) over peak x sustained fraction,
+ * or its compulsory bytes over HBM bandwidth if that is longer (roofline). Implementation
+ * profiles (profile.h, in machine.prof) change collectives, staircase masks and rates.
  */
 #ifndef ATTNSIM_TIME_MODEL_H
 #define ATTNSIM_TIME_MODEL_H
@@ -27,6 +32,10 @@ typedef struct {
     am_term dominant;
     uint64_t inter_node_phases;        /* bit f: phase f sends some message across nodes */
     am_term phase_term[AM_MAX_PHASES]; /* what dominates each phase */
+    /* Per phase: its transfers as if alone (the sum of its steps' slowest hops), the part of
+     * them hidden behind compute (overlapped phases), and its compute (slowed where it runs
+     * beside a transfer). */
+    double transfer_s[AM_MAX_PHASES], hidden_s[AM_MAX_PHASES], compute_s[AM_MAX_PHASES];
 } am_time;
 
 void am_predict_time(const am_config *c, const machine *m, am_time *out);
