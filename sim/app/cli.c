@@ -268,6 +268,11 @@ static const opt_info options[] = {
     {OPT_BACKEND, "backend", required_argument, "B", "device backend: cpu, cuda"},
     {OPT_COMM, "comm", required_argument, "C", "communication: mpi, nccl"},
     {OPT_MACHINE, "machine", required_argument, "NAME|FILE", "machine description"},
+    {OPT_PROFILE, "profile", required_argument, "NAME|FILE",
+     "implementation profile the times are predicted for (default attnsim; docs/profiles.md)"},
+    {OPT_OVERLAP_PROBE, "overlap-probe", no_argument, NULL,
+     "one more repetition with every overlapped step's transfer before its compute, to measure "
+     "how much of it was hidden"},
     {OPT_CHECK, "check", no_argument, NULL, "compare with the float64 single-device reference"},
     {OPT_DRAM, "dram", no_argument, NULL,
      "cuda: DRAM bytes of each kernel under Nsight Compute (ncu), checked against the model"},
@@ -387,6 +392,16 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
                               "the value is empty; accepted: a "
                               "preset name or a machine file");
         o->machine = arg;
+        break;
+    case OPT_PROFILE:
+        if (*arg == '\0')
+            rc = -1, snprintf(err, sizeof err,
+                              "the value is empty; accepted: a profile preset name or a profile "
+                              "file");
+        o->profile = arg;
+        break;
+    case OPT_OVERLAP_PROBE:
+        o->overlap_probe = 1;
         break;
     case OPT_CHECK:
         o->check = 1;

@@ -67,6 +67,8 @@ typedef struct {
     unsigned dtypes; /* bit per cli_dtype_names */
     int backend, comm;
     const char *machine;
+    const char *profile; /* implementation profile (NULL: attnsim's own) */
+    int overlap_probe;   /* run: one more repetition with every overlapped step serialised */
     int check;
     int dram;        /* kernels --backend cuda: DRAM bytes under ncu */
     int decode;      /* kernels: the decode kernels (one query token, a KV cache) */
@@ -110,6 +112,8 @@ typedef enum {
     OPT_DRAM,
     OPT_DECODE,
     OPT_SLOTS,
+    OPT_PROFILE,
+    OPT_OVERLAP_PROBE,
     OPT_END
 } opt_id;
 

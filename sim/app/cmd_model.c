@@ -19,10 +19,10 @@
 #include "predict.h"
 #include "sweep.h"
 
-static const opt_id model_opts[] = {OPT_ALGO,    OPT_LAYOUT,      OPT_PROCS,    OPT_SEQ,
-                                    OPT_BATCH,   OPT_HEADS,       OPT_KV_HEADS, OPT_HEAD_DIM,
-                                    OPT_CAUSAL,  OPT_GRID,        OPT_PASS,     OPT_DTYPE,
-                                    OPT_MACHINE, OPT_RANK_ARRAYS, OPT_OUT,      OPT_END};
+static const opt_id model_opts[] = {
+    OPT_ALGO,     OPT_LAYOUT,   OPT_PROCS,       OPT_SEQ,  OPT_BATCH, OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL,      OPT_GRID, OPT_PASS,  OPT_DTYPE,
+    OPT_MACHINE,  OPT_PROFILE,  OPT_RANK_ARRAYS, OPT_OUT,  OPT_END};
 
 static const cli_command model_cmd = {
     "model",
@@ -34,7 +34,9 @@ static const cli_command model_cmd = {
     "--heads 32 --head-dim 128 --causal=no --pass fwd --dtype bf16 --machine dgx-h100\n"
     "--rank-arrays 4096; --grid: the square grid where P is a square, else auto.\n"
     "Presets: a2d-paper-a100, a2d-paper-h100, dev-4gpu, dev-h100, dgx-a100, dgx-h100,\n"
-    "h200-node (files in models/machines/, format in docs/machine.md).",
+    "h200-node (files in models/machines/, format in docs/machine.md). --profile NAME|FILE\n"
+    "predicts another implementation's times (presets in models/profiles/: attnsim, ideal,\n"
+    "torch-cp, a2d-paper; format in docs/profiles.md).",
     model_opts,
     NULL,
     1u << 16};
@@ -82,6 +84,8 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     if ((rc = cli_resolve_kv_heads(o)) != 0) return rc;
     char err[600];
     if (machine_load(o->machine, m, err, sizeof err)) return cli_error(o, "--machine", "%s", err);
+    if (o->profile && profile_load(o->profile, &m->prof, err, sizeof err))
+        return cli_error(o, "--profile", "%s", err);
     if (!o->grid.is_auto && o->grid.rows && (o->algos & 0x6))
         for (size_t i = 0; i < o->procs.n; i++)
             if (o->grid.rows * o->grid.cols != o->procs.v[i])

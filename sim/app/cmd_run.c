@@ -33,10 +33,10 @@
 #include "kc_attn.h"
 #endif
 
-static const opt_id run_opts[] = {OPT_ALGO,     OPT_LAYOUT,   OPT_SEQ,    OPT_BATCH,   OPT_HEADS,
-                                  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_GRID,    OPT_PASS,
-                                  OPT_DTYPE,    OPT_BACKEND,  OPT_COMM,   OPT_MACHINE, OPT_CHECK,
-                                  OPT_SEED,     OPT_REPS,     OPT_OUT,    OPT_END};
+static const opt_id run_opts[] = {
+    OPT_ALGO,   OPT_LAYOUT, OPT_SEQ,  OPT_BATCH, OPT_HEADS,   OPT_KV_HEADS,      OPT_HEAD_DIM,
+    OPT_CAUSAL, OPT_GRID,   OPT_PASS, OPT_DTYPE, OPT_BACKEND, OPT_COMM,          OPT_MACHINE,
+    OPT_CHECK,  OPT_SEED,   OPT_REPS, OPT_OUT,   OPT_PROFILE, OPT_OVERLAP_PROBE, OPT_END};
 
 static const cli_command run_cmd = {
     "run",
@@ -150,7 +150,18 @@ typedef struct {
     double t[AM_MAX_PHASES];     /* the rank's own time in the phase */
     double start[AM_MAX_PHASES]; /* when the rank entered the phase, from the start barrier */
     double end[AM_MAX_PHASES];   /* when it left the phase */
+    /* overlapped phases, sums over the rank's steps: compute, exposed wait, transfers alone
+     * (--overlap-probe; NAN without) */
+    double ov[AM_MAX_PHASES][3];
+    int nsteps[AM_MAX_PHASES];
 } rank_report;
+
+/* Rank 0: every rank's steps of each overlapped phase, [P][S] (S: the most steps of a rank;
+ * missing steps NAN): compute, exposed, transfers alone. */
+typedef struct {
+    int S[AM_MAX_PHASES];
+    double *a[AM_MAX_PHASES][3];
+} step_tables;
 
 typedef struct {
     double max_abs, max_ref;
@@ -286,8 +297,8 @@ static void fmt_ms(double s, char *buf, size_t n)
 }
 
 /* Rank 0: compares, prints and records one run. Returns 1 when valid. */
-static int report(run_env *env, const exec_ctx *x, const rank_report *all, int checked,
-                  double max_abs, double max_rel, int passed)
+static int report(run_env *env, const exec_ctx *x, const rank_report *all, const step_tables *steps,
+                  int checked, double max_abs, double max_rel, int passed)
 {
     const am_config *c = &x->cfg;
     int P = env->P;
@@ -376,6 +387,35 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
                valid ? "VALID" : "INVALID");
     else
         printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_name(c->algo), first, checktxt);
+    /* the one-rate-per-tier model with ideal overlap on the same run, to compare against */
+    machine tier_only;
+    machine_tier_only(&m, &tier_only);
+    am_time base;
+    am_predict_time(c, &tier_only, &base);
+    if (m.n_links || m.overlap_hidden[0] >= 0 || m.overlap_hidden[1] >= 0 ||
+        strcmp(m.prof.name, "attnsim"))
+        printf("#   one rate per tier, ideal overlap (the model without pattern lines, measured "
+               "overlap or profile): %.3f ms (%+.1f%%)\n",
+               base.total_s * 1e3, 100.0 * (base.total_s - meas_total) / meas_total);
+    /* overlapped phases: hidden transfer time, predicted and measured (mean over ranks) */
+    double meas_hidden[AM_MAX_PHASES], meas_exposed[AM_MAX_PHASES], meas_transfer[AM_MAX_PHASES];
+    double meas_compute[AM_MAX_PHASES];
+    for (int f = 0; f < F; f++) {
+        double sum[3] = {0, 0, 0};
+        for (int r = 0; r < P; r++)
+            for (int k = 0; k < 3; k++) sum[k] += all[r].ov[f][k];
+        meas_compute[f] = sum[0] / P, meas_exposed[f] = sum[1] / P, meas_transfer[f] = sum[2] / P;
+        meas_hidden[f] = meas_transfer[f] - meas_exposed[f];
+        if (!all[0].nsteps[f]) continue;
+        printf("#   overlap %-24s hidden: predicted %.3f ms of %.3f ms alone", pr.phases[f]->name,
+               pr.time.hidden_s[f] * 1e3, pr.time.transfer_s[f] * 1e3);
+        if (!isnan(meas_hidden[f]))
+            printf("; measured %.3f ms of %.3f ms alone", meas_hidden[f] * 1e3,
+                   meas_transfer[f] * 1e3);
+        printf(" (measured exposed %.3f ms, compute %.3f ms; mean over ranks%s)\n",
+               meas_exposed[f] * 1e3, meas_compute[f] * 1e3,
+               isnan(meas_hidden[f]) ? "; --overlap-probe measures the transfers alone" : "");
+    }
     const char *warn = am_unmeasured_tier_note(&m, &pr.time);
     if (warn) printf("# warning: %s\n", warn);
     fflush(stdout);
@@ -425,6 +465,35 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         h5_write(g, "measured/phase_end_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
         hsize_t fd[1] = {(hsize_t)F};
         h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, crit, "s");
+        double bt[AM_MAX_PHASES];
+        for (int f = 0; f < F; f++) bt[f] = base.phase_s[f];
+        h5_write(g, "predicted/tier_only_phase_time_s", H5T_NATIVE_DOUBLE, 1, fd, bt, "s");
+        h5_write(g, "predicted/tier_only_total_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &base.total_s,
+                 "s");
+        /* overlapped phases: per rank the sums over its steps, and every step */
+        static const char *const ovp[3] = {"measured/overlap_compute_s",
+                                           "measured/overlap_exposed_s",
+                                           "measured/overlap_transfer_s"};
+        for (int k = 0; k < 3; k++) {
+            for (int r = 0; r < P; r++)
+                for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].ov[f][k];
+            h5_write(g, ovp[k], H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        }
+        for (int r = 0; r < P; r++)
+            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].ov[f][2] - all[r].ov[f][1];
+        h5_write(g, "measured/overlap_hidden_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        h5_write(g, "measured/overlap_hidden_mean_s", H5T_NATIVE_DOUBLE, 1, fd, meas_hidden, "s");
+        h5_attr_i64(g, "overlap_probe", env->o.overlap_probe);
+        for (int f = 0; f < F; f++) {
+            if (!steps->S[f]) continue;
+            static const char *const sn[3] = {"compute_s", "exposed_s", "transfer_s"};
+            hsize_t ps[2] = {(hsize_t)P, (hsize_t)steps->S[f]};
+            for (int k = 0; k < 3; k++) {
+                char path[160];
+                snprintf(path, sizeof path, "measured/steps/%s/%s", pr.phases[f]->name, sn[k]);
+                h5_write(g, path, H5T_NATIVE_DOUBLE, 2, ps, steps->a[f][k], "s");
+            }
+        }
         /* who sent how much to whom (the monitoring cross-check compares these) */
         hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
         h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
@@ -500,6 +569,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     /* --reps: every repetition is recorded afresh; the one of median total time is reported */
     int reps = env->o.reps ? (int)env->o.reps : 1;
     comm_stats(*keep)[AM_MAX_PHASES] = kn_xmalloc((size_t)reps * sizeof *keep, "repetitions");
+    comm_steps(*ksteps)[AM_MAX_PHASES] = kn_xcalloc((size_t)reps, sizeof *ksteps, "repetitions");
     double *total = kn_xmalloc((size_t)reps * sizeof *total, "repetitions");
     for (int r = 0; r < reps; r++) {
         memset(x.comm.st, 0, sizeof x.comm.st);
@@ -515,6 +585,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         for (int f = 0; f < x.comm.F; f++) end = fmax(end, x.comm.st[f].end_s);
         MPICALL(MPI_Allreduce(&end, &total[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
         memcpy(keep[r], x.comm.st, sizeof x.comm.st);
+        comm_steps_save(&x.comm, ksteps[r]);
     }
     int med = 0; /* the repetition of median total (the same on every rank) */
     for (int r = 0; r < reps; r++) {
@@ -525,7 +596,23 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         }
         if (below + equal_before == (reps - 1) / 2) med = r;
     }
+    /* --overlap-probe: once more with every overlapped step's transfers before its compute,
+     * timed: what the transfers take alone (not a candidate for the reported repetition) */
+    comm_steps probe[AM_MAX_PHASES];
+    memset(probe, 0, sizeof probe);
+    if (env->o.overlap_probe) {
+        MPICALL(MPI_Barrier(MPI_COMM_WORLD));
+        comm_clock_arm(&x.comm);
+        x.comm.serial = 1;
+        x.comm.recording = cfg->pass != AM_BWD;
+        algo->forward(&x);
+        x.comm.recording = 1;
+        if (bwd) algo->backward(&x);
+        x.comm.serial = 0;
+        comm_steps_save(&x.comm, probe);
+    }
     memcpy(x.comm.st, keep[med], sizeof x.comm.st);
+    comm_steps *chosen = ksteps[med];
     free(keep), free(total);
     attn_kill_point("run:after_passes");
     /* outputs back to the host (the check reads them there); inputs released */
@@ -550,7 +637,47 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         mine.t[f] = x.comm.st[f].time_s;
         mine.start[f] = x.comm.st[f].start_s;
         mine.end[f] = x.comm.st[f].end_s;
+        const comm_steps *cs = &chosen[f];
+        mine.nsteps[f] = cs->n;
+        mine.ov[f][0] = mine.ov[f][1] = 0.0;
+        mine.ov[f][2] = env->o.overlap_probe && probe[f].n == cs->n ? 0.0 : NAN;
+        for (int k = 0; k < cs->n; k++) {
+            mine.ov[f][0] += cs->compute_s[k], mine.ov[f][1] += cs->exposed_s[k];
+            if (!isnan(mine.ov[f][2])) mine.ov[f][2] += probe[f].transfer_s[k];
+        }
     }
+    /* every step of the overlapped phases, [P][S] on rank 0 */
+    step_tables tables;
+    memset(&tables, 0, sizeof tables);
+    for (int f = 0; f < x.comm.F; f++) {
+        int S = chosen[f].n;
+        MPICALL(MPI_Allreduce(MPI_IN_PLACE, &S, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+        tables.S[f] = S;
+        if (!S) continue;
+        double *row = kn_xmalloc(3 * (size_t)S * sizeof(double), "steps");
+        for (int k = 0; k < S; k++) {
+            int have = k < chosen[f].n;
+            row[k] = have ? chosen[f].compute_s[k] : NAN;
+            row[S + k] = have ? chosen[f].exposed_s[k] : NAN;
+            row[2 * S + k] = have && env->o.overlap_probe && probe[f].n == chosen[f].n
+                                 ? probe[f].transfer_s[k]
+                                 : NAN;
+        }
+        double *all_rows =
+            env->rank == 0 ? kn_xmalloc(3 * (size_t)S * env->P * sizeof(double), "steps") : NULL;
+        MPICALL(MPI_Gather(row, 3 * S, MPI_DOUBLE, all_rows, 3 * S, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+        if (env->rank == 0)
+            for (int k = 0; k < 3; k++) {
+                tables.a[f][k] = kn_xmalloc((size_t)S * env->P * sizeof(double), "steps");
+                for (int r = 0; r < env->P; r++)
+                    memcpy(tables.a[f][k] + (size_t)r * S, all_rows + (size_t)r * 3 * S + k * S,
+                           (size_t)S * sizeof(double));
+            }
+        free(row), free(all_rows);
+    }
+    for (int r = 0; r < reps; r++) comm_steps_free(ksteps[r]);
+    free(ksteps);
+    comm_steps_free(probe);
     rank_report *all = env->rank == 0 ? kn_xmalloc((size_t)env->P * sizeof *all, "reports") : NULL;
     uint64_t *peers =
         env->rank == 0 ? kn_xmalloc(2 * (size_t)env->P * env->P * sizeof(uint64_t), "peers") : NULL;
@@ -566,7 +693,10 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     int passed = 1;
     if (env->o.check) check_run(&x, bwd, &max_abs, &max_rel, &passed);
     int valid = 1;
-    if (env->rank == 0) valid = report(env, &x, all, env->o.check, max_abs, max_rel, passed);
+    if (env->rank == 0)
+        valid = report(env, &x, all, &tables, env->o.check, max_abs, max_rel, passed);
+    for (int f = 0; f < AM_MAX_PHASES; f++)
+        for (int k = 0; k < 3; k++) free(tables.a[f][k]);
     MPICALL(MPI_Bcast(&valid, 1, MPI_INT, 0, MPI_COMM_WORLD));
     algo->release(&x);
     kn_tensor *ts[] = {&x.q, &x.k, &x.v, &x.d_o};
@@ -613,6 +743,9 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     char err[600] = "";
     if (rc == 0 && env.rank == 0 && machine_load(o->machine, &env.m, err, sizeof err))
         rc = cli_error(o, "--machine", "%s", err);
+    if (rc == 0 && env.rank == 0 && o->profile &&
+        profile_load(o->profile, &env.m.prof, err, sizeof err))
+        rc = cli_error(o, "--profile", "%s", err);
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (rc) {
         MPI_Finalize();

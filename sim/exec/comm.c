@@ -2,6 +2,7 @@
 #include "comm.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,7 @@ void comm_init(comm_ctx *c, const am_config *cfg, MPI_Comm world, comm_mode mode
 
 void comm_free(comm_ctx *c)
 {
+    comm_steps_free(c->steps);
     if (c->mode != COMM_HOST) comm_dev_free(c);
     free(c->row_world), free(c->col_world), free(c->peer_bytes), free(c->peer_msgs);
     MPICALL(MPI_Comm_free(&c->row));
@@ -90,6 +92,7 @@ void comm_phase_begin(comm_ctx *c, const char *name)
     }
     c->t0 = MPI_Wtime();
     c->st[c->cur].start_s = c->t0 - c->origin;
+    c->steps[c->cur].n = 0;
 }
 
 void comm_phase_end(comm_ctx *c)
@@ -101,6 +104,89 @@ void comm_phase_end(comm_ctx *c)
         c->st[c->cur].end_s = now - c->origin;
     }
     c->cur = -1;
+}
+
+/* ---- steps of overlapped phases ----------------------------------------------------------- */
+
+static double *grow(double *old, int n, int cap)
+{
+    double *p = kn_xmalloc((size_t)cap * sizeof(double), "step records");
+    if (n) memcpy(p, old, (size_t)n * sizeof(double));
+    free(old);
+    return p;
+}
+
+void comm_step_compute(comm_ctx *c, comm_reqs *q)
+{
+    c->step_transfer = NAN;
+    if (c->serial) { /* the probe: the transfers alone, then the compute */
+        double t = MPI_Wtime();
+        if (q) comm_waitall(c, q);
+        if (c->mode != COMM_HOST) comm_dev_sync(c);
+        if (q) c->step_transfer = MPI_Wtime() - t;
+    }
+    c->step_t0 = MPI_Wtime();
+    if (c->mode != COMM_HOST) comm_dev_mark(c, 0);
+}
+
+void comm_step_computed(comm_ctx *c)
+{
+    if (c->mode != COMM_HOST)
+        comm_dev_mark(c, 1);
+    else
+        c->step_t1 = MPI_Wtime();
+}
+
+void comm_step_end(comm_ctx *c)
+{
+    double compute, exposed;
+    if (c->mode != COMM_HOST) {
+        comm_dev_sync(c);
+        double step = MPI_Wtime() - c->step_t0;
+        compute = comm_dev_marked_s(c);
+        exposed = fmax(step - compute, 0.0);
+    } else {
+        double now = MPI_Wtime();
+        compute = c->step_t1 - c->step_t0;
+        exposed = now - c->step_t1;
+    }
+    if (c->cur < 0) return;
+    comm_steps *s = &c->steps[c->cur];
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->compute_s = grow(s->compute_s, s->n, s->cap);
+        s->exposed_s = grow(s->exposed_s, s->n, s->cap);
+        s->transfer_s = grow(s->transfer_s, s->n, s->cap);
+    }
+    s->compute_s[s->n] = compute;
+    s->exposed_s[s->n] = exposed;
+    s->transfer_s[s->n] = c->serial && isnan(c->step_transfer) ? exposed : c->step_transfer;
+    s->n++;
+}
+
+void comm_steps_save(const comm_ctx *c, comm_steps out[AM_MAX_PHASES])
+{
+    for (int f = 0; f < AM_MAX_PHASES; f++) {
+        const comm_steps *s = &c->steps[f];
+        comm_steps *o = &out[f];
+        memset(o, 0, sizeof *o);
+        if (!s->n) continue;
+        o->n = o->cap = s->n;
+        size_t b = (size_t)s->n * sizeof(double);
+        o->compute_s = kn_xmalloc(b, "steps"), o->exposed_s = kn_xmalloc(b, "steps");
+        o->transfer_s = kn_xmalloc(b, "steps");
+        memcpy(o->compute_s, s->compute_s, b);
+        memcpy(o->exposed_s, s->exposed_s, b);
+        memcpy(o->transfer_s, s->transfer_s, b);
+    }
+}
+
+void comm_steps_free(comm_steps s[AM_MAX_PHASES])
+{
+    for (int f = 0; f < AM_MAX_PHASES; f++) {
+        free(s[f].compute_s), free(s[f].exposed_s), free(s[f].transfer_s);
+        memset(&s[f], 0, sizeof s[f]);
+    }
 }
 
 /* One message of any size: MPI_BYTE up to INT_MAX bytes, else a struct of 1 MiB blocks and the

@@ -28,6 +28,14 @@ typedef struct {
 
 typedef enum { COMM_HOST = 0, COMM_STAGED = 1, COMM_DEV_NCCL = 2 } comm_mode;
 
+/* The steps of an overlapped phase as one rank lived them: per step, the time its compute took
+ * and the time it then still waited for its transfers (exposed), and in the probe repetition
+ * (comm_ctx.serial) the time its transfers took alone, before the compute. */
+typedef struct {
+    int n, cap;
+    double *compute_s, *exposed_s, *transfer_s; /* transfer_s: NAN unless serial */
+} comm_steps;
+
 typedef struct {
     MPI_Comm world, row, col; /* row: the C members of this rank's grid row (rank = column);
                                  col: the R members of its column (rank = row) */
@@ -46,7 +54,10 @@ typedef struct {
     void *stream;                               /* the device's compute stream (cudaStream_t) */
     void *(*alloc)(size_t bytes, const char *); /* memory where the buffers live (scratch) */
     void (*release)(void *p);
-    void *dev; /* the device transport's state (comm_dev.c) */
+    void *dev;                       /* the device transport's state (comm_dev.c) */
+    comm_steps steps[AM_MAX_PHASES]; /* overlapped phases, this repetition */
+    int serial;                      /* probe: an overlapped step waits for its transfers first */
+    double step_t0, step_t1, step_transfer;
 } comm_ctx;
 
 /* mode COMM_HOST: buffers in host memory; otherwise GPU memory, `stream` the stream the
@@ -93,6 +104,21 @@ void comm_irecv(comm_ctx *c, comm_reqs *q, MPI_Comm on, int src, void *buf, uint
 void comm_start(comm_ctx *c, comm_reqs *q);
 /* Waits for every operation of q; received data is then in place for the device's next work. */
 void comm_waitall(comm_ctx *c, comm_reqs *q);
+/* The steps of an overlapped loop (recorded in c->steps of the current phase): the loop posts
+ * and starts the step's transfers, then calls comm_step_compute right before the step's
+ * compute, comm_step_computed right after it, and comm_step_end once it has waited for the
+ * transfers. q: the transfers the compute runs beside (NULL: none may be waited for before
+ * the compute, e.g. a send that carries the compute's result). In the probe repetition
+ * (c->serial) comm_step_compute first waits for q and times that wait: the transfers alone. On
+ * a GPU the compute is timed with events on the compute stream, and comm_step_end waits for it
+ * (the next step's transfers are queued after it anyway). */
+void comm_step_compute(comm_ctx *c, comm_reqs *q);
+void comm_step_computed(comm_ctx *c);
+void comm_step_end(comm_ctx *c);
+/* Copies of the step records of every phase (free with comm_steps_free). */
+void comm_steps_save(const comm_ctx *c, comm_steps out[AM_MAX_PHASES]);
+void comm_steps_free(comm_steps s[AM_MAX_PHASES]);
+
 /* Send to dest and receive from src at once; either may be MPI_PROC_NULL. */
 void comm_sendrecv(comm_ctx *c, MPI_Comm on, int dest, const void *sbuf, uint64_t sbytes, int src,
                    void *rbuf, uint64_t rbytes);

@@ -71,6 +71,7 @@ static void pool_put(void *p)
 typedef struct {
     void *comm_stream; /* cudaStream_t */
     void *ready;       /* cudaEvent_t: the compute stream's work so far */
+    void *mark[2];     /* cudaEvent_t: a step's compute begins, ends (comm_dev_mark) */
 #ifdef ATTNSIM_HAVE_NCCL
     ncclComm_t world, row, col;
 #endif
@@ -129,6 +130,11 @@ void comm_dev_init(comm_ctx *c, uint64_t R)
 {
     dev_state *d = kn_xcalloc(1, sizeof *d, "transport");
     c->dev = d;
+    for (int k = 0; k < 2; k++) {
+        cudaEvent_t ev;
+        CUDACALL(cudaEventCreate(&ev));
+        d->mark[k] = ev;
+    }
     if (c->mode != COMM_DEV_NCCL) return;
 #ifdef ATTNSIM_HAVE_NCCL
     cudaStream_t s;
@@ -161,6 +167,8 @@ void comm_dev_free(comm_ctx *c)
     if (!d) return;
     if (d->comm_stream) CUDACALL(cudaStreamDestroy((cudaStream_t)d->comm_stream));
     if (d->ready) CUDACALL(cudaEventDestroy((cudaEvent_t)d->ready));
+    for (int k = 0; k < 2; k++)
+        if (d->mark[k]) CUDACALL(cudaEventDestroy((cudaEvent_t)d->mark[k]));
     free(d);
     c->dev = NULL;
 }
@@ -228,6 +236,20 @@ void comm_dev_sync(comm_ctx *c)
     CUDACALL(cudaStreamSynchronize(compute_stream(c)));
 }
 
+void comm_dev_mark(comm_ctx *c, int which)
+{
+    dev_state *d = c->dev;
+    CUDACALL(cudaEventRecord((cudaEvent_t)d->mark[which], compute_stream(c)));
+}
+
+double comm_dev_marked_s(comm_ctx *c)
+{
+    dev_state *d = c->dev;
+    float ms = 0.0f;
+    CUDACALL(cudaEventElapsedTime(&ms, (cudaEvent_t)d->mark[0], (cudaEvent_t)d->mark[1]));
+    return 1e-3 * (double)ms;
+}
+
 #else /* no CUDA in this build: the CLI refuses device transports before any is used */
 
 static _Noreturn void no_cuda(const char *what)
@@ -260,5 +282,14 @@ void comm_dev_finish(comm_ctx *c, comm_reqs *q)
 void comm_dev_sync(comm_ctx *c)
 {
     (void)c;
+}
+void comm_dev_mark(comm_ctx *c, int which)
+{
+    (void)c, (void)which;
+}
+double comm_dev_marked_s(comm_ctx *c)
+{
+    (void)c;
+    return 0.0;
 }
 #endif

@@ -20,5 +20,9 @@ void comm_dev_start(comm_ctx *c, comm_reqs *q);
 void comm_dev_finish(comm_ctx *c, comm_reqs *q);
 /* Waits until the work queued on the device has finished. */
 void comm_dev_sync(comm_ctx *c);
+/* Marks the start (0) or the end (1) of a step's compute on the compute stream; after
+ * comm_dev_sync, the time between the two marks in seconds. */
+void comm_dev_mark(comm_ctx *c, int which);
+double comm_dev_marked_s(comm_ctx *c);
 
 #endif

@@ -214,9 +214,12 @@ static void forward_o(exec_ctx *x, a2d_state *s)
             comm_start(&x->comm, &q);
         }
         size_t ke = kv_elems(x, s->col.count[held]);
+        comm_step_compute(&x->comm, &q);
         dv->tile_forward(x, x->q.data, &x->pos, blocks[held], blocks[held] + ke * e, &kpos[held],
                          own, st > 0);
+        comm_step_computed(&x->comm);
         comm_waitall(&x->comm, &q);
+        comm_step_end(&x->comm);
     }
     comm_phase_end(&x->comm);
     kn_tensor kg, vg;
@@ -257,9 +260,12 @@ static void forward_o(exec_ctx *x, a2d_state *s)
             comm_start(&x->comm, &qr);
         }
         comm_waitall(&x->comm, &ar); /* the partial for shard m (from step 2 on), our last send */
+        if (st >= 2) comm_step_end(&x->comm); /* the previous step's transfers are done */
         float *out = abuf[st & 1];
         if (st >= 2) dv->copy(out, a_in, state_bytes(x, nq));
+        comm_step_compute(&x->comm, st + 1 < C ? &qr : NULL); /* the next Q shard travels */
         dv->tile_forward(x, qnew, &qpos[m], kg.data, vg.data, &s->col.pos, out, st >= 2);
+        comm_step_computed(&x->comm);
         comm_isend(&x->comm, &ar, x->comm.row, next, out, state_bytes(x, nq));
         if (st + 1 < C) {
             int m2 = ((c - st - 1) % C + C) % C;
@@ -271,6 +277,7 @@ static void forward_o(exec_ctx *x, a2d_state *s)
     }
     comm_waitall(&x->comm, &qr);
     comm_waitall(&x->comm, &ar);
+    if (C > 1) comm_step_end(&x->comm);
     comm_phase_end(&x->comm);
     if (C > 1) dv->state_merge(own, a_in, own_rows, d);
     dv->state_finalize(own, own_rows, d, (int)x->dtype, x->o.data, x->lse.data);

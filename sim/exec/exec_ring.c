@@ -69,8 +69,11 @@ static void ring_forward(exec_ctx *x)
             comm_isend(&x->comm, &q, x->comm.world, next, held, 2 * he * e);
             comm_start(&x->comm, &q);
         }
+        comm_step_compute(&x->comm, &q);
         dv->tile_forward(x, x->q.data, &x->pos, held, held + he * e, &bp[owner], state, s > 0);
+        comm_step_computed(&x->comm);
         comm_waitall(&x->comm, &q);
+        comm_step_end(&x->comm);
         if (s + 1 < P) {
             char *t = held;
             held = incoming, incoming = t;
@@ -114,8 +117,10 @@ static void ring_backward(exec_ctx *x)
             comm_irecv(&x->comm, &q, x->comm.world, prev, incoming, 2 * ne * (e + sizeof(float)));
         }
         float *g = GRADS(held);
+        comm_step_compute(&x->comm, NULL); /* the send carries this compute's result */
         dv->tile_backward(x, x->q.data, x->d_o.data, x->lse.data, D, &x->pos, held, held + he * e,
                           &bp[owner], dq, g, g + he);
+        comm_step_computed(&x->comm);
         if (s + 1 < P) { /* the accumulators leave with this rank's contribution in them */
             comm_isend(&x->comm, &q, x->comm.world, next, held, 2 * he * (e + sizeof(float)));
             comm_waitall(&x->comm, &q);
@@ -123,6 +128,7 @@ static void ring_backward(exec_ctx *x)
             held = incoming, incoming = t;
             he = ne;
         }
+        comm_step_end(&x->comm);
     }
     comm_phase_end(&x->comm);
 

@@ -34,10 +34,15 @@ void record_config_attrs(hid_t g, const char *kind, const am_config *c, const ch
     h5_attr_str(g, "machine_origin", m->origin);
     /* The description itself, in machine-file syntax (docs/machine.md), so that a reader can
      * model the same machine again (plots/gallery.py draws the scaling lines from it). */
-    char text[4096];
+    static char text[16384];
     size_t len = machine_format(m, text, sizeof text);
     if (len < sizeof text) machine_format_optional(m, text + len, sizeof text - len);
     h5_attr_str(g, "machine_description", text);
+    /* the implementation profile the times were predicted for (docs/profiles.md) */
+    h5_attr_str(g, "profile", m->prof.name);
+    h5_attr_str(g, "profile_origin", m->prof.origin);
+    profile_format(&m->prof, text, sizeof text);
+    h5_attr_str(g, "profile_description", text);
     h5_attr_i64(g, "gpus_per_node", (int64_t)m->gpus_per_node);
 }
 
@@ -78,6 +83,13 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
         inter[f] = (p->time.inter_node_phases >> f) & 1;
     }
     h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
+    const char *pat[AM_MAX_PHASES] = {0};
+    for (int f = 0; f < F; f++) pat[f] = am_pattern_names[p->phases[f]->pattern];
+    h5_write_strs(g, "predicted/phase_pattern", pat, (size_t)F);
+    /* overlap: each phase's transfers as if alone, the part hidden behind compute, its compute */
+    h5_write(g, "predicted/phase_transfer_s", H5T_NATIVE_DOUBLE, 1, fdim, p->time.transfer_s, "s");
+    h5_write(g, "predicted/phase_hidden_s", H5T_NATIVE_DOUBLE, 1, fdim, p->time.hidden_s, "s");
+    h5_write(g, "predicted/phase_compute_s", H5T_NATIVE_DOUBLE, 1, fdim, p->time.compute_s, "s");
     h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
 
     if (!p->per_rank) {
