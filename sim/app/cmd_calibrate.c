@@ -7,15 +7,22 @@
  *                shift with every rank of the tier sending at once (what a ring step does), and
  *                a ping-pong between two ranks (others idle), over message sizes 8 B ...
  *                --max-message, three samples per size, repetitions by size, after warm-up;
- *   collectives  ring all-gather on the grid's rows and columns, ring reduce-scatter (sum) on
- *                the rows, pairwise all-to-all: measured against what the fitted links predict;
+ *   patterns     every communication pattern the configured runs use (--algo, --seq, ... as
+ *                `run` takes them; without --seq every algorithm on the grid), on the
+ *                communicators and grids they use, every group at once, up to the largest
+ *                message they send: ring shifts, pairwise exchanges, all-gathers and
+ *                reduce-scatters on the grid's rows and columns, all-to-alls;
+ *   NIC sharing  the inter-node shift with one rank per node against all ranks at once;
+ *   overlap      a ring step that computes while its transfer runs, per tier;
  *   kernels      the FA2 forward and backward tiles of the backend, on every rank at once, over
  *                tile shapes, causal and not, per storage type: FLOP rate and per-call overhead;
  *   memory       copy bandwidth of every rank at once.
- * Fits (models/fit.h, GSL): alpha and beta per tier (robust, relative error, two regimes when
- * one line does not fit), R^2, residuals. Output: a terminal summary, a kind=calibration run
- * with every data point (--out), and a machine file (--machine-out, else printed) in which the
- * tiers that were not measured keep the base machine's (--machine) values and say so.
+ * Fits (models/fit.h, GSL): alpha and beta per tier and per pattern (robust, relative error, two
+ * regimes when one line does not fit), R^2, residuals; a pattern's fit with R^2 < 0.9 or a
+ * relative RMS above 15 % is reported as poor and written as a comment, not used. Output: a
+ * terminal summary, a kind=calibration run with every data point (--out), and a machine file
+ * (--machine-out, else printed) in which the tiers that were not measured keep the base machine's
+ * (--machine) values and say so.
  */
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
@@ -32,33 +39,44 @@
 #include "fail.h"
 #include "kn_problem.h"
 #include "predict.h"
+#include "sweep.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "exec_cuda.h"
 #include "gpu_bind.h"
 #endif
 
-static const opt_id calibrate_opts[] = {OPT_BACKEND,     OPT_COMM,        OPT_GRID, OPT_MACHINE,
-                                        OPT_MAX_MESSAGE, OPT_MACHINE_OUT, OPT_OUT,  OPT_END};
+static const opt_id calibrate_opts[] = {
+    OPT_BACKEND,  OPT_COMM, OPT_GRID,  OPT_MACHINE, OPT_MAX_MESSAGE, OPT_MACHINE_OUT,
+    OPT_OUT,      OPT_ALGO, OPT_SEQ,   OPT_BATCH,   OPT_HEADS,       OPT_KV_HEADS,
+    OPT_HEAD_DIM, OPT_PASS, OPT_DTYPE, OPT_LAYOUT,  OPT_END};
 
 static const cli_command calibrate_cmd = {
     "calibrate",
     "measure links and kernels on this machine, fit the model's parameters",
     "Measures, on the ranks it is given (mpirun -n P), message times per link tier (ring\n"
-    "shift and ping-pong, 8 B ... --max-message), ring collectives on the grid, the attention\n"
-    "kernels' FLOP rate and memory bandwidth; fits alpha and beta per tier with GSL and writes a\n"
-    "machine file (--machine-out; printed when not given) that --machine FILE reads back. Tiers\n"
-    "not measured keep the values of the base machine (--machine) and the file says so.\n"
+    "shift and ping-pong, 8 B ... --max-message), whether the ranks of a node share their\n"
+    "NICs, every communication pattern the configured runs use (--algo, --seq, --heads,\n"
+    "--kv-heads, --head-dim, --batch, --pass, --dtype as `run` takes them, on their grid: up to\n"
+    "the largest message they send; without --seq every algorithm's patterns up to 16M or\n"
+    "--max-message), how much of a transfer hides behind compute, the attention kernels' FLOP\n"
+    "rate and fixed cost and the memory bandwidth; fits alpha and beta per tier and per\n"
+    "pattern with GSL (poor fits are reported and not used) and writes a machine file\n"
+    "(--machine-out; printed when not given) that --machine FILE reads back. Tiers not\n"
+    "measured keep the values of the base machine (--machine) and the file says so.\n"
     "With --backend cuda every rank drives a GPU (as attnsim run does): links and collectives\n"
     "move GPU buffers with --comm (nccl, or mpi staged through host memory), the kernels are\n"
     "the CUDA FA2 kernels (f16, bf16), memory is a device copy. Defaults: --max-message 256M\n"
-    "--machine dgx-h100 --backend cpu --comm mpi --grid: square where P is a square, else auto.",
+    "--machine dgx-h100 --backend cpu --comm mpi --grid: square where P is a square, else auto;\n"
+    "with --seq: --algo ring,a2d-no,a2d-o,ulysses --pass train --heads 4 --head-dim 32\n"
+    "--batch 1, as `run`.",
     calibrate_opts,
     NULL,
     256};
 
 /* The machine file: base machine with the measured values in place, each line commented. */
 static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
-                          const char *when, int nodes, const char *backend, const char *comm)
+                          const char *when, int nodes, const char *backend, const char *comm,
+                          const pattern_fit *fits, int nfit, const char *nic_note)
 {
     static const char *const tiers[2] = {"intra", "inter"};
     fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
@@ -84,15 +102,53 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fprintf(f,
             "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
     for (int t = 0; t < 2; t++) {
-        const char *note =
-            m->measured[t] ? "measured: ring shift, robust fit" : "NOT MEASURED: kept";
+        const char *note = !m->measured[t] ? "NOT MEASURED: kept"
+                           : t == TIER_INTER
+                               ? "measured: ring shift, robust fit; per NIC (gpus_per_nic)"
+                               : "measured: ring shift, robust fit";
         fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
         fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
     }
-    fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
-    char opt[1024];
-    machine_format_optional(m, opt, sizeof opt);
+    fprintf(f, "gpus_per_nic = %llu   # %s\n", (unsigned long long)m->gpus_per_nic,
+            nic_note[0] ? nic_note : "kept");
+    machine plain = *m; /* the optional keys without the measured lines written below */
+    plain.n_links = 0;
+    plain.overlap_hidden[0] = plain.overlap_hidden[1] = -1.0;
+    plain.overlap_compute_ratio = 1.0;
+    char opt[4096];
+    machine_format_optional(&plain, opt, sizeof opt);
     fputs(opt, f);
+    for (int t = 0; t < 2; t++)
+        if (m->overlap_hidden[t] >= 0)
+            fprintf(f,
+                    "overlap.%s.hidden = %.17g   # measured: share of min(compute, transfer) "
+                    "hidden in a ring step\n",
+                    tiers[t], m->overlap_hidden[t]);
+    if (m->overlap_compute_ratio != 1.0)
+        fprintf(f,
+                "overlap.compute_ratio = %.17g   # measured: compute beside a transfer / alone\n",
+                m->overlap_compute_ratio);
+    for (int k = 0; k < nfit; k++) {
+        const pattern_fit *pf = &fits[k];
+        char key[96];
+        snprintf(key, sizeof key, "link.%s.%s.g%llu", tiers[pf->tier],
+                 am_pattern_names[pf->pattern], (unsigned long long)pf->g);
+        const char *c = pf->poor ? "# " : "";
+        if (pf->poor)
+            fprintf(f, "# POOR FIT (%s), not used: %s (the tier's rate applies)\n", pf->why, key);
+        else
+            fprintf(f, "# measured: %s; R^2 %.4f, rel RMS %.1f %%\n", pf->source, pf->r2,
+                    100 * pf->rel_rms);
+        if (!pf->ok) continue;
+        link_rate r = pattern_fit_rate(pf);
+        fprintf(f, "%s%s.alpha = %.17g s\n%s%s.bandwidth = %.17g B/s\n", c, key, r.alpha_s, c, key,
+                r.bytes_per_s);
+        if (r.break_bytes > 0)
+            fprintf(f,
+                    "%s%s.break = %.17g B\n%s%s.large_alpha = %.17g s\n%s%s.large_bandwidth = "
+                    "%.17g B/s\n",
+                    c, key, r.break_bytes, c, key, r.alpha_large_s, c, key, r.bytes_per_s_large);
+    }
 }
 
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
@@ -111,6 +167,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     memset(&o, 0, sizeof o);
     o.machine = "dgx-h100";
     o.max_message = 256u << 20;
+    o.pass = AM_TRAIN;
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
     machine base;
     char err[600];
@@ -229,25 +286,58 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     kernel_series ks[3];
     for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
     double copy_bps = measure_copy(&e);
-    /* the groups Attention2D's phases use (models/algo_a2d.c): all-gathers on rows and columns,
-     * reduce-scatters on rows (partial O, dQ) and columns (dK, dV); Ulysses' all-to-all */
-    enum { NCOLL = 5 };
-    static const coll_def colls[NCOLL] = {{"allgather_row", AM_COMM_ROW, PAT_ALLGATHER},
-                                          {"allgather_col", AM_COMM_COL, PAT_ALLGATHER},
-                                          {"reduce_scatter_row", AM_COMM_ROW, PAT_REDUCE_SCATTER},
-                                          {"reduce_scatter_col", AM_COMM_COL, PAT_REDUCE_SCATTER},
-                                          {"alltoall_world", AM_COMM_WORLD, PAT_ALLTOALL}};
-    double coll_t[NCOLL][8], coll_bytes[8];
-    int ncb = 0;
-    for (uint64_t b = 1024;
-         b <= (o.max_message < (4u << 20) ? o.max_message : (4u << 20)) && ncb < 8; b *= 4)
-        coll_bytes[ncb++] = (double)b;
-    for (int c = 0; c < NCOLL; c++)
-        for (int k = 0; k < ncb; k++)
-            coll_t[c][k] = coll_time(&e, &colls[c], (size_t)coll_bytes[k]);
+    overlap_meas ovl[2];
+    for (int t = 0; t < 2; t++)
+        ovl[t] = measure_overlap(&e, t, &shift[t],
+                                 o.max_message < (64u << 20) ? o.max_message : 64u << 20);
+    /* the patterns of the configured runs (without --seq: every algorithm on the grid, up to
+     * 16M or --max-message) */
+    int ncfg = 0;
+    am_config *cfgs = kn_xmalloc(4096 * sizeof *cfgs, "configurations");
+    int configured = o.seq.n > 0;
+    if (!configured) {
+        o.seq.n = 1, o.seq.v[0] = 1024 * (uint64_t)e.P;
+        o.heads = o.kv_heads = e.P > 8 ? (uint64_t)e.P : 8;
+        o.head_dim.n = 1, o.head_dim.v[0] = 64;
+        o.dtypes = 1u << KN_F32;
+    }
+    if (!o.algos) o.algos = (1u << AM_NUM_ALGOS) - 1;
+    if (!o.batch) o.batch = 1;
+    if (!o.heads) o.heads = 4;
+    if (!o.kv_heads) o.kv_heads = o.heads;
+    if (!o.head_dim.n) o.head_dim.n = 1, o.head_dim.v[0] = 32;
+    if (!o.dtypes) o.dtypes = 1u << (e.cuda ? KN_BF16 : KN_F32);
+    for (int a = 0; a < AM_NUM_ALGOS; a++)
+        for (size_t si = 0; si < o.seq.n; si++)
+            for (size_t di = 0; di < o.head_dim.n; di++)
+                for (int dt = 0; dt < 3; dt++) {
+                    if (!(o.algos & (1u << a)) || !(o.dtypes & (1u << dt)) || ncfg == 4096)
+                        continue;
+                    am_config c;
+                    char verr[300];
+                    if (sweep_config(&o, &base, a, (uint64_t)e.P, o.seq.v[si], o.head_dim.v[di], 0,
+                                     dt, 1, &c) < 0 ||
+                        am_validate(&c, verr, sizeof verr))
+                        continue;
+                    cfgs[ncfg++] = c;
+                }
+    enum { MAX_PATTERNS = 64 };
+    pattern_meas *pats = kn_xcalloc(MAX_PATTERNS, sizeof *pats, "patterns");
+    int npat = patterns_of(cfgs, ncfg, pats, MAX_PATTERNS);
+    uint64_t cap = configured                    ? (1u << 30)
+                   : o.max_message < (16u << 20) ? o.max_message
+                                                 : 16u << 20;
+    for (int k = 0; k < npat; k++) {
+        if (!configured || pats[k].max_bytes > cap) pats[k].max_bytes = cap;
+        measure_pattern(&e, &pats[k]);
+    }
+    free(cfgs);
     double took = MPI_Wtime() - t_start;
 
     int rc_out = 0;
+    pattern_fit fits[MAX_PATTERNS];
+    int nfit = 0;
+    const char *nic_note = "";
     if (e.rank == 0) {
         machine m = base;
         snprintf(m.name, sizeof m.name, "calibrated-%.40s", host);
@@ -279,15 +369,27 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         for (int t = 0; t < 2; t++) {
             m.measured[t] = shift[t].ok;
             if (!shift[t].ok) continue;
-            m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 0.0);
+            m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 1e-9);
             m.bytes_per_s[t] = 1.0 / shift[t].fit.small.beta;
             m.break_bytes[t] = 0;
             if (shift[t].fit.two_regimes) {
                 m.break_bytes[t] = shift[t].fit.break_x;
-                m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 0.0);
+                m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 1e-9);
                 m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
             }
         }
+        for (int t = 0; t < 2; t++) /* measured overlap */
+            if (ovl[t].ok) m.overlap_hidden[t] = ovl[t].hidden;
+        if (ovl[0].ok || ovl[1].ok) m.overlap_compute_ratio = ovl[ovl[0].ok ? 0 : 1].ratio;
+        /* the patterns, fitted with the NICs and the memory rate just measured */
+        nfit = fit_patterns(&e, pats, npat, &m, fits, MAX_PATTERNS);
+        m.n_links = 0;
+        for (int k = 0; k < nfit; k++)
+            if (!fits[k].poor && m.n_links < MACHINE_MAX_LINKS) {
+                machine_link *l = &m.links[m.n_links++];
+                l->tier = fits[k].tier, l->pattern = fits[k].pattern, l->group = fits[k].g;
+                l->r = pattern_fit_rate(&fits[k]);
+            }
         printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
                "3 samples per size, relative error");
         print_series("intra-node ring shift", &shift[0]);
@@ -317,25 +419,50 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
         printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
                copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
-        printf("# ring collectives on the %llux%llu grid: measured vs (g-1)(alpha + m / bandwidth) "
-               "of the fitted intra-node ring shift\n",
-               (unsigned long long)grid.rows, (unsigned long long)grid.cols);
-        const int gsize[NCOLL] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, (int)grid.rows,
-                                  e.P};
-        for (int c = 0; c < NCOLL; c++) {
-            printf("  %-20s", colls[c].name);
-            if (gsize[c] < 2) { /* a group of one moves nothing: no error to show */
-                printf(" groups of one rank: nothing to compare\n");
+        printf("# overlap: a ring step computing while its transfer runs (hidden share of "
+               "min(compute, transfer); compute time beside the transfer over alone)\n");
+        for (int t = 0; t < 2; t++) {
+            if (!ovl[t].ok) {
+                printf("  %-6s not measured (no pair of ranks)\n", t ? "inter" : "intra");
                 continue;
             }
-            for (int k = 0; k < ncb; k++) {
-                double pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTRA, coll_bytes[k], 1);
-                if (e.nodes > 1)
-                    pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTER, coll_bytes[k], 1);
-                printf(" %6.0fk: %+5.0f%%", coll_bytes[k] / 1024,
-                       100 * (pred - coll_t[c][k]) / coll_t[c][k]);
+            printf("  %-6s hidden %.2f, compute ratio %.2f (compute %.3f ms;",
+                   t ? "inter" : "intra", ovl[t].hidden, ovl[t].ratio, ovl[t].compute_s[0] * 1e3);
+            for (int k = 0; k < ovl[t].n; k++)
+                printf(" %.0f B: alone %.3f ms, with it %.3f ms%s", ovl[t].bytes[k],
+                       ovl[t].transfer_s[k] * 1e3, ovl[t].step_s[k] * 1e3,
+                       k + 1 < ovl[t].n ? ";" : ")\n");
+        }
+        printf("# patterns of the %s (time per step = alpha + m / bandwidth; inter-node: m the "
+               "bytes through the busiest NIC)\n",
+               configured ? "configured runs" : "algorithms");
+        for (int k = 0; k < npat; k++) {
+            const pattern_meas *pm = &pats[k];
+            double top = pm->bytes[pm->n - 1], tmeas = pm->time[pm->n - 1];
+            printf("  measured %-60s %zu points up to %.0f B (%.3f ms per step)\n", pm->name, pm->n,
+                   top, tmeas * 1e3);
+        }
+        for (int k = 0; k < nfit; k++) {
+            const pattern_fit *f = &fits[k];
+            char key[96];
+            snprintf(key, sizeof key, "link.%s.%s.g%llu", f->tier ? "inter" : "intra",
+                     am_pattern_names[f->pattern], (unsigned long long)f->g);
+            if (!f->ok) {
+                printf("  %-32s POOR FIT (%s): not used, the tier's rate applies\n", key, f->why);
+                continue;
             }
-            printf("\n");
+            /* what the tier's own rate would make of the largest size */
+            link_rate tr = machine_tier_rate(&m, f->tier);
+            double xl = f->x[f->n - 1], tl = f->t[f->n - 1];
+            double tier_err = 100 * (link_rate_time(&tr, xl, 1) - tl) / tl;
+            printf("  %-32s alpha %9.3f us  bandwidth %9.3f GB/s  R^2 %.4f  rel RMS %5.1f%%  "
+                   "(tier rate: %+.0f%% at %.0f B)%s%s\n",
+                   key, f->fit.small.alpha * 1e6, 1e-9 / f->fit.small.beta, f->r2, 100 * f->rel_rms,
+                   tier_err, xl, f->poor ? "  POOR FIT (" : "", f->poor ? f->why : "");
+            if (f->fit.two_regimes)
+                printf("  %-32s from %.0f B: alpha %9.3f us  bandwidth %9.3f GB/s\n", "",
+                       f->fit.break_x, f->fit.large.alpha * 1e6, 1e-9 / f->fit.large.beta);
+            if (f->poor) printf("  %-32s POOR FIT: not used, the tier's rate applies\n", "");
         }
         printf("# calibration took %.1f s\n", took);
 
@@ -346,14 +473,15 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
             FILE *f = fopen(tmp, "w");
             if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes, bname, cname);
+            write_machine(f, &base, &m, host, when, e.nodes, bname, cname, fits, nfit, nic_note);
             if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
                 attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
             printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
                    o.machine_out);
         } else {
             printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
+            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname, fits, nfit,
+                          nic_note);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -398,17 +526,76 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
-            for (int c = 0; c < NCOLL; c++) {
-                char p[96];
-                hsize_t n = (hsize_t)ncb;
-                snprintf(p, sizeof p, "collectives/%s/bytes", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_bytes, "bytes");
-                snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_t[c], "s");
+            for (int k = 0; k < npat; k++) {
+                char p[240];
+                hsize_t n = pats[k].n;
+                snprintf(p, sizeof p, "patterns/%d/bytes", k);
+                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, pats[k].bytes, "bytes");
+                snprintf(p, sizeof p, "patterns/%d/time_s", k);
+                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, pats[k].time, "s");
+                snprintf(p, sizeof p, "patterns/%d", k);
+                hid_t pg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5_attr_str(pg, "pattern", am_pattern_names[pats[k].pattern]);
+                h5_attr_str(pg, "communicator", am_comm_names[pats[k].comm]);
+                h5_attr_str(pg, "description", pats[k].name);
+                h5_attr_i64(pg, "group_size", (int64_t)pats[k].g);
+                h5_attr_i64(pg, "grid_rows", (int64_t)pats[k].cfg.rows);
+                h5_attr_i64(pg, "steps_per_call", pats[k].steps);
+                H5CALL(H5Gclose(pg));
             }
-            char mtext[4096];
+            for (int k = 0; k < nfit; k++) {
+                const pattern_fit *f = &fits[k];
+                char p[240];
+                snprintf(p, sizeof p, "pattern_fits/%s.%s.g%llu", f->tier ? "inter" : "intra",
+                         am_pattern_names[f->pattern], (unsigned long long)f->g);
+                hsize_t n = f->n;
+                char q[300];
+                snprintf(q, sizeof q, "%s/bytes", p);
+                h5_write(g, q, H5T_NATIVE_DOUBLE, 1, &n, f->x, "bytes");
+                snprintf(q, sizeof q, "%s/time_s", p);
+                h5_write(g, q, H5T_NATIVE_DOUBLE, 1, &n, f->t, "s");
+                hid_t pg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5_attr_i64(pg, "ok", f->ok);
+                h5_attr_i64(pg, "poor_fit", f->poor);
+                h5_attr_str(pg, "measured_on", f->source);
+                if (f->ok) {
+                    h5_attr_f64(pg, "alpha_s", f->fit.small.alpha);
+                    h5_attr_f64(pg, "bandwidth_bytes_per_s", 1.0 / f->fit.small.beta);
+                    h5_attr_f64(pg, "r2", f->r2);
+                    h5_attr_f64(pg, "rel_rms", f->rel_rms);
+                    h5_attr_i64(pg, "two_regimes", f->fit.two_regimes);
+                    if (f->fit.two_regimes) {
+                        h5_attr_f64(pg, "break_bytes", f->fit.break_x);
+                        h5_attr_f64(pg, "large_alpha_s", f->fit.large.alpha);
+                        h5_attr_f64(pg, "large_bandwidth_bytes_per_s", 1.0 / f->fit.large.beta);
+                    }
+                }
+                if (f->poor) h5_attr_str(pg, "poor_fit_reason", f->why);
+                H5CALL(H5Gclose(pg));
+            }
+            for (int t = 0; t < 2; t++) {
+                if (!ovl[t].ok) continue;
+                char p[96];
+                hsize_t n = (hsize_t)ovl[t].n;
+                const char *tn = t ? "inter" : "intra";
+                snprintf(p, sizeof p, "overlap/%s/bytes", tn);
+                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].bytes, "bytes");
+                snprintf(p, sizeof p, "overlap/%s/transfer_s", tn);
+                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].transfer_s, "s");
+                snprintf(p, sizeof p, "overlap/%s/step_s", tn);
+                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].step_s, "s");
+                snprintf(p, sizeof p, "overlap/%s/compute_during_s", tn);
+                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].compute_during_s, "s");
+                snprintf(p, sizeof p, "overlap/%s", tn);
+                hid_t og = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5_attr_f64(og, "compute_s", ovl[t].compute_s[0]);
+                h5_attr_f64(og, "hidden", ovl[t].hidden);
+                h5_attr_f64(og, "compute_ratio", ovl[t].ratio);
+                H5CALL(H5Gclose(og));
+            }
+            static char mtext[65536];
             FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, fits, nfit, nic_note);
             fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
@@ -428,6 +615,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);
+    for (int k = 0; k < npat; k++) pattern_meas_free(&pats[k]);
+    for (int k = 0; k < nfit; k++) pattern_fit_free(&fits[k]);
+    free(pats);
     comm_free(&e.comm);
     free(hosts), free(e.node_of), free(e.local_of), free(e.per_node);
     MPICALL(MPI_Finalize());

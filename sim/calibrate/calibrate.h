@@ -2,7 +2,8 @@
  * and writes the machine file; cost-model.md, "Calibration"; docs/calibration.md):
  *   links.c        message times per link tier (ring shift, ping-pong) and their alpha-beta fits;
  *   kernels.c      the attention kernels' FLOP rate and per-call overhead, memory copy rate;
- *   collectives.c  ring collectives on the grid's rows and columns, and the all-to-all.
+ *   patterns.c     the communication patterns of the configured runs, and their fits;
+ *   overlap.c      how much of a transfer hides behind compute.
  * Every measurement is collective over MPI_COMM_WORLD: all ranks call it and get the slowest
  * rank's time.
  */
@@ -50,6 +51,8 @@ typedef struct {
  * a fit with a positive slope). s.n == 0: the job has no such pair of ranks. */
 series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes);
 void series_free(series *s);
+/* The ring-shift peers of this rank on a tier (-1: it sits out). */
+void cal_tier_peers(const cal_env *e, int tier, int *to, int *from);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
 void write_series(hid_t g, const char *path, const series *s);
 /* The terminal summary of a series: one line, two with two regimes. */
@@ -72,15 +75,67 @@ kernel_series measure_kernels(const cal_env *e, kn_dtype dt);
 /* Memory copy rate, every rank at once: bytes read + written per second (slowest rank). */
 double measure_copy(const cal_env *e);
 
-/* ---- collectives (collectives.c) ----------------------------------------------------------- */
+/* ---- patterns (patterns.c) ---------------------------------------------------------------- */
 
+/* A pattern as a configuration's phases use it: the pattern (a return hop counts as a ring
+ * shift), its communicator on that configuration's grid (a pairwise exchange: the phase's
+ * partners), the group size, and the largest message the configured runs send with it; then
+ * the measured time per step by message size (slowest rank; 3 samples per size). */
 typedef struct {
-    const char *name;
-    am_comm comm;       /* AM_COMM_ROW, AM_COMM_COL, AM_COMM_WORLD */
-    am_pattern pattern; /* PAT_ALLGATHER, PAT_REDUCE_SCATTER, PAT_ALLTOALL */
-} coll_def;
+    am_pattern pattern;
+    am_comm comm;
+    const am_phase_desc *ph;
+    am_config cfg;
+    uint64_t max_bytes, g;
+    char name[160];
+    int steps; /* steps per call: 1 (shift, pairwise), g - 1 (the rest) */
+    size_t n;
+    double *bytes, *time;
+} pattern_meas;
 
-/* Time of one collective with chunks of `chunk` bytes (slowest rank, best of 3). */
-double coll_time(cal_env *e, const coll_def *cd, size_t chunk);
+/* The distinct patterns of the configurations' phases. Returns how many (at most max). */
+int patterns_of(const am_config *cfgs, int ncfg, pattern_meas *out, int max);
+/* Measures one: 8 B ... the largest message (powers of two), every rank at once. */
+void measure_pattern(cal_env *e, pattern_meas *pm);
+void pattern_meas_free(pattern_meas *pm);
+
+/* A pattern line of the machine file: the measurements of one (tier, pattern, group size),
+ * as time per step against the bytes of one flow (intra-node) or of the busiest NIC
+ * (inter-node), fitted (fit_link); poor when R^2 < 0.9 or the relative RMS > 15 % (then it is
+ * reported and not used). */
+typedef struct {
+    int tier;
+    am_pattern pattern;
+    uint64_t g;
+    size_t n;
+    double *x, *t;
+    link_fit fit;
+    int ok, poor;
+    double r2, rel_rms;
+    char why[96];
+    char source[400];
+} pattern_fit;
+
+/* Fits the measured patterns with machine m's NIC sharing (gpus_per_nic), memory rate and
+ * kernel overhead (a reduce-scatter's combine is priced as the model prices it and taken out).
+ * Returns the number of fits (at most max). */
+int fit_patterns(const cal_env *e, pattern_meas *pm, int n, const machine *m, pattern_fit *out,
+                 int max);
+void pattern_fit_free(pattern_fit *pf);
+link_rate pattern_fit_rate(const pattern_fit *pf);
+
+/* ---- overlap (overlap.c) ------------------------------------------------------------------- */
+
+/* A ring step that computes while its transfer runs, per tier present: the compute alone, the
+ * transfer alone and the two together at three transfer/compute ratios. hidden: the median
+ * share of min(compute, transfer) hidden; ratio: the median compute time while the transfer
+ * runs over its time alone. ok 0: the tier has no pair of ranks. */
+typedef struct {
+    int ok;
+    double hidden, ratio;
+    int n;
+    double compute_s[3], transfer_s[3], step_s[3], compute_during_s[3], bytes[3];
+} overlap_meas;
+overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t max_bytes);
 
 #endif

@@ -83,10 +83,12 @@ static double link_sample(const cal_env *e, int send_to, int recv_from, int ping
 
 /* Peers of this rank for a tier: intra, the next rank of its node (ring over the node's
  * ranks); inter, the same local rank on the next node. -1 when it sits out. */
-static void tier_peers(const cal_env *e, int tier, int pingpong, int *to, int *from)
+static void tier_peers(const cal_env *e, int tier, int pingpong, int one_per_node, int *to,
+                       int *from)
 {
     *to = *from = -1;
     int me = e->rank, node = e->node_of[me], local = e->local_of[me];
+    if (one_per_node && local != 0) return;
     if (pingpong) { /* rank 0 and its first peer of the tier */
         int peer = -1;
         for (int r = 1; r < e->P && peer < 0; r++)
@@ -116,12 +118,13 @@ static void tier_peers(const cal_env *e, int tier, int pingpong, int *to, int *f
     }
 }
 
-series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes)
+static series link_series(const cal_env *e, int tier, int pingpong, int one_per_node,
+                          uint64_t max_bytes)
 {
     series s;
     memset(&s, 0, sizeof s);
     int to, from;
-    tier_peers(e, tier, pingpong, &to, &from);
+    tier_peers(e, tier, pingpong, one_per_node, &to, &from);
     int active = to >= 0;
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &active, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (!active) return s;
@@ -143,6 +146,16 @@ series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes
     /* a slope <= 0 (time not growing with size) is no bandwidth: the tier counts as unmeasured */
     s.ok = fit_link(s.bytes, s.time, s.n, &s.fit) == 0 && s.fit.small.beta > 0;
     return s;
+}
+
+series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes)
+{
+    return link_series(e, tier, pingpong, 0, max_bytes);
+}
+
+void cal_tier_peers(const cal_env *e, int tier, int *to, int *from)
+{
+    tier_peers(e, tier, 0, 0, to, from);
 }
 
 void series_free(series *s)

@@ -1,0 +1,346 @@
+/* patterns.c - the communication patterns of the configured runs, measured as the algorithms
+ * run them (the comm layer's rings, pairwise exchanges and all-to-alls, every group of a
+ * communicator busy at once), and fitted per tier into the machine file's pattern lines
+ * (calibrate.h; docs/calibration.md, "Patterns"). */
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calibrate.h"
+#include "fail.h"
+
+/* ---- which patterns ---------------------------------------------------------------------- */
+
+/* Adds (pattern, comm, grid) or raises its largest message. A return hop is one step of a ring
+ * shift on the same communicator, and is measured as one. */
+static int add_pattern(pattern_meas *pm, int n, int max, const am_config *c,
+                       const am_phase_desc *ph, uint64_t bytes)
+{
+    am_pattern pat = ph->pattern == PAT_RETURN_HOP ? PAT_RING_SHIFT : ph->pattern;
+    am_comm comm = pat == PAT_PAIRWISE ? AM_COMM_WORLD : ph->comm;
+    uint64_t g = pat == PAT_PAIRWISE ? 2 : am_comm_group(c, comm, 0).size;
+    if (g < 2 || bytes == 0) return n;
+    if (pat == PAT_PAIRWISE) { /* a permutation that keeps every rank's data moves nothing */
+        uint64_t movers = 0;
+        for (uint64_t x = 0; x < c->P; x++) movers += ph->peer(c, x) != x;
+        if (!movers) return n;
+    }
+    for (int i = 0; i < n; i++)
+        if (pm[i].pattern == pat && pm[i].comm == comm && pm[i].cfg.rows == c->rows &&
+            (pat != PAT_PAIRWISE || pm[i].ph->peer == ph->peer)) {
+            if (bytes > pm[i].max_bytes) pm[i].max_bytes = bytes;
+            return n;
+        }
+    if (n == max) return n;
+    pattern_meas *p = &pm[n];
+    memset(p, 0, sizeof *p);
+    p->pattern = pat, p->comm = comm, p->ph = ph, p->cfg = *c, p->max_bytes = bytes, p->g = g;
+    snprintf(p->name, sizeof p->name, "%s on %s (%llux%llu grid, g = %llu)", am_pattern_names[pat],
+             pat == PAT_PAIRWISE ? ph->name : am_comm_names[comm], (unsigned long long)c->rows,
+             (unsigned long long)c->cols, (unsigned long long)g);
+    return n + 1;
+}
+
+int patterns_of(const am_config *cfgs, int ncfg, pattern_meas *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < ncfg; i++) {
+        const am_phase_desc *ph[AM_MAX_PHASES];
+        int F = am_phases(&cfgs[i], ph);
+        for (int f = 0; f < F; f++) {
+            if (ph[f]->pattern == PAT_NONE) continue;
+            uint64_t m = am_phase_max_message(&cfgs[i], f);
+            if (ph[f]->step_bytes) { /* two payloads travel together in one step */
+                uint64_t sb = ph[f]->step_bytes(&cfgs[i]);
+                m = sb > m ? sb : m;
+            }
+            n = add_pattern(out, n, max, &cfgs[i], ph[f], m);
+        }
+    }
+    return n;
+}
+
+/* ---- measuring --------------------------------------------------------------------------- */
+
+static int reps_for(uint64_t bytes)
+{
+    return bytes <= 4096 ? 41 : bytes <= 1 << 20 ? 15 : 5;
+}
+
+typedef struct {
+    const exec_dev *dev;
+    size_t chunk;
+} sum_ctx;
+
+static void sum_f32(void *own, const void *in, int j, void *ctx)
+{
+    (void)j;
+    const sum_ctx *c = ctx;
+    c->dev->add_f32(own, in, c->chunk / sizeof(float));
+}
+
+/* The rank this one receives from in a pairwise exchange (the rank whose partner it is). */
+static int pairwise_source(const pattern_meas *pm, int me)
+{
+    for (uint64_t y = 0; y < pm->cfg.P; y++)
+        if (pm->ph->peer(&pm->cfg, y) == (uint64_t)me && y != (uint64_t)me) return (int)y;
+    return MPI_PROC_NULL;
+}
+
+/* One call of the pattern with messages of `bytes` on comm layer cc. */
+static void run_once(cal_env *e, comm_ctx *cc, const pattern_meas *pm, MPI_Comm on, void **blocks,
+                     void **recv, uint64_t *sizes, uint64_t bytes)
+{
+    int g = (int)pm->g;
+    for (int j = 0; j < g; j++) sizes[j] = bytes;
+    switch (pm->pattern) {
+    case PAT_RING_SHIFT: {
+        int k, n;
+        MPICALL(MPI_Comm_rank(on, &k));
+        MPICALL(MPI_Comm_size(on, &n));
+        comm_sendrecv(cc, on, (k + 1) % n, blocks[0], bytes, (k + n - 1) % n, recv[0], bytes);
+        break;
+    }
+    case PAT_PAIRWISE: {
+        uint64_t dest = pm->ph->peer(&pm->cfg, (uint64_t)e->rank);
+        int to = dest == (uint64_t)e->rank ? MPI_PROC_NULL : (int)dest;
+        comm_sendrecv(cc, cc->world, to, blocks[0], bytes, pairwise_source(pm, e->rank), recv[0],
+                      bytes);
+        break;
+    }
+    case PAT_ALLGATHER:
+        comm_ring_allgather(cc, on, blocks, sizes);
+        break;
+    case PAT_REDUCE_SCATTER: {
+        sum_ctx sc = {e->dev, bytes};
+        comm_ring_reduce_scatter(cc, on, blocks, sizes, sum_f32, &sc);
+        break;
+    }
+    default:
+        comm_alltoall(cc, on, blocks, sizes, recv, sizes);
+        break;
+    }
+}
+
+void measure_pattern(cal_env *e, pattern_meas *pm)
+{
+    comm_ctx cc;
+    comm_init(&cc, &pm->cfg, MPI_COMM_WORLD, e->comm.mode, e->comm.stream, e->dev->alloc,
+              e->dev->release);
+    cc.recording = 0;
+    MPI_Comm on = pm->comm == AM_COMM_ROW || pm->comm == AM_COMM_ACROSS_GROUPS ? cc.row
+                  : pm->comm == AM_COMM_COL || pm->comm == AM_COMM_GROUP       ? cc.col
+                                                                               : cc.world;
+    int g = (int)pm->g;
+    pm->steps = pm->pattern == PAT_RING_SHIFT || pm->pattern == PAT_PAIRWISE ? 1 : g - 1;
+    uint64_t top = 8;
+    while (top < pm->max_bytes) top *= 2;
+    size_t sizes_n = 0;
+    for (uint64_t b = 8; b <= top; b *= 2) sizes_n++;
+    pm->bytes = kn_xmalloc(3 * sizes_n * sizeof(double), "pattern samples");
+    pm->time = kn_xmalloc(3 * sizes_n * sizeof(double), "pattern samples");
+    void **blocks = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
+    void **recv = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
+    uint64_t *sizes = kn_xmalloc((size_t)g * sizeof(uint64_t), "sizes");
+    for (int j = 0; j < g; j++) {
+        blocks[j] = e->dev->alloc(top, "pattern block"), recv[j] = e->dev->alloc(top, "block");
+        e->dev->zero(blocks[j], top);
+    }
+    pm->n = 0;
+    for (uint64_t b = 8; b <= top; b *= 2)
+        for (int k = 0; k < 3; k++) {
+            int reps = reps_for(b);
+            polite_barrier();
+            for (int w = 0; w < 2; w++) run_once(e, &cc, pm, on, blocks, recv, sizes, b);
+            e->dev->sync();
+            MPICALL(MPI_Barrier(MPI_COMM_WORLD));
+            /* every call timed; the sample is their median (a rank descheduled now and then on
+             * a busy machine moves the mean, not the median) */
+            double *one = kn_xmalloc((size_t)reps * sizeof(double), "pattern times");
+            for (int i = 0; i < reps; i++) {
+                double t0 = MPI_Wtime();
+                run_once(e, &cc, pm, on, blocks, recv, sizes, b);
+                e->dev->sync();
+                one[i] = MPI_Wtime() - t0;
+            }
+            gsl_sort(one, 1, (size_t)reps);
+            double t = gsl_stats_median_from_sorted_data(one, 1, (size_t)reps) / pm->steps;
+            free(one);
+            MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+            pm->bytes[pm->n] = (double)b, pm->time[pm->n] = t;
+            pm->n++;
+        }
+    for (int j = 0; j < g; j++) e->dev->release(blocks[j]), e->dev->release(recv[j]);
+    free(blocks), free(recv), free(sizes);
+    comm_free(&cc);
+}
+
+void pattern_meas_free(pattern_meas *pm)
+{
+    free(pm->bytes), free(pm->time);
+    pm->bytes = pm->time = NULL;
+    pm->n = 0;
+}
+
+/* ---- fitting ----------------------------------------------------------------------------- */
+
+/* The hops of one step of the pattern: whether some hop crosses nodes, and the most ranks that
+ * cross through one NIC (ranks of a node share its NICs gpus_per_nic at a time). */
+static void step_hops(const cal_env *e, const pattern_meas *pm, uint64_t shift,
+                      uint64_t gpus_per_nic, int *inter, double *load)
+{
+    int P = e->P;
+    int *crossing = kn_xcalloc((size_t)P * P, sizeof(int), "loads"); /* [node][NIC of node] */
+    *inter = 0;
+    int most = 0;
+    for (int x = 0; x < P; x++) {
+        uint64_t y;
+        if (pm->pattern == PAT_PAIRWISE) {
+            y = pm->ph->peer(&pm->cfg, (uint64_t)x);
+        } else {
+            am_group gr = am_comm_group(&pm->cfg, pm->comm, (uint64_t)x);
+            y = gr.first + ((gr.index + shift) % gr.size) * gr.stride;
+        }
+        if (y == (uint64_t)x || e->node_of[x] == e->node_of[y]) continue;
+        *inter = 1;
+        int nic = e->node_of[x] * P + e->local_of[x] / (int)gpus_per_nic;
+        if (++crossing[nic] > most) most = crossing[nic];
+    }
+    *load = most > 0 ? most : 1;
+    free(crossing);
+}
+
+/* Weighted (1/t^2) R^2 and the RMS of the relative residuals of fit f over the points. */
+static void quality(const link_fit *f, const double *x, const double *t, size_t n, double *r2,
+                    double *rel_rms)
+{
+    double sw = 0, swt = 0;
+    for (size_t i = 0; i < n; i++) sw += 1 / (t[i] * t[i]), swt += t[i] / (t[i] * t[i]);
+    double mean = swt / sw, res = 0, tot = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = (link_fit_eval(f, x[i]) - t[i]) / t[i], d = (t[i] - mean) / t[i];
+        res += r * r, tot += d * d;
+    }
+    *r2 = tot > 0 ? 1 - res / tot : 0;
+    *rel_rms = sqrt(res / (double)n);
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const double *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+int fit_patterns(const cal_env *e, pattern_meas *pm, int n, const machine *m, pattern_fit *out,
+                 int max)
+{
+    int nf = 0;
+    for (int i = 0; i < n; i++) {
+        pattern_meas *p = &pm[i];
+        if (!p->n) continue;
+        /* per step type: tier and load; an all-to-all has g - 1 rounds, the rest one kind */
+        uint64_t kinds = p->pattern == PAT_ALLTOALL ? p->g - 1 : 1;
+        int any_inter = 0, all_inter = 1;
+        double load_sum = 0.0;
+        uint64_t inter_steps = 0, intra_steps = 0;
+        for (uint64_t k = 1; k <= kinds; k++) {
+            int inter;
+            double load;
+            step_hops(e, p, k, m->gpus_per_nic, &inter, &load);
+            any_inter |= inter, all_inter &= inter;
+            if (inter)
+                inter_steps++, load_sum += load;
+            else
+                intra_steps++;
+        }
+        int tier = any_inter ? TIER_INTER : TIER_INTRA;
+        /* the points: per step of the tier, against the bytes one flow (intra) or the busiest
+         * NIC (inter) carries; an all-to-all's intra-node rounds priced at the intra-node
+         * rate and taken out */
+        double *xy = kn_xmalloc(2 * p->n * sizeof(double), "fit points");
+        size_t np = 0;
+        link_rate intra = machine_link_rate(m, TIER_INTRA, p->pattern, p->g, NULL);
+        for (size_t j = 0; j < p->n; j++) {
+            double b = p->bytes[j], t = p->time[j] * (double)p->steps; /* the whole call */
+            if (p->pattern == PAT_REDUCE_SCATTER) /* the combine, as the model prices it */
+                t -= (double)p->steps * (m->kernel_overhead_s + 3.0 * b / m->hbm_bytes_per_s);
+            if (tier == TIER_INTER && !all_inter)
+                t -= (double)intra_steps * link_rate_time(&intra, b, 1);
+            uint64_t s =
+                tier == TIER_INTER && p->pattern == PAT_ALLTOALL ? inter_steps : (uint64_t)p->steps;
+            double x =
+                tier == TIER_INTER ? b * load_sum / (double)(inter_steps ? inter_steps : 1) : b;
+            if (t <= 0) continue; /* below what the rest of the model already charges */
+            xy[2 * np] = x, xy[2 * np + 1] = t / (double)s;
+            np++;
+        }
+        qsort(xy, np, 2 * sizeof(double), cmp_pair);
+        /* the same (tier, pattern, g) from another communicator joins these points */
+        int k;
+        for (k = 0; k < nf; k++)
+            if (out[k].tier == tier && out[k].pattern == p->pattern && out[k].g == p->g) break;
+        if (k == nf) {
+            if (nf == max) {
+                free(xy);
+                continue;
+            }
+            memset(&out[nf], 0, sizeof out[nf]);
+            out[nf].tier = tier, out[nf].pattern = p->pattern, out[nf].g = p->g;
+            snprintf(out[nf].source, sizeof out[nf].source, "%s", p->name);
+            nf++;
+        } else {
+            size_t len = strlen(out[k].source);
+            snprintf(out[k].source + len, sizeof out[k].source - len, "; %s", p->name);
+        }
+        pattern_fit *pf = &out[k];
+        double *x = kn_xmalloc((pf->n + np) * sizeof(double), "fit points");
+        double *t = kn_xmalloc((pf->n + np) * sizeof(double), "fit points");
+        double *all = kn_xmalloc(2 * (pf->n + np) * sizeof(double), "fit points");
+        for (size_t j = 0; j < pf->n; j++) all[2 * j] = pf->x[j], all[2 * j + 1] = pf->t[j];
+        memcpy(all + 2 * pf->n, xy, 2 * np * sizeof(double));
+        size_t total = pf->n + np;
+        qsort(all, total, 2 * sizeof(double), cmp_pair);
+        for (size_t j = 0; j < total; j++) x[j] = all[2 * j], t[j] = all[2 * j + 1];
+        free(all), free(xy), free(pf->x), free(pf->t);
+        pf->x = x, pf->t = t, pf->n = total;
+    }
+    for (int k = 0; k < nf; k++) { /* fit, judge */
+        pattern_fit *pf = &out[k];
+        pf->ok = pf->n >= 3 && fit_link(pf->x, pf->t, pf->n, &pf->fit) == 0 &&
+                 pf->fit.small.beta > 0 && (!pf->fit.two_regimes || pf->fit.large.beta > 0);
+        if (!pf->ok) {
+            snprintf(pf->why, sizeof pf->why, "no fit (time does not grow with size)");
+            pf->poor = 1;
+            continue;
+        }
+        quality(&pf->fit, pf->x, pf->t, pf->n, &pf->r2, &pf->rel_rms);
+        pf->poor = pf->r2 < 0.9 || pf->rel_rms > 0.15;
+        if (pf->poor)
+            snprintf(pf->why, sizeof pf->why, "R^2 %.3f%s, rel RMS %.1f %%%s", pf->r2,
+                     pf->r2 < 0.9 ? " < 0.9" : "", 100 * pf->rel_rms,
+                     pf->rel_rms > 0.15 ? " > 15 %" : "");
+    }
+    return nf;
+}
+
+void pattern_fit_free(pattern_fit *pf)
+{
+    free(pf->x), free(pf->t);
+    pf->x = pf->t = NULL;
+}
+
+link_rate pattern_fit_rate(const pattern_fit *pf)
+{
+    /* an intercept at or below zero is written as 1 ns: a machine file's times are positive */
+    link_rate r = {fmax(pf->fit.small.alpha, 1e-9), 1.0 / pf->fit.small.beta, 0, 0, 0};
+    if (pf->fit.two_regimes) {
+        r.break_bytes = pf->fit.break_x;
+        r.alpha_large_s = fmax(pf->fit.large.alpha, 1e-9);
+        r.bytes_per_s_large = 1.0 / pf->fit.large.beta;
+    }
+    return r;
+}
