@@ -4,15 +4,15 @@
  *
  * Under mpirun, on the ranks it is given:
  *   links        per tier present (same node, different nodes, from the host names): a ring
- *                shift with every rank of the tier sending at once (what a ring step does), and
- *                a ping-pong between two ranks (others idle), over message sizes 8 B ...
- *                --max-message, three samples per size, repetitions by size, after warm-up;
+ *                shift with every rank of the tier sending at once (what a ring step does), a
+ *                ping-pong between two ranks (others idle), and across nodes a ring shift with
+ *                one rank per node (how many ranks share a NIC); message sizes 8 B ...
+ *                --max-message (calibrate.h: samples, repetitions, when sizes stop);
  *   patterns     every communication pattern the configured runs use (--algo, --seq, ... as
  *                `run` takes them; without --seq every algorithm on the grid), on the
  *                communicators and grids they use, every group at once, up to the largest
  *                message they send: ring shifts, pairwise exchanges, all-gathers and
  *                reduce-scatters on the grid's rows and columns, all-to-alls;
- *   NIC sharing  the inter-node shift with one rank per node against all ranks at once;
  *   overlap      a ring step that computes while its transfer runs, per tier;
  *   kernels      the FA2 forward and backward tiles of the backend, on every rank at once, over
  *                tile shapes, causal and not, per storage type: FLOP rate and per-call overhead;
@@ -76,7 +76,7 @@ static const cli_command calibrate_cmd = {
 /* The machine file: base machine with the measured values in place, each line commented. */
 static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
                           const char *when, int nodes, const char *backend, const char *comm,
-                          const pattern_fit *fits, int nfit, const char *nic_note)
+                          double nic_ratio, const pattern_fit *fits, int nfit)
 {
     static const char *const tiers[2] = {"intra", "inter"};
     fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
@@ -103,14 +103,19 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
             "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
     for (int t = 0; t < 2; t++) {
         const char *note = !m->measured[t] ? "NOT MEASURED: kept"
-                           : t == TIER_INTER
-                               ? "measured: ring shift, robust fit; per NIC (gpus_per_nic)"
+                           : t == TIER_INTER && nic_ratio > 0
+                               ? "measured: ring shift, one rank per node (one NIC), robust fit"
                                : "measured: ring shift, robust fit";
         fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
         fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
     }
-    fprintf(f, "gpus_per_nic = %llu   # %s\n", (unsigned long long)m->gpus_per_nic,
-            nic_note[0] ? nic_note : "kept");
+    if (nic_ratio > 0)
+        fprintf(f,
+                "gpus_per_nic = %llu   # measured: inter-node ring shift with one rank per node is "
+                "%.2fx as fast as with every rank\n",
+                (unsigned long long)m->gpus_per_nic, nic_ratio);
+    else
+        fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
     machine plain = *m; /* the optional keys without the measured lines written below */
     plain.n_links = 0;
     plain.overlap_hidden[0] = plain.overlap_hidden[1] = -1.0;
@@ -151,6 +156,43 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     }
 }
 
+/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
+static double large_bandwidth(const series *s)
+{
+    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+/* A tier's values in the machine file from a fitted series (nothing when it has no fit). */
+static void machine_set_tier(machine *m, int t, const series *s)
+{
+    m->measured[t] = s->ok;
+    if (!s->ok) return;
+    m->alpha_s[t] = fmax(s->fit.small.alpha, 0.0);
+    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
+    m->break_bytes[t] = 0;
+    if (s->fit.two_regimes) {
+        m->break_bytes[t] = s->fit.break_x;
+        m->alpha_large_s[t] = fmax(s->fit.large.alpha, 0.0);
+        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
+    }
+}
+
+/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
+ * node over that with every rank (*ratio), rounded to the divisor of the ranks per node nearest
+ * on a log scale. 0 when the ratio is not measured (one node, or either series without a fit).
+ */
+static uint64_t nic_sharing(const series *all, const series *one, int per_node, double *ratio)
+{
+    *ratio = 0.0;
+    if (!all->ok || !one->ok) return 0;
+    *ratio = large_bandwidth(one) / large_bandwidth(all);
+    uint64_t best = 1;
+    for (int d = 1; d <= per_node; d++)
+        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
+            best = (uint64_t)d;
+    return best;
+}
+
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
     int init = 0;
@@ -167,7 +209,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     memset(&o, 0, sizeof o);
     o.machine = "dgx-h100";
     o.max_message = 256u << 20;
-    o.pass = AM_TRAIN;
+    o.pass = AM_TRAIN; /* the patterns of the configured runs: forward and backward */
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
     machine base;
     char err[600];
@@ -278,11 +320,12 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     }
     double t_start = MPI_Wtime();
 
-    series shift[2], pp[2];
+    series shift[2], pp[2], nic;
     for (int t = 0; t < 2; t++) {
-        shift[t] = measure_link(&e, t, 0, o.max_message);
-        pp[t] = measure_link(&e, t, 1, o.max_message);
+        shift[t] = measure_link(&e, t, LINK_SHIFT, o.max_message);
+        pp[t] = measure_link(&e, t, LINK_PINGPONG, o.max_message);
     }
+    nic = measure_link(&e, TIER_INTER, LINK_SHIFT_NIC, o.max_message);
     kernel_series ks[3];
     for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
     double copy_bps = measure_copy(&e);
@@ -337,7 +380,6 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     int rc_out = 0;
     pattern_fit fits[MAX_PATTERNS];
     int nfit = 0;
-    const char *nic_note = "";
     if (e.rank == 0) {
         machine m = base;
         snprintf(m.name, sizeof m.name, "calibrated-%.40s", host);
@@ -366,18 +408,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             m.backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, nk);
         }
         m.calibrated = 1;
-        for (int t = 0; t < 2; t++) {
-            m.measured[t] = shift[t].ok;
-            if (!shift[t].ok) continue;
-            m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 1e-9);
-            m.bytes_per_s[t] = 1.0 / shift[t].fit.small.beta;
-            m.break_bytes[t] = 0;
-            if (shift[t].fit.two_regimes) {
-                m.break_bytes[t] = shift[t].fit.break_x;
-                m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 1e-9);
-                m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
-            }
-        }
+        /* across nodes, the tier is the NIC itself: the ring shift with one rank per node (the
+         * model divides its bandwidth among the ranks that cross at once, gpus_per_nic of them
+         * per NIC: how much slower the shift of every rank is) */
+        double nic_ratio;
+        uint64_t per_nic = nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
+        if (per_nic) m.gpus_per_nic = per_nic;
+        const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
+        for (int t = 0; t < 2; t++) machine_set_tier(&m, t, tier[t]);
         for (int t = 0; t < 2; t++) /* measured overlap */
             if (ovl[t].ok) m.overlap_hidden[t] = ovl[t].hidden;
         if (ovl[0].ok || ovl[1].ok) m.overlap_compute_ratio = ovl[ovl[0].ok ? 0 : 1].ratio;
@@ -390,12 +428,19 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 l->tier = fits[k].tier, l->pattern = fits[k].pattern, l->group = fits[k].g;
                 l->r = pattern_fit_rate(&fits[k]);
             }
-        printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
-               "3 samples per size, relative error");
+        printf("# links (alpha + m / bandwidth; a sample is the median of its exchanges, the fit "
+               "goes through the quietest of %d samples per size; robust, relative error)\n",
+               LINK_SAMPLES);
         print_series("intra-node ring shift", &shift[0]);
         print_series("intra-node ping-pong", &pp[0]);
         print_series("inter-node ring shift", &shift[1]);
         print_series("inter-node ping-pong", &pp[1]);
+        print_series("inter-node shift, 1/node", &nic);
+        if (per_nic)
+            printf(
+                "  NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
+                "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large messages)\n",
+                nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic));
         if (!shift[1].ok)
             printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
@@ -473,15 +518,15 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
             FILE *f = fopen(tmp, "w");
             if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes, bname, cname, fits, nfit, nic_note);
+            write_machine(f, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits, nfit);
             if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
                 attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
             printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
                    o.machine_out);
         } else {
             printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname, fits, nfit,
-                          nic_note);
+            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits,
+                          nfit);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -504,6 +549,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             write_series(g, "links/intra/ping_pong", &pp[0]);
             write_series(g, "links/inter/ring_shift", &shift[1]);
             write_series(g, "links/inter/ping_pong", &pp[1]);
+            write_series(g, "links/inter/ring_shift_nic", &nic);
+            h5_attr_i64(g, "gpus_per_nic", (int64_t)m.gpus_per_nic);
+            h5_attr_f64(g, "nic_sharing_ratio", nic_ratio);
             for (int d = 0; d < 3; d++) {
                 char p[96];
                 hsize_t n = ks[d].n;
@@ -595,7 +643,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             }
             static char mtext[65536];
             FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, fits, nfit, nic_note);
+            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits, nfit);
             fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
@@ -615,6 +663,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);
+    series_free(&nic);
     for (int k = 0; k < npat; k++) pattern_meas_free(&pats[k]);
     for (int k = 0; k < nfit; k++) pattern_fit_free(&fits[k]);
     free(pats);

@@ -335,11 +335,11 @@ void pattern_fit_free(pattern_fit *pf)
 
 link_rate pattern_fit_rate(const pattern_fit *pf)
 {
-    /* an intercept at or below zero is written as 1 ns: a machine file's times are positive */
-    link_rate r = {fmax(pf->fit.small.alpha, 1e-9), 1.0 / pf->fit.small.beta, 0, 0, 0};
+    /* an intercept below zero is written as zero */
+    link_rate r = {fmax(pf->fit.small.alpha, 0.0), 1.0 / pf->fit.small.beta, 0, 0, 0};
     if (pf->fit.two_regimes) {
         r.break_bytes = pf->fit.break_x;
-        r.alpha_large_s = fmax(pf->fit.large.alpha, 1e-9);
+        r.alpha_large_s = fmax(pf->fit.large.alpha, 0.0);
         r.bytes_per_s_large = 1.0 / pf->fit.large.beta;
     }
     return r;
