@@ -31,7 +31,7 @@ void profile_default(impl_profile *p)
     snprintf(p->origin, sizeof p->origin, "default");
     for (int a = 0; a <= AM_NUM_ALGOS; a++) {
         p->collectives[a] = p->staircase[a] = -1;
-        p->staircase_efficiency[a] = p->compute_fraction[a] = -1.0;
+        p->staircase_efficiency[a] = p->compute_scale[a] = -1.0;
         for (int k = 0; k < AM_NUM_PATTERNS; k++) p->link_fraction[a][k] = -1.0;
     }
     p->collective_alpha_s = p->kernel_overhead_s = -1.0;
@@ -77,9 +77,9 @@ double profile_staircase_efficiency(const impl_profile *p, am_algo a)
     return pick_double(p->staircase_efficiency, a, 1.0);
 }
 
-double profile_compute_fraction(const impl_profile *p, am_algo a)
+double profile_compute_scale(const impl_profile *p, am_algo a)
 {
-    return pick_double(p->compute_fraction, a, 1.0);
+    return pick_double(p->compute_scale, a, 1.0);
 }
 
 double profile_link_fraction(const impl_profile *p, am_algo a, am_pattern pat)
@@ -174,7 +174,7 @@ static const char *const key_names[] = {"name",
                                         "collective_alpha",
                                         "staircase",
                                         "staircase_efficiency",
-                                        "compute_fraction",
+                                        "compute_scale",
                                         "link_fraction",
                                         "kernel_overhead",
                                         NULL};
@@ -185,7 +185,7 @@ enum {
     K_COLL_ALPHA,
     K_STAIRCASE,
     K_STAIR_EFF,
-    K_COMPUTE,
+    K_COMPUTE_SCALE,
     K_LINK,
     K_OVERHEAD
 };
@@ -253,7 +253,7 @@ int profile_parse(const char *text, const char *filename, impl_profile *p, char 
                 err, errlen,
                 "%s: '%s' is not a key of a profile; accepted: name, overlap[.ALGO[.PHASE]], "
                 "collectives[.ALGO], collective_alpha, staircase[.ALGO], "
-                "staircase_efficiency[.ALGO], compute_fraction[.ALGO], "
+                "staircase_efficiency[.ALGO], compute_scale[.ALGO], "
                 "link_fraction.PATTERN[.ALGO], kernel_overhead (docs/profiles.md)",
                 where, key);
         /* the algorithm qualifier (and for link_fraction the pattern before it) */
@@ -340,14 +340,16 @@ int profile_parse(const char *text, const char *filename, impl_profile *p, char 
                             key, value);
             break;
         case K_STAIR_EFF:
-        case K_COMPUTE:
+        case K_COMPUTE_SCALE:
         case K_LINK:
-            if (parse_number(value, 0.0, 1, 1.0, &v))
-                return errf(err, errlen,
-                            "%s: key '%s': '%s' is not accepted; accepted: a fraction in (0, 1]",
-                            where, key, value);
+            if (parse_number(value, 0.0, 1, k == K_COMPUTE_SCALE ? 100.0 : 1.0, &v))
+                return errf(err, errlen, "%s: key '%s': '%s' is not accepted; accepted: %s", where,
+                            key, value,
+                            k == K_COMPUTE_SCALE
+                                ? "a factor in (0, 100] on the machine's attention rate"
+                                : "a fraction in (0, 1]");
             if (k == K_STAIR_EFF) p->staircase_efficiency[ai] = v;
-            if (k == K_COMPUTE) p->compute_fraction[ai] = v;
+            if (k == K_COMPUTE_SCALE) p->compute_scale[ai] = v;
             if (k == K_LINK) p->link_fraction[ai][pat] = v;
             break;
         case K_COLL_ALPHA:
@@ -466,9 +468,9 @@ size_t profile_format(const impl_profile *p, char *buf, size_t n)
         if (p->staircase_efficiency[a] >= 0)
             len = put(buf, n, len, "staircase_efficiency%s%s = %.17g\n", dot, qual(a),
                       p->staircase_efficiency[a]);
-        if (p->compute_fraction[a] >= 0)
-            len = put(buf, n, len, "compute_fraction%s%s = %.17g\n", dot, qual(a),
-                      p->compute_fraction[a]);
+        if (p->compute_scale[a] >= 0)
+            len =
+                put(buf, n, len, "compute_scale%s%s = %.17g\n", dot, qual(a), p->compute_scale[a]);
         for (int k = 1; k < AM_NUM_PATTERNS; k++)
             if (p->link_fraction[a][k] >= 0)
                 len = put(buf, n, len, "link_fraction.%s%s%s = %.17g\n", am_pattern_names[k], dot,

@@ -13,7 +13,8 @@
  *                    (a tile with a staircase mask runs as one call per step of the staircase,
  *                    each at staircase_efficiency of the machine's rate);
  *   link_fraction    the share of the machine's rate a pattern reaches (per pattern);
- *   compute_fraction the share of the machine's attention rate the kernels reach;
+ *   compute_scale    the implementation's attention kernels' rate over the machine's (a
+ *                    machine file gives one kernel's rate: its own, or attnsim's when calibrated);
  *   kernel_overhead  the fixed cost of one kernel call (else the machine's).
  * Plain-text files of `key[.ALGO[.PHASE]] = value` lines; presets in models/profiles/. */
 #ifndef ATTNSIM_PROFILE_H
@@ -44,7 +45,7 @@ typedef struct {
     int collectives[AM_NUM_ALGOS + 1];
     int staircase[AM_NUM_ALGOS + 1];
     double staircase_efficiency[AM_NUM_ALGOS + 1];
-    double compute_fraction[AM_NUM_ALGOS + 1];
+    double compute_scale[AM_NUM_ALGOS + 1];
     double link_fraction[AM_NUM_ALGOS + 1][AM_NUM_PATTERNS];
     double collective_alpha_s; /* latency of one collective call (nccl); < 0: the pattern's */
     double kernel_overhead_s;  /* < 0: the machine's */
@@ -73,7 +74,7 @@ double profile_overlap(const impl_profile *p, am_algo a, am_phase_id phase);
 prof_collectives profile_collectives(const impl_profile *p, am_algo a);
 prof_staircase profile_staircase(const impl_profile *p, am_algo a);
 double profile_staircase_efficiency(const impl_profile *p, am_algo a);
-double profile_compute_fraction(const impl_profile *p, am_algo a);
+double profile_compute_scale(const impl_profile *p, am_algo a);
 double profile_link_fraction(const impl_profile *p, am_algo a, am_pattern pat);
 
 #endif

@@ -191,8 +191,8 @@ static double tile_time(const am_config *c, const machine *m, const am_tile *tl,
     double flops = (double)attn_pair_flops(c->head_dim, bwd) * tl->pairs * b * heads;
     double bytes = e * b * d * (heads * nq * (bwd ? 4 : 2) + (heads / g) * nk * (bwd ? 4 : 2));
     double rate = m->peak_flops[c->dtype] * m->sustained_fraction *
-                  (bwd ? m->backward_rate_ratio : 1.0) *
-                  profile_compute_fraction(&m->prof, c->algo) * eff;
+                  (bwd ? m->backward_rate_ratio : 1.0) * profile_compute_scale(&m->prof, c->algo) *
+                  eff;
     double tc = flops / rate;
     double tm = bytes / m->hbm_bytes_per_s;
     return calls * kernel_overhead(m) + (tc > tm ? tc : tm);

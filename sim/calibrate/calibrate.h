@@ -91,7 +91,8 @@ double measure_copy(const cal_env *e);
 /* A pattern as a configuration's phases use it: the pattern (a return hop counts as a ring
  * shift), its communicator on that configuration's grid (a pairwise exchange: the phase's
  * partners), the group size, and the largest message the configured runs send with it; then
- * the measured time per step by message size (slowest rank; 3 samples per size). */
+ * the measured time per step by message size (per call the slowest rank's time; each sample
+ * the median of its calls). Fitted through the quietest sample of each size. */
 typedef struct {
     am_pattern pattern;
     am_comm comm;

@@ -66,11 +66,6 @@ int patterns_of(const am_config *cfgs, int ncfg, pattern_meas *out, int max)
 
 /* ---- measuring --------------------------------------------------------------------------- */
 
-static int reps_for(uint64_t bytes)
-{
-    return bytes <= 4096 ? 41 : bytes <= 1 << 20 ? 15 : 5;
-}
-
 typedef struct {
     const exec_dev *dev;
     size_t chunk;
@@ -141,8 +136,8 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
     while (top < pm->max_bytes) top *= 2;
     size_t sizes_n = 0;
     for (uint64_t b = 8; b <= top; b *= 2) sizes_n++;
-    pm->bytes = kn_xmalloc(3 * sizes_n * sizeof(double), "pattern samples");
-    pm->time = kn_xmalloc(3 * sizes_n * sizeof(double), "pattern samples");
+    pm->bytes = kn_xmalloc(LINK_SAMPLES * sizes_n * sizeof(double), "pattern samples");
+    pm->time = kn_xmalloc(LINK_SAMPLES * sizes_n * sizeof(double), "pattern samples");
     void **blocks = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
     void **recv = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
     uint64_t *sizes = kn_xmalloc((size_t)g * sizeof(uint64_t), "sizes");
@@ -151,29 +146,39 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
         e->dev->zero(blocks[j], top);
     }
     pm->n = 0;
-    for (uint64_t b = 8; b <= top; b *= 2)
-        for (int k = 0; k < 3; k++) {
-            int reps = reps_for(b);
+    /* as the links (links.c): LINK_SAMPLES samples per size, each the median over enough timed
+     * calls for ~20 ms of the slowest rank's time per call; sizes stop after the first whose
+     * call takes LINK_LONGEST_S */
+    for (uint64_t b = 8; b <= top; b *= 2) {
+        polite_barrier();
+        run_once(e, &cc, pm, on, blocks, recv, sizes, b); /* warm-up, and the probe */
+        e->dev->sync();
+        MPICALL(MPI_Barrier(MPI_COMM_WORLD));
+        double probe = MPI_Wtime();
+        run_once(e, &cc, pm, on, blocks, recv, sizes, b);
+        e->dev->sync();
+        probe = MPI_Wtime() - probe;
+        MPICALL(MPI_Allreduce(MPI_IN_PLACE, &probe, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+        double want = 0.02 / fmax(probe, 1e-7);
+        int reps = want < 3 ? 3 : want > 400 ? 400 : (int)want;
+        double *one = kn_xmalloc((size_t)reps * sizeof(double), "pattern times");
+        for (int k = 0; k < LINK_SAMPLES; k++) {
             polite_barrier();
-            for (int w = 0; w < 2; w++) run_once(e, &cc, pm, on, blocks, recv, sizes, b);
-            e->dev->sync();
-            MPICALL(MPI_Barrier(MPI_COMM_WORLD));
-            /* every call timed; the sample is their median (a rank descheduled now and then on
-             * a busy machine moves the mean, not the median) */
-            double *one = kn_xmalloc((size_t)reps * sizeof(double), "pattern times");
             for (int i = 0; i < reps; i++) {
                 double t0 = MPI_Wtime();
                 run_once(e, &cc, pm, on, blocks, recv, sizes, b);
                 e->dev->sync();
                 one[i] = MPI_Wtime() - t0;
             }
+            MPICALL(MPI_Allreduce(MPI_IN_PLACE, one, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
             gsl_sort(one, 1, (size_t)reps);
-            double t = gsl_stats_median_from_sorted_data(one, 1, (size_t)reps) / pm->steps;
-            free(one);
-            MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-            pm->bytes[pm->n] = (double)b, pm->time[pm->n] = t;
+            pm->bytes[pm->n] = (double)b;
+            pm->time[pm->n] = gsl_stats_median_from_sorted_data(one, 1, (size_t)reps) / pm->steps;
             pm->n++;
         }
+        free(one);
+        if (probe > LINK_LONGEST_S) break;
+    }
     for (int j = 0; j < g; j++) e->dev->release(blocks[j]), e->dev->release(recv[j]);
     free(blocks), free(recv), free(sizes);
     comm_free(&cc);
@@ -304,9 +309,16 @@ int fit_patterns(const cal_env *e, pattern_meas *pm, int n, const machine *m, pa
         memcpy(all + 2 * pf->n, xy, 2 * np * sizeof(double));
         size_t total = pf->n + np;
         qsort(all, total, 2 * sizeof(double), cmp_pair);
-        for (size_t j = 0; j < total; j++) x[j] = all[2 * j], t[j] = all[2 * j + 1];
+        size_t kept = 0; /* the quietest sample of each size (as the links, links.c) */
+        for (size_t j = 0; j < total; j++) {
+            if (kept > 0 && x[kept - 1] == all[2 * j]) {
+                t[kept - 1] = fmin(t[kept - 1], all[2 * j + 1]);
+                continue;
+            }
+            x[kept] = all[2 * j], t[kept] = all[2 * j + 1], kept++;
+        }
         free(all), free(xy), free(pf->x), free(pf->t);
-        pf->x = x, pf->t = t, pf->n = total;
+        pf->x = x, pf->t = t, pf->n = kept;
     }
     for (int k = 0; k < nf; k++) { /* fit, judge */
         pattern_fit *pf = &out[k];
