@@ -412,17 +412,20 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
         if (l->group)
             snprintf(name + strlen(name), sizeof name - strlen(name), ".g%llu",
                      (unsigned long long)l->group);
+        int first = 0; /* the line of the entry's first key */
+        for (int k = 0; k < NUM_LINK_FIELDS; k++)
+            if (link_seen[i][k] && (!first || link_seen[i][k] < first)) first = link_seen[i][k];
         if (!link_seen[i][0] || !link_seen[i][1])
             return errf(err, errlen,
-                        "%s: pattern line %s has no %s; accepted: %s.alpha and %s.bandwidth, and "
-                        "optionally .break, .large_alpha and .large_bandwidth together",
-                        filename, name, link_seen[i][0] ? "bandwidth" : "alpha", name, name);
+                        "%s:%d: pattern line %s has no %s; accepted: %s.alpha and %s.bandwidth, "
+                        "and optionally .break, .large_alpha and .large_bandwidth together",
+                        filename, first, name, link_seen[i][0] ? "bandwidth" : "alpha", name, name);
         int n = !!link_seen[i][2] + !!link_seen[i][3] + !!link_seen[i][4];
         if (n != 0 && n != 3)
             return errf(err, errlen,
-                        "%s: keys '%s.break', '%s.large_alpha' and '%s.large_bandwidth' go "
+                        "%s:%d: keys '%s.break', '%s.large_alpha' and '%s.large_bandwidth' go "
                         "together; accepted: all three or none",
-                        filename, name, name, name);
+                        filename, first, name, name, name);
     }
     snprintf(m->origin, sizeof m->origin, "%s", filename);
     return 0;

@@ -54,7 +54,11 @@ CASES = [  # (file text, text the message must contain)
     (replace("name", "name = " + "x" * 80), "key 'name': value longer than 63 characters"),
     (GOOD + "intra_break = 64 KiB\nintra_large_alpha = 20 us\n", "keys 'intra_break', 'intra_large_alpha' and 'intra_large_bandwidth' go together"),
     (GOOD + "measured_tiers = both\n", "key 'measured_tiers': 'both' is not accepted; accepted: intra, inter, intra+inter, none"),
-    (GOOD + "kernel_overhead = 3\n", "key 'kernel_overhead': '3' has no unit"),
+    (replace("kernel_overhead", "kernel_overhead = 3"), "key 'kernel_overhead': '3' has no unit"),
+    (GOOD + "link.intra.allgather.g2.alpha = 3 us\n", "pattern line link.intra.allgather.g2 has no bandwidth"),
+    (GOOD + "link.intra.gather.alpha = 3 us\n", "'link.intra.gather.alpha' is not a pattern line; accepted: link.TIER.PATTERN"),
+    (GOOD + "link.intra.ring_shift.g4.bandwidth = 9 GB\n", "key 'link.intra.ring_shift.g4.bandwidth': unit 'GB' is not accepted"),
+    (GOOD + "overlap.inter.hidden = 2\n", "key 'overlap.inter.hidden': 2 is outside [0, 1]"),
 ]
 
 
