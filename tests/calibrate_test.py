@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """attnsim calibrate on 2 and 4 local ranks: finishes in under 60 s, writes a machine file that
 --machine reads back (the unmeasured inter-node tier kept and marked, with a warning when a
-prediction crosses nodes), a kind=calibration run with its data points and fits; the model with
-the calibrated file predicts executor runs and plots/model_error.py prints their error summary.
+prediction crosses nodes), a kind=calibration run with its data points and fits, every pattern
+the algorithms use measured and fitted (a poor fit marked and not used), overlap measured; the
+model with the calibrated file predicts executor runs and plots/model_error.py prints their
+error summary.
 Usage: calibrate_test.py ATTNSIM MPIEXEC MODEL_ERROR_SCRIPT"""
 import os
 import re
@@ -32,23 +34,18 @@ def main():
                 problems.append(f"P={P}: status {p.returncode} in {took:.1f} s: {p.stderr[-500:]}")
                 continue
             for must in ("intra-node ring shift", "inter-node tier NOT MEASURED", "forward",
-                         "ring collectives"):
+                         "# patterns of the algorithms", "# overlap:"):
                 if must not in p.stdout:
                     problems.append(f"P={P}: summary lacks {must!r}")
-            # a grid dimension of one rank has no collective to compare (P = 2: a 2x1 or 1x2
-            # grid); every other group gets an error per size
-            m = re.search(r"ring collectives on the (\d+)x(\d+) grid", p.stdout)
-            if m:
-                rows, cols = int(m.group(1)), int(m.group(2))
-                for name, members in (("allgather_row", cols), ("allgather_col", rows),
-                                      ("reduce_scatter_row", cols), ("reduce_scatter_col", rows)):
-                    ln = [x for x in p.stdout.splitlines() if x.strip().startswith(name)]
-                    one = members == 1
-                    if len(ln) != 1 or ("groups of one rank" in ln[0]) != one or \
-                            bool(re.search(r"\dk:", ln[0])) == one:
-                        problems.append(f"P={P}: {name} line {ln!r} on a {rows}x{cols} grid")
-            else:
-                problems.append(f"P={P}: no grid in the collectives' heading")
+            # every pattern the algorithms use on this grid with groups of two or more ranks was
+            # measured, and every fit is printed with its quality or as a poor fit
+            measured = [x for x in p.stdout.splitlines() if x.strip().startswith("measured ")]
+            fits = [x for x in p.stdout.splitlines() if x.strip().startswith("link.intra.")]
+            if not measured or not any("ring_shift" in x for x in measured) or not fits:
+                problems.append(f"P={P}: patterns not measured or not fitted: {measured} {fits}")
+            for x in fits:
+                if not ("R^2" in x or "POOR FIT" in x):
+                    problems.append(f"P={P}: fit line without its quality: {x!r}")
             text = open(mfile).read()
             if "measured_tiers = intra" not in text or "NOT MEASURED: kept" not in text:
                 problems.append(f"P={P}: machine file does not mark the tiers:\n{text}")
@@ -58,13 +55,30 @@ def main():
                 if g.attrs["kind"] != "calibration" or len(s["bytes"]) < 3 * 18 or \
                         s.attrs["r2"] <= 0 or "residual_rel" not in s or "links/inter" in g:
                     problems.append(f"P={P}: calibration run incomplete")
-                # every group the grids use, a time per chunk size
-                for name in ("allgather_row", "allgather_col", "reduce_scatter_row",
-                             "reduce_scatter_col", "alltoall_world"):
-                    c = g.get(f"collectives/{name}")
-                    if c is None or len(c["time_s"]) != len(c["bytes"]) or len(c["bytes"]) < 4 \
-                            or not all(0 <= t < 10 for t in c["time_s"][()]):
-                        problems.append(f"P={P}: collectives/{name} missing or empty")
+                # every pattern: its samples, and every fit: its points and quality; a poor fit
+                # is marked in the file and not used
+                pats = g.get("patterns")
+                if pats is None or not len(pats):
+                    problems.append(f"P={P}: no patterns in the calibration run")
+                else:
+                    for name, pg in pats.items():
+                        if len(pg["time_s"]) != len(pg["bytes"]) or len(pg["bytes"]) < 3 * 3 or \
+                                not all(0 < t < 10 for t in pg["time_s"][()]) or \
+                                pg.attrs["group_size"] < 2:
+                            problems.append(f"P={P}: patterns/{name} incomplete")
+                for name, fg in g.get("pattern_fits", {}).items():
+                    key = f"link.{name}"
+                    poor = int(fg.attrs["poor_fit"])
+                    if poor and (f"POOR FIT" not in text or f"# {key}.alpha" not in text and
+                                 f"{key}.alpha" in text):
+                        problems.append(f"P={P}: poor fit {key} used in the file")
+                    if not poor and f"\n{key}.alpha = " not in text:
+                        problems.append(f"P={P}: fit {key} not written")
+                    if fg.attrs["ok"] and not poor and not (fg.attrs["r2"] >= 0.9 and
+                                                            fg.attrs["rel_rms"] <= 0.15):
+                        problems.append(f"P={P}: {key} kept with R^2 {fg.attrs['r2']}")
+                if "overlap/intra" not in g or not 0 <= g["overlap/intra"].attrs["hidden"] <= 1:
+                    problems.append(f"P={P}: no intra-node overlap measurement")
                 if g.attrs["machine_file"] != text:
                     problems.append(f"P={P}: the run's machine_file differs from the file")
             # the file reads back; a prediction that crosses nodes is warned about

@@ -107,7 +107,10 @@ typedef struct {
 
 /* The distinct patterns of the configurations' phases. Returns how many (at most max). */
 int patterns_of(const am_config *cfgs, int ncfg, pattern_meas *out, int max);
-/* Measures one: 8 B ... the largest message (powers of two), every rank at once. */
+/* Measures one: 8 B ... the largest message (by fours to 64 KiB, then by twos), every rank at
+ * once, sampled as the links are on a smaller budget (PATTERN_SAMPLES medians of ~10 ms of
+ * calls per size; sizes stop after a call of LINK_LONGEST_S). */
+enum { PATTERN_SAMPLES = 3 };
 void measure_pattern(cal_env *e, pattern_meas *pm);
 void pattern_meas_free(pattern_meas *pm);
 

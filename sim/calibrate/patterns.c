@@ -136,8 +136,8 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
     while (top < pm->max_bytes) top *= 2;
     size_t sizes_n = 0;
     for (uint64_t b = 8; b <= top; b *= 2) sizes_n++;
-    pm->bytes = kn_xmalloc(LINK_SAMPLES * sizes_n * sizeof(double), "pattern samples");
-    pm->time = kn_xmalloc(LINK_SAMPLES * sizes_n * sizeof(double), "pattern samples");
+    pm->bytes = kn_xmalloc(PATTERN_SAMPLES * sizes_n * sizeof(double), "pattern samples");
+    pm->time = kn_xmalloc(PATTERN_SAMPLES * sizes_n * sizeof(double), "pattern samples");
     void **blocks = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
     void **recv = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
     uint64_t *sizes = kn_xmalloc((size_t)g * sizeof(uint64_t), "sizes");
@@ -146,10 +146,11 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
         e->dev->zero(blocks[j], top);
     }
     pm->n = 0;
-    /* as the links (links.c): LINK_SAMPLES samples per size, each the median over enough timed
-     * calls for ~20 ms of the slowest rank's time per call; sizes stop after the first whose
-     * call takes LINK_LONGEST_S */
-    for (uint64_t b = 8; b <= top; b *= 2) {
+    /* as the links (links.c), on a smaller budget (a run has several patterns): PATTERN_SAMPLES
+     * samples per size, each the median over enough timed calls for ~10 ms of the slowest
+     * rank's time per call; sizes by fours up to 64 KiB, then by twos; they stop after the first
+     * whose call takes LINK_LONGEST_S */
+    for (uint64_t b = 8; b <= top; b *= b < 65536 ? 4 : 2) {
         polite_barrier();
         run_once(e, &cc, pm, on, blocks, recv, sizes, b); /* warm-up, and the probe */
         e->dev->sync();
@@ -159,10 +160,10 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
         e->dev->sync();
         probe = MPI_Wtime() - probe;
         MPICALL(MPI_Allreduce(MPI_IN_PLACE, &probe, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-        double want = 0.02 / fmax(probe, 1e-7);
+        double want = 0.01 / fmax(probe, 1e-7);
         int reps = want < 3 ? 3 : want > 400 ? 400 : (int)want;
         double *one = kn_xmalloc((size_t)reps * sizeof(double), "pattern times");
-        for (int k = 0; k < LINK_SAMPLES; k++) {
+        for (int k = 0; k < PATTERN_SAMPLES; k++) {
             polite_barrier();
             for (int i = 0; i < reps; i++) {
                 double t0 = MPI_Wtime();
