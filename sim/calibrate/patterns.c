@@ -148,8 +148,8 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
     pm->n = 0;
     /* as the links (links.c), on a smaller budget (a run has several patterns): PATTERN_SAMPLES
      * samples per size, each the median over enough timed calls for ~10 ms of the slowest
-     * rank's time per call; sizes by fours up to 64 KiB, then by twos; they stop after the first
-     * whose call takes LINK_LONGEST_S */
+     * rank's time per call; sizes by fours up to 64 KiB, then by twos; from 64 KiB on they stop
+     * after the first whose call takes LINK_LONGEST_S */
     for (uint64_t b = 8; b <= top; b *= b < 65536 ? 4 : 2) {
         polite_barrier();
         run_once(e, &cc, pm, on, blocks, recv, sizes, b); /* warm-up, and the probe */
@@ -178,7 +178,7 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
             pm->n++;
         }
         free(one);
-        if (probe > LINK_LONGEST_S) break;
+        if (probe > LINK_LONGEST_S && b >= 65536) break; /* well inside the bandwidth regime */
     }
     for (int j = 0; j < g; j++) e->dev->release(blocks[j]), e->dev->release(recv[j]);
     free(blocks), free(recv), free(sizes);
