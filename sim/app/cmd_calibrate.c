@@ -66,6 +66,7 @@ static const cli_command calibrate_cmd = {
     "With --backend cuda every rank drives a GPU (as attnsim run does): links and collectives\n"
     "move GPU buffers with --comm (nccl, or mpi staged through host memory), the kernels are\n"
     "the CUDA FA2 kernels (f16, bf16), memory is a device copy. Defaults: --max-message 256M\n"
+    "(with --seq: the largest message of the runs, at least 64k)\n"
     "--machine dgx-h100 --backend cpu --comm mpi --grid: square where P is a square, else auto;\n"
     "with --seq: --algo ring,a2d-no,a2d-o,ulysses --pass train --heads 4 --head-dim 32\n"
     "--batch 1, as `run`.",
@@ -208,7 +209,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     attn_opts o;
     memset(&o, 0, sizeof o);
     o.machine = "dgx-h100";
-    o.max_message = 256u << 20;
+    o.max_message = 0; /* not given: 256M, or with --seq the runs' largest message */
     o.pass = AM_TRAIN; /* the patterns of the configured runs: forward and backward */
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
     machine base;
@@ -226,6 +227,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (rc == 0 && o.comm == COMM_NCCL)
         rc = cli_error(&o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
 #endif
+    int max_given = o.max_message != 0;
+    if (!max_given) o.max_message = 256u << 20;
     if (rc == 0 && o.max_message > (1u << 30))
         rc = cli_error(&o, "--max-message", "%llu is larger than 1G; accepted: 8 ... 1G bytes",
                        (unsigned long long)o.max_message);
@@ -293,6 +296,46 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         if (e.node_of[r] < 0) e.node_of[r] = e.nodes++;
         e.local_of[r] = e.per_node[e.node_of[r]]++;
     }
+    /* the patterns of the configured runs (without --seq: every algorithm on the grid, up to
+     * 16M or --max-message) */
+    int ncfg = 0;
+    am_config *cfgs = kn_xmalloc(4096 * sizeof *cfgs, "configurations");
+    int configured = o.seq.n > 0;
+    if (!configured) {
+        o.seq.n = 1, o.seq.v[0] = 1024 * (uint64_t)e.P;
+        o.heads = o.kv_heads = e.P > 8 ? (uint64_t)e.P : 8;
+        o.head_dim.n = 1, o.head_dim.v[0] = 64;
+        o.dtypes = 1u << KN_F32;
+    }
+    if (!o.algos) o.algos = (1u << AM_NUM_ALGOS) - 1;
+    if (!o.batch) o.batch = 1;
+    if (!o.heads) o.heads = 4;
+    if (!o.kv_heads) o.kv_heads = o.heads;
+    if (!o.head_dim.n) o.head_dim.n = 1, o.head_dim.v[0] = 32;
+    if (!o.dtypes) o.dtypes = 1u << (e.cuda ? KN_BF16 : KN_F32);
+    for (int a = 0; a < AM_NUM_ALGOS; a++)
+        for (size_t si = 0; si < o.seq.n; si++)
+            for (size_t di = 0; di < o.head_dim.n; di++)
+                for (int dt = 0; dt < 3; dt++) {
+                    if (!(o.algos & (1u << a)) || !(o.dtypes & (1u << dt)) || ncfg == 4096)
+                        continue;
+                    am_config c;
+                    char verr[300];
+                    if (sweep_config(&o, &base, a, (uint64_t)e.P, o.seq.v[si], o.head_dim.v[di], 0,
+                                     dt, 1, &c) < 0 ||
+                        am_validate(&c, verr, sizeof verr))
+                        continue;
+                    cfgs[ncfg++] = c;
+                }
+    enum { MAX_PATTERNS = 64 };
+    pattern_meas *pats = kn_xcalloc(MAX_PATTERNS, sizeof *pats, "patterns");
+    int npat = patterns_of(cfgs, ncfg, pats, MAX_PATTERNS);
+    if (configured && !max_given) { /* the links up to the runs' largest message */
+        uint64_t top = 65536;
+        for (int p = 0; p < npat; p++)
+            while (top < pats[p].max_bytes && top < (1u << 30)) top *= 2;
+        o.max_message = top;
+    }
     e.dev = &exec_dev_cpu;
     comm_mode mode = COMM_HOST;
     void *stream = NULL;
@@ -333,40 +376,6 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     for (int t = 0; t < 2; t++)
         ovl[t] = measure_overlap(&e, t, &shift[t],
                                  o.max_message < (64u << 20) ? o.max_message : 64u << 20);
-    /* the patterns of the configured runs (without --seq: every algorithm on the grid, up to
-     * 16M or --max-message) */
-    int ncfg = 0;
-    am_config *cfgs = kn_xmalloc(4096 * sizeof *cfgs, "configurations");
-    int configured = o.seq.n > 0;
-    if (!configured) {
-        o.seq.n = 1, o.seq.v[0] = 1024 * (uint64_t)e.P;
-        o.heads = o.kv_heads = e.P > 8 ? (uint64_t)e.P : 8;
-        o.head_dim.n = 1, o.head_dim.v[0] = 64;
-        o.dtypes = 1u << KN_F32;
-    }
-    if (!o.algos) o.algos = (1u << AM_NUM_ALGOS) - 1;
-    if (!o.batch) o.batch = 1;
-    if (!o.heads) o.heads = 4;
-    if (!o.kv_heads) o.kv_heads = o.heads;
-    if (!o.head_dim.n) o.head_dim.n = 1, o.head_dim.v[0] = 32;
-    if (!o.dtypes) o.dtypes = 1u << (e.cuda ? KN_BF16 : KN_F32);
-    for (int a = 0; a < AM_NUM_ALGOS; a++)
-        for (size_t si = 0; si < o.seq.n; si++)
-            for (size_t di = 0; di < o.head_dim.n; di++)
-                for (int dt = 0; dt < 3; dt++) {
-                    if (!(o.algos & (1u << a)) || !(o.dtypes & (1u << dt)) || ncfg == 4096)
-                        continue;
-                    am_config c;
-                    char verr[300];
-                    if (sweep_config(&o, &base, a, (uint64_t)e.P, o.seq.v[si], o.head_dim.v[di], 0,
-                                     dt, 1, &c) < 0 ||
-                        am_validate(&c, verr, sizeof verr))
-                        continue;
-                    cfgs[ncfg++] = c;
-                }
-    enum { MAX_PATTERNS = 64 };
-    pattern_meas *pats = kn_xcalloc(MAX_PATTERNS, sizeof *pats, "patterns");
-    int npat = patterns_of(cfgs, ncfg, pats, MAX_PATTERNS);
     uint64_t cap = configured                    ? (1u << 30)
                    : o.max_message < (16u << 20) ? o.max_message
                                                  : 16u << 20;
