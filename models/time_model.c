@@ -363,8 +363,12 @@ static double ring_time(const am_config *c, const machine *m, const am_phase_des
         comm = bwt, a = 0.0;
     }
     /* a reduce-scatter combines each received block into its own (merge operator or sum)
-     * before passing it on: own and received read, own written, from memory; one kernel call */
-    double red = ph->pattern == PAT_REDUCE_SCATTER && !one_call
+     * before passing it on: own and received read, own written, from memory; one kernel call.
+     * A machine's reduce-scatter line was measured with the combine in its steps: it has it. */
+    const machine_link *rs_line = NULL;
+    if (ph->pattern == PAT_REDUCE_SCATTER)
+        machine_link_rate(m, tier, PAT_REDUCE_SCATTER, g, &rs_line);
+    double red = ph->pattern == PAT_REDUCE_SCATTER && !one_call && !rs_line
                      ? kernel_overhead(m) + 3.0 * msg / m->hbm_bytes_per_s
                      : 0.0;
     double hidden_share = 1.0, ratio = 1.0;

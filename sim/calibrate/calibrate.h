@@ -131,9 +131,9 @@ typedef struct {
     char source[400];
 } pattern_fit;
 
-/* Fits the measured patterns with machine m's NIC sharing (gpus_per_nic), memory rate and
- * kernel overhead (a reduce-scatter's combine is priced as the model prices it and taken out).
- * Returns the number of fits (at most max). */
+/* Fits the measured patterns with machine m's NIC sharing (gpus_per_nic); a reduce-scatter's
+ * steps keep their combine (the model adds none where the machine has the line). Returns the
+ * number of fits (at most max). */
 int fit_patterns(const cal_env *e, pattern_meas *pm, int n, const machine *m, pattern_fit *out,
                  int max);
 void pattern_fit_free(pattern_fit *pf);

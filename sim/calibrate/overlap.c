@@ -68,20 +68,23 @@ static double compute_end(cal_env *e, double t0, int synced)
     return comm_dev_marked_s(&e->comm);
 }
 
+/* The tile alone: the median of reps calls after a warm-up (first touch of its buffers), the
+ * slowest rank's. */
 static double compute_alone(cal_env *e, tile_job *j, int reps)
 {
-    double sum = 0.0;
+    double t[16];
     polite_barrier();
-    for (int r = 0; r < reps; r++) {
+    for (int r = -1; r < reps && r < 16; r++) {
         double t0 = 0;
         compute_begin(e, &t0);
         e->dev->tile_forward(&j->x, j->q, &j->qp, j->k, j->v, &j->kp, j->state, 0);
         if (e->cuda) comm_dev_mark(&e->comm, 1), e->dev->sync();
-        sum += e->cuda ? comm_dev_marked_s(&e->comm) : MPI_Wtime() - t0;
+        if (r >= 0) t[r] = e->cuda ? comm_dev_marked_s(&e->comm) : MPI_Wtime() - t0;
     }
-    double t = sum / reps;
-    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    return t;
+    gsl_sort(t, 1, (size_t)reps);
+    double m = gsl_stats_median_from_sorted_data(t, 1, (size_t)reps);
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return m;
 }
 
 overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t max_bytes)
@@ -99,7 +102,7 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
     double want = e->cuda ? 5e-4 : 2e-3, tc = 0.0;
     for (;;) {
         tile_setup(e, &job, n);
-        tc = compute_alone(e, &job, 3);
+        tc = compute_alone(e, &job, 5);
         if (tc >= want || n >= (e->cuda ? 16384u : 1024u)) break;
         tile_free(e, &job);
         n *= 2;
@@ -119,12 +122,12 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
         uint64_t bytes = b < 1024 ? 1024 : b > (double)max_bytes ? max_bytes : (uint64_t)b;
         MPICALL(MPI_Bcast(&bytes, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
         if (o.n && bytes == (uint64_t)o.bytes[o.n - 1]) continue;
-        double tx = 0, ts = 0, tcd = 0;
+        double txs[8], tss[8], tcs[8];
         polite_barrier();
         for (int r = 0; r < reps + 1; r++) { /* the transfer alone (the first: warm-up) */
             double t0 = MPI_Wtime();
             if (to >= 0) comm_sendrecv(c, c->world, to, sbuf, bytes, from, rbuf, bytes);
-            if (r) tx += MPI_Wtime() - t0;
+            if (r) txs[r - 1] = MPI_Wtime() - t0;
         }
         polite_barrier();
         for (int r = 0; r < reps + 1; r++) { /* the step: transfer in flight, compute, wait */
@@ -144,9 +147,13 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
             comm_waitall(c, &q);
             e->dev->sync();
             if (e->cuda) cd = comm_dev_marked_s(c);
-            if (r) ts += MPI_Wtime() - t0, tcd += cd;
+            if (r) tss[r - 1] = MPI_Wtime() - t0, tcs[r - 1] = cd;
         }
-        double v[3] = {tx / reps, ts / reps, tcd / reps};
+        /* medians of the repetitions: a descheduled one moves none of them */
+        gsl_sort(txs, 1, reps), gsl_sort(tss, 1, reps), gsl_sort(tcs, 1, reps);
+        double v[3] = {gsl_stats_median_from_sorted_data(txs, 1, reps),
+                       gsl_stats_median_from_sorted_data(tss, 1, reps),
+                       gsl_stats_median_from_sorted_data(tcs, 1, reps)};
         MPICALL(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
         o.bytes[o.n] = (double)bytes, o.transfer_s[o.n] = v[0], o.step_s[o.n] = v[1];
         o.compute_during_s[o.n] = v[2], o.compute_s[o.n] = tc;

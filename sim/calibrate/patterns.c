@@ -272,8 +272,6 @@ int fit_patterns(const cal_env *e, pattern_meas *pm, int n, const machine *m, pa
         link_rate intra = machine_link_rate(m, TIER_INTRA, p->pattern, p->g, NULL);
         for (size_t j = 0; j < p->n; j++) {
             double b = p->bytes[j], t = p->time[j] * (double)p->steps; /* the whole call */
-            if (p->pattern == PAT_REDUCE_SCATTER) /* the combine, as the model prices it */
-                t -= (double)p->steps * (m->kernel_overhead_s + 3.0 * b / m->hbm_bytes_per_s);
             if (tier == TIER_INTER && !all_inter)
                 t -= (double)intra_steps * link_rate_time(&intra, b, 1);
             uint64_t s =

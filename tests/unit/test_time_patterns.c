@@ -143,6 +143,16 @@ static void pattern_rates(void)
           t1.phase_s[qa], 2e-6 + m_q / 2.5e11);
     CHECK(t1.phase_s[qa] < t0.phase_s[qa] && t1.phase_s[ka] < t0.phase_s[ka],
           "a faster all-gather line did not speed up the all-gathers");
+    /* a reduce-scatter's line was measured with its combine: the model adds none */
+    int rs = phase_of(&c, "partial_reduce_scatter");
+    machine rsm = m;
+    rsm.n_links = 1;
+    rsm.links[0] = (machine_link){TIER_INTRA, PAT_REDUCE_SCATTER, 2, {4e-6, 1e11, 0, 0, 0}};
+    am_time t4;
+    am_predict_time(&c, &rsm, &t4);
+    double m_p = (double)am_phase_max_message(&c, rs);
+    CHECK(close_to(t4.phase_s[rs], 4e-6 + m_p / 1e11) && t0.phase_s[rs] > t0.transfer_s[rs],
+          "reduce-scatter line: %.9g, want %.9g", t4.phase_s[rs], 4e-6 + m_p / 1e11);
     /* the profile's share of a pattern's rate */
     machine slow = fast;
     set_profile(&slow, "overlap = ideal\nlink_fraction.allgather = 0.5\n");
