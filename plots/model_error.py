@@ -82,11 +82,11 @@ def main():
                     tier = "none" if pat == "compute" else "inter" if x else "intra"
                     phases.append(dict(algo=algo, meas=m, pred=p, base=b, term=t, tier=tier,
                                        backend=backend, pattern=pat, tier_pattern=f"{tier} {pat}"))
-            if "predicted/phase_hidden_s" in g and "measured/overlap_exposed_s" in g:
+            if "predicted/phase_hidden_s" in g and "measured/overlap_critical_exposed_s" in g:
                 ph = g["predicted/phase_hidden_s"][()]
                 pt = g["predicted/phase_transfer_s"][()]
-                me = g["measured/overlap_exposed_s"][()].mean(axis=0)
-                mt = g["measured/overlap_transfer_s"][()].mean(axis=0)
+                me = g["measured/overlap_critical_exposed_s"][()]
+                mt = g["measured/overlap_critical_transfer_s"][()]
                 for f, name in enumerate(names):
                     if f"measured/steps/{name}/compute_s" in g:
                         overlaps.append(dict(algo=algo, phase=name, pred_hidden=ph[f],
@@ -136,7 +136,8 @@ def main():
             row(label, [p for p in phases if p[key] == v])
     if overlaps:
         print("# overlapped phases: transfer time hidden behind compute and left exposed, ms "
-              "(median over runs; measured hidden needs --overlap-probe; mean over ranks)")
+              "(median over runs; measured: the busiest rank of each step; hidden needs "
+              "--overlap-probe)")
         print(f"# {'algorithm phase':34s} {'n':>5s} {'pred hidden':>12s} {'meas hidden':>12s} "
               f"{'pred exposed':>13s} {'meas exposed':>13s}")
         for key in sorted({(o["algo"], o["phase"]) for o in overlaps}):
