@@ -66,9 +66,10 @@ def main():
             pred = g["predicted/phase_time_s"][()]
             terms = [t.decode() if isinstance(t, bytes) else t for t in g["predicted/phase_term"][()]]
             inter = g["predicted/phase_inter_node"][()]
-            pattern = ([t.decode() if isinstance(t, bytes) else t
-                        for t in g["predicted/phase_pattern"][()]]
-                       if "predicted/phase_pattern" in g else ["unrecorded"] * len(meas))
+            where = ("phase_pattern" if "phase_pattern" in g else "predicted/phase_pattern"
+                     if "predicted/phase_pattern" in g else None)
+            pattern = ([t.decode() if isinstance(t, bytes) else t for t in g[where][()]]
+                       if where else ["unrecorded"] * len(meas))
             backend, algo = a["backend"], a["algorithm"]
             total_meas = float(g["measured/phase_end_s"][()].max())
             if total_meas * 1e3 < args.min_run_ms:

@@ -46,9 +46,9 @@
 #endif
 
 static const opt_id calibrate_opts[] = {
-    OPT_BACKEND,  OPT_COMM, OPT_GRID,  OPT_MACHINE, OPT_MAX_MESSAGE, OPT_MACHINE_OUT,
-    OPT_OUT,      OPT_ALGO, OPT_SEQ,   OPT_BATCH,   OPT_HEADS,       OPT_KV_HEADS,
-    OPT_HEAD_DIM, OPT_PASS, OPT_DTYPE, OPT_LAYOUT,  OPT_END};
+    OPT_BACKEND,  OPT_COMM, OPT_GRID,  OPT_MACHINE, OPT_MAX_MESSAGE,  OPT_MACHINE_OUT,
+    OPT_OUT,      OPT_ALGO, OPT_SEQ,   OPT_BATCH,   OPT_HEADS,        OPT_KV_HEADS,
+    OPT_HEAD_DIM, OPT_PASS, OPT_DTYPE, OPT_LAYOUT,  OPT_ULYSSES_SIZE, OPT_END};
 
 static const cli_command calibrate_cmd = {
     "calibrate",
@@ -322,7 +322,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                     am_config c;
                     char verr[300];
                     if (sweep_config(&o, &base, a, (uint64_t)e.P, o.seq.v[si], o.head_dim.v[di], 0,
-                                     dt, 1, &c) < 0 ||
+                                     dt, 1, (uint64_t)e.per_node[0], &c) < 0 ||
                         am_validate(&c, verr, sizeof verr))
                         continue;
                     cfgs[ncfg++] = c;
