@@ -120,14 +120,18 @@ static double *grow(double *old, int n, int cap)
     return p;
 }
 
+void comm_step_begin(comm_ctx *c)
+{
+    c->step_b = MPI_Wtime();
+}
+
 void comm_step_compute(comm_ctx *c, comm_reqs *q)
 {
     c->step_transfer = NAN;
     if (c->serial) { /* the probe: the transfers alone, then the compute */
-        double t = MPI_Wtime();
         if (q) comm_waitall(c, q);
         if (c->mode != COMM_HOST) comm_dev_sync(c);
-        if (q) c->step_transfer = MPI_Wtime() - t;
+        if (q) c->step_transfer = MPI_Wtime() - c->step_b;
     }
     c->step_t0 = MPI_Wtime();
     if (c->mode != COMM_HOST) comm_dev_mark(c, 0);
@@ -143,17 +147,16 @@ void comm_step_computed(comm_ctx *c)
 
 void comm_step_end(comm_ctx *c)
 {
-    double compute, exposed;
+    double compute;
     if (c->mode != COMM_HOST) {
         comm_dev_sync(c);
-        double step = MPI_Wtime() - c->step_t0;
         compute = comm_dev_marked_s(c);
-        exposed = fmax(step - compute, 0.0);
     } else {
-        double now = MPI_Wtime();
         compute = c->step_t1 - c->step_t0;
-        exposed = now - c->step_t1;
     }
+    /* the step from its beginning, less its compute and (probe) the transfers before it */
+    double step = MPI_Wtime() - c->step_b;
+    double exposed = fmax(step - compute - (isnan(c->step_transfer) ? 0.0 : c->step_transfer), 0.0);
     if (c->cur < 0) return;
     comm_steps *s = &c->steps[c->cur];
     if (s->n == s->cap) {

@@ -58,7 +58,7 @@ typedef struct {
     void *dev;                       /* the device transport's state (comm_dev.c) */
     comm_steps steps[AM_MAX_PHASES]; /* overlapped phases, this repetition */
     int serial;                      /* probe: an overlapped step waits for its transfers first */
-    double step_t0, step_t1, step_transfer;
+    double step_b, step_t0, step_t1, step_transfer;
 } comm_ctx;
 
 /* mode COMM_HOST: buffers in host memory; otherwise GPU memory, `stream` the stream the
@@ -105,14 +105,16 @@ void comm_irecv(comm_ctx *c, comm_reqs *q, MPI_Comm on, int src, void *buf, uint
 void comm_start(comm_ctx *c, comm_reqs *q);
 /* Waits for every operation of q; received data is then in place for the device's next work. */
 void comm_waitall(comm_ctx *c, comm_reqs *q);
-/* The steps of an overlapped loop (recorded in c->steps of the current phase): the loop posts
- * and starts the step's transfers, then calls comm_step_compute right before the step's
- * compute, comm_step_computed right after it, and comm_step_end once it has waited for the
- * transfers. q: the transfers the compute runs beside (NULL: none may be waited for before
- * the compute, e.g. a send that carries the compute's result). In the probe repetition
- * (c->serial) comm_step_compute first waits for q and times that wait: the transfers alone. On
- * a GPU the compute is timed with events on the compute stream, and comm_step_end waits for it
- * (the next step's transfers are queued after it anyway). */
+/* The steps of an overlapped loop (recorded in c->steps of the current phase): comm_step_begin
+ * when the step begins (before it posts and starts its transfers), comm_step_compute right
+ * before the step's compute, comm_step_computed right after it, and comm_step_end once it has
+ * waited for the transfers. A step's exposed time is its time from begin to end less its
+ * compute. q: the transfers the compute runs beside (NULL: none may be waited for before the
+ * compute, e.g. a send that carries the compute's result). In the probe repetition (c->serial)
+ * comm_step_compute first waits for q, and the time from begin to then is the transfers alone.
+ * On a GPU the compute is timed with events on the compute stream, and comm_step_end waits for
+ * it (the next step's transfers are queued after it anyway). */
+void comm_step_begin(comm_ctx *c);
 void comm_step_compute(comm_ctx *c, comm_reqs *q);
 void comm_step_computed(comm_ctx *c);
 void comm_step_end(comm_ctx *c);

@@ -209,6 +209,7 @@ static void forward_o(exec_ctx *x, a2d_state *s)
     for (int st = 0; st < R; st++) {
         int held = ((r - st) % R + R) % R, in = ((r - st - 1) % R + R) % R;
         comm_reqs q = {.n = 0};
+        comm_step_begin(&x->comm);
         if (st + 1 < R) {
             comm_irecv(&x->comm, &q, x->comm.col, (r + R - 1) % R, blocks[in], bytes[in]);
             comm_isend(&x->comm, &q, x->comm.col, (r + 1) % R, blocks[held], bytes[held]);
@@ -242,6 +243,7 @@ static void forward_o(exec_ctx *x, a2d_state *s)
     int next = (c + 1) % C, prev = (c + C - 1) % C;
     comm_reqs qr = {.n = 0}, ar = {.n = 0};
     comm_phase_begin(&x->comm, PH_A2D_Q_ROW_RING);
+    comm_step_begin(&x->comm); /* the first step: the first Q shard comes in */
     if (C > 1) {
         int m1 = (c + C - 1) % C;
         comm_irecv(&x->comm, &qr, x->comm.row, prev, qbuf[0], q_elems(x, s->row.count[m1]) * e);
@@ -262,6 +264,7 @@ static void forward_o(exec_ctx *x, a2d_state *s)
         }
         comm_waitall(&x->comm, &ar); /* the partial for shard m (from step 2 on), our last send */
         if (st >= 2) comm_step_end(&x->comm); /* the previous step's transfers are done */
+        if (st >= 2) comm_step_begin(&x->comm);
         float *out = abuf[st & 1];
         if (st >= 2) dv->copy(out, a_in, state_bytes(x, nq));
         comm_step_compute(&x->comm, st + 1 < C ? &qr : NULL); /* the next Q shard travels */

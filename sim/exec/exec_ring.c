@@ -63,6 +63,7 @@ static void ring_forward(exec_ctx *x)
     for (int s = 0; s < P; s++) {
         int owner = (int)ring_block_at((uint64_t)i, (uint64_t)s, (uint64_t)P);
         comm_reqs q = {.n = 0};
+        comm_step_begin(&x->comm);
         if (s + 1 < P) {
             int nxt = (int)ring_block_at((uint64_t)i, (uint64_t)s + 1, (uint64_t)P);
             comm_irecv(&x->comm, &q, x->comm.world, prev, incoming,
@@ -113,6 +114,7 @@ static void ring_backward(exec_ctx *x)
         int owner = (int)ring_block_at((uint64_t)i, (uint64_t)s, (uint64_t)P);
         comm_reqs q = {.n = 0};
         size_t ne = 0;
+        comm_step_begin(&x->comm);
         if (s + 1 < P) {
             ne = kv_elems_of(x, &bp[ring_block_at((uint64_t)i, (uint64_t)s + 1, (uint64_t)P)]);
             comm_irecv(&x->comm, &q, x->comm.world, prev, incoming, 2 * ne * (e + sizeof(float)));
