@@ -168,7 +168,9 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
     gsl_sort(hid, 1, (size_t)o.n);
     gsl_sort(rat, 1, (size_t)o.n);
     o.hidden = gsl_stats_median_from_sorted_data(hid, 1, (size_t)o.n);
-    o.ratio = gsl_stats_median_from_sorted_data(rat, 1, (size_t)o.n);
+    /* a compute beside a transfer is never faster than alone: a ratio below 1 is ranks sharing
+     * cores (oversubscribed, or a busy machine) that computed at different times here */
+    o.ratio = fmax(gsl_stats_median_from_sorted_data(rat, 1, (size_t)o.n), 1.0);
     o.ok = o.n > 0;
     return o;
 }
