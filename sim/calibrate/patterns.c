@@ -87,11 +87,48 @@ static int pairwise_source(const pattern_meas *pm, int me)
 }
 
 /* One call of the pattern with messages of `bytes` on comm layer cc. */
-static void run_once(cal_env *e, comm_ctx *cc, const pattern_meas *pm, MPI_Comm on, void **blocks,
-                     void **recv, uint64_t *sizes, uint64_t bytes)
+/* Where one call's data lives. Received data lands where the executor puts it: a ring shift
+ * into the step's buffer, reused from step to step; the collectives and the exchanges into
+ * blocks the phase allocates (sim/exec/: fresh memory each time, whose first touch a run pays,
+ * e.g. as page faults on the CPU), so those are allocated before each call here too, outside
+ * its time, with this rank's own block filled (as the executor fills it before the phase). */
+typedef struct {
+    void **blocks, **recv;
+    uint64_t *sizes;
+} call_bufs;
+
+static void call_prepare(cal_env *e, const pattern_meas *pm, const call_bufs *kept, call_bufs *c,
+                         uint64_t bytes, int own)
 {
     int g = (int)pm->g;
-    for (int j = 0; j < g; j++) sizes[j] = bytes;
+    *c = *kept;
+    for (int j = 0; j < g; j++) c->sizes[j] = bytes;
+    if (pm->pattern == PAT_RING_SHIFT) return;
+    c->blocks = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
+    c->recv = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
+    for (int j = 0; j < g; j++) {
+        c->blocks[j] = e->dev->alloc(bytes, "pattern block");
+        c->recv[j] = e->dev->alloc(bytes, "pattern block");
+        /* an all-gather's own block is filled, the others receive; the rest send every block */
+        if (pm->pattern != PAT_ALLGATHER || j == own)
+            e->dev->copy(c->blocks[j], kept->blocks[0], bytes);
+    }
+    e->dev->sync();
+}
+
+static void call_release(cal_env *e, const pattern_meas *pm, call_bufs *c)
+{
+    if (pm->pattern == PAT_RING_SHIFT) return;
+    for (int j = 0; j < (int)pm->g; j++) e->dev->release(c->blocks[j]), e->dev->release(c->recv[j]);
+    free(c->blocks), free(c->recv);
+}
+
+/* One call of the pattern with messages of `bytes` on comm layer cc. */
+static void run_once(cal_env *e, comm_ctx *cc, const pattern_meas *pm, MPI_Comm on,
+                     const call_bufs *b, uint64_t bytes)
+{
+    void **blocks = b->blocks, **recv = b->recv;
+    uint64_t *sizes = b->sizes;
     switch (pm->pattern) {
     case PAT_RING_SHIFT: {
         int k, n;
@@ -133,32 +170,41 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
     int g = (int)pm->g;
     pm->steps = pm->pattern == PAT_RING_SHIFT || pm->pattern == PAT_PAIRWISE ? 1 : g - 1;
     uint64_t top = 8;
-    while (top < pm->max_bytes) top *= 2;
+    while (top < 2 * pm->max_bytes && top < (1u << 30)) top *= 2;
     size_t sizes_n = 0;
     for (uint64_t b = 8; b <= top; b *= 2) sizes_n++;
     pm->bytes = kn_xmalloc(PATTERN_SAMPLES * sizes_n * sizeof(double), "pattern samples");
     pm->time = kn_xmalloc(PATTERN_SAMPLES * sizes_n * sizeof(double), "pattern samples");
-    void **blocks = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
-    void **recv = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
-    uint64_t *sizes = kn_xmalloc((size_t)g * sizeof(uint64_t), "sizes");
+    call_bufs kept = {kn_xmalloc((size_t)g * sizeof(void *), "blocks"),
+                      kn_xmalloc((size_t)g * sizeof(void *), "blocks"),
+                      kn_xmalloc((size_t)g * sizeof(uint64_t), "sizes")};
     for (int j = 0; j < g; j++) {
-        blocks[j] = e->dev->alloc(top, "pattern block"), recv[j] = e->dev->alloc(top, "block");
-        e->dev->zero(blocks[j], top);
+        kept.blocks[j] = e->dev->alloc(top, "pattern block");
+        kept.recv[j] = e->dev->alloc(top, "pattern block");
+        e->dev->zero(kept.blocks[j], top);
     }
+    int own;
+    MPICALL(MPI_Comm_rank(on, &own));
+    call_bufs c;
     pm->n = 0;
     /* as the links (links.c), on a smaller budget (a run has several patterns): PATTERN_SAMPLES
      * samples per size, each the median over enough timed calls for ~10 ms of the slowest
-     * rank's time per call; sizes by fours up to 64 KiB, then by twos; from 64 KiB on they stop
-     * after the first whose call takes LINK_LONGEST_S */
+     * rank's time per call; sizes by fours up to 64 KiB, then by twos up to twice the largest
+     * message (so that a large-message regime has sizes enough for its own line); from 64 KiB
+     * on they stop after the first whose call takes LINK_LONGEST_S */
     for (uint64_t b = 8; b <= top; b *= b < 65536 ? 4 : 2) {
         polite_barrier();
-        run_once(e, &cc, pm, on, blocks, recv, sizes, b); /* warm-up, and the probe */
+        call_prepare(e, pm, &kept, &c, b, own);
+        run_once(e, &cc, pm, on, &c, b); /* warm-up */
         e->dev->sync();
+        call_release(e, pm, &c);
+        call_prepare(e, pm, &kept, &c, b, own);
         MPICALL(MPI_Barrier(MPI_COMM_WORLD));
         double probe = MPI_Wtime();
-        run_once(e, &cc, pm, on, blocks, recv, sizes, b);
+        run_once(e, &cc, pm, on, &c, b);
         e->dev->sync();
         probe = MPI_Wtime() - probe;
+        call_release(e, pm, &c);
         MPICALL(MPI_Allreduce(MPI_IN_PLACE, &probe, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
         double want = 0.01 / fmax(probe, 1e-7);
         int reps = want < 3 ? 3 : want > 400 ? 400 : (int)want;
@@ -166,10 +212,12 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
         for (int k = 0; k < PATTERN_SAMPLES; k++) {
             polite_barrier();
             for (int i = 0; i < reps; i++) {
+                call_prepare(e, pm, &kept, &c, b, own);
                 double t0 = MPI_Wtime();
-                run_once(e, &cc, pm, on, blocks, recv, sizes, b);
+                run_once(e, &cc, pm, on, &c, b);
                 e->dev->sync();
                 one[i] = MPI_Wtime() - t0;
+                call_release(e, pm, &c);
             }
             MPICALL(MPI_Allreduce(MPI_IN_PLACE, one, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
             gsl_sort(one, 1, (size_t)reps);
@@ -180,8 +228,8 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
         free(one);
         if (probe > LINK_LONGEST_S && b >= 65536) break; /* well inside the bandwidth regime */
     }
-    for (int j = 0; j < g; j++) e->dev->release(blocks[j]), e->dev->release(recv[j]);
-    free(blocks), free(recv), free(sizes);
+    for (int j = 0; j < g; j++) e->dev->release(kept.blocks[j]), e->dev->release(kept.recv[j]);
+    free(kept.blocks), free(kept.recv), free(kept.sizes);
     comm_free(&cc);
 }
 
