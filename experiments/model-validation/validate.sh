@@ -13,22 +13,23 @@
 #                         nodes of SLOTS ranks joined by RATE links, brought up and torn down
 #   validate.sh gpu1      one GPU shared by 4 ranks: --backend cuda --comm mpi (host-staged MPI);
 #                         about 5 minutes on one H100
+#   validate.sh gpu       one rank per GPU of this node (P = the GPUs): --backend cuda --comm nccl
 #
 # Environment (defaults per mode in brackets, cpu / cluster / gpu1):
 #   OUT_DIR   [.]                    NAME    [validate-MODE]
-#   P         [2 / NODES*SLOTS / 4]  NODES, SLOTS, RATE  [cluster: 2, 2, 1gbit]
-#   SEQ       [1k,2k / 1k,2k / 8k,16k]       PASSES [fwd,train]
+#   P         [2 / NODES*SLOTS / 4 / the GPUs]  NODES, SLOTS, RATE  [cluster: 2, 2, 1gbit]
+#   SEQ       [1k,2k / 1k,2k / 8k,16k / 32k,64k]   PASSES [fwd,train]   COMM [gpu1: mpi, gpu: nccl]
 #   HEADS     [4 / 4 / 32]   KV_HEADS [HEADS]   HEAD_DIM [32 / 32 / 128]   DTYPE [f32 / f32 / bf16]
 #   ALGOS     [ring,a2d-no,a2d-o, and ulysses where KV_HEADS >= P]   LAYOUTS [contiguous,zigzag]
 #   GRID      [the square grid, else auto]   REPS [3]   MIN_RUN_MS [50]
-#   BASE      [dgx-h100 / dgx-h100 / dev-h100]  (the values calibrate cannot measure)
+#   BASE      [dgx-h100 / dgx-h100 / dev-h100 / dev-4gpu]  (what calibrate cannot measure)
 #   ATTNSIM   [build/attnsim]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 mode=${1:-}
-case $mode in cpu | cluster | gpu1) ;; *)
-  echo "validate.sh: mode '${mode}': accepted: cpu, cluster, gpu1" >&2
+case $mode in cpu | cluster | gpu1 | gpu) ;; *)
+  echo "validate.sh: mode '${mode}': accepted: cpu, cluster, gpu1, gpu" >&2
   exit 2
   ;;
 esac
@@ -71,7 +72,15 @@ gpu1)
   P=${P:-4} seq=${SEQ:-8k,16k} heads=${HEADS:-32} dim=${HEAD_DIM:-128} dtype=${DTYPE:-bf16}
   base=${BASE:-dev-h100}
   mpi=(mpirun -n "$P" --oversubscribe)
-  backend=(--backend cuda --comm mpi)
+  backend=(--backend cuda --comm "${COMM:-mpi}")
+  ;;
+gpu)
+  P=${P:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)}
+  [ "${P:-0}" -ge 1 ] || { echo "validate.sh: no GPU found (nvidia-smi -L); set P" >&2; exit 2; }
+  seq=${SEQ:-32k,64k} heads=${HEADS:-32} dim=${HEAD_DIM:-128} dtype=${DTYPE:-bf16}
+  base=${BASE:-dev-4gpu}
+  mpi=(mpirun -n "$P" -x NCCL_NVLS_ENABLE=0)
+  backend=(--backend cuda --comm "${COMM:-nccl}")
   ;;
 esac
 kv=${KV_HEADS:-$heads} passes=${PASSES:-fwd,train} reps=${REPS:-3}
