@@ -10,8 +10,14 @@ flash-attn's own benchmarks do. TF/s counts the matrix FLOPs: 4 B H Nq Nk d forw
 causal masking), 2.5x that backward. Writes one attnsim/1 HDF5 file (kind = benchmark runs) and
 prints the table with the ratio of attnsim to each peer.
 
+--variant NAME=SETTING (repeatable) also times attnsim's forward with the environment variable
+ATTNSIM_KC_FWD set to SETTING (the Hopper forward's schedule, kc_fa3_fwd.cu), after checking its
+output against the math reference and, over the whole tensor, against the default forward; it is
+printed and written as implementation attnsim:NAME.
+
 Usage: bench.py [--out FILE.h5] [--seq 1k,2k,4k,8k,16k] [--head-dim 64,128] [--tokens 16k]
-                [--causal both] [--pass fwd,bwd] [--dtype bf16] [--lib build/libattnsim_kc.so]"""
+                [--causal both] [--pass fwd,bwd] [--dtype bf16] [--lib build/libattnsim_kc.so]
+                [--variant NAME=SETTING ...]"""
 import argparse
 import ctypes
 import datetime
@@ -48,7 +54,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--lib", default=os.path.join(here, "..", "..", "build", "libattnsim_kc.so"))
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=SETTING",
+                    help="also time the forward with ATTNSIM_KC_FWD=SETTING")
     args = ap.parse_args()
+    variants = []
+    for v in args.variant:
+        name, eq, setting = v.partition("=")
+        if not eq or not name:
+            print(f"bench: --variant {v!r}: expected NAME=SETTING (e.g. pp=persistent+pingpong)",
+                  file=sys.stderr)
+            return 2
+        variants.append((name, setting))
     try:
         import h5py
         import numpy as np
@@ -135,8 +151,36 @@ def main():
                         out = F.scaled_dot_product_attention(q[bs], k[bs], v[bs],
                                                              is_causal=bool(causal))
                     errs[name] = check(f"{name} fwd", out, ref.detach(), 3e-2)
+                vt = {}
+                if "fwd" in passes and variants:
+                    base_env = os.environ.get("ATTNSIM_KC_FWD")
+                    o_def = o.clone()
+                    for name, setting in variants:
+                        os.environ["ATTNSIM_KC_FWD"] = setting
+                        key = f"attnsim:{name}"
+                        try:
+                            o.fill_(float("nan"))
+                            ours_fwd()
+                            torch.cuda.synchronize()
+                            err = check(f"{key} fwd", o[bs], ref.detach(), 3e-2)
+                            check(f"{key} fwd (whole tensor, against the default)", o,
+                                  o_def.float(), 1e-2)
+                            errs[key] = err
+                            vt[key] = timed(ours_fwd)
+                        except SystemExit as e:  # a wrong variant is reported, not timed
+                            print(f"{e} (d={d} N={n} causal={causal}): not timed",
+                                  file=sys.stderr)
+                        finally:
+                            if base_env is None:
+                                del os.environ["ATTNSIM_KC_FWD"]
+                            else:
+                                os.environ["ATTNSIM_KC_FWD"] = base_env
+                    del o_def
+                    ours_fwd()  # the default's O and LSE for the backward
+                    torch.cuda.synchronize()
                 if "fwd" in passes:
                     t = {"attnsim": timed(ours_fwd)}
+                    t.update(vt)
                     for name, be in peers.items():
                         def f(be=be):
                             with sdpa_kernel(be):
@@ -186,9 +230,15 @@ def main():
           f"{'attnsim':>8s} {'flash':>8s} {'cudnn':>8s} {'/flash':>7s} {'/cudnn':>7s}")
     for ps, d, n, B, H, causal, t, fl, errs in results:
         tf = {k: fl / v / 1e12 for k, v in t.items()}
+        extra = "".join(f"  {k[8:]} {v:6.1f} {v / tf['torch-cudnn']:5.2f}"
+                        for k, v in tf.items() if k.startswith("attnsim:"))
         print(f"{ps:4s} {d:4d} {n:6d} {B:3d} {H:3d} {causal:6d} {tf['attnsim']:8.1f} "
               f"{tf['torch-flash']:8.1f} {tf['torch-cudnn']:8.1f} "
-              f"{tf['attnsim'] / tf['torch-flash']:7.2f} {tf['attnsim'] / tf['torch-cudnn']:7.2f}")
+              f"{tf['attnsim'] / tf['torch-flash']:7.2f} {tf['attnsim'] / tf['torch-cudnn']:7.2f}"
+              f"{extra}")
+    if variants:
+        print("# variants: TF/s and ratio to cuDNN, forward rows only: "
+              + ", ".join(f"{n} = ATTNSIM_KC_FWD={s}" for n, s in variants))
     with h5py.File(args.out, "a") as f:
         if "schema" not in f.attrs:
             f.attrs["schema"] = "attnsim/1"
@@ -214,7 +264,7 @@ def main():
                 g["measured/flops"] = fl
                 g["measured/tflop_per_s"] = fl / sec / 1e12
                 g.attrs["complete"] = 1
-    print(f"# wrote {len(results) * 3} runs to {args.out}")
+    print(f"# wrote {sum(len(r[6]) for r in results)} runs to {args.out}")
     return 0
 
 
