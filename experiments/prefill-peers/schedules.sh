@@ -31,7 +31,7 @@ if [ ! -x "$build/tests/test_cuda_kernels" ] || [ ! -f "$build/libattnsim_kc.so"
 fi
 pids=()
 for s in "${scheds[@]}"; do
-  ATTNSIM_KC_FWD=${s#*=} timeout 300 "$build/tests/test_cuda_kernels" >"$logs/test-${s%%=*}.log" 2>&1 &
+  ATTNSIM_KC_FWD=${s#*=} timeout 150 "$build/tests/test_cuda_kernels" >"$logs/test-${s%%=*}.log" 2>&1 &
   pids+=($!)
 done
 variants=()

@@ -521,6 +521,9 @@ __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
         }
         w.finish(p, bh, wr0 + g, t);
     }
+    /* the last consumer's last hand-over (or the first turn, when there was none) is the one
+     * arrival the first consumer has not waited for: take it, so no barrier is left mid-phase */
+    if (pp && cw == 0) kc_bar_sync(1, 256);
 }
 
 /* The forward's schedule: the one-tile kernel (legacy), or the warp-specialized one with
