@@ -45,7 +45,7 @@ struct fa3_params {
     float *m, *l, *oacc; /* partial mode */
     const unsigned long long *qpos, *kpos;
     int h, h_kv, nq, nk, kv_begin, kv_end, accumulate;
-    int nqb, nbh, ntile, pingpong; /* the warp-specialized kernel's tiles and schedule */
+    int nqb, nbh, ntile, hgroup, pingpong; /* the warp-specialized kernel's tiles, schedule */
     float scale_log2;
 };
 
@@ -64,8 +64,9 @@ template <typename T> __device__ __forceinline__ T *fa3_smem_base(unsigned char 
 /* One warpgroup's 64 query rows of a tile of BR rows (Q panels BR x 64): per thread the rows
  * r0 = the warp's first row + lane / 4 and r0 + 8 (h2 = 0, 1), their running max m and sum l
  * (log2 units of the scaled scores), the O accumulators, the scores S of the current key block
- * and P of the block before as the register A operand of P V. */
-template <typename T, int D, int MASK, bool PARTIAL, int BR> struct fwd_rows {
+ * and P of the block before as the register A operand of P V. EMU > 0: one column pair in EMU
+ * takes its exponentials on the FMA pipe (kc_exp2_fma), the rest on the special-function unit. */
+template <typename T, int D, int MASK, bool PARTIAL, int BR, int EMU = 0> struct fwd_rows {
     static constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
     float m[2], l[2], o[D / 2], s[64], alpha[2];
     uint32_t a[BC / 16][4];
@@ -170,8 +171,11 @@ template <typename T, int D, int MASK, bool PARTIAL, int BR> struct fwd_rows {
             float sum = 0.f;
 #pragma unroll
             for (int jj = 0; jj < BC / 8; jj++) {
-                const float a0 = kc_exp2(fmaf(s[4 * jj + 2 * h2], p.scale_log2, -base));
-                const float a1 = kc_exp2(fmaf(s[4 * jj + 2 * h2 + 1], p.scale_log2, -base));
+                const float x0 = fmaf(s[4 * jj + 2 * h2], p.scale_log2, -base);
+                const float x1 = fmaf(s[4 * jj + 2 * h2 + 1], p.scale_log2, -base);
+                const bool fma_pipe = EMU > 0 && jj % (EMU > 0 ? EMU : 1) == EMU - 1;
+                const float a0 = fma_pipe ? kc_exp2_fma(x0) : kc_exp2(x0);
+                const float a1 = fma_pipe ? kc_exp2_fma(x1) : kc_exp2(x1);
                 s[4 * jj + 2 * h2] = a0;
                 s[4 * jj + 2 * h2 + 1] = a1;
                 sum += a0 + a1;
@@ -361,7 +365,7 @@ template <int NC> struct ws_cfg {
     static constexpr int PRODUCER_REGS = NC == 2 ? 24 : 32, CONSUMER_REGS = NC == 2 ? 240 : 160;
 };
 
-template <typename T, int D, int MASK, bool PARTIAL, int NC>
+template <typename T, int D, int MASK, bool PARTIAL, int NC, int EMU>
 __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
     fa3_fwd_ws_kernel(const __grid_constant__ fa3_params p)
 {
@@ -390,12 +394,16 @@ __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
     }
     __syncthreads();
 
-    /* tile `tile` of the order: its query block and (batch, head) */
+    /* tile `tile` of the order: its query block and (batch, head). Causal: groups of
+     * p.hgroup heads (whose keys and values fit in L2 together), in each group the last query
+     * block of every head, then the one before, ...; otherwise head by head. */
     auto coords = [&](int tile, int &qb, int &bh) {
         if (CAUSAL) {
-            const int round = tile / p.nbh;
+            const int grp = tile / (p.hgroup * p.nqb), h0 = grp * p.hgroup;
+            const int within = tile - h0 * p.nqb, heads = min(p.hgroup, p.nbh - h0);
+            const int round = within / heads;
             qb = p.nqb - 1 - round;
-            bh = tile - round * p.nbh;
+            bh = h0 + within - round * heads;
         } else {
             bh = tile / p.nqb;
             qb = p.nqb - 1 - (tile - bh * p.nqb);
@@ -464,7 +472,7 @@ __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
         coords(tile, qb, bh);
         const int q0 = qb * BRW, wr0 = q0 + 64 * cw + 16 * warp; /* the warp's first row */
         const int kend = fa3_kend<MASK>(p, q0, BRW), nt = fa3_nblocks(p, kend);
-        fwd_rows<T, D, MASK, PARTIAL, BRW> w;
+        fwd_rows<T, D, MASK, PARTIAL, BRW, EMU> w;
         w.start(p, bh, wr0 + g, t);
         if (nt > 0) {
             /* block 0: S, softmax */
@@ -531,13 +539,14 @@ __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
  * persistent grid. */
 struct fwd_schedule {
     bool ws, persistent, pingpong, wg3;
-    int ctas;
+    int ctas, l2_kib, emu; /* l2_kib: the causal order's head groups (0: one group); emu: 0, 2, 4 */
 };
 /* ATTNSIM_KC_FWD: tokens separated by '+' or ',': legacy, ws, persistent, pingpong, wg3, wg2,
- * ctas=N (any but legacy selects the warp-specialized kernel); unset or empty: the default. */
+ * ctas=N, l2=KiB, emu=2|4 (d = 64, with wg3) (any but legacy selects the warp-specialized kernel);
+ * unset or empty: the default. */
 fwd_schedule fwd_schedule_now()
 {
-    fwd_schedule sc = {false, false, false, false, 0};
+    fwd_schedule sc = {false, false, false, false, 0, 32768, 0};
     const char *e = getenv("ATTNSIM_KC_FWD");
     if (!e || !*e) return sc;
     char buf[128];
@@ -546,7 +555,7 @@ fwd_schedule fwd_schedule_now()
     char *save = NULL;
     for (char *tok = strtok_r(buf, "+,", &save); tok; tok = strtok_r(NULL, "+,", &save)) {
         if (!strcmp(tok, "legacy"))
-            sc = {false, false, false, false, 0};
+            sc = {false, false, false, false, 0, sc.l2_kib, 0};
         else if (!strcmp(tok, "ws"))
             sc.ws = true;
         else if (!strcmp(tok, "persistent"))
@@ -559,6 +568,10 @@ fwd_schedule fwd_schedule_now()
             sc.ws = true, sc.wg3 = false;
         else if (!strncmp(tok, "ctas=", 5))
             sc.ws = sc.persistent = true, sc.ctas = atoi(tok + 5);
+        else if (!strncmp(tok, "l2=", 3))
+            sc.ws = true, sc.l2_kib = atoi(tok + 3);
+        else if (!strncmp(tok, "emu=", 4))
+            sc.ws = sc.wg3 = true, sc.emu = atoi(tok + 4);
     }
     return sc;
 }
@@ -575,11 +588,11 @@ cudaError_t launch_legacy(const kc_shape *s, const fa3_params &p, cudaStream_t s
     return cudaGetLastError();
 }
 
-template <typename T, int D, int MASK, bool PARTIAL, int NC>
+template <typename T, int D, int MASK, bool PARTIAL, int NC, int EMU = 0>
 cudaError_t launch_ws(const kc_shape *s, fa3_params p, const fwd_schedule &sc, cudaStream_t st)
 {
     using C = ws_cfg<NC>;
-    auto kern = fa3_fwd_ws_kernel<T, D, MASK, PARTIAL, NC>;
+    auto kern = fa3_fwd_ws_kernel<T, D, MASK, PARTIAL, NC, EMU>;
     const int smem = (int)fa3_smem<T, D, C::BR, 2 + 4 * STAGES>::BYTES;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
@@ -587,6 +600,10 @@ cudaError_t launch_ws(const kc_shape *s, fa3_params p, const fwd_schedule &sc, c
     p.nbh = (int)(s->b * s->h);
     p.ntile = p.nqb * p.nbh;
     p.pingpong = sc.pingpong;
+    /* causal order: as many heads in a group as have their keys and values in l2_kib KiB */
+    const size_t kv_head = 2 * (size_t)max(p.kv_end - p.kv_begin, 1) * s->d * sizeof(T);
+    const size_t budget = (size_t)sc.l2_kib << 10;
+    p.hgroup = sc.l2_kib <= 0 ? p.nbh : (int)min((size_t)p.nbh, max(budget / kv_head, (size_t)1));
     int grid = p.ntile;
     if (sc.persistent) {
         int dev = 0, sms = 0, per_sm = 0;
@@ -608,7 +625,11 @@ cudaError_t launch(const kc_shape *s, const fa3_params &p, const fwd_schedule &s
 {
     if (!sc.ws) return launch_legacy<T, D, MASK, PARTIAL>(s, p, st);
     if constexpr (D == 64)
-        if (sc.wg3) return launch_ws<T, D, MASK, PARTIAL, 3>(s, p, sc, st);
+        if (sc.wg3) {
+            if (sc.emu == 2) return launch_ws<T, D, MASK, PARTIAL, 3, 2>(s, p, sc, st);
+            if (sc.emu == 4) return launch_ws<T, D, MASK, PARTIAL, 3, 4>(s, p, sc, st);
+            return launch_ws<T, D, MASK, PARTIAL, 3>(s, p, sc, st);
+        }
     return launch_ws<T, D, MASK, PARTIAL, 2>(s, p, sc, st);
 }
 
