@@ -193,21 +193,6 @@ __device__ __forceinline__ float kc_exp2(float x)
     return y;
 }
 
-/* 2^x for x <= 0 on the FMA and integer pipes instead of the special-function unit (whose 16
- * results per clock and SM are what bounds the softmax at d = 64): x = j + f with j = rint(x)
- * (the 1.5 * 2^23 rounding trick) and f in [-0.5, 0.5], 2^f by a degree-3 polynomial (relative
- * error 1.0e-4, far below bf16's and f16's rounding of P), 2^j added into the exponent. Like
- * kc_exp2 (ex2.approx.ftz) it gives 0 for tiny results (here x < -125) and for -inf. */
-__device__ __forceinline__ float kc_exp2_fma(float x)
-{
-    const float xc = fmaxf(x, -127.f);
-    const float t = xc + 12582912.f;       /* rint(xc) in the low mantissa bits */
-    const float f = xc - (t - 12582912.f); /* xc - rint(xc) */
-    const float p = fmaf(fmaf(fmaf(0.055008932f, f, 0.24221097f), f, 0.693282928f), f, 1.f);
-    const unsigned bits = __float_as_uint(p) + (__float_as_uint(t) << 23); /* + j << 23 */
-    return xc < -125.f ? 0.f : __uint_as_float(bits);
-}
-
 /* Bisection over the increasing token positions pos[lo, hi): the first index whose position is
  * greater than x (upper bound) or at least x (lower bound); hi when there is none. */
 __device__ __forceinline__ int kc_upper_bound(const unsigned long long *pos, int lo, int hi,

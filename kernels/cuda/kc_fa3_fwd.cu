@@ -3,23 +3,50 @@
  * m, l, o with accumulation; no mask, bottom-right causal, or causal by token positions), used
  * in its place where the GPU and the binary have sm_90a (kc_fa3_fwd_available).
  *
- * One CTA of two warpgroups (256 threads) per 128 query rows; each warpgroup owns 64 rows. Q
- * and three stages each of 128-key K and V tiles sit in shared memory in the panelled 128-byte
+ * Q and three stages each of 128-key K and V tiles sit in shared memory in the panelled 128-byte
  * swizzle wgmma reads (kc_wgmma.cuh), brought by TMA (3-D tensor maps [heads][rows][d], boxes of
  * 64 columns; rows past the end arrive as zeros) that one thread issues, each stage completing
  * on an mbarrier (full) and handed back through another (empty: every consumer warp arrives
- * once it is done reading). No CTA-wide barrier in the loop: the warpgroups drift freely.
- * Per key block j, in each warpgroup:
+ * once it is done reading; kc_ring keeps the stage and phase). No CTA-wide barrier in the loop.
+ * Per key block j, each consumer warpgroup (64 query rows, fwd_rows):
  *   issue S_j = Q K_j^T        m64n128k16, both operands from shared memory
  *   issue O += P_{j-1} V_{j-1} m64nDk16, P from registers (the accumulator layout is the
  *                              register-A layout), V transposed (MN-major) from shared memory
- *   (thread 0: the copies of K_{j+2} and V_{j+1} into the stages just released)
  *   wait for S_j; masks and online softmax of S_j while P V still runs on the tensor cores;
  *   wait for P V; rescale O.
- * Keys of block j + 2 are in flight two blocks ahead, values one and a half. Tried and measured
- * slower (H100, experiments/prefill-peers/bench.py): ping-pong of the two warpgroups through
- * named barriers (each taking turns to issue its GEMMs): 0.89-0.97x at d = 128, 0.81-0.92x at
- * d = 64 of this schedule.
+ * Two kernels run this loop (ATTNSIM_KC_FWD chooses; fwd_schedule_default says what a call
+ * gets):
+ * - fa3_fwd_kernel ("legacy"): one CTA of two warpgroups per 128 query rows; thread 0 of the
+ *   first also issues the copies, K two blocks ahead, V one and a half.
+ * - fa3_fwd_ws_kernel: warpgroup 0 produces (one thread issues every copy; setmaxnreg lowers the
+ *   warpgroup to 24 or 32 registers a thread), 2 consumer warpgroups (240 registers) or, at
+ *   d = 64 with wg3, 3 (160 registers, tiles of 192 rows). A CTA walks the tiles blockIdx.x,
+ *   + gridDim.x, ...: "persistent" launches one CTA per SM, so the producer loads the next
+ *   tile's K and Q while the consumers finish a tile. Causal tiles go longest first within
+ *   groups of heads whose K and V fit in 32 MiB of L2 (l2=KiB). "pingpong": the consumers take
+ *   turns to issue their products (named barriers), so one's softmax runs under another's
+ *   GEMMs.
+ * What each step gave, as ratios to cuDNN (SDPA) in the same process, one H100 80GB HBM3,
+ * experiments/prefill-peers/schedules.sh (bf16, B N = 16k, N = 1k-16k; each trial times every
+ * schedule and peer in turn; docs/performance.md has the table), one-tile kernel first:
+ * - producer warpgroup + setmaxnreg, one CTA per tile (an earlier run that timed one schedule
+ *   after another): without a mask 0.78-0.95 against 0.78-0.99, no gain by itself; causal
+ *   tiles longest first over all heads lost up to a third at d = 128 (0.63-0.96 against
+ *   0.80-1.00; persistent 0.63-0.86): 132 CTAs on 132 heads at once, whose K and V miss L2.
+ *   With the head groups persistent causal d = 128 measured 0.83-0.98 in the later run.
+ * - persistent: d = 128 without a mask 0.87-0.94 (one-tile 0.79-0.88), most at N = 1k-4k;
+ *   d = 128 causal 0.83-0.98 against 0.83-0.99 (0.88 against 0.97 at N = 16k; not profiled:
+ *   the first suspect is the static order balancing worse than the hardware's dispatch of
+ *   one-tile CTAs; groups of 16 MiB measured worse, 0.76), so causal d = 128 stays one-tile;
+ *   d = 64 0.89-0.94 (one-tile 0.77-0.87).
+ * - ping-pong on top: within noise at d = 128 (0.83-0.99 against 0.83-0.98) and with two
+ *   consumer warpgroups at d = 64.
+ * - d = 64, three consumer warpgroups (192-row tiles) + persistent + ping-pong: 0.89-1.08,
+ *   the best at d = 64 (the default); at N = 1k causal two warpgroups did better (0.94-0.97).
+ * - a quarter or half of the d = 64 exponentials on the FMA pipe (a degree-3 polynomial and
+ *   the exponent added as an integer) instead of the special-function unit: 0.82-0.93 and
+ *   0.75-0.83 against 0.89-1.08 without: the extra instructions cost more than the MUFU time
+ *   they free; not kept.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -64,9 +91,8 @@ template <typename T> __device__ __forceinline__ T *fa3_smem_base(unsigned char 
 /* One warpgroup's 64 query rows of a tile of BR rows (Q panels BR x 64): per thread the rows
  * r0 = the warp's first row + lane / 4 and r0 + 8 (h2 = 0, 1), their running max m and sum l
  * (log2 units of the scaled scores), the O accumulators, the scores S of the current key block
- * and P of the block before as the register A operand of P V. EMU > 0: one column pair in EMU
- * takes its exponentials on the FMA pipe (kc_exp2_fma), the rest on the special-function unit. */
-template <typename T, int D, int MASK, bool PARTIAL, int BR, int EMU = 0> struct fwd_rows {
+ * and P of the block before as the register A operand of P V. */
+template <typename T, int D, int MASK, bool PARTIAL, int BR> struct fwd_rows {
     static constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
     float m[2], l[2], o[D / 2], s[64], alpha[2];
     uint32_t a[BC / 16][4];
@@ -171,11 +197,8 @@ template <typename T, int D, int MASK, bool PARTIAL, int BR, int EMU = 0> struct
             float sum = 0.f;
 #pragma unroll
             for (int jj = 0; jj < BC / 8; jj++) {
-                const float x0 = fmaf(s[4 * jj + 2 * h2], p.scale_log2, -base);
-                const float x1 = fmaf(s[4 * jj + 2 * h2 + 1], p.scale_log2, -base);
-                const bool fma_pipe = EMU > 0 && jj % (EMU > 0 ? EMU : 1) == EMU - 1;
-                const float a0 = fma_pipe ? kc_exp2_fma(x0) : kc_exp2(x0);
-                const float a1 = fma_pipe ? kc_exp2_fma(x1) : kc_exp2(x1);
+                const float a0 = kc_exp2(fmaf(s[4 * jj + 2 * h2], p.scale_log2, -base));
+                const float a1 = kc_exp2(fmaf(s[4 * jj + 2 * h2 + 1], p.scale_log2, -base));
                 s[4 * jj + 2 * h2] = a0;
                 s[4 * jj + 2 * h2 + 1] = a1;
                 sum += a0 + a1;
@@ -365,7 +388,7 @@ template <int NC> struct ws_cfg {
     static constexpr int PRODUCER_REGS = NC == 2 ? 24 : 32, CONSUMER_REGS = NC == 2 ? 240 : 160;
 };
 
-template <typename T, int D, int MASK, bool PARTIAL, int NC, int EMU>
+template <typename T, int D, int MASK, bool PARTIAL, int NC>
 __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
     fa3_fwd_ws_kernel(const __grid_constant__ fa3_params p)
 {
@@ -472,7 +495,7 @@ __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
         coords(tile, qb, bh);
         const int q0 = qb * BRW, wr0 = q0 + 64 * cw + 16 * warp; /* the warp's first row */
         const int kend = fa3_kend<MASK>(p, q0, BRW), nt = fa3_nblocks(p, kend);
-        fwd_rows<T, D, MASK, PARTIAL, BRW, EMU> w;
+        fwd_rows<T, D, MASK, PARTIAL, BRW> w;
         w.start(p, bh, wr0 + g, t);
         if (nt > 0) {
             /* block 0: S, softmax */
@@ -536,26 +559,42 @@ __global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
 
 /* The forward's schedule: the one-tile kernel (legacy), or the warp-specialized one with
  * optional persistence, ping-pong and, at d = 64, three consumer warpgroups; ctas caps the
- * persistent grid. */
+ * persistent grid, l2_kib sizes the causal order's head groups (0: one group). */
 struct fwd_schedule {
     bool ws, persistent, pingpong, wg3;
-    int ctas, l2_kib, emu; /* l2_kib: the causal order's head groups (0: one group); emu: 0, 2, 4 */
+    int ctas, l2_kib;
 };
-/* ATTNSIM_KC_FWD: tokens separated by '+' or ',': legacy, ws, persistent, pingpong, wg3, wg2,
- * ctas=N, l2=KiB, emu=2|4 (d = 64, with wg3) (any but legacy selects the warp-specialized kernel);
- * unset or empty: the default. */
-fwd_schedule fwd_schedule_now()
+constexpr fwd_schedule FWD_LEGACY = {false, false, false, false, 0, 32768};
+
+/* What a call gets by default, the fastest of the schedules measured against each other in one
+ * run on an H100 (docs/performance.md): d = 64, every mask: 3 consumer warpgroups, persistent,
+ * ping-pong (0.89-1.08x cuDNN where the one-tile kernel was 0.77-0.87x); d = 128 without a mask:
+ * persistent (0.87-0.94x against 0.79-0.88x); d = 128 causal: the one-tile kernel (the static
+ * persistent order lost at N = 16k, 0.88x against 0.97x, and gained nothing at N <= 8k). */
+fwd_schedule fwd_schedule_default(size_t d, bool causal)
 {
-    fwd_schedule sc = {false, false, false, false, 0, 32768, 0};
+    fwd_schedule sc = FWD_LEGACY;
+    if (d == 64)
+        sc.ws = sc.persistent = sc.pingpong = sc.wg3 = true;
+    else if (!causal)
+        sc.ws = sc.persistent = true;
+    return sc;
+}
+/* ATTNSIM_KC_FWD (to compare schedules; unset or empty: the default): tokens separated by '+'
+ * or ',' from the one-tile kernel: legacy, ws (the warp-specialized kernel, one CTA per tile),
+ * persistent, pingpong, wg3 (d = 64), wg2, ctas=N, l2=KiB; each but legacy implies ws. */
+fwd_schedule fwd_schedule_now(size_t d, bool causal)
+{
     const char *e = getenv("ATTNSIM_KC_FWD");
-    if (!e || !*e) return sc;
+    if (!e || !*e) return fwd_schedule_default(d, causal);
+    fwd_schedule sc = FWD_LEGACY;
     char buf[128];
     strncpy(buf, e, sizeof buf - 1);
     buf[sizeof buf - 1] = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, "+,", &save); tok; tok = strtok_r(NULL, "+,", &save)) {
         if (!strcmp(tok, "legacy"))
-            sc = {false, false, false, false, 0, sc.l2_kib, 0};
+            sc = FWD_LEGACY;
         else if (!strcmp(tok, "ws"))
             sc.ws = true;
         else if (!strcmp(tok, "persistent"))
@@ -570,8 +609,6 @@ fwd_schedule fwd_schedule_now()
             sc.ws = sc.persistent = true, sc.ctas = atoi(tok + 5);
         else if (!strncmp(tok, "l2=", 3))
             sc.ws = true, sc.l2_kib = atoi(tok + 3);
-        else if (!strncmp(tok, "emu=", 4))
-            sc.ws = sc.wg3 = true, sc.emu = atoi(tok + 4);
     }
     return sc;
 }
@@ -588,11 +625,11 @@ cudaError_t launch_legacy(const kc_shape *s, const fa3_params &p, cudaStream_t s
     return cudaGetLastError();
 }
 
-template <typename T, int D, int MASK, bool PARTIAL, int NC, int EMU = 0>
+template <typename T, int D, int MASK, bool PARTIAL, int NC>
 cudaError_t launch_ws(const kc_shape *s, fa3_params p, const fwd_schedule &sc, cudaStream_t st)
 {
     using C = ws_cfg<NC>;
-    auto kern = fa3_fwd_ws_kernel<T, D, MASK, PARTIAL, NC, EMU>;
+    auto kern = fa3_fwd_ws_kernel<T, D, MASK, PARTIAL, NC>;
     const int smem = (int)fa3_smem<T, D, C::BR, 2 + 4 * STAGES>::BYTES;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
@@ -625,11 +662,7 @@ cudaError_t launch(const kc_shape *s, const fa3_params &p, const fwd_schedule &s
 {
     if (!sc.ws) return launch_legacy<T, D, MASK, PARTIAL>(s, p, st);
     if constexpr (D == 64)
-        if (sc.wg3) {
-            if (sc.emu == 2) return launch_ws<T, D, MASK, PARTIAL, 3, 2>(s, p, sc, st);
-            if (sc.emu == 4) return launch_ws<T, D, MASK, PARTIAL, 3, 4>(s, p, sc, st);
-            return launch_ws<T, D, MASK, PARTIAL, 3>(s, p, sc, st);
-        }
+        if (sc.wg3) return launch_ws<T, D, MASK, PARTIAL, 3>(s, p, sc, st);
     return launch_ws<T, D, MASK, PARTIAL, 2>(s, p, sc, st);
 }
 
@@ -712,7 +745,7 @@ int kc_fa3_fwd_available(void)
 
 void kc_fa3_fwd_blocks(size_t d, size_t *br, size_t *bc)
 {
-    *br = (size_t)fwd_rows_per_tile(fwd_schedule_now(), d);
+    *br = (size_t)fwd_rows_per_tile(fwd_schedule_now(d, false), d);
     *bc = BC;
 }
 
@@ -736,7 +769,7 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
     p.kv_begin = (int)kv_begin, p.kv_end = (int)kv_end, p.accumulate = accumulate;
     p.scale_log2 = (float)(1.0 / sqrt((double)s->d)) * KC_LOG2E;
     if (s->nq == 0 || s->b * s->h == 0) return cudaSuccess;
-    const fwd_schedule sc = fwd_schedule_now();
+    const fwd_schedule sc = fwd_schedule_now(s->d, s->causal != 0);
     const unsigned br = (unsigned)fwd_rows_per_tile(sc, s->d);
     cudaError_t e;
     if ((e = kc_tma_map_3d(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, br)) != cudaSuccess ||
