@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""attnsim calibrate on 2 and 4 local ranks: finishes in under 60 s, writes a machine file that
+"""attnsim calibrate on 2 and 4 local ranks: finishes in under 120 s (links, patterns, overlap,
+kernels, memory), writes a machine file that
 --machine reads back (the unmeasured inter-node tier kept and marked, with a warning when a
 prediction crosses nodes), a kind=calibration run with its data points and fits, every pattern
 the algorithms use measured and fitted (a poor fit marked and not used), overlap measured; the
@@ -30,7 +31,7 @@ def main():
                                capture_output=True, text=True, env=ENV, timeout=300)
             took = time.time() - t0
             print(f"calibrate on {P} ranks: {took:.1f} s, status {p.returncode}")
-            if p.returncode != 0 or took >= 60:
+            if p.returncode != 0 or took >= 120:
                 problems.append(f"P={P}: status {p.returncode} in {took:.1f} s: {p.stderr[-500:]}")
                 continue
             for must in ("intra-node ring shift", "inter-node tier NOT MEASURED", "forward",
@@ -101,6 +102,25 @@ def main():
             if p.returncode != 0 or "whole runs" not in p.stdout or "phases, term compute" not in p.stdout \
                     or not os.path.exists(os.path.join(d, "parity.png")):
                 problems.append(f"P={P}: summary failed: {p.stdout}{p.stderr}")
+        # calibrated for given runs: every pattern of their phases, up to their largest message
+        # (twice it for the patterns), and the links up to it when --max-message is not given
+        mfile = os.path.join(d, "runs.machine")
+        p = subprocess.run([MPIEXEC, "-n", "4", "--oversubscribe", ATTNSIM, "calibrate", "--algo",
+                            "ring,a2d-no", "--seq", "512", "--heads", "2", "--head-dim", "16",
+                            "--pass", "fwd", "--machine-out", mfile], capture_output=True,
+                           text=True, env=ENV, timeout=300)
+        measured = sorted(x.split()[1] + " " + x.split()[3]
+                          for x in p.stdout.splitlines() if x.strip().startswith("measured "))
+        # Ring fwd: the 4-rank ring shift; A2D-NO fwd on 2x2: the transpose, all-gathers on rows
+        # and columns, the reduce-scatter on rows
+        want = ["allgather column", "allgather row", "pairwise kv_transpose",
+                "reduce_scatter row", "ring_shift world"]
+        # the largest message: Ring's K|V block, 2 x 128 tokens x 2 heads x 16 x 4 bytes = 32 KiB
+        if p.returncode != 0 or measured != want or "messages 8 B ... 65536 B" not in p.stdout:
+            problems.append(f"calibrate for runs: status {p.returncode}, patterns {measured} "
+                            f"(want {want}): {p.stdout[-600:]}{p.stderr[-300:]}")
+        else:
+            print(f"calibrate for runs: patterns {measured}")
     for p in problems:
         print("FAIL", p)
     print(f"calibrate_test: {len(problems)} problems")

@@ -381,6 +381,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                                                  : 16u << 20;
     for (int k = 0; k < npat; k++) {
         if (!configured || pats[k].max_bytes > cap) pats[k].max_bytes = cap;
+        pats[k].runs_largest = configured;
         measure_pattern(&e, &pats[k]);
     }
     free(cfgs);

@@ -99,6 +99,7 @@ typedef struct {
     const am_phase_desc *ph;
     am_config cfg;
     uint64_t max_bytes, g;
+    int runs_largest; /* max_bytes is a run's largest message: measured to twice it */
     char name[160];
     int steps; /* steps per call: 1 (shift, pairwise), g - 1 (the rest) */
     size_t n;
