@@ -169,8 +169,8 @@ void measure_pattern(cal_env *e, pattern_meas *pm)
                                                                                : cc.world;
     int g = (int)pm->g;
     pm->steps = pm->pattern == PAT_RING_SHIFT || pm->pattern == PAT_PAIRWISE ? 1 : g - 1;
-    uint64_t top = 8, want = pm->runs_largest ? 2 * pm->max_bytes : pm->max_bytes;
-    while (top < want && top < (1u << 30)) top *= 2;
+    uint64_t top = 8, upto = pm->runs_largest ? 2 * pm->max_bytes : pm->max_bytes;
+    while (top < upto && top < (1u << 30)) top *= 2;
     size_t sizes_n = 0;
     for (uint64_t b = 8; b <= top; b *= 2) sizes_n++;
     pm->bytes = kn_xmalloc(PATTERN_SAMPLES * sizes_n * sizeof(double), "pattern samples");
