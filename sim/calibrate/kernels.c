@@ -22,7 +22,7 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One tile configuration on the CPU: the median of 5 calls of the C reference FA2 kernel, every
+/* One tile configuration on the CPU: the median of 3 calls of the C reference FA2 kernel, every
  * rank calling at once (as in a run, where the ranks of a node share its cores: the fastest call
  * would be one that ran while the others waited). */
 static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int causal, int fwd)
@@ -30,8 +30,8 @@ static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int c
     kn_shape s = {1, heads, heads, n, n, d, causal, NULL, NULL};
     kn_problem p;
     kn_problem_init(&p, &s, dt, KN_NEED_FWD | (fwd ? 0 : KN_NEED_BWD), 3);
-    double t[5];
-    for (int rep = 0; rep < 5; rep++) {
+    double t[3];
+    for (int rep = 0; rep < 3; rep++) {
         kn_counters ci = {0};
         double t0 = now_s();
         if (fwd)
@@ -41,8 +41,8 @@ static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int c
         t[rep] = now_s() - t0;
     }
     kn_problem_free(&p);
-    gsl_sort(t, 1, 5);
-    return gsl_stats_median_from_sorted_data(t, 1, 5);
+    gsl_sort(t, 1, 3);
+    return gsl_stats_median_from_sorted_data(t, 1, 3);
 }
 
 /* The FA2 forward and backward of the backend on every rank at once (as in a run), over tile
