@@ -130,10 +130,11 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
     h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
-    printf("# attnsim model: machine %s (%s), %llu GPUs per node; batch %llu, heads %llu, "
-           "kv-heads %llu\n",
-           m.name, m.origin, (unsigned long long)m.gpus_per_node, (unsigned long long)o.batch,
-           (unsigned long long)o.heads, (unsigned long long)o.kv_heads);
+    printf("# attnsim model: machine %s (%s), %llu GPUs per node; implementation profile %s (%s); "
+           "batch %llu, heads %llu, kv-heads %llu\n",
+           m.name, m.origin, (unsigned long long)m.gpus_per_node, m.prof.name, m.prof.origin,
+           (unsigned long long)o.batch, (unsigned long long)o.heads,
+           (unsigned long long)o.kv_heads);
     printf("# %-8s %-10s %-5s %7s %-9s %6s %4s %6s %-5s %10s %7s %-9s %14s  %s\n", "algo", "layout",
            "pass", "P", "grid", "N", "d", "causal", "dtype", "time", "vs_ring", "dominant",
            "max_sent_B", "phases");

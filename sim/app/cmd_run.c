@@ -825,12 +825,12 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         prov_set_hosts(&env.prov, names, (size_t)env.P);
         env.h = o->out ? h5out_open(o->out, &env.prov) : NULL;
         printf("# attnsim run: %d ranks on %d node(s), backend %s, comm %s (%s); predictions on "
-               "%s\n",
+               "%s, implementation profile %s\n",
                env.P, env.nodes, cli_backend_names[o->backend], cli_comm_names[o->comm],
                o->backend == BACKEND_CPU ? "point-to-point rings"
                : o->comm == COMM_NCCL    ? "NCCL send/recv rings"
                                          : "point-to-point rings staged through host memory",
-               env.m.name);
+               env.m.name, env.m.prof.name);
     }
     int total = 0;
     for (int dt = 0; dt < 3; dt++)
