@@ -95,6 +95,88 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fputs(opt, f);
 }
 
+/* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
+static int in_range(const char *key, double v, double *lo)
+{
+    double hi;
+    if (machine_key_range(key, lo, &hi) != 0) return 0;
+    return isfinite(v) && v >= *lo && v <= hi;
+}
+
+/* The machine file holds only values it reads back (docs/machine.md, "Ranges"): a fitted
+ * latency below the range (under the timer's resolution, or a negative intercept) is written as
+ * the smallest accepted value; any other fitted value out of range is not used (the base
+ * machine's is kept, or the optional key left out). Says so on stdout. */
+static void keep_in_range(machine *m, const machine *base)
+{
+    static const char *const tier[2] = {"intra", "inter"};
+    static const char *const dn[3] = {"f32", "f16", "bf16"};
+    double lo;
+    char key[64];
+    if (!in_range("hbm_bandwidth", m->hbm_bytes_per_s, &lo)) {
+        printf("# note: memory copy %g B/s is outside the machine file's range; kept %s's\n",
+               m->hbm_bytes_per_s, base->name);
+        m->hbm_bytes_per_s = base->hbm_bytes_per_s;
+    }
+    for (int d = 0; d < 3; d++) {
+        snprintf(key, sizeof key, "peak_%s", dn[d]);
+        if (in_range(key, m->peak_flops[d], &lo)) continue;
+        printf("# note: %s rate %g FLOP/s is outside the machine file's range; kept %s's\n", dn[d],
+               m->peak_flops[d], base->name);
+        m->peak_flops[d] = base->peak_flops[d];
+    }
+    for (int t = 0; t < 2; t++) {
+        if (!m->measured[t]) continue;
+        double *alphas[2] = {&m->alpha_s[t], &m->alpha_large_s[t]};
+        for (int a = 0; a < (m->break_bytes[t] > 0 ? 2 : 1); a++) {
+            snprintf(key, sizeof key, "%s_alpha", tier[t]);
+            if (!in_range(key, *alphas[a], &lo) && isfinite(*alphas[a]) && *alphas[a] < lo) {
+                printf("# note: %s-node latency fit %g s is below the timer's resolution; "
+                       "written as %g s, the smallest accepted\n",
+                       tier[t], *alphas[a], lo);
+                *alphas[a] = lo;
+            }
+        }
+        snprintf(key, sizeof key, "%s_alpha", tier[t]);
+        int ok = in_range(key, m->alpha_s[t], &lo);
+        snprintf(key, sizeof key, "%s_bandwidth", tier[t]);
+        ok &= in_range(key, m->bytes_per_s[t], &lo);
+        if (!ok) {
+            printf("# note: the %s-node fit (%g s, %g B/s) is outside the machine file's range; "
+                   "the tier is kept from %s and marked NOT MEASURED\n",
+                   tier[t], m->alpha_s[t], m->bytes_per_s[t], base->name);
+            m->measured[t] = 0;
+            m->alpha_s[t] = base->alpha_s[t], m->bytes_per_s[t] = base->bytes_per_s[t];
+            m->break_bytes[t] = 0;
+            continue;
+        }
+        if (m->break_bytes[t] > 0) {
+            snprintf(key, sizeof key, "%s_break", tier[t]);
+            ok = in_range(key, m->break_bytes[t], &lo);
+            snprintf(key, sizeof key, "%s_large_alpha", tier[t]);
+            ok &= in_range(key, m->alpha_large_s[t], &lo);
+            snprintf(key, sizeof key, "%s_large_bandwidth", tier[t]);
+            ok &= in_range(key, m->bytes_per_s_large[t], &lo);
+            if (!ok) {
+                printf("# note: the %s-node large-message regime is outside the machine file's "
+                       "range; one regime is written\n",
+                       tier[t]);
+                m->break_bytes[t] = 0;
+            }
+        }
+    }
+    if (m->kernel_overhead_s > 0 && !in_range("kernel_overhead", m->kernel_overhead_s, &lo)) {
+        printf("# note: kernel overhead %g s is outside the machine file's range; left out\n",
+               m->kernel_overhead_s);
+        m->kernel_overhead_s = 0;
+    }
+    if (!in_range("backward_rate_ratio", m->backward_rate_ratio, &lo)) {
+        printf("# note: backward rate ratio %g is outside the machine file's range; left out\n",
+               m->backward_rate_ratio);
+        m->backward_rate_ratio = 1.0;
+    }
+}
+
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
     int init = 0;
@@ -286,6 +368,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
             }
         }
+        keep_in_range(&m, &base);
         printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
                "3 samples per size, relative error");
         print_series("intra-node ring shift", &shift[0]);
