@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5out.h"
+#include "outputs.h"
 
 const char *const cli_algo_names[] = {"ring", "a2d-no", "a2d-o", "ulysses", NULL};
 const char *const cli_layout_names[] = {"contiguous", "striped", "zigzag", NULL};
@@ -210,17 +210,17 @@ void cli_set_root(int is_root)
 int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
 {
     if (!cli_root) return 2;
-    char msg[600];
+    char msg[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++) /* one line of text, whatever the user typed */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    char shown[sizeof msg * 4]; /* one line of text, whatever the user typed */
+    outputs_display(msg, shown, sizeof shown);
     if (opt)
-        fprintf(stderr, "attnsim %s: %s: %s\n", o->sub, opt, msg);
+        fprintf(stderr, "attnsim %s: %s: %s\n", o->sub, opt, shown);
     else
-        fprintf(stderr, "attnsim %s: %s\n", o->sub, msg);
+        fprintf(stderr, "attnsim %s: %s\n", o->sub, shown);
     return 2;
 }
 
@@ -278,7 +278,7 @@ static const opt_info options[] = {
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
     {OPT_MAX_MESSAGE, "max-message", required_argument, "BYTES",
-     "largest message measured (k, M, G: powers of two)"},
+     "largest message measured, 1k ... 1G (k, M, G: powers of two)"},
     {OPT_MACHINE_OUT, "machine-out", required_argument, "FILE",
      "machine file to write (else it is printed)"},
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
@@ -406,20 +406,22 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
     case OPT_SEED:
         rc = cli_parse_uint(arg, UINT64_MAX, &o->seed, err, sizeof err);
         break;
-    case OPT_MAX_MESSAGE:
-        rc = cli_parse_count(arg, 1ull << 40, &o->max_message, err, sizeof err);
+    case OPT_MAX_MESSAGE: /* one range, stated once: the fits need both latency and bandwidth */
+        rc = cli_parse_count(arg, UINT64_MAX, &o->max_message, err, sizeof err);
+        if (rc == 0 && (o->max_message < 1024 || o->max_message > (1u << 30)))
+            rc = -1, snprintf(err, sizeof err,
+                              "'%s' is %s; accepted: 1k ... 1G bytes (the fit needs sizes on "
+                              "both sides of the latency regime)",
+                              arg, o->max_message < 1024 ? "below 1k" : "above 1G");
         break;
     case OPT_MACHINE_OUT:
-        if (*arg == '\0')
-            rc = -1, snprintf(err, sizeof err, "the value is empty; accepted: a file path");
-        o->machine_out = arg;
+        o->machine_out = arg; /* checked with every other output (cli_check_outputs) */
         break;
     case OPT_RANK_ARRAYS:
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
         break;
     case OPT_OUT:
-        rc = cli_root ? h5out_check_path(arg, err, sizeof err) : 0;
-        o->out = arg;
+        o->out = arg; /* checked with every other output (cli_check_outputs) */
         break;
     case OPT_END:
         break;
@@ -439,9 +441,6 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
     longopts[n] = (struct option){NULL, 0, NULL, 0};
     o->sub = cmd->name;
 
-    /* --out is validated after every other option, so a bad value elsewhere never reaches
-     * the file system, and the path check sees the final value. */
-    const char *out = NULL;
     optind = 1;
     opterr = 0;
     for (;;) {
@@ -464,10 +463,6 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
                              "--help'",
                              oi ? oi->name : "?", oi ? oi->arg : "", oi ? oi->help : "", cmd->name);
         }
-        if (c == OPT_OUT) {
-            out = optarg;
-            continue;
-        }
         int rc = apply(cmd, o, (opt_id)c, optarg);
         if (rc) return rc;
     }
@@ -476,6 +471,17 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
                          "unexpected argument '%s'; options start with --; see "
                          "'attnsim %s --help'",
                          argv[optind], cmd->name);
-    if (out) return apply(cmd, o, OPT_OUT, out);
+    return 0;
+}
+
+int cli_check_outputs(const attn_opts *o)
+{
+    if (!cli_root) return 0;
+    const output_path outs[] = {{"--out", o->out, OUTPUT_H5},
+                                {"--machine-out", o->machine_out, OUTPUT_MACHINE}};
+    const char *bad = NULL;
+    char err[1200];
+    if (outputs_check(outs, sizeof outs / sizeof outs[0], &bad, err, sizeof err))
+        return cli_error(o, bad, "%s", err);
     return 0;
 }

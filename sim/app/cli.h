@@ -126,6 +126,11 @@ typedef struct {
  * Returns 0 to go on, 1 when --help was printed (exit 0), 2 after printing an error line. */
 int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o);
 
+/* Every path the command writes (--out, --machine-out), checked before any work starts
+ * (sim/out/outputs.h): an existing file must be what the option writes, no two options may name
+ * the same file. Only where cli_set_root said so (rank 0). Returns 0, or 2 after the error line. */
+int cli_check_outputs(const attn_opts *o);
+
 /* Under MPI every rank parses the same command line, but only rank 0 speaks and only rank 0
  * looks at the output path (other nodes may not even see it): the caller then agrees on the
  * outcome with a reduction, so no rank hangs. */

@@ -19,6 +19,7 @@
  */
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include "commands.h"
 #include "fail.h"
 #include "kn_problem.h"
+#include "outputs.h"
 #include "predict.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "exec_cuda.h"
@@ -194,6 +196,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     o.machine = "dgx-h100";
     o.max_message = 256u << 20;
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
+    if (rc == 0) rc = cli_check_outputs(&o); /* rank 0 */
     machine base;
     char err[600];
 #ifndef ATTNSIM_HAVE_CUDA
@@ -209,19 +212,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (rc == 0 && o.comm == COMM_NCCL)
         rc = cli_error(&o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
 #endif
-    if (rc == 0 && o.max_message > (1u << 30))
-        rc = cli_error(&o, "--max-message", "%llu is larger than 1G; accepted: 8 ... 1G bytes",
-                       (unsigned long long)o.max_message);
-    if (rc == 0 && o.max_message < 1024)
-        rc = cli_error(&o, "--max-message",
-                       "%llu is below 1k; accepted: 1k ... 1G bytes (the fit "
-                       "needs sizes on both sides of the latency regime)",
-                       (unsigned long long)o.max_message);
     if (rc == 0 && e.rank == 0 && machine_load(o.machine, &base, err, sizeof err))
         rc = cli_error(&o, "--machine", "%s", err);
-    if (rc == 0 && o.machine_out && e.rank == 0 &&
-        h5out_dir_writable(o.machine_out, err, sizeof err))
-        rc = cli_error(&o, "--machine-out", "%s", err);
     am_config grid = {ALGO_A2D_NO,
                       LAYOUT_CONTIGUOUS,
                       AM_FWD,
@@ -422,19 +414,20 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 
         char when[32];
         prov_utc_now(when, sizeof when);
+        /* the machine file's text, for --machine-out (or stdout) and the run's machine_file */
+        char *mtext = NULL;
+        size_t mlen = 0;
+        FILE *mf = open_memstream(&mtext, &mlen);
+        if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
+        write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+        if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
+        char shown[4200];
         if (o.machine_out) {
-            char tmp[4200];
-            snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
-            FILE *f = fopen(tmp, "w");
-            if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes, bname, cname);
-            if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
-                attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
-            printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
-                   o.machine_out);
+            outputs_write_text(o.machine_out, mtext);
+            outputs_display(o.machine_out, shown, sizeof shown);
+            printf("# wrote the machine file %s (use --machine %s)\n", shown, shown);
         } else {
-            printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
+            printf("# machine file (save it and use --machine FILE):\n%s", mtext);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -487,10 +480,6 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
                 h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_t[c], "s");
             }
-            char mtext[4096];
-            FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
-            fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
             memset(&row, 0, sizeof row);
@@ -504,8 +493,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             row.measured_bytes_max = row.predicted_bytes_max = -1;
             h5out_run_commit(e.h, g, &row);
             h5out_close(e.h);
-            printf("# wrote the kind=calibration run to %s\n", o.out);
+            printf("# wrote the kind=calibration run to %s\n",
+                   outputs_display(o.out, shown, sizeof shown));
         }
+        free(mtext);
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);

@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "fail.h"
 #include "h5out.h"
+#include "outputs.h"
 #include "kernel_study.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "cuda_info.h"
@@ -481,6 +482,7 @@ int kernels_options(int argc, char **argv, attn_opts *o)
     o->reps = 1;
     o->seed = 1;
     int rc = cli_parse(&kernels_cmd, argc, argv, o);
+    if (rc == 0) rc = cli_check_outputs(o);
     return rc ? rc : validate(o);
 }
 
@@ -552,6 +554,8 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
                ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
                ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
                ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
-    if (o.out) printf("# wrote %ld runs to %s\n", runs, o.out);
+    char shown[4200];
+    if (o.out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o.out, shown, sizeof shown));
     return ok ? 0 : 1;
 }

@@ -24,6 +24,7 @@
 #include "exec.h"
 #include "fail.h"
 #include "h5out.h"
+#include "outputs.h"
 #include "predict.h"
 #include "ref_f64.h"
 #include "sweep.h"
@@ -606,6 +607,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     o->machine = "dgx-h100";
     o->seed = 1;
     int rc = cli_parse(&run_cmd, argc, argv, o);
+    if (rc == 0) rc = cli_check_outputs(o); /* rank 0 */
     if (rc == 0) rc = validate(&env);
 #ifdef ATTNSIM_HAVE_CUDA
     if (rc == 0 && o->backend == BACKEND_CUDA) rc = gpu_bind(o, env.rank, env.P, &env.device);
@@ -683,7 +685,9 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         printf("# %d runs: %s\n", runs,
                ok ? "measured == predicted everywhere; every check passed. VALID"
                   : "some run is INVALID (see above)");
-        if (o->out) printf("# wrote %d runs to %s\n", runs, o->out);
+        char shown[4200];
+        if (o->out)
+            printf("# wrote %d runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
         h5out_close(env.h);
         prov_free(&env.prov);
         free(env.node_of);
