@@ -79,6 +79,9 @@ typedef struct {
     uint64_t rank_arrays;    /* model: largest P stored with per-rank arrays */
     uint64_t max_message;    /* calibrate: largest message (bytes) */
     const char *machine_out; /* calibrate: machine file to write */
+    /* the text of each option as given (the last occurrence; "" for one without a value),
+     * NULL when not given: [id - OPT_ALGO] */
+    const char *given[32];
 } attn_opts;
 
 typedef enum {
@@ -135,6 +138,22 @@ int cli_check_outputs(const attn_opts *o);
  * looks at the output path (other nodes may not even see it): the caller then agrees on the
  * outcome with a reduction, so no rank hangs. */
 void cli_set_root(int is_root);
+
+/* Under MPI, messages wait until the ranks have compared outcomes (agree.h): with defer on,
+ * cli_error keeps its line (cli_kept_line) on every rank instead of printing it. */
+void cli_defer(int on);
+const char *cli_kept_line(void);
+
+/* A digest of the value of each option as parsed (not as typed: "--seq 512" and the default 512
+ * agree), for comparing the ranks of one job: d[id - OPT_ALGO] for every option id. --out and
+ * --machine-out are compared as absolute paths. */
+#define CLI_NUM_OPTIONS (OPT_END - OPT_ALGO)
+void cli_option_digests(const attn_opts *o, uint64_t d[CLI_NUM_OPTIONS]);
+/* "--seq" for OPT_SEQ. */
+const char *cli_option_name(opt_id id);
+/* FNV-1a of n bytes, continuing from h (start with CLI_DIGEST_SEED). */
+#define CLI_DIGEST_SEED 14695981039346656037ull
+uint64_t cli_digest(uint64_t h, const void *p, size_t n);
 
 /* --kv-heads: 0 (the default) becomes --heads; otherwise it must divide --heads. Returns 0, or 2
  * after printing the error line. */

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "calibrate.h"
 #include "cli.h"
 #include "commands.h"
@@ -191,12 +192,18 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     MPICALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     attn_fail_set_rank(e.rank);
     cli_set_root(e.rank == 0);
+    cli_defer(1); /* until the ranks have compared what they parsed */
     attn_opts o;
     memset(&o, 0, sizeof o);
     o.machine = "dgx-h100";
     o.max_message = 256u << 20;
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
-    if (rc == 0) rc = cli_check_outputs(&o); /* rank 0 */
+    rc = agree_options(&o, rc, MPI_COMM_WORLD); /* the same answer on every rank */
+    if (rc) { /* every rank leaves here, whatever subcommand it runs */
+        MPI_Finalize();
+        return rc == 1 ? 0 : rc;
+    }
+    rc = cli_check_outputs(&o); /* rank 0 */
     machine base;
     char err[600];
 #ifndef ATTNSIM_HAVE_CUDA

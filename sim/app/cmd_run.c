@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "cli.h"
 #include "commands.h"
 #include "dist_record.h"
@@ -99,7 +100,6 @@ static int validate(run_env *env)
     if (o->comm == COMM_NCCL)
         return cli_error(o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
 #endif
-    if (!o->dtypes) o->dtypes = 1u << (o->backend == BACKEND_CUDA ? KN_BF16 : KN_F32);
     if (o->backend == BACKEND_CUDA && (o->dtypes & (1u << KN_F32)))
         return cli_error(o, "--dtype",
                          "'f32' is not run on the GPU (its kernels take half precision); "
@@ -594,6 +594,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     MPICALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     attn_fail_set_rank(env.rank);
     cli_set_root(env.rank == 0);
+    cli_defer(1); /* until the ranks have compared what they parsed */
     attn_opts *o = &env.o;
     o->algos = (1u << ALGO_RING) | (1u << ALGO_A2D_NO) | (1u << ALGO_A2D_O);
     o->layout = LAYOUT_CONTIGUOUS;
@@ -602,13 +603,20 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     o->head_dim.n = 1, o->head_dim.v[0] = 32;
     o->causal = 1;
     o->pass = AM_FWD;
-    o->dtypes = 0; /* f32 on the CPU, bf16 on the GPU (validate) */
+    o->dtypes = 0; /* f32 on the CPU, bf16 on the GPU (after parsing) */
     o->backend = BACKEND_CPU, o->comm = COMM_MPI;
     o->machine = "dgx-h100";
     o->seed = 1;
     int rc = cli_parse(&run_cmd, argc, argv, o);
-    if (rc == 0) rc = cli_check_outputs(o); /* rank 0 */
+    if (!o->dtypes) o->dtypes = 1u << (o->backend == BACKEND_CUDA ? KN_BF16 : KN_F32);
+    rc = agree_options(o, rc, MPI_COMM_WORLD); /* the same answer on every rank */
+    if (rc) { /* every rank leaves here, whatever subcommand it runs */
+        MPI_Finalize();
+        return rc == 1 ? 0 : rc;
+    }
+    rc = cli_check_outputs(o); /* rank 0 */
     if (rc == 0) rc = validate(&env);
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
 #ifdef ATTNSIM_HAVE_CUDA
     if (rc == 0 && o->backend == BACKEND_CUDA) rc = gpu_bind(o, env.rank, env.P, &env.device);
 #endif
