@@ -24,7 +24,9 @@
 #include "comm_dev.h"
 #include "exec.h"
 #include "fail.h"
+#include "exec_memory.h"
 #include "h5out.h"
+#include "hostmem.h"
 #include "outputs.h"
 #include "predict.h"
 #include "ref_f64.h"
@@ -67,6 +69,7 @@ typedef struct {
     uint64_t *peers;  /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
     h5out *h;
     attn_provenance prov;
+    double mem_rank, mem_root; /* host memory of a rank and of rank 0, at most over the sweep */
 } run_env;
 
 static const exec_algo *algo_of(am_algo a)
@@ -142,6 +145,53 @@ static int validate(run_env *env)
                              "N = %llu is smaller than the P = %llu ranks; accepted: "
                              "N >= P (every rank holds at least one token)",
                              (unsigned long long)o->seq.v[i], (unsigned long long)P);
+    return 0;
+}
+
+/* Host memory of every point of the sweep, before any work (collective): each rank's need
+ * against what its address-space limit leaves, each node's ranks together against 80% of its
+ * memory. Returns 0, or 2 with the line kept (cli_defer) for agree_outcome. */
+static int check_memory(run_env *env)
+{
+    attn_opts *o = &env->o;
+    MPI_Comm node;
+    int local = 1, lowest = 0;
+    MPICALL(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env->rank, MPI_INFO_NULL, &node));
+    MPICALL(MPI_Comm_size(node, &local));
+    MPICALL(MPI_Allreduce(&env->rank, &lowest, 1, MPI_INT, MPI_MIN, node));
+    MPICALL(MPI_Comm_free(&node));
+    hostmem hm;
+    hostmem_query(&hm);
+    const int cuda = o->backend == BACKEND_CUDA;
+    env->mem_rank = env->mem_root = 0;
+    for (int dt = 0; dt < 3; dt++) {
+        if (!(o->dtypes & (1u << dt))) continue;
+        for (size_t di = 0; di < o->head_dim.n; di++)
+            for (size_t si = 0; si < o->seq.n; si++)
+                for (int a = 0; a < AM_NUM_ALGOS; a++) {
+                    if (!(o->algos & (1u << a))) continue;
+                    am_config c;
+                    sweep_config(o, &env->m, a, (uint64_t)env->P, o->seq.v[si], o->head_dim.v[di],
+                                 0, dt, 0, &c);
+                    double root = exec_host_bytes(&c, dt, 0, o->check, cuda);
+                    double other = env->P > 1 ? exec_host_bytes(&c, dt, 1, o->check, cuda) : root;
+                    double mine = env->rank == 0 ? root : other;
+                    double on_node = local * other + (lowest == 0 ? root - other : 0);
+                    env->mem_rank = fmax(env->mem_rank, other);
+                    env->mem_root = fmax(env->mem_root, root);
+                    char why[300], b[32];
+                    if (hostmem_fits(&hm, mine, on_node, local, 0.8, why, sizeof why))
+                        return cli_error(o, "--seq",
+                                         "N = %llu (%s %s, d = %llu, %s) needs %s of host memory "
+                                         "on rank %d, %s; accepted: smaller shapes, or more "
+                                         "ranks or nodes",
+                                         (unsigned long long)c.N, am_algo_names[a],
+                                         am_pass_names[c.pass], (unsigned long long)c.head_dim,
+                                         kn_dtype_name((kn_dtype)dt),
+                                         hostmem_format(mine, b, sizeof b), env->rank, why);
+                }
+    }
     return 0;
 }
 
@@ -629,6 +679,12 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         return rc == 1 ? 0 : rc;
     }
     MPICALL(MPI_Bcast(&env.m, (int)sizeof env.m, MPI_BYTE, 0, MPI_COMM_WORLD));
+    cli_defer(1); /* every rank checks its own memory; rank 0 speaks for the job */
+    rc = agree_outcome(o, check_memory(&env), MPI_COMM_WORLD);
+    if (rc) {
+        MPI_Finalize();
+        return rc;
+    }
 
     /* host of every rank -> node index (first appearance order) */
     char host[64] = "";
@@ -658,6 +714,11 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                : o->comm == COMM_NCCL    ? "NCCL send/recv rings"
                                          : "point-to-point rings staged through host memory",
                env.m.name);
+        char a[32], b[32];
+        printf("# host memory: at most %s per rank, %s on rank 0 (estimate, checked before the "
+               "run)\n",
+               hostmem_format(env.mem_rank, a, sizeof a),
+               hostmem_format(env.mem_root, b, sizeof b));
     }
     int total = 0;
     for (int dt = 0; dt < 3; dt++)
