@@ -81,7 +81,7 @@ def main():
             with open(path, "wb") as f:  # surrogate escapes stand for raw (non-UTF-8) bytes
                 f.write(text.encode("utf-8", "surrogateescape"))
             p = subprocess.run([ATTNSIM, "model", "--procs", "4", "--machine", path, "--out",
-                                os.path.join(d, "new.h5")], capture_output=True, text=True,
+                                os.path.join(d, "new.h5")], capture_output=True, text=True, errors="replace",
                                timeout=60)
             problems = []
             if p.returncode != 2:
@@ -105,7 +105,7 @@ def main():
             failures += bool(problems)
         # a path that is neither a preset nor a file
         p = subprocess.run([ATTNSIM, "model", "--machine", os.path.join(d, "nope.machine")],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, errors="replace")
         ok = p.returncode == 2 and "neither a preset nor a readable file" in p.stderr and \
             "dgx-h100" in p.stderr and p.stderr.count("\n") == 1
         print(f"{'ok  ' if ok else 'FAIL'} {p.stderr.strip()}")
@@ -138,7 +138,7 @@ def main():
             h5 = os.path.join(d, f"rec-{name}.h5")
             args = ["model", "--procs", "4,64", "--seq", "8k", "--pass", "train"]
             first = subprocess.run([ATTNSIM, *args, "--machine", name, "--out", h5],
-                                   capture_output=True, text=True)
+                                   capture_output=True, text=True, errors="replace")
             ok = first.returncode == 0
             if ok:
                 with h5py.File(h5, "r") as f:
@@ -148,7 +148,7 @@ def main():
                 with open(rec, "w") as f:
                     f.write(texts.pop())
                 again = subprocess.run([ATTNSIM, *args, "--machine", rec],
-                                       capture_output=True, text=True)
+                                       capture_output=True, text=True, errors="replace")
                 rows = lambda out: [l for l in out.splitlines() if not l.startswith("#")]
                 ok = ok and again.returncode == 0 and rows(again.stdout) == rows(first.stdout) \
                     and rows(first.stdout)
@@ -157,7 +157,7 @@ def main():
             failures += not ok
         # the good file itself is accepted
         p = subprocess.run([ATTNSIM, "model", "--procs", "4", "--machine", PRESET],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, errors="replace")
         ok = p.returncode == 0
         print(f"{'ok  ' if ok else 'FAIL'} the preset file itself parses")
         failures += not ok

@@ -473,6 +473,9 @@ static uint64_t digest_path(const char *path)
     return cli_digest(h, path, strlen(path) + 1);
 }
 
+_Static_assert(CLI_NUM_OPTIONS <= (int)(sizeof(((attn_opts *)0)->given) / sizeof(char *)),
+               "attn_opts.given has a slot for every option");
+
 #define DIGEST_OF(x) cli_digest(CLI_DIGEST_SEED, &(x), sizeof(x))
 
 void cli_option_digests(const attn_opts *o, uint64_t d[CLI_NUM_OPTIONS])
