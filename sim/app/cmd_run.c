@@ -186,7 +186,7 @@ static int check_memory(run_env *env)
                                          "N = %llu (%s %s, d = %llu, %s) needs %s of host memory "
                                          "on rank %d, %s; accepted: smaller shapes, or more "
                                          "ranks or nodes",
-                                         (unsigned long long)c.N, am_algo_names[a],
+                                         (unsigned long long)c.N, am_algo_name((am_algo)a),
                                          am_pass_names[c.pass], (unsigned long long)c.head_dim,
                                          kn_dtype_name((kn_dtype)dt),
                                          hostmem_format(mine, b, sizeof b), env->rank, why);

@@ -10,10 +10,7 @@ double exec_host_bytes(const am_config *c, int dtype, int rank, int check, int c
     const double e = (double)kn_dtype_bytes((kn_dtype)dtype), f = 4.0, d = (double)c->head_dim;
     const double P = (double)c->P, N = (double)c->N;
     uint64_t most = (c->N + c->P - 1) / c->P; /* the largest shard */
-    for (uint64_t r = 0; c->algo == ALGO_RING && r < c->P && r < 4096; r++) {
-        uint64_t len = ring_shard_len(c->layout, c->N, c->P, r);
-        most = len > most ? len : most;
-    }
+    if (c->algo == ALGO_RING) most = ring_shard_max(c->layout, c->N, c->P);
     const double n = (double)most;
     const double Q = (double)(c->batch * c->heads) * d;    /* Q elements per token */
     const double K = (double)(c->batch * c->kv_heads) * d; /* K (or V) elements per token */
