@@ -100,7 +100,7 @@ CASES = [
     # a sweep with nothing to run names the option at fault
     (["model", "--seq", "2", "+out"], "--seq: no point of the sweep can run: every N (at most 2) is smaller than every P of --procs (at least 4)"),
     (["model", "--algo", "ulysses", "--heads", "2", "--procs", "4,8", "+out"],
-     "--kv-heads: no point of the sweep can run: ulysses splits the K/V heads over the ranks"),
+     "--kv-heads: no point of the sweep can run (ulysses needs kv-heads >= P"),
     # a control character in a path is shown escaped: the message stays one line
     (["kernels", "--out", "no\ndir/x.h5"], "--out: directory 'no\\ndir' does not exist"),
 ]
