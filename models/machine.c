@@ -699,11 +699,14 @@ static size_t machine_format_links(const machine *m, char *buf, size_t n)
         if (l->group)
             snprintf(name + strlen(name), sizeof name - strlen(name), ".g%llu",
                      (unsigned long long)l->group);
-        PUT("%s.alpha = %.17g s\n%s.bandwidth = %.17g B/s\n", name, l->r.alpha_s, name,
-            l->r.bytes_per_s);
-        if (l->r.break_bytes > 0)
-            PUT("%s.break = %.17g B\n%s.large_alpha = %.17g s\n%s.large_bandwidth = %.17g B/s\n",
-                name, l->r.break_bytes, name, l->r.alpha_large_s, name, l->r.bytes_per_s_large);
+        /* the fields as the parser's table names them, in SI units */
+        for (int f = 0; f < (l->r.break_bytes > 0 ? NUM_LINK_FIELDS : 2); f++) {
+            double v = *(const double *)((const char *)&l->r + link_fields[f].offset);
+            const char *unit = link_fields[f].kind == V_TIME        ? "s"
+                               : link_fields[f].kind == V_BANDWIDTH ? "B/s"
+                                                                    : "B";
+            PUT("%s.%s = %.17g %s\n", name, link_fields[f].key, v, unit);
+        }
     }
 #undef PUT
     return len;
