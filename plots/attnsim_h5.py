@@ -41,14 +41,13 @@ def text(v):
 def _pythons():
     """Other Python interpreters worth trying, best first (Debian and Ubuntu install h5py,
     numpy and matplotlib for /usr/bin/python3, which need not be the python3 on PATH)."""
-    seen, out = {os.path.realpath(sys.executable)}, []
+    out = []
     for c in (os.environ.get("ATTNSIM_PYTHON"), "/usr/bin/python3", "/usr/local/bin/python3",
               shutil.which("python3")):
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            real = os.path.realpath(c)
-            if real not in seen:
-                seen.add(real)
-                out.append(c)
+        # the same binary may run without the site packages (a venv, python3 -S): each is
+        # probed, not compared
+        if c and c not in out and os.path.isfile(c) and os.access(c, os.X_OK):
+            out.append(c)
     return out
 
 
