@@ -95,6 +95,82 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fputs(opt, f);
 }
 
+/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
+ * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
+ * the transfer of the smallest message). */
+static double tier_alpha(double fitted, const series *s)
+{
+    if (fitted > 0) return fitted;
+    double t = s->time[0];
+    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
+    return t;
+}
+
+/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
+ * 0.9 or relative RMS above 15 %): reported on stdout, appended to the machine file and marked in
+ * the kind=calibration run (poor_fit on each fit's group, poor_fits on the run). */
+typedef struct {
+    int n;
+    char what[8][48];  /* the fit */
+    char keys[8][48];  /* the machine-file keys that come from it */
+    char group[8][48]; /* its group in the kind=calibration run */
+    double r2[8], rel_rms[8];
+} poor_fits;
+
+static void poor_add(poor_fits *pf, const char *what, const char *keys, const char *group,
+                     const lin_fit *f)
+{
+    if (pf->n == 8 || !fit_is_poor(f)) return;
+    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
+    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
+    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
+    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
+    pf->n++;
+}
+
+static void collect_poor_fits(poor_fits *pf, const series *shift, const kernel_series *ks)
+{
+    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
+    memset(pf, 0, sizeof *pf);
+    for (int t = 0; t < 2; t++) {
+        if (!shift[t].ok) continue;
+        const link_fit *f = &shift[t].fit;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
+        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
+                 f->two_regimes ? ", small messages" : "");
+        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
+        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
+        if (f->two_regimes) {
+            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
+            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
+            poor_add(pf, what, keys, group, &f->large);
+        }
+    }
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "kernels/%s", dn[d]);
+        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
+        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
+        poor_add(pf, what, keys, group, &ks[d].fit);
+        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
+        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
+    }
+}
+
+/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
+ * machine file). */
+static void print_poor_fits(FILE *f, const poor_fits *pf, const char *prefix)
+{
+    for (int i = 0; i < pf->n; i++)
+        fprintf(f,
+                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
+                "<= %.0f %%); used for %s\n",
+                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
+                100 * FIT_MAX_REL_RMS, pf->keys[i]);
+}
+
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
     int init = 0;
@@ -277,12 +353,12 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         for (int t = 0; t < 2; t++) {
             m.measured[t] = shift[t].ok;
             if (!shift[t].ok) continue;
-            m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 0.0);
+            m.alpha_s[t] = tier_alpha(shift[t].fit.small.alpha, &shift[t]);
             m.bytes_per_s[t] = 1.0 / shift[t].fit.small.beta;
             m.break_bytes[t] = 0;
             if (shift[t].fit.two_regimes) {
                 m.break_bytes[t] = shift[t].fit.break_x;
-                m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 0.0);
+                m.alpha_large_s[t] = tier_alpha(shift[t].fit.large.alpha, &shift[t]);
                 m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
             }
         }
@@ -336,6 +412,15 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("\n");
         }
         printf("# calibration took %.1f s\n", took);
+        poor_fits pf;
+        collect_poor_fits(&pf, shift, ks);
+        if (pf.n) {
+            print_poor_fits(stdout, &pf, "# WARNING: ");
+            printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
+                   "much (they are marked in it); calibrate on an idle machine, at most one rank "
+                   "per core\n",
+                   pf.n, pf.n > 1 ? "s" : "");
+        }
 
         char when[32];
         prov_utc_now(when, sizeof when);
@@ -345,6 +430,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             FILE *f = fopen(tmp, "w");
             if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
             write_machine(f, &base, &m, host, when, e.nodes, bname, cname);
+            print_poor_fits(f, &pf, "# ");
             if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
                 attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
             printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
@@ -352,6 +438,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         } else {
             printf("# machine file (save it and use --machine FILE):\n");
             write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
+            print_poor_fits(stdout, &pf, "# ");
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -393,9 +480,33 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
+                h5_attr_f64(kg, "rel_rms", ks[d].fit.rel_rms);
+                h5_attr_f64(kg, "backward_rate_flop_per_s",
+                            ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
+                h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
+                h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
                 H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
+            for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
+                static const char *const lg[2] = {"links/intra/ring_shift",
+                                                  "links/inter/ring_shift"};
+                if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
+                hid_t lgid = H5CALL(H5Gopen2(g, lg[t], H5P_DEFAULT));
+                h5_attr_f64(lgid, "large_rel_rms", shift[t].fit.large.rel_rms);
+                H5CALL(H5Gclose(lgid));
+            }
+            /* poor fits: poor_fit on each fit's group, and the list on the run */
+            char list[8 * 48 * 2] = "";
+            for (int i = 0; i < pf.n; i++) {
+                hid_t fg = H5CALL(H5Gopen2(g, pf.group[i], H5P_DEFAULT));
+                if (H5CALL(H5Aexists(fg, "poor_fit")) == 0) h5_attr_i64(fg, "poor_fit", 1);
+                H5CALL(H5Gclose(fg));
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
+            }
+            h5_attr_i64(g, "poor_fit_count", pf.n);
+            h5_attr_str(g, "poor_fits", pf.n ? list : "none");
             for (int c = 0; c < NCOLL; c++) {
                 char p[96];
                 hsize_t n = (hsize_t)ncb;
@@ -407,6 +518,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             char mtext[4096];
             FILE *mf = fmemopen(mtext, sizeof mtext, "w");
             write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+            print_poor_fits(mf, &pf, "# ");
             fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
