@@ -424,9 +424,10 @@ def summary_groups(cat, np, cols):
     if len(t) == 0:
         return []
     _, inv = np.unique(t[list(cols)], return_inverse=True)
+    order = np.argsort(inv, kind="stable")  # rows of a group together, in run order
+    starts = np.flatnonzero(np.r_[True, np.diff(inv[order]) != 0])
     groups = []
-    for i in range(inv.max() + 1):
-        rows = t[inv == i]
+    for rows in np.split(t[order], starts[1:]):
         groups.append((rows, len(np.unique(rows["P"]))))
     groups.sort(key=lambda x: (-x[1], -len(x[0]), int(x[0]["run"][0])))
     return groups
