@@ -551,7 +551,9 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
         printf("# %ld runs: %s%s%s\n", runs,
                ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
                ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
-               ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
+               ok && o.check ? "; every output matches the float64 reference. VALID"
+               : ok          ? "; outputs not checked (--check). VALID"
+                             : ". INVALID");
     if (o.out) printf("# wrote %ld runs to %s\n", runs, o.out);
     return ok ? 0 : 1;
 }

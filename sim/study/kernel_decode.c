@@ -635,8 +635,10 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"
-                      : (o->check ? "counted == predicted bytes; every check passed. VALID"
-                                  : "counted == predicted bytes in every run. VALID"))
+                      : (o->check ? "counted == predicted bytes in every run; every output "
+                                    "matches the float64 reference. VALID"
+                                  : "counted == predicted bytes in every run; outputs not "
+                                    "checked (--check). VALID"))
               : "FAILED: see the rows marked FAIL or DIFFER. INVALID");
     if (o->out) printf("# wrote %ld runs to %s\n", runs, o->out);
     return ok;
