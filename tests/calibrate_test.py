@@ -82,8 +82,8 @@ def main():
             if p.returncode != 0 or took >= 60:
                 problems.append(f"P={P}: status {p.returncode} in {took:.1f} s: {p.stderr[-500:]}")
                 continue
-            for must in ("intra-node ring shift", "inter-node tier NOT MEASURED", "forward",
-                         "ring collectives"):
+            for must in ("\n  intra_ring_shift ", "inter-node tier NOT MEASURED", "\n  f32   forward ",
+                         "ring collectives", "\n# link ", "\n# dtype ", "\n# collective "):
                 if must not in p.stdout:
                     problems.append(f"P={P}: summary lacks {must!r}")
             # a grid dimension of one rank has no collective to compare (P = 2: a 2x1 or 1x2
@@ -93,11 +93,14 @@ def main():
                 rows, cols = int(m.group(1)), int(m.group(2))
                 for name, members in (("allgather_row", cols), ("allgather_col", rows),
                                       ("reduce_scatter_row", cols), ("reduce_scatter_col", rows)):
-                    ln = [x for x in p.stdout.splitlines() if x.strip().startswith(name)]
+                    ln = [x.split() for x in p.stdout.splitlines()
+                          if x.startswith(f"  {name} ")]
                     one = members == 1
-                    if len(ln) != 1 or ("groups of one rank" in ln[0]) != one or \
-                            bool(re.search(r"\dk:", ln[0])) == one:
-                        problems.append(f"P={P}: {name} line {ln!r} on a {rows}x{cols} grid")
+                    cells = ln[0][2:] if len(ln) == 1 else []
+                    numeric = all(re.fullmatch(r"[+-]?\d+", c) for c in cells)
+                    if len(ln) != 1 or ln[0][1] != str(members) or len(cells) < 4 or \
+                            (all(c == "-" for c in cells) != one) or (numeric == one):
+                        problems.append(f"P={P}: {name} row {ln!r} on a {rows}x{cols} grid")
             else:
                 problems.append(f"P={P}: no grid in the collectives' heading")
             text = open(mfile).read()

@@ -27,8 +27,18 @@ def main():
                            capture_output=True, text=True)
         if r.returncode != 0:
             problems.append(f"model failed: {r.stderr}")
-        if "8x1*" not in r.stdout and "1x8*" not in r.stdout and "2x4*" not in r.stdout and "4x2*" not in r.stdout:
-            problems.append("P = 8 (not a square) should show an auto grid marked *")
+        # the prediction table: P = 8 (not a square) on the grid --grid auto chose, the
+        # squares on the square grid (columns: id algo layout pass P grid grid_by ...)
+        rows = [ln.split() for ln in r.stdout.splitlines()
+                if ln.startswith("  ") and len(ln.split()) == 15]
+        for row in rows:
+            if row[1].startswith("a2d"):
+                want = "auto" if row[4] == "8" else "square"
+                if row[6] != want or int(row[5].split("x")[0]) * int(row[5].split("x")[1]) \
+                        != int(row[4]):
+                    problems.append(f"P = {row[4]}: grid {row[5]} by {row[6]}, expected {want}")
+        if not any(row[1].startswith("a2d") and row[4] == "8" for row in rows):
+            problems.append(f"no A2D prediction at P = 8 in the table: {r.stdout[:600]}")
         with h5py.File(out, "r") as f:
             runs = sorted(f["runs"])
             summary = f["summary"][()]
@@ -101,7 +111,8 @@ def main():
     for a, b in pairs:
         if forms[a][0] != 0 or forms[a] != forms[b]:
             problems.append(f"'{a}' and '{b}' differ: {forms[a]} {forms[b]}")
-    if sum(ln.startswith("  ring") for ln in forms["--causal both"][1].splitlines()) != 2:
+    if sum(len(ln.split()) == 15 and ln.split()[1] == "ring"
+           for ln in forms["--causal both"][1].splitlines()) != 2:
         problems.append(f"--causal both does not predict both: {forms['--causal both'][1]}")
     for p in problems:
         print("FAIL", p)

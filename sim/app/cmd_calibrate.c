@@ -364,52 +364,68 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
             }
         }
-        printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
-               "3 samples per size, relative error");
-        print_series("intra-node ring shift", &shift[0]);
-        print_series("intra-node ping-pong", &pp[0]);
-        print_series("inter-node ring shift", &shift[1]);
-        print_series("inter-node ping-pong", &pp[1]);
+        /* tables: units in the column names, numbers in the cells, '#' lines around them */
+        printf("# links: t(m) = alpha + m / bandwidth, robust fit of 3 samples per size, relative "
+               "error; a row per regime, from its first message size; fit: ok, or POOR (R^2 < "
+               "%.2g or rel RMS > %.0f %%)\n",
+               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        print_series_header();
+        print_series("intra_ring_shift", &shift[0]);
+        print_series("intra_ping_pong", &pp[0]);
+        print_series("inter_ring_shift", &shift[1]);
+        print_series("inter_ping_pong", &pp[1]);
         if (!shift[1].ok)
-            printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
+            printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
                    base.name);
-        printf("# kernels (FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
-               "rate)\n",
+        printf("# kernels: FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
+               "rate\n",
                e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads, d = 128"
                       : "tiles 64..512, d = 64");
+        printf("# %-5s %-8s %12s %12s %7s %11s %s\n", "dtype", "pass", "rate_GFLOPs", "overhead_us",
+               "r2", "rel_rms_pct", "fit");
         static const char *const dn[3] = {"f32", "f16", "bf16"};
-        for (int d = 0; d < 3; d++)
-            if (!ks[d].n)
-                printf("  %-5s not measured (no kernel of this type on this backend)\n", dn[d]);
-            else
-                printf("  %-5s forward %7.3f GFLOP/s + %7.2f us (rel RMS %4.1f%%), backward %7.3f "
-                       "GFLOP/s + %7.2f us (rel RMS %4.1f%%)\n",
-                       dn[d], ks[d].ok ? 1e-9 / ks[d].fit.beta : 0.0, ks[d].fit.alpha * 1e6,
-                       100 * ks[d].fit.rel_rms, ks[d].ok ? 1e-9 / ks[d].bwd_fit.beta : 0.0,
-                       ks[d].bwd_fit.alpha * 1e6, 100 * ks[d].bwd_fit.rel_rms);
-        printf("  machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
+        for (int d = 0; d < 3; d++) {
+            if (!ks[d].n) {
+                printf("# %s: not measured (no kernel of this type on this backend)\n", dn[d]);
+                continue;
+            }
+            const lin_fit *fits[2] = {&ks[d].fit, &ks[d].bwd_fit};
+            for (int b = 0; b < 2; b++)
+                printf("  %-5s %-8s %12.3f %12.2f %7.4f %11.1f %s\n", dn[d],
+                       b ? "backward" : "forward", ks[d].ok ? 1e-9 / fits[b]->beta : 0.0,
+                       fits[b]->alpha * 1e6, fits[b]->r2, 100 * fits[b]->rel_rms,
+                       fit_is_poor(fits[b]) ? "POOR" : "ok");
+        }
+        printf("# machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
                "%.2f us (medians)\n",
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
         printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
                copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
-        printf("# ring collectives on the %llux%llu grid: measured vs (g-1)(alpha + m / bandwidth) "
-               "of the fitted intra-node ring shift\n",
-               (unsigned long long)grid.rows, (unsigned long long)grid.cols);
+        printf("# ring collectives on the %llux%llu grid: error of (g-1)(alpha + m / bandwidth) "
+               "of the fitted %s ring shift against the measured time, per chunk size ('-': a "
+               "group of one rank moves nothing)\n",
+               (unsigned long long)grid.rows, (unsigned long long)grid.cols,
+               e.nodes > 1 ? "inter-node" : "intra-node");
+        printf("# %-19s %5s", "collective", "group");
+        for (int k = 0; k < ncb; k++) {
+            char h[32];
+            snprintf(h, sizeof h, "err_pct_%.0fB", coll_bytes[k]);
+            printf(" %15s", h);
+        }
+        printf("\n");
         const int gsize[NCOLL] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, (int)grid.rows,
                                   e.P};
         for (int c = 0; c < NCOLL; c++) {
-            printf("  %-20s", colls[c].name);
-            if (gsize[c] < 2) { /* a group of one moves nothing: no error to show */
-                printf(" groups of one rank: nothing to compare\n");
-                continue;
-            }
+            printf("  %-19s %5d", colls[c].name, gsize[c]);
             for (int k = 0; k < ncb; k++) {
                 double pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTRA, coll_bytes[k], 1);
                 if (e.nodes > 1)
                     pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTER, coll_bytes[k], 1);
-                printf(" %6.0fk: %+5.0f%%", coll_bytes[k] / 1024,
-                       100 * (pred - coll_t[c][k]) / coll_t[c][k]);
+                if (gsize[c] < 2)
+                    printf(" %15s", "-");
+                else
+                    printf(" %15.0f", 100 * (pred - coll_t[c][k]) / coll_t[c][k]);
             }
             printf("\n");
         }
