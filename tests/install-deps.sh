@@ -32,7 +32,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 
 # Ubuntu ships clang-14 and Slurm in universe: enable it when a package has no candidate
-. /etc/os-release
+. "${ATTNSIM_OS_RELEASE:-/etc/os-release}"
 if [ "${ID:-}" = ubuntu ]; then
   for p in "${missing[@]}"; do
     if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
@@ -52,7 +52,7 @@ new_services=()
 for s in "${services[@]}"; do
   for p in "${missing[@]}"; do [ "$p" = "$s" ] && new_services+=("$s"); done
 done
-policy=/usr/sbin/policy-rc.d
+policy=${ATTNSIM_POLICY_RC_D:-/usr/sbin/policy-rc.d} # (both variables: for tests/install_deps_test.py)
 own_policy=0
 if [ ${#new_services[@]} -gt 0 ] && [ ! -e "$policy" ]; then
   printf '#!/bin/sh\n# written by attnsim tests/install-deps.sh while it installs; removed after\nexit 101\n' |
