@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The docs describe the tool and its measurements, not how it was made: no line of README.md,
-docs/ or experiments/ speaks of a session ("this session", "next session") or an issue number.
+docs/ or experiments/ speaks of a session ("this session", "next session"), an issue number or
+the kinds of machine the development environment lends.
 Usage: docs_wording.py REPO"""
 import os
 import re
 import sys
 
 REPO = os.path.abspath(sys.argv[1])
-WORDS = re.compile(r"this session|next session|issue [0-9]+", re.I)
+WORDS = re.compile(r"\bsessions?\b|issue [0-9]+|kind `?nvidia-", re.I)
 
 
 def main():
