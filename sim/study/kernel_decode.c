@@ -27,6 +27,7 @@
 #include "decode.h"
 #include "fail.h"
 #include "h5out.h"
+#include "outputs.h"
 #include "kernel_study.h"
 #include "kn_attn_decode.h"
 #include "ref_f64.h"
@@ -640,6 +641,8 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                                   : "counted == predicted bytes in every run; outputs not "
                                     "checked (--check). VALID"))
               : "FAILED: see the rows marked FAIL or DIFFER. INVALID");
-    if (o->out) printf("# wrote %ld runs to %s\n", runs, o->out);
+    char shown[4200];
+    if (o->out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
     return ok;
 }
