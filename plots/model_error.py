@@ -18,13 +18,19 @@ hidden transfer time, predicted and measured (measured: with attnsim run --overl
 Usage: model_error.py FILE.h5 [-o parity.png] [--bars bars.png] [--min-ms T] [--min-run-ms T]
 Phases shorter than --min-ms (default 0), and phases in which nothing happens (no message, no
 compute: predicted 0), are left out of the phase statistics; runs shorter than --min-run-ms
-(default 0) are left out with their phases."""
+(default 0) are left out with their phases. The runs are found in the file's /summary table;
+only the executed runs' groups are read, so model sweeps of any size in the same file cost one
+read."""
 import argparse
 import sys
 
+import attnsim_h5 as ah
+
+PROG = "model_error"
+
 
 def fail(msg):
-    print(f"model_error: {msg}", file=sys.stderr)
+    print(f"{PROG}: {msg}", file=sys.stderr)
     return 2
 
 
@@ -35,6 +41,60 @@ def stats(errors):
     return len(a), np.median(a), np.quantile(a, 0.9), a.max(), np.median(e)
 
 
+def load(path, min_ms, min_run_ms):
+    """(runs, phases, overlapped phases) of the executed runs with phase timings, or raises
+    ah.FileError."""
+    import numpy as np
+    phases, runs, overlaps = [], [], []
+    with ah.open_file(path) as f:
+        t = ah.summary(f)
+        for r in t[t["kind"] == "distributed"]:
+            g = ah.group(f, r["run"])
+            if "measured/critical_path_phase_s" not in g:
+                continue  # written before phase timings were recorded
+            meas = g["measured/critical_path_phase_s"][()]
+            pred = g["predicted/phase_time_s"][()]
+            terms = [ah.text(x) for x in g["predicted/phase_term"][()]]
+            inter = g["predicted/phase_inter_node"][()]
+            where = ("phase_pattern" if "phase_pattern" in g else "predicted/phase_pattern"
+                     if "predicted/phase_pattern" in g else None)
+            pattern = ([ah.text(x) for x in g[where][()]] if where
+                       else ["unrecorded"] * len(meas))
+            algo, backend = str(r["algorithm"]), str(r["backend"])
+            total_meas = float(g["measured/phase_end_s"][()].max())
+            if total_meas <= 0 or not np.isfinite(r["predicted_time_s"]) or \
+                    total_meas * 1e3 < min_run_ms:
+                continue
+            base = (g["predicted/tier_only_phase_time_s"][()]
+                    if "predicted/tier_only_phase_time_s" in g else [float("nan")] * len(meas))
+            names = [ah.text(x) for x in g["phases"][()]]
+            for m, p, b, term, x, pat in zip(meas, pred, base, terms, inter, pattern):
+                if m > 0 and p > 0 and m * 1e3 >= min_ms:  # p = 0: nothing to predict
+                    pat = "compute" if pat in ("none", "compute") else pat
+                    tier = "none" if pat == "compute" else "inter" if x else "intra"
+                    phases.append(dict(algo=algo, meas=float(m), pred=float(p), base=float(b),
+                                       term=term, tier=tier, backend=backend, pattern=pat,
+                                       tier_pattern=f"{tier} {pat}"))
+            if "predicted/phase_hidden_s" in g and "measured/overlap_critical_exposed_s" in g:
+                ph = g["predicted/phase_hidden_s"][()]
+                pt = g["predicted/phase_transfer_s"][()]
+                me = g["measured/overlap_critical_exposed_s"][()]
+                mt = g["measured/overlap_critical_transfer_s"][()]
+                for k, name in enumerate(names):
+                    if f"measured/steps/{name}/compute_s" in g:
+                        overlaps.append(dict(algo=algo, phase=name, pred_hidden=ph[k],
+                                             pred_exposed=pt[k] - ph[k], meas_exposed=me[k],
+                                             meas_hidden=mt[k] - me[k]))
+            nodes = len(set(g["ranks"][:, 1])) if "ranks" in g else 1
+            base_total = (float(g["predicted/tier_only_total_time_s"][()])
+                          if "predicted/tier_only_total_time_s" in g else float("nan"))
+            runs.append(dict(algo=algo, meas=total_meas, pred=float(r["predicted_time_s"]),
+                             base=base_total, backend=backend,
+                             term=ah.text(g.attrs.get("dominant_term", "")),
+                             nodes="one node" if nodes == 1 else "several nodes"))
+    return runs, phases, overlaps
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
@@ -43,62 +103,13 @@ def main():
     ap.add_argument("--min-ms", type=float, default=0.0)
     ap.add_argument("--min-run-ms", type=float, default=0.0)
     args = ap.parse_args()
+    ah.ensure_python(PROG, ("h5py", "numpy", "matplotlib") if args.out or args.bars
+                     else ("h5py", "numpy"))
+    import numpy as np
     try:
-        import h5py
-        import numpy as np
-    except ImportError as e:
-        return fail(f"{e}; install h5py and numpy (Debian: python3-h5py python3-numpy)")
-    try:
-        f = h5py.File(args.file, "r")
-    except OSError as e:
-        return fail(f"cannot open '{args.file}' as HDF5 ({e}); accepted: an attnsim/1 file")
-    phases, runs, overlaps = [], [], []
-    with f:
-        if f.attrs.get("schema") != "attnsim/1" or "runs" not in f:
-            return fail(f"'{args.file}' is not an attnsim/1 file (schema = {f.attrs.get('schema')!r})")
-        for name, g in f["runs"].items():
-            a = g.attrs
-            if a.get("kind") != "distributed" or a.get("complete") != 1:
-                continue
-            if "measured/critical_path_phase_s" not in g:
-                continue
-            meas = g["measured/critical_path_phase_s"][()]
-            pred = g["predicted/phase_time_s"][()]
-            terms = [t.decode() if isinstance(t, bytes) else t for t in g["predicted/phase_term"][()]]
-            inter = g["predicted/phase_inter_node"][()]
-            where = ("phase_pattern" if "phase_pattern" in g else "predicted/phase_pattern"
-                     if "predicted/phase_pattern" in g else None)
-            pattern = ([t.decode() if isinstance(t, bytes) else t for t in g[where][()]]
-                       if where else ["unrecorded"] * len(meas))
-            backend, algo = a["backend"], a["algorithm"]
-            total_meas = float(g["measured/phase_end_s"][()].max())
-            if total_meas * 1e3 < args.min_run_ms:
-                continue
-            base = (g["predicted/tier_only_phase_time_s"][()]
-                    if "predicted/tier_only_phase_time_s" in g else [float("nan")] * len(meas))
-            names = [t.decode() if isinstance(t, bytes) else t for t in g["phases"][()]]
-            for m, p, b, t, x, pat in zip(meas, pred, base, terms, inter, pattern):
-                if m > 0 and p > 0 and m * 1e3 >= args.min_ms:  # p = 0: nothing to predict
-                    pat = "compute" if pat in ("none", "compute") else pat
-                    tier = "none" if pat == "compute" else "inter" if x else "intra"
-                    phases.append(dict(algo=algo, meas=m, pred=p, base=b, term=t, tier=tier,
-                                       backend=backend, pattern=pat, tier_pattern=f"{tier} {pat}"))
-            if "predicted/phase_hidden_s" in g and "measured/overlap_critical_exposed_s" in g:
-                ph = g["predicted/phase_hidden_s"][()]
-                pt = g["predicted/phase_transfer_s"][()]
-                me = g["measured/overlap_critical_exposed_s"][()]
-                mt = g["measured/overlap_critical_transfer_s"][()]
-                for f, name in enumerate(names):
-                    if f"measured/steps/{name}/compute_s" in g:
-                        overlaps.append(dict(algo=algo, phase=name, pred_hidden=ph[f],
-                                             pred_exposed=pt[f] - ph[f], meas_exposed=me[f],
-                                             meas_hidden=mt[f] - me[f]))
-            nodes = len(set(g["ranks"][:, 1])) if "ranks" in g else 1
-            base_total = (float(g["predicted/tier_only_total_time_s"][()])
-                          if "predicted/tier_only_total_time_s" in g else float("nan"))
-            runs.append(dict(algo=algo, meas=total_meas, pred=float(g["predicted/total_time_s"][()]),
-                             base=base_total, backend=backend, term=a["dominant_term"],
-                             nodes="one node" if nodes == 1 else "several nodes"))
+        runs, phases, overlaps = load(args.file, args.min_ms, args.min_run_ms)
+    except ah.FileError as e:
+        return fail(str(e))
     if not runs:
         return fail(f"'{args.file}' has no complete kind=distributed runs with phase timings")
     print(f"# time-model error of {args.file}: {len(runs)} runs, {len(phases)} phases "
@@ -192,8 +203,8 @@ def main():
                        alpha=0.6, label=f"{algo} phases")
             ax.scatter([r["meas"] for r in rr], [r["pred"] for r in rr], s=50, marker="*",
                        color=f"C{i}", edgecolor="k", label=f"{algo} runs")
-        lo = min(min(p["meas"] for p in phases), min(p["pred"] for p in phases if p["pred"] > 0))
-        hi = max(max(r["meas"] for r in runs), max(r["pred"] for r in runs))
+        vals = [x for i in phases + runs for x in (i["meas"], i["pred"]) if x > 0]
+        lo, hi = min(vals), max(vals)
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
         ax.plot([lo, hi], [1.15 * lo, 1.15 * hi], "k:", lw=0.6)
         ax.plot([lo, hi], [lo / 1.15, hi / 1.15], "k:", lw=0.6)
@@ -202,7 +213,7 @@ def main():
         ax.set_xlabel("measured time (s)")
         ax.set_ylabel("predicted time (s)")
         ax.set_title("time model: predicted vs measured (dotted: +-15%)", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(args.out, dpi=110)
         print(f"# wrote {args.out}")

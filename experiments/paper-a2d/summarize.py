@@ -14,7 +14,8 @@ import subprocess
 import sys
 import tempfile
 
-import h5py
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "plots"))
+import attnsim_h5 as ah  # noqa: E402  (the one reader of attnsim/1 files)
 
 MODELS = {(16, 96): "760M", (32, 80): "2.7B", (40, 128): "13B"}
 # the paper's reported speedups of Attention2D over Ring Attention (abstract; a blog summary for
@@ -30,13 +31,14 @@ SEQS = "8k,16k,32k,64k,128k"
 
 def load(path):
     runs = {}
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("schema") != "attnsim/1":
-            raise SystemExit(f"summarize: {path} is not an attnsim/1 file")
+    try:
+        f = ah.open_file(path)
+    except ah.FileError as e:
+        raise SystemExit(f"summarize: {e}")
+    with f:
         for g in f["runs"].values():
             a = g.attrs
-            prof = a.get("profile", "attnsim")
-            prof = prof.decode() if isinstance(prof, bytes) else prof
+            prof = ah.text(a.get("profile", "attnsim"))
             key = (prof, a["machine"], int(a["P"]), int(a["heads"]), int(a["head_dim"]),
                    int(a["seq_len"]))
             runs.setdefault(key, {})[a["algorithm"]] = float(g["predicted/total_time_s"][()])
@@ -87,6 +89,7 @@ def paper_with_ring_fraction(attnsim, profile_text, cluster, frac, work):
 
 
 def main():
+    ah.ensure_python("summarize", ("h5py",))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
     ap.add_argument("--striped", help="kind=model runs of Ring with the striped layout (ideal)")

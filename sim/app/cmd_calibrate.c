@@ -166,17 +166,28 @@ static double large_bandwidth(const series *s)
     return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
 }
 
+/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
+ * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
+ * the transfer of the smallest message). */
+static double tier_alpha(double fitted, const series *s)
+{
+    if (fitted > 0) return fitted;
+    double t = s->time[0];
+    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
+    return t;
+}
+
 /* A tier's values in the machine file from a fitted series (nothing when it has no fit). */
 static void machine_set_tier(machine *m, int t, const series *s)
 {
     m->measured[t] = s->ok;
     if (!s->ok) return;
-    m->alpha_s[t] = fmax(s->fit.small.alpha, 0.0);
+    m->alpha_s[t] = tier_alpha(s->fit.small.alpha, s);
     m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
     m->break_bytes[t] = 0;
     if (s->fit.two_regimes) {
         m->break_bytes[t] = s->fit.break_x;
-        m->alpha_large_s[t] = fmax(s->fit.large.alpha, 0.0);
+        m->alpha_large_s[t] = tier_alpha(s->fit.large.alpha, s);
         m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
     }
 }
@@ -212,6 +223,71 @@ static int link_in_range(const pattern_fit *pf)
             return 0;
     }
     return 1;
+}
+
+/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
+ * 0.9 or relative RMS above 15 %): reported on stdout, appended to the machine file and marked in
+ * the kind=calibration run (poor_fit on each fit's group, poor_fits on the run). */
+typedef struct {
+    int n;
+    char what[8][48];  /* the fit */
+    char keys[8][48];  /* the machine-file keys that come from it */
+    char group[8][48]; /* its group in the kind=calibration run */
+    double r2[8], rel_rms[8];
+} poor_fits;
+
+static void poor_add(poor_fits *pf, const char *what, const char *keys, const char *group,
+                     const lin_fit *f)
+{
+    if (pf->n == 8 || !fit_is_poor(f)) return;
+    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
+    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
+    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
+    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
+    pf->n++;
+}
+
+static void collect_poor_fits(poor_fits *pf, const series *shift, const kernel_series *ks)
+{
+    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
+    memset(pf, 0, sizeof *pf);
+    for (int t = 0; t < 2; t++) {
+        if (!shift[t].ok) continue;
+        const link_fit *f = &shift[t].fit;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
+        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
+                 f->two_regimes ? ", small messages" : "");
+        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
+        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
+        if (f->two_regimes) {
+            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
+            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
+            poor_add(pf, what, keys, group, &f->large);
+        }
+    }
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "kernels/%s", dn[d]);
+        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
+        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
+        poor_add(pf, what, keys, group, &ks[d].fit);
+        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
+        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
+    }
+}
+
+/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
+ * machine file). */
+static void print_poor_fits(FILE *f, const poor_fits *pf, const char *prefix)
+{
+    for (int i = 0; i < pf->n; i++)
+        fprintf(f,
+                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
+                "<= %.0f %%); used for %s\n",
+                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
+                100 * FIT_MAX_REL_RMS, pf->keys[i]);
 }
 
 /* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
@@ -543,88 +619,135 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 l->r = pattern_fit_rate(&fits[k]);
             }
         keep_in_range(&m, &base);
-        printf("# links (alpha + m / bandwidth; a sample is the median of its exchanges, the fit "
-               "goes through the quietest of %d samples per size; robust, relative error)\n",
-               LINK_SAMPLES);
-        print_series("intra-node ring shift", &shift[0]);
-        print_series("intra-node ping-pong", &pp[0]);
-        print_series("inter-node ring shift", &shift[1]);
-        print_series("inter-node ping-pong", &pp[1]);
-        print_series("inter-node shift, 1/node", &nic);
+        /* tables: units in the column names, numbers in the cells, '#' lines around them */
+        printf("# links: t(m) = alpha + m / bandwidth, robust fit of 3 samples per size, relative "
+               "error; a row per regime, from its first message size; fit: ok, or POOR (R^2 < "
+               "%.2g or rel RMS > %.0f %%)\n",
+               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        print_series_header();
+        print_series("intra_ring_shift", &shift[0]);
+        print_series("intra_ping_pong", &pp[0]);
+        print_series("inter_ring_shift", &shift[1]);
+        print_series("inter_ping_pong", &pp[1]);
+        print_series("inter_shift_1_node", &nic);
         if (per_nic)
-            printf(
-                "  NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
-                "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large messages)\n",
-                nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic));
+            printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
+                   "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large "
+                   "messages)\n",
+                   nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic));
         if (!shift[1].ok)
-            printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
+            printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
                    base.name);
-        printf("# kernels (FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
-               "rate)\n",
+        printf("# kernels: FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
+               "rate\n",
                e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads, d = 128"
                       : "tiles 64..512, d = 64");
+        printf("# %-5s %-8s %12s %12s %7s %11s %s\n", "dtype", "pass", "rate_GFLOPs", "overhead_us",
+               "r2", "rel_rms_pct", "fit");
         static const char *const dn[3] = {"f32", "f16", "bf16"};
-        for (int d = 0; d < 3; d++)
-            if (!ks[d].n)
-                printf("  %-5s not measured (no kernel of this type on this backend)\n", dn[d]);
-            else
-                printf("  %-5s forward %7.3f GFLOP/s + %7.2f us (rel RMS %4.1f%%), backward %7.3f "
-                       "GFLOP/s + %7.2f us (rel RMS %4.1f%%)\n",
-                       dn[d], ks[d].ok ? 1e-9 / ks[d].fit.beta : 0.0, ks[d].fit.alpha * 1e6,
-                       100 * ks[d].fit.rel_rms, ks[d].ok ? 1e-9 / ks[d].bwd_fit.beta : 0.0,
-                       ks[d].bwd_fit.alpha * 1e6, 100 * ks[d].bwd_fit.rel_rms);
-        printf("  machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
+        for (int d = 0; d < 3; d++) {
+            if (!ks[d].n) {
+                printf("# %s: not measured (no kernel of this type on this backend)\n", dn[d]);
+                continue;
+            }
+            const lin_fit *kf[2] = {&ks[d].fit, &ks[d].bwd_fit};
+            for (int b = 0; b < 2; b++)
+                printf("  %-5s %-8s %12.3f %12.2f %7.4f %11.1f %s\n", dn[d],
+                       b ? "backward" : "forward", ks[d].ok ? 1e-9 / kf[b]->beta : 0.0,
+                       kf[b]->alpha * 1e6, kf[b]->r2, 100 * kf[b]->rel_rms,
+                       fit_is_poor(kf[b]) ? "POOR" : "ok");
+        }
+        printf("# machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
                "%.2f us (medians)\n",
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
         printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
                copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
-        printf("# overlap: a ring step computing while its transfer runs (hidden share of "
-               "min(compute, transfer); compute time beside the transfer over alone)\n");
-        for (int t = 0; t < 2; t++) {
-            if (!ovl[t].ok) {
-                printf("  %-6s not measured (no pair of ranks)\n", t ? "inter" : "intra");
-                continue;
-            }
-            printf("  %-6s hidden %.2f, compute ratio %.2f (compute %.3f ms;",
-                   t ? "inter" : "intra", ovl[t].hidden, ovl[t].ratio, ovl[t].compute_s[0] * 1e3);
-            for (int k = 0; k < ovl[t].n; k++)
-                printf(" %.0f B: alone %.3f ms, with it %.3f ms%s", ovl[t].bytes[k],
+        printf("# overlap: a ring step computing while its transfer runs (post, compute a tile of "
+               "the device's kernel, wait) against each alone; hidden: the share of "
+               "min(compute, transfer) hidden; compute_ratio: compute beside the transfer over "
+               "alone\n");
+        printf("# %-5s %10s %10s %11s %10s %17s %7s %13s\n", "tier", "message_B", "compute_ms",
+               "transfer_ms", "step_ms", "compute_during_ms", "hidden", "compute_ratio");
+        for (int t = 0; t < 2; t++)
+            for (int k = 0; k < ovl[t].n; k++) {
+                double shorter = fmin(ovl[t].compute_during_s[k], ovl[t].transfer_s[k]);
+                double h = (ovl[t].compute_during_s[k] + ovl[t].transfer_s[k] - ovl[t].step_s[k]) /
+                           shorter;
+                printf("  %-5s %10.0f %10.3f %11.3f %10.3f %17.3f %7.2f %13.2f\n",
+                       t ? "inter" : "intra", ovl[t].bytes[k], ovl[t].compute_s[k] * 1e3,
                        ovl[t].transfer_s[k] * 1e3, ovl[t].step_s[k] * 1e3,
-                       k + 1 < ovl[t].n ? ";" : ")\n");
-        }
-        printf("# patterns of the %s (time per step = alpha + m / bandwidth; inter-node: m the "
-               "bytes through the busiest NIC)\n",
+                       ovl[t].compute_during_s[k] * 1e3,
+                       h < 0   ? 0
+                       : h > 1 ? 1
+                               : h,
+                       ovl[t].compute_during_s[k] / ovl[t].compute_s[k]);
+            }
+        for (int t = 0; t < 2; t++)
+            if (ovl[t].ok)
+                printf("# overlap.%s.hidden = %.2f, overlap.compute_ratio = %.2f (medians; a ratio "
+                       "below 1 is written as 1)\n",
+                       t ? "inter" : "intra", ovl[t].hidden, ovl[t].ratio);
+            else
+                printf("# overlap %s: not measured (no pair of ranks)\n", t ? "inter" : "intra");
+        printf("# patterns of the %s, measured as they run them (every group at once; time per "
+               "step)\n",
                configured ? "configured runs" : "algorithms");
+        printf("# %-14s %-22s %-5s %5s %6s %11s %11s\n", "pattern", "on", "grid", "group", "points",
+               "largest_B", "step_ms");
         for (int k = 0; k < npat; k++) {
             const pattern_meas *pm = &pats[k];
-            double top = pm->bytes[pm->n - 1], tmeas = pm->time[pm->n - 1];
-            printf("  measured %-60s %zu points up to %.0f B (%.3f ms per step)\n", pm->name, pm->n,
-                   top, tmeas * 1e3);
+            char grid_s[32];
+            snprintf(grid_s, sizeof grid_s, "%llux%llu", (unsigned long long)pm->cfg.rows,
+                     (unsigned long long)pm->cfg.cols);
+            printf("  %-14s %-22s %-5s %5llu %6zu %11.0f %11.3f\n", am_pattern_names[pm->pattern],
+                   pm->pattern == PAT_PAIRWISE ? pm->ph->name : am_comm_names[pm->comm], grid_s,
+                   (unsigned long long)pm->g, pm->n, pm->bytes[pm->n - 1],
+                   pm->time[pm->n - 1] * 1e3);
         }
+        printf("# pattern lines: t = alpha + m / bandwidth per step, m the bytes of one flow "
+               "(intra-node) or of the busiest NIC (inter-node); a row per regime, from its first "
+               "size; tier_err_pct: the tier's own rate at the largest size; fit: ok, or POOR (R^2 "
+               "< %.2g or rel RMS > %.0f %%: not used, the tier's rate applies)\n",
+               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        printf("# %-30s %9s %10s %14s %7s %11s %13s %s\n", "line", "from_B", "alpha_us",
+               "bandwidth_GBps", "r2", "rel_rms_pct", "tier_err_pct", "fit");
         for (int k = 0; k < nfit; k++) {
             const pattern_fit *f = &fits[k];
             char key[96];
             snprintf(key, sizeof key, "link.%s.%s.g%llu", f->tier ? "inter" : "intra",
                      am_pattern_names[f->pattern], (unsigned long long)f->g);
             if (!f->ok) {
-                printf("  %-32s POOR FIT (%s): not used, the tier's rate applies\n", key, f->why);
+                printf("  %-30s %9s %10s %14s %7s %11s %13s POOR\n", key, "-", "-", "-", "-", "-",
+                       "-");
                 continue;
             }
             /* what the tier's own rate would make of the largest size */
             link_rate tr = machine_tier_rate(&m, f->tier);
             double xl = f->x[f->n - 1], tl = f->t[f->n - 1];
             double tier_err = 100 * (link_rate_time(&tr, xl, 1) - tl) / tl;
-            printf("  %-32s alpha %9.3f us  bandwidth %9.3f GB/s  R^2 %.4f  rel RMS %5.1f%%  "
-                   "(tier rate: %+.0f%% at %.0f B)%s%s\n",
-                   key, f->fit.small.alpha * 1e6, 1e-9 / f->fit.small.beta, f->r2, 100 * f->rel_rms,
-                   tier_err, xl, f->poor ? "  POOR FIT (" : "", f->poor ? f->why : "");
-            if (f->fit.two_regimes)
-                printf("  %-32s from %.0f B: alpha %9.3f us  bandwidth %9.3f GB/s\n", "",
-                       f->fit.break_x, f->fit.large.alpha * 1e6, 1e-9 / f->fit.large.beta);
-            if (f->poor) printf("  %-32s POOR FIT: not used, the tier's rate applies\n", "");
+            for (int r = 0; r < (f->fit.two_regimes ? 2 : 1); r++) {
+                const lin_fit *l = r ? &f->fit.large : &f->fit.small;
+                printf("  %-30s %9.0f %10.3f %14.3f %7.4f %11.1f %13.0f %s\n", key,
+                       r ? f->fit.break_x : f->x[0], l->alpha * 1e6, 1e-9 / l->beta, f->r2,
+                       100 * f->rel_rms, tier_err, f->poor ? "POOR" : "ok");
+            }
         }
+        for (int k = 0; k < nfit; k++)
+            if (fits[k].poor)
+                printf("# POOR FIT: link.%s.%s.g%llu (%s): not used, the tier's rate applies\n",
+                       fits[k].tier ? "inter" : "intra", am_pattern_names[fits[k].pattern],
+                       (unsigned long long)fits[k].g, fits[k].why);
         printf("# calibration took %.1f s\n", took);
+        poor_fits pf;
+        collect_poor_fits(&pf, shift, ks);
+        if (pf.n) {
+            print_poor_fits(stdout, &pf, "# WARNING: ");
+            printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
+                   "much (they are marked in it); calibrate on an idle machine, at most one rank "
+                   "per core\n",
+                   pf.n, pf.n > 1 ? "s" : "");
+        }
 
         char when[32];
         prov_utc_now(when, sizeof when);
@@ -634,6 +757,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         FILE *mf = open_memstream(&mtext, &mlen);
         if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
         write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits, nfit);
+        print_poor_fits(mf, &pf, "# ");
         if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
         char shown[4200];
         if (o.machine_out) {
@@ -686,9 +810,33 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
+                h5_attr_f64(kg, "rel_rms", ks[d].fit.rel_rms);
+                h5_attr_f64(kg, "backward_rate_flop_per_s",
+                            ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
+                h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
+                h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
                 H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
+            for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
+                static const char *const lg[2] = {"links/intra/ring_shift",
+                                                  "links/inter/ring_shift"};
+                if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
+                hid_t lgid = H5CALL(H5Gopen2(g, lg[t], H5P_DEFAULT));
+                h5_attr_f64(lgid, "large_rel_rms", shift[t].fit.large.rel_rms);
+                H5CALL(H5Gclose(lgid));
+            }
+            /* poor fits: poor_fit on each fit's group, and the list on the run */
+            char list[8 * 48 * 2] = "";
+            for (int i = 0; i < pf.n; i++) {
+                hid_t fg = H5CALL(H5Gopen2(g, pf.group[i], H5P_DEFAULT));
+                if (H5CALL(H5Aexists(fg, "poor_fit")) == 0) h5_attr_i64(fg, "poor_fit", 1);
+                H5CALL(H5Gclose(fg));
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
+            }
+            h5_attr_i64(g, "poor_fit_count", pf.n);
+            h5_attr_str(g, "poor_fits", pf.n ? list : "none");
             for (int k = 0; k < npat; k++) {
                 char p[240];
                 hsize_t n = pats[k].n;
