@@ -630,6 +630,11 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         print_series("inter_ring_shift", &shift[1]);
         print_series("inter_ping_pong", &pp[1]);
         print_series("inter_shift_1_node", &nic);
+        print_series_note("intra_ring_shift", &shift[0]);
+        print_series_note("intra_ping_pong", &pp[0]);
+        print_series_note("inter_ring_shift", &shift[1]);
+        print_series_note("inter_ping_pong", &pp[1]);
+        print_series_note("inter_shift_1_node", &nic);
         if (per_nic)
             printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
                    "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large "
