@@ -56,43 +56,54 @@ static const cli_command calibrate_cmd = {
     NULL,
     256};
 
+/* What the machine file says of each key's value: measured, or kept from the base machine. */
+typedef struct {
+    const machine *base, *m;
+    char buf[120];
+} key_notes;
+
+static const char *key_note(const char *key, void *ctx)
+{
+    key_notes *kn = ctx;
+    static const char *const peaks[3] = {"peak_f32", "peak_f16", "peak_bf16"};
+    for (int d = 0; d < 3; d++)
+        if (!strcmp(key, peaks[d]))
+            return kn->m->peak_flops[d] == kn->base->peak_flops[d]
+                       ? "kept (no kernel of this type measured)"
+                       : "measured: FA2 tiles, every rank at once";
+    for (int t = 0; t < 2; t++) {
+        char alpha[32], bw[32];
+        snprintf(alpha, sizeof alpha, "%s_alpha", t ? "inter" : "intra");
+        snprintf(bw, sizeof bw, "%s_bandwidth", t ? "inter" : "intra");
+        if (!strcmp(key, alpha) || !strcmp(key, bw))
+            return kn->m->measured[t] ? "measured: ring shift, robust fit" : "NOT MEASURED: kept";
+    }
+    if (!strcmp(key, "gpus_per_node")) return "measured: ranks per node";
+    if (!strcmp(key, "sms")) {
+        snprintf(kn->buf, sizeof kn->buf, "kept from %s", kn->base->name);
+        return kn->buf;
+    }
+    if (!strcmp(key, "smem_per_sm") || !strcmp(key, "l2") || !strcmp(key, "gpus_per_nic"))
+        return "kept";
+    if (!strcmp(key, "hbm_bandwidth"))
+        return "measured: memory copy (read + write), every rank at once";
+    if (!strcmp(key, "sustained_fraction"))
+        return "the peaks above are the kernels' measured forward rates";
+    return NULL;
+}
+
 /* The machine file: base machine with the measured values in place, each line commented. */
 static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
                           const char *when, int nodes, const char *backend, const char *comm)
 {
-    static const char *const tiers[2] = {"intra", "inter"};
     fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
             host, when, nodes, backend, comm);
     fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
             base->origin);
-    fprintf(f, "name = %s\ngpu = %s\n", m->name, m->gpu);
-    fprintf(f, "gpus_per_node = %llu   # measured: ranks per node\n",
-            (unsigned long long)m->gpus_per_node);
-    fprintf(f, "sms = %llu   # kept from %s\n", (unsigned long long)m->sms, base->name);
-    fprintf(f, "smem_per_sm = %.17g B   # kept\nl2 = %.17g B   # kept\n", m->smem_per_sm_bytes,
-            m->l2_bytes);
-    fprintf(
-        f,
-        "hbm_bandwidth = %.17g B/s   # measured: memory copy (read + write), every rank at once\n",
-        m->hbm_bytes_per_s);
-    static const char *const dn[3] = {"f32", "f16", "bf16"};
-    for (int d = 0; d < 3; d++)
-        fprintf(f, "peak_%s = %.17g FLOP/s   # %s\n", dn[d], m->peak_flops[d],
-                m->peak_flops[d] == base->peak_flops[d]
-                    ? "kept (no kernel of this type measured)"
-                    : "measured: FA2 tiles, every rank at once");
-    fprintf(f,
-            "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
-    for (int t = 0; t < 2; t++) {
-        const char *note =
-            m->measured[t] ? "measured: ring shift, robust fit" : "NOT MEASURED: kept";
-        fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
-        fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
-    }
-    fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
-    char opt[1024];
-    machine_format_optional(m, opt, sizeof opt);
-    fputs(opt, f);
+    key_notes kn = {base, m, ""};
+    char text[4096];
+    machine_write(m, MACHINE_REQUIRED | MACHINE_OPTIONAL, key_note, &kn, text, sizeof text);
+    fputs(text, f);
 }
 
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)

@@ -17,6 +17,8 @@
 #include "fail.h"
 #include "h5out.h"
 #include "kernel_study.h"
+#include "sweep.h"
+#include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "cuda_info.h"
 #include "kc_attn.h"
@@ -257,12 +259,6 @@ static int validate(attn_opts *o)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static char device_desc[256] = "cpu, one thread";
 
 static void print_header(const attn_opts *o)
@@ -285,8 +281,9 @@ static void print_header(const attn_opts *o)
            "pred_write_B", "x_comp", "check");
 }
 
+/* times: the repetitions, sorted; median: their median */
 static void write_run(h5out *h, const kernel_config *c, const ks_result *r, const double *times,
-                      uint64_t reps, uint64_t seed, int counts_match, int cuda)
+                      uint64_t reps, double median, uint64_t seed, int counts_match, int cuda)
 {
     const char *backend = cuda ? "cuda" : "cpu";
     int64_t id;
@@ -328,7 +325,6 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     }
     attn_kill_point("kernels:attrs");
     int64_t v;
-    double median = times[reps / 2];
     hsize_t nreps = reps;
     if (r->dram) { /* DRAM bytes under ncu: checked against [compulsory, logical] */
         v = (int64_t)r->dram_read;
@@ -417,8 +413,7 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
         if (rep == 0) r = ri;
         counts_match &= ks_counts_match(&ri);
     }
-    qsort(times, o->reps, sizeof(double), cmp_double);
-    double t = times[o->reps / 2];
+    double t = timing_median(times, o->reps);
     char check[40] = "-";
     if (r.checked)
         snprintf(check, sizeof check, "%s %.1e%s", r.check_passed ? "ok" : "FAIL", r.max_abs_err,
@@ -454,7 +449,7 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
                             : "  DRAM READ OUT OF BAND");
     fflush(stdout);
     attn_kill_point("kernels:before_write");
-    if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match, cuda);
+    if (h) write_run(h, c, &r, times, o->reps, t, o->seed, counts_match, cuda);
     attn_kill_point("kernels:after_write");
     free(times);
     return counts_match && (!r.checked || r.check_passed) && (!r.dram || r.dram_in_band);
@@ -506,39 +501,27 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     print_header(&o);
     const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
     long runs = 0, good = 0;
-    for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
-        if (!(o.dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o.head_dim.n; di++)
-            for (int causal = 0; causal < 2; causal++) {
-                if (!(o.causal & (1u << causal))) continue;
-                for (size_t si = 0; si < o.seq.n; si++)
-                    for (size_t ki = 0; ki < (o.seq_kv.n ? kvl->n : 1); ki++)
-                        for (size_t mi = 0; mi < (o.backend == BACKEND_CUDA ? 1 : o.sram.n); mi++)
-                            for (size_t i = 0; i < ks_num_kernels; i++) {
-                                const ks_kernel *k = &ks_kernels[i];
-                                size_t ni = 0;
-                                while (strcmp(kernel_names[ni], k->name) != 0) ni++;
-                                if (!(o.kernels & (1u << ni))) continue;
-                                if (o.pass != AM_TRAIN &&
-                                    strcmp(k->pass, am_pass_names[o.pass]) != 0)
-                                    continue;
-                                kernel_config c;
-                                c.k = k;
-                                c.dtype = (kn_dtype)dt;
-                                c.sram = o.sram.v[mi];
-                                c.s = (kn_shape){o.batch,
-                                                 o.heads,
-                                                 o.kv_heads,
-                                                 o.seq.v[si],
-                                                 o.seq_kv.n ? kvl->v[ki] : o.seq.v[si],
-                                                 o.head_dim.v[di],
-                                                 causal,
-                                                 NULL,
-                                                 NULL};
-                                runs++;
-                                good += run_config(&c, &o, h);
-                            }
-            }
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o.head_dim),
+        CA = sweep_mask(&sw, o.causal, 2), SQ = sweep_list(&sw, &o.seq),
+        KV = sweep_range(&sw, o.seq_kv.n ? kvl->n : 1),
+        SR = sweep_range(&sw, o.backend == BACKEND_CUDA ? 1 : o.sram.n),
+        KI = sweep_range(&sw, ks_num_kernels);
+    while (sweep_next(&sw)) {
+        const ks_kernel *k = &ks_kernels[sw.v[KI]];
+        size_t ni = 0;
+        while (strcmp(kernel_names[ni], k->name) != 0) ni++;
+        if (!(o.kernels & (1u << ni))) continue;
+        if (o.pass != AM_TRAIN && strcmp(k->pass, am_pass_names[o.pass]) != 0) continue;
+        kernel_config c;
+        c.k = k;
+        c.dtype = (kn_dtype)sw.v[DT];
+        c.sram = o.sram.v[sw.v[SR]];
+        c.s = (kn_shape){
+            o.batch,  o.heads,       o.kv_heads, sw.v[SQ], o.seq_kv.n ? kvl->v[sw.v[KV]] : sw.v[SQ],
+            sw.v[HD], (int)sw.v[CA], NULL,       NULL};
+        runs++;
+        good += run_config(&c, &o, h);
     }
     h5out_close(h);
     prov_free(&prov);

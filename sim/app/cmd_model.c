@@ -16,6 +16,7 @@
 #include "dist_record.h"
 #include "fail.h"
 #include "h5out.h"
+#include "kn_common.h"
 #include "predict.h"
 #include "sweep.h"
 
@@ -98,6 +99,55 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     return 0;
 }
 
+/* One prediction: its row on stdout and its run in the file. */
+static void model_one(const attn_opts *o, const machine *m, const am_config *c, int grid_auto,
+                      double ring_s, h5out *h)
+{
+    am_prediction pr;
+    int keep = c->P <= o->rank_arrays && h;
+    am_predict(c, m, keep, &pr);
+    char grid[32], tbuf[32], nbuf[24], phases[1024] = "";
+    const am_algo_desc *d = am_algo_desc_of(c->algo);
+    if (d->grid != AM_GRID_LINE)
+        snprintf(grid, sizeof grid, "%llux%llu%s", (unsigned long long)c->rows,
+                 (unsigned long long)c->cols, grid_auto ? "*" : "");
+    else
+        snprintf(grid, sizeof grid, "-");
+    fmt_time(pr.time.total_s, tbuf, sizeof tbuf);
+    fmt_tokens(c->N, nbuf, sizeof nbuf);
+    for (int f = 0; f < pr.F; f++) {
+        char pt[32];
+        fmt_time(pr.time.phase_s[f], pt, sizeof pt);
+        size_t len = strlen(phases);
+        snprintf(phases + len, sizeof phases - len, "%s%s=%s", f ? " " : "", pr.phases[f]->name,
+                 pt);
+    }
+    printf("  %-8s %-10s %-5s %7llu %-9s %6s %4llu %6s %-5s %10s %7.2f %-9s %14llu  %s\n", d->name,
+           d->uses_layout ? am_layout_names[c->layout] : "-", am_pass_names[c->pass],
+           (unsigned long long)c->P, grid, nbuf, (unsigned long long)c->head_dim,
+           c->causal ? "yes" : "no", cli_dtype_names[c->dtype], tbuf, ring_s / pr.time.total_s,
+           am_term_names[pr.time.dominant], (unsigned long long)pr.total_sent_max, phases);
+    const char *warn = am_unmeasured_tier_note(m, &pr.time);
+    if (warn) printf("# warning: %s\n", warn);
+    if (h) {
+        int64_t id;
+        hid_t g = h5out_run_begin(h, &id);
+        record_config_attrs(g, "model", c, "none", "none", m);
+        h5_attr_i64(g, "grid_auto", grid_auto);
+        h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
+        char why[160];
+        snprintf(why, sizeof why, "omitted: P = %llu is above --rank-arrays %llu",
+                 (unsigned long long)c->P, (unsigned long long)o->rank_arrays);
+        int32_t *map = keep ? rank_map_from_machine(c, m) : NULL;
+        record_prediction(g, &pr, map, why);
+        free(map);
+        h5_summary_row row;
+        summary_from_prediction(&row, "model", &pr, "none");
+        h5out_run_commit(h, g, &row);
+    }
+    am_prediction_free(&pr);
+}
+
 int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 {
     attn_opts o;
@@ -109,14 +159,14 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 
     /* refuse a sweep with nothing feasible before anything is written */
     long feasible = 0;
-    for (size_t si = 0; si < o.seq.n; si++)
-        for (size_t pi = 0; pi < o.procs.n; pi++)
-            for (int a = 0; a < AM_NUM_ALGOS; a++) {
-                am_config c;
-                sweep_config(&o, &m, a, o.procs.v[pi], o.seq.v[si], o.head_dim.v[0], 0, 2, 1, 0,
-                             &c);
-                if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
-            }
+    sweep_iter fs = {0};
+    int FS = sweep_list(&fs, &o.seq), FP = sweep_list(&fs, &o.procs),
+        FA = sweep_mask(&fs, o.algos, AM_NUM_ALGOS);
+    while (sweep_next(&fs)) {
+        am_config c;
+        sweep_config(&o, &m, (int)fs.v[FA], fs.v[FP], fs.v[FS], o.head_dim.v[0], 0, 2, 1, 0, &c);
+        if (am_validate(&c, err, sizeof err) == 0) feasible++;
+    }
     if (!feasible)
         return cli_error(&o, NULL,
                          "no point of the sweep can run (%s); accepted: N >= P, and "
@@ -134,88 +184,34 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
            "pass", "P", "grid", "N", "d", "causal", "dtype", "time", "vs_ring", "dominant",
            "max_sent_B", "phases");
     long rows = 0, skipped = 0;
-    for (int dt = 0; dt < 3; dt++) {
-        if (!(o.dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o.head_dim.n; di++)
-            for (int causal = 0; causal < 2; causal++) {
-                if (!(o.causal & (1u << causal))) continue;
-                for (size_t si = 0; si < o.seq.n; si++)
-                    for (size_t pi = 0; pi < o.procs.n; pi++) {
-                        am_config base;
-                        sweep_config(&o, &m, ALGO_RING, o.procs.v[pi], o.seq.v[si],
-                                     o.head_dim.v[di], causal, dt, 1, 0, &base);
-                        double ring_s = NAN;
-                        if (am_validate(&base, err, sizeof err) == 0) {
-                            am_time rt;
-                            am_predict_time(&base, &m, &rt);
-                            ring_s = rt.total_s;
-                        }
-                        for (int a = 0; a < AM_NUM_ALGOS; a++) {
-                            if (!(o.algos & (1u << a))) continue;
-                            am_config c;
-                            int grid_auto = sweep_config(&o, &m, a, base.P, base.N, base.head_dim,
-                                                         causal, dt, 1, 0, &c) == 1;
-                            if (am_validate(&c, err, sizeof err)) {
-                                printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_name(a),
-                                       (unsigned long long)c.P, (unsigned long long)c.N, err);
-                                skipped++;
-                                continue;
-                            }
-                            am_prediction pr;
-                            int keep = c.P <= o.rank_arrays && h;
-                            am_predict(&c, &m, keep, &pr);
-                            char grid[32], tbuf[32], nbuf[24], phases[1024] = "";
-                            const am_algo_desc *d = am_algo_desc_of(c.algo);
-                            if (d->grid != AM_GRID_LINE)
-                                snprintf(grid, sizeof grid, "%llux%llu%s",
-                                         (unsigned long long)c.rows, (unsigned long long)c.cols,
-                                         grid_auto ? "*" : "");
-                            else
-                                snprintf(grid, sizeof grid, "-");
-                            fmt_time(pr.time.total_s, tbuf, sizeof tbuf);
-                            fmt_tokens(c.N, nbuf, sizeof nbuf);
-                            for (int f = 0; f < pr.F; f++) {
-                                char pt[32];
-                                fmt_time(pr.time.phase_s[f], pt, sizeof pt);
-                                size_t len = strlen(phases);
-                                snprintf(phases + len, sizeof phases - len, "%s%s=%s", f ? " " : "",
-                                         pr.phases[f]->name, pt);
-                            }
-                            printf("  %-8s %-10s %-5s %7llu %-9s %6s %4llu %6s %-5s %10s %7.2f "
-                                   "%-9s %14llu  %s\n",
-                                   am_algo_name(a),
-                                   d->uses_layout ? am_layout_names[c.layout] : "-",
-                                   am_pass_names[c.pass], (unsigned long long)c.P, grid, nbuf,
-                                   (unsigned long long)c.head_dim, causal ? "yes" : "no",
-                                   cli_dtype_names[dt], tbuf, ring_s / pr.time.total_s,
-                                   am_term_names[pr.time.dominant],
-                                   (unsigned long long)pr.total_sent_max, phases);
-                            rows++;
-                            const char *warn = am_unmeasured_tier_note(&m, &pr.time);
-                            if (warn) printf("# warning: %s\n", warn);
-                            if (h) {
-                                int64_t id;
-                                hid_t g = h5out_run_begin(h, &id);
-                                record_config_attrs(g, "model", &c, "none", "none", &m);
-                                h5_attr_i64(g, "grid_auto", grid_auto);
-                                h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
-                                char why[160];
-                                snprintf(why, sizeof why,
-                                         "omitted: P = %llu is above "
-                                         "--rank-arrays %llu",
-                                         (unsigned long long)c.P,
-                                         (unsigned long long)o.rank_arrays);
-                                int32_t *map = keep ? rank_map_from_machine(&c, &m) : NULL;
-                                record_prediction(g, &pr, map, why);
-                                free(map);
-                                h5_summary_row row;
-                                summary_from_prediction(&row, "model", &pr, "none");
-                                h5out_run_commit(h, g, &row);
-                            }
-                            am_prediction_free(&pr);
-                        }
-                    }
+    double ring_s = NAN;
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o.head_dim),
+        CA = sweep_mask(&sw, o.causal, 2), SQ = sweep_list(&sw, &o.seq),
+        PR = sweep_list(&sw, &o.procs), AL = sweep_mask(&sw, o.algos, AM_NUM_ALGOS);
+    while (sweep_next(&sw)) {
+        int dt = (int)sw.v[DT], causal = (int)sw.v[CA];
+        if (sw.changed < AL) { /* a new point of the outer dimensions: Ring's time there */
+            am_config base;
+            sweep_config(&o, &m, ALGO_RING, sw.v[PR], sw.v[SQ], sw.v[HD], causal, dt, 1, 0, &base);
+            ring_s = NAN;
+            if (am_validate(&base, err, sizeof err) == 0) {
+                am_time rt;
+                am_predict_time(&base, &m, &rt);
+                ring_s = rt.total_s;
             }
+        }
+        am_config c;
+        int grid_auto = sweep_config(&o, &m, (int)sw.v[AL], sw.v[PR], sw.v[SQ], sw.v[HD], causal,
+                                     dt, 1, 0, &c) == 1;
+        if (am_validate(&c, err, sizeof err)) {
+            printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_name(c.algo),
+                   (unsigned long long)c.P, (unsigned long long)c.N, err);
+            skipped++;
+            continue;
+        }
+        model_one(&o, &m, &c, grid_auto, ring_s, h);
+        rows++;
     }
     h5out_close(h);
     prov_free(&prov);

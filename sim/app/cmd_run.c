@@ -27,6 +27,7 @@
 #include "predict.h"
 #include "ref_f64.h"
 #include "sweep.h"
+#include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "exec_cuda.h"
 #include "gpu_bind.h"
@@ -552,15 +553,8 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         MPICALL(MPI_Allreduce(&end, &total[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
         memcpy(keep[r], x.comm.st, sizeof x.comm.st);
     }
-    int med = 0; /* the repetition of median total (the same on every rank) */
-    for (int r = 0; r < reps; r++) {
-        int below = 0, equal_before = 0;
-        for (int q = 0; q < reps; q++) {
-            below += total[q] < total[r];
-            equal_before += total[q] == total[r] && q < r;
-        }
-        if (below + equal_before == (reps - 1) / 2) med = r;
-    }
+    /* the repetition of median total (the same on every rank) */
+    size_t med = timing_median_index(total, (size_t)reps);
     memcpy(x.comm.st, keep[med], sizeof x.comm.st);
     free(keep), free(total);
     attn_kill_point("run:after_passes");
@@ -676,35 +670,23 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                                          : "point-to-point rings staged through host memory",
                env.m.name);
     }
-    int total = 0;
-    for (int dt = 0; dt < 3; dt++)
-        for (int causal = 0; causal < 2; causal++)
-            for (int a = 0; a < AM_NUM_ALGOS; a++)
-                total += ((o->dtypes >> dt) & 1) * ((o->causal >> causal) & 1) *
-                         ((o->algos >> a) & 1) * (int)(o->head_dim.n * o->seq.n);
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o->head_dim),
+        CA = sweep_mask(&sw, o->causal, 2), SQ = sweep_list(&sw, &o->seq),
+        AL = sweep_mask(&sw, o->algos, AM_NUM_ALGOS);
+    int total = (int)sweep_total(&sw);
     double sweep_t0 = MPI_Wtime();
-    for (int dt = 0; dt < 3; dt++) {
-        if (!(o->dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o->head_dim.n; di++)
-            for (int causal = 0; causal < 2; causal++) {
-                if (!(o->causal & (1u << causal))) continue;
-                for (size_t si = 0; si < o->seq.n; si++)
-                    for (int a = 0; a < AM_NUM_ALGOS; a++) {
-                        if (!(o->algos & (1u << a))) continue;
-                        if (runs > 0 && env.rank == 0) { /* progress of a sweep, on stderr */
-                            double el = MPI_Wtime() - sweep_t0;
-                            fprintf(stderr,
-                                    "attnsim run: progress %d/%d runs, %.1f s elapsed, "
-                                    "~%.1f s remaining\n",
-                                    runs, total, el, el / runs * (total - runs));
-                        }
-                        am_config c;
-                        sweep_config(o, &env.m, a, (uint64_t)env.P, o->seq.v[si], o->head_dim.v[di],
-                                     causal, dt, 0, env.ranks_per_node, &c);
-                        ok &= run_one(&env, &c, (kn_dtype)dt);
-                        runs++;
-                    }
-            }
+    while (sweep_next(&sw)) {
+        if (runs > 0 && env.rank == 0) { /* progress of a sweep, on stderr */
+            double el = MPI_Wtime() - sweep_t0;
+            fprintf(stderr, "attnsim run: progress %d/%d runs, %.1f s elapsed, ~%.1f s remaining\n",
+                    runs, total, el, el / runs * (total - runs));
+        }
+        am_config c;
+        sweep_config(o, &env.m, (int)sw.v[AL], (uint64_t)env.P, sw.v[SQ], sw.v[HD], (int)sw.v[CA],
+                     (int)sw.v[DT], 0, env.ranks_per_node, &c);
+        ok &= run_one(&env, &c, (kn_dtype)sw.v[DT]);
+        runs++;
     }
     if (env.rank == 0) {
         printf("# %d runs: %s\n", runs,

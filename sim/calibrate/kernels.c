@@ -6,21 +6,14 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "calibrate.h"
 #include "fail.h"
 #include "kn_problem.h"
+#include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "exec_cuda.h"
 #endif
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* One tile configuration on the CPU: the fastest of 3 calls of the C reference FA2 kernel. */
 static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int causal, int fwd)
@@ -31,12 +24,12 @@ static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int c
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
         kn_counters ci = {0};
-        double t0 = now_s();
+        double t0 = timing_now_s();
         if (fwd)
             kn_fa2_fwd(&s, 32768, &p.t, &ci);
         else
             kn_fa2_bwd(&s, 32768, &p.t, &ci);
-        double t = now_s() - t0;
+        double t = timing_now_s() - t0;
         best = rep == 0 || t < best ? t : best;
     }
     kn_problem_free(&p);
@@ -65,10 +58,9 @@ kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
 #endif
                 if (!e->cuda) best = time_cpu_tile(dt, (size_t)sizes[si], heads, d, causal, fwd);
                 MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-                /* FLOPs as the time model counts them: 4 d (forward) or 10 d (backward) per
-                 * visible query-key pair and head */
-                double n = (double)sizes[si], pairs = causal ? n * (n + 1) / 2 : n * n;
-                k.flops[k.n] = (fwd ? 4.0 : 10.0) * (double)d * pairs * (double)heads;
+                /* FLOPs as the time model counts them (partition.h) */
+                double n = (double)sizes[si], pairs = attn_tile_pairs(causal, n, n, 1);
+                k.flops[k.n] = (double)attn_pair_flops(d, !fwd) * pairs * (double)heads;
                 k.time[k.n] = best;
                 k.nq[k.n] = sizes[si], k.fwd[k.n] = fwd, k.causal[k.n] = causal;
                 k.n++;
@@ -107,9 +99,9 @@ double measure_copy(const cal_env *e)
     if (!e->cuda) {
         char *a = kn_xcalloc(bytes, 1, "copy buffer"), *b = kn_xcalloc(bytes, 1, "copy buffer");
         for (int rep = 0; rep < 4; rep++) {
-            double t0 = now_s();
+            double t0 = timing_now_s();
             memcpy(b, a, bytes);
-            double t = now_s() - t0;
+            double t = timing_now_s() - t0;
             best = rep == 0 || t < best ? t : best;
             a[rep] = b[rep + 1];
         }

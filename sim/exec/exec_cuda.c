@@ -14,6 +14,7 @@
 
 #include "fail.h"
 #include "kc_attn.h"
+#include "timing.h"
 
 static cudaStream_t stream;
 
@@ -243,6 +244,25 @@ void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, 
     cu_sync();
 }
 
+/* One FA2 call of exec_cuda_time_fa2. */
+typedef struct {
+    const kc_shape *s;
+    void *q, *k, *v, *o, *d_o, **g, *ws;
+    float *lse;
+    int fwd;
+} fa2_call;
+
+static void fa2_launch(void *ctx, int i, void *st)
+{
+    (void)i;
+    fa2_call *c = ctx;
+    if (c->fwd)
+        CUDACALL(kc_fa2_fwd(c->s, c->q, c->k, c->v, c->o, c->lse, st));
+    else
+        CUDACALL(kc_fa2_bwd(c->s, c->q, c->k, c->v, c->o, c->d_o, c->lse, c->g[0], c->g[1], c->g[2],
+                            c->ws, st));
+}
+
 double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, int fwd, int reps)
 {
     kc_shape s = {dtype, 1, h, h, n, n, d, causal, NULL, NULL};
@@ -257,24 +277,11 @@ double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, i
     void *ws = cu_alloc(kc_fa2_bwd_workspace_bytes(&s), "workspace");
     kn_tensor_free(&t);
     CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
-    cudaEvent_t a, b;
-    CUDACALL(cudaEventCreate(&a));
-    CUDACALL(cudaEventCreate(&b));
-    double best = 0;
-    for (int r = 0; r <= reps; r++) { /* the first call warms up */
-        CUDACALL(cudaEventRecord(a, stream));
-        if (fwd)
-            CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
-        else
-            CUDACALL(kc_fa2_bwd(&s, q, k, v, o, d_o, lse, g[0], g[1], g[2], ws, stream));
-        CUDACALL(cudaEventRecord(b, stream));
-        CUDACALL(cudaEventSynchronize(b));
-        float ms;
-        CUDACALL(cudaEventElapsedTime(&ms, a, b));
-        if (r > 0 && (r == 1 || ms * 1e-3 < best)) best = ms * 1e-3;
-    }
-    CUDACALL(cudaEventDestroy(a));
-    CUDACALL(cudaEventDestroy(b));
+    fa2_call call = {&s, q, k, v, o, d_o, g, ws, lse, fwd};
+    double *times = kn_xmalloc((size_t)reps * sizeof(double), "timings");
+    timing_cuda_events(fa2_launch, &call, stream, 1, (uint64_t)reps, times); /* 1 warm-up */
+    double best = timing_min(times, (size_t)reps);
+    free(times);
     cu_release(q), cu_release(k), cu_release(v), cu_release(o), cu_release(d_o);
     cu_release(lse), cu_release(ws);
     for (int i = 0; i < 3; i++) cu_release(g[i]);
@@ -282,25 +289,26 @@ double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, i
     return best;
 }
 
+typedef struct {
+    void *dst, *src;
+    size_t bytes;
+} copy_call;
+
+static void copy_launch(void *ctx, int i, void *st)
+{
+    (void)i, (void)st; /* cu_copy queues on the device's stream */
+    copy_call *c = ctx;
+    cu_copy(c->dst, c->src, c->bytes);
+}
+
 double exec_cuda_copy_rate(size_t bytes)
 {
     void *a = cu_alloc(bytes, "copy buffer"), *b = cu_alloc(bytes, "copy buffer");
     cu_zero(a, bytes);
-    cudaEvent_t e0, e1;
-    CUDACALL(cudaEventCreate(&e0));
-    CUDACALL(cudaEventCreate(&e1));
-    double best = 0;
-    for (int r = 0; r <= 4; r++) {
-        CUDACALL(cudaEventRecord(e0, stream));
-        cu_copy(b, a, bytes);
-        CUDACALL(cudaEventRecord(e1, stream));
-        CUDACALL(cudaEventSynchronize(e1));
-        float ms;
-        CUDACALL(cudaEventElapsedTime(&ms, e0, e1));
-        if (r > 0 && (r == 1 || ms * 1e-3 < best)) best = ms * 1e-3;
-    }
-    CUDACALL(cudaEventDestroy(e0));
-    CUDACALL(cudaEventDestroy(e1));
+    copy_call call = {b, a, bytes};
+    double times[4];
+    timing_cuda_events(copy_launch, &call, stream, 1, 4, times); /* 1 warm-up */
+    double best = timing_min(times, 4);
     cu_release(a), cu_release(b);
     cu_sync();
     return 2.0 * (double)bytes / best;

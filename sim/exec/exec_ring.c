@@ -36,12 +36,7 @@ static size_t kv_elems_of(const exec_ctx *x, const exec_pos *p)
 
 static size_t max_block(const exec_ctx *x)
 {
-    size_t most = 0;
-    for (int j = 0; j < x->comm.P; j++) {
-        size_t n = ring_shard_len(x->cfg.layout, x->cfg.N, x->cfg.P, (uint64_t)j);
-        most = n > most ? n : most;
-    }
-    return most;
+    return ring_shard_max(x->cfg.layout, x->cfg.N, x->cfg.P);
 }
 
 static void ring_forward(exec_ctx *x)

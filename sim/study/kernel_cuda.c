@@ -17,6 +17,7 @@
 #include "kc_attn.h"
 #include "kernel_study.h"
 #include "ref_f64.h"
+#include "timing.h"
 
 void attn_check_cuda(int ret, const char *call, const char *file, int line)
 {
@@ -79,6 +80,19 @@ static void launch(const ks_kernel *k, const kc_shape *cs, dev_bufs *b)
         CUDACALL(kc_fa1_fwd(cs, b->q, b->k, b->v, b->o, b->lse, b->ws, NULL));
         break;
     }
+}
+
+typedef struct {
+    const ks_kernel *k;
+    const kc_shape *cs;
+    dev_bufs *b;
+} timed_launch;
+
+static void timed(void *ctx, int i, void *stream)
+{
+    (void)i, (void)stream; /* launch() runs on the default stream */
+    timed_launch *t = ctx;
+    launch(t->k, t->cs, t->b);
 }
 
 size_t ks_cuda_workspace_bytes(const ks_kernel *k, const kn_shape *s, kn_dtype dtype)
@@ -345,21 +359,8 @@ int ks_run_cuda(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t 
     free(lse);
 
     /* then time: two warm-up launches, then `reps` launches between events */
-    cudaEvent_t e0, e1;
-    CUDACALL(cudaEventCreate(&e0));
-    CUDACALL(cudaEventCreate(&e1));
-    for (int w = 0; w < 2; w++) launch(k, &cs, &b);
-    for (uint64_t i = 0; i < reps; i++) {
-        CUDACALL(cudaEventRecord(e0, NULL));
-        launch(k, &cs, &b);
-        CUDACALL(cudaEventRecord(e1, NULL));
-        CUDACALL(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDACALL(cudaEventElapsedTime(&ms, e0, e1));
-        times[i] = 1e-3 * ms;
-    }
-    CUDACALL(cudaEventDestroy(e0));
-    CUDACALL(cudaEventDestroy(e1));
+    timed_launch tl = {k, &cs, &b};
+    timing_cuda_events(timed, &tl, NULL, 2, reps, times);
     void *all[] = {b.q, b.k, b.v, b.o, b.d_o, b.dq, b.dk, b.dv, b.ws, b.lse};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) CUDACALL(cudaFree(all[i]));

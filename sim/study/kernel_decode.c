@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -28,7 +27,10 @@
 #include "fail.h"
 #include "h5out.h"
 #include "kernel_study.h"
+#include "sweep.h"
+#include "timing.h"
 #include "kn_attn_decode.h"
+#include "partition.h"
 #include "ref_f64.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -152,19 +154,6 @@ static void check_outputs(dec_problem *p, dec_result *r)
     r->check_passed = !bad && r->max_rel_err <= ref_tolerance(p->dt) && worst_lse <= 2e-3;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double kv_bytes_of(const dec_problem *p)
 {
     double tok = 0;
@@ -179,9 +168,9 @@ static void run_cpu(dec_problem *p, const attn_opts *o, dec_result *r)
     for (uint64_t rep = 0; rep < o->reps; rep++) {
         kn_counters c;
         memset(&c, 0, sizeof c);
-        double t0 = now_s();
+        double t0 = timing_now_s();
         kn_decode(&p->plan, r->scheme, r->slots, &p->io, &c, &st);
-        r->times[rep] = now_s() - t0;
+        r->times[rep] = timing_now_s() - t0;
         if (rep == 0) r->counted = c;
     }
     r->splits = st.splits;
@@ -196,47 +185,6 @@ static void *dmalloc(size_t bytes)
     return p;
 }
 
-/* Median seconds per call of `calls` launches of fn(i) captured in one graph, over `reps`
- * replays (times[] gets each replay's per-call time). */
-typedef void (*launch_fn)(void *ctx, int i, cudaStream_t st);
-static double graph_time(launch_fn fn, void *ctx, int calls, uint64_t reps, double *times)
-{
-    cudaStream_t st;
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cudaEvent_t a, b;
-    CUDACALL(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    for (int i = 0; i < 2; i++) fn(ctx, i, st); /* warm-up outside the graph */
-    CUDACALL(cudaStreamSynchronize(st));
-    CUDACALL(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < calls; i++) fn(ctx, i, st);
-    CUDACALL(cudaStreamEndCapture(st, &graph));
-    CUDACALL(cudaGraphInstantiate(&exec, graph, 0));
-    CUDACALL(cudaGraphLaunch(exec, st));
-    CUDACALL(cudaEventCreate(&a));
-    CUDACALL(cudaEventCreate(&b));
-    for (uint64_t r = 0; r < reps; r++) {
-        CUDACALL(cudaEventRecord(a, st));
-        CUDACALL(cudaGraphLaunch(exec, st));
-        CUDACALL(cudaEventRecord(b, st));
-        CUDACALL(cudaEventSynchronize(b));
-        float ms = 0;
-        CUDACALL(cudaEventElapsedTime(&ms, a, b));
-        times[r] = 1e-3 * ms / calls;
-    }
-    CUDACALL(cudaEventDestroy(a));
-    CUDACALL(cudaEventDestroy(b));
-    CUDACALL(cudaGraphExecDestroy(exec));
-    CUDACALL(cudaGraphDestroy(graph));
-    CUDACALL(cudaStreamDestroy(st));
-    double *s = kn_xmalloc(reps * sizeof(double), "timings");
-    memcpy(s, times, reps * sizeof(double));
-    qsort(s, reps, sizeof(double), cmp_double);
-    double m = s[reps / 2];
-    free(s);
-    return m;
-}
-
 typedef struct {
     kc_dec_shape ks;
     int scheme, slots, max_len, copies;
@@ -247,7 +195,7 @@ typedef struct {
     int *lens;
 } dev_problem;
 
-static void dev_launch(void *ctx, int i, cudaStream_t st)
+static void dev_launch(void *ctx, int i, void *st)
 {
     dev_problem *d = ctx;
     int c = i % d->copies;
@@ -263,7 +211,7 @@ typedef struct {
     int ceiling; /* kc_read_ceiling_probe, else kc_read_bandwidth_probe */
 } probe_ctx;
 
-static void probe_launch(void *ctx, int i, cudaStream_t st)
+static void probe_launch(void *ctx, int i, void *st)
 {
     (void)i;
     probe_ctx *p = ctx;
@@ -288,9 +236,9 @@ static void measure_reads(double *ceiling, double *equal_share)
     CUDACALL(cudaMemset(p.sum, 0, sizeof(unsigned)));
     double t[5];
     p.ceiling = 1;
-    *ceiling = (double)p.bytes / graph_time(probe_launch, &p, 3, 5, t);
+    *ceiling = (double)p.bytes / timing_cuda_graph(probe_launch, &p, 3, 5, t);
     p.ceiling = 0;
-    *equal_share = (double)p.bytes / graph_time(probe_launch, &p, 3, 5, t);
+    *equal_share = (double)p.bytes / timing_cuda_graph(probe_launch, &p, 3, 5, t);
     CUDACALL(cudaFree(p.buf));
     CUDACALL(cudaFree(p.sink));
     CUDACALL(cudaFree(p.sum));
@@ -326,7 +274,7 @@ static double time_one_unit(const kn_dec_plan *pl, kn_dtype dt, int tiles, int c
     d.ws = dmalloc(wsb);
     CUDACALL(cudaMemset(d.ws, 0, wsb));
     double times[9];
-    double t = graph_time(dev_launch, &d, 20, 9, times);
+    double t = timing_cuda_graph(dev_launch, &d, 20, 9, times);
     CUDACALL(cudaFree(q));
     CUDACALL(cudaFree(k));
     CUDACALL(cudaFree(v));
@@ -412,7 +360,7 @@ static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double h
     CUDACALL(
         cudaMemcpy(p->io.lse.data, d.lse, p->io.lse.elems * sizeof(float), cudaMemcpyDeviceToHost));
     check_outputs(p, r);
-    r->median = graph_time(dev_launch, &d, 30, o->reps, r->times);
+    r->median = timing_cuda_graph(dev_launch, &d, 30, o->reps, r->times);
     for (int c = 0; c < d.copies; c++) {
         CUDACALL(cudaFree(d.q[c]));
         CUDACALL(cudaFree(d.k[c]));
@@ -478,8 +426,10 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     int64_t v;
     h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->median, "s");
     h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, r->times, "s");
-    double flops = 4.0 * (r->kv_bytes / 2.0 / (double)kn_dtype_bytes(p->dt)) *
-                   (double)p->plan.g; /* 4 d per (query head, key) */
+    /* one visible pair per (query head, cached key) */
+    double pairs =
+        r->kv_bytes / 2.0 / (double)kn_dtype_bytes(p->dt) / (double)p->plan.d * (double)p->plan.g;
+    double flops = (double)attn_pair_flops((uint64_t)p->plan.d, 0) * pairs;
     v = (int64_t)flops;
     h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
     if (!cuda) {
@@ -562,76 +512,73 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
            "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
            cuda ? "pred_us" : "read_B", cuda ? "err" : "counts", "check");
     long runs = 0, good = 0;
-    for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
-        if (!(o->dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o->head_dim.n; di++) {
-            kn_dec_plan pl0 =
-                kn_dec_make_plan((long long)o->batch, (long long)o->heads, (long long)o->kv_heads,
-                                 (long long)o->head_dim.v[di]);
-            double rate = NAN, fixed = NAN, fixup = NAN, fixup_lat = NAN;
-            (void)pl0, (void)rate, (void)fixed, (void)fixup, (void)fixup_lat; /* cuda only */
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o->head_dim),
+        NL = sweep_list(&sw, lens), SC = sweep_mask(&sw, schemes, 3);
+    dec_problem p;
+    int have_problem = 0;
+    double rate = NAN, fixed = NAN, fixup = NAN, fixup_lat = NAN; /* cuda only */
+    (void)rate, (void)fixed, (void)fixup, (void)fixup_lat, (void)HD;
+    while (sweep_next(&sw)) {
+        kn_dtype dt = (kn_dtype)sw.v[DT];
 #ifdef ATTNSIM_HAVE_CUDA
-            if (cuda) {
-                measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed, &fixup, &fixup_lat);
-                printf("# model parameters (%s, d = %lld, %lld heads per unit): one CTA %.1f "
-                       "GB/s, fixed cost %.2f us, a host's fix-up %.2f us + %.3f us per merged "
-                       "partial\n",
-                       kn_dtype_name((kn_dtype)dt), pl0.d, pl0.group, rate / 1e9, 1e6 * fixed,
-                       1e6 * fixup_lat, 1e6 * fixup);
-            }
-#endif
-            for (size_t ni = 0; ni < lens->n; ni++) {
-                dec_problem p;
-                problem_init(&p, o, o->head_dim.v[di], lens->v[ni], (kn_dtype)dt);
-                for (int sc = 0; sc < 3; sc++) {
-                    if (!(schemes & (1u << sc))) continue;
-                    dec_result r;
-                    memset(&r, 0, sizeof r);
-                    r.scheme = (kn_dec_scheme)sc;
-                    r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
-                    r.kv_bytes = kv_bytes_of(&p);
-#ifdef ATTNSIM_HAVE_CUDA
-                    if (cuda) run_cuda(&p, o, &r, equal_share, rate, fixed, fixup, fixup_lat);
-#endif
-                    if (!cuda) {
-                        run_cpu(&p, o, &r);
-                        qsort(r.times, o->reps, sizeof(double), cmp_double);
-                        r.median = r.times[o->reps / 2];
-                    }
-                    kn_decode_stats st; /* the plan's bytes at the slots the run used */
-                    kn_decode_predict_bytes(&p.plan, r.scheme, r.slots, p.lens, p.dt, &r.pred_read,
-                                            &r.pred_written, &st);
-                    int counts_ok = cuda || (r.counted.bytes_read == r.pred_read &&
-                                             r.counted.bytes_written == r.pred_written);
-                    char check[40] = "-", extra[48];
-                    if (r.checked)
-                        snprintf(check, sizeof check, "%s %.1e", r.check_passed ? "ok" : "FAIL",
-                                 r.max_rel_err);
-                    if (cuda)
-                        snprintf(extra, sizeof extra, "%10.2f %+6.1f%%",
-                                 r.have_pred ? 1e6 * r.pred.time_s : NAN,
-                                 r.have_pred ? 100.0 * (r.pred.time_s - r.median) / r.median : NAN);
-                    else
-                        snprintf(extra, sizeof extra, "%10llu %7s",
-                                 (unsigned long long)r.counted.bytes_read,
-                                 counts_ok ? "equal" : "DIFFER");
-                    printf("  %-14s %-5s %3lld %4lld %4lld %8zu %4lld %5lld %6lld %10.2f %9.1f "
-                           "%s %s\n",
-                           algo_names[sc], kn_dtype_name(p.dt), p.plan.b, p.plan.h, p.plan.h_kv,
-                           p.n_cap, p.plan.d, r.slots, r.splits, 1e6 * r.median,
-                           r.kv_bytes / r.median / 1e9, extra, check);
-                    fflush(stdout);
-                    attn_kill_point("kernels:before_write");
-                    if (h) write_run(h, &p, &r, o, device, ceiling, equal_share);
-                    attn_kill_point("kernels:after_write");
-                    runs++;
-                    good += counts_ok && (!r.checked || r.check_passed);
-                    free(r.times);
-                }
-                problem_free(&p);
-            }
+        if (cuda && sw.changed <= HD) { /* the model's parameters of this dtype and d */
+            kn_dec_plan pl0 = kn_dec_make_plan((long long)o->batch, (long long)o->heads,
+                                               (long long)o->kv_heads, (long long)sw.v[HD]);
+            measure_cta(&pl0, dt, &rate, &fixed, &fixup, &fixup_lat);
+            printf("# model parameters (%s, d = %lld, %lld heads per unit): one CTA %.1f "
+                   "GB/s, fixed cost %.2f us, a host's fix-up %.2f us + %.3f us per merged "
+                   "partial\n",
+                   kn_dtype_name(dt), pl0.d, pl0.group, rate / 1e9, 1e6 * fixed, 1e6 * fixup_lat,
+                   1e6 * fixup);
         }
+#endif
+        if (sw.changed <= NL) { /* a new cache length (or dtype, d): a new problem */
+            if (have_problem) problem_free(&p);
+            problem_init(&p, o, sw.v[HD], sw.v[NL], dt);
+            have_problem = 1;
+        }
+        int sc = (int)sw.v[SC];
+        dec_result r;
+        memset(&r, 0, sizeof r);
+        r.scheme = (kn_dec_scheme)sc;
+        r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
+        r.kv_bytes = kv_bytes_of(&p);
+#ifdef ATTNSIM_HAVE_CUDA
+        if (cuda) run_cuda(&p, o, &r, equal_share, rate, fixed, fixup, fixup_lat);
+#endif
+        if (!cuda) {
+            run_cpu(&p, o, &r);
+            r.median = timing_median(r.times, o->reps);
+        }
+        kn_decode_stats st; /* the plan's bytes at the slots the run used */
+        kn_decode_predict_bytes(&p.plan, r.scheme, r.slots, p.lens, p.dt, &r.pred_read,
+                                &r.pred_written, &st);
+        int counts_ok = cuda || (r.counted.bytes_read == r.pred_read &&
+                                 r.counted.bytes_written == r.pred_written);
+        char check[40] = "-", extra[48];
+        if (r.checked)
+            snprintf(check, sizeof check, "%s %.1e", r.check_passed ? "ok" : "FAIL", r.max_rel_err);
+        if (cuda)
+            snprintf(extra, sizeof extra, "%10.2f %+6.1f%%",
+                     r.have_pred ? 1e6 * r.pred.time_s : NAN,
+                     r.have_pred ? 100.0 * (r.pred.time_s - r.median) / r.median : NAN);
+        else
+            snprintf(extra, sizeof extra, "%10llu %7s", (unsigned long long)r.counted.bytes_read,
+                     counts_ok ? "equal" : "DIFFER");
+        printf("  %-14s %-5s %3lld %4lld %4lld %8zu %4lld %5lld %6lld %10.2f %9.1f %s %s\n",
+               algo_names[sc], kn_dtype_name(p.dt), p.plan.b, p.plan.h, p.plan.h_kv, p.n_cap,
+               p.plan.d, r.slots, r.splits, 1e6 * r.median, r.kv_bytes / r.median / 1e9, extra,
+               check);
+        fflush(stdout);
+        attn_kill_point("kernels:before_write");
+        if (h) write_run(h, &p, &r, o, device, ceiling, equal_share);
+        attn_kill_point("kernels:after_write");
+        runs++;
+        good += counts_ok && (!r.checked || r.check_passed);
+        free(r.times);
     }
+    if (have_problem) problem_free(&p);
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"
