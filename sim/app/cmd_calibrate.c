@@ -33,7 +33,7 @@
 #include "kn_problem.h"
 #include "predict.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #include "gpu_bind.h"
 #endif
 
@@ -213,8 +213,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (o.backend == BACKEND_CUDA) {
         e.dev = &exec_dev_cuda, e.cuda = 1;
         mode = o.comm == COMM_NCCL ? COMM_DEV_NCCL : COMM_STAGED;
-        stream = exec_cuda_stream();
-        exec_cuda_device_name(gpu_name, sizeof gpu_name);
+        stream = dev_cuda_stream();
+        dev_cuda_device_name(gpu_name, sizeof gpu_name);
     }
 #endif
     const char *bname = cli_backend_names[o.backend], *cname = cli_comm_names[o.comm];

@@ -29,7 +29,7 @@
 #include "sweep.h"
 #include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #include "gpu_bind.h"
 #include "kc_attn.h"
 #endif
@@ -168,7 +168,7 @@ static int validate(run_env *env)
 #ifdef ATTNSIM_HAVE_CUDA
     for (size_t i = 0; o->backend == BACKEND_CUDA && i < o->head_dim.n; i++) {
         kc_shape ks = {KN_BF16, 1, 1, 1, 1, 1, o->head_dim.v[i], 0, NULL, NULL};
-        if (kc_fa2_path(&ks) == KC_PATH_UNSUPPORTED || o->head_dim.v[i] % 2)
+        if (kc_attn_path(&ks) == KC_PATH_UNSUPPORTED || o->head_dim.v[i] % 2)
             return cli_error(o, "--head-dim",
                              "%llu has no CUDA kernel; accepted with --backend cuda: "
                              "even values up to 256 (64 and 128 on tensor cores)",
@@ -277,7 +277,7 @@ static void check_run(const exec_ctx *x, int bwd, double *max_abs, double *max_r
     if (x->dev == &exec_dev_cuda &&
         (double)c->batch * c->heads * c->N * c->N * c->head_dim > 17179869184.0) {
         check_method = "single-GPU CUDA FA2 kernel on the whole problem";
-        exec_cuda_reference(&p, bwd, &oref, &rq, &rk, &rv);
+        dev_cuda_reference(&p, bwd, &oref, &rq, &rk, &rv);
     }
 #endif
     if (!oref) {
@@ -497,7 +497,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         x.dev = &exec_dev_cuda;
         mode = env->o.comm == COMM_NCCL ? COMM_DEV_NCCL : COMM_STAGED;
     }
-    void *stream = env->o.backend == BACKEND_CUDA ? exec_cuda_stream() : NULL;
+    void *stream = env->o.backend == BACKEND_CUDA ? dev_cuda_stream() : NULL;
 #else
     void *stream = NULL;
 #endif

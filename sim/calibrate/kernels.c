@@ -12,7 +12,7 @@
 #include "kn_problem.h"
 #include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #endif
 
 /* One tile configuration on the CPU: the fastest of 3 calls of the C reference FA2 kernel. */
@@ -54,7 +54,7 @@ kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
                 double best = 0;
 #ifdef ATTNSIM_HAVE_CUDA
                 if (e->cuda)
-                    best = exec_cuda_time_fa2((int)dt, heads, (size_t)sizes[si], d, causal, fwd, 3);
+                    best = dev_cuda_time_fa2((int)dt, heads, (size_t)sizes[si], d, causal, fwd, 3);
 #endif
                 if (!e->cuda) best = time_cpu_tile(dt, (size_t)sizes[si], heads, d, causal, fwd);
                 MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
@@ -94,7 +94,7 @@ double measure_copy(const cal_env *e)
     double best = 0;
     polite_barrier();
 #ifdef ATTNSIM_HAVE_CUDA
-    if (e->cuda) best = 2.0 * (double)bytes / exec_cuda_copy_rate(bytes); /* as a time */
+    if (e->cuda) best = 2.0 * (double)bytes / dev_cuda_copy_rate(bytes); /* as a time */
 #endif
     if (!e->cuda) {
         char *a = kn_xcalloc(bytes, 1, "copy buffer"), *b = kn_xcalloc(bytes, 1, "copy buffer");

@@ -67,11 +67,11 @@ static void launch(const ks_kernel *k, const kc_shape *cs, dev_bufs *b)
 {
     switch (k->model) {
     case KIO_FA2_FWD:
-        CUDACALL(kc_fa2_fwd(cs, b->q, b->k, b->v, b->o, b->lse, NULL));
+        CUDACALL(kc_attn_fwd(cs, b->q, b->k, b->v, b->o, b->lse, NULL));
         break;
     case KIO_FA2_BWD:
-        CUDACALL(kc_fa2_bwd(cs, b->q, b->k, b->v, b->o, b->d_o, b->lse, b->dq, b->dk, b->dv, b->ws,
-                            NULL));
+        CUDACALL(kc_attn_bwd(cs, b->q, b->k, b->v, b->o, b->d_o, b->lse, b->dq, b->dk, b->dv, b->ws,
+                             NULL));
         break;
     case KIO_STANDARD_FWD:
         CUDACALL(kc_standard_fwd(cs, b->q, b->k, b->v, b->o, b->lse, b->ws, NULL));
@@ -101,7 +101,7 @@ size_t ks_cuda_workspace_bytes(const ks_kernel *k, const kn_shape *s, kn_dtype d
                    s->nk,      s->d,     s->causal, NULL,        NULL};
     switch (k->model) {
     case KIO_FA2_BWD:
-        return kc_fa2_bwd_workspace_bytes(&cs);
+        return kc_attn_bwd_workspace_bytes(&cs);
     case KIO_STANDARD_FWD:
         return kc_standard_workspace_bytes(&cs);
     case KIO_FA1_FWD:
@@ -115,13 +115,13 @@ kn_blocks ks_cuda_blocks(const ks_kernel *k, const kn_shape *s)
 {
     kn_blocks b = {0, 0};
     if (k->model == KIO_FA2_BWD)
-        kc_fa2_bwd_blocks(s->d, &b.br, &b.bc);
+        kc_attn_bwd_blocks(s->d, &b.br, &b.bc);
     else if (k->model == KIO_STANDARD_FWD)
         b.br = b.bc = 16;
     else if (k->model == KIO_FA1_FWD)
         kc_fa1_blocks(s->d, &b.br, &b.bc);
     else
-        kc_fa2_fwd_blocks(s->d, &b.br, &b.bc);
+        kc_attn_fwd_blocks(s->d, &b.br, &b.bc);
     return b;
 }
 
@@ -326,7 +326,7 @@ int ks_run_cuda(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t 
     if (!is_fwd(k)) {
         b.d_o = upload(&p.t.d_o);
         b.dq = dmalloc(nq * eb), b.dk = dmalloc(nkv * eb), b.dv = dmalloc(nkv * eb);
-        CUDACALL(kc_fa2_fwd(&cs, b.q, b.k, b.v, b.o, b.lse, NULL)); /* O and LSE */
+        CUDACALL(kc_attn_fwd(&cs, b.q, b.k, b.v, b.o, b.lse, NULL)); /* O and LSE */
     }
 
     if (getenv("ATTNSIM_DRAM_CHILD")) { /* under ncu (ks_cuda_dram): one launch, nothing else */
