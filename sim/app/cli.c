@@ -1,4 +1,6 @@
-/* cli.c - value parsers and the option parser (see cli.h). */
+/* cli.c - value parsers and the option parser (see cli.h). One file of ~490 lines on purpose:
+ * the option table and the parsers of every value it accepts are one unit (each message names
+ * the option and the values the table accepts). */
 #include "cli.h"
 
 #include <getopt.h>

@@ -6,7 +6,8 @@
  * and sends its per-phase counters and times to rank 0, which computes the prediction with the
  * model's functions (models/predict.h), compares every rank and phase (any difference is an
  * error naming the first one), optionally checks the outputs against the float64 reference of
- * the whole problem, prints a table and writes one kind=distributed run.
+ * the whole problem (run_check.c), prints a table and writes one kind=distributed run
+ * (run_report.c).
  * Exit status: 0 all runs valid; 1 a count differed or a check failed; 2 bad input (one line on
  * rank 0, nothing written, every rank exits).
  */
@@ -17,15 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "commands.h"
-#include "dist_record.h"
 #include "comm_dev.h"
-#include "exec.h"
 #include "fail.h"
-#include "h5out.h"
 #include "predict.h"
-#include "ref_f64.h"
+#include "run.h"
 #include "sweep.h"
 #include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
@@ -56,20 +53,6 @@ static const cli_command run_cmd = {
     run_opts,
     NULL,
     256};
-
-typedef struct {
-    attn_opts o;
-    machine m;
-    int rank, P;
-    int32_t *node_of; /* node index of every rank (from the host names) */
-    char *hosts;      /* host name of every rank, 64 bytes each */
-    int nodes;
-    uint64_t ranks_per_node; /* when the ranks are packed evenly in rank order, else 0 */
-    int device;              /* --backend cuda: this rank's GPU */
-    uint64_t *peers; /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
-    h5out *h;
-    attn_provenance prov;
-} run_env;
 
 /* Host of every rank -> node index (first appearance order), on every rank; the ranks per
  * node when they are packed evenly in rank order. */
@@ -182,301 +165,6 @@ static int validate(run_env *env)
                              "N >= P (every rank holds at least one token)",
                              (unsigned long long)o->seq.v[i], (unsigned long long)P);
     return 0;
-}
-
-/* Per-rank results sent to rank 0: counts and time of every phase. */
-typedef struct {
-    uint64_t v[AM_MAX_PHASES][4];
-    double t[AM_MAX_PHASES];     /* the rank's own time in the phase */
-    double start[AM_MAX_PHASES]; /* when the rank entered the phase, from the start barrier */
-    double end[AM_MAX_PHASES];   /* when it left the phase */
-} rank_report;
-
-typedef struct {
-    double max_abs, max_ref;
-    int bad;
-} err_acc;
-
-static void compare_into(err_acc *a, const double *x, const double *ref, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (isinf(ref[i]) || isnan(x[i])) {
-            a->bad |= x[i] != ref[i];
-            continue;
-        }
-        a->max_abs = fmax(a->max_abs, fabs(x[i] - ref[i]));
-        a->max_ref = fmax(a->max_ref, fabs(ref[i]));
-    }
-}
-
-/* Gathers one output tensor (per-rank shards in the algorithm's layout) on rank 0 into the
- * whole-problem layout [b][heads][N][d], as float64. */
-static double *gather_output(const exec_ctx *x, const kn_tensor *shard, size_t heads)
-{
-    const am_config *c = &x->cfg;
-    size_t e = kn_dtype_bytes(x->dtype), d = c->head_dim, P = c->P;
-    int *counts = NULL, *displs = NULL;
-    char *all = NULL;
-    int mine = (int)(shard->elems * e);
-    if (x->rank == 0) {
-        counts = kn_xmalloc(P * sizeof(int), "counts");
-        displs = kn_xmalloc(P * sizeof(int), "displacements");
-    }
-    MPICALL(MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
-    size_t total = 0;
-    if (x->rank == 0) {
-        for (size_t r = 0; r < P; r++) displs[r] = (int)total, total += (size_t)counts[r];
-        all = kn_xmalloc(total + 1, "gathered outputs");
-    }
-    MPICALL(
-        MPI_Gatherv(shard->data, mine, MPI_BYTE, all, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD));
-    double *full = NULL;
-    if (x->rank == 0) {
-        full = kn_xmalloc(c->batch * heads * c->N * d * sizeof(double) + 1, "output");
-        for (size_t r = 0; r < P; r++) {
-            size_t n;
-            uint64_t *pos = exec_tokens_of(c, r, &n);
-            kn_tensor view = exec_view(all + displs[r], x->dtype, c->batch * heads * n * d);
-            for (size_t p = 0; p < c->batch * heads; p++)
-                for (size_t j = 0; j < n; j++)
-                    for (size_t a = 0; a < d; a++)
-                        full[(p * c->N + pos[j]) * d + a] =
-                            kn_tensor_get(&view, (p * n + j) * d + a);
-            free(pos);
-        }
-        free(all), free(counts), free(displs);
-    }
-    return full;
-}
-
-/* What --check compared with (rank 0; recorded with the run). */
-static const char *check_method = "";
-
-/* --check: outputs (and gradients) against the float64 reference of the whole problem (or,
- * on the GPU and for large problems, a single-GPU run of the CUDA kernel). */
-static void check_run(const exec_ctx *x, int bwd, double *max_abs, double *max_rel, int *passed)
-{
-    const am_config *c = &x->cfg;
-    double *o = gather_output(x, &x->o, c->heads);
-    double *dq = NULL, *dk = NULL, *dv = NULL;
-    if (bwd) {
-        dq = gather_output(x, &x->dq, c->heads);
-        dk = gather_output(x, &x->dk, c->kv_heads);
-        dv = gather_output(x, &x->dv, c->kv_heads);
-    }
-    if (x->rank != 0) return;
-    kn_shape s = {c->batch, c->heads, c->kv_heads, c->N, c->N, c->head_dim, c->causal, NULL, NULL};
-    kn_problem p;
-    kn_problem_init(&p, &s, x->dtype, KN_NEED_FWD | (bwd ? KN_NEED_BWD : 0), x->seed);
-    size_t qe = kn_q_elems(&s), ke = kn_kv_elems(&s);
-    double *oref = NULL, *rq = NULL, *rk = NULL, *rv = NULL;
-    check_method = "float64 reference of the whole problem";
-#ifdef ATTNSIM_HAVE_CUDA
-    /* beyond ~2^34 multiply-adds the float64 reference takes too long: a single-GPU run of the
-     * CUDA FA2 kernel on the whole problem is the reference instead */
-    if (x->dev == &exec_dev_cuda &&
-        (double)c->batch * c->heads * c->N * c->N * c->head_dim > 17179869184.0) {
-        check_method = "single-GPU CUDA FA2 kernel on the whole problem";
-        dev_cuda_reference(&p, bwd, &oref, &rq, &rk, &rv);
-    }
-#endif
-    if (!oref) {
-        double *q = kn_tensor_to_f64(&p.t.q), *k = kn_tensor_to_f64(&p.t.k),
-               *v = kn_tensor_to_f64(&p.t.v);
-        double *lse = kn_xmalloc(kn_row_elems(&s) * sizeof(double), "lse");
-        oref = kn_xmalloc(qe * sizeof(double), "reference");
-        ref_attn_fwd_f64(&s, q, k, v, oref, lse);
-        if (bwd) {
-            double *d_o = kn_tensor_to_f64(&p.t.d_o);
-            rq = kn_xmalloc(qe * sizeof(double), "ref");
-            rk = kn_xmalloc(ke * sizeof(double), "ref");
-            rv = kn_xmalloc(ke * sizeof(double), "ref");
-            ref_attn_bwd_f64(&s, q, k, v, d_o, rq, rk, rv);
-            free(d_o);
-        }
-        free(q), free(k), free(v), free(lse);
-    }
-    double tol = ref_tolerance(x->dtype);
-    *passed = 1;
-    *max_abs = *max_rel = 0.0;
-    err_acc a = {0, 0, 0};
-    compare_into(&a, o, oref, qe);
-    if (bwd) {
-        err_acc g[3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
-        compare_into(&g[0], dq, rq, qe);
-        compare_into(&g[1], dk, rk, ke);
-        compare_into(&g[2], dv, rv, ke);
-        for (int i = 0; i < 3; i++) {
-            *passed &= !g[i].bad && g[i].max_abs <= tol * fmax(1.0, g[i].max_ref);
-            *max_abs = fmax(*max_abs, g[i].max_abs);
-            *max_rel = fmax(*max_rel, g[i].max_abs / fmax(g[i].max_ref, 1e-30));
-        }
-        free(rq), free(rk), free(rv), free(dq), free(dk), free(dv);
-    }
-    *passed &= !a.bad && a.max_abs <= tol * fmax(1.0, a.max_ref);
-    *max_abs = fmax(*max_abs, a.max_abs);
-    *max_rel = fmax(*max_rel, a.max_abs / fmax(a.max_ref, 1e-30));
-    free(o), free(oref);
-    kn_problem_free(&p);
-}
-
-static void fmt_ms(double s, char *buf, size_t n)
-{
-    snprintf(buf, n, "%.3f", s * 1e3);
-}
-
-/* Rank 0: compares, prints and records one run. Returns 1 when valid. */
-static int report(run_env *env, const exec_ctx *x, const rank_report *all, int checked,
-                  double max_abs, double max_rel, int passed)
-{
-    const am_config *c = &x->cfg;
-    int P = env->P;
-    machine m = env->m;
-    /* the tiers follow the actual placement when ranks are packed evenly in rank order */
-    if (env->ranks_per_node) m.gpus_per_node = env->ranks_per_node;
-    am_prediction pr;
-    am_predict(c, &m, 1, &pr);
-    int F = pr.F, match = 1;
-    char first[300] = "";
-    static const char *const what[4] = {"bytes_sent", "bytes_recv", "messages_sent",
-                                        "messages_recv"};
-    for (int r = 0; r < P && match; r++)
-        for (int f = 0; f < F && match; f++) {
-            const am_count *pc = &pr.per_rank[(size_t)r * F + f];
-            uint64_t want[4] = {pc->bytes_sent, pc->bytes_recv, pc->msgs_sent, pc->msgs_recv};
-            for (int k = 0; k < 4 && match; k++)
-                if (all[r].v[f][k] != want[k]) {
-                    match = 0;
-                    snprintf(first, sizeof first,
-                             "rank %d, phase %s: %s measured %llu, predicted %llu", r,
-                             pr.phases[f]->name, what[k], (unsigned long long)all[r].v[f][k],
-                             (unsigned long long)want[k]);
-                }
-        }
-    const am_algo_desc *d = am_algo_desc_of(c->algo);
-    char grid[32] = "-";
-    if (d->grid != AM_GRID_LINE)
-        snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
-                 (unsigned long long)c->cols);
-    printf(
-        "# %s%s%s %s, P = %d, grid %s, N = %llu, batch %llu, heads %llu, kv-heads %llu, d = %llu, "
-        "causal %s, %s\n",
-        d->name, d->uses_layout ? " " : "", d->uses_layout ? am_layout_names[c->layout] : "",
-        am_pass_names[c->pass], P, grid, (unsigned long long)c->N, (unsigned long long)c->batch,
-        (unsigned long long)c->heads, (unsigned long long)c->kv_heads,
-        (unsigned long long)c->head_dim, c->causal ? "yes" : "no", kn_dtype_name(x->dtype));
-    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s %7s\n", "phase", "sent_B(max)",
-           "pred_sent_B", "msgs", "pred", "recv_B(max)", "crit_ms", "pred_ms", "err%");
-    /* Measured phase time for the synchronous model: from the last rank to enter the phase to
-     * the last to leave it (times from the barrier that starts the run). A rank's own phase
-     * time also holds its wait for slower ranks; the local work between phases (packing,
-     * assembling gathered blocks) belongs to no phase and shows in the total only. */
-    double crit[AM_MAX_PHASES], last_end = 0.0;
-    uint64_t meas_sent_max = 0;
-    for (int r = 0; r < P; r++) {
-        uint64_t s = 0;
-        for (int f = 0; f < F; f++) s += all[r].v[f][0];
-        meas_sent_max = s > meas_sent_max ? s : meas_sent_max;
-    }
-    for (int f = 0; f < F; f++) {
-        uint64_t sent = 0, recv = 0, msgs = 0;
-        double end = 0.0, start = 0.0;
-        for (int r = 0; r < P; r++) {
-            sent = all[r].v[f][0] > sent ? all[r].v[f][0] : sent;
-            recv = all[r].v[f][1] > recv ? all[r].v[f][1] : recv;
-            msgs = all[r].v[f][2] > msgs ? all[r].v[f][2] : msgs;
-            end = fmax(end, all[r].end[f]);
-            start = fmax(start, all[r].start[f]);
-        }
-        crit[f] = fmax(end - start, 0.0);
-        last_end = fmax(last_end, end);
-        char tm[32], tp[32];
-        fmt_ms(crit[f], tm, sizeof tm);
-        fmt_ms(pr.time.phase_s[f], tp, sizeof tp);
-        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr.phases[f]->name,
-               (unsigned long long)sent, (unsigned long long)pr.max[f].bytes_sent,
-               (unsigned long long)msgs, (unsigned long long)pr.max[f].msgs_sent,
-               (unsigned long long)recv, tm, tp,
-               crit[f] > 0 ? 100.0 * (pr.time.phase_s[f] - crit[f]) / crit[f] : 0.0);
-    }
-    double meas_total = last_end;
-    char checktxt[120] = "not checked (--check)";
-    if (checked)
-        snprintf(checktxt, sizeof checktxt, "check %s (max abs err %.2e, rel %.2e)",
-                 passed ? "passed" : "FAILED", max_abs, max_rel);
-    int valid = match && (!checked || passed);
-    if (match)
-        printf("# %s: measured == predicted bytes and messages on all %d ranks and %d phases; %s; "
-               "%.3f ms (predicted %.3f ms on %s, %+.1f%%). %s\n",
-               am_algo_name(c->algo), P, F, checktxt, meas_total * 1e3, pr.time.total_s * 1e3,
-               m.name, 100.0 * (pr.time.total_s - meas_total) / meas_total,
-               valid ? "VALID" : "INVALID");
-    else
-        printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_name(c->algo), first, checktxt);
-    const char *warn = am_unmeasured_tier_note(&m, &pr.time);
-    if (warn) printf("# warning: %s\n", warn);
-    fflush(stdout);
-
-    if (env->h) {
-        int64_t id;
-        hid_t g = h5out_run_begin(env->h, &id);
-        record_config_attrs(g, "distributed", c, cli_backend_names[env->o.backend],
-                            cli_comm_names[env->o.comm], &m);
-        h5_attr_i64(g, "seed", (int64_t)x->seed);
-        h5_attr_i64(g, "reps", env->o.reps ? (int64_t)env->o.reps : 1);
-        h5_attr_i64(g, "counts_match", match);
-        if (!match) h5_attr_str(g, "first_difference", first);
-        if (checked) {
-            h5_attr_f64(g, "max_abs_err", max_abs);
-            h5_attr_f64(g, "max_rel_err", max_rel);
-            h5_attr_i64(g, "check_passed", passed);
-            h5_attr_str(g, "check_method", check_method);
-        }
-        int32_t *map = kn_xmalloc((size_t)P * 4 * sizeof(int32_t), "rank map");
-        for (int r = 0; r < P; r++) {
-            map[4 * r] = r;
-            map[4 * r + 1] = env->node_of[r];
-            map[4 * r + 2] = (int32_t)grid_row((uint64_t)r, c->rows);
-            map[4 * r + 3] = (int32_t)grid_col((uint64_t)r, c->rows);
-        }
-        record_prediction(g, &pr, map, NULL);
-        hsize_t pf[2] = {(hsize_t)P, (hsize_t)F};
-        int64_t *a = kn_xmalloc((size_t)P * F * sizeof(int64_t) + 1, "measured");
-        double *tt = kn_xmalloc((size_t)P * F * sizeof(double) + 1, "measured");
-        static const char *const paths[3] = {"measured/bytes_sent", "measured/bytes_recv",
-                                             "measured/messages"};
-        static const char *const units[3] = {"bytes", "bytes", "messages"};
-        for (int k = 0; k < 3; k++) {
-            for (int r = 0; r < P; r++)
-                for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].v[f][k];
-            h5_write(g, paths[k], H5T_NATIVE_INT64, 2, pf, a, units[k]);
-        }
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].t[f];
-        h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].start[f];
-        h5_write(g, "measured/phase_start_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].end[f];
-        h5_write(g, "measured/phase_end_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
-        hsize_t fd[1] = {(hsize_t)F};
-        h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, crit, "s");
-        /* who sent how much to whom (the monitoring cross-check compares these) */
-        hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
-        h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
-        h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp,
-                 env->peers + (size_t)P * P, "messages");
-        h5_summary_row row;
-        summary_from_prediction(&row, "distributed", &pr, cli_backend_names[env->o.backend]);
-        row.check_passed = checked ? passed : -1;
-        row.measured_time_s = meas_total;
-        row.measured_bytes_max = (int64_t)meas_sent_max;
-        h5out_run_commit(env->h, g, &row);
-        free(a), free(tt), free(map);
-    }
-    am_prediction_free(&pr);
-    return valid;
 }
 
 /* One configuration on every rank; returns 1 when valid (same answer on every rank). */
@@ -592,11 +280,10 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     env->peers = peers;
     MPICALL(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0,
                        MPI_COMM_WORLD));
-    double max_abs = 0, max_rel = 0;
-    int passed = 1;
-    if (env->o.check) check_run(&x, bwd, &max_abs, &max_rel, &passed);
+    run_check_result chk = {0, 1, 0.0, 0.0, ""};
+    if (env->o.check) run_check(&x, bwd, &chk);
     int valid = 1;
-    if (env->rank == 0) valid = report(env, &x, all, env->o.check, max_abs, max_rel, passed);
+    if (env->rank == 0) valid = run_report(env, &x, all, &chk);
     MPICALL(MPI_Bcast(&valid, 1, MPI_INT, 0, MPI_COMM_WORLD));
     algo->release(&x);
     kn_tensor *ts[] = {&x.q, &x.k, &x.v, &x.d_o};

@@ -1,0 +1,206 @@
+/* run_report.c - rank 0's part of a distributed run (see run.h): every rank's bytes and
+ * messages of every phase compared with the model's prediction (any difference names the first
+ * one), the run's table (measured vs predicted per phase) and verdict, and its kind=distributed
+ * record in the HDF5 file (docs/hdf5-schema.md). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dist_record.h"
+#include "fail.h"
+#include "predict.h"
+#include "run.h"
+
+/* What rank 0 derives from the reports: the first count that differs from the prediction,
+ * and the measured critical path of every phase. */
+typedef struct {
+    int match;
+    char first[300];
+    /* Measured phase time for the synchronous model: from the last rank to enter the phase to
+     * the last to leave it (times from the barrier that starts the run). A rank's own phase
+     * time also holds its wait for slower ranks; the local work between phases (packing,
+     * assembling gathered blocks) belongs to no phase and shows in the total only. */
+    double crit[AM_MAX_PHASES];
+    double total_s;                 /* the last phase end of the slowest rank */
+    uint64_t sent_max;              /* max over ranks of the bytes a rank sent in total */
+    uint64_t max[AM_MAX_PHASES][3]; /* max over ranks: bytes sent, received, messages sent */
+} run_measured;
+
+static void compare_counts(const am_prediction *pr, const rank_report *all, int P, run_measured *ms)
+{
+    static const char *const what[4] = {"bytes_sent", "bytes_recv", "messages_sent",
+                                        "messages_recv"};
+    int F = pr->F;
+    ms->match = 1;
+    ms->first[0] = '\0';
+    for (int r = 0; r < P && ms->match; r++)
+        for (int f = 0; f < F && ms->match; f++) {
+            const am_count *pc = &pr->per_rank[(size_t)r * F + f];
+            uint64_t want[4] = {pc->bytes_sent, pc->bytes_recv, pc->msgs_sent, pc->msgs_recv};
+            for (int k = 0; k < 4 && ms->match; k++)
+                if (all[r].v[f][k] != want[k]) {
+                    ms->match = 0;
+                    snprintf(ms->first, sizeof ms->first,
+                             "rank %d, phase %s: %s measured %llu, predicted %llu", r,
+                             pr->phases[f]->name, what[k], (unsigned long long)all[r].v[f][k],
+                             (unsigned long long)want[k]);
+                }
+        }
+    ms->total_s = 0.0;
+    ms->sent_max = 0;
+    for (int r = 0; r < P; r++) {
+        uint64_t s = 0;
+        for (int f = 0; f < F; f++) s += all[r].v[f][0];
+        ms->sent_max = s > ms->sent_max ? s : ms->sent_max;
+    }
+    for (int f = 0; f < F; f++) {
+        double end = 0.0, start = 0.0;
+        for (int k = 0; k < 3; k++) ms->max[f][k] = 0;
+        for (int r = 0; r < P; r++) {
+            for (int k = 0; k < 3; k++)
+                ms->max[f][k] = all[r].v[f][k] > ms->max[f][k] ? all[r].v[f][k] : ms->max[f][k];
+            end = fmax(end, all[r].end[f]);
+            start = fmax(start, all[r].start[f]);
+        }
+        ms->crit[f] = fmax(end - start, 0.0);
+        ms->total_s = fmax(ms->total_s, end);
+    }
+}
+
+static void fmt_ms(double s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.3f", s * 1e3);
+}
+
+static void print_run(const exec_ctx *x, int P, const machine *m, const am_prediction *pr,
+                      const run_measured *ms, const run_check_result *chk, int valid)
+{
+    const am_config *c = &x->cfg;
+    const am_algo_desc *d = am_algo_desc_of(c->algo);
+    int F = pr->F;
+    char grid[32] = "-";
+    if (d->grid != AM_GRID_LINE)
+        snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
+                 (unsigned long long)c->cols);
+    printf(
+        "# %s%s%s %s, P = %d, grid %s, N = %llu, batch %llu, heads %llu, kv-heads %llu, d = %llu, "
+        "causal %s, %s\n",
+        d->name, d->uses_layout ? " " : "", d->uses_layout ? am_layout_names[c->layout] : "",
+        am_pass_names[c->pass], P, grid, (unsigned long long)c->N, (unsigned long long)c->batch,
+        (unsigned long long)c->heads, (unsigned long long)c->kv_heads,
+        (unsigned long long)c->head_dim, c->causal ? "yes" : "no", kn_dtype_name(x->dtype));
+    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s %7s\n", "phase", "sent_B(max)",
+           "pred_sent_B", "msgs", "pred", "recv_B(max)", "crit_ms", "pred_ms", "err%");
+    for (int f = 0; f < F; f++) {
+        char tm[32], tp[32];
+        fmt_ms(ms->crit[f], tm, sizeof tm);
+        fmt_ms(pr->time.phase_s[f], tp, sizeof tp);
+        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr->phases[f]->name,
+               (unsigned long long)ms->max[f][0], (unsigned long long)pr->max[f].bytes_sent,
+               (unsigned long long)ms->max[f][2], (unsigned long long)pr->max[f].msgs_sent,
+               (unsigned long long)ms->max[f][1], tm, tp,
+               ms->crit[f] > 0 ? 100.0 * (pr->time.phase_s[f] - ms->crit[f]) / ms->crit[f] : 0.0);
+    }
+    char checktxt[120] = "not checked (--check)";
+    if (chk->checked)
+        snprintf(checktxt, sizeof checktxt, "check %s (max abs err %.2e, rel %.2e)",
+                 chk->passed ? "passed" : "FAILED", chk->max_abs, chk->max_rel);
+    if (ms->match)
+        printf("# %s: measured == predicted bytes and messages on all %d ranks and %d phases; %s; "
+               "%.3f ms (predicted %.3f ms on %s, %+.1f%%). %s\n",
+               d->name, P, F, checktxt, ms->total_s * 1e3, pr->time.total_s * 1e3, m->name,
+               100.0 * (pr->time.total_s - ms->total_s) / ms->total_s, valid ? "VALID" : "INVALID");
+    else
+        printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", d->name, ms->first, checktxt);
+    const char *warn = am_unmeasured_tier_note(m, &pr->time);
+    if (warn) printf("# warning: %s\n", warn);
+    fflush(stdout);
+}
+
+/* A [P][F] dataset of one field of every rank's report. */
+static void write_per_rank(hid_t g, const char *path, const rank_report *all, int P, int F,
+                           int field, const char *units)
+{
+    hsize_t pf[2] = {(hsize_t)P, (hsize_t)F};
+    if (field < 3) {
+        int64_t *a = kn_xmalloc((size_t)P * F * sizeof(int64_t) + 1, "measured");
+        for (int r = 0; r < P; r++)
+            for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].v[f][field];
+        h5_write(g, path, H5T_NATIVE_INT64, 2, pf, a, units);
+        free(a);
+        return;
+    }
+    double *t = kn_xmalloc((size_t)P * F * sizeof(double) + 1, "measured");
+    for (int r = 0; r < P; r++)
+        for (int f = 0; f < F; f++)
+            t[(size_t)r * F + f] = field == 3   ? all[r].t[f]
+                                   : field == 4 ? all[r].start[f]
+                                                : all[r].end[f];
+    h5_write(g, path, H5T_NATIVE_DOUBLE, 2, pf, t, units);
+    free(t);
+}
+
+static void record_run(run_env *env, const exec_ctx *x, const machine *m, const am_prediction *pr,
+                       const rank_report *all, const run_measured *ms, const run_check_result *chk)
+{
+    const am_config *c = &x->cfg;
+    int P = env->P, F = pr->F;
+    int64_t id;
+    hid_t g = h5out_run_begin(env->h, &id);
+    record_config_attrs(g, "distributed", c, cli_backend_names[env->o.backend],
+                        cli_comm_names[env->o.comm], m);
+    h5_attr_i64(g, "seed", (int64_t)x->seed);
+    h5_attr_i64(g, "reps", env->o.reps ? (int64_t)env->o.reps : 1);
+    h5_attr_i64(g, "counts_match", ms->match);
+    if (!ms->match) h5_attr_str(g, "first_difference", ms->first);
+    if (chk->checked) {
+        h5_attr_f64(g, "max_abs_err", chk->max_abs);
+        h5_attr_f64(g, "max_rel_err", chk->max_rel);
+        h5_attr_i64(g, "check_passed", chk->passed);
+        h5_attr_str(g, "check_method", chk->method);
+    }
+    int32_t *map = kn_xmalloc((size_t)P * 4 * sizeof(int32_t), "rank map");
+    for (int r = 0; r < P; r++) {
+        map[4 * r] = r;
+        map[4 * r + 1] = env->node_of[r];
+        map[4 * r + 2] = (int32_t)grid_row((uint64_t)r, c->rows);
+        map[4 * r + 3] = (int32_t)grid_col((uint64_t)r, c->rows);
+    }
+    record_prediction(g, pr, map, NULL);
+    write_per_rank(g, "measured/bytes_sent", all, P, F, 0, "bytes");
+    write_per_rank(g, "measured/bytes_recv", all, P, F, 1, "bytes");
+    write_per_rank(g, "measured/messages", all, P, F, 2, "messages");
+    write_per_rank(g, "measured/time_s", all, P, F, 3, "s");
+    write_per_rank(g, "measured/phase_start_s", all, P, F, 4, "s");
+    write_per_rank(g, "measured/phase_end_s", all, P, F, 5, "s");
+    hsize_t fd[1] = {(hsize_t)F};
+    h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, ms->crit, "s");
+    /* who sent how much to whom (the monitoring cross-check compares these) */
+    hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
+    h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
+    h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp, env->peers + (size_t)P * P,
+             "messages");
+    h5_summary_row row;
+    summary_from_prediction(&row, "distributed", pr, cli_backend_names[env->o.backend]);
+    row.check_passed = chk->checked ? chk->passed : -1;
+    row.measured_time_s = ms->total_s;
+    row.measured_bytes_max = (int64_t)ms->sent_max;
+    h5out_run_commit(env->h, g, &row);
+    free(map);
+}
+
+int run_report(run_env *env, const exec_ctx *x, const rank_report *all, const run_check_result *chk)
+{
+    machine m = env->m;
+    /* the tiers follow the actual placement when ranks are packed evenly in rank order */
+    if (env->ranks_per_node) m.gpus_per_node = env->ranks_per_node;
+    am_prediction pr;
+    am_predict(&x->cfg, &m, 1, &pr);
+    run_measured ms;
+    compare_counts(&pr, all, env->P, &ms);
+    int valid = ms.match && (!chk->checked || chk->passed);
+    print_run(x, env->P, &m, &pr, &ms, chk, valid);
+    if (env->h) record_run(env, x, &m, &pr, all, &ms, chk);
+    am_prediction_free(&pr);
+    return valid;
+}
