@@ -109,7 +109,7 @@ class Run:
                                                 float("nan")))
 
     def algo_label(self):
-        return f"{self.algo} ({self.layout})" if self.layout and self.algo == "ring" else self.algo
+        return f"{self.algo} ({self.layout})" if self.layout else self.algo
 
     def shape_key(self):
         """Everything that fixes a scaling curve except P (and the grid, which follows P)."""
@@ -207,7 +207,7 @@ def model_lines(binary, group, h5py, tmp):
             for g in f["runs"].values():
                 pts.append((int(g.attrs["P"]), float(g["predicted/total_time_s"][()]),
                             f'{g.attrs["grid_rows"]}x{g.attrs["grid_cols"]}'))
-        label = f"{algo} ({layout})" if layout and algo == "ring" else algo
+        label = f"{algo} ({layout})" if layout else algo
         lines[label] = sorted(pts)
     return lines, "; ".join(notes)
 

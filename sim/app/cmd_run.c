@@ -39,7 +39,7 @@ static const opt_id run_opts[] = {
 static const cli_command run_cmd = {
     "run",
     "execute distributed attention under MPI and record measured + predicted",
-    "Executes Ring Attention, Attention2D (A2D-NO, A2D-O) and Ulysses across the MPI ranks\n"
+    "Executes the distributed attention algorithms (--algo) across the MPI ranks\n"
     "(mpirun -n P: one rank per device), counting the bytes and messages of every phase on every\n"
     "rank, and compares them with the model's prediction (they must be equal). --check compares\n"
     "the outputs (and gradients) with a float64 single-device reference. --backend cuda: each\n"
@@ -48,8 +48,9 @@ static const cli_command run_cmd = {
     "uses NCCL point-to-point (one rank per GPU). Defaults: --algo ring,a2d-no,a2d-o --layout\n"
     "contiguous --seq 512 --batch 1 --heads 4 --head-dim 32 --causal=no --pass fwd --dtype f32\n"
     "(bf16 with --backend cuda) --backend cpu --comm mpi --machine dgx-h100 --seed 1 --reps 1;\n"
-    "--grid: the square grid (P must be a square) unless RxC or auto is given. --reps R runs the\n"
-    "passes R times and reports the repetition of median total time (counts are per pass).",
+    "--grid: the square grid (P must be a square) unless RxC or auto is given; --ulysses-size:\n"
+    "the ranks of one node. --reps R runs the passes R times and reports the repetition of\n"
+    "median total time (counts are per pass).",
     run_opts,
     NULL,
     256};
