@@ -71,7 +71,7 @@ def main():
                 size = g["phase_group_size"][()]
                 R, C = int(a["grid_rows"]), int(a["grid_cols"])
                 want = {"none": {1}, "pairwise": {2 if P > 1 else 1},
-                        "alltoall": {P}, "return_hop": {P}, "ring_shift": {P, R, C},
+                        "alltoall": {P, R}, "return_hop": {P, C}, "ring_shift": {P, R, C},
                         "allgather": {R, C}, "reduce_scatter": {R, C}}
                 if len(pat) != F or len(size) != F or any(int(s) not in want.get(p, ())
                                                           for p, s in zip(pat, size)):

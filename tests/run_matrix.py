@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """attnsim run over the matrix the executor must pass: P in {1, 2, 4, 9} (and 16 for a short
 case) x every algorithm x fwd and bwd (and train) x causal on and off x GQA on and off x a ragged
-and an even N, all with --check. Every run must be VALID: predicted == measured bytes and
+and an even N, and the hybrid at P in {4, 8, 16} with groups of u in {2, 4}, all with --check. Every run must be VALID: predicted == measured bytes and
 messages on every rank and phase (also re-checked here from the HDF5 arrays) and the check
 passed.
 Usage: run_matrix.py ATTNSIM MPIEXEC"""
@@ -44,6 +44,16 @@ def cases():
               "--seq", "41", "--heads", "4", "--kv-heads", "2", "--head-dim", "8"], 2
     yield 16, ["--algo", "ring,a2d-no", "--pass", "fwd", "--causal", "--seq", "35", "--heads", "2",
                "--head-dim", "8"], 2
+    # the hybrid: P in {4, 8, 16} x u in {2, 4}, every pass, causal on and off, GQA (h_kv >= u)
+    for P, u, pss, layout, h, kv, seq in ((4, 2, "train", "zigzag", 8, 4, 37),
+                                          (4, 4, "fwd", "striped", 4, 4, 30),
+                                          (8, 2, "bwd", "contiguous", 4, 2, 41),
+                                          (8, 4, "train", "zigzag", 8, 4, 50),
+                                          (16, 4, "fwd", "striped", 8, 4, 67),
+                                          (16, 2, "bwd", "zigzag", 4, 2, 64)):
+        yield P, ["--algo", "hybrid", "--ulysses-size", str(u), "--pass", pss, "--causal=both",
+                  "--layout", layout, "--seq", str(seq), "--heads", str(h), "--kv-heads", str(kv),
+                  "--head-dim", "8"], 2
 
 
 def main():
