@@ -24,6 +24,7 @@ typedef struct {
     uint64_t *peers; /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
     h5out *h;
     attn_provenance prov;
+    double mem_rank, mem_root; /* host memory of a rank and of rank 0, at most over the sweep */
 } run_env;
 
 /* Per-rank results sent to rank 0: counts and time of every phase. */

@@ -27,6 +27,7 @@
 #include "fail.h"
 #include "h5out.h"
 #include "decode_study.h"
+#include "outputs.h"
 #include "kernel_study.h"
 #include "sweep.h"
 #include "timing.h"
@@ -350,6 +351,8 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                       : (o->check ? "counted == predicted bytes; every check passed. VALID"
                                   : "counted == predicted bytes in every run. VALID"))
               : "FAILED: see the rows marked FAIL or DIFFER. INVALID");
-    if (o->out) printf("# wrote %ld runs to %s\n", runs, o->out);
+    char shown[4200];
+    if (o->out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
     return ok;
 }
