@@ -38,6 +38,8 @@ typedef struct {
     int is_auto; /* --grid auto */
     uint64_t rows, cols;
 } cli_grid;
+/* names (NULL-terminated) joined with ", " into buf. */
+void cli_join_names(const char *const *names, char *buf, size_t n);
 /* "RxC" with positive R and C, or "auto". */
 int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen);
 

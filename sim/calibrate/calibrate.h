@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "comm.h"
@@ -82,5 +83,15 @@ typedef struct {
 
 /* Time of one collective with chunks of `chunk` bytes (slowest rank, best of 3). */
 double coll_time(cal_env *e, const coll_def *cd, size_t chunk);
+
+/* ---- the machine file (machine_out.c) ------------------------------------------------------ */
+
+/* Writes m (the base machine with the measured values in place) with a comment per key. */
+void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
+                       const char *when, int nodes, const char *backend, const char *comm);
+/* Keeps the file to values it reads back: a fitted latency below the range becomes the
+ * smallest accepted, other values out of range are the base machine's (or left out); says so
+ * on stdout. */
+void cal_keep_in_range(machine *m, const machine *base);
 
 #endif
