@@ -41,24 +41,11 @@ static const cli_command model_cmd = {
     NULL,
     1u << 16};
 
-static void fmt_time(double s, char *buf, size_t n)
+/* Table cells are numbers with the unit in the column's name (time_ms, max_sent_B), so the
+ * output splits into columns as nccl-tests' and OSU's do. */
+static void fmt_ms(double s, char *buf, size_t n)
 {
-    if (s >= 1.0)
-        snprintf(buf, n, "%.3fs", s);
-    else if (s >= 1e-3)
-        snprintf(buf, n, "%.3fms", s * 1e3);
-    else
-        snprintf(buf, n, "%.1fus", s * 1e6);
-}
-
-static void fmt_tokens(uint64_t v, char *buf, size_t n)
-{
-    if (v % (1u << 20) == 0)
-        snprintf(buf, n, "%lluM", (unsigned long long)(v >> 20));
-    else if (v % 1024 == 0)
-        snprintf(buf, n, "%lluk", (unsigned long long)(v >> 10));
-    else
-        snprintf(buf, n, "%llu", (unsigned long long)v);
+    snprintf(buf, n, "%.6g", s * 1e3);
 }
 
 int model_options(int argc, char **argv, attn_opts *o, machine *m)
@@ -101,39 +88,62 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     return 0;
 }
 
-/* One prediction: its row on stdout and its run in the file. */
+/* The second table, printed after the first: a row per phase of each prediction. */
+typedef struct {
+    char *text;
+    size_t len, cap;
+} phase_table;
+
+static void phase_table_add(phase_table *t, const char *line, size_t len)
+{
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (t->len + len + 1 > cap) cap *= 2;
+        char *bigger = kn_xmalloc(cap, "phase table");
+        if (t->text) memcpy(bigger, t->text, t->len + 1);
+        free(t->text);
+        t->text = bigger, t->cap = cap;
+    }
+    memcpy(t->text + t->len, line, len + 1);
+    t->len += len;
+}
+
+/* One prediction (row `id` of the first table): its row on stdout, its phases' rows in the
+ * phase table, and its run in the file. */
 static void model_one(const attn_opts *o, const machine *m, const am_config *c, int grid_auto,
-                      double ring_s, h5out *h)
+                      double ring_s, long id, phase_table *phases, h5out *h)
 {
     am_prediction pr;
     int keep = c->P <= o->rank_arrays && h;
     am_predict(c, m, keep, &pr);
-    char grid[32], tbuf[32], nbuf[24], phases[1024] = "";
+    char grid[32] = "-", tbuf[32];
+    const char *grid_by = "-";
     const am_algo_desc *d = am_algo_desc_of(c->algo);
-    if (d->grid != AM_GRID_LINE)
-        snprintf(grid, sizeof grid, "%llux%llu%s", (unsigned long long)c->rows,
-                 (unsigned long long)c->cols, grid_auto ? "*" : "");
-    else
-        snprintf(grid, sizeof grid, "-");
-    fmt_time(pr.time.total_s, tbuf, sizeof tbuf);
-    fmt_tokens(c->N, nbuf, sizeof nbuf);
-    for (int f = 0; f < pr.F; f++) {
-        char pt[32];
-        fmt_time(pr.time.phase_s[f], pt, sizeof pt);
-        size_t len = strlen(phases);
-        snprintf(phases + len, sizeof phases - len, "%s%s=%s", f ? " " : "", pr.phases[f]->name,
-                 pt);
+    if (d->grid != AM_GRID_LINE) {
+        snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
+                 (unsigned long long)c->cols);
+        grid_by = grid_auto ? "auto" : o->grid.rows ? "given" : "square";
     }
-    printf("  %-8s %-10s %-5s %7llu %-9s %6s %4llu %6s %-5s %10s %7.2f %-9s %14llu  %s\n", d->name,
-           d->uses_layout ? am_layout_names[c->layout] : "-", am_pass_names[c->pass],
-           (unsigned long long)c->P, grid, nbuf, (unsigned long long)c->head_dim,
-           c->causal ? "yes" : "no", cli_dtype_names[c->dtype], tbuf, ring_s / pr.time.total_s,
-           am_term_names[pr.time.dominant], (unsigned long long)pr.total_sent_max, phases);
+    fmt_ms(pr.time.total_s, tbuf, sizeof tbuf);
+    for (int f = 0; f < pr.F; f++) {
+        char pt[32], line[160];
+        fmt_ms(pr.time.phase_s[f], pt, sizeof pt);
+        int len = snprintf(line, sizeof line, "  %5ld %-24s %11s %-9s %s\n", id, pr.phases[f]->name,
+                           pt, am_term_names[pr.time.phase_term[f]],
+                           (pr.time.inter_node_phases >> f) & 1 ? "yes" : "no");
+        phase_table_add(phases, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+    }
+    printf("  %5ld %-8s %-10s %-5s %7llu %-9s %-7s %8llu %4llu %6s %-5s %11s %7.2f %-9s %14llu\n",
+           id, d->name, d->uses_layout ? am_layout_names[c->layout] : "-", am_pass_names[c->pass],
+           (unsigned long long)c->P, grid, grid_by, (unsigned long long)c->N,
+           (unsigned long long)c->head_dim, c->causal ? "yes" : "no", cli_dtype_names[c->dtype],
+           tbuf, ring_s / pr.time.total_s, am_term_names[pr.time.dominant],
+           (unsigned long long)pr.total_sent_max);
     const char *warn = am_unmeasured_tier_note(m, &pr.time);
     if (warn) printf("# warning: %s\n", warn);
     if (h) {
-        int64_t id;
-        hid_t g = h5out_run_begin(h, &id);
+        int64_t run_id;
+        hid_t g = h5out_run_begin(h, &run_id);
         record_config_attrs(g, "model", c, "none", "none", m);
         h5_attr_i64(g, "grid_auto", grid_auto);
         h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
@@ -193,9 +203,13 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
            "kv-heads %llu\n",
            m.name, m.origin, (unsigned long long)m.gpus_per_node, (unsigned long long)o.batch,
            (unsigned long long)o.heads, (unsigned long long)o.kv_heads);
-    printf("# %-8s %-10s %-5s %7s %-9s %6s %4s %6s %-5s %10s %7s %-9s %14s  %s\n", "algo", "layout",
-           "pass", "P", "grid", "N", "d", "causal", "dtype", "time", "vs_ring", "dominant",
-           "max_sent_B", "phases");
+    /* Two tables: a row per prediction, then a row per phase of each (id: the prediction's);
+     * units in the column names, one value per cell. */
+    printf("# %5s %-8s %-10s %-5s %7s %-9s %-7s %8s %4s %6s %-5s %11s %7s %-9s %14s\n", "id",
+           "algo", "layout", "pass", "P", "grid", "grid_by", "N", "d", "causal", "dtype", "time_ms",
+           "vs_ring", "dominant", "max_sent_B");
+    phase_table phases = {NULL, 0, 0};
+    phase_table_add(&phases, "", 0);
     long rows = 0, skipped = 0;
     double ring_s = NAN;
     sweep_iter sw = {0};
@@ -223,14 +237,20 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
             skipped++;
             continue;
         }
-        model_one(&o, &m, &c, grid_auto, ring_s, h);
         rows++;
+        model_one(&o, &m, &c, grid_auto, ring_s, rows, &phases, h);
     }
     h5out_close(h);
     prov_free(&prov);
-    printf("# %ld predictions%s; time: predicted total; vs_ring: ring (same layout) time over "
-           "this time; *: grid chosen by --grid auto\n",
+    printf("# %ld predictions%s; time_ms: predicted total; vs_ring: ring (same layout) time over "
+           "this time; grid_by: auto (--grid auto: least predicted time), square (the default) "
+           "or given (--grid RxC)\n",
            rows, skipped ? " (some combinations skipped)" : "");
+    printf("# the phases of each prediction (id: its row above): predicted time, dominant term, "
+           "whether it crosses nodes\n");
+    printf("# %5s %-24s %11s %-9s %s\n", "id", "phase", "time_ms", "term", "inter_node");
+    fputs(phases.text, stdout);
+    free(phases.text);
     char shown[4200];
     if (o.out)
         printf("# wrote %ld runs to %s\n", rows, outputs_display(o.out, shown, sizeof shown));

@@ -442,9 +442,17 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         runs++;
     }
     if (env.rank == 0) {
-        printf("# %d runs: %s\n", runs,
-               ok ? "measured == predicted everywhere; every check passed. VALID"
-                  : "some run is INVALID (see above)");
+        /* exactly what was checked: the counts always, the outputs with --check */
+        const char *checked = !o->check ? "outputs not checked (--check)"
+                              : o->pass == AM_FWD
+                                  ? "every output matches the reference"
+                                  : "every output and gradient matches the reference";
+        if (ok)
+            printf("# %d runs: measured == predicted bytes and messages on every rank and phase; "
+                   "%s. VALID\n",
+                   runs, checked);
+        else
+            printf("# %d runs: some run is INVALID (see above)\n", runs);
         char shown[4200];
         if (o->out)
             printf("# wrote %d runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));

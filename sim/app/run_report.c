@@ -89,13 +89,14 @@ static void print_run(const exec_ctx *x, int P, const machine *m, const am_predi
         am_pass_names[c->pass], P, grid, (unsigned long long)c->N, (unsigned long long)c->batch,
         (unsigned long long)c->heads, (unsigned long long)c->kv_heads,
         (unsigned long long)c->head_dim, c->causal ? "yes" : "no", kn_dtype_name(x->dtype));
-    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s %7s\n", "phase", "sent_B(max)",
-           "pred_sent_B", "msgs", "pred", "recv_B(max)", "crit_ms", "pred_ms", "err%");
+    /* a table: units in the column names, numbers in the cells (maxima over the ranks) */
+    printf("#   %-24s %14s %14s %8s %9s %14s %12s %12s %7s\n", "phase", "sent_B_max", "pred_sent_B",
+           "msgs_max", "pred_msgs", "recv_B_max", "crit_ms", "pred_ms", "err_pct");
     for (int f = 0; f < F; f++) {
         char tm[32], tp[32];
         fmt_ms(ms->crit[f], tm, sizeof tm);
         fmt_ms(pr->time.phase_s[f], tp, sizeof tp);
-        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr->phases[f]->name,
+        printf("    %-24s %14llu %14llu %8llu %9llu %14llu %12s %12s %+7.1f\n", pr->phases[f]->name,
                (unsigned long long)ms->max[f][0], (unsigned long long)pr->max[f].bytes_sent,
                (unsigned long long)ms->max[f][2], (unsigned long long)pr->max[f].msgs_sent,
                (unsigned long long)ms->max[f][1], tm, tp,

@@ -2,7 +2,8 @@
  * and writes the machine file; cost-model.md, "Calibration"; docs/calibration.md):
  *   links.c        message times per link tier (ring shift, ping-pong) and their alpha-beta fits;
  *   kernels.c      the attention kernels' FLOP rate and per-call overhead, memory copy rate;
- *   collectives.c  ring collectives on the grid's rows and columns, and the all-to-all.
+ *   collectives.c  ring collectives on the grid's rows and columns, and the all-to-all;
+ *   machine_out.c  the machine file written from them, its poor fits marked.
  * Every measurement is collective over MPI_COMM_WORLD: all ranks call it and get the slowest
  * rank's time.
  */
@@ -53,7 +54,9 @@ series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes
 void series_free(series *s);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
 void write_series(hid_t g, const char *path, const series *s);
-/* The terminal summary of a series: one line, two with two regimes. */
+/* The terminal summary of the series as a table: the header, then a row per regime of a fit
+ * (a '#' line for a series not measured or not fitted). */
+void print_series_header(void);
 void print_series(const char *what, const series *s);
 
 /* ---- kernels (kernels.c) ------------------------------------------------------------------- */
@@ -93,5 +96,27 @@ void cal_write_machine(FILE *f, const machine *base, const machine *m, const cha
  * smallest accepted, other values out of range are the base machine's (or left out); says so
  * on stdout. */
 void cal_keep_in_range(machine *m, const machine *base);
+/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
+ * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
+ * the transfer of the smallest message). */
+double cal_tier_alpha(double fitted, const series *s);
+
+/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
+ * FIT_MIN_R2 or relative RMS above FIT_MAX_REL_RMS): reported on stdout, appended to the machine
+ * file and marked in the kind=calibration run (poor_fit on each fit's group, poor_fits on the
+ * run). */
+typedef struct {
+    int n;
+    char what[8][48];  /* the fit */
+    char keys[8][48];  /* the machine-file keys that come from it */
+    char group[8][48]; /* its group in the kind=calibration run */
+    double r2[8], rel_rms[8];
+} cal_poor_fits;
+
+/* The poor fits among the ring shifts of both tiers and the kernels of the three types. */
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *shift, const kernel_series *ks);
+/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
+ * machine file). */
+void cal_print_poor_fits(FILE *f, const cal_poor_fits *pf, const char *prefix);
 
 #endif

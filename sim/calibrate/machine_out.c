@@ -1,6 +1,7 @@
 /* machine_out.c - the machine file attnsim calibrate writes (calibrate.h): the base machine with
  * the measured values in place, every line saying whether its value was measured or kept, and
- * only values the file format accepts (machine_write, the parser's own key table). */
+ * only values the file format accepts (machine_write, the parser's own key table); the fits too
+ * poor to use silently, listed for stdout and the file. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +56,66 @@ void cal_write_machine(FILE *f, const machine *base, const machine *m, const cha
     char text[4096];
     machine_write(m, MACHINE_REQUIRED | MACHINE_OPTIONAL, key_note, &kn, text, sizeof text);
     fputs(text, f);
+}
+
+double cal_tier_alpha(double fitted, const series *s)
+{
+    if (fitted > 0) return fitted;
+    double t = s->time[0];
+    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
+    return t;
+}
+
+static void poor_add(cal_poor_fits *pf, const char *what, const char *keys, const char *group,
+                     const lin_fit *f)
+{
+    if (pf->n == 8 || !fit_is_poor(f)) return;
+    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
+    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
+    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
+    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
+    pf->n++;
+}
+
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *shift, const kernel_series *ks)
+{
+    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
+    memset(pf, 0, sizeof *pf);
+    for (int t = 0; t < 2; t++) {
+        if (!shift[t].ok) continue;
+        const link_fit *f = &shift[t].fit;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
+        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
+                 f->two_regimes ? ", small messages" : "");
+        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
+        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
+        if (f->two_regimes) {
+            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
+            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
+            poor_add(pf, what, keys, group, &f->large);
+        }
+    }
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "kernels/%s", dn[d]);
+        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
+        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
+        poor_add(pf, what, keys, group, &ks[d].fit);
+        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
+        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
+    }
+}
+
+void cal_print_poor_fits(FILE *f, const cal_poor_fits *pf, const char *prefix)
+{
+    for (int i = 0; i < pf->n; i++)
+        fprintf(f,
+                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
+                "<= %.0f %%); used for %s\n",
+                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
+                100 * FIT_MAX_REL_RMS, pf->keys[i]);
 }
 
 /* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
