@@ -75,6 +75,28 @@ int cli_parse_uint(const char *text, uint64_t max, uint64_t *out, char *err, siz
     return parse_number(text, max, 1, out, err, errlen);
 }
 
+int cli_parse_seconds(const char *text, double max, double *out, char *err, size_t errlen)
+{
+    const char *forms = "a non-negative number of seconds (e.g. 0, 30, 2.5)";
+    if (*text == '\0') return snprintf(err, errlen, "the value is empty; accepted: %s", forms), -1;
+    if (strspn(text, "0123456789.") != strlen(text) || strchr(text, '.') != strrchr(text, '.') ||
+        !strcmp(text, "."))
+        return snprintf(err, errlen, "'%s' is not a number of seconds; accepted: %s", text, forms),
+               -1;
+    double v = strtod(text, NULL);
+    if (v > max)
+        return snprintf(err, errlen, "'%s' is too large; accepted: %s, at most %g", text, forms,
+                        max),
+               -1;
+    *out = v;
+    return 0;
+}
+
+double cli_lock_timeout(const attn_opts *o)
+{
+    return o->lock_timeout_set ? o->lock_timeout : H5OUT_LOCK_TIMEOUT_DEFAULT;
+}
+
 /* Calls item(text of one item) for each comma-separated item; rejects empty items. */
 typedef int (*item_fn)(const char *item, void *ctx, char *err, size_t errlen);
 
@@ -284,7 +306,12 @@ static const opt_info options[] = {
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
      "store per-rank [P][F] arrays up to this P (above: per-phase maxima only)"},
     {OPT_OUT, "out", required_argument, "FILE.h5",
-     "HDF5 file to create or append to (schema attnsim/1)"},
+     "HDF5 file to create or append to (schema attnsim/1; a symlink: the file it names)"},
+    {OPT_LOCK_TIMEOUT, "lock-timeout", required_argument, "SECONDS",
+     "wait at most this long for another writer of the --out file (default 600; 0: do not "
+     "wait); exit 1 when it expires"},
+    {OPT_PROGRESS, "progress", no_argument, NULL,
+     "progress and time left on stderr even when it is not a terminal"},
 };
 #define NUM_OPTIONS (sizeof options / sizeof options[0])
 
@@ -416,6 +443,13 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_RANK_ARRAYS:
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
+        break;
+    case OPT_LOCK_TIMEOUT:
+        rc = cli_parse_seconds(arg, 1e9, &o->lock_timeout, err, sizeof err);
+        o->lock_timeout_set = 1;
+        break;
+    case OPT_PROGRESS:
+        o->progress = 1;
         break;
     case OPT_OUT:
         rc = cli_root ? h5out_check_path(arg, err, sizeof err) : 0;

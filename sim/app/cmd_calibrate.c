@@ -37,8 +37,9 @@
 #include "gpu_bind.h"
 #endif
 
-static const opt_id calibrate_opts[] = {OPT_BACKEND,     OPT_COMM,        OPT_GRID, OPT_MACHINE,
-                                        OPT_MAX_MESSAGE, OPT_MACHINE_OUT, OPT_OUT,  OPT_END};
+static const opt_id calibrate_opts[] = {OPT_BACKEND, OPT_COMM,         OPT_GRID,
+                                        OPT_MACHINE, OPT_MAX_MESSAGE,  OPT_MACHINE_OUT,
+                                        OPT_OUT,     OPT_LOCK_TIMEOUT, OPT_END};
 
 static const cli_command calibrate_cmd = {
     "calibrate",
@@ -354,9 +355,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
         }
         if (o.out) {
-            e.h = h5out_open(o.out, &prov);
-            int64_t id;
-            hid_t g = h5out_run_begin(e.h, &id);
+            e.h = h5out_open(o.out, &prov, cli_lock_timeout(&o));
+            h5node *g = h5out_run_begin(e.h);
             h5_attr_str(g, "kind", "calibration");
             h5_attr_str(g, "algorithm", "calibrate");
             h5_attr_str(g, "pass", "-");
@@ -389,11 +389,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 snprintf(p, sizeof p, "kernels/%s/causal", dn[d]);
                 h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].causal, NULL);
                 snprintf(p, sizeof p, "kernels/%s", dn[d]);
-                hid_t kg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5node *kg = h5_member(g, p);
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
-                H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
             for (int c = 0; c < NCOLL; c++) {

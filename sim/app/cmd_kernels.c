@@ -57,10 +57,11 @@ static unsigned decode_schemes(unsigned kernels)
            ((kernels & kernel_bit("lean")) ? 4u : 0u);
 }
 
-static const opt_id kernels_opts[] = {OPT_KERNEL, OPT_PASS,     OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,
-                                      OPT_HEADS,  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_DTYPE,
-                                      OPT_SRAM,   OPT_BACKEND,  OPT_CHECK,    OPT_REPS,   OPT_SEED,
-                                      OPT_DRAM,   OPT_DECODE,   OPT_SLOTS,    OPT_OUT,    OPT_END};
+static const opt_id kernels_opts[] = {
+    OPT_KERNEL,   OPT_PASS,         OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,  OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM,     OPT_CAUSAL,   OPT_DTYPE,  OPT_SRAM,   OPT_BACKEND,
+    OPT_CHECK,    OPT_REPS,         OPT_SEED,     OPT_DRAM,   OPT_DECODE, OPT_SLOTS,
+    OPT_OUT,      OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command kernels_cmd = {
     "kernels",
@@ -289,8 +290,7 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
                       uint64_t reps, uint64_t seed, int counts_match, int cuda)
 {
     const char *backend = cuda ? "cuda" : "cpu";
-    int64_t id;
-    hid_t g = h5out_run_begin(h, &id);
+    h5node *g = h5out_run_begin(h);
     h5_attr_str(g, "kind", "kernel");
     h5_attr_str(g, "algorithm", c->k->name);
     h5_attr_str(g, "pass", c->k->pass);
@@ -360,11 +360,9 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     h5_write(g, "predicted/compulsory_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
     double nan = NAN;
     h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &nan, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
-    h5_attr_str(ds, "note",
+    h5_attr_str(h5_member(g, "predicted/time_s"), "note",
                 "NaN: the kernel study has no machine description, so its kernel "
                 "time is not predicted");
-    H5CALL(H5Dclose(ds));
 
     h5_summary_row row;
     memset(&row, 0, sizeof row);
@@ -493,7 +491,7 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
-    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    h5out *h = o.out ? h5out_open(o.out, &prov, cli_lock_timeout(&o)) : NULL;
 #ifdef ATTNSIM_HAVE_CUDA
     if (o.backend == BACKEND_CUDA) ks_cuda_device(device_desc, sizeof device_desc);
 #endif

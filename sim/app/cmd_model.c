@@ -19,10 +19,10 @@
 #include "predict.h"
 #include "sweep.h"
 
-static const opt_id model_opts[] = {OPT_ALGO,    OPT_LAYOUT,      OPT_PROCS,    OPT_SEQ,
-                                    OPT_BATCH,   OPT_HEADS,       OPT_KV_HEADS, OPT_HEAD_DIM,
-                                    OPT_CAUSAL,  OPT_GRID,        OPT_PASS,     OPT_DTYPE,
-                                    OPT_MACHINE, OPT_RANK_ARRAYS, OPT_OUT,      OPT_END};
+static const opt_id model_opts[] = {
+    OPT_ALGO,     OPT_LAYOUT,      OPT_PROCS,  OPT_SEQ,          OPT_BATCH,    OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM,    OPT_CAUSAL, OPT_GRID,         OPT_PASS,     OPT_DTYPE,
+    OPT_MACHINE,  OPT_RANK_ARRAYS, OPT_OUT,    OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command model_cmd = {
     "model",
@@ -121,7 +121,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
-    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    h5out *h = o.out ? h5out_open(o.out, &prov, cli_lock_timeout(&o)) : NULL;
     printf("# attnsim model: machine %s (%s), %llu GPUs per node; batch %llu, heads %llu, "
            "kv-heads %llu\n",
            m.name, m.origin, (unsigned long long)m.gpus_per_node, (unsigned long long)o.batch,
@@ -189,8 +189,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                             const char *warn = am_unmeasured_tier_note(&m, &pr.time);
                             if (warn) printf("# warning: %s\n", warn);
                             if (h) {
-                                int64_t id;
-                                hid_t g = h5out_run_begin(h, &id);
+                                h5node *g = h5out_run_begin(h);
                                 record_config_attrs(g, "model", &c, "none", "none", &m);
                                 h5_attr_i64(g, "grid_auto", grid_auto);
                                 h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);

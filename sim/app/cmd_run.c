@@ -33,10 +33,11 @@
 #include "kc_attn.h"
 #endif
 
-static const opt_id run_opts[] = {OPT_ALGO,     OPT_LAYOUT,   OPT_SEQ,    OPT_BATCH,   OPT_HEADS,
-                                  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_GRID,    OPT_PASS,
-                                  OPT_DTYPE,    OPT_BACKEND,  OPT_COMM,   OPT_MACHINE, OPT_CHECK,
-                                  OPT_SEED,     OPT_REPS,     OPT_OUT,    OPT_END};
+static const opt_id run_opts[] = {
+    OPT_ALGO,     OPT_LAYOUT,       OPT_SEQ,      OPT_BATCH, OPT_HEADS, OPT_KV_HEADS,
+    OPT_HEAD_DIM, OPT_CAUSAL,       OPT_GRID,     OPT_PASS,  OPT_DTYPE, OPT_BACKEND,
+    OPT_COMM,     OPT_MACHINE,      OPT_CHECK,    OPT_SEED,  OPT_REPS,  OPT_RANK_ARRAYS,
+    OPT_OUT,      OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command run_cmd = {
     "run",
@@ -381,8 +382,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
     fflush(stdout);
 
     if (env->h) {
-        int64_t id;
-        hid_t g = h5out_run_begin(env->h, &id);
+        h5node *g = h5out_run_begin(env->h);
         record_config_attrs(g, "distributed", c, cli_backend_names[env->o.backend],
                             cli_comm_names[env->o.comm], &m);
         h5_attr_i64(g, "seed", (int64_t)x->seed);
@@ -640,7 +640,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         }
         prov_init(&env.prov, full_argc, full_argv);
         prov_set_hosts(&env.prov, names, (size_t)env.P);
-        env.h = o->out ? h5out_open(o->out, &env.prov) : NULL;
+        env.h = o->out ? h5out_open(o->out, &env.prov, cli_lock_timeout(o)) : NULL;
         printf("# attnsim run: %d ranks on %d node(s), backend %s, comm %s (%s); predictions on "
                "%s\n",
                env.P, nodes, cli_backend_names[o->backend], cli_comm_names[o->comm],

@@ -11,7 +11,7 @@
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
-void record_config_attrs(hid_t g, const char *kind, const am_config *c, const char *backend,
+void record_config_attrs(h5node *g, const char *kind, const am_config *c, const char *backend,
                          const char *comm, const machine *m)
 {
     h5_attr_str(g, "kind", kind);
@@ -34,14 +34,20 @@ void record_config_attrs(hid_t g, const char *kind, const am_config *c, const ch
     h5_attr_str(g, "machine_origin", m->origin);
     /* The description itself, in machine-file syntax (docs/machine.md), so that a reader can
      * model the same machine again (plots/gallery.py draws the scaling lines from it). */
-    char text[4096];
-    size_t len = machine_format(m, text, sizeof text);
-    if (len < sizeof text) machine_format_optional(m, text + len, sizeof text - len);
+    static char text[4096];
+    static machine last; /* a sweep records one machine many times: formatted once */
+    static int have;
+    if (!have || memcmp(&last, m, sizeof last) != 0) {
+        size_t len = machine_format(m, text, sizeof text);
+        if (len < sizeof text) machine_format_optional(m, text + len, sizeof text - len);
+        memcpy(&last, m, sizeof last);
+        have = 1;
+    }
     h5_attr_str(g, "machine_description", text);
     h5_attr_i64(g, "gpus_per_node", (int64_t)m->gpus_per_node);
 }
 
-void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
+void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_map,
                        const char *omitted_reason)
 {
     const am_config *c = &p->cfg;
@@ -67,9 +73,8 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
     h5_write(g, "predicted/total_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &p->time.total_s, "s");
     hsize_t three[1] = {3};
     h5_write(g, "predicted/critical_path_s", H5T_NATIVE_DOUBLE, 1, three, p->time.term_s, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/critical_path_s", H5P_DEFAULT));
-    h5_attr_strs(ds, "terms", (const char *const *)am_term_names, 3);
-    H5CALL(H5Dclose(ds));
+    h5_attr_strs(h5_member(g, "predicted/critical_path_s"), "terms",
+                 (const char *const *)am_term_names, 3);
     h5_attr_str(g, "dominant_term", am_term_names[p->time.dominant]);
     const char *terms[AM_MAX_PHASES] = {0};
     int32_t inter[AM_MAX_PHASES];

@@ -10,13 +10,13 @@
 #include "predict.h"
 
 /* The common attributes of a run of configuration c; kind "model" or "distributed". */
-void record_config_attrs(hid_t g, const char *kind, const am_config *c, const char *backend,
+void record_config_attrs(h5node *g, const char *kind, const am_config *c, const char *backend,
                          const char *comm, const machine *m);
 
 /* phases [F] and the predicted/ datasets: per-phase maxima, phase and total times, the dominant
  * term; and, when p->per_rank is set, ranks [P][4] (rank_map: rank, node, grid_row, grid_col)
  * and the per-rank [P][F] arrays (otherwise an attribute says they were omitted and why). */
-void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
+void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_map,
                        const char *omitted_reason);
 
 /* The rank map of a model run: ranks packed gpus_per_node per node (caller frees). */

@@ -93,7 +93,7 @@ void prov_free(attn_provenance *p)
     p->command_line = NULL;
 }
 
-static void write_common(hid_t loc, const attn_provenance *p)
+static void write_common(h5node *loc, const attn_provenance *p)
 {
     h5_attr_str(loc, "software_version", p->software_version);
     h5_attr_str(loc, "git_commit", p->git_commit);
@@ -103,7 +103,7 @@ static void write_common(hid_t loc, const attn_provenance *p)
     if (p->slurm_job_nodelist) h5_attr_str(loc, "slurm_job_nodelist", p->slurm_job_nodelist);
 }
 
-void prov_write_root(hid_t file, const attn_provenance *p)
+void prov_write_root(h5node *file, const attn_provenance *p)
 {
     h5_attr_str(file, "schema", H5OUT_SCHEMA);
     h5_attr_str(file, "creation_time", p->created_utc);
@@ -112,7 +112,7 @@ void prov_write_root(hid_t file, const attn_provenance *p)
     write_common(file, p);
 }
 
-void prov_write_run(hid_t group, const attn_provenance *p)
+void prov_write_run(h5node *group, const attn_provenance *p)
 {
     char now[32];
     prov_utc_now(now, sizeof now);

@@ -435,8 +435,7 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
                       const char *device, double ceiling, double equal_share)
 {
     const int cuda = o->backend == BACKEND_CUDA;
-    int64_t id;
-    hid_t g = h5out_run_begin(h, &id);
+    h5node *g = h5out_run_begin(h);
     h5_attr_str(g, "kind", "kernel");
     h5_attr_str(g, "algorithm", algo_names[r->scheme]);
     h5_attr_str(g, "pass", "decode");
@@ -497,7 +496,7 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
     double pt = r->have_pred ? r->pred.time_s : NAN;
     h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &pt, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
+    h5node *ds = h5_member(g, "predicted/time_s");
     if (r->have_pred) {
         char note[400];
         snprintf(note, sizeof note,
@@ -514,7 +513,6 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
         h5_attr_str(ds, "note",
                     "NaN: on the cpu backend the decode model has no GPU parameters to use");
     }
-    H5CALL(H5Dclose(ds));
 
     h5_summary_row row;
     memset(&row, 0, sizeof row);

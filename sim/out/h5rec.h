@@ -1,0 +1,90 @@
+/* h5rec.h - a run as attnsim writes it: a tree of groups and datasets with attributes, built in
+ * memory by the commands and written to the file in one piece when its batch is published
+ * (h5out.h). Nothing here touches a file; the tree is encoded by h5enc.h.
+ *
+ * Names are the HDF5 names of schema attnsim/1 (docs/hdf5-schema.md). Values are copied, so a
+ * caller may reuse its buffers at once. Every call is checked: a duplicate name, an unknown
+ * element type or an allocation failure takes the one error path (fail.h).
+ */
+#ifndef ATTNSIM_H5REC_H
+#define ATTNSIM_H5REC_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Element types of attributes and datasets (little-endian on file). */
+typedef enum { H5V_I32, H5V_I64, H5V_U64, H5V_F64, H5V_STR } h5v_type;
+
+#define H5REC_MAX_RANK 4
+
+typedef struct h5attr {
+    const char *name;
+    size_t name_len;
+    h5v_type type;
+    int rank;         /* 0: scalar, 1: a list of n */
+    uint64_t n;       /* elements */
+    const void *data; /* n values; H5V_STR: const char *[n] (UTF-8, NUL-terminated) */
+    struct h5attr *next;
+} h5attr;
+
+typedef struct h5node {
+    const char *name; /* link name in the parent ("" for a run's root) */
+    size_t name_len;
+    int is_dataset;
+    h5attr *attrs, *last_attr;
+    uint32_t nattrs;
+    struct h5node *kids, *last_kid, *next; /* a group's members, in creation order */
+    uint32_t nkids;
+    /* a dataset's type, shape and values (H5V_STR: const char *[]) */
+    h5v_type type;
+    int rank;
+    uint64_t dims[H5REC_MAX_RANK];
+    const void *data;
+    struct h5rec *rec; /* the record that owns this node's memory */
+    /* set by the encoder (h5enc.c) */
+    uint64_t addr;     /* object header address */
+    uint64_t raw_addr; /* contiguous dataset: address of the values */
+    uint32_t hdr_size; /* bytes of the object header */
+    uint32_t msg_size; /* bytes of its messages */
+    uint32_t str0;     /* index of the node's first string in the encoder's heap ids */
+} h5node;
+
+typedef struct h5rec h5rec;
+
+/* A new, empty run record; its root is a group. */
+h5rec *h5rec_new(void);
+h5node *h5rec_root(h5rec *r);
+/* Bytes of memory the record holds (values and bookkeeping). */
+size_t h5rec_bytes(const h5rec *r);
+void h5rec_free(h5rec *r);
+
+/* Elements of a dataset or attribute. */
+uint64_t h5v_count(int rank, const uint64_t *dims);
+size_t h5v_size(h5v_type t); /* bytes of one element in memory (H5V_STR: a pointer) */
+
+/* The member at `path` ("a/b/c") below `loc`, or NULL. */
+h5node *h5rec_find(h5node *loc, const char *path);
+
+/* Attributes (on a run, a group or a dataset). */
+void h5_attr_str(h5node *loc, const char *name, const char *value);
+void h5_attr_strs(h5node *loc, const char *name, const char *const *values, size_t n);
+void h5_attr_i64(h5node *loc, const char *name, int64_t v);
+void h5_attr_f64(h5node *loc, const char *name, double v);
+/* A dataset at `path` (intermediate groups created) of `rank` dims (0 = scalar) of memtype
+ * (H5T_NATIVE_INT, _INT32, _INT64, _UINT64, _DOUBLE), with a `units` attribute unless units is
+ * NULL. */
+void h5_write(h5node *loc, const char *path, hid_t memtype, int rank, const hsize_t *dims,
+              const void *data, const char *units);
+/* A 1-D dataset of n strings. */
+void h5_write_strs(h5node *loc, const char *path, const char *const *values, size_t n);
+/* The group or dataset at `path` below `loc`; a missing one is a failure (fail.h). */
+h5node *h5_member(h5node *loc, const char *path);
+
+/* Writes the attributes of `node` onto an open HDF5 object (the root of a new file). */
+void h5rec_write_attrs(hid_t loc, const h5node *node);
+/* Writes the tree `node` with the HDF5 library as the member `name` of the group `parent` (for
+ * runs the encoder cannot represent, h5enc_fits). */
+void h5rec_write_tree(hid_t parent, const char *name, const h5node *node);
+
+#endif
