@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,26 @@
 
 #define BATCH_MAX_BYTES ((size_t)256 << 20) /* a batch's records are published beyond this */
 
+/* ---- superblock: where the file's data ends ---------------------------------------------------
+ */
+
+typedef struct {
+    int version;
+    uint64_t eoa;     /* end of allocated space */
+    off_t eoa_offset; /* where it is stored */
+    unsigned char raw[48];
+} superblock;
+
+typedef struct {
+    h5rec *rec;
+    h5_summary_row row;
+} run_item;
+
+typedef struct {
+    run_item *v;
+    size_t n, cap, bytes;
+} run_list;
+
 struct h5out {
     char path[PATH_MAX]; /* the file written (a symlink's target) */
     char dir[PATH_MAX];
@@ -36,18 +57,34 @@ struct h5out {
     int lockfd; /* held while publishing; -1 otherwise */
     double lock_timeout_s;
     const attn_provenance *prov;
-    /* the batch: runs committed to memory, not yet in the file */
-    h5rec **runs;
-    h5_summary_row *rows;
-    size_t nruns, cap;
-    size_t batch_bytes;
     h5rec *open_run; /* between run_begin and run_commit */
-    double batch_t0;
-    /* publication policy */
-    long fixed_runs; /* ATTNSIM_H5_BATCH: exactly this many runs per batch */
+
+    /* publication policy (the committing thread) */
+    long fixed_runs; /* ATTNSIM_H5_BATCH: exactly this many runs per batch, published at once */
     long max_runs;
     double max_s;
-    double last_end, last_cost; /* when the previous publication ended, what it took */
+    double batch_t0;
+    size_t batch_runs, batch_bytes;
+
+    /* hand-off to the publisher: a thread when the HDF5 library is thread-safe */
+    int threaded;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    run_list queue;        /* committed, not yet staged */
+    int publish_wanted;    /* publish once the queue is staged */
+    int closing;           /* the publisher ends when idle */
+    size_t held_bytes;     /* records queued or staged (memory bound) */
+    unsigned long wanted, published; /* publications requested and done */
+    double last_end, last_cost;      /* when the previous publication ended, what it took */
+
+    /* the stage (the publisher's): runs appended to the private copy, not yet published */
+    run_list staged;
+    int have_copy, tmpfd;
+    uint64_t append_at;
+    superblock sb;
+    int copied_exists;
+    struct stat copied; /* the file the private copy was made from */
 };
 
 /* The private copy being written, for removal on failure or SIGINT/SIGTERM (a fixed buffer:
@@ -179,16 +216,6 @@ static int append_only(const char *path, const char **which)
     if (flags & FS_APPEND_FL) return *which = "append-only (chattr +a)", 1;
     return 0;
 }
-
-/* ---- superblock: where the file's data ends ---------------------------------------------------
- */
-
-typedef struct {
-    int version;
-    uint64_t eoa;     /* end of allocated space */
-    off_t eoa_offset; /* where it is stored */
-    unsigned char raw[48];
-} superblock;
 
 static const unsigned char h5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
@@ -603,6 +630,8 @@ static void copy_file(const char *from, const char *to)
         if (n == 0) break;
         if (chunk == 0) attn_kill_point("h5:copy");
     }
+    /* start writing the copy to disk now; the fsync before publishing then waits less */
+    sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
     SYSCHECK(close(in));
     SYSCHECK(close(out));
 }
@@ -613,19 +642,6 @@ static void fsync_path(const char *path)
     if (fd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", path, strerror(errno));
     if (fsync(fd) != 0) attn_fail("fsync", __FILE__, __LINE__, "%s: %s", path, strerror(errno));
     SYSCHECK(close(fd));
-}
-
-/* Makes the private copy the file at h->path: fsync, atomic rename, fsync of the directory. */
-static void publish(h5out *h)
-{
-    fsync_path(tmp_path);
-    attn_kill_point("h5:after_fsync");
-    if (rename(tmp_path, h->path) != 0)
-        attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path, strerror(errno));
-    tmp_path[0] = '\0';
-    attn_kill_point("h5:after_rename");
-    if (fsync(h->dirfd) != 0 && errno != EINVAL)
-        attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
 }
 
 static hid_t file_access_plist(void)
@@ -737,74 +753,94 @@ static int64_t next_run_id(hid_t runs)
     return next;
 }
 
-/* Publishes the batch: lock, copy, append the encoded runs, link them and their summary rows,
- * close, fsync, rename, unlock. */
-static void publish_batch(h5out *h)
+/* ---- the stage: runs appended to the private copy --------------------------------------------- */
+
+static void list_push(run_list *l, const run_item *it)
 {
-    if (h->nruns == 0) return;
-    double t0 = cpu_s(), w0 = now_s(), tm[8];
-    attn_kill_point("h5:publish");
-    lock_file(h);
-    attn_kill_point("h5:after_lock");
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (!l->v) attn_fail("realloc", __FILE__, __LINE__, "list of runs");
+    }
+    l->v[l->n++] = *it;
+    l->bytes += h5rec_bytes(it->rec);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* The private copy of the file as it is now (a new empty file if it was removed). */
+static void stage_copy(h5out *h)
+{
     make_tmp_name(h);
-    struct stat st;
-    if (stat(h->path, &st) == 0)
+    h->copied_exists = stat(h->path, &h->copied) == 0;
+    if (h->copied_exists)
         copy_file(h->path, tmp_path);
     else
         create_empty(h); /* removed since this writer started */
     attn_kill_point("h5:after_copy");
-    tm[0] = cpu_s();
+    h->tmpfd = open(tmp_path, O_RDWR | O_CLOEXEC);
+    if (h->tmpfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
+    h->have_copy = 1;
+}
 
-    /* the runs, encoded, appended after the copy's end; the superblock then covers them */
-    int fd = open(tmp_path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
-    superblock sb;
+/* Where appended objects go: past both the allocated space and the file's end. */
+static void stage_find_end(h5out *h)
+{
     char why[300];
-    if (superblock_read(fd, &sb, why, sizeof why))
+    if (superblock_read(h->tmpfd, &h->sb, why, sizeof why))
         attn_fail("append", __FILE__, __LINE__, "'%s' %s", h->path, why);
-    SYSCHECK(fstat(fd, &st));
-    uint64_t base = (uint64_t)st.st_size > sb.eoa ? (uint64_t)st.st_size : sb.eoa;
-    base = (base + 7) & ~(uint64_t)7;
-    h5enc *enc = h5enc_new(base);
-    size_t nenc = 0, blob_len = 0;
-    for (size_t i = 0; i < h->nruns; i++) {
-        h5node *r = h5rec_root(h->runs[i]);
+    struct stat st;
+    SYSCHECK(fstat(h->tmpfd, &st));
+    uint64_t end = (uint64_t)st.st_size > h->sb.eoa ? (uint64_t)st.st_size : h->sb.eoa;
+    h->append_at = (end + 7) & ~(uint64_t)7;
+}
+
+/* Appends runs to the private copy: their objects encoded in one write past the end, then
+ * linked into /runs and listed in /summary with the HDF5 library. */
+static void stage_runs(h5out *h, run_list *in)
+{
+    if (!in->n) return;
+    double t0 = cpu_s(), tm[6];
+    if (!h->have_copy) stage_copy(h);
+    stage_find_end(h);
+    tm[0] = cpu_s();
+    h5enc *enc = h5enc_new(h->append_at);
+    for (size_t i = 0; i < in->n; i++) {
+        h5node *r = h5rec_root(in->v[i].rec);
         r->addr = 0;
-        if (h5enc_add(enc, r) == 0) nenc++;
+        h5enc_add(enc, r); /* runs it cannot encode keep addr 0: the library writes them */
     }
     tm[1] = cpu_s();
+    size_t len;
     uint64_t at;
-    const unsigned char *bytes = h5enc_take(enc, &blob_len, &at);
-    for (size_t done = 0; done < blob_len;) {
-        ssize_t w = pwrite(fd, bytes + done, blob_len - done, (off_t)(at + done));
+    const unsigned char *bytes = h5enc_take(enc, &len, &at);
+    for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(h->tmpfd, bytes + done, len - done, (off_t)(at + done));
         if (w < 0) attn_fail("pwrite", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
         done += (size_t)w;
     }
-    if (blob_len) superblock_set_eoa(fd, &sb, at + blob_len);
+    if (len) {
+        sync_file_range(h->tmpfd, (off_t)at, (off_t)len, SYNC_FILE_RANGE_WRITE);
+        superblock_set_eoa(h->tmpfd, &h->sb, at + len);
+    }
     h5enc_free(enc);
-    SYSCHECK(close(fd));
     attn_kill_point("h5:after_append");
     tm[2] = cpu_s();
 
-    /* link the runs into /runs, append their summary rows */
     hid_t fapl = file_access_plist();
-    if (getenv("MDC")) {
-        H5AC_cache_config_t c;
-        c.version = H5AC__CURR_CACHE_CONFIG_VERSION;
-        H5CALL(H5Pget_mdc_config(fapl, &c));
-        c.set_initial_size = 1;
-        c.initial_size = (size_t)atoi(getenv("MDC")) << 20;
-        if (c.max_size < c.initial_size) c.max_size = c.initial_size;
-        H5CALL(H5Pset_mdc_config(fapl, &c));
-    }
     hid_t f = H5CALL(H5Fopen(tmp_path, H5F_ACC_RDWR, fapl));
     H5CALL(H5Pclose(fapl));
     hid_t runs = H5CALL(H5Gopen2(f, "runs", H5P_DEFAULT));
     int64_t next = next_run_id(runs);
-    for (size_t i = 0; i < h->nruns; i++) {
+    for (size_t i = 0; i < in->n; i++) {
         char name[32];
         snprintf(name, sizeof name, "%06lld", (long long)(next + (int64_t)i));
-        h5node *r = h5rec_root(h->runs[i]);
+        h5node *r = h5rec_root(in->v[i].rec);
         attn_kill_point("h5:link");
         if (r->addr) { /* name the encoded run in /runs: its link count becomes 1 */
             hid_t o = H5CALL(H5Oopen_by_addr(f, r->addr));
@@ -813,7 +849,7 @@ static void publish_batch(h5out *h)
         } else {
             h5rec_write_tree(runs, name, r);
         }
-        h->rows[i].run = next + (int64_t)i;
+        in->v[i].row.run = next + (int64_t)i;
     }
     H5CALL(H5Gclose(runs));
     tm[3] = cpu_s();
@@ -822,13 +858,16 @@ static void publish_batch(h5out *h)
     hsize_t n;
     H5CALL(H5Sget_simple_extent_dims(space, &n, NULL));
     H5CALL(H5Sclose(space));
-    hsize_t newsize = n + h->nruns, start = n, count = h->nruns;
+    hsize_t newsize = n + in->n, start = n, count = in->n;
     H5CALL(H5Dset_extent(ds, &newsize));
     space = H5CALL(H5Dget_space(ds));
     H5CALL(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL));
     hid_t mem = H5CALL(H5Screate_simple(1, &count, NULL));
     hid_t t = h5_summary_type();
-    H5CALL(H5Dwrite(ds, t, mem, space, H5P_DEFAULT, h->rows));
+    h5_summary_row *rows = kn_xmalloc(in->n * sizeof *rows, "summary rows");
+    for (size_t i = 0; i < in->n; i++) rows[i] = in->v[i].row;
+    H5CALL(H5Dwrite(ds, t, mem, space, H5P_DEFAULT, rows));
+    free(rows);
     H5CALL(H5Tclose(t));
     H5CALL(H5Sclose(mem));
     H5CALL(H5Sclose(space));
@@ -837,22 +876,106 @@ static void publish_batch(h5out *h)
     H5CALL(H5Fclose(f));
     attn_kill_point("h5:after_close");
     tm[4] = cpu_s();
-    publish(h);
-    tm[5] = cpu_s();
-    unlock_file(h);
     if (getenv("ATTNSIM_H5_TRACE"))
         fprintf(stderr,
-                "attnsim: published %zu runs (%zu bytes appended), CPU time: copy %.3f s, encode "
-                "%.3f s, "
-                "write %.3f s, link %.3f s, summary+close %.3f s, fsync+rename %.3f s\n",
-                h->nruns, blob_len, tm[0] - t0, tm[1] - tm[0], tm[2] - tm[1], tm[3] - tm[2],
-                tm[4] - tm[3], tm[5] - tm[4]);
-    for (size_t i = 0; i < h->nruns; i++) h5rec_free(h->runs[i]);
-    h->nruns = 0;
-    h->batch_bytes = 0;
-    h->last_end = now_s();
-    h->last_cost = h->last_end - w0;
+                "attnsim: staged %zu runs (%zu bytes appended), CPU s: copy %.3f, encode %.3f, "
+                "write %.3f, link %.3f, summary+close %.3f\n",
+                in->n, len, tm[0] - t0, tm[1] - tm[0], tm[2] - tm[1], tm[3] - tm[2],
+                tm[4] - tm[3]);
+    for (size_t i = 0; i < in->n; i++) list_push(&h->staged, &in->v[i]);
+    in->n = in->bytes = 0;
+}
+
+/* Publishes the stage: with the file locked, the private copy replaces it (fsync, rename,
+ * fsync of the directory). If another writer published since the copy was made, the stage
+ * is made again from the new file (its records are kept until now for that). */
+static void stage_publish(h5out *h)
+{
+    if (!h->staged.n) return;
+    double w0 = now_s();
+    attn_kill_point("h5:publish");
+    lock_file(h);
+    attn_kill_point("h5:after_lock");
+    struct stat now;
+    int exists = stat(h->path, &now) == 0;
+    if (exists != h->copied_exists || (exists && !same_file(&now, &h->copied))) {
+        SYSCHECK(close(h->tmpfd));
+        unlink(tmp_path);
+        h->have_copy = 0;
+        run_list again = h->staged;
+        h->staged = (run_list){0};
+        stage_runs(h, &again);
+        free(again.v);
+    }
+    if (fsync(h->tmpfd) != 0)
+        attn_fail("fsync", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
+    SYSCHECK(close(h->tmpfd));
+    h->have_copy = 0;
+    attn_kill_point("h5:after_fsync");
+    if (rename(tmp_path, h->path) != 0)
+        attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path, strerror(errno));
+    tmp_path[0] = '\0';
+    attn_kill_point("h5:after_rename");
+    if (fsync(h->dirfd) != 0 && errno != EINVAL)
+        attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
+    unlock_file(h);
+    size_t freed = h->staged.bytes;
+    for (size_t i = 0; i < h->staged.n; i++) h5rec_free(h->staged.v[i].rec);
+    h->staged.n = h->staged.bytes = 0;
+    double w1 = now_s();
+    pthread_mutex_lock(&h->mu);
+    h->held_bytes -= freed;
+    h->last_end = w1;
+    h->last_cost = w1 - w0;
+    pthread_mutex_unlock(&h->mu);
+    if (getenv("ATTNSIM_H5_TRACE"))
+        fprintf(stderr, "attnsim: published (lock, fsync, rename: %.3f s)\n", w1 - w0);
     attn_kill_point("h5:published");
+}
+
+/* ---- the publisher --------------------------------------------------------------------------- */
+
+/* One round: stage what is queued; publish when asked. Returns 0 when closing and idle. */
+static int publisher_round(h5out *h, int wait)
+{
+    pthread_mutex_lock(&h->mu);
+    if (wait) {
+        /* stage in lots (~50 ms of runs), not run by run: each lot opens and closes the copy */
+        double t0 = now_s();
+        while (!h->publish_wanted && !h->closing && (h->queue.n < 4096)) {
+            if (h->queue.n && now_s() - t0 > 0.05) break;
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 10 * 1000 * 1000;
+            if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&h->work, &h->mu, &until);
+        }
+    }
+    run_list lot = h->queue;
+    h->queue = (run_list){0};
+    int publish = h->publish_wanted, closing = h->closing;
+    unsigned long wanted = h->wanted;
+    h->publish_wanted = 0;
+    pthread_mutex_unlock(&h->mu);
+
+    stage_runs(h, &lot);
+    free(lot.v);
+    if (publish) stage_publish(h);
+
+    pthread_mutex_lock(&h->mu);
+    if (publish) h->published = wanted;
+    int more = !closing || h->queue.n || h->publish_wanted;
+    pthread_cond_broadcast(&h->done);
+    pthread_mutex_unlock(&h->mu);
+    return more;
+}
+
+static void *publisher(void *arg)
+{
+    h5out *h = arg;
+    while (publisher_round(h, 1)) {
+    }
+    return NULL;
 }
 
 /* ---- the writer ------------------------------------------------------------------------------ */
@@ -872,9 +995,10 @@ h5out *h5out_open(const char *path, const attn_provenance *prov, double lock_tim
     split_base(h->path, h->base, sizeof h->base);
     h->prov = prov;
     h->lockfd = -1;
+    h->tmpfd = -1;
     h->lock_timeout_s = lock_timeout_s >= 0 ? lock_timeout_s : H5OUT_LOCK_TIMEOUT_DEFAULT;
     h->fixed_runs = (long)env_or("ATTNSIM_H5_BATCH", 0);
-    h->max_runs = (long)env_or("ATTNSIM_H5_BATCH_RUNS", 4096);
+    h->max_runs = (long)env_or("ATTNSIM_H5_BATCH_RUNS", 65536);
     h->max_s = env_or("ATTNSIM_H5_BATCH_SECONDS", 2.0);
     h->dirfd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (h->dirfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
@@ -888,10 +1012,26 @@ h5out *h5out_open(const char *path, const attn_provenance *prov, double lock_tim
         make_tmp_name(h);
         create_empty(h);
         attn_kill_point("h5:created");
-        publish(h);
+        fsync_path(tmp_path);
+        if (rename(tmp_path, h->path) != 0)
+            attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path,
+                      strerror(errno));
+        tmp_path[0] = '\0';
+        if (fsync(h->dirfd) != 0 && errno != EINVAL)
+            attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
     }
     unlock_file(h);
     h->last_end = now_s();
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->work, NULL);
+    pthread_cond_init(&h->done, NULL);
+    /* a publisher thread overlaps copying, encoding, linking and fsync with the sweep; it
+     * calls HDF5 while the sweep's thread may too, so only with a thread-safe library; a fixed
+     * batch size (ATTNSIM_H5_BATCH, for tests) publishes synchronously */
+    hbool_t safe = 0;
+    H5is_library_threadsafe(&safe);
+    h->threaded = safe && h->fixed_runs <= 0 && !getenv("ATTNSIM_H5_SYNC");
+    if (h->threaded && pthread_create(&h->thread, NULL, publisher, h) != 0) h->threaded = 0;
     return h;
 }
 
@@ -901,18 +1041,19 @@ h5node *h5out_run_begin(h5out *h)
     h->open_run = h5rec_new();
     h5node *g = h5rec_root(h->open_run);
     prov_write_run(g, h->prov);
-    if (h->nruns == 0) h->batch_t0 = now_s();
-    attn_kill_point("h5:after_begin");
+    if (h->batch_runs == 0) h->batch_t0 = now_s();
+    attn_kill_point("h5:after_group");
     return g;
 }
 
+/* Called with h->mu held. */
 static int batch_due(const h5out *h)
 {
-    if (h->fixed_runs > 0) return h->nruns >= (size_t)h->fixed_runs;
+    if (h->fixed_runs > 0) return h->batch_runs >= (size_t)h->fixed_runs;
     if (h->batch_bytes >= BATCH_MAX_BYTES) return 1;
     double t = now_s();
     if (t - h->last_end < 4 * h->last_cost) return 0; /* publishing: at most 1/5 of the time */
-    return h->nruns >= (size_t)h->max_runs || t - h->batch_t0 >= h->max_s;
+    return h->batch_runs >= (size_t)h->max_runs || t - h->batch_t0 >= h->max_s;
 }
 
 void h5out_run_commit(h5out *h, h5node *run, const h5_summary_row *row)
@@ -920,24 +1061,39 @@ void h5out_run_commit(h5out *h, h5node *run, const h5_summary_row *row)
     if (!h->open_run || run != h5rec_root(h->open_run))
         attn_fail("h5out_run_commit", __FILE__, __LINE__, "not the open run");
     h5_attr_i64(run, "complete", 1); /* written last */
-    if (h->nruns == h->cap) {
-        h->cap = h->cap ? 2 * h->cap : 64;
-        h->runs = realloc(h->runs, h->cap * sizeof *h->runs);
-        h->rows = realloc(h->rows, h->cap * sizeof *h->rows);
-        if (!h->runs || !h->rows) attn_fail("realloc", __FILE__, __LINE__, "batch of runs");
-    }
-    h->runs[h->nruns] = h->open_run;
-    h->rows[h->nruns] = *row;
-    h->nruns++;
-    h->batch_bytes += h5rec_bytes(h->open_run);
+    attn_kill_point("h5:after_complete");
+    run_item it = {h->open_run, *row};
     h->open_run = NULL;
-    attn_kill_point("h5:committed");
-    if (batch_due(h)) publish_batch(h);
+    size_t bytes = h5rec_bytes(it.rec);
+    pthread_mutex_lock(&h->mu);
+    list_push(&h->queue, &it);
+    h->held_bytes += bytes;
+    h->batch_runs++;
+    h->batch_bytes += bytes;
+    if (batch_due(h)) {
+        h->publish_wanted = 1;
+        h->wanted++;
+        h->batch_runs = h->batch_bytes = 0;
+    }
+    int publish = h->publish_wanted;
+    pthread_cond_signal(&h->work);
+    /* memory: at most two batches' records held (one being published, one being built) */
+    while (h->threaded && h->held_bytes > 2 * BATCH_MAX_BYTES) pthread_cond_wait(&h->done, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    if (!h->threaded && publish) publisher_round(h, 0);
 }
 
 void h5out_flush(h5out *h)
 {
-    if (h) publish_batch(h);
+    if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    h->publish_wanted = 1;
+    unsigned long want = ++h->wanted;
+    h->batch_runs = h->batch_bytes = 0;
+    pthread_cond_signal(&h->work);
+    while (h->threaded && h->published < want) pthread_cond_wait(&h->done, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    if (!h->threaded) publisher_round(h, 0);
 }
 
 void h5out_close(h5out *h)
@@ -945,9 +1101,21 @@ void h5out_close(h5out *h)
     if (!h) return;
     h5rec_free(h->open_run); /* a run that never committed */
     attn_kill_point("h5:close");
-    publish_batch(h);
-    free(h->runs);
-    free(h->rows);
+    pthread_mutex_lock(&h->mu);
+    h->publish_wanted = 1;
+    h->wanted++;
+    h->closing = 1;
+    pthread_cond_signal(&h->work);
+    pthread_mutex_unlock(&h->mu);
+    if (h->threaded)
+        pthread_join(h->thread, NULL);
+    else
+        publisher_round(h, 0);
+    free(h->queue.v);
+    free(h->staged.v);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->work);
+    pthread_cond_destroy(&h->done);
     close(h->dirfd);
     free(h);
 }
