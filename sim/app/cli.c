@@ -304,7 +304,7 @@ static const opt_info options[] = {
     {OPT_MACHINE_OUT, "machine-out", required_argument, "FILE",
      "machine file to write (else it is printed)"},
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
-     "store per-rank [P][F] arrays up to this P (above: per-phase maxima only)"},
+     "store per-rank [P][F] arrays up to this P (above: the rows of 64 evenly spaced ranks)"},
     {OPT_OUT, "out", required_argument, "FILE.h5",
      "HDF5 file to create or append to (schema attnsim/1; a symlink: the file it names)"},
     {OPT_LOCK_TIMEOUT, "lock-timeout", required_argument, "SECONDS",

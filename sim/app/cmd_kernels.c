@@ -16,6 +16,8 @@
 #include "commands.h"
 #include "fail.h"
 #include "h5out.h"
+#include "partition.h"
+#include "progress.h"
 #include "kernel_study.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "cuda_info.h"
@@ -458,6 +460,14 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
     return counts_match && (!r.checked || r.check_passed) && (!r.dram || r.dram_in_band);
 }
 
+/* FLOPs of a configuration's repetitions: every visible query-key pair of every head. */
+static double config_flops(const kernel_config *c, const attn_opts *o)
+{
+    double pairs = attn_tile_pairs(c->s.causal, (double)c->s.nq, (double)c->s.nk, 1);
+    return pairs * (double)c->s.batch * (double)c->s.heads *
+           (double)attn_pair_flops(c->s.d, strcmp(c->k->pass, "bwd") == 0) * (double)o->reps;
+}
+
 int kernels_options(int argc, char **argv, attn_opts *o)
 {
     collect_kernel_names();
@@ -504,6 +514,9 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     print_header(&o);
     const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
     long runs = 0, good = 0;
+    /* the sweep's configurations first: progress weighs each by its FLOPs */
+    kernel_config *cfg = NULL;
+    size_t ncfg = 0, cap = 0;
     for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
         if (!(o.dtypes & (1u << dt))) continue;
         for (size_t di = 0; di < o.head_dim.n; di++)
@@ -533,12 +546,27 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
                                                  causal,
                                                  NULL,
                                                  NULL};
-                                runs++;
-                                good += run_config(&c, &o, h);
+                                if (ncfg == cap) {
+                                    cap = cap ? 2 * cap : 64;
+                                    cfg = realloc(cfg, cap * sizeof *cfg);
+                                    if (!cfg) kn_fatal("realloc", "out of memory");
+                                }
+                                cfg[ncfg++] = c;
                             }
             }
     }
+    double total_flops = 0;
+    for (size_t i = 0; i < ncfg; i++) total_flops += config_flops(&cfg[i], &o);
+    progress prog;
+    progress_begin(&prog, "kernels", o.progress, (long)ncfg, total_flops, "FLOP");
+    for (size_t i = 0; i < ncfg; i++) {
+        runs++;
+        good += run_config(&cfg[i], &o, h);
+        progress_step(&prog, config_flops(&cfg[i], &o));
+    }
+    free(cfg);
     h5out_close(h);
+    progress_end(&prog);
     prov_free(&prov);
     int ok = good == runs;
     if (o.backend == BACKEND_CUDA)

@@ -17,6 +17,7 @@
 #include "fail.h"
 #include "h5out.h"
 #include "predict.h"
+#include "progress.h"
 #include "sweep.h"
 
 static const opt_id model_opts[] = {
@@ -32,7 +33,8 @@ static const cli_command model_cmd = {
     "described machine, without executing anything (docs/model.md). Defaults: --algo\n"
     "ring,a2d-no,a2d-o,ulysses --layout contiguous --procs 4,16,64 --seq 32k,128k --batch 1\n"
     "--heads 32 --head-dim 128 --causal=no --pass fwd --dtype bf16 --machine dgx-h100\n"
-    "--rank-arrays 4096; --grid: the square grid where P is a square, else auto.\n"
+    "--rank-arrays 4096 (above: per-rank arrays of 64 evenly spaced ranks); --grid: the square "
+    "grid where P is a square, else auto.\n"
     "Presets: a2d-paper-a100, a2d-paper-h100, dev-4gpu, dev-h100, dgx-a100, dgx-h100,\n"
     "h200-node (files in models/machines/, format in docs/machine.md).",
     model_opts,
@@ -129,6 +131,26 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     printf("# %-8s %-10s %-5s %7s %-9s %6s %4s %6s %-5s %10s %7s %-9s %14s  %s\n", "algo", "layout",
            "pass", "P", "grid", "N", "d", "causal", "dtype", "time", "vs_ring", "dominant",
            "max_sent_B", "phases");
+    /* progress: the work of a prediction grows with P (every rank is predicted) */
+    long total_runs = 0;
+    double total_work = 0;
+    for (int dt = 0; dt < 3; dt++)
+        for (size_t di = 0; di < o.head_dim.n; di++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t si = 0; si < o.seq.n; si++)
+                    for (size_t pi = 0; pi < o.procs.n; pi++)
+                        for (int a = 0; a < AM_NUM_ALGOS; a++) {
+                            am_config c;
+                            if (!(o.dtypes & (1u << dt)) || !(o.causal & (1u << causal)) ||
+                                !(o.algos & (1u << a)))
+                                continue;
+                            sweep_config(&o, &m, a, o.procs.v[pi], o.seq.v[si], o.head_dim.v[di],
+                                         causal, dt, 1, &c);
+                            if (am_validate(&c, err, sizeof err) == 0)
+                                total_runs++, total_work += (double)c.P;
+                        }
+    progress prog;
+    progress_begin(&prog, "model", o.progress, total_runs, total_work, "rank predictions");
     long rows = 0, skipped = 0;
     for (int dt = 0; dt < 3; dt++) {
         if (!(o.dtypes & (1u << dt))) continue;
@@ -194,24 +216,22 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                                 h5_attr_i64(g, "grid_auto", grid_auto);
                                 h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
                                 char why[160];
-                                snprintf(why, sizeof why,
-                                         "omitted: P = %llu is above "
-                                         "--rank-arrays %llu",
+                                snprintf(why, sizeof why, "P = %llu is above --rank-arrays %llu",
                                          (unsigned long long)c.P,
                                          (unsigned long long)o.rank_arrays);
-                                int32_t *map = keep ? rank_map_from_machine(&c, &m) : NULL;
-                                record_prediction(g, &pr, map, why);
-                                free(map);
+                                record_prediction(g, &pr, NULL, &m, 0, keep ? NULL : why);
                                 h5_summary_row row;
                                 summary_from_prediction(&row, "model", &pr, "none");
                                 h5out_run_commit(h, g, &row);
                             }
                             am_prediction_free(&pr);
+                            progress_step(&prog, (double)c.P);
                         }
                     }
             }
     }
     h5out_close(h);
+    progress_end(&prog);
     prov_free(&prov);
     printf("# %ld predictions%s; time: predicted total; vs_ring: ring (same layout) time over "
            "this time; *: grid chosen by --grid auto\n",

@@ -24,6 +24,7 @@
 #include "exec.h"
 #include "fail.h"
 #include "h5out.h"
+#include "progress.h"
 #include "predict.h"
 #include "ref_f64.h"
 #include "sweep.h"
@@ -50,7 +51,8 @@ static const cli_command run_cmd = {
     "--comm mpi stages device buffers through host memory (ranks may share a GPU), --comm nccl\n"
     "uses NCCL point-to-point (one rank per GPU). Defaults: --algo ring,a2d-no,a2d-o --layout\n"
     "contiguous --seq 512 --batch 1 --heads 4 --head-dim 32 --causal=no --pass fwd --dtype f32\n"
-    "(bf16 with --backend cuda) --backend cpu --comm mpi --machine dgx-h100 --seed 1 --reps 1;\n"
+    "(bf16 with --backend cuda) --backend cpu --comm mpi --machine dgx-h100 --seed 1 --reps 1\n"
+    "--rank-arrays 4096;\n"
     "--grid: the square grid (P must be a square) unless RxC or auto is given. --reps R runs the\n"
     "passes R times and reports the repetition of median total time (counts are per pass).",
     run_opts,
@@ -402,34 +404,55 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
             map[4 * r + 2] = (int32_t)grid_row((uint64_t)r, c->rows);
             map[4 * r + 3] = (int32_t)grid_col((uint64_t)r, c->rows);
         }
-        record_prediction(g, &pr, map, NULL);
-        hsize_t pf[2] = {(hsize_t)P, (hsize_t)F};
-        int64_t *a = kn_xmalloc((size_t)P * F * sizeof(int64_t) + 1, "measured");
-        double *tt = kn_xmalloc((size_t)P * F * sizeof(double) + 1, "measured");
+        /* above --rank-arrays the per-rank arrays keep the rows of evenly spaced ranks */
+        int thin = (uint64_t)P > env->o.rank_arrays;
+        char why[96];
+        snprintf(why, sizeof why, "P = %d is above --rank-arrays %llu", P,
+                 (unsigned long long)env->o.rank_arrays);
+        record_prediction(g, &pr, map, &m, thin, thin ? why : NULL);
+        uint64_t rows[RECORD_THIN_ROWS];
+        size_t R = thin ? record_thin_ranks((uint64_t)P, rows) : (size_t)P;
+#define ROW(i) ((int)(thin ? rows[i] : (uint64_t)(i)))
+        hsize_t pf[2] = {(hsize_t)R, (hsize_t)F};
+        int64_t *a = kn_xmalloc(R * (size_t)F * sizeof(int64_t) + 1, "measured");
+        double *tt = kn_xmalloc(R * (size_t)F * sizeof(double) + 1, "measured");
         static const char *const paths[3] = {"measured/bytes_sent", "measured/bytes_recv",
                                              "measured/messages"};
         static const char *const units[3] = {"bytes", "bytes", "messages"};
         for (int k = 0; k < 3; k++) {
-            for (int r = 0; r < P; r++)
-                for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].v[f][k];
+            for (size_t i = 0; i < R; i++)
+                for (int f = 0; f < F; f++) a[i * (size_t)F + f] = (int64_t)all[ROW(i)].v[f][k];
             h5_write(g, paths[k], H5T_NATIVE_INT64, 2, pf, a, units[k]);
         }
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].t[f];
+        for (size_t i = 0; i < R; i++)
+            for (int f = 0; f < F; f++) tt[i * (size_t)F + f] = all[ROW(i)].t[f];
         h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].start[f];
+        for (size_t i = 0; i < R; i++)
+            for (int f = 0; f < F; f++) tt[i * (size_t)F + f] = all[ROW(i)].start[f];
         h5_write(g, "measured/phase_start_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].end[f];
+        for (size_t i = 0; i < R; i++)
+            for (int f = 0; f < F; f++) tt[i * (size_t)F + f] = all[ROW(i)].end[f];
         h5_write(g, "measured/phase_end_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
         hsize_t fd[1] = {(hsize_t)F};
         h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, crit, "s");
-        /* who sent how much to whom (the monitoring cross-check compares these) */
-        hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
-        h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
-        h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp,
-                 env->peers + (size_t)P * P, "messages");
+        /* who sent how much to whom (the monitoring cross-check compares these): rows of the
+         * same ranks, every peer */
+        hsize_t pp[2] = {(hsize_t)R, (hsize_t)P};
+        uint64_t *peers = env->peers, *sel = NULL;
+        if (thin) {
+            sel = kn_xmalloc(2 * R * (size_t)P * sizeof(uint64_t), "peer rows");
+            for (int k = 0; k < 2; k++)
+                for (size_t i = 0; i < R; i++)
+                    memcpy(sel + ((size_t)k * R + i) * (size_t)P,
+                           env->peers + ((size_t)k * (size_t)P + (size_t)ROW(i)) * (size_t)P,
+                           (size_t)P * sizeof(uint64_t));
+            peers = sel;
+        }
+#undef ROW
+        h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, peers, "bytes");
+        h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp, peers + R * (size_t)P,
+                 "messages");
+        free(sel);
         h5_summary_row row;
         summary_from_prediction(&row, "distributed", &pr, cli_backend_names[env->o.backend]);
         row.check_passed = checked ? passed : -1;
@@ -440,6 +463,17 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
     }
     am_prediction_free(&pr);
     return valid;
+}
+
+/* Attention FLOPs a run executes: every visible pair of every head, its repetitions. */
+static double run_flops(const attn_opts *o, uint64_t N, uint64_t d, int causal)
+{
+    double pairs =
+        attn_tile_pairs(causal, (double)N, (double)N, 1) * (double)o->batch * (double)o->heads;
+    double per = o->pass == AM_BWD     ? (double)attn_pair_flops(d, 1)
+                 : o->pass == AM_TRAIN ? (double)(attn_pair_flops(d, 0) + attn_pair_flops(d, 1))
+                                       : (double)attn_pair_flops(d, 0);
+    return pairs * per * (double)(o->reps ? o->reps : 1);
 }
 
 /* One configuration on every rank; returns 1 when valid (same answer on every rank). */
@@ -605,6 +639,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     o->backend = BACKEND_CPU, o->comm = COMM_MPI;
     o->machine = "dgx-h100";
     o->seed = 1;
+    o->rank_arrays = 4096;
     int rc = cli_parse(&run_cmd, argc, argv, o);
     if (rc == 0) rc = validate(&env);
 #ifdef ATTNSIM_HAVE_CUDA
@@ -649,13 +684,21 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                                          : "point-to-point rings staged through host memory",
                env.m.name);
     }
-    int total = 0;
+    /* progress (rank 0): the work of a run is the attention FLOPs of its repetitions */
+    long total = 0;
+    double total_flops = 0;
     for (int dt = 0; dt < 3; dt++)
-        for (int causal = 0; causal < 2; causal++)
-            for (int a = 0; a < AM_NUM_ALGOS; a++)
-                total += ((o->dtypes >> dt) & 1) * ((o->causal >> causal) & 1) *
-                         ((o->algos >> a) & 1) * (int)(o->head_dim.n * o->seq.n);
-    double sweep_t0 = MPI_Wtime();
+        for (size_t di = 0; di < o->head_dim.n; di++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t si = 0; si < o->seq.n; si++)
+                    for (int a = 0; a < AM_NUM_ALGOS; a++)
+                        if (((o->dtypes >> dt) & 1) && ((o->causal >> causal) & 1) &&
+                            ((o->algos >> a) & 1))
+                            total++, total_flops +=
+                                     run_flops(o, o->seq.v[si], o->head_dim.v[di], causal);
+    progress prog;
+    progress_begin(&prog, "run", o->progress && env.rank == 0, total, total_flops, "FLOP");
+    if (env.rank != 0) prog.on = 0;
     for (int dt = 0; dt < 3; dt++) {
         if (!(o->dtypes & (1u << dt))) continue;
         for (size_t di = 0; di < o->head_dim.n; di++)
@@ -664,18 +707,12 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                 for (size_t si = 0; si < o->seq.n; si++)
                     for (int a = 0; a < AM_NUM_ALGOS; a++) {
                         if (!(o->algos & (1u << a))) continue;
-                        if (runs > 0 && env.rank == 0) { /* progress of a sweep, on stderr */
-                            double el = MPI_Wtime() - sweep_t0;
-                            fprintf(stderr,
-                                    "attnsim run: progress %d/%d runs, %.1f s elapsed, "
-                                    "~%.1f s remaining\n",
-                                    runs, total, el, el / runs * (total - runs));
-                        }
                         am_config c;
                         sweep_config(o, &env.m, a, (uint64_t)env.P, o->seq.v[si], o->head_dim.v[di],
                                      causal, dt, 0, &c);
                         ok &= run_one(&env, &c, (kn_dtype)dt);
                         runs++;
+                        progress_step(&prog, run_flops(o, c.N, c.head_dim, causal));
                     }
             }
     }
@@ -685,6 +722,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                   : "some run is INVALID (see above)");
         if (o->out) printf("# wrote %d runs to %s\n", runs, o->out);
         h5out_close(env.h);
+        progress_end(&prog);
         prov_free(&env.prov);
         free(env.node_of);
         free(hosts);

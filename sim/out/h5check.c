@@ -2,12 +2,18 @@
  * process (h5out_check_existing): it may leave HDF5 objects open on a damaged file. */
 #include "h5check.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "h5enc.h"
 #include "h5out.h"
 
 #define ACCEPTED "accepted: a new path or an intact attnsim/1 file"
@@ -29,10 +35,209 @@ __attribute__((format(printf, 2, 3))) static int damaged(const ctx *c, const cha
     return -1;
 }
 
+/* ---- a direct reader of version-2 object headers -----------------------------------------------
+ * Opening ~15 objects of each run through the library costs ~100 us a run: seconds for a
+ * 100,000-run file. The objects attnsim writes (h5enc.h, and the library's with the 1.8 format)
+ * are version-2 headers with their messages in one chunk; those are read here from a memory
+ * map, their checksums verified. Anything else (version-1 headers, continuation chunks, dense
+ * attribute or link storage, shared messages) is checked through the library instead
+ * (RAW_OTHER). */
+
+#define RAW_OTHER (-2)
+
+typedef struct {
+    const unsigned char *p;
+    uint64_t size;
+    /* the last global heap collection read: offsets of its objects */
+    uint64_t coll;
+    uint64_t *obj_off, *obj_len;
+    size_t nobj;
+} rawfile;
+
+typedef struct {
+    const unsigned char *msgs, *end; /* the messages of chunk 0 */
+    int crt_order;                   /* messages carry a creation order field */
+} rawhdr;
+
+static uint64_t le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* 0, RAW_OTHER, or -1 (damaged: a bad checksum or a header outside the file) */
+static int raw_header(const rawfile *f, uint64_t addr, rawhdr *h)
+{
+    if (addr >= f->size || f->size - addr < 16) return -1;
+    const unsigned char *p = f->p + addr;
+    if (memcmp(p, "OHDR", 4) != 0) return RAW_OTHER; /* version 1 */
+    if (p[4] != 2) return -1;
+    int flags = p[5];
+    size_t at = 6 + (flags & 0x20 ? 16 : 0) + (flags & 0x10 ? 4 : 0);
+    int sf = 1 << (flags & 3);
+    if (addr + at + (size_t)sf > f->size) return -1;
+    uint64_t chunk = le(p + at, sf);
+    at += (size_t)sf;
+    if (chunk > f->size || addr + at + chunk + 4 > f->size) return -1;
+    if (h5enc_checksum(p, at + chunk) != (uint32_t)le(p + at + chunk, 4)) return -1;
+    h->msgs = p + at;
+    h->end = p + at + chunk;
+    h->crt_order = (flags & 0x04) != 0;
+    return 0;
+}
+
+/* Iterates the messages: *type, *data, *len; returns 1 while there are more, RAW_OTHER for a
+ * continuation or shared message, 0 at the end. */
+static int raw_next(const rawhdr *h, const unsigned char **cur, int *type,
+                    const unsigned char **data, size_t *len)
+{
+    size_t head = 4 + (h->crt_order ? 2 : 0);
+    while (*cur + head <= h->end) {
+        const unsigned char *m = *cur;
+        *type = m[0];
+        *len = (size_t)le(m + 1, 2);
+        int mflags = m[3];
+        *data = m + head;
+        if (*data + *len > h->end) return RAW_OTHER;
+        *cur = *data + *len;
+        if (*type == 0x10 || (mflags & 0x02)) return RAW_OTHER; /* continuation, shared */
+        if (*type == 0x15) return RAW_OTHER;                    /* attribute info: dense */
+        if (*type != 0) return 1;
+    }
+    return 0;
+}
+
+/* The string stored in the global heap at (coll, idx): *s, *n. */
+static int raw_heap(rawfile *f, uint64_t coll, uint32_t idx, const char **s, size_t *n)
+{
+    if (coll != f->coll) {
+        if (coll >= f->size || f->size - coll < 16 || memcmp(f->p + coll, "GCOL", 4) != 0)
+            return -1;
+        uint64_t size = le(f->p + coll + 8, 8);
+        if (size < 16 || size > f->size - coll) return -1;
+        f->nobj = 0;
+        for (uint64_t at = 16; at + 16 <= size;) {
+            const unsigned char *o = f->p + coll + at;
+            uint64_t i = le(o, 2), len = le(o + 8, 8);
+            if (i == 0) break; /* free space */
+            if (len > size - at - 16) return -1;
+            if (i >= f->nobj) {
+                size_t want = (size_t)i + 1;
+                uint64_t *a = realloc(f->obj_off, want * sizeof *a),
+                         *b = a ? realloc(f->obj_len, want * sizeof *b) : NULL;
+                if (!a || !b) return -1;
+                f->obj_off = a, f->obj_len = b;
+                for (size_t k = f->nobj; k < want; k++) f->obj_off[k] = 0;
+                f->nobj = want;
+            }
+            f->obj_off[i] = coll + at + 16;
+            f->obj_len[i] = len;
+            at += 16 + ((len + 7) & ~(uint64_t)7);
+        }
+        f->coll = coll;
+    }
+    if (idx >= f->nobj || !f->obj_off[idx]) return -1;
+    *s = (const char *)f->p + f->obj_off[idx];
+    *n = (size_t)f->obj_len[idx];
+    return 0;
+}
+
+typedef struct {
+    int cls, size, sign, vlen_str;
+    const unsigned char *data;
+    uint64_t npoints;
+} rawattr;
+
+/* Decodes a dataspace message: rank and dims; returns 0 or RAW_OTHER. */
+static int raw_dspace(const unsigned char *d, size_t len, int *rank, hsize_t *dims)
+{
+    if (len < 4) return RAW_OTHER;
+    int version = d[0], r = d[1];
+    if (r > H5S_MAX_RANK) return RAW_OTHER;
+    size_t at = version == 1 ? 8 : version == 2 ? 4 : 0;
+    if (!at || at + 8 * (size_t)r > len) return RAW_OTHER;
+    if (version == 2 && d[3] == 2) return RAW_OTHER; /* null dataspace */
+    for (int i = 0; i < r; i++) dims[i] = le(d + at + 8 * (size_t)i, 8);
+    *rank = r;
+    return 0;
+}
+
+/* 1 found, 0 absent, RAW_OTHER */
+static int raw_attr(const rawhdr *h, const char *name, rawattr *a)
+{
+    const unsigned char *cur = h->msgs, *d;
+    int type, r;
+    size_t len, want = strlen(name) + 1;
+    while ((r = raw_next(h, &cur, &type, &d, &len)) == 1) {
+        if (type != 0x0c) continue;
+        if (len < 9 || d[0] != 3 || (d[1] & 3)) return RAW_OTHER;
+        size_t nsz = (size_t)le(d + 2, 2), tsz = (size_t)le(d + 4, 2), ssz = (size_t)le(d + 6, 2);
+        if (9 + nsz + tsz + ssz > len || nsz != want || memcmp(d + 9, name, want) != 0) continue;
+        const unsigned char *t = d + 9 + nsz, *sp = t + tsz;
+        if (tsz < 8) return RAW_OTHER;
+        a->cls = t[0] & 0x0f;
+        a->size = (int)le(t + 4, 4);
+        a->sign = (t[1] & 0x08) != 0;
+        a->vlen_str = a->cls == 9 && (t[1] & 0x0f) == 1;
+        int rank;
+        hsize_t dims[H5S_MAX_RANK];
+        if (raw_dspace(sp, ssz, &rank, dims)) return RAW_OTHER;
+        a->npoints = 1;
+        for (int i = 0; i < rank; i++) a->npoints *= dims[i];
+        a->data = sp + ssz;
+        uint64_t need = a->npoints * (uint64_t)a->size;
+        if (a->data + need > d + len) return RAW_OTHER;
+        return 1;
+    }
+    return r == RAW_OTHER ? RAW_OTHER : 0;
+}
+
+/* The hard link `name` of a group header: *addr. 1 found, 0 absent, RAW_OTHER (dense links, a
+ * soft or external link). */
+static int raw_link(const rawhdr *h, const char *name, size_t nlen, uint64_t *addr)
+{
+    const unsigned char *cur = h->msgs, *d;
+    int type, r;
+    size_t len;
+    while ((r = raw_next(h, &cur, &type, &d, &len)) == 1) {
+        if (type == 0x02 && len >= 10) { /* link info: dense storage when a heap is named */
+            size_t at = 2 + (d[1] & 1 ? 8 : 0);
+            if (at + 8 <= len && le(d + at, 8) != UINT64_MAX) return RAW_OTHER;
+        }
+        if (type != 0x06 || len < 3 || d[0] != 1) continue;
+        int fl = d[1];
+        size_t at = 2;
+        int ltype = 0;
+        if (fl & 0x08) ltype = d[at++];
+        if (fl & 0x04) at += 8;
+        if (fl & 0x10) at++;
+        int lsz = 1 << (fl & 3);
+        if (at + (size_t)lsz > len) return RAW_OTHER;
+        uint64_t n = le(d + at, lsz);
+        at += (size_t)lsz;
+        if (at + n > len) return RAW_OTHER;
+        if (n != nlen || memcmp(d + at, name, nlen) != 0) continue;
+        if (ltype != 0 || at + n + 8 > len) return RAW_OTHER;
+        *addr = le(d + at + n, 8);
+        return 1;
+    }
+    return r == RAW_OTHER ? RAW_OTHER : 0;
+}
+
+/* ---- a run seen through the library or directly
+ * -------------------------------------------------- */
+
+typedef struct {
+    hid_t g;     /* the library's handle, or -1 */
+    rawfile *rf; /* the direct reader's file (g < 0) */
+    rawhdr root;
+} view;
+
 /* ---- attributes ------------------------------------------------------------------------------ */
 
 /* 1: read, 0: absent, -1: present but not a string */
-static int attr_str(hid_t loc, const char *name, char *buf, size_t n)
+static int lib_attr_str(hid_t loc, const char *name, char *buf, size_t n)
 {
     if (H5Aexists(loc, name) <= 0) return 0;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
@@ -68,7 +273,7 @@ static int attr_str(hid_t loc, const char *name, char *buf, size_t n)
 }
 
 /* 1: read, 0: absent, -1: present but not one integer */
-static int attr_i64(hid_t loc, const char *name, long long *v)
+static int lib_attr_i64(hid_t loc, const char *name, long long *v)
 {
     if (H5Aexists(loc, name) <= 0) return 0;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
@@ -92,7 +297,7 @@ typedef struct {
 } shape;
 
 /* 1: a dataset (its shape in *s), 0: absent, -1: something else is there */
-static int dataset_shape(hid_t run, const char *path, shape *s)
+static int lib_shape(hid_t run, const char *path, shape *s)
 {
     char part[256];
     for (const char *p = path; (p = strchr(p, '/')) != NULL; p++) {
@@ -124,13 +329,79 @@ static void shape_text(const shape *s, char *buf, size_t n)
         len += (size_t)snprintf(buf + len, n - len, "[%llu]", (unsigned long long)s->dims[i]);
 }
 
+/* Through the view: 1 read, 0 absent, -1 present but not a string / integer / readable
+ * dataset, RAW_OTHER: read it through the library. */
+static int attr_str(view *v, const char *name, char *buf, size_t n)
+{
+    if (v->g >= 0) return lib_attr_str(v->g, name, buf, n);
+    rawattr a;
+    int r = raw_attr(&v->root, name, &a);
+    if (r != 1) return r;
+    if (a.npoints != 1) return -1;
+    if (a.vlen_str) {
+        const char *str;
+        size_t len;
+        if (a.size != 16) return RAW_OTHER;
+        if (raw_heap(v->rf, le(a.data + 4, 8), (uint32_t)le(a.data + 12, 4), &str, &len) ||
+            len != le(a.data, 4))
+            return -1;
+        snprintf(buf, n, "%.*s", (int)len, str);
+        return 1;
+    }
+    if (a.cls != 3) return -1;
+    snprintf(buf, n, "%.*s", a.size, (const char *)a.data);
+    return 1;
+}
+
+static int attr_i64(view *v, const char *name, long long *val)
+{
+    if (v->g >= 0) return lib_attr_i64(v->g, name, val);
+    rawattr a;
+    int r = raw_attr(&v->root, name, &a);
+    if (r != 1) return r;
+    if (a.cls != 0 || a.npoints != 1 || a.size < 1 || a.size > 8) return -1;
+    uint64_t u = le(a.data, a.size);
+    if (a.sign && a.size < 8 && (u >> (8 * a.size - 1)) & 1) u |= ~(uint64_t)0 << (8 * a.size);
+    *val = (long long)u;
+    return 1;
+}
+
+static int dataset_shape(view *v, const char *path, shape *s)
+{
+    if (v->g >= 0) return lib_shape(v->g, path, s);
+    rawhdr h = v->root;
+    for (const char *p = path;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        uint64_t addr;
+        int r = raw_link(&h, p, len, &addr);
+        if (r != 1) return r;
+        if ((r = raw_header(v->rf, addr, &h)) != 0) return r;
+        if (!slash) break;
+        p = slash + 1;
+    }
+    const unsigned char *cur = h.msgs, *d;
+    int type, r, have_layout = 0, have_space = 0;
+    size_t len;
+    while ((r = raw_next(&h, &cur, &type, &d, &len)) == 1) {
+        if (type == 0x08) have_layout = 1;
+        if (type == 0x01) {
+            if (raw_dspace(d, len, &s->rank, s->dims)) return RAW_OTHER;
+            have_space = 1;
+        }
+    }
+    if (r == RAW_OTHER) return RAW_OTHER;
+    return have_layout && have_space ? 1 : -1;
+}
+
 /* The dataset at path, if present, has `rank` dims equal to want[] (0 in want: any). */
-static int expect(const ctx *c, hid_t run, const char *name, const char *path, int rank,
+static int expect(const ctx *c, view *run, const char *name, const char *path, int rank,
                   const hsize_t *want, const char *because)
 {
     shape s;
     int r = dataset_shape(run, path, &s);
     if (r == 0) return 0;
+    if (r == RAW_OTHER) return RAW_OTHER;
     if (r < 0) return damaged(c, "/runs/%s/%s is not a readable dataset", name, path);
     int ok = s.rank == rank;
     for (int i = 0; ok && i < rank; i++) ok = !want[i] || s.dims[i] == want[i];
@@ -146,14 +417,23 @@ static int expect(const ctx *c, hid_t run, const char *name, const char *path, i
 
 /* ---- one run --------------------------------------------------------------------------------- */
 
-static int check_distributed(const ctx *c, hid_t g, const char *name)
+/* 0 on RAW_OTHER passes the request to read the run through the library */
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        int r_ = (call);                                                                           \
+        if (r_ == RAW_OTHER) return RAW_OTHER;                                                     \
+        if (r_) return -1;                                                                         \
+    } while (0)
+
+static int check_distributed(const ctx *c, view *g, const char *name)
 {
     long long P = 0;
-    if (attr_i64(g, "P", &P) != 1 || P < 1)
-        return damaged(c, "run %s has no valid attribute P", name);
+    int r = attr_i64(g, "P", &P);
+    if (r == RAW_OTHER) return RAW_OTHER;
+    if (r != 1 || P < 1) return damaged(c, "run %s has no valid attribute P", name);
     shape ph;
-    if (dataset_shape(g, "phases", &ph) != 1 || ph.rank != 1)
-        return damaged(c, "run %s has no 1-D dataset 'phases'", name);
+    if ((r = dataset_shape(g, "phases", &ph)) == RAW_OTHER) return RAW_OTHER;
+    if (r != 1 || ph.rank != 1) return damaged(c, "run %s has no 1-D dataset 'phases'", name);
     hsize_t F = ph.dims[0], p3[1] = {3}, f1[1] = {F};
     char why[80];
     snprintf(why, sizeof why, "%llu phases, P = %lld", (unsigned long long)F, P);
@@ -162,16 +442,16 @@ static int check_distributed(const ctx *c, hid_t g, const char *name)
         "predicted/phase_time_s",        "predicted/phase_term",     "predicted/phase_inter_node",
         "measured/critical_path_phase_s"};
     for (size_t i = 0; i < sizeof per_phase / sizeof *per_phase; i++)
-        if (expect(c, g, name, per_phase[i], 1, f1, why)) return -1;
-    if (expect(c, g, name, "predicted/total_time_s", 0, NULL, why) ||
-        expect(c, g, name, "predicted/critical_path_s", 1, p3, "latency, bandwidth, compute"))
-        return -1;
+        TRY(expect(c, g, name, per_phase[i], 1, f1, why));
+    TRY(expect(c, g, name, "predicted/total_time_s", 0, NULL, why));
+    TRY(expect(c, g, name, "predicted/critical_path_s", 1, p3, "latency, bandwidth, compute"));
     /* per-rank arrays: R rows, R = P, or fewer when thinned */
     char note[200] = "";
-    attr_str(g, "per_rank_arrays", note, sizeof note);
+    if (attr_str(g, "per_rank_arrays", note, sizeof note) == RAW_OTHER) return RAW_OTHER;
     int thinned = !strncmp(note, "thinned", 7);
     shape rk;
     int have = dataset_shape(g, "ranks", &rk);
+    if (have == RAW_OTHER) return RAW_OTHER;
     hsize_t R = 0;
     if (have < 0 || (have && (rk.rank != 2 || rk.dims[1] != 4)))
         return damaged(c, "/runs/%s/ranks is not a [R][4] dataset", name);
@@ -191,17 +471,18 @@ static int check_distributed(const ctx *c, hid_t g, const char *name)
         hsize_t rf[2] = {R, peers ? (hsize_t)P : F};
         if (!have) {
             shape s;
-            if (dataset_shape(g, per_rank[i], &s) != 0)
+            if ((r = dataset_shape(g, per_rank[i], &s)) == RAW_OTHER) return RAW_OTHER;
+            if (r != 0)
                 return damaged(c, "/runs/%s/%s is a per-rank array but the run has no 'ranks'",
                                name, per_rank[i]);
             continue;
         }
-        if (expect(c, g, name, per_rank[i], 2, rf, why)) return -1;
+        TRY(expect(c, g, name, per_rank[i], 2, rf, why));
     }
     return 0;
 }
 
-static int check_kernel(const ctx *c, hid_t g, const char *name)
+static int check_kernel(const ctx *c, view *g, const char *name)
 {
     static const char *const scalars[] = {"measured/hbm_bytes_read",
                                           "measured/hbm_bytes_written",
@@ -218,7 +499,7 @@ static int check_kernel(const ctx *c, hid_t g, const char *name)
                                           "predicted/floor_time_s",
                                           "predicted/busiest_cta_tiles"};
     for (size_t i = 0; i < sizeof scalars / sizeof *scalars; i++)
-        if (expect(c, g, name, scalars[i], 0, NULL, "one value per run")) return -1;
+        TRY(expect(c, g, name, scalars[i], 0, NULL, "one value per run"));
     hsize_t any[1] = {0};
     return expect(c, g, name, "measured/time_s_reps", 1, any, "one time per repetition");
 }
@@ -351,8 +632,61 @@ static int is_attnsim_kind(const char *kind)
            !strcmp(kind, "calibration");
 }
 
-static int check_runs(const ctx *c, hid_t f, hid_t runs, run_list *l, const long long *ids,
-                      size_t nrows)
+/* One run, read directly (raw) or through the library: 0, -1 (damaged, said), RAW_OTHER. */
+static int check_run(const ctx *c, hid_t f, rawfile *rf, const char *name, haddr_t addr, int listed,
+                     int raw)
+{
+    view v = {-1, rf, {0}};
+    if (raw) {
+        int r = rf ? raw_header(rf, addr, &v.root) : RAW_OTHER;
+        if (r == -1)
+            return damaged(c,
+                           "the object header of /runs/%s fails its checksum or lies outside "
+                           "the file",
+                           name);
+        if (r) return RAW_OTHER;
+        const unsigned char *cur = v.root.msgs, *d;
+        int type, k;
+        size_t len, is_group = 0;
+        while ((k = raw_next(&v.root, &cur, &type, &d, &len)) == 1) is_group |= type == 0x02;
+        if (k == RAW_OTHER || !is_group) return RAW_OTHER; /* the library names what it is */
+    } else {
+        v.g = H5Oopen_by_addr(f, addr);
+        if (v.g < 0) return damaged(c, "/runs/%s cannot be opened", name);
+        H5I_type_t t = H5Iget_type(v.g);
+        if (t != H5I_GROUP) {
+            H5Oclose(v.g);
+            return damaged(c, "/runs/%s is not a run (a %s, not a group)", name,
+                           t == H5I_DATASET ? "dataset" : "named datatype");
+        }
+    }
+    char kind[64] = "";
+    long long complete = 0;
+    int rk = attr_str(&v, "kind", kind, sizeof kind);
+    int rc = rk == RAW_OTHER ? RAW_OTHER : attr_i64(&v, "complete", &complete);
+    int bad = 0;
+    if (rk == RAW_OTHER || rc == RAW_OTHER)
+        bad = RAW_OTHER;
+    else if (rk != 1)
+        bad = damaged(c, "/runs/%s is not a run (no string attribute 'kind')", name);
+    else if (rc < 0)
+        bad = damaged(c, "/runs/%s has an attribute 'complete' that is not an integer", name);
+    else if (complete != 1 && listed)
+        bad = damaged(c, "/summary lists run %s, which is not complete", name);
+    else if (complete == 1 && is_attnsim_kind(kind) && !listed)
+        bad = damaged(c, "run %s (kind %s) is complete but /summary has no row for it", name, kind);
+    else if (complete == 1 && (!strcmp(kind, "distributed") || !strcmp(kind, "model")))
+        bad = check_distributed(c, &v, name);
+    else if (complete == 1 && !strcmp(kind, "kernel"))
+        bad = check_kernel(c, &v, name);
+    else if (complete == 1 && !strcmp(kind, "calibration"))
+        bad = raw ? RAW_OTHER : check_calibration(c, v.g, name);
+    if (v.g >= 0) H5Oclose(v.g);
+    return bad;
+}
+
+static int check_runs(const ctx *c, hid_t f, rawfile *rf, hid_t runs, run_list *l,
+                      const long long *ids, size_t nrows)
 {
     if (H5Literate(runs, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_run, l) < 0 && !l->bad)
         return damaged(c, "the members of /runs cannot be listed");
@@ -375,37 +709,9 @@ static int check_runs(const ctx *c, hid_t f, hid_t runs, run_list *l, const long
                            r);
     }
     for (size_t i = 0; i < l->n; i++) {
-        const char *name = l->v[i].name;
-        hid_t g = H5Oopen_by_addr(f, l->v[i].addr);
-        if (g < 0) return damaged(c, "/runs/%s cannot be opened", name);
-        H5I_type_t t = H5Iget_type(g);
-        if (t != H5I_GROUP) {
-            H5Oclose(g);
-            return damaged(c, "/runs/%s is not a run (a %s, not a group)", name,
-                           t == H5I_DATASET ? "dataset" : "named datatype");
-        }
-        char kind[64] = "";
-        long long complete = 0;
-        int rk = attr_str(g, "kind", kind, sizeof kind);
-        int rc = attr_i64(g, "complete", &complete);
-        int bad = 0;
-        if (rk != 1)
-            bad = damaged(c, "/runs/%s is not a run (no string attribute 'kind')", name);
-        else if (rc < 0)
-            bad = damaged(c, "/runs/%s has an attribute 'complete' that is not an integer", name);
-        else if (complete != 1 && l->v[i].listed)
-            bad = damaged(c, "/summary lists run %s, which is not complete", name);
-        else if (complete == 1 && is_attnsim_kind(kind) && !l->v[i].listed)
-            bad = damaged(c, "run %s (kind %s) is complete but /summary has no row for it", name,
-                          kind);
-        else if (complete == 1 && (!strcmp(kind, "distributed") || !strcmp(kind, "model")))
-            bad = check_distributed(c, g, name);
-        else if (complete == 1 && !strcmp(kind, "kernel"))
-            bad = check_kernel(c, g, name);
-        else if (complete == 1 && !strcmp(kind, "calibration"))
-            bad = check_calibration(c, g, name);
-        H5Oclose(g);
-        if (bad) return -1;
+        int r = check_run(c, f, rf, l->v[i].name, l->v[i].addr, l->v[i].listed, 1);
+        if (r == RAW_OTHER) r = check_run(c, f, rf, l->v[i].name, l->v[i].addr, l->v[i].listed, 0);
+        if (r) return -1;
     }
     return 0;
 }
@@ -414,7 +720,7 @@ static int check_open_file(const ctx *c, hid_t f)
 {
     const char *path = c->path;
     char schema[64] = "(none)";
-    attr_str(f, "schema", schema, sizeof schema);
+    lib_attr_str(f, "schema", schema, sizeof schema);
     if (strcmp(schema, H5OUT_SCHEMA) != 0)
         return snprintf(c->err, c->errlen,
                         "'%s' is an HDF5 file of another schema ('%s'); accepted: a new "
@@ -465,7 +771,20 @@ static int check_open_file(const ctx *c, hid_t f)
     }
     hid_t runs = H5Gopen2(f, "runs", H5P_DEFAULT);
     run_list l = {c, NULL, 0, 0, 0};
-    int rc = runs < 0 ? damaged(c, "/runs cannot be opened") : check_runs(c, f, runs, &l, ids, n);
+    /* the runs are read directly from a memory map where their headers allow */
+    rawfile rf = {NULL, 0, UINT64_MAX, NULL, NULL, 0};
+    int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) rf.p = m, rf.size = (uint64_t)st.st_size;
+    }
+    if (fd >= 0) close(fd);
+    int rc = runs < 0 ? damaged(c, "/runs cannot be opened")
+                      : check_runs(c, f, rf.p ? &rf : NULL, runs, &l, ids, n);
+    if (rf.p) munmap((void *)rf.p, (size_t)rf.size);
+    free(rf.obj_off);
+    free(rf.obj_len);
     if (runs >= 0) H5Gclose(runs);
     free(l.v);
     free(ids);

@@ -27,7 +27,7 @@
 #include "h5enc.h"
 #include "kn_common.h"
 
-#define BATCH_MAX_BYTES ((size_t)256 << 20) /* a batch's records are published beyond this */
+#define BATCH_MAX_BYTES ((size_t)256 << 20) /* records waiting for the publisher, at most */
 
 /* ---- superblock: where the file's data ends ---------------------------------------------------
  */
@@ -71,15 +71,18 @@ struct h5out {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
-    run_list queue;        /* committed, not yet staged */
-    int publish_wanted;    /* publish once the queue is staged */
-    int closing;           /* the publisher ends when idle */
-    size_t held_bytes;     /* records queued or staged (memory bound) */
+    run_list queue;                  /* committed, not yet staged */
+    int publish_wanted;              /* publish once the queue is staged */
+    int closing;                     /* the publisher ends when idle */
+    size_t held_bytes;               /* records queued, not yet staged (memory bound) */
     unsigned long wanted, published; /* publications requested and done */
     double last_end, last_cost;      /* when the previous publication ended, what it took */
 
-    /* the stage (the publisher's): runs appended to the private copy, not yet published */
-    run_list staged;
+    /* the stage (the publisher's): runs appended to the private copy, not yet published (their
+     * summary rows; run holds the number they have in the copy) */
+    h5_summary_row *staged;
+    size_t nstaged, cap_staged;
+    double copy_s; /* what making the copy took */
     int have_copy, tmpfd;
     uint64_t append_at;
     superblock sb;
@@ -91,10 +94,12 @@ struct h5out {
  * the signal handler may only call unlink on it); the lock file likewise. */
 static char tmp_path[PATH_MAX + NAME_MAX + 160];
 static char lock_path[PATH_MAX + NAME_MAX + 160];
+static char stale_path[PATH_MAX + NAME_MAX + 170];
 
 static void remove_tmp(void)
 {
     if (tmp_path[0]) unlink(tmp_path);
+    if (stale_path[0]) unlink(stale_path);
     if (lock_path[0]) unlink(lock_path);
 }
 
@@ -753,7 +758,8 @@ static int64_t next_run_id(hid_t runs)
     return next;
 }
 
-/* ---- the stage: runs appended to the private copy --------------------------------------------- */
+/* ---- the stage: runs appended to the private copy ---------------------------------------------
+ */
 
 static void list_push(run_list *l, const run_item *it)
 {
@@ -776,6 +782,7 @@ static int same_file(const struct stat *a, const struct stat *b)
 /* The private copy of the file as it is now (a new empty file if it was removed). */
 static void stage_copy(h5out *h)
 {
+    double t0 = now_s();
     make_tmp_name(h);
     h->copied_exists = stat(h->path, &h->copied) == 0;
     if (h->copied_exists)
@@ -786,6 +793,38 @@ static void stage_copy(h5out *h)
     h->tmpfd = open(tmp_path, O_RDWR | O_CLOEXEC);
     if (h->tmpfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
     h->have_copy = 1;
+    h->copy_s = now_s() - t0;
+}
+
+static void staged_push(h5out *h, const h5_summary_row *row)
+{
+    if (h->nstaged == h->cap_staged) {
+        h->cap_staged = h->cap_staged ? 2 * h->cap_staged : 256;
+        h->staged = realloc(h->staged, h->cap_staged * sizeof *h->staged);
+        if (!h->staged) attn_fail("realloc", __FILE__, __LINE__, "summary rows");
+    }
+    h->staged[h->nstaged++] = *row;
+}
+
+/* Appends rows to /summary of the open file f. */
+static void summary_append(hid_t f, const h5_summary_row *rows, size_t nrows)
+{
+    hid_t ds = H5CALL(H5Dopen2(f, "summary", H5P_DEFAULT));
+    hid_t space = H5CALL(H5Dget_space(ds));
+    hsize_t n;
+    H5CALL(H5Sget_simple_extent_dims(space, &n, NULL));
+    H5CALL(H5Sclose(space));
+    hsize_t newsize = n + nrows, start = n, count = nrows;
+    H5CALL(H5Dset_extent(ds, &newsize));
+    space = H5CALL(H5Dget_space(ds));
+    H5CALL(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL));
+    hid_t mem = H5CALL(H5Screate_simple(1, &count, NULL));
+    hid_t t = h5_summary_type();
+    H5CALL(H5Dwrite(ds, t, mem, space, H5P_DEFAULT, rows));
+    H5CALL(H5Tclose(t));
+    H5CALL(H5Sclose(mem));
+    H5CALL(H5Sclose(space));
+    H5CALL(H5Dclose(ds));
 }
 
 /* Where appended objects go: past both the allocated space and the file's end. */
@@ -853,25 +892,9 @@ static void stage_runs(h5out *h, run_list *in)
     }
     H5CALL(H5Gclose(runs));
     tm[3] = cpu_s();
-    hid_t ds = H5CALL(H5Dopen2(f, "summary", H5P_DEFAULT));
-    hid_t space = H5CALL(H5Dget_space(ds));
-    hsize_t n;
-    H5CALL(H5Sget_simple_extent_dims(space, &n, NULL));
-    H5CALL(H5Sclose(space));
-    hsize_t newsize = n + in->n, start = n, count = in->n;
-    H5CALL(H5Dset_extent(ds, &newsize));
-    space = H5CALL(H5Dget_space(ds));
-    H5CALL(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL));
-    hid_t mem = H5CALL(H5Screate_simple(1, &count, NULL));
-    hid_t t = h5_summary_type();
-    h5_summary_row *rows = kn_xmalloc(in->n * sizeof *rows, "summary rows");
-    for (size_t i = 0; i < in->n; i++) rows[i] = in->v[i].row;
-    H5CALL(H5Dwrite(ds, t, mem, space, H5P_DEFAULT, rows));
-    free(rows);
-    H5CALL(H5Tclose(t));
-    H5CALL(H5Sclose(mem));
-    H5CALL(H5Sclose(space));
-    H5CALL(H5Dclose(ds));
+    size_t first = h->nstaged;
+    for (size_t i = 0; i < in->n; i++) staged_push(h, &in->v[i].row);
+    summary_append(f, h->staged + first, in->n);
     attn_kill_point("h5:after_summary");
     H5CALL(H5Fclose(f));
     attn_kill_point("h5:after_close");
@@ -880,10 +903,57 @@ static void stage_runs(h5out *h, run_list *in)
         fprintf(stderr,
                 "attnsim: staged %zu runs (%zu bytes appended), CPU s: copy %.3f, encode %.3f, "
                 "write %.3f, link %.3f, summary+close %.3f\n",
-                in->n, len, tm[0] - t0, tm[1] - tm[0], tm[2] - tm[1], tm[3] - tm[2],
-                tm[4] - tm[3]);
-    for (size_t i = 0; i < in->n; i++) list_push(&h->staged, &in->v[i]);
+                in->n, len, tm[0] - t0, tm[1] - tm[0], tm[2] - tm[1], tm[3] - tm[2], tm[4] - tm[3]);
+    /* the records are done with: the copy holds the runs now */
+    size_t freed = in->bytes;
+    for (size_t i = 0; i < in->n; i++) h5rec_free(in->v[i].rec);
     in->n = in->bytes = 0;
+    pthread_mutex_lock(&h->mu);
+    h->held_bytes -= freed;
+    pthread_cond_broadcast(&h->done);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Another writer published since the private copy was made: the runs staged in it are copied
+ * (H5Ocopy) into a new copy of the file as it is now, renumbered after its runs. Called with
+ * the file locked. */
+static void stage_rebase(h5out *h)
+{
+    SYSCHECK(close(h->tmpfd));
+    h->have_copy = 0;
+    snprintf(stale_path, sizeof stale_path, "%s.old", tmp_path);
+    if (rename(tmp_path, stale_path) != 0)
+        attn_fail("rename", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
+    tmp_path[0] = '\0';
+    stage_copy(h);
+    hid_t fapl = file_access_plist();
+    hid_t from = H5CALL(H5Fopen(stale_path, H5F_ACC_RDONLY, fapl));
+    hid_t to = H5CALL(H5Fopen(tmp_path, H5F_ACC_RDWR, fapl));
+    H5CALL(H5Pclose(fapl));
+    hid_t src = H5CALL(H5Gopen2(from, "runs", H5P_DEFAULT));
+    hid_t dst = H5CALL(H5Gopen2(to, "runs", H5P_DEFAULT));
+    int64_t next = next_run_id(dst);
+    for (size_t i = 0; i < h->nstaged; i++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%06lld", (long long)h->staged[i].run);
+        snprintf(b, sizeof b, "%06lld", (long long)(next + (int64_t)i));
+        attn_kill_point("h5:link");
+        H5CALL(H5Ocopy(src, a, dst, b, H5P_DEFAULT, H5P_DEFAULT));
+        h->staged[i].run = next + (int64_t)i;
+    }
+    H5CALL(H5Gclose(src));
+    H5CALL(H5Gclose(dst));
+    summary_append(to, h->staged, h->nstaged);
+    H5CALL(H5Fclose(to));
+    H5CALL(H5Fclose(from));
+    unlink(stale_path);
+    stale_path[0] = '\0';
+    if (getenv("ATTNSIM_H5_TRACE"))
+        fprintf(stderr, "attnsim: another writer published first: %zu runs copied to its file\n",
+                h->nstaged);
+    h->tmpfd = open(tmp_path, O_RDWR | O_CLOEXEC);
+    if (h->tmpfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
+    h->have_copy = 1;
 }
 
 /* Publishes the stage: with the file locked, the private copy replaces it (fsync, rename,
@@ -891,22 +961,14 @@ static void stage_runs(h5out *h, run_list *in)
  * is made again from the new file (its records are kept until now for that). */
 static void stage_publish(h5out *h)
 {
-    if (!h->staged.n) return;
+    if (!h->nstaged) return;
     double w0 = now_s();
     attn_kill_point("h5:publish");
     lock_file(h);
     attn_kill_point("h5:after_lock");
     struct stat now;
     int exists = stat(h->path, &now) == 0;
-    if (exists != h->copied_exists || (exists && !same_file(&now, &h->copied))) {
-        SYSCHECK(close(h->tmpfd));
-        unlink(tmp_path);
-        h->have_copy = 0;
-        run_list again = h->staged;
-        h->staged = (run_list){0};
-        stage_runs(h, &again);
-        free(again.v);
-    }
+    if (exists != h->copied_exists || (exists && !same_file(&now, &h->copied))) stage_rebase(h);
     if (fsync(h->tmpfd) != 0)
         attn_fail("fsync", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
     SYSCHECK(close(h->tmpfd));
@@ -919,14 +981,11 @@ static void stage_publish(h5out *h)
     if (fsync(h->dirfd) != 0 && errno != EINVAL)
         attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
     unlock_file(h);
-    size_t freed = h->staged.bytes;
-    for (size_t i = 0; i < h->staged.n; i++) h5rec_free(h->staged.v[i].rec);
-    h->staged.n = h->staged.bytes = 0;
+    h->nstaged = 0;
     double w1 = now_s();
     pthread_mutex_lock(&h->mu);
-    h->held_bytes -= freed;
     h->last_end = w1;
-    h->last_cost = w1 - w0;
+    h->last_cost = h->copy_s + (w1 - w0); /* the copy made for the batch, and publishing it */
     pthread_mutex_unlock(&h->mu);
     if (getenv("ATTNSIM_H5_TRACE"))
         fprintf(stderr, "attnsim: published (lock, fsync, rename: %.3f s)\n", w1 - w0);
@@ -1050,7 +1109,6 @@ h5node *h5out_run_begin(h5out *h)
 static int batch_due(const h5out *h)
 {
     if (h->fixed_runs > 0) return h->batch_runs >= (size_t)h->fixed_runs;
-    if (h->batch_bytes >= BATCH_MAX_BYTES) return 1;
     double t = now_s();
     if (t - h->last_end < 4 * h->last_cost) return 0; /* publishing: at most 1/5 of the time */
     return h->batch_runs >= (size_t)h->max_runs || t - h->batch_t0 >= h->max_s;
@@ -1077,8 +1135,8 @@ void h5out_run_commit(h5out *h, h5node *run, const h5_summary_row *row)
     }
     int publish = h->publish_wanted;
     pthread_cond_signal(&h->work);
-    /* memory: at most two batches' records held (one being published, one being built) */
-    while (h->threaded && h->held_bytes > 2 * BATCH_MAX_BYTES) pthread_cond_wait(&h->done, &h->mu);
+    /* memory: the records waiting for the publisher are bounded */
+    while (h->threaded && h->held_bytes > BATCH_MAX_BYTES) pthread_cond_wait(&h->done, &h->mu);
     pthread_mutex_unlock(&h->mu);
     if (!h->threaded && publish) publisher_round(h, 0);
 }
@@ -1112,7 +1170,7 @@ void h5out_close(h5out *h)
     else
         publisher_round(h, 0);
     free(h->queue.v);
-    free(h->staged.v);
+    free(h->staged);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->work);
     pthread_cond_destroy(&h->done);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "progress.h"
 #include "cli.h"
 #include "commands.h"
 #include "decode.h"
@@ -537,6 +538,13 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     h5out_run_commit(h, g, &row);
 }
 
+/* Bytes of K and V the repetitions of one run read: the whole cache, every repetition. */
+static double cache_bytes(const attn_opts *o, kn_dtype dt, uint64_t d, uint64_t n)
+{
+    return 2.0 * (double)o->batch * (double)o->kv_heads * (double)n * (double)d *
+           (double)kn_dtype_bytes(dt) * (double)o->reps;
+}
+
 int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
 {
     const int cuda = o->backend == BACKEND_CUDA;
@@ -560,6 +568,18 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
            "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
            cuda ? "pred_us" : "read_B", cuda ? "err" : "counts", "check");
     long runs = 0, good = 0;
+    /* progress: the work of a run is the K/V cache it reads, every repetition */
+    long total_runs = 0;
+    double total_bytes = 0;
+    for (int dt = 0; dt < KN_NUM_DTYPES; dt++)
+        for (size_t di = 0; di < o->head_dim.n && ((o->dtypes >> dt) & 1); di++)
+            for (size_t ni = 0; ni < lens->n; ni++)
+                for (int sc = 0; sc < 3; sc++)
+                    if (schemes & (1u << sc))
+                        total_runs++, total_bytes +=
+                                      cache_bytes(o, (kn_dtype)dt, o->head_dim.v[di], lens->v[ni]);
+    progress prog;
+    progress_begin(&prog, "kernels", o->progress, total_runs, total_bytes, "bytes of K/V read");
     for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
         if (!(o->dtypes & (1u << dt))) continue;
         for (size_t di = 0; di < o->head_dim.n; di++) {
@@ -625,11 +645,14 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                     runs++;
                     good += counts_ok && (!r.checked || r.check_passed);
                     free(r.times);
+                    progress_step(&prog,
+                                  cache_bytes(o, (kn_dtype)dt, o->head_dim.v[di], lens->v[ni]));
                 }
                 problem_free(&p);
             }
         }
     }
+    progress_end(&prog);
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"
