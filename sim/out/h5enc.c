@@ -99,6 +99,7 @@ struct h5enc {
     /* heap ids of the run being encoded, in traversal order */
     heap_id *ids;
     size_t nids, cap_ids;
+    uint64_t expect; /* heap bytes of the runs still to come (h5enc_expect) */
 };
 
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes)
@@ -474,6 +475,18 @@ static void encode_tree(h5enc *e, const h5node *n, int is_run)
     for (const h5node *k = n->kids; k; k = k->next) encode_tree(e, k, 0);
 }
 
+uint64_t h5enc_string_bytes(const h5node *run)
+{
+    size_t bytes = 0, count = 0;
+    count_strings(run, &bytes, &count);
+    return bytes;
+}
+
+void h5enc_expect(h5enc *e, uint64_t bytes)
+{
+    e->expect = bytes;
+}
+
 h5enc *h5enc_new(uint64_t base)
 {
     if (base % 8)
@@ -493,7 +506,13 @@ int h5enc_add(h5enc *e, h5node *run)
     if (e->open && (e->coll_used + bytes > e->coll_cap || e->coll_obj + count > 65535))
         coll_close(e);
     if (!e->open && count) {
-        e->coll_cap = bytes + 16 > COLL_MAX ? pad8(bytes + 16) : COLL_MAX;
+        /* as large as the strings still expected need (at least what readers accept, at
+         * most COLL_MAX unless one run needs more) */
+        uint64_t want = (e->expect > bytes ? e->expect : bytes) + 16;
+        e->coll_cap = bytes + 16 > COLL_MAX ? pad8(bytes + 16)
+                      : want < COLL_MIN     ? COLL_MIN
+                      : want > COLL_MAX     ? COLL_MAX
+                                            : pad8((size_t)want);
         if (count > 65535)
             attn_fail("h5enc", __FILE__, __LINE__, "a run with %zu strings (at most 65535)", count);
         e->coll_off = e->len;
@@ -504,6 +523,7 @@ int h5enc_add(h5enc *e, h5node *run)
     }
     e->nids = 0;
     add_strings(e, run);
+    e->expect = e->expect > bytes ? e->expect - bytes : 0;
     /* headers (the run's first), then the values of contiguous datasets */
     size_t off = e->len;
     uint64_t base = e->addr;

@@ -32,6 +32,10 @@ h5enc *h5enc_new(uint64_t base);
 int h5enc_add(h5enc *e, h5node *run);
 /* The bytes encoded since the previous call, to be written at file address *at; the next
  * bytes follow them. len is a multiple of 8. */
+/* Heap bytes of a run's strings, and the total of the runs that will be added next (sizes the
+ * heap collections: no more room than they need). */
+uint64_t h5enc_string_bytes(const h5node *run);
+void h5enc_expect(h5enc *e, uint64_t bytes);
 const unsigned char *h5enc_take(h5enc *e, size_t *len, uint64_t *at);
 void h5enc_free(h5enc *e);
 
