@@ -44,6 +44,7 @@ __attribute__((format(printf, 2, 3))) static int damaged(const ctx *c, const cha
  * (RAW_OTHER). */
 
 #define RAW_OTHER (-2)
+#define RAW_BAD (-3) /* a header that fails its checksum or lies outside the file */
 
 typedef struct {
     const unsigned char *p;
@@ -376,7 +377,7 @@ static int dataset_shape(view *v, const char *path, shape *s)
         uint64_t addr;
         int r = raw_link(&h, p, len, &addr);
         if (r != 1) return r;
-        if ((r = raw_header(v->rf, addr, &h)) != 0) return r;
+        if ((r = raw_header(v->rf, addr, &h)) != 0) return r == -1 ? RAW_BAD : r;
         if (!slash) break;
         p = slash + 1;
     }
@@ -402,6 +403,8 @@ static int expect(const ctx *c, view *run, const char *name, const char *path, i
     int r = dataset_shape(run, path, &s);
     if (r == 0) return 0;
     if (r == RAW_OTHER) return RAW_OTHER;
+    if (r == RAW_BAD)
+        return damaged(c, "the object header of /runs/%s/%s fails its checksum", name, path);
     if (r < 0) return damaged(c, "/runs/%s/%s is not a readable dataset", name, path);
     int ok = s.rank == rank;
     for (int i = 0; ok && i < rank; i++) ok = !want[i] || s.dims[i] == want[i];
@@ -433,6 +436,8 @@ static int check_distributed(const ctx *c, view *g, const char *name)
     if (r != 1 || P < 1) return damaged(c, "run %s has no valid attribute P", name);
     shape ph;
     if ((r = dataset_shape(g, "phases", &ph)) == RAW_OTHER) return RAW_OTHER;
+    if (r == RAW_BAD)
+        return damaged(c, "the object header of /runs/%s/phases fails its checksum", name);
     if (r != 1 || ph.rank != 1) return damaged(c, "run %s has no 1-D dataset 'phases'", name);
     hsize_t F = ph.dims[0], p3[1] = {3}, f1[1] = {F};
     char why[80];
@@ -452,6 +457,8 @@ static int check_distributed(const ctx *c, view *g, const char *name)
     shape rk;
     int have = dataset_shape(g, "ranks", &rk);
     if (have == RAW_OTHER) return RAW_OTHER;
+    if (have == RAW_BAD)
+        return damaged(c, "the object header of /runs/%s/ranks fails its checksum", name);
     hsize_t R = 0;
     if (have < 0 || (have && (rk.rank != 2 || rk.dims[1] != 4)))
         return damaged(c, "/runs/%s/ranks is not a [R][4] dataset", name);
@@ -472,6 +479,9 @@ static int check_distributed(const ctx *c, view *g, const char *name)
         if (!have) {
             shape s;
             if ((r = dataset_shape(g, per_rank[i], &s)) == RAW_OTHER) return RAW_OTHER;
+            if (r == RAW_BAD)
+                return damaged(c, "the object header of /runs/%s/%s fails its checksum", name,
+                               per_rank[i]);
             if (r != 0)
                 return damaged(c, "/runs/%s/%s is a per-rank array but the run has no 'ranks'",
                                name, per_rank[i]);
