@@ -44,7 +44,7 @@ __attribute__((format(printf, 2, 3))) static int damaged(const ctx *c, const cha
  * (RAW_OTHER). */
 
 #define RAW_OTHER (-2)
-#define RAW_BAD (-3) /* a header that fails its checksum or lies outside the file */
+#define RAW_BAD   (-3) /* a header that fails its checksum or lies outside the file */
 
 typedef struct {
     const unsigned char *p;
