@@ -381,15 +381,15 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 hsize_t n = ks[d].n;
                 if (!n) continue; /* not measured on this backend */
                 snprintf(p, sizeof p, "kernels/%s/flops", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].flops, "flop");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].flops, "flop");
                 snprintf(p, sizeof p, "kernels/%s/time_s", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].time, "s");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].time, "s");
                 snprintf(p, sizeof p, "kernels/%s/tile_rows", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].nq, "tokens");
+                h5_write(g, p, H5_I32, 1, &n, ks[d].nq, "tokens");
                 snprintf(p, sizeof p, "kernels/%s/forward", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].fwd, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].fwd, NULL);
                 snprintf(p, sizeof p, "kernels/%s/causal", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].causal, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].causal, NULL);
                 snprintf(p, sizeof p, "kernels/%s", dn[d]);
                 h5node *kg = h5_member(g, p);
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
@@ -401,9 +401,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 char p[96];
                 hsize_t n = (hsize_t)ncb;
                 snprintf(p, sizeof p, "collectives/%s/bytes", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_bytes, "bytes");
+                h5_write(g, p, H5_F64, 1, &n, coll_bytes, "bytes");
                 snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_t[c], "s");
+                h5_write(g, p, H5_F64, 1, &n, coll_t[c], "s");
             }
             char mtext[4096];
             FILE *mf = fmemopen(mtext, sizeof mtext, "w");

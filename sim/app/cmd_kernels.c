@@ -334,34 +334,34 @@ static void write_run(h5out *h, const kernel_config *c, const ks_result *r, cons
     hsize_t nreps = reps;
     if (r->dram) { /* DRAM bytes under ncu: checked against [compulsory, logical] */
         v = (int64_t)r->dram_read;
-        h5_write(g, "measured/dram_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/dram_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->dram_written;
-        h5_write(g, "measured/dram_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/dram_bytes_written", H5_I64, 0, NULL, &v, "bytes");
         h5_attr_i64(g, "dram_in_band", r->dram_in_band);
         h5_attr_i64(g, "dram_kernel_launches", r->dram_launches);
     }
     if (!cuda) { /* the GPU does not count logical transfers */
         v = (int64_t)r->measured.bytes_read;
-        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->measured.bytes_written;
-        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     }
     v = (int64_t)r->measured.flops;
-    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
-    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &median, "s");
-    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, times, "s");
+    h5_write(g, "measured/flops", H5_I64, 0, NULL, &v, "flop");
+    h5_write(g, "measured/time_s", H5_F64, 0, NULL, &median, "s");
+    h5_write(g, "measured/time_s_reps", H5_F64, 1, &nreps, times, "s");
     v = (int64_t)r->predicted.bytes_read;
-    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->predicted.bytes_written;
-    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->predicted.flops;
-    h5_write(g, "predicted/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    h5_write(g, "predicted/flops", H5_I64, 0, NULL, &v, "flop");
     v = (int64_t)r->predicted.compulsory_read;
-    h5_write(g, "predicted/compulsory_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/compulsory_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->predicted.compulsory_written;
-    h5_write(g, "predicted/compulsory_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/compulsory_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     double nan = NAN;
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &nan, "s");
+    h5_write(g, "predicted/time_s", H5_F64, 0, NULL, &nan, "s");
     h5_attr_str(h5_member(g, "predicted/time_s"), "note",
                 "NaN: the kernel study has no machine description, so its kernel "
                 "time is not predicted");

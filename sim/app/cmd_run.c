@@ -422,19 +422,19 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         for (int k = 0; k < 3; k++) {
             for (size_t i = 0; i < R; i++)
                 for (int f = 0; f < F; f++) a[i * (size_t)F + f] = (int64_t)all[ROW(i)].v[f][k];
-            h5_write(g, paths[k], H5T_NATIVE_INT64, 2, pf, a, units[k]);
+            h5_write(g, paths[k], H5_I64, 2, pf, a, units[k]);
         }
         for (size_t i = 0; i < R; i++)
             for (int f = 0; f < F; f++) tt[i * (size_t)F + f] = all[ROW(i)].t[f];
-        h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        h5_write(g, "measured/time_s", H5_F64, 2, pf, tt, "s");
         for (size_t i = 0; i < R; i++)
             for (int f = 0; f < F; f++) tt[i * (size_t)F + f] = all[ROW(i)].start[f];
-        h5_write(g, "measured/phase_start_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        h5_write(g, "measured/phase_start_s", H5_F64, 2, pf, tt, "s");
         for (size_t i = 0; i < R; i++)
             for (int f = 0; f < F; f++) tt[i * (size_t)F + f] = all[ROW(i)].end[f];
-        h5_write(g, "measured/phase_end_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+        h5_write(g, "measured/phase_end_s", H5_F64, 2, pf, tt, "s");
         hsize_t fd[1] = {(hsize_t)F};
-        h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, crit, "s");
+        h5_write(g, "measured/critical_path_phase_s", H5_F64, 1, fd, crit, "s");
         /* who sent how much to whom (the monitoring cross-check compares these): rows of the
          * same ranks, every peer */
         hsize_t pp[2] = {(hsize_t)R, (hsize_t)P};
@@ -449,8 +449,8 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
             peers = sel;
         }
 #undef ROW
-        h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, peers, "bytes");
-        h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp, peers + R * (size_t)P,
+        h5_write(g, "measured/peer_bytes_sent", H5_U64, 2, pp, peers, "bytes");
+        h5_write(g, "measured/peer_messages_sent", H5_U64, 2, pp, peers + R * (size_t)P,
                  "messages");
         free(sel);
         h5_summary_row row;

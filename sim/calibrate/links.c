@@ -163,13 +163,13 @@ void write_series(h5node *g, const char *path, const series *s)
         res[i] = (fit[i] - s->time[i]) / s->time[i];
     }
     snprintf(p, sizeof p, "%s/bytes", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->bytes, "bytes");
+    h5_write(g, p, H5_F64, 1, &n, s->bytes, "bytes");
     snprintf(p, sizeof p, "%s/time_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->time, "s");
+    h5_write(g, p, H5_F64, 1, &n, s->time, "s");
     snprintf(p, sizeof p, "%s/fit_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, fit, "s");
+    h5_write(g, p, H5_F64, 1, &n, fit, "s");
     snprintf(p, sizeof p, "%s/residual_rel", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, res, "1");
+    h5_write(g, p, H5_F64, 1, &n, res, "1");
     h5node *grp = h5_member(g, path);
     const lin_fit *small = &s->fit.small, *large = &s->fit.large;
     h5_attr_f64(grp, "alpha_s", small->alpha);

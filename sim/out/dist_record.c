@@ -73,13 +73,13 @@ void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_ma
         v[2][f] = (int64_t)p->max[f].msgs_sent;
         t[f] = p->time.phase_s[f];
     }
-    h5_write(g, "predicted/bytes_sent_max", H5T_NATIVE_INT64, 1, fdim, v[0], "bytes");
-    h5_write(g, "predicted/bytes_recv_max", H5T_NATIVE_INT64, 1, fdim, v[1], "bytes");
-    h5_write(g, "predicted/messages_max", H5T_NATIVE_INT64, 1, fdim, v[2], "messages");
-    h5_write(g, "predicted/phase_time_s", H5T_NATIVE_DOUBLE, 1, fdim, t, "s");
-    h5_write(g, "predicted/total_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &p->time.total_s, "s");
+    h5_write(g, "predicted/bytes_sent_max", H5_I64, 1, fdim, v[0], "bytes");
+    h5_write(g, "predicted/bytes_recv_max", H5_I64, 1, fdim, v[1], "bytes");
+    h5_write(g, "predicted/messages_max", H5_I64, 1, fdim, v[2], "messages");
+    h5_write(g, "predicted/phase_time_s", H5_F64, 1, fdim, t, "s");
+    h5_write(g, "predicted/total_time_s", H5_F64, 0, NULL, &p->time.total_s, "s");
     hsize_t three[1] = {3};
-    h5_write(g, "predicted/critical_path_s", H5T_NATIVE_DOUBLE, 1, three, p->time.term_s, "s");
+    h5_write(g, "predicted/critical_path_s", H5_F64, 1, three, p->time.term_s, "s");
     h5_attr_strs(h5_member(g, "predicted/critical_path_s"), "terms",
                  (const char *const *)am_term_names, 3);
     h5_attr_str(g, "dominant_term", am_term_names[p->time.dominant]);
@@ -90,7 +90,7 @@ void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_ma
         inter[f] = (p->time.inter_node_phases >> f) & 1;
     }
     h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
-    h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
+    h5_write(g, "predicted/phase_inter_node", H5_I32, 1, fdim, inter, NULL);
 
     /* per-rank arrays: every rank, or (thin, or no per-rank counts kept) the rows of
      * RECORD_THIN_ROWS evenly spaced ranks, named by ranks[:, 0] */
@@ -126,13 +126,13 @@ void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_ma
         else
             am_rank_counts(c, x, counts + i * (size_t)F);
     }
-    h5_write(g, "ranks", H5T_NATIVE_INT32, 2, p4, map, NULL);
+    h5_write(g, "ranks", H5_I32, 2, p4, map, NULL);
     int64_t *a = kn_xmalloc(R * (size_t)F * sizeof(int64_t) + 1, "per-rank array");
     double *tt = kn_xmalloc(R * (size_t)F * sizeof(double) + 1, "per-rank times");
 #define PER_RANK(field, path, units)                                                               \
     do {                                                                                           \
         for (size_t i = 0; i < R * (size_t)F; i++) a[i] = (int64_t)counts[i].field;                \
-        h5_write(g, path, H5T_NATIVE_INT64, 2, pf, a, units);                                      \
+        h5_write(g, path, H5_I64, 2, pf, a, units);                                                \
     } while (0)
     PER_RANK(bytes_sent, "predicted/bytes_sent", "bytes");
     PER_RANK(bytes_recv, "predicted/bytes_recv", "bytes");
@@ -140,7 +140,7 @@ void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_ma
 #undef PER_RANK
     for (size_t x = 0; x < R; x++)
         for (int f = 0; f < F; f++) tt[x * (size_t)F + (size_t)f] = p->time.phase_s[f];
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+    h5_write(g, "predicted/time_s", H5_F64, 2, pf, tt, "s");
     free(a);
     free(tt);
     free(map);

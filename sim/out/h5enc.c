@@ -100,6 +100,8 @@ struct h5enc {
     heap_id *ids;
     size_t nids, cap_ids;
     uint64_t expect; /* heap bytes of the runs still to come (h5enc_expect) */
+    /* the runs' own headers side by side (h5enc_reserve_roots): next slot, end */
+    size_t roots_at, roots_end;
 };
 
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes)
@@ -309,21 +311,23 @@ int h5enc_fits(const h5node *n)
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
     (void)n;
     return 0; /* values are copied as they are in memory: little-endian hosts only */
+#else
+    return h5rec_inline(n->rec);
 #endif
-    if (n->name_len > 255) return 0;
-    for (const h5attr *a = n->attrs; a; a = a->next)
-        if (attr_data_size(a) > MSG_MAX || a->name_len > 255) return 0;
-    if (n->nattrs > 65535 || n->nkids > 65535) return 0;
-    for (const h5node *k = n->kids; k; k = k->next)
-        if (!h5enc_fits(k)) return 0;
-    return 1;
 }
 
 static void assign_header(h5node *n, int is_run, uint64_t base, size_t *off)
 {
-    n->msg_size = (uint32_t)messages_size(n, is_run);
-    n->hdr_size =
-        (uint32_t)(6 + (n->nattrs > 8 ? 4 : 0) + (size_t)size_field(n->msg_size) + n->msg_size + 4);
+    size_t m = messages_size(n, is_run), pad = 0, size;
+    for (;;) { /* a run's header: a multiple of 8 bytes, with a null message if need be */
+        size = 6 + (n->nattrs > 8 ? 4 : 0) + (size_t)size_field(m + pad) + m + pad + 4;
+        if (!is_run || size % 8 == 0) break;
+        pad += 8 - size % 8;
+        if (pad < 4) pad += 8; /* a null message has a 4-byte header */
+    }
+    n->pad = (uint32_t)pad;
+    n->msg_size = (uint32_t)(m + pad);
+    n->hdr_size = (uint32_t)size;
     n->addr = base + *off;
     *off += pad8(n->hdr_size);
 }
@@ -458,6 +462,11 @@ static void encode_header(const h5enc *e, const h5node *n, int is_run, unsigned 
         p = put(p, 0, 1);
         p = put(p, 0, 4);
     }
+    if (n->pad) { /* a null message to the end of the chunk */
+        p = msg_head(p, MSG_NIL, n->pad - 4, 0);
+        memset(p, 0, n->pad - 4);
+        p += n->pad - 4;
+    }
     put(p, h5enc_checksum(h, (size_t)(p - h)), 4);
     if ((size_t)(p + 4 - h) != n->hdr_size)
         attn_fail("h5enc", __FILE__, __LINE__, "header of '%s': %zu bytes encoded, %u planned",
@@ -475,6 +484,20 @@ static void encode_tree(h5enc *e, const h5node *n, int is_run)
     for (const h5node *k = n->kids; k; k = k->next) encode_tree(e, k, 0);
 }
 
+void h5enc_reserve_roots(h5enc *e, h5node *const *runs, size_t n)
+{
+    size_t bytes = 0, off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!h5enc_fits(runs[i])) continue;
+        assign_header(runs[i], 1, 0, &off);
+    }
+    bytes = off;
+    coll_close(e); /* the region follows the bytes so far */
+    e->roots_at = e->len;
+    e->roots_end = e->len + bytes;
+    grow(e, bytes, 1);
+}
+
 uint64_t h5enc_string_bytes(const h5node *run)
 {
     size_t bytes = 0, count = 0;
@@ -489,12 +512,21 @@ void h5enc_expect(h5enc *e, uint64_t bytes)
 
 h5enc *h5enc_new(uint64_t base)
 {
+    h5enc *e = kn_xcalloc(1, sizeof *e, "encoder");
+    h5enc_reset(e, base);
+    return e;
+}
+
+void h5enc_reset(h5enc *e, uint64_t base)
+{
     if (base % 8)
         attn_fail("h5enc", __FILE__, __LINE__, "unaligned base address %llu",
                   (unsigned long long)base);
-    h5enc *e = kn_xcalloc(1, sizeof *e, "encoder");
     e->addr = base;
-    return e;
+    e->len = 0;
+    e->open = 0;
+    e->expect = 0;
+    e->roots_at = e->roots_end = 0;
 }
 
 int h5enc_add(h5enc *e, h5node *run)
@@ -524,10 +556,17 @@ int h5enc_add(h5enc *e, h5node *run)
     e->nids = 0;
     add_strings(e, run);
     e->expect = e->expect > bytes ? e->expect - bytes : 0;
-    /* headers (the run's first), then the values of contiguous datasets */
+    /* the run's header (in the reserved region, or first), its members' headers, then the
+     * values of contiguous datasets */
     size_t off = e->len;
     uint64_t base = e->addr;
-    assign_header(run, 1, base, &off);
+    size_t slot = e->roots_at;
+    assign_header(run, 1, base, e->roots_at < e->roots_end ? &slot : &off);
+    if (e->roots_at < e->roots_end) {
+        if (slot > e->roots_end)
+            attn_fail("h5enc", __FILE__, __LINE__, "a run header outside its reserved region");
+        e->roots_at = slot;
+    }
     assign_members(run, base, &off);
     assign_raw(run, base, &off);
     grow(e, off - e->len, 1);
@@ -538,6 +577,7 @@ int h5enc_add(h5enc *e, h5node *run)
 const unsigned char *h5enc_take(h5enc *e, size_t *len, uint64_t *at)
 {
     coll_close(e);
+    e->roots_at = e->roots_end = 0;
     *len = e->len;
     *at = e->addr;
     e->addr += e->len;

@@ -27,11 +27,17 @@ int h5enc_fits(const h5node *root);
  * a file with 8-byte offsets and lengths (base a multiple of 8). */
 typedef struct h5enc h5enc;
 h5enc *h5enc_new(uint64_t base);
+/* Starts again at `base`, keeping the memory. */
+void h5enc_reset(h5enc *e, uint64_t base);
 /* Appends the objects of one run group (link count 0: H5Olink gives it its name) and sets
  * every node's `addr`. Returns 0, or -1 (nothing appended) when !h5enc_fits(run). */
 int h5enc_add(h5enc *e, h5node *run);
 /* The bytes encoded since the previous call, to be written at file address *at; the next
  * bytes follow them. len is a multiple of 8. */
+/* Reserves room for the group headers of runs[0..n) side by side (the next h5enc_add calls
+ * put them there): linking rewrites those headers (their link count), and the library then
+ * writes them back in few large writes instead of one each. */
+void h5enc_reserve_roots(h5enc *e, h5node *const *runs, size_t n);
 /* Heap bytes of a run's strings, and the total of the runs that will be added next (sizes the
  * heap collections: no more room than they need). */
 uint64_t h5enc_string_bytes(const h5node *run);

@@ -2,6 +2,7 @@
  * a run is built from many small pieces and freed at once after it is written. */
 #include "h5rec.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,48 @@ typedef struct block {
 struct h5rec {
     block *blocks;
     size_t bytes;
+    int unfit; /* an attribute too large to be kept in an object header (h5rec_inline) */
     h5node root;
 };
+
+/* Blocks of the usual sizes are kept for the next records: a sweep builds many, and memory
+ * fresh from the system costs a page fault a page. Records are freed by the publisher thread
+ * and built by the sweep's. */
+#define POOL_SIZES 4   /* 8, 16, 32, 64 KiB */
+#define POOL_MAX   512 /* blocks of each size kept */
+static block *pool[POOL_SIZES][POOL_MAX];
+static int pooled[POOL_SIZES];
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int pool_class(size_t size)
+{
+    for (int c = 0; c < POOL_SIZES; c++)
+        if (size == (size_t)8192 << c) return c;
+    return -1;
+}
+
+static block *block_get(size_t size)
+{
+    int c = pool_class(size);
+    block *b = NULL;
+    if (c >= 0) {
+        pthread_mutex_lock(&pool_mu);
+        if (pooled[c]) b = pool[c][--pooled[c]];
+        pthread_mutex_unlock(&pool_mu);
+    }
+    return b ? b : kn_xmalloc(sizeof *b + size, "run record");
+}
+
+static void block_put(block *b)
+{
+    int c = pool_class(b->size);
+    if (c >= 0) {
+        pthread_mutex_lock(&pool_mu);
+        if (pooled[c] < POOL_MAX) pool[c][pooled[c]++] = b, b = NULL;
+        pthread_mutex_unlock(&pool_mu);
+    }
+    free(b);
+}
 
 static void *arena(h5rec *r, size_t n)
 {
@@ -29,7 +70,7 @@ static void *arena(h5rec *r, size_t n)
         /* 8 KiB first (a model run needs about that), doubling to 64 KiB */
         size_t size = !b ? 8192 : b->size < 65536 ? 2 * b->size : 65536;
         if (size < n) size = n;
-        b = kn_xmalloc(sizeof *b + size, "run record");
+        b = block_get(size);
         b->size = size;
         b->used = 0;
         b->next = r->blocks;
@@ -73,9 +114,14 @@ void h5rec_free(h5rec *r)
     if (!r) return;
     for (block *b = r->blocks, *n; b; b = n) {
         n = b->next;
-        free(b);
+        block_put(b);
     }
     free(r);
+}
+
+int h5rec_inline(const h5rec *r)
+{
+    return !r->unfit;
 }
 
 uint64_t h5v_count(int rank, const uint64_t *dims)
@@ -100,24 +146,6 @@ size_t h5v_size(h5v_type t)
     return 0;
 }
 
-/* The element type of an HDF5 memory type (the native types attnsim writes). */
-static h5v_type type_of(hid_t t)
-{
-    if (t == H5T_NATIVE_INT64 || t == H5T_NATIVE_LLONG) return H5V_I64;
-    if (t == H5T_NATIVE_DOUBLE) return H5V_F64;
-    if (t == H5T_NATIVE_INT32 || t == H5T_NATIVE_INT) return H5V_I32;
-    if (t == H5T_NATIVE_UINT64 || t == H5T_NATIVE_ULLONG) return H5V_U64;
-    H5T_class_t c = H5Tget_class(t);
-    size_t size = H5Tget_size(t);
-    if (c == H5T_INTEGER && size == 4 && H5Tget_sign(t) == H5T_SGN_2) return H5V_I32;
-    if (c == H5T_INTEGER && size == 8) return H5Tget_sign(t) == H5T_SGN_2 ? H5V_I64 : H5V_U64;
-    if (c == H5T_FLOAT && size == 8) return H5V_F64;
-    attn_fail("h5_write", __FILE__, __LINE__,
-              "element type of class %d, %zu bytes: accepted are 32/64-bit integers and 64-bit "
-              "floats",
-              (int)c, size);
-}
-
 static h5attr *attr_new(h5node *loc, const char *name)
 {
     size_t len = strlen(name);
@@ -125,6 +153,7 @@ static h5attr *attr_new(h5node *loc, const char *name)
         if (a->name_len == len && !memcmp(a->name, name, len))
             attn_fail("h5_attr", __FILE__, __LINE__, "attribute '%s' of '%s' written twice", name,
                       loc->name);
+    if (len > 255) loc->rec->unfit = 1;
     h5attr *a = arena(loc->rec, sizeof *a);
     memset(a, 0, sizeof *a);
     a->name = copy_str(loc->rec, name);
@@ -141,6 +170,7 @@ static h5attr *attr_new(h5node *loc, const char *name)
 void h5_attr_strs(h5node *loc, const char *name, const char *const *values, size_t n)
 {
     h5attr *a = attr_new(loc, name);
+    if (16 * (uint64_t)n + strlen(name) + 64 > H5REC_INLINE_MAX) loc->rec->unfit = 1;
     const char **v = arena(loc->rec, (n ? n : 1) * sizeof *v);
     for (size_t i = 0; i < n; i++) v[i] = copy_str(loc->rec, values[i]);
     a->type = H5V_STR, a->rank = 1, a->n = n, a->data = v;
@@ -248,11 +278,12 @@ static void set_shape(h5node *d, h5v_type t, int rank, const hsize_t *dims)
     for (int i = 0; i < rank; i++) d->dims[i] = dims[i];
 }
 
-void h5_write(h5node *loc, const char *path, hid_t memtype, int rank, const hsize_t *dims,
+void h5_write(h5node *loc, const char *path, h5type type, int rank, const hsize_t *dims,
               const void *data, const char *units)
 {
     attn_kill_point("h5:dataset");
-    h5v_type t = type_of(memtype);
+    h5v_type t = type.t;
+    if (t == H5V_STR) attn_fail("h5_write", __FILE__, __LINE__, "strings: use h5_write_strs");
     h5node *d = dataset_new(loc, path);
     set_shape(d, t, rank, dims);
     size_t bytes = (size_t)h5v_count(rank, d->dims) * h5v_size(t);

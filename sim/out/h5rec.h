@@ -16,6 +16,17 @@
 /* Element types of attributes and datasets (little-endian on file). */
 typedef enum { H5V_I32, H5V_I64, H5V_U64, H5V_F64, H5V_STR } h5v_type;
 
+/* The element type a caller names for h5_write (a struct, so that an HDF5 type id does not
+ * pass for one): building a record calls no HDF5 function, so it never waits for the
+ * library, which the publisher thread may be using. */
+typedef struct {
+    h5v_type t;
+} h5type;
+#define H5_I32 ((h5type){H5V_I32})
+#define H5_I64 ((h5type){H5V_I64})
+#define H5_U64 ((h5type){H5V_U64})
+#define H5_F64 ((h5type){H5V_F64})
+
 #define H5REC_MAX_RANK 4
 
 typedef struct h5attr {
@@ -47,6 +58,7 @@ typedef struct h5node {
     uint64_t raw_addr; /* contiguous dataset: address of the values */
     uint32_t hdr_size; /* bytes of the object header */
     uint32_t msg_size; /* bytes of its messages */
+    uint32_t pad;      /* bytes of a null message at their end (0: none) */
     uint32_t str0;     /* index of the node's first string in the encoder's heap ids */
 } h5node;
 
@@ -55,6 +67,13 @@ typedef struct h5rec h5rec;
 /* A new, empty run record; its root is a group. */
 h5rec *h5rec_new(void);
 h5node *h5rec_root(h5rec *r);
+/* An attribute is kept in its object's header (compact storage) up to this many bytes: a
+ * header message's size field is 16 bits. */
+#define H5REC_INLINE_MAX 65535
+/* 1 when every attribute of the record fits in its object's header (host_names of more than
+ * ~4000 ranks does not): only such records are encoded by h5enc.h. */
+int h5rec_inline(const h5rec *r);
+
 /* Bytes of memory the record holds (values and bookkeeping). */
 size_t h5rec_bytes(const h5rec *r);
 void h5rec_free(h5rec *r);
@@ -71,10 +90,10 @@ void h5_attr_str(h5node *loc, const char *name, const char *value);
 void h5_attr_strs(h5node *loc, const char *name, const char *const *values, size_t n);
 void h5_attr_i64(h5node *loc, const char *name, int64_t v);
 void h5_attr_f64(h5node *loc, const char *name, double v);
-/* A dataset at `path` (intermediate groups created) of `rank` dims (0 = scalar) of memtype
- * (H5T_NATIVE_INT, _INT32, _INT64, _UINT64, _DOUBLE), with a `units` attribute unless units is
- * NULL. */
-void h5_write(h5node *loc, const char *path, hid_t memtype, int rank, const hsize_t *dims,
+/* A dataset at `path` (intermediate groups created) of `rank` dims (0 = scalar) of `type`
+ * (H5_I32, H5_I64, H5_U64, H5_F64: native int32_t, int64_t, uint64_t, double), with a `units`
+ * attribute unless units is NULL. */
+void h5_write(h5node *loc, const char *path, h5type type, int rank, const hsize_t *dims,
               const void *data, const char *units);
 /* A 1-D dataset of n strings. */
 void h5_write_strs(h5node *loc, const char *path, const char *const *values, size_t n);

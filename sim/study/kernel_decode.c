@@ -476,27 +476,27 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     attn_kill_point("kernels:attrs");
     hsize_t nreps = o->reps;
     int64_t v;
-    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->median, "s");
-    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, r->times, "s");
+    h5_write(g, "measured/time_s", H5_F64, 0, NULL, &r->median, "s");
+    h5_write(g, "measured/time_s_reps", H5_F64, 1, &nreps, r->times, "s");
     double flops = 4.0 * (r->kv_bytes / 2.0 / (double)kn_dtype_bytes(p->dt)) *
                    (double)p->plan.g; /* 4 d per (query head, key) */
     v = (int64_t)flops;
-    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    h5_write(g, "measured/flops", H5_I64, 0, NULL, &v, "flop");
     if (!cuda) {
         v = (int64_t)r->counted.bytes_read;
-        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->counted.bytes_written;
-        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
         h5_attr_i64(g, "counts_match",
                     r->counted.bytes_read == r->pred_read &&
                         r->counted.bytes_written == r->pred_written);
     }
     v = (int64_t)r->pred_read;
-    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->pred_written;
-    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     double pt = r->have_pred ? r->pred.time_s : NAN;
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &pt, "s");
+    h5_write(g, "predicted/time_s", H5_F64, 0, NULL, &pt, "s");
     h5node *ds = h5_member(g, "predicted/time_s");
     if (r->have_pred) {
         char note[400];
@@ -507,9 +507,9 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
                  r->params.hbm_bw, r->params.cta_rate, r->params.launch_s,
                  r->params.fixup_latency_s, r->params.fixup_s);
         h5_attr_str(ds, "note", note);
-        h5_write(g, "predicted/floor_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->pred.floor_s, "s");
+        h5_write(g, "predicted/floor_time_s", H5_F64, 0, NULL, &r->pred.floor_s, "s");
         v = r->pred.busiest_tiles;
-        h5_write(g, "predicted/busiest_cta_tiles", H5T_NATIVE_INT64, 0, NULL, &v, "tiles");
+        h5_write(g, "predicted/busiest_cta_tiles", H5_I64, 0, NULL, &v, "tiles");
     } else {
         h5_attr_str(ds, "note",
                     "NaN: on the cpu backend the decode model has no GPU parameters to use");
