@@ -11,6 +11,26 @@
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
+/* A machine's description as text, formatted once for the process (a sweep records the same
+ * machine in every run; the records keep the text until the writer is closed). */
+static const char *machine_text(const machine *m)
+{
+    static struct {
+        machine m;
+        char *text;
+    } known[8];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (!memcmp(&known[i].m, m, sizeof *m)) return known[i].text;
+    char *text = kn_xmalloc(4096, "machine description");
+    size_t len = machine_format(m, text, 4096);
+    if (len < 4096) machine_format_optional(m, text + len, 4096 - len);
+    if (n == 8) return text; /* more machines than a command records: not kept (small leak) */
+    memcpy(&known[n].m, m, sizeof *m);
+    known[n].text = text;
+    return known[n++].text;
+}
+
 void record_config_attrs(h5node *g, const char *kind, const am_config *c, const char *backend,
                          const char *comm, const machine *m)
 {
@@ -34,16 +54,7 @@ void record_config_attrs(h5node *g, const char *kind, const am_config *c, const 
     h5_attr_str(g, "machine_origin", m->origin);
     /* The description itself, in machine-file syntax (docs/machine.md), so that a reader can
      * model the same machine again (plots/gallery.py draws the scaling lines from it). */
-    static char text[4096];
-    static machine last; /* a sweep records one machine many times: formatted once */
-    static int have;
-    if (!have || memcmp(&last, m, sizeof last) != 0) {
-        size_t len = machine_format(m, text, sizeof text);
-        if (len < sizeof text) machine_format_optional(m, text + len, sizeof text - len);
-        memcpy(&last, m, sizeof last);
-        have = 1;
-    }
-    h5_attr_str(g, "machine_description", text);
+    h5_attr_str_kept(g, "machine_description", machine_text(m));
     h5_attr_i64(g, "gpus_per_node", (int64_t)m->gpus_per_node);
 }
 

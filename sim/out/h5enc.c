@@ -104,9 +104,14 @@ struct h5enc {
     size_t roots_at, roots_end;
 };
 
+/* the low `bytes` bytes of v, little-endian */
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, (size_t)bytes);
+#else
     for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+#endif
     return p + bytes;
 }
 
@@ -234,21 +239,6 @@ static void heap_add(h5enc *e, const char *s)
     e->nids++;
 }
 
-/* heap bytes and count of the strings of a tree */
-static void count_strings(const h5node *n, size_t *bytes, size_t *count)
-{
-    if (n->is_dataset && n->type == H5V_STR) {
-        const char *const *v = n->data;
-        for (uint64_t i = 0, c = h5v_count(n->rank, n->dims); i < c; i++)
-            *bytes += 16 + pad8(strlen(v[i])), ++*count;
-    }
-    for (const h5attr *a = n->attrs; a; a = a->next)
-        if (a->type == H5V_STR)
-            for (uint64_t i = 0; i < a->n; i++)
-                *bytes += 16 + pad8(strlen(((const char *const *)a->data)[i])), ++*count;
-    for (const h5node *k = n->kids; k; k = k->next) count_strings(k, bytes, count);
-}
-
 /* Every string of the tree in the open collection; node->str0 = its first id (dataset values,
  * then attributes). */
 static void add_strings(h5enc *e, h5node *n)
@@ -318,6 +308,11 @@ int h5enc_fits(const h5node *n)
 
 static void assign_header(h5node *n, int is_run, uint64_t base, size_t *off)
 {
+    if (n->hdr_size) { /* sized before (h5enc_reserve_roots) */
+        n->addr = base + *off;
+        *off += pad8(n->hdr_size);
+        return;
+    }
     size_t m = messages_size(n, is_run), pad = 0, size;
     for (;;) { /* a run's header: a multiple of 8 bytes, with a null message if need be */
         size = 6 + (n->nattrs > 8 ? 4 : 0) + (size_t)size_field(m + pad) + m + pad + 4;
@@ -500,8 +495,8 @@ void h5enc_reserve_roots(h5enc *e, h5node *const *runs, size_t n)
 
 uint64_t h5enc_string_bytes(const h5node *run)
 {
-    size_t bytes = 0, count = 0;
-    count_strings(run, &bytes, &count);
+    uint64_t bytes, count;
+    h5rec_strings(run->rec, &bytes, &count);
     return bytes;
 }
 
@@ -533,8 +528,8 @@ int h5enc_add(h5enc *e, h5node *run)
 {
     if (!h5enc_fits(run)) return -1;
     /* strings: in the open collection, or a new one (64 KiB, or as large as the run needs) */
-    size_t bytes = 0, count = 0;
-    count_strings(run, &bytes, &count);
+    uint64_t bytes, count;
+    h5rec_strings(run->rec, &bytes, &count);
     if (e->open && (e->coll_used + bytes > e->coll_cap || e->coll_obj + count > 65535))
         coll_close(e);
     if (!e->open && count) {

@@ -20,6 +20,7 @@ struct h5rec {
     block *blocks;
     size_t bytes;
     int unfit; /* an attribute too large to be kept in an object header (h5rec_inline) */
+    uint64_t str_bytes, nstr; /* its strings: heap bytes (16 + length rounded up to 8), count */
     h5node root;
 };
 
@@ -124,6 +125,18 @@ int h5rec_inline(const h5rec *r)
     return !r->unfit;
 }
 
+void h5rec_strings(const h5rec *r, uint64_t *bytes, uint64_t *count)
+{
+    *bytes = r->str_bytes;
+    *count = r->nstr;
+}
+
+static void count_str(h5rec *r, const char *s)
+{
+    r->str_bytes += 16 + ((strlen(s ? s : "") + 7) & ~(uint64_t)7);
+    r->nstr++;
+}
+
 uint64_t h5v_count(int rank, const uint64_t *dims)
 {
     uint64_t n = 1;
@@ -172,7 +185,7 @@ void h5_attr_strs(h5node *loc, const char *name, const char *const *values, size
     h5attr *a = attr_new(loc, name);
     if (16 * (uint64_t)n + strlen(name) + 64 > H5REC_INLINE_MAX) loc->rec->unfit = 1;
     const char **v = arena(loc->rec, (n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++) v[i] = copy_str(loc->rec, values[i]);
+    for (size_t i = 0; i < n; i++) v[i] = copy_str(loc->rec, values[i]), count_str(loc->rec, v[i]);
     a->type = H5V_STR, a->rank = 1, a->n = n, a->data = v;
 }
 
@@ -181,6 +194,24 @@ void h5_attr_str(h5node *loc, const char *name, const char *value)
     h5attr *a = attr_new(loc, name);
     const char **v = arena(loc->rec, sizeof *v);
     v[0] = copy_str(loc->rec, value);
+    count_str(loc->rec, v[0]);
+    a->type = H5V_STR, a->rank = 0, a->n = 1, a->data = v;
+}
+
+void h5_attr_strs_kept(h5node *loc, const char *name, const char *const *values, size_t n)
+{
+    h5attr *a = attr_new(loc, name);
+    if (16 * (uint64_t)n + strlen(name) + 64 > H5REC_INLINE_MAX) loc->rec->unfit = 1;
+    for (size_t i = 0; i < n; i++) count_str(loc->rec, values[i]);
+    a->type = H5V_STR, a->rank = 1, a->n = n, a->data = values;
+}
+
+void h5_attr_str_kept(h5node *loc, const char *name, const char *value)
+{
+    h5attr *a = attr_new(loc, name);
+    const char **v = arena(loc->rec, sizeof *v);
+    v[0] = value ? value : "";
+    count_str(loc->rec, v[0]);
     a->type = H5V_STR, a->rank = 0, a->n = 1, a->data = v;
 }
 
@@ -300,7 +331,7 @@ void h5_write_strs(h5node *loc, const char *path, const char *const *values, siz
     hsize_t dims[1] = {n};
     set_shape(d, H5V_STR, 1, dims);
     const char **v = arena(loc->rec, (n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++) v[i] = copy_str(loc->rec, values[i]);
+    for (size_t i = 0; i < n; i++) v[i] = copy_str(loc->rec, values[i]), count_str(loc->rec, v[i]);
     d->data = v;
 }
 

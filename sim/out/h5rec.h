@@ -74,6 +74,9 @@ h5node *h5rec_root(h5rec *r);
  * ~4000 ranks does not): only such records are encoded by h5enc.h. */
 int h5rec_inline(const h5rec *r);
 
+/* Its strings: heap bytes (16 + length rounded up to 8 each) and count. */
+void h5rec_strings(const h5rec *r, uint64_t *bytes, uint64_t *count);
+
 /* Bytes of memory the record holds (values and bookkeeping). */
 size_t h5rec_bytes(const h5rec *r);
 void h5rec_free(h5rec *r);
@@ -88,6 +91,10 @@ h5node *h5rec_find(h5node *loc, const char *path);
 /* Attributes (on a run, a group or a dataset). */
 void h5_attr_str(h5node *loc, const char *name, const char *value);
 void h5_attr_strs(h5node *loc, const char *name, const char *const *values, size_t n);
+/* The same, keeping the caller's strings instead of copies: they must stay unchanged until the
+ * writer that takes the record is closed (h5out_close); for per-invocation constants. */
+void h5_attr_str_kept(h5node *loc, const char *name, const char *value);
+void h5_attr_strs_kept(h5node *loc, const char *name, const char *const *values, size_t n);
 void h5_attr_i64(h5node *loc, const char *name, int64_t v);
 void h5_attr_f64(h5node *loc, const char *name, double v);
 /* A dataset at `path` (intermediate groups created) of `rank` dims (0 = scalar) of `type`

@@ -32,7 +32,8 @@ void prov_free(attn_provenance *p);
 
 /* Root attributes of a new file. */
 void prov_write_root(h5node *root, const attn_provenance *p);
-/* Per-run attributes: command line, time, version, commit, hosts, Slurm job. */
+/* Per-run attributes: command line, time, version, commit, hosts, Slurm job (the record keeps
+ * p's strings: p must stay unchanged until the writer is closed). */
 void prov_write_run(h5node *run, const attn_provenance *p);
 
 /* Current UTC time, ISO 8601 ("2026-11-26T08:47:22Z"). */
