@@ -150,22 +150,30 @@ def bytes_per_run():
     b = grow(["kernels", ("256", ",".join(str(256 + 8 * i) for i in range(100))), "--kernel",
               "fa2", "--pass", "fwd", "--heads", "2", "--head-dim", "32"], 100)
     say(f"bytes per run: kernel run (fa2 fwd, cpu): {b:,.0f} B")
-    dist = {}
-    for P in (4, 9, 16):
+    import h5py
+    import numpy as np
+    for P in (4, 16):
         launch = ["mpirun", "-n", str(P), "--oversubscribe"]
         b = grow(["run", ("144", ",".join(str(144 * k) for k in range(2, 10))), "--algo",
                   "ring", "--heads", "2", "--head-dim", "16"], 8, launch)
-        dist[P] = b
         say(f"bytes per run: distributed run, ring, P = {P:>4}: {b:,.0f} B (measured)")
-    # the layout: per-rank [P][F] arrays grow with P, the peer matrices [P][P] with P^2
-    # (a + b P + c P^2 through the three measured points)
-    import numpy as np
-    Ps = np.array(sorted(dist), dtype=float)
-    coef = np.linalg.solve(np.vstack([np.ones(3), Ps, Ps ** 2]).T, [dist[p] for p in sorted(dist)])
-    est = coef[0] + coef[1] * 4096 + coef[2] * 4096 ** 2
-    say(f"bytes per run: distributed run, ring, P = 4096: {est:,.0f} B (from the layout "
-        f"{coef[0]:.0f} + {coef[1]:.1f} P + {coef[2]:.2f} P^2 fitted through P = 4, 9, 16; "
-        f"not executed here)")
+    # P = 4,096 from the layout of the P = 16 run: every dataset with a dimension of P grows
+    # with it (per-rank [P][F] arrays, ranks [P][4], the peer matrices [P][P]), and so does
+    # the host_names attribute (a heap string per rank)
+    with h5py.File(os.path.join(WORK, "bytes.h5"), "r") as f:
+        g = f["runs"][sorted(f["runs"])[-1]]
+        arrays = []
+        g.visititems(lambda n, o: arrays.append(o) if isinstance(o, h5py.Dataset)
+                     and 16 in o.shape else None)
+        grow16 = sum(o.dtype.itemsize * np.prod(o.shape) for o in arrays)
+        grow4k = sum(o.dtype.itemsize * np.prod([4096 if d == 16 else d for d in o.shape])
+                     for o in arrays)
+        host = len(g.attrs["host_names"][0])
+    per_host = 16 + 16 + (host + 7) // 8 * 8
+    est = b - grow16 + grow4k + (4096 - 16) * per_host
+    say(f"bytes per run: distributed run, ring, P = 4096: {est:,.0f} B (from the P = 16 run's "
+        f"layout: {len(arrays)} datasets with a dimension of P, {grow4k / 1e6:.1f} MB of them "
+        f"the [P][P] peer matrices and [P][F] arrays, plus host_names; not executed here)")
 
 
 # every kill point of the writer (sim/out/h5rec.c, h5out.c), reached in the middle of the sweep
