@@ -442,10 +442,15 @@ static int check_distributed(const ctx *c, view *g, const char *name)
     hsize_t F = ph.dims[0], p3[1] = {3}, f1[1] = {F};
     char why[80];
     snprintf(why, sizeof why, "%llu phases, P = %lld", (unsigned long long)F, P);
-    static const char *const per_phase[] = {
-        "predicted/bytes_sent_max",      "predicted/bytes_recv_max", "predicted/messages_max",
-        "predicted/phase_time_s",        "predicted/phase_term",     "predicted/phase_inter_node",
-        "measured/critical_path_phase_s"};
+    static const char *const per_phase[] = {"predicted/bytes_sent_max",
+                                            "predicted/bytes_recv_max",
+                                            "predicted/messages_max",
+                                            "predicted/phase_time_s",
+                                            "predicted/phase_term",
+                                            "predicted/phase_inter_node",
+                                            "measured/critical_path_phase_s",
+                                            "phase_pattern",
+                                            "phase_group_size"};
     for (size_t i = 0; i < sizeof per_phase / sizeof *per_phase; i++)
         TRY(expect(c, g, name, per_phase[i], 1, f1, why));
     TRY(expect(c, g, name, "predicted/total_time_s", 0, NULL, why));
