@@ -219,6 +219,10 @@ def locks(work):
     r = attnsim(*MODEL, "--lock-timeout", "-1", "--out", x)
     report(r.returncode == 2 and "--lock-timeout" in r.stderr and "accepted" in r.stderr,
            f"--lock-timeout -1 refused: {r.stderr.strip()[:120]}")
+    before = read(x)
+    r = attnsim(*MODEL, "--out", x, env=dict(os.environ, ATTNSIM_H5_BATCH_SECONDS="soon"))
+    report(r.returncode == 2 and "ATTNSIM_H5_BATCH_SECONDS" in r.stderr and read(x) == before,
+           f"a bad batch setting refused: {r.stderr.strip()[:120]}")
 
 
 def symlinks(work):

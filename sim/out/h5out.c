@@ -605,12 +605,16 @@ static void make_tmp_name(const h5out *h)
              (long)getpid());
 }
 
-static void copy_file(const char *from, const char *to)
+/* Copies `from` to the new file `to`; *src gets the identity of the file copied. Returns 0, or
+ * -1 when `from` does not exist. */
+static int copy_file(const char *from, const char *to, struct stat *src)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0 && errno == ENOENT) return -1;
     if (in < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", from, strerror(errno));
     struct stat st;
     SYSCHECK(fstat(in, &st));
+    *src = st;
     int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
     if (out < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", to, strerror(errno));
     int use_read = 0;
@@ -640,6 +644,7 @@ static void copy_file(const char *from, const char *to)
     sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
     SYSCHECK(close(in));
     SYSCHECK(close(out));
+    return 0;
 }
 
 static void fsync_path(const char *path)
@@ -785,11 +790,10 @@ static void stage_copy(h5out *h)
 {
     double t0 = now_s();
     make_tmp_name(h);
-    h->copied_exists = stat(h->path, &h->copied) == 0;
-    if (h->copied_exists)
-        copy_file(h->path, tmp_path);
-    else
-        create_empty(h); /* removed since this writer started */
+    /* the identity of the file copied (fstat of what was read): publishing checks that the
+     * path still names it */
+    h->copied_exists = copy_file(h->path, tmp_path, &h->copied) == 0;
+    if (!h->copied_exists) create_empty(h); /* removed since this writer started */
     attn_kill_point("h5:after_copy");
     h->tmpfd = open(tmp_path, O_RDWR | O_CLOEXEC);
     if (h->tmpfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
