@@ -1,18 +1,20 @@
 /* h5out.h - the HDF5 output of attnsim, schema "attnsim/1" (docs/hdf5-schema.md).
  *
  * Runs are built in memory (h5rec.h) and published in batches (docs/hdf5-schema.md, "Crash
- * safety"): the file at the user's path is never written in place. To publish a batch the
- * writer locks the file (a lock per file, waiting at most the lock timeout), copies it to a
- * private hidden file next to it (".NAME.attnsim-tmp.HOST.PID"), appends the batch's runs to
- * the copy in one write (objects encoded by h5enc.h), links them into /runs and appends their
- * /summary rows with the HDF5 library, closes, fsyncs and rename()s the copy over the path.
- * rename is atomic, so a reader, or a crash at any instant, sees the file before the batch or
- * after it: never a partial run, never damaged earlier runs. Copying is the only cost that grows
- * with the file; a batch is published when it is ATTNSIM_H5_BATCH_SECONDS (2) old or holds
- * ATTNSIM_H5_BATCH_RUNS (4096) runs, but no sooner than four times the previous publication
- * took, so publishing is at most a fifth of the writing time. ATTNSIM_H5_BATCH=N publishes
- * exactly every N runs instead. A killed writer loses the batch in progress and leaves at most
- * its hidden copy, which the next writer of the file on the same host removes.
+ * safety"): the file at the user's path is never written in place. A batch's runs are staged
+ * into a private hidden copy of the file (".NAME.attnsim-tmp.HOST.PID"): appended in one
+ * write as objects encoded by h5enc.h, linked into /runs and listed in /summary with the HDF5
+ * library; then, with the file locked (a lock per file, waited for at most the lock timeout),
+ * the copy is fsynced and rename()d over the path. rename is atomic, so a reader, or a crash
+ * at any instant, sees the file before the batch or after it: never a partial run, never
+ * damaged earlier runs. Copying is the only cost that grows with the file: a batch is
+ * published when it is ATTNSIM_H5_BATCH_SECONDS (2) old or holds ATTNSIM_H5_BATCH_RUNS
+ * (65536) runs, but no sooner than four times the previous publication took, so publishing is
+ * at most a fifth of the writing time. Where the HDF5 library is thread-safe a publisher thread
+ * does the staging and publishing while the command goes on; ATTNSIM_H5_BATCH=N publishes
+ * exactly every N runs, synchronously, instead. A killed writer loses the batch in progress
+ * and leaves at most its hidden copy, which the next writer of the file on the same host
+ * removes.
  */
 #ifndef ATTNSIM_H5OUT_H
 #define ATTNSIM_H5OUT_H
