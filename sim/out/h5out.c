@@ -27,7 +27,7 @@
 #include "h5enc.h"
 #include "kn_common.h"
 
-#define BATCH_MAX_BYTES ((size_t)256 << 20) /* records waiting for the publisher, at most */
+#define BATCH_MAX_BYTES ((size_t)64 << 20) /* records waiting for the publisher, at most */
 
 /* ---- superblock: where the file's data ends ---------------------------------------------------
  */
