@@ -19,6 +19,7 @@
  */
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -26,11 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "calibrate.h"
 #include "cli.h"
 #include "commands.h"
 #include "fail.h"
 #include "kn_problem.h"
+#include "outputs.h"
 #include "predict.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "exec_cuda.h"
@@ -96,6 +99,88 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fputs(opt, f);
 }
 
+/* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
+static int in_range(const char *key, double v, double *lo)
+{
+    double hi;
+    if (machine_key_range(key, lo, &hi) != 0) return 0;
+    return isfinite(v) && v >= *lo && v <= hi;
+}
+
+/* The machine file holds only values it reads back (docs/machine.md, "Ranges"): a fitted
+ * latency below the range (under the timer's resolution, or a negative intercept) is written as
+ * the smallest accepted value; any other fitted value out of range is not used (the base
+ * machine's is kept, or the optional key left out). Says so on stdout. */
+static void keep_in_range(machine *m, const machine *base)
+{
+    static const char *const tier[2] = {"intra", "inter"};
+    static const char *const dn[3] = {"f32", "f16", "bf16"};
+    double lo;
+    char key[64];
+    if (!in_range("hbm_bandwidth", m->hbm_bytes_per_s, &lo)) {
+        printf("# note: memory copy %g B/s is outside the machine file's range; kept %s's\n",
+               m->hbm_bytes_per_s, base->name);
+        m->hbm_bytes_per_s = base->hbm_bytes_per_s;
+    }
+    for (int d = 0; d < 3; d++) {
+        snprintf(key, sizeof key, "peak_%s", dn[d]);
+        if (in_range(key, m->peak_flops[d], &lo)) continue;
+        printf("# note: %s rate %g FLOP/s is outside the machine file's range; kept %s's\n", dn[d],
+               m->peak_flops[d], base->name);
+        m->peak_flops[d] = base->peak_flops[d];
+    }
+    for (int t = 0; t < 2; t++) {
+        if (!m->measured[t]) continue;
+        double *alphas[2] = {&m->alpha_s[t], &m->alpha_large_s[t]};
+        for (int a = 0; a < (m->break_bytes[t] > 0 ? 2 : 1); a++) {
+            snprintf(key, sizeof key, "%s_alpha", tier[t]);
+            if (!in_range(key, *alphas[a], &lo) && isfinite(*alphas[a]) && *alphas[a] < lo) {
+                printf("# note: %s-node latency fit %g s is below the timer's resolution; "
+                       "written as %g s, the smallest accepted\n",
+                       tier[t], *alphas[a], lo);
+                *alphas[a] = lo;
+            }
+        }
+        snprintf(key, sizeof key, "%s_alpha", tier[t]);
+        int ok = in_range(key, m->alpha_s[t], &lo);
+        snprintf(key, sizeof key, "%s_bandwidth", tier[t]);
+        ok &= in_range(key, m->bytes_per_s[t], &lo);
+        if (!ok) {
+            printf("# note: the %s-node fit (%g s, %g B/s) is outside the machine file's range; "
+                   "the tier is kept from %s and marked NOT MEASURED\n",
+                   tier[t], m->alpha_s[t], m->bytes_per_s[t], base->name);
+            m->measured[t] = 0;
+            m->alpha_s[t] = base->alpha_s[t], m->bytes_per_s[t] = base->bytes_per_s[t];
+            m->break_bytes[t] = 0;
+            continue;
+        }
+        if (m->break_bytes[t] > 0) {
+            snprintf(key, sizeof key, "%s_break", tier[t]);
+            ok = in_range(key, m->break_bytes[t], &lo);
+            snprintf(key, sizeof key, "%s_large_alpha", tier[t]);
+            ok &= in_range(key, m->alpha_large_s[t], &lo);
+            snprintf(key, sizeof key, "%s_large_bandwidth", tier[t]);
+            ok &= in_range(key, m->bytes_per_s_large[t], &lo);
+            if (!ok) {
+                printf("# note: the %s-node large-message regime is outside the machine file's "
+                       "range; one regime is written\n",
+                       tier[t]);
+                m->break_bytes[t] = 0;
+            }
+        }
+    }
+    if (m->kernel_overhead_s > 0 && !in_range("kernel_overhead", m->kernel_overhead_s, &lo)) {
+        printf("# note: kernel overhead %g s is outside the machine file's range; left out\n",
+               m->kernel_overhead_s);
+        m->kernel_overhead_s = 0;
+    }
+    if (!in_range("backward_rate_ratio", m->backward_rate_ratio, &lo)) {
+        printf("# note: backward rate ratio %g is outside the machine file's range; left out\n",
+               m->backward_rate_ratio);
+        m->backward_rate_ratio = 1.0;
+    }
+}
+
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
     int init = 0;
@@ -108,11 +193,18 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     MPICALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     attn_fail_set_rank(e.rank);
     cli_set_root(e.rank == 0);
+    cli_defer(1); /* until the ranks have compared what they parsed */
     attn_opts o;
     memset(&o, 0, sizeof o);
     o.machine = "dgx-h100";
     o.max_message = 256u << 20;
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
+    rc = agree_options(&o, rc, MPI_COMM_WORLD); /* the same answer on every rank */
+    if (rc) { /* every rank leaves here, whatever subcommand it runs */
+        MPI_Finalize();
+        return rc == 1 ? 0 : rc;
+    }
+    rc = cli_check_outputs(&o); /* rank 0 */
     machine base;
     char err[600];
 #ifndef ATTNSIM_HAVE_CUDA
@@ -128,19 +220,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (rc == 0 && o.comm == COMM_NCCL)
         rc = cli_error(&o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
 #endif
-    if (rc == 0 && o.max_message > (1u << 30))
-        rc = cli_error(&o, "--max-message", "%llu is larger than 1G; accepted: 8 ... 1G bytes",
-                       (unsigned long long)o.max_message);
-    if (rc == 0 && o.max_message < 1024)
-        rc = cli_error(&o, "--max-message",
-                       "%llu is below 1k; accepted: 1k ... 1G bytes (the fit "
-                       "needs sizes on both sides of the latency regime)",
-                       (unsigned long long)o.max_message);
     if (rc == 0 && e.rank == 0 && machine_load(o.machine, &base, err, sizeof err))
         rc = cli_error(&o, "--machine", "%s", err);
-    if (rc == 0 && o.machine_out && e.rank == 0 &&
-        h5out_dir_writable(o.machine_out, err, sizeof err))
-        rc = cli_error(&o, "--machine-out", "%s", err);
     am_config grid = {ALGO_A2D_NO,
                       LAYOUT_CONTIGUOUS,
                       AM_FWD,
@@ -289,6 +370,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
             }
         }
+        keep_in_range(&m, &base);
         printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
                "3 samples per size, relative error");
         print_series("intra-node ring shift", &shift[0]);
@@ -342,19 +424,20 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 
         char when[32];
         prov_utc_now(when, sizeof when);
+        /* the machine file's text, for --machine-out (or stdout) and the run's machine_file */
+        char *mtext = NULL;
+        size_t mlen = 0;
+        FILE *mf = open_memstream(&mtext, &mlen);
+        if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
+        write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+        if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
+        char shown[4200];
         if (o.machine_out) {
-            char tmp[4200];
-            snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
-            FILE *f = fopen(tmp, "w");
-            if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes, bname, cname);
-            if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
-                attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
-            printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
-                   o.machine_out);
+            outputs_write_text(o.machine_out, mtext);
+            outputs_display(o.machine_out, shown, sizeof shown);
+            printf("# wrote the machine file %s (use --machine %s)\n", shown, shown);
         } else {
-            printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
+            printf("# machine file (save it and use --machine FILE):\n%s", mtext);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov, cli_lock_timeout(&o));
@@ -405,10 +488,6 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
                 h5_write(g, p, H5_F64, 1, &n, coll_t[c], "s");
             }
-            char mtext[4096];
-            FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
-            fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
             memset(&row, 0, sizeof row);
@@ -422,8 +501,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             row.measured_bytes_max = row.predicted_bytes_max = -1;
             h5out_run_commit(e.h, g, &row);
             h5out_close(e.h);
-            printf("# wrote the kind=calibration run to %s\n", o.out);
+            printf("# wrote the kind=calibration run to %s\n",
+                   outputs_display(o.out, shown, sizeof shown));
         }
+        free(mtext);
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);

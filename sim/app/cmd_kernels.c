@@ -16,6 +16,8 @@
 #include "commands.h"
 #include "fail.h"
 #include "h5out.h"
+#include "hostmem.h"
+#include "outputs.h"
 #include "partition.h"
 #include "progress.h"
 #include "kernel_study.h"
@@ -143,19 +145,21 @@ static int validate_decode(attn_opts *o)
             }
 #endif
     }
-    /* host memory: the cache in the storage type plus the float64 reference's inputs */
-    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    /* host memory: the cache in the storage type plus the float64 reference's inputs, against
+     * half the machine and the address-space limit */
+    hostmem hm;
+    hostmem_query(&hm);
     for (size_t i = 0; i < lens->n; i++)
         for (size_t di = 0; di < o->head_dim.n; di++) {
             double bytes = 2.0 * (double)o->batch * (double)o->kv_heads * (double)lens->v[i] *
                            (double)o->head_dim.v[di] * 4.0;
-            if (bytes > 0.5 * (double)phys)
+            char why[300], b[32];
+            if (hostmem_fits(&hm, bytes, bytes, 1, 0.5, why, sizeof why))
                 return cli_error(o, o->seq_kv.n ? "--seq-kv" : "--seq",
-                                 "a cache of %llu tokens needs %.1f GiB of host memory, more "
-                                 "than half of this machine's %.1f GiB; accepted: smaller "
-                                 "shapes",
-                                 (unsigned long long)lens->v[i], bytes / 1073741824.0,
-                                 (double)phys / 1073741824.0);
+                                 "a cache of %llu tokens needs %s of host memory, %s; accepted: "
+                                 "smaller shapes",
+                                 (unsigned long long)lens->v[i], hostmem_format(bytes, b, sizeof b),
+                                 why);
         }
     return 0;
 }
@@ -238,8 +242,10 @@ static int validate(attn_opts *o)
                                      (unsigned long long)o->head_dim.v[di], need);
             }
     }
-    /* host memory: refuse shapes that cannot fit rather than fail half way */
-    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    /* host memory: refuse shapes that cannot fit rather than fail half way (80% of the machine,
+     * and the address-space limit) */
+    hostmem hm;
+    hostmem_query(&hm);
     const cli_u64_list *kvl = o->seq_kv.n ? &o->seq_kv : &o->seq;
     for (size_t i = 0; i < o->seq.n; i++)
         for (size_t j = 0; j < kvl->n; j++)
@@ -249,13 +255,13 @@ static int validate(attn_opts *o)
                 unsigned need = KN_NEED_FWD | KN_NEED_FA1 | KN_NEED_BWD;
                 if (o->kernels & 1u) need |= KN_NEED_STANDARD; /* "standard" is first */
                 double bytes = (double)kn_problem_bytes(&s, KN_F32, need);
-                if (bytes > 0.8 * (double)phys)
+                char why[300], b[32];
+                if (hostmem_fits(&hm, bytes, bytes, 1, 0.8, why, sizeof why))
                     return cli_error(o, "--seq",
-                                     "N = %llu, N_k = %llu needs %.1f GiB of host "
-                                     "memory, more than 80%% of this machine's "
-                                     "%.1f GiB; accepted: smaller shapes",
+                                     "N = %llu, N_k = %llu needs %s of host memory, %s; "
+                                     "accepted: smaller shapes",
                                      (unsigned long long)s.nq, (unsigned long long)s.nk,
-                                     bytes / 1073741824.0, (double)phys / 1073741824.0);
+                                     hostmem_format(bytes, b, sizeof b), why);
             }
     return 0;
 }
@@ -489,6 +495,7 @@ int kernels_options(int argc, char **argv, attn_opts *o)
     o->reps = 1;
     o->seed = 1;
     int rc = cli_parse(&kernels_cmd, argc, argv, o);
+    if (rc == 0) rc = cli_check_outputs(o);
     return rc ? rc : validate(o);
 }
 
@@ -578,6 +585,8 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
                ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
                ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
                ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
-    if (o.out) printf("# wrote %ld runs to %s\n", runs, o.out);
+    char shown[4200];
+    if (o.out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o.out, shown, sizeof shown));
     return ok ? 0 : 1;
 }

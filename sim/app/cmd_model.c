@@ -16,6 +16,7 @@
 #include "dist_record.h"
 #include "fail.h"
 #include "h5out.h"
+#include "outputs.h"
 #include "predict.h"
 #include "progress.h"
 #include "sweep.h"
@@ -81,6 +82,7 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     o->machine = "dgx-h100";
     o->rank_arrays = 4096;
     int rc = cli_parse(&model_cmd, argc, argv, o);
+    if (rc == 0) rc = cli_check_outputs(o);
     if (rc) return rc;
     if ((rc = cli_resolve_kv_heads(o)) != 0) return rc;
     char err[600];
@@ -120,11 +122,22 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                              &c);
                 if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
             }
-    if (!feasible)
-        return cli_error(&o, NULL,
-                         "no point of the sweep can run (%s); accepted: N >= P, and "
-                         "kv-heads at least the ranks the K/V heads are split over",
+    if (!feasible) { /* every N below every P, or too few K/V heads to split */
+        uint64_t most_n = 0, least_p = UINT64_MAX;
+        for (size_t i = 0; i < o.seq.n; i++) most_n = o.seq.v[i] > most_n ? o.seq.v[i] : most_n;
+        for (size_t i = 0; i < o.procs.n; i++)
+            least_p = o.procs.v[i] < least_p ? o.procs.v[i] : least_p;
+        if (most_n < least_p)
+            return cli_error(&o, "--seq",
+                             "no point of the sweep can run: every N (at most %llu) is smaller "
+                             "than every P of --procs (at least %llu); accepted: N >= P (every "
+                             "rank holds at least one token)",
+                             (unsigned long long)most_n, (unsigned long long)least_p);
+        return cli_error(&o, strstr(err, "kv-heads") ? "--kv-heads" : NULL,
+                         "no point of the sweep can run (%s); accepted: kv-heads at least the "
+                         "ranks the K/V heads are split over, or another --algo",
                          err);
+    }
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
@@ -242,6 +255,8 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     printf("# %ld predictions%s; time: predicted total; vs_ring: ring (same layout) time over "
            "this time; *: grid chosen by --grid auto\n",
            rows, skipped ? " (some combinations skipped)" : "");
-    if (o.out) printf("# wrote %ld runs to %s\n", rows, o.out);
+    char shown[4200];
+    if (o.out)
+        printf("# wrote %ld runs to %s\n", rows, outputs_display(o.out, shown, sizeof shown));
     return 0;
 }

@@ -28,6 +28,7 @@
 #include "decode.h"
 #include "fail.h"
 #include "h5out.h"
+#include "outputs.h"
 #include "kernel_study.h"
 #include "kn_attn_decode.h"
 #include "ref_f64.h"
@@ -659,6 +660,8 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                       : (o->check ? "counted == predicted bytes; every check passed. VALID"
                                   : "counted == predicted bytes in every run. VALID"))
               : "FAILED: see the rows marked FAIL or DIFFER. INVALID");
-    if (o->out) printf("# wrote %ld runs to %s\n", runs, o->out);
+    char shown[4200];
+    if (o->out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
     return ok;
 }
