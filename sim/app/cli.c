@@ -298,8 +298,8 @@ static const opt_info options[] = {
     {OPT_KV_HEADS, "kv-heads", required_argument, "G",
      "key/value heads; must divide H (default: H)"},
     {OPT_HEAD_DIM, "head-dim", required_argument, "LIST", "head dimensions d"},
-    {OPT_CAUSAL, "causal", optional_argument, "[=yes|no|both]",
-     "causal mask, bottom-right aligned (plain --causal is yes)"},
+    {OPT_CAUSAL, "causal", optional_argument, " [yes|no|both]",
+     "causal mask, bottom-right aligned (--causal alone: yes; --causal=both works too)"},
     {OPT_GRID, "grid", required_argument, "RxC|auto", "device grid of Attention2D"},
     {OPT_ULYSSES_SIZE, "ulysses-size", required_argument, "U",
      "ranks per Ulysses group of the grouped algorithms, dividing P (default: ranks per node)"},
@@ -675,8 +675,14 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
                              "--help'",
                              oi ? oi->name : "?", oi ? oi->arg : "", oi ? oi->help : "", cmd->name);
         }
-        if (c >= OPT_ALGO && c < OPT_END) o->given[c - OPT_ALGO] = optarg ? optarg : "";
-        int rc = apply(cmd, o, (opt_id)c, optarg);
+        /* --causal takes its value as every other option does (--causal both) as well as
+         * --causal=both; followed by another option (or nothing) it is yes. attnsim takes no
+         * positional arguments, so a word after --causal can only be its value. */
+        const char *arg = optarg;
+        if (c == OPT_CAUSAL && !arg && optind < argc && argv[optind][0] != '-')
+            arg = argv[optind++];
+        if (c >= OPT_ALGO && c < OPT_END) o->given[c - OPT_ALGO] = arg ? arg : "";
+        int rc = apply(cmd, o, (opt_id)c, arg);
         if (rc) return rc;
     }
     if (optind < argc)

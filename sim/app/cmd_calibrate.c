@@ -99,6 +99,82 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fputs(opt, f);
 }
 
+/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
+ * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
+ * the transfer of the smallest message). */
+static double tier_alpha(double fitted, const series *s)
+{
+    if (fitted > 0) return fitted;
+    double t = s->time[0];
+    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
+    return t;
+}
+
+/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
+ * 0.9 or relative RMS above 15 %): reported on stdout, appended to the machine file and marked in
+ * the kind=calibration run (poor_fit on each fit's group, poor_fits on the run). */
+typedef struct {
+    int n;
+    char what[8][48];  /* the fit */
+    char keys[8][48];  /* the machine-file keys that come from it */
+    char group[8][48]; /* its group in the kind=calibration run */
+    double r2[8], rel_rms[8];
+} poor_fits;
+
+static void poor_add(poor_fits *pf, const char *what, const char *keys, const char *group,
+                     const lin_fit *f)
+{
+    if (pf->n == 8 || !fit_is_poor(f)) return;
+    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
+    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
+    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
+    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
+    pf->n++;
+}
+
+static void collect_poor_fits(poor_fits *pf, const series *shift, const kernel_series *ks)
+{
+    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
+    memset(pf, 0, sizeof *pf);
+    for (int t = 0; t < 2; t++) {
+        if (!shift[t].ok) continue;
+        const link_fit *f = &shift[t].fit;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
+        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
+                 f->two_regimes ? ", small messages" : "");
+        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
+        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
+        if (f->two_regimes) {
+            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
+            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
+            poor_add(pf, what, keys, group, &f->large);
+        }
+    }
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "kernels/%s", dn[d]);
+        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
+        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
+        poor_add(pf, what, keys, group, &ks[d].fit);
+        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
+        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
+    }
+}
+
+/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
+ * machine file). */
+static void print_poor_fits(FILE *f, const poor_fits *pf, const char *prefix)
+{
+    for (int i = 0; i < pf->n; i++)
+        fprintf(f,
+                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
+                "<= %.0f %%); used for %s\n",
+                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
+                100 * FIT_MAX_REL_RMS, pf->keys[i]);
+}
+
 /* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
 static int in_range(const char *key, double v, double *lo)
 {
@@ -361,66 +437,91 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         for (int t = 0; t < 2; t++) {
             m.measured[t] = shift[t].ok;
             if (!shift[t].ok) continue;
-            m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 0.0);
+            m.alpha_s[t] = tier_alpha(shift[t].fit.small.alpha, &shift[t]);
             m.bytes_per_s[t] = 1.0 / shift[t].fit.small.beta;
             m.break_bytes[t] = 0;
             if (shift[t].fit.two_regimes) {
                 m.break_bytes[t] = shift[t].fit.break_x;
-                m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 0.0);
+                m.alpha_large_s[t] = tier_alpha(shift[t].fit.large.alpha, &shift[t]);
                 m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
             }
         }
         keep_in_range(&m, &base);
-        printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
-               "3 samples per size, relative error");
-        print_series("intra-node ring shift", &shift[0]);
-        print_series("intra-node ping-pong", &pp[0]);
-        print_series("inter-node ring shift", &shift[1]);
-        print_series("inter-node ping-pong", &pp[1]);
+        /* tables: units in the column names, numbers in the cells, '#' lines around them */
+        printf("# links: t(m) = alpha + m / bandwidth, robust fit of 3 samples per size, relative "
+               "error; a row per regime, from its first message size; fit: ok, or POOR (R^2 < "
+               "%.2g or rel RMS > %.0f %%)\n",
+               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        print_series_header();
+        print_series("intra_ring_shift", &shift[0]);
+        print_series("intra_ping_pong", &pp[0]);
+        print_series("inter_ring_shift", &shift[1]);
+        print_series("inter_ping_pong", &pp[1]);
         if (!shift[1].ok)
-            printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
+            printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
                    base.name);
-        printf("# kernels (FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
-               "rate)\n",
+        printf("# kernels: FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
+               "rate\n",
                e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads, d = 128"
                       : "tiles 64..512, d = 64");
+        printf("# %-5s %-8s %12s %12s %7s %11s %s\n", "dtype", "pass", "rate_GFLOPs", "overhead_us",
+               "r2", "rel_rms_pct", "fit");
         static const char *const dn[3] = {"f32", "f16", "bf16"};
-        for (int d = 0; d < 3; d++)
-            if (!ks[d].n)
-                printf("  %-5s not measured (no kernel of this type on this backend)\n", dn[d]);
-            else
-                printf("  %-5s forward %7.3f GFLOP/s + %7.2f us (rel RMS %4.1f%%), backward %7.3f "
-                       "GFLOP/s + %7.2f us (rel RMS %4.1f%%)\n",
-                       dn[d], ks[d].ok ? 1e-9 / ks[d].fit.beta : 0.0, ks[d].fit.alpha * 1e6,
-                       100 * ks[d].fit.rel_rms, ks[d].ok ? 1e-9 / ks[d].bwd_fit.beta : 0.0,
-                       ks[d].bwd_fit.alpha * 1e6, 100 * ks[d].bwd_fit.rel_rms);
-        printf("  machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
+        for (int d = 0; d < 3; d++) {
+            if (!ks[d].n) {
+                printf("# %s: not measured (no kernel of this type on this backend)\n", dn[d]);
+                continue;
+            }
+            const lin_fit *fits[2] = {&ks[d].fit, &ks[d].bwd_fit};
+            for (int b = 0; b < 2; b++)
+                printf("  %-5s %-8s %12.3f %12.2f %7.4f %11.1f %s\n", dn[d],
+                       b ? "backward" : "forward", ks[d].ok ? 1e-9 / fits[b]->beta : 0.0,
+                       fits[b]->alpha * 1e6, fits[b]->r2, 100 * fits[b]->rel_rms,
+                       fit_is_poor(fits[b]) ? "POOR" : "ok");
+        }
+        printf("# machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
                "%.2f us (medians)\n",
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
         printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
                copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
-        printf("# ring collectives on the %llux%llu grid: measured vs (g-1)(alpha + m / bandwidth) "
-               "of the fitted intra-node ring shift\n",
-               (unsigned long long)grid.rows, (unsigned long long)grid.cols);
+        printf("# ring collectives on the %llux%llu grid: error of (g-1)(alpha + m / bandwidth) "
+               "of the fitted %s ring shift against the measured time, per chunk size ('-': a "
+               "group of one rank moves nothing)\n",
+               (unsigned long long)grid.rows, (unsigned long long)grid.cols,
+               e.nodes > 1 ? "inter-node" : "intra-node");
+        printf("# %-19s %5s", "collective", "group");
+        for (int k = 0; k < ncb; k++) {
+            char h[32];
+            snprintf(h, sizeof h, "err_pct_%.0fB", coll_bytes[k]);
+            printf(" %15s", h);
+        }
+        printf("\n");
         const int gsize[NCOLL] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, (int)grid.rows,
                                   e.P};
         for (int c = 0; c < NCOLL; c++) {
-            printf("  %-20s", colls[c].name);
-            if (gsize[c] < 2) { /* a group of one moves nothing: no error to show */
-                printf(" groups of one rank: nothing to compare\n");
-                continue;
-            }
+            printf("  %-19s %5d", colls[c].name, gsize[c]);
             for (int k = 0; k < ncb; k++) {
                 double pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTRA, coll_bytes[k], 1);
                 if (e.nodes > 1)
                     pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTER, coll_bytes[k], 1);
-                printf(" %6.0fk: %+5.0f%%", coll_bytes[k] / 1024,
-                       100 * (pred - coll_t[c][k]) / coll_t[c][k]);
+                if (gsize[c] < 2)
+                    printf(" %15s", "-");
+                else
+                    printf(" %15.0f", 100 * (pred - coll_t[c][k]) / coll_t[c][k]);
             }
             printf("\n");
         }
         printf("# calibration took %.1f s\n", took);
+        poor_fits pf;
+        collect_poor_fits(&pf, shift, ks);
+        if (pf.n) {
+            print_poor_fits(stdout, &pf, "# WARNING: ");
+            printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
+                   "much (they are marked in it); calibrate on an idle machine, at most one rank "
+                   "per core\n",
+                   pf.n, pf.n > 1 ? "s" : "");
+        }
 
         char when[32];
         prov_utc_now(when, sizeof when);
@@ -430,6 +531,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         FILE *mf = open_memstream(&mtext, &mlen);
         if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
         write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+        print_poor_fits(mf, &pf, "# ");
         if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
         char shown[4200];
         if (o.machine_out) {
@@ -478,8 +580,29 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
+                h5_attr_f64(kg, "rel_rms", ks[d].fit.rel_rms);
+                h5_attr_f64(kg, "backward_rate_flop_per_s",
+                            ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
+                h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
+                h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
+            for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
+                static const char *const lg[2] = {"links/intra/ring_shift",
+                                                  "links/inter/ring_shift"};
+                if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
+                h5_attr_f64(h5_member(g, lg[t]), "large_rel_rms", shift[t].fit.large.rel_rms);
+            }
+            /* poor fits: poor_fit on each fit's group, and the list on the run */
+            char list[8 * 48 * 2] = "";
+            for (int i = 0; i < pf.n; i++) {
+                h5node *fg = h5_member(g, pf.group[i]);
+                if (!h5_attr_exists(fg, "poor_fit")) h5_attr_i64(fg, "poor_fit", 1);
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
+            }
+            h5_attr_i64(g, "poor_fit_count", pf.n);
+            h5_attr_str(g, "poor_fits", pf.n ? list : "none");
             for (int c = 0; c < NCOLL; c++) {
                 char p[96];
                 hsize_t n = (hsize_t)ncb;

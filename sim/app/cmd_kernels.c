@@ -288,10 +288,12 @@ static void print_header(const attn_opts *o)
            (unsigned long long)o->batch, (unsigned long long)o->heads,
            (unsigned long long)o->kv_heads, (unsigned long long)o->seed,
            (unsigned long long)o->reps);
-    printf("# %-8s %-4s %-5s %7s %7s %4s %6s %8s %4s %4s %10s %8s %13s %13s %13s %13s %7s %s\n",
+    /* a table: units in the column names, one value per cell ("-": not applicable) */
+    printf("# %-8s %-4s %-5s %7s %7s %4s %6s %8s %4s %4s %10s %8s %13s %13s %13s %13s %7s %-10s "
+           "%11s %s\n",
            "kernel", "pass", "dtype", "N", "N_k", "d", "causal", "sram", "Br", "Bc", "time_ms",
            o->backend == BACKEND_CUDA ? "TFLOP/s" : "GFLOP/s", "read_B", "written_B", "pred_read_B",
-           "pred_write_B", "x_comp", "check");
+           "pred_write_B", "x_comp", "check", "max_abs_err", "bytes");
 }
 
 static void write_run(h5out *h, const kernel_config *c, const ks_result *r, const double *times,
@@ -425,17 +427,15 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
     }
     qsort(times, o->reps, sizeof(double), cmp_double);
     double t = times[o->reps / 2];
-    char check[40] = "-";
-    if (r.checked)
-        snprintf(check, sizeof check, "%s %.1e%s", r.check_passed ? "ok" : "FAIL", r.max_abs_err,
-                 r.check_sampled ? " (sampled)" : "");
-    char sram[24];
-    if (cuda)
-        snprintf(sram, sizeof sram, "-");
-    else if (c->sram % 1024 == 0)
-        snprintf(sram, sizeof sram, "%zuk", c->sram / 1024);
-    else
-        snprintf(sram, sizeof sram, "%zu", c->sram);
+    /* check: ok or FAIL (ok_sampled, FAIL_sampled: rows sampled on large problems) */
+    char check[40] = "-", err[24] = "-";
+    if (r.checked) {
+        snprintf(check, sizeof check, "%s%s", r.check_passed ? "ok" : "FAIL",
+                 r.check_sampled ? "_sampled" : "");
+        snprintf(err, sizeof err, "%.1e", r.max_abs_err);
+    }
+    char sram[24] = "-";
+    if (!cuda) snprintf(sram, sizeof sram, "%zu", c->sram);
     uint64_t comp = r.predicted.compulsory_read + r.predicted.compulsory_written;
     /* x_comp: traffic over the compulsory traffic (on cuda, of the logical prediction) */
     uint64_t total = cuda ? r.predicted.bytes_read + r.predicted.bytes_written
@@ -447,17 +447,20 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
         snprintf(mwrite, sizeof mwrite, "%llu",
                  (unsigned long long)(cuda ? r.dram_written : r.measured.bytes_written));
     }
+    /* bytes: counted == predicted (equal, DIFFER) on the cpu; DRAM read within [compulsory,
+     * logical] (in_band, OUT_OF_BAND) with --dram; - otherwise */
+    const char *bytes = !cuda            ? (counts_match ? "equal" : "DIFFER")
+                        : !r.dram        ? "-"
+                        : r.dram_in_band ? "in_band"
+                                         : "OUT_OF_BAND";
     printf("  %-8s %-4s %-5s %7zu %7zu %4zu %6s %8s %4zu %4zu %10.3f %8.2f %13s %13s %13llu "
-           "%13llu %7.2f %s%s%s\n",
+           "%13llu %7.2f %-10s %11s %s\n",
            c->k->name, c->k->pass, kn_dtype_name(c->dtype), c->s.nq, c->s.nk, c->s.d,
            c->s.causal ? "yes" : "no", sram, r.blocks.br, r.blocks.bc, 1e3 * t,
            t > 0 ? (cuda ? 1e-12 : 1e-9) * (double)r.measured.flops / t : 0.0, mread, mwrite,
            (unsigned long long)r.predicted.bytes_read,
            (unsigned long long)r.predicted.bytes_written, comp ? (double)total / (double)comp : 0.0,
-           check, counts_match ? "" : "  COUNTS DIFFER",
-           !r.dram          ? ""
-           : r.dram_in_band ? "  DRAM read in band"
-                            : "  DRAM READ OUT OF BAND");
+           check, err, bytes);
     fflush(stdout);
     attn_kill_point("kernels:before_write");
     if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match, cuda);
@@ -579,12 +582,14 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     if (o.backend == BACKEND_CUDA)
         printf("# %ld runs: %s\n", runs,
                ok ? "every kernel checked against the float64 reference before timing. VALID"
-                  : "FAILED: see the rows marked FAIL or DRAM READ OUT OF BAND. INVALID");
+                  : "FAILED: see the rows marked FAIL or OUT_OF_BAND. INVALID");
     else
         printf("# %ld runs: %s%s%s\n", runs,
                ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
-               ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
-               ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
+               ok ? "" : "see the rows marked DIFFER or FAIL",
+               ok && o.check ? "; every output matches the float64 reference. VALID"
+               : ok          ? "; outputs not checked (--check). VALID"
+                             : ". INVALID");
     char shown[4200];
     if (o.out)
         printf("# wrote %ld runs to %s\n", runs, outputs_display(o.out, shown, sizeof shown));

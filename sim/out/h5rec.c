@@ -159,6 +159,14 @@ size_t h5v_size(h5v_type t)
     return 0;
 }
 
+int h5_attr_exists(const h5node *loc, const char *name)
+{
+    size_t len = strlen(name);
+    for (const h5attr *a = loc->attrs; a; a = a->next)
+        if (a->name_len == len && !memcmp(a->name, name, len)) return 1;
+    return 0;
+}
+
 static h5attr *attr_new(h5node *loc, const char *name)
 {
     size_t len = strlen(name);

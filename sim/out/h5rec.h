@@ -104,6 +104,8 @@ void h5_write(h5node *loc, const char *path, h5type type, int rank, const hsize_
               const void *data, const char *units);
 /* A 1-D dataset of n strings. */
 void h5_write_strs(h5node *loc, const char *path, const char *const *values, size_t n);
+/* 1 when `loc` has the attribute `name`. */
+int h5_attr_exists(const h5node *loc, const char *name);
 /* The group or dataset at `path` below `loc`; a missing one is a failure (fail.h). */
 h5node *h5_member(h5node *loc, const char *path);
 

@@ -565,9 +565,9 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
         printf("# attnsim kernels --decode: backend cpu, one thread, the schedules of %llu "
                "co-resident CTAs; bytes counted (measured) and from the plan (predicted)\n",
                (unsigned long long)(o->slots ? o->slots : CPU_SLOTS));
-    printf("# %-14s %-5s %3s %4s %4s %8s %4s %5s %6s %10s %9s %10s %7s %s\n", "kernel", "dtype",
-           "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
-           cuda ? "pred_us" : "read_B", cuda ? "err" : "counts", "check");
+    printf("# %-14s %-5s %3s %4s %4s %8s %4s %5s %6s %10s %9s %10s %7s %-5s %s\n", "kernel",
+           "dtype", "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
+           cuda ? "pred_us" : "read_B", cuda ? "err_pct" : "counts", "check", "max_rel_err");
     long runs = 0, good = 0;
     /* progress: the work of a run is the K/V cache it reads, every repetition */
     long total_runs = 0;
@@ -622,12 +622,12 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                                             &r.pred_written, &st);
                     int counts_ok = cuda || (r.counted.bytes_read == r.pred_read &&
                                              r.counted.bytes_written == r.pred_written);
-                    char check[40] = "-", extra[48];
+                    char check[40] = "-     -", extra[48];
                     if (r.checked)
-                        snprintf(check, sizeof check, "%s %.1e", r.check_passed ? "ok" : "FAIL",
+                        snprintf(check, sizeof check, "%-5s %.1e", r.check_passed ? "ok" : "FAIL",
                                  r.max_rel_err);
                     if (cuda)
-                        snprintf(extra, sizeof extra, "%10.2f %+6.1f%%",
+                        snprintf(extra, sizeof extra, "%10.2f %+7.1f",
                                  r.have_pred ? 1e6 * r.pred.time_s : NAN,
                                  r.have_pred ? 100.0 * (r.pred.time_s - r.median) / r.median : NAN);
                     else
@@ -657,8 +657,10 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"
-                      : (o->check ? "counted == predicted bytes; every check passed. VALID"
-                                  : "counted == predicted bytes in every run. VALID"))
+                      : (o->check ? "counted == predicted bytes in every run; every output "
+                                    "matches the float64 reference. VALID"
+                                  : "counted == predicted bytes in every run; outputs not "
+                                    "checked (--check). VALID"))
               : "FAILED: see the rows marked FAIL or DIFFER. INVALID");
     char shown[4200];
     if (o->out)

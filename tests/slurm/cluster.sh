@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private one-node Slurm for the tests: munge, slurmctld and slurmd started by hand (no
 # systemd), state under DIR, ports of its own, config independent of the host name.
-#   cluster.sh start DIR    installs the packages if missing, starts the daemons, waits for the
+#   cluster.sh start DIR    starts the daemons (packages: tests/install-deps.sh), waits for the
 #                           node to be idle, prints "export SLURM_CONF=DIR/slurm.conf"
 #   cluster.sh stop DIR     stops the daemons it started (by their pid files), nothing else
 # Facts this relies on (Debian 12: Slurm 22.05, munge 0.5.15, PMIx, Open MPI 4.1): Debian's Open
@@ -28,15 +28,11 @@ stop() {
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "usage: cluster.sh start|stop DIR" >&2; exit 2; }
 
-pkgs=(slurmctld slurmd slurm-client munge libpmix-dev)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# the packages are installed up front by tests/install-deps.sh, never here
+for c in munged slurmctld slurmd sinfo; do
+  command -v "$c" >/dev/null ||
+    { echo "cluster.sh: $c not found; install the test dependencies first: tests/install-deps.sh" >&2; exit 1; }
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
 
 stop
 mkdir -p "$dir/ctld" "$dir/spool" "$dir/munge"
@@ -47,6 +43,13 @@ munged --force --socket="$dir/munge/socket" --key-file="$dir/munge/munge.key" \
   --pid-file="$dir/munged.pid" --log-file="$dir/munged.log" --seed-file="$dir/munge/seed"
 
 cpus=$(( $(nproc) > 4 ? $(nproc) : 4 ))
+# GPUs as a generic resource, so that the shipped job scripts' GPU requests are scheduled as on
+# a GPU cluster: slurmd needs a character device per GPU and drops GPUs without one, so each is
+# a link to /dev/null (nothing opens them). attnsim sees no GPU: the studies run on CPU ranks.
+gpus=4
+mkdir -p "$dir/gpu-devices"
+for i in $(seq 0 $((gpus - 1))); do ln -sfn /dev/null "$dir/gpu-devices/gpu$i"; done
+echo "Name=gpu File=$dir/gpu-devices/gpu[0-$((gpus - 1))]" > "$dir/gres.conf"
 port=$(( 20000 + $$ % 20000 ))
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=attnsim
@@ -77,7 +80,8 @@ ReturnToService=2
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName=localhost CPUs=$cpus State=UNKNOWN
+GresTypes=gpu
+NodeName=localhost CPUs=$cpus Gres=gpu:$gpus State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 export SLURM_CONF="$dir/slurm.conf"
