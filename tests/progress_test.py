@@ -20,6 +20,7 @@ failures = 0
 
 
 def check(name, cmd, unit, min_lines=1, work_not_runs=None):
+    """min_lines: lines wanted with a line at every run (ATTNSIM_PROGRESS_SECONDS=0)."""
     global failures
     problems = []
     quiet = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240)
@@ -28,10 +29,16 @@ def check(name, cmd, unit, min_lines=1, work_not_runs=None):
                         f"{quiet.stderr.strip()[:200]}")
     r = subprocess.run(cmd + ["--progress"], capture_output=True, text=True, env=ENV,
                        timeout=240)
+    # a line at every run: the shares can be compared with the runs
+    every = subprocess.run(cmd + ["--progress"], capture_output=True, text=True, timeout=240,
+                           env=dict(ENV, ATTNSIM_PROGRESS_SECONDS="0"))
+    every_lines = [l for l in every.stderr.splitlines() if "of the work" in l]
     lines = [l for l in r.stderr.splitlines() if "of the work" in l]
     parsed = [LINE.match(l) for l in lines]
-    if r.returncode != 0 or len(lines) < min_lines or not all(parsed):
+    if r.returncode != 0 or not lines or not all(parsed):
         problems.append(f"status {r.returncode}, lines {lines[:3]}")
+    elif len(every_lines) < min_lines or not all(LINE.match(l) for l in every_lines):
+        problems.append(f"a line at every run: {len(every_lines)} lines, {every_lines[:2]}")
     else:
         shares = [float(m.group(2)) for m in parsed]
         if shares != sorted(shares) or shares[-1] != 100.0 or "in all" not in lines[-1]:
@@ -45,7 +52,7 @@ def check(name, cmd, unit, min_lines=1, work_not_runs=None):
             problems.append(f"{len(lines)} lines in {elapsed} s: more than one a second")
         # the share follows the work: the last run of the sweep is most of it
         if work_not_runs:
-            for m in parsed[:-1]:
+            for m in [LINE.match(l) for l in every_lines][:-1]:
                 done, total = int(m.group(6)), int(m.group(7))
                 if float(m.group(2)) > 100.0 * done / total:
                     problems.append(f"share {m.group(2)}% ahead of the runs ({done}/{total})")
@@ -59,14 +66,17 @@ def check(name, cmd, unit, min_lines=1, work_not_runs=None):
 def main():
     # sizes grow 8x per step: the runs' work is far from equal
     check("kernels", [ATTNSIM, "kernels", "--kernel", "fa2", "--pass", "fwd", "--seq",
-                      "64,128,256,512,1024,2048,4096,8192", "--heads", "1", "--head-dim", "32",
-                      "--sram", "8k"], "FLOP", min_lines=2, work_not_runs=True)
+                      "64,128,256,512,1024,2048", "--heads", "1", "--head-dim", "32",
+                      "--sram", "8k"], "FLOP", min_lines=6, work_not_runs=True)
     check("kernels --decode", [ATTNSIM, "kernels", "--decode", "--seq", "4k,64k", "--heads", "4",
-                               "--kv-heads", "2", "--head-dim", "64"], "bytes of K/V read")
+                               "--kv-heads", "2", "--head-dim", "64"], "bytes of K/V read",
+          min_lines=6)
     check("model", [ATTNSIM, "model", "--procs", "4,64,1024,16384", "--seq", "1M",
-                    "--algo", "ring,a2d-no"], "rank predictions")
+                    "--algo", "ring,a2d-no"], "rank predictions", min_lines=8,
+          work_not_runs=True)
     check("run", [MPIEXEC, "-n", "4", "--oversubscribe", ATTNSIM, "run", "--algo",
-                  "ring,a2d-no", "--seq", "64,1024", "--heads", "2", "--head-dim", "16"], "FLOP")
+                  "ring,a2d-no", "--seq", "64,1024", "--heads", "2", "--head-dim", "16"], "FLOP",
+          min_lines=4, work_not_runs=True)
     print(f"progress: {failures} failed")
     return 1 if failures else 0
 

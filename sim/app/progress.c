@@ -2,6 +2,7 @@
 #include "progress.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +66,12 @@ void progress_begin(progress *p, const char *cmd, int force, long total_runs, do
     p->tty = isatty(STDERR_FILENO);
     p->on = p->tty || force;
     p->shown = 0;
+    /* at most four lines a second on a terminal, one off it (ATTNSIM_PROGRESS_SECONDS sets
+     * the interval: more or fewer lines in a log) */
+    const char *e = getenv("ATTNSIM_PROGRESS_SECONDS");
+    char *end = NULL;
+    double every = e ? strtod(e, &end) : -1;
+    p->every = e && end && *end == '\0' && every >= 0 ? every : p->tty ? 0.25 : 1.0;
 }
 
 void progress_step(progress *p, double work)
@@ -73,7 +80,7 @@ void progress_step(progress *p, double work)
     p->runs++;
     if (!p->on || p->runs >= p->total_runs) return; /* the last line is progress_end's */
     double t = now_s();
-    if (t - p->last < (p->tty ? 0.25 : 1.0)) return;
+    if (t - p->last < p->every) return;
     p->last = t;
     show(p, 0);
 }

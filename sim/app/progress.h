@@ -4,8 +4,9 @@
  * is not promised to end early.
  *
  * Shown only when stderr is a terminal (one line rewritten in place, at most four times a
- * second) or when --progress is given (a line at most once a second, for logs); nothing
- * otherwise, so pipelines and tests see no extra output.
+ * second) or when --progress is given (a line at most once a second, for logs;
+ * ATTNSIM_PROGRESS_SECONDS sets another interval); nothing otherwise, so pipelines and tests
+ * see no extra output.
  */
 #ifndef ATTNSIM_PROGRESS_H
 #define ATTNSIM_PROGRESS_H
@@ -15,7 +16,7 @@ typedef struct {
     const char *unit; /* of the work: "FLOP", "bytes", "rank predictions" */
     double total, done;
     long runs, total_runs;
-    double t0, last;
+    double t0, last, every;
     int on, tty, shown;
 } progress;
 
