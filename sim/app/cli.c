@@ -120,9 +120,14 @@ static const opt_info options[] = {
     {OPT_MACHINE_OUT, "machine-out", required_argument, "FILE",
      "machine file to write (else it is printed)"},
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
-     "store per-rank [P][F] arrays up to this P (above: per-phase maxima only)"},
+     "store per-rank [P][F] arrays up to this P (above: the rows of 64 evenly spaced ranks)"},
     {OPT_OUT, "out", required_argument, "FILE.h5",
-     "HDF5 file to create or append to (schema attnsim/1)"},
+     "HDF5 file to create or append to (schema attnsim/1; a symlink: the file it names)"},
+    {OPT_LOCK_TIMEOUT, "lock-timeout", required_argument, "SECONDS",
+     "wait at most this long for another writer of the --out file (default 600; 0: do not "
+     "wait); exit 1 when it expires"},
+    {OPT_PROGRESS, "progress", no_argument, NULL,
+     "progress and time left on stderr even when it is not a terminal"},
 };
 #define NUM_OPTIONS (sizeof options / sizeof options[0])
 
@@ -267,6 +272,13 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
     case OPT_RANK_ARRAYS:
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
         break;
+    case OPT_LOCK_TIMEOUT:
+        rc = cli_parse_seconds(arg, 1e9, &o->lock_timeout, err, sizeof err);
+        o->lock_timeout_set = 1;
+        break;
+    case OPT_PROGRESS:
+        o->progress = 1;
+        break;
     case OPT_OUT:
         o->out = arg; /* checked with every other output (cli_check_outputs) */
         break;
@@ -401,6 +413,14 @@ void cli_option_digests(const attn_opts *o, uint64_t d[CLI_NUM_OPTIONS])
             break;
         case OPT_ULYSSES_SIZE:
             h = DIGEST_OF(o->ulysses_size);
+            break;
+        case OPT_LOCK_TIMEOUT: {
+            double t = cli_lock_timeout(o);
+            h = DIGEST_OF(t);
+            break;
+        }
+        case OPT_PROGRESS:
+            h = DIGEST_OF(o->progress);
             break;
         case OPT_END:
             break;

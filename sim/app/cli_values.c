@@ -1,10 +1,12 @@
 /* cli_values.c - the values of the command line (see cli.h): counts with k/M/G suffixes,
  * comma-separated lists, choices from a table, grids. Every error says what is wrong and what
- * is accepted. */
+ * is accepted; the --lock-timeout default. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "h5out.h"
 
 #define COUNT_FORMS                                                                                \
     "a positive integer with an optional k, M or G suffix (powers of two: 4k = 4096)"
@@ -187,4 +189,26 @@ int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen)
         return snprintf(err, errlen, "'%s' is not a grid (%s); accepted: %s", text, sub, forms), -1;
     out->is_auto = 0;
     return 0;
+}
+
+int cli_parse_seconds(const char *text, double max, double *out, char *err, size_t errlen)
+{
+    const char *forms = "a non-negative number of seconds (e.g. 0, 30, 2.5)";
+    if (*text == '\0') return snprintf(err, errlen, "the value is empty; accepted: %s", forms), -1;
+    if (strspn(text, "0123456789.") != strlen(text) || strchr(text, '.') != strrchr(text, '.') ||
+        !strcmp(text, "."))
+        return snprintf(err, errlen, "'%s' is not a number of seconds; accepted: %s", text, forms),
+               -1;
+    double v = strtod(text, NULL);
+    if (v > max)
+        return snprintf(err, errlen, "'%s' is too large; accepted: %s, at most %g", text, forms,
+                        max),
+               -1;
+    *out = v;
+    return 0;
+}
+
+double cli_lock_timeout(const attn_opts *o)
+{
+    return o->lock_timeout_set ? o->lock_timeout : H5OUT_LOCK_TIMEOUT_DEFAULT;
 }

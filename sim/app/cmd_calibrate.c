@@ -40,8 +40,9 @@
 #include "gpu_bind.h"
 #endif
 
-static const opt_id calibrate_opts[] = {OPT_BACKEND,     OPT_COMM,        OPT_GRID, OPT_MACHINE,
-                                        OPT_MAX_MESSAGE, OPT_MACHINE_OUT, OPT_OUT,  OPT_END};
+static const opt_id calibrate_opts[] = {OPT_BACKEND, OPT_COMM,         OPT_GRID,
+                                        OPT_MACHINE, OPT_MAX_MESSAGE,  OPT_MACHINE_OUT,
+                                        OPT_OUT,     OPT_LOCK_TIMEOUT, OPT_END};
 
 static const cli_command calibrate_cmd = {
     "calibrate",
@@ -344,9 +345,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("# machine file (save it and use --machine FILE):\n%s", mtext);
         }
         if (o.out) {
-            e.h = h5out_open(o.out, &prov);
-            int64_t id;
-            hid_t g = h5out_run_begin(e.h, &id);
+            e.h = h5out_open(o.out, &prov, cli_lock_timeout(&o));
+            h5node *g = h5out_run_begin(e.h);
             h5_attr_str(g, "kind", "calibration");
             h5_attr_str(g, "algorithm", "calibrate");
             h5_attr_str(g, "pass", "-");
@@ -369,17 +369,17 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 hsize_t n = ks[d].n;
                 if (!n) continue; /* not measured on this backend */
                 snprintf(p, sizeof p, "kernels/%s/flops", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].flops, "flop");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].flops, "flop");
                 snprintf(p, sizeof p, "kernels/%s/time_s", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].time, "s");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].time, "s");
                 snprintf(p, sizeof p, "kernels/%s/tile_rows", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].nq, "tokens");
+                h5_write(g, p, H5_I32, 1, &n, ks[d].nq, "tokens");
                 snprintf(p, sizeof p, "kernels/%s/forward", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].fwd, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].fwd, NULL);
                 snprintf(p, sizeof p, "kernels/%s/causal", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].causal, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].causal, NULL);
                 snprintf(p, sizeof p, "kernels/%s", dn[d]);
-                hid_t kg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5node *kg = h5_member(g, p);
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
@@ -388,23 +388,19 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                             ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
                 h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
                 h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
-                H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
             for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
                 static const char *const lg[2] = {"links/intra/ring_shift",
                                                   "links/inter/ring_shift"};
                 if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
-                hid_t lgid = H5CALL(H5Gopen2(g, lg[t], H5P_DEFAULT));
-                h5_attr_f64(lgid, "large_rel_rms", shift[t].fit.large.rel_rms);
-                H5CALL(H5Gclose(lgid));
+                h5_attr_f64(h5_member(g, lg[t]), "large_rel_rms", shift[t].fit.large.rel_rms);
             }
             /* poor fits: poor_fit on each fit's group, and the list on the run */
             char list[8 * 48 * 2] = "";
             for (int i = 0; i < pf.n; i++) {
-                hid_t fg = H5CALL(H5Gopen2(g, pf.group[i], H5P_DEFAULT));
-                if (H5CALL(H5Aexists(fg, "poor_fit")) == 0) h5_attr_i64(fg, "poor_fit", 1);
-                H5CALL(H5Gclose(fg));
+                h5node *fg = h5_member(g, pf.group[i]);
+                if (!h5_attr_exists(fg, "poor_fit")) h5_attr_i64(fg, "poor_fit", 1);
                 size_t len = strlen(list);
                 snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
             }
@@ -414,9 +410,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 char p[96];
                 hsize_t n = (hsize_t)ncb;
                 snprintf(p, sizeof p, "collectives/%s/bytes", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_bytes, "bytes");
+                h5_write(g, p, H5_F64, 1, &n, coll_bytes, "bytes");
                 snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_t[c], "s");
+                h5_write(g, p, H5_F64, 1, &n, coll_t[c], "s");
             }
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;

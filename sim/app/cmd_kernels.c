@@ -19,6 +19,8 @@
 #include "hostmem.h"
 #include "kernel_record.h"
 #include "outputs.h"
+#include "partition.h"
+#include "progress.h"
 #include "kernel_study.h"
 #include "sweep.h"
 #include "timing.h"
@@ -62,10 +64,11 @@ static unsigned decode_schemes(unsigned kernels)
            ((kernels & kernel_bit("lean")) ? 4u : 0u);
 }
 
-static const opt_id kernels_opts[] = {OPT_KERNEL, OPT_PASS,     OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,
-                                      OPT_HEADS,  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_DTYPE,
-                                      OPT_SRAM,   OPT_BACKEND,  OPT_CHECK,    OPT_REPS,   OPT_SEED,
-                                      OPT_DRAM,   OPT_DECODE,   OPT_SLOTS,    OPT_OUT,    OPT_END};
+static const opt_id kernels_opts[] = {
+    OPT_KERNEL,   OPT_PASS,         OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,  OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM,     OPT_CAUSAL,   OPT_DTYPE,  OPT_SRAM,   OPT_BACKEND,
+    OPT_CHECK,    OPT_REPS,         OPT_SEED,     OPT_DRAM,   OPT_DECODE, OPT_SLOTS,
+    OPT_OUT,      OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command kernels_cmd = {
     "kernels",
@@ -352,6 +355,14 @@ static int run_config(const ks_config *c, const attn_opts *o, h5out *h)
     return counts_match && (!r.checked || r.check_passed) && (!r.dram || r.dram_in_band);
 }
 
+/* FLOPs of a configuration's repetitions: every visible query-key pair of every head. */
+static double config_flops(const ks_config *c, const attn_opts *o)
+{
+    double pairs = attn_tile_pairs(c->s.causal, (double)c->s.nq, (double)c->s.nk, 1);
+    return pairs * (double)c->s.batch * (double)c->s.heads *
+           (double)attn_pair_flops(c->s.d, strcmp(c->k->pass, "bwd") == 0) * (double)o->reps;
+}
+
 int kernels_options(int argc, char **argv, attn_opts *o)
 {
     collect_kernel_names();
@@ -386,7 +397,7 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
-    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    h5out *h = o.out ? h5out_open(o.out, &prov, cli_lock_timeout(&o)) : NULL;
 #ifdef ATTNSIM_HAVE_CUDA
     if (o.backend == BACKEND_CUDA) ks_cuda_device(device_desc, sizeof device_desc);
 #endif
@@ -399,6 +410,9 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     print_header(&o);
     const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
     long runs = 0, good = 0;
+    /* the sweep's configurations first: progress weighs each by its FLOPs */
+    ks_config *cfg = NULL;
+    size_t ncfg = 0, cap = 0;
     sweep_iter sw = {0};
     int DT = sweep_mask(&sw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o.head_dim),
         CA = sweep_mask(&sw, o.causal, 2), SQ = sweep_list(&sw, &o.seq),
@@ -418,10 +432,25 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
         c.s = (kn_shape){
             o.batch,  o.heads,       o.kv_heads, sw.v[SQ], o.seq_kv.n ? kvl->v[sw.v[KV]] : sw.v[SQ],
             sw.v[HD], (int)sw.v[CA], NULL,       NULL};
-        runs++;
-        good += run_config(&c, &o, h);
+        if (ncfg == cap) {
+            cap = cap ? 2 * cap : 64;
+            cfg = realloc(cfg, cap * sizeof *cfg);
+            if (!cfg) kn_fatal("realloc", "out of memory");
+        }
+        cfg[ncfg++] = c;
     }
+    double total_flops = 0;
+    for (size_t i = 0; i < ncfg; i++) total_flops += config_flops(&cfg[i], &o);
+    progress prog;
+    progress_begin(&prog, "kernels", o.progress, (long)ncfg, total_flops, "FLOP");
+    for (size_t i = 0; i < ncfg; i++) {
+        runs++;
+        good += run_config(&cfg[i], &o, h);
+        progress_step(&prog, config_flops(&cfg[i], &o));
+    }
+    free(cfg);
     h5out_close(h);
+    progress_end(&prog);
     prov_free(&prov);
     int ok = good == runs;
     if (o.backend == BACKEND_CUDA)

@@ -19,12 +19,14 @@
 #include "kn_common.h"
 #include "outputs.h"
 #include "predict.h"
+#include "progress.h"
 #include "sweep.h"
 
-static const opt_id model_opts[] = {
-    OPT_ALGO,     OPT_LAYOUT,   OPT_PROCS,       OPT_SEQ,  OPT_BATCH,        OPT_HEADS,
-    OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL,      OPT_GRID, OPT_ULYSSES_SIZE, OPT_PASS,
-    OPT_DTYPE,    OPT_MACHINE,  OPT_RANK_ARRAYS, OPT_OUT,  OPT_END};
+static const opt_id model_opts[] = {OPT_ALGO,         OPT_LAYOUT,   OPT_PROCS,        OPT_SEQ,
+                                    OPT_BATCH,        OPT_HEADS,    OPT_KV_HEADS,     OPT_HEAD_DIM,
+                                    OPT_CAUSAL,       OPT_GRID,     OPT_ULYSSES_SIZE, OPT_PASS,
+                                    OPT_DTYPE,        OPT_MACHINE,  OPT_RANK_ARRAYS,  OPT_OUT,
+                                    OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command model_cmd = {
     "model",
@@ -33,8 +35,9 @@ static const cli_command model_cmd = {
     "time of each phase, for the distributed attention algorithms (--algo) on a described\n"
     "machine, without executing anything (docs/model.md). Defaults: --algo (every algorithm)\n"
     "--layout contiguous --procs 4,16,64 --seq 32k,128k --batch 1 --heads 32 --head-dim 128\n"
-    "--causal=no --pass fwd --dtype bf16 --machine dgx-h100 --rank-arrays 4096; --grid: the\n"
-    "square grid where P is a square, else auto; --ulysses-size: the machine's GPUs per node.\n"
+    "--causal=no --pass fwd --dtype bf16 --machine dgx-h100 --rank-arrays 4096 (above: the\n"
+    "per-rank arrays of 64 evenly spaced ranks); --grid: the square grid where P is a square,\n"
+    "else auto; --ulysses-size: the machine's GPUs per node.\n"
     "Presets: a2d-paper-a100, a2d-paper-h100, dev-4gpu, dev-h100, dgx-a100, dgx-h100,\n"
     "h200-node (files in models/machines/, format in docs/machine.md).",
     model_opts,
@@ -142,17 +145,14 @@ static void model_one(const attn_opts *o, const machine *m, const am_config *c, 
     const char *warn = am_unmeasured_tier_note(m, &pr.time);
     if (warn) printf("# warning: %s\n", warn);
     if (h) {
-        int64_t run_id;
-        hid_t g = h5out_run_begin(h, &run_id);
+        h5node *g = h5out_run_begin(h);
         record_config_attrs(g, "model", c, "none", "none", m);
         h5_attr_i64(g, "grid_auto", grid_auto);
         h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
         char why[160];
-        snprintf(why, sizeof why, "omitted: P = %llu is above --rank-arrays %llu",
-                 (unsigned long long)c->P, (unsigned long long)o->rank_arrays);
-        int32_t *map = keep ? rank_map_from_machine(c, m) : NULL;
-        record_prediction(g, &pr, map, why);
-        free(map);
+        snprintf(why, sizeof why, "P = %llu is above --rank-arrays %llu", (unsigned long long)c->P,
+                 (unsigned long long)o->rank_arrays);
+        record_prediction(g, &pr, NULL, m, 0, keep ? NULL : why);
         h5_summary_row row;
         summary_from_prediction(&row, "model", &pr, "none");
         h5out_run_commit(h, g, &row);
@@ -198,7 +198,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
-    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    h5out *h = o.out ? h5out_open(o.out, &prov, cli_lock_timeout(&o)) : NULL;
     printf("# attnsim model: machine %s (%s), %llu GPUs per node; batch %llu, heads %llu, "
            "kv-heads %llu\n",
            m.name, m.origin, (unsigned long long)m.gpus_per_node, (unsigned long long)o.batch,
@@ -208,6 +208,23 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     printf("# %5s %-8s %-10s %-5s %7s %-9s %-7s %8s %4s %6s %-5s %11s %7s %-9s %14s\n", "id",
            "algo", "layout", "pass", "P", "grid", "grid_by", "N", "d", "causal", "dtype", "time_ms",
            "vs_ring", "dominant", "max_sent_B");
+    /* progress: the work of a prediction grows with P (every rank is predicted) */
+    long total_runs = 0;
+    double total_work = 0;
+    {
+        sweep_iter pw = {0};
+        int DT = sweep_mask(&pw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&pw, &o.head_dim),
+            CA = sweep_mask(&pw, o.causal, 2), SQ = sweep_list(&pw, &o.seq),
+            PR = sweep_list(&pw, &o.procs), AL = sweep_mask(&pw, o.algos, AM_NUM_ALGOS);
+        while (sweep_next(&pw)) {
+            am_config c;
+            sweep_config(&o, &m, (int)pw.v[AL], pw.v[PR], pw.v[SQ], pw.v[HD], (int)pw.v[CA],
+                         (int)pw.v[DT], 1, 0, &c);
+            if (am_validate(&c, err, sizeof err) == 0) total_runs++, total_work += (double)c.P;
+        }
+    }
+    progress prog;
+    progress_begin(&prog, "model", o.progress, total_runs, total_work, "rank predictions");
     phase_table phases = {NULL, 0, 0};
     phase_table_add(&phases, "", 0);
     long rows = 0, skipped = 0;
@@ -239,8 +256,10 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
         }
         rows++;
         model_one(&o, &m, &c, grid_auto, ring_s, rows, &phases, h);
+        progress_step(&prog, (double)c.P);
     }
     h5out_close(h);
+    progress_end(&prog);
     prov_free(&prov);
     printf("# %ld predictions%s; time_ms: predicted total; vs_ring: ring (same layout) time over "
            "this time; grid_by: auto (--grid auto: least predicted time), square (the default) "

@@ -26,6 +26,7 @@
 #include "hostmem.h"
 #include "memory_estimate.h"
 #include "outputs.h"
+#include "progress.h"
 #include "predict.h"
 #include "run.h"
 #include "sweep.h"
@@ -37,9 +38,10 @@
 #endif
 
 static const opt_id run_opts[] = {
-    OPT_ALGO,    OPT_LAYOUT, OPT_SEQ,          OPT_BATCH, OPT_HEADS, OPT_KV_HEADS, OPT_HEAD_DIM,
-    OPT_CAUSAL,  OPT_GRID,   OPT_ULYSSES_SIZE, OPT_PASS,  OPT_DTYPE, OPT_BACKEND,  OPT_COMM,
-    OPT_MACHINE, OPT_CHECK,  OPT_SEED,         OPT_REPS,  OPT_OUT,   OPT_END};
+    OPT_ALGO,        OPT_LAYOUT, OPT_SEQ,          OPT_BATCH,        OPT_HEADS, OPT_KV_HEADS,
+    OPT_HEAD_DIM,    OPT_CAUSAL, OPT_GRID,         OPT_ULYSSES_SIZE, OPT_PASS,  OPT_DTYPE,
+    OPT_BACKEND,     OPT_COMM,   OPT_MACHINE,      OPT_CHECK,        OPT_SEED,  OPT_REPS,
+    OPT_RANK_ARRAYS, OPT_OUT,    OPT_LOCK_TIMEOUT, OPT_PROGRESS,     OPT_END};
 
 static const cli_command run_cmd = {
     "run",
@@ -52,10 +54,10 @@ static const cli_command run_cmd = {
     "--comm mpi stages device buffers through host memory (ranks may share a GPU), --comm nccl\n"
     "uses NCCL point-to-point (one rank per GPU). Defaults: --algo ring,a2d-no,a2d-o --layout\n"
     "contiguous --seq 512 --batch 1 --heads 4 --head-dim 32 --causal=no --pass fwd --dtype f32\n"
-    "(bf16 with --backend cuda) --backend cpu --comm mpi --machine dgx-h100 --seed 1 --reps 1;\n"
-    "--grid: the square grid (P must be a square) unless RxC or auto is given; --ulysses-size:\n"
-    "the ranks of one node. --reps R runs the passes R times and reports the repetition of\n"
-    "median total time (counts are per pass).",
+    "(bf16 with --backend cuda) --backend cpu --comm mpi --machine dgx-h100 --seed 1 --reps 1\n"
+    "--rank-arrays 4096; --grid: the square grid (P must be a square) unless RxC or auto is\n"
+    "given; --ulysses-size: the ranks of one node. --reps R runs the passes R times and reports\n"
+    "the repetition of median total time (counts are per pass).",
     run_opts,
     NULL,
     256};
@@ -210,6 +212,17 @@ static int check_memory(run_env *env)
         }
     }
     return 0;
+}
+
+/* Attention FLOPs a run executes: every visible pair of every head, its repetitions. */
+static double run_flops(const attn_opts *o, uint64_t N, uint64_t d, int causal)
+{
+    double pairs =
+        attn_tile_pairs(causal, (double)N, (double)N, 1) * (double)o->batch * (double)o->heads;
+    double per = o->pass == AM_BWD     ? (double)attn_pair_flops(d, 1)
+                 : o->pass == AM_TRAIN ? (double)(attn_pair_flops(d, 0) + attn_pair_flops(d, 1))
+                                       : (double)attn_pair_flops(d, 0);
+    return pairs * per * (double)(o->reps ? o->reps : 1);
 }
 
 /* One configuration on every rank; returns 1 when valid (same answer on every rank). */
@@ -368,6 +381,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     o->backend = BACKEND_CPU, o->comm = COMM_MPI;
     o->machine = "dgx-h100";
     o->seed = 1;
+    o->rank_arrays = 4096;
     int rc = cli_parse(&run_cmd, argc, argv, o);
     if (!o->dtypes) o->dtypes = 1u << (o->backend == BACKEND_CUDA ? KN_BF16 : KN_F32);
     rc = agree_options(o, rc, MPI_COMM_WORLD); /* the same answer on every rank */
@@ -409,7 +423,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         }
         prov_init(&env.prov, full_argc, full_argv);
         prov_set_hosts(&env.prov, names, (size_t)env.P);
-        env.h = o->out ? h5out_open(o->out, &env.prov) : NULL;
+        env.h = o->out ? h5out_open(o->out, &env.prov, cli_lock_timeout(o)) : NULL;
         printf("# attnsim run: %d ranks on %d node(s), backend %s, comm %s (%s); predictions on "
                "%s\n",
                env.P, env.nodes, cli_backend_names[o->backend], cli_comm_names[o->comm],
@@ -423,23 +437,29 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                hostmem_format(env.mem_rank, a, sizeof a),
                hostmem_format(env.mem_root, b, sizeof b));
     }
+    /* progress (rank 0): the work of a run is the attention FLOPs of its repetitions */
+    enum { DT, HD, CA, SQ, AL };
     sweep_iter sw = {0};
-    int DT = sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o->head_dim),
-        CA = sweep_mask(&sw, o->causal, 2), SQ = sweep_list(&sw, &o->seq),
-        AL = sweep_mask(&sw, o->algos, AM_NUM_ALGOS);
-    int total = (int)sweep_total(&sw);
-    double sweep_t0 = MPI_Wtime();
+    double total_flops = 0;
+    for (int pass = 0; pass < 2; pass++) { /* the sweep's work, then the sweep to run */
+        memset(&sw, 0, sizeof sw);
+        sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), sweep_list(&sw, &o->head_dim);
+        sweep_mask(&sw, o->causal, 2), sweep_list(&sw, &o->seq);
+        sweep_mask(&sw, o->algos, AM_NUM_ALGOS);
+        while (pass == 0 && sweep_next(&sw))
+            total_flops += run_flops(o, sw.v[SQ], sw.v[HD], (int)sw.v[CA]);
+    }
+    progress prog;
+    progress_begin(&prog, "run", o->progress && env.rank == 0, (long)sweep_total(&sw), total_flops,
+                   "FLOP");
+    if (env.rank != 0) prog.on = 0;
     while (sweep_next(&sw)) {
-        if (runs > 0 && env.rank == 0) { /* progress of a sweep, on stderr */
-            double el = MPI_Wtime() - sweep_t0;
-            fprintf(stderr, "attnsim run: progress %d/%d runs, %.1f s elapsed, ~%.1f s remaining\n",
-                    runs, total, el, el / runs * (total - runs));
-        }
         am_config c;
         sweep_config(o, &env.m, (int)sw.v[AL], (uint64_t)env.P, sw.v[SQ], sw.v[HD], (int)sw.v[CA],
                      (int)sw.v[DT], 0, env.ranks_per_node, &c);
         ok &= run_one(&env, &c, (kn_dtype)sw.v[DT]);
         runs++;
+        progress_step(&prog, run_flops(o, c.N, c.head_dim, (int)sw.v[CA]));
     }
     if (env.rank == 0) {
         /* exactly what was checked: the counts always, the outputs with --check */
@@ -457,6 +477,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         if (o->out)
             printf("# wrote %d runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
         h5out_close(env.h);
+        progress_end(&prog);
         prov_free(&env.prov);
     }
     free(env.node_of);

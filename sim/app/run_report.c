@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dist_record.h"
 #include "fail.h"
@@ -118,26 +119,26 @@ static void print_run(const exec_ctx *x, int P, const machine *m, const am_predi
     fflush(stdout);
 }
 
-/* A [P][F] dataset of one field of every rank's report. */
-static void write_per_rank(hid_t g, const char *path, const rank_report *all, int P, int F,
-                           int field, const char *units)
+/* A [R][F] dataset of one field of the reports of the ranks rows[0..R-1]. */
+static void write_per_rank(h5node *g, const char *path, const rank_report *all, const int *rows,
+                           size_t R, int F, int field, const char *units)
 {
-    hsize_t pf[2] = {(hsize_t)P, (hsize_t)F};
+    hsize_t pf[2] = {(hsize_t)R, (hsize_t)F};
     if (field < 3) {
-        int64_t *a = kn_xmalloc((size_t)P * F * sizeof(int64_t) + 1, "measured");
-        for (int r = 0; r < P; r++)
-            for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].v[f][field];
-        h5_write(g, path, H5T_NATIVE_INT64, 2, pf, a, units);
+        int64_t *a = kn_xmalloc(R * (size_t)F * sizeof(int64_t) + 1, "measured");
+        for (size_t i = 0; i < R; i++)
+            for (int f = 0; f < F; f++) a[i * (size_t)F + f] = (int64_t)all[rows[i]].v[f][field];
+        h5_write(g, path, H5_I64, 2, pf, a, units);
         free(a);
         return;
     }
-    double *t = kn_xmalloc((size_t)P * F * sizeof(double) + 1, "measured");
-    for (int r = 0; r < P; r++)
+    double *t = kn_xmalloc(R * (size_t)F * sizeof(double) + 1, "measured");
+    for (size_t i = 0; i < R; i++) {
+        const rank_report *r = &all[rows[i]];
         for (int f = 0; f < F; f++)
-            t[(size_t)r * F + f] = field == 3   ? all[r].t[f]
-                                   : field == 4 ? all[r].start[f]
-                                                : all[r].end[f];
-    h5_write(g, path, H5T_NATIVE_DOUBLE, 2, pf, t, units);
+            t[i * (size_t)F + f] = field == 3 ? r->t[f] : field == 4 ? r->start[f] : r->end[f];
+    }
+    h5_write(g, path, H5_F64, 2, pf, t, units);
     free(t);
 }
 
@@ -146,8 +147,7 @@ static void record_run(run_env *env, const exec_ctx *x, const machine *m, const 
 {
     const am_config *c = &x->cfg;
     int P = env->P, F = pr->F;
-    int64_t id;
-    hid_t g = h5out_run_begin(env->h, &id);
+    h5node *g = h5out_run_begin(env->h);
     record_config_attrs(g, "distributed", c, cli_backend_names[env->o.backend],
                         cli_comm_names[env->o.comm], m);
     h5_attr_i64(g, "seed", (int64_t)x->seed);
@@ -167,20 +167,41 @@ static void record_run(run_env *env, const exec_ctx *x, const machine *m, const 
         map[4 * r + 2] = (int32_t)grid_row((uint64_t)r, c->rows);
         map[4 * r + 3] = (int32_t)grid_col((uint64_t)r, c->rows);
     }
-    record_prediction(g, pr, map, NULL);
-    write_per_rank(g, "measured/bytes_sent", all, P, F, 0, "bytes");
-    write_per_rank(g, "measured/bytes_recv", all, P, F, 1, "bytes");
-    write_per_rank(g, "measured/messages", all, P, F, 2, "messages");
-    write_per_rank(g, "measured/time_s", all, P, F, 3, "s");
-    write_per_rank(g, "measured/phase_start_s", all, P, F, 4, "s");
-    write_per_rank(g, "measured/phase_end_s", all, P, F, 5, "s");
+    /* above --rank-arrays the per-rank arrays keep the rows of evenly spaced ranks */
+    int thin = (uint64_t)P > env->o.rank_arrays;
+    char why[96];
+    snprintf(why, sizeof why, "P = %d is above --rank-arrays %llu", P,
+             (unsigned long long)env->o.rank_arrays);
+    record_prediction(g, pr, map, m, thin, thin ? why : NULL);
+    size_t R = (size_t)P;
+    int *rows = kn_xmalloc((size_t)P * sizeof(int), "rank rows");
+    if (thin) {
+        uint64_t kept[RECORD_THIN_ROWS];
+        R = record_thin_ranks((uint64_t)P, kept);
+        for (size_t i = 0; i < R; i++) rows[i] = (int)kept[i];
+    } else {
+        for (int r = 0; r < P; r++) rows[r] = r;
+    }
+    write_per_rank(g, "measured/bytes_sent", all, rows, R, F, 0, "bytes");
+    write_per_rank(g, "measured/bytes_recv", all, rows, R, F, 1, "bytes");
+    write_per_rank(g, "measured/messages", all, rows, R, F, 2, "messages");
+    write_per_rank(g, "measured/time_s", all, rows, R, F, 3, "s");
+    write_per_rank(g, "measured/phase_start_s", all, rows, R, F, 4, "s");
+    write_per_rank(g, "measured/phase_end_s", all, rows, R, F, 5, "s");
     hsize_t fd[1] = {(hsize_t)F};
-    h5_write(g, "measured/critical_path_phase_s", H5T_NATIVE_DOUBLE, 1, fd, ms->crit, "s");
-    /* who sent how much to whom (the monitoring cross-check compares these) */
-    hsize_t pp[2] = {(hsize_t)P, (hsize_t)P};
-    h5_write(g, "measured/peer_bytes_sent", H5T_NATIVE_UINT64, 2, pp, env->peers, "bytes");
-    h5_write(g, "measured/peer_messages_sent", H5T_NATIVE_UINT64, 2, pp, env->peers + (size_t)P * P,
-             "messages");
+    h5_write(g, "measured/critical_path_phase_s", H5_F64, 1, fd, ms->crit, "s");
+    /* who sent how much to whom (the monitoring cross-check compares these): rows of the same
+     * ranks, every peer */
+    hsize_t pp[2] = {(hsize_t)R, (hsize_t)P};
+    uint64_t *sel = kn_xmalloc(2 * R * (size_t)P * sizeof(uint64_t), "peer rows");
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < R; i++)
+            memcpy(sel + ((size_t)k * R + i) * (size_t)P,
+                   env->peers + ((size_t)k * (size_t)P + (size_t)rows[i]) * (size_t)P,
+                   (size_t)P * sizeof(uint64_t));
+    h5_write(g, "measured/peer_bytes_sent", H5_U64, 2, pp, sel, "bytes");
+    h5_write(g, "measured/peer_messages_sent", H5_U64, 2, pp, sel + R * (size_t)P, "messages");
+    free(sel), free(rows);
     h5_summary_row row;
     summary_from_prediction(&row, "distributed", pr, cli_backend_names[env->o.backend]);
     row.check_passed = chk->checked ? chk->passed : -1;

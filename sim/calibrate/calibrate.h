@@ -30,7 +30,6 @@ typedef struct {
     const exec_dev *dev;                /* where the buffers live: host, or this rank's GPU */
     int cuda;
     h5out *h;
-    hid_t g;
 } cal_env;
 
 /* Idle ranks wait without spinning (4 ranks share 2 cores in CI): an Ibarrier polled with
@@ -53,7 +52,7 @@ typedef struct {
 series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes);
 void series_free(series *s);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
-void write_series(hid_t g, const char *path, const series *s);
+void write_series(h5node *g, const char *path, const series *s);
 /* The terminal summary of the series as a table: the header, then a row per regime of a fit
  * (a '#' line for a series not measured or not fitted). */
 void print_series_header(void);

@@ -12,8 +12,7 @@ void record_kernel_run(h5out *h, const ks_config *c, const ks_result *r, const d
                        const char *device)
 {
     const char *backend = cuda ? "cuda" : "cpu";
-    int64_t id;
-    hid_t g = h5out_run_begin(h, &id);
+    h5node *g = h5out_run_begin(h);
     h5_attr_str(g, "kind", "kernel");
     h5_attr_str(g, "algorithm", c->k->name);
     h5_attr_str(g, "pass", c->k->pass);
@@ -54,39 +53,37 @@ void record_kernel_run(h5out *h, const ks_config *c, const ks_result *r, const d
     hsize_t nreps = reps;
     if (r->dram) { /* DRAM bytes under ncu: checked against [compulsory, logical] */
         v = (int64_t)r->dram_read;
-        h5_write(g, "measured/dram_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/dram_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->dram_written;
-        h5_write(g, "measured/dram_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/dram_bytes_written", H5_I64, 0, NULL, &v, "bytes");
         h5_attr_i64(g, "dram_in_band", r->dram_in_band);
         h5_attr_i64(g, "dram_kernel_launches", r->dram_launches);
     }
     if (!cuda) { /* the GPU does not count logical transfers */
         v = (int64_t)r->measured.bytes_read;
-        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->measured.bytes_written;
-        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     }
     v = (int64_t)r->measured.flops;
-    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
-    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &median, "s");
-    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, times, "s");
+    h5_write(g, "measured/flops", H5_I64, 0, NULL, &v, "flop");
+    h5_write(g, "measured/time_s", H5_F64, 0, NULL, &median, "s");
+    h5_write(g, "measured/time_s_reps", H5_F64, 1, &nreps, times, "s");
     v = (int64_t)r->predicted.bytes_read;
-    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->predicted.bytes_written;
-    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->predicted.flops;
-    h5_write(g, "predicted/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    h5_write(g, "predicted/flops", H5_I64, 0, NULL, &v, "flop");
     v = (int64_t)r->predicted.compulsory_read;
-    h5_write(g, "predicted/compulsory_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/compulsory_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->predicted.compulsory_written;
-    h5_write(g, "predicted/compulsory_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/compulsory_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     double nan = NAN;
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &nan, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
-    h5_attr_str(ds, "note",
+    h5_write(g, "predicted/time_s", H5_F64, 0, NULL, &nan, "s");
+    h5_attr_str(h5_member(g, "predicted/time_s"), "note",
                 "NaN: the kernel study has no machine description, so its kernel "
                 "time is not predicted");
-    H5CALL(H5Dclose(ds));
 
     h5_summary_row row;
     memset(&row, 0, sizeof row);
@@ -112,4 +109,3 @@ void record_kernel_run(h5out *h, const ks_config *c, const ks_result *r, const d
     h5out_run_commit(h, g, &row);
 }
 
-/* Runs one configuration; returns 1 when counts match and the check (if any) passed. */

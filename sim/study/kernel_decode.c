@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
 #include "cli.h"
 #include "commands.h"
 #include "decode.h"
@@ -149,8 +150,7 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
                       const char *device, double ceiling, double equal_share)
 {
     const int cuda = o->backend == BACKEND_CUDA;
-    int64_t id;
-    hid_t g = h5out_run_begin(h, &id);
+    h5node *g = h5out_run_begin(h);
     h5_attr_str(g, "kind", "kernel");
     h5_attr_str(g, "algorithm", algo_names[r->scheme]);
     h5_attr_str(g, "pass", "decode");
@@ -190,30 +190,30 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     attn_kill_point("kernels:attrs");
     hsize_t nreps = o->reps;
     int64_t v;
-    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->median, "s");
-    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, r->times, "s");
+    h5_write(g, "measured/time_s", H5_F64, 0, NULL, &r->median, "s");
+    h5_write(g, "measured/time_s_reps", H5_F64, 1, &nreps, r->times, "s");
     /* one visible pair per (query head, cached key) */
     double pairs =
         r->kv_bytes / 2.0 / (double)kn_dtype_bytes(p->dt) / (double)p->plan.d * (double)p->plan.g;
     double flops = (double)attn_pair_flops((uint64_t)p->plan.d, 0) * pairs;
     v = (int64_t)flops;
-    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    h5_write(g, "measured/flops", H5_I64, 0, NULL, &v, "flop");
     if (!cuda) {
         v = (int64_t)r->counted.bytes_read;
-        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->counted.bytes_written;
-        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
         h5_attr_i64(g, "counts_match",
                     r->counted.bytes_read == r->pred_read &&
                         r->counted.bytes_written == r->pred_written);
     }
     v = (int64_t)r->pred_read;
-    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->pred_written;
-    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     double pt = r->have_pred ? r->pred.time_s : NAN;
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &pt, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
+    h5_write(g, "predicted/time_s", H5_F64, 0, NULL, &pt, "s");
+    h5node *ds = h5_member(g, "predicted/time_s");
     if (r->have_pred) {
         char note[400];
         snprintf(note, sizeof note,
@@ -223,14 +223,13 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
                  r->params.hbm_bw, r->params.cta_rate, r->params.launch_s,
                  r->params.fixup_latency_s, r->params.fixup_s);
         h5_attr_str(ds, "note", note);
-        h5_write(g, "predicted/floor_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->pred.floor_s, "s");
+        h5_write(g, "predicted/floor_time_s", H5_F64, 0, NULL, &r->pred.floor_s, "s");
         v = r->pred.busiest_tiles;
-        h5_write(g, "predicted/busiest_cta_tiles", H5T_NATIVE_INT64, 0, NULL, &v, "tiles");
+        h5_write(g, "predicted/busiest_cta_tiles", H5_I64, 0, NULL, &v, "tiles");
     } else {
         h5_attr_str(ds, "note",
                     "NaN: on the cpu backend the decode model has no GPU parameters to use");
     }
-    H5CALL(H5Dclose(ds));
 
     h5_summary_row row;
     memset(&row, 0, sizeof row);
@@ -253,6 +252,13 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
         cuda ? -1 : (int64_t)(r->counted.bytes_read + r->counted.bytes_written);
     row.predicted_bytes_max = (int64_t)(r->pred_read + r->pred_written);
     h5out_run_commit(h, g, &row);
+}
+
+/* Bytes of K and V the repetitions of one run read: the whole cache, every repetition. */
+static double cache_bytes(const attn_opts *o, kn_dtype dt, uint64_t d, uint64_t n)
+{
+    return 2.0 * (double)o->batch * (double)o->kv_heads * (double)n * (double)d *
+           (double)kn_dtype_bytes(dt) * (double)o->reps;
 }
 
 int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
@@ -278,6 +284,18 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
            "dtype", "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
            cuda ? "pred_us" : "read_B", cuda ? "err_pct" : "counts", "check", "max_rel_err");
     long runs = 0, good = 0;
+    /* progress: the work of a run is the K/V cache it reads, every repetition */
+    long total_runs = 0;
+    double total_bytes = 0;
+    for (int dt = 0; dt < KN_NUM_DTYPES; dt++)
+        for (size_t di = 0; di < o->head_dim.n && ((o->dtypes >> dt) & 1); di++)
+            for (size_t ni = 0; ni < lens->n; ni++)
+                for (int sc = 0; sc < 3; sc++)
+                    if (schemes & (1u << sc))
+                        total_runs++, total_bytes +=
+                                      cache_bytes(o, (kn_dtype)dt, o->head_dim.v[di], lens->v[ni]);
+    progress prog;
+    progress_begin(&prog, "kernels", o->progress, total_runs, total_bytes, "bytes of K/V read");
     sweep_iter sw = {0};
     int DT = sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o->head_dim),
         NL = sweep_list(&sw, lens), SC = sweep_mask(&sw, schemes, 3);
@@ -343,8 +361,10 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
         runs++;
         good += counts_ok && (!r.checked || r.check_passed);
         free(r.times);
+        progress_step(&prog, cache_bytes(o, dt, sw.v[HD], sw.v[NL]));
     }
     if (have_problem) problem_free(&p);
+    progress_end(&prog);
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"
