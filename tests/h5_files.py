@@ -289,7 +289,7 @@ def concurrent(work):
     reader = h5py.File(path, "r")
     first = dump(path)
     env = dict(os.environ, ATTNSIM_H5_BATCH_SECONDS="0.05")
-    sweep = ["model", "--procs", "16", "--head-dim", "64,128", "--causal=both", "--seq",
+    sweep = ["model", "--procs", "16", "--algo", "ring,a2d-no,a2d-o,ulysses", "--head-dim", "64,128", "--causal=both", "--seq",
              ",".join(str(1024 + 32 * i) for i in range(100))]  # 1,600 runs each
     procs = [subprocess.Popen([ATTNSIM, *sweep, "--dtype", dt, "--out", path], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

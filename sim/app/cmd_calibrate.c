@@ -260,6 +260,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         print_series("intra_ping_pong", &pp[0]);
         print_series("inter_ring_shift", &shift[1]);
         print_series("inter_ping_pong", &pp[1]);
+        print_series_note("intra_ring_shift", &shift[0]);
+        print_series_note("intra_ping_pong", &pp[0]);
+        print_series_note("inter_ring_shift", &shift[1]);
+        print_series_note("inter_ping_pong", &pp[1]);
         if (!shift[1].ok)
             printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",

@@ -57,6 +57,8 @@ void write_series(h5node *g, const char *path, const series *s);
  * (a '#' line for a series not measured or not fitted). */
 void print_series_header(void);
 void print_series(const char *what, const series *s);
+/* After the table: a '#' line for a series fitted in two regimes (the one line's RMS). */
+void print_series_note(const char *what, const series *s);
 
 /* ---- kernels (kernels.c) ------------------------------------------------------------------- */
 

@@ -212,9 +212,13 @@ void print_series(const char *what, const series *s)
         return;
     }
     print_regime(what, s->bytes[0], &s->fit.small, s->fit.small.outliers);
-    if (s->fit.two_regimes) {
+    if (s->fit.two_regimes)
         print_regime(what, s->fit.break_x, &s->fit.large, s->fit.large.outliers);
+}
+
+void print_series_note(const char *what, const series *s)
+{
+    if (s->ok && s->fit.two_regimes)
         printf("# %s: two regimes (one line over all sizes: rel RMS %.1f %%)\n", what,
                100 * s->fit.single.rel_rms);
-    }
 }

@@ -108,4 +108,3 @@ void record_kernel_run(h5out *h, const ks_config *c, const ks_result *r, const d
     row.predicted_bytes_max = (int64_t)(r->predicted.bytes_read + r->predicted.bytes_written);
     h5out_run_commit(h, g, &row);
 }
-
