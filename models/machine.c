@@ -92,9 +92,9 @@ static const key_def keys[] = {
     {"inter_large_alpha", V_TIME, OFF(alpha_large_s[1]), "inter-node large-message latency", 1},
     {"inter_large_bandwidth", V_BANDWIDTH, OFF(bytes_per_s_large[1]),
      "inter-node large-message bandwidth", 1},
-    {"kernel_overhead", V_TIME, OFF(kernel_overhead_s), "fixed time of one kernel call", 1},
     {"backward_rate_ratio", V_RATIO, OFF(backward_rate_ratio),
      "backward FLOP rate over the forward's", 1},
+    {"kernel_overhead", V_TIME, OFF(kernel_overhead_s), "fixed time of one kernel call", 1},
     {"measured_tiers", V_TIERS, OFF(measured),
      "tiers measured by attnsim calibrate: intra, inter, intra+inter or none", 1},
     {"intra_injection", V_BANDWIDTH, OFF(injection_bytes_per_s[0]),
@@ -659,82 +659,97 @@ int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
     return rc;
 }
 
-size_t machine_format(const machine *m, char *buf, size_t n)
+/* One line of key k (value in the base unit of its kind, full precision), with the note as a
+ * comment; nothing for an optional key at its default (0; 1 for a ratio; below 0 for a share;
+ * no measured_tiers unless calibrated) unless `set`. Returns the bytes snprintf would write. */
+static size_t format_key(const machine *m, const key_def *k, int set, const char *note, char *buf,
+                         size_t n)
 {
-    return (size_t)snprintf(
-        buf, n,
-        "name = %s\ngpu = %s\ngpus_per_node = %llu\nsms = %llu\nsmem_per_sm = %.17g B\n"
-        "l2 = %.17g B\nhbm_bandwidth = %.17g B/s\npeak_f32 = %.17g FLOP/s\n"
-        "peak_f16 = %.17g FLOP/s\npeak_bf16 = %.17g FLOP/s\nsustained_fraction = %.17g\n"
-        "intra_alpha = %.17g s\nintra_bandwidth = %.17g B/s\ninter_alpha = %.17g s\n"
-        "inter_bandwidth = %.17g B/s\ngpus_per_nic = %llu\n",
-        m->name, m->gpu, (unsigned long long)m->gpus_per_node, (unsigned long long)m->sms,
-        m->smem_per_sm_bytes, m->l2_bytes, m->hbm_bytes_per_s, m->peak_flops[0], m->peak_flops[1],
-        m->peak_flops[2], m->sustained_fraction, m->alpha_s[0], m->bytes_per_s[0], m->alpha_s[1],
-        m->bytes_per_s[1], (unsigned long long)m->gpus_per_nic);
+    const char *field = (const char *)m + k->offset;
+    char value[96];
+    double v = k->kind == V_STRING || k->kind == V_COUNT || k->kind == V_TIERS
+                   ? 0.0
+                   : *(const double *)field;
+    switch (k->kind) {
+    case V_STRING:
+        snprintf(value, sizeof value, "%s", field);
+        break;
+    case V_COUNT:
+        snprintf(value, sizeof value, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
+    case V_TIERS:
+        if (!m->calibrated) return 0;
+        snprintf(value, sizeof value, "%s",
+                 m->measured[0] && m->measured[1] ? "intra+inter"
+                 : m->measured[0]                 ? "intra"
+                 : m->measured[1]                 ? "inter"
+                                                  : "none");
+        break;
+    default: {
+        static const char *const base_unit[] = {
+            [V_SIZE] = " B",   [V_BANDWIDTH] = " B/s", [V_RATE] = " FLOP/s", [V_TIME] = " s",
+            [V_FRACTION] = "", [V_RATIO] = "",         [V_SHARE] = ""};
+        /* a share is unset below 0 (a measured share may be 0) */
+        if (k->optional && !set &&
+            (k->kind == V_RATIO   ? v == 1.0
+             : k->kind == V_SHARE ? v < 0
+                                  : !(v > 0)))
+            return 0;
+        snprintf(value, sizeof value, "%.17g%s", v, base_unit[k->kind]);
+    }
+    }
+    if (note) return (size_t)snprintf(buf, n, "%s = %s   # %s\n", k->key, value, note);
+    return (size_t)snprintf(buf, n, "%s = %s\n", k->key, value);
 }
 
-/* The injection limits, the measured overlap and the pattern lines. */
-static size_t machine_format_links(const machine *m, char *buf, size_t n)
+size_t machine_format_link(const machine_link *l, const char *prefix, char *buf, size_t n)
 {
     size_t len = 0;
-#define PUT(...)                                                                                   \
-    do {                                                                                           \
-        int w_ = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, __VA_ARGS__);         \
-        len += w_ > 0 ? (size_t)w_ : 0;                                                            \
-    } while (0)
-    for (int t = 0; t < 2; t++)
-        if (m->injection_bytes_per_s[t] > 0)
-            PUT("%s_injection = %.17g B/s\n", tier_names[t], m->injection_bytes_per_s[t]);
-    for (int t = 0; t < 2; t++)
-        if (m->overlap_hidden[t] >= 0)
-            PUT("overlap.%s.hidden = %.17g\n", tier_names[t], m->overlap_hidden[t]);
-    if (m->overlap_compute_ratio != 1.0)
-        PUT("overlap.compute_ratio = %.17g\n", m->overlap_compute_ratio);
-    for (int i = 0; i < m->n_links; i++) {
-        const machine_link *l = &m->links[i];
-        char name[96];
-        snprintf(name, sizeof name, "link.%s.%s", tier_names[l->tier],
-                 am_pattern_names[l->pattern]);
-        if (l->group)
-            snprintf(name + strlen(name), sizeof name - strlen(name), ".g%llu",
-                     (unsigned long long)l->group);
-        /* the fields as the parser's table names them, in SI units */
-        for (int f = 0; f < (l->r.break_bytes > 0 ? NUM_LINK_FIELDS : 2); f++) {
-            double v = *(const double *)((const char *)&l->r + link_fields[f].offset);
-            const char *unit = link_fields[f].kind == V_TIME        ? "s"
-                               : link_fields[f].kind == V_BANDWIDTH ? "B/s"
-                                                                    : "B";
-            PUT("%s.%s = %.17g %s\n", name, link_fields[f].key, v, unit);
-        }
+    char name[96];
+    snprintf(name, sizeof name, "link.%s.%s", tier_names[l->tier], am_pattern_names[l->pattern]);
+    if (l->group)
+        snprintf(name + strlen(name), sizeof name - strlen(name), ".g%llu",
+                 (unsigned long long)l->group);
+    /* the fields as the parser's table names them, in SI units */
+    for (int f = 0; f < (l->r.break_bytes > 0 ? NUM_LINK_FIELDS : 2); f++) {
+        double v = *(const double *)((const char *)&l->r + link_fields[f].offset);
+        const char *unit = link_fields[f].kind == V_TIME        ? "s"
+                           : link_fields[f].kind == V_BANDWIDTH ? "B/s"
+                                                                : "B";
+        int w = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "%s%s.%s = %.17g %s\n",
+                         prefix, name, link_fields[f].key, v, unit);
+        len += w > 0 ? (size_t)w : 0;
     }
-#undef PUT
     return len;
+}
+
+size_t machine_write(const machine *m, int which, machine_key_note note, void *ctx, char *buf,
+                     size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < NUM_KEYS; i++) {
+        if (!(which & (keys[i].optional ? MACHINE_OPTIONAL : MACHINE_REQUIRED))) continue;
+        const char *text = note ? note(keys[i].key, ctx) : NULL;
+        /* a large-message regime's three keys go together (a zero latency included) */
+        int regime = i >= KEY_FIRST_REGIME && i < KEY_FIRST_REGIME + 6;
+        int set = regime && m->break_bytes[(i - KEY_FIRST_REGIME) / 3] > 0;
+        if (regime && !set) continue;
+        len +=
+            format_key(m, &keys[i], set, text, len < n ? buf + len : NULL, len < n ? n - len : 0);
+    }
+    if (which & MACHINE_OPTIONAL) /* the pattern lines */
+        for (int i = 0; i < m->n_links; i++)
+            len += machine_format_link(&m->links[i], "", len < n ? buf + len : NULL,
+                                       len < n ? n - len : 0);
+    return len;
+}
+
+size_t machine_format(const machine *m, char *buf, size_t n)
+{
+    return machine_write(m, MACHINE_REQUIRED, NULL, NULL, buf, n);
 }
 
 size_t machine_format_optional(const machine *m, char *buf, size_t n)
 {
-    size_t len = 0;
-    static const char *const tier[2] = {"intra", "inter"};
-    for (int t = 0; t < 2; t++)
-        if (m->break_bytes[t] > 0 && len < n)
-            len += (size_t)snprintf(buf + len, n - len,
-                                    "%s_break = %.17g B\n%s_large_alpha = %.17g s\n"
-                                    "%s_large_bandwidth = %.17g B/s\n",
-                                    tier[t], m->break_bytes[t], tier[t], m->alpha_large_s[t],
-                                    tier[t], m->bytes_per_s_large[t]);
-    if (m->backward_rate_ratio != 1.0 && len < n)
-        len += (size_t)snprintf(buf + len, n - len, "backward_rate_ratio = %.17g\n",
-                                m->backward_rate_ratio);
-    if (m->kernel_overhead_s > 0 && len < n)
-        len += (size_t)snprintf(buf + len, n - len, "kernel_overhead = %.17g s\n",
-                                m->kernel_overhead_s);
-    if (m->calibrated && len < n)
-        len += (size_t)snprintf(buf + len, n - len, "measured_tiers = %s\n",
-                                m->measured[0] && m->measured[1] ? "intra+inter"
-                                : m->measured[0]                 ? "intra"
-                                : m->measured[1]                 ? "inter"
-                                                                 : "none");
-    len += machine_format_links(m, len < n ? buf + len : NULL, len < n ? n - len : 0);
-    return len;
+    return machine_write(m, MACHINE_OPTIONAL, NULL, NULL, buf, n);
 }

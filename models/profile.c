@@ -420,10 +420,9 @@ static size_t put(char *buf, size_t n, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static size_t put(char *buf, size_t n, size_t len, const char *fmt, ...)
 {
-    if (len >= n) return len;
     va_list ap;
     va_start(ap, fmt);
-    int w = vsnprintf(buf + len, n - len, fmt, ap);
+    int w = vsnprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, fmt, ap);
     va_end(ap);
     return len + (w > 0 ? (size_t)w : 0);
 }

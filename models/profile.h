@@ -65,7 +65,8 @@ int profile_load(const char *name_or_path, impl_profile *p, char *err, size_t er
 const char *const *profile_preset_names(void);
 const char *profile_preset_text(const char *name);
 
-/* The settings in profile syntax (round-trips through profile_parse). */
+/* The settings in profile syntax (round-trips through profile_parse). Returns the bytes (as
+ * snprintf: more than n when cut). */
 size_t profile_format(const impl_profile *p, char *buf, size_t n);
 
 /* Resolved settings for algorithm a (and phase id): the most specific line wins (phase, then

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Overlapped steps as attnsim run measures them, on 4 CPU ranks: every overlapped phase (Ring's
-two, A2D-O's two) records each rank's steps (compute, exposed wait; P steps for Ring, the ring's
-for A2D-O) whose sums are the per-rank sums and stay inside the phase's own time; without
+two, the hybrid's two ring phases across its groups, A2D-O's two) records each rank's steps
+(compute, exposed wait; P steps for Ring, one per group for the hybrid, the ring's for A2D-O) whose sums are the per-rank sums and stay inside the phase's own time; without
 --overlap-probe the transfers alone are NaN, with it they are measured for every step and the
 hidden time is their difference with the exposed wait; phases without overlap have no steps;
 the predicted transfer, hidden and compute times and the one-rate-per-tier prediction are
@@ -22,6 +22,7 @@ ATTNSIM, MPIEXEC = os.path.abspath(sys.argv[1]), sys.argv[2]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 OVERLAPPED = {"ring": ("ring_kv_steps", "ring_kv_grad_steps"),
+              "hybrid": ("ring_kv_steps", "ring_kv_grad_steps"),
               "a2d-o": ("kv_column_ring", "q_row_ring")}
 
 
@@ -60,7 +61,7 @@ def check(problems, label, g, probe):
             problems.append(f"{label}: overlapped phase {name} has no steps")
             continue
         c, e, t = (g[f"{steps}/{k}"][()] for k in ("compute_s", "exposed_s", "transfer_s"))
-        want = P if name.startswith("ring_") else None
+        want = P if algo == "ring" else int(g.attrs["grid_cols"]) if algo == "hybrid" else None
         if c.shape[0] != P or (want and c.shape[1] != want) or c.shape != e.shape:
             problems.append(f"{label}: {name} steps of shape {c.shape}")
             continue
@@ -85,15 +86,21 @@ def check(problems, label, g, probe):
 def main():
     problems = []
     with tempfile.TemporaryDirectory() as d:
-        plain, _ = run(d, "plain", ["--algo", "ring,a2d-o,a2d-no"])
-        probed, text = run(d, "probed", ["--algo", "ring,a2d-o", "--overlap-probe"])
+        # the hybrid on 2 groups of 2: a ring of 2 steps across the groups
+        plain, _ = run(d, "plain", ["--algo", "ring,a2d-o,a2d-no,hybrid", "--ulysses-size", "2"])
+        probed, text = run(d, "probed", ["--algo", "ring,a2d-o,hybrid", "--ulysses-size", "2",
+                                         "--overlap-probe"])
         if "hidden: predicted" not in text or "measured" not in text:
             problems.append(f"no overlap lines printed: {text[-800:]}")
         off, _ = run(d, "off", ["--algo", "ring", "--profile", "ideal"])
         for path, probe in ((plain, False), (probed, True)):
             with h5py.File(path, "r") as f:
+                seen = set()
                 for g in f["runs"].values():
+                    seen.add(g.attrs["algorithm"])
                     check(problems, f"{os.path.basename(path)} {g.attrs['algorithm']}", g, probe)
+                if not {"ring", "a2d-o", "hybrid"} <= seen:
+                    problems.append(f"{os.path.basename(path)}: runs of {sorted(seen)}")
         # a profile: recorded, and as it says (ideal: ring steps max(compute, transfer); off:
         # compute + transfer)
         prof = os.path.join(d, "off.profile")

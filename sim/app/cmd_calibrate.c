@@ -44,14 +44,15 @@
 #include "predict.h"
 #include "sweep.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #include "gpu_bind.h"
 #endif
 
-static const opt_id calibrate_opts[] = {
-    OPT_BACKEND,  OPT_COMM, OPT_GRID,  OPT_MACHINE, OPT_MAX_MESSAGE,  OPT_MACHINE_OUT,
-    OPT_OUT,      OPT_ALGO, OPT_SEQ,   OPT_BATCH,   OPT_HEADS,        OPT_KV_HEADS,
-    OPT_HEAD_DIM, OPT_PASS, OPT_DTYPE, OPT_LAYOUT,  OPT_ULYSSES_SIZE, OPT_END};
+static const opt_id calibrate_opts[] = {OPT_BACKEND,      OPT_COMM,         OPT_GRID,  OPT_MACHINE,
+                                        OPT_MAX_MESSAGE,  OPT_MACHINE_OUT,  OPT_OUT,   OPT_ALGO,
+                                        OPT_SEQ,          OPT_BATCH,        OPT_HEADS, OPT_KV_HEADS,
+                                        OPT_HEAD_DIM,     OPT_PASS,         OPT_DTYPE, OPT_LAYOUT,
+                                        OPT_ULYSSES_SIZE, OPT_LOCK_TIMEOUT, OPT_END};
 
 static const cli_command calibrate_cmd = {
     "calibrate",
@@ -71,306 +72,10 @@ static const cli_command calibrate_cmd = {
     "the CUDA FA2 kernels (f16, bf16), memory is a device copy. Defaults: --max-message 256M\n"
     "(with --seq: the largest message of the runs, at least 64k)\n"
     "--machine dgx-h100 --backend cpu --comm mpi --grid: square where P is a square, else auto;\n"
-    "with --seq: --algo ring,a2d-no,a2d-o,ulysses --pass train --heads 4 --head-dim 32\n"
-    "--batch 1, as `run`.",
+    "with --seq: --algo (every algorithm) --pass train --heads 4 --head-dim 32 --batch 1.",
     calibrate_opts,
     NULL,
     256};
-
-/* The machine file: base machine with the measured values in place, each line commented. */
-static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
-                          const char *when, int nodes, const char *backend, const char *comm,
-                          double nic_ratio, const pattern_fit *fits, int nfit)
-{
-    static const char *const tiers[2] = {"intra", "inter"};
-    fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
-            host, when, nodes, backend, comm);
-    fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
-            base->origin);
-    fprintf(f, "name = %s\ngpu = %s\n", m->name, m->gpu);
-    fprintf(f, "gpus_per_node = %llu   # measured: ranks per node\n",
-            (unsigned long long)m->gpus_per_node);
-    fprintf(f, "sms = %llu   # kept from %s\n", (unsigned long long)m->sms, base->name);
-    fprintf(f, "smem_per_sm = %.17g B   # kept\nl2 = %.17g B   # kept\n", m->smem_per_sm_bytes,
-            m->l2_bytes);
-    fprintf(
-        f,
-        "hbm_bandwidth = %.17g B/s   # measured: memory copy (read + write), every rank at once\n",
-        m->hbm_bytes_per_s);
-    static const char *const dn[3] = {"f32", "f16", "bf16"};
-    for (int d = 0; d < 3; d++)
-        fprintf(f, "peak_%s = %.17g FLOP/s   # %s\n", dn[d], m->peak_flops[d],
-                m->peak_flops[d] == base->peak_flops[d]
-                    ? "kept (no kernel of this type measured)"
-                    : "measured: FA2 tiles, every rank at once");
-    fprintf(f,
-            "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
-    for (int t = 0; t < 2; t++) {
-        const char *note = !m->measured[t] ? "NOT MEASURED: kept"
-                           : t == TIER_INTER && nic_ratio > 0
-                               ? "measured: ring shift, one rank per node (one NIC), robust fit"
-                               : "measured: ring shift, robust fit";
-        fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
-        fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
-    }
-    if (nic_ratio > 0)
-        fprintf(f,
-                "gpus_per_nic = %llu   # measured: inter-node ring shift with one rank per node is "
-                "%.2fx as fast as with every rank\n",
-                (unsigned long long)m->gpus_per_nic, nic_ratio);
-    else
-        fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
-    machine plain = *m; /* the optional keys without the measured lines written below */
-    plain.n_links = 0;
-    plain.overlap_hidden[0] = plain.overlap_hidden[1] = -1.0;
-    plain.overlap_compute_ratio = 1.0;
-    char opt[4096];
-    machine_format_optional(&plain, opt, sizeof opt);
-    fputs(opt, f);
-    for (int t = 0; t < 2; t++)
-        if (m->overlap_hidden[t] >= 0)
-            fprintf(f,
-                    "overlap.%s.hidden = %.17g   # measured: share of min(compute, transfer) "
-                    "hidden in a ring step\n",
-                    tiers[t], m->overlap_hidden[t]);
-    if (m->overlap_compute_ratio != 1.0)
-        fprintf(f,
-                "overlap.compute_ratio = %.17g   # measured: compute beside a transfer / alone\n",
-                m->overlap_compute_ratio);
-    for (int k = 0; k < nfit; k++) {
-        const pattern_fit *pf = &fits[k];
-        char key[96];
-        snprintf(key, sizeof key, "link.%s.%s.g%llu", tiers[pf->tier],
-                 am_pattern_names[pf->pattern], (unsigned long long)pf->g);
-        const char *c = pf->poor ? "# " : "";
-        if (pf->poor)
-            fprintf(f, "# POOR FIT (%s), not used: %s (the tier's rate applies)\n", pf->why, key);
-        else
-            fprintf(f, "# measured: %s; R^2 %.4f, rel RMS %.1f %%\n", pf->source, pf->r2,
-                    100 * pf->rel_rms);
-        if (!pf->ok) continue;
-        link_rate r = pattern_fit_rate(pf);
-        fprintf(f, "%s%s.alpha = %.17g s\n%s%s.bandwidth = %.17g B/s\n", c, key, r.alpha_s, c, key,
-                r.bytes_per_s);
-        if (r.break_bytes > 0)
-            fprintf(f,
-                    "%s%s.break = %.17g B\n%s%s.large_alpha = %.17g s\n%s%s.large_bandwidth = "
-                    "%.17g B/s\n",
-                    c, key, r.break_bytes, c, key, r.alpha_large_s, c, key, r.bytes_per_s_large);
-    }
-}
-
-/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
-static double large_bandwidth(const series *s)
-{
-    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
-}
-
-/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
- * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
- * the transfer of the smallest message). */
-static double tier_alpha(double fitted, const series *s)
-{
-    if (fitted > 0) return fitted;
-    double t = s->time[0];
-    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
-    return t;
-}
-
-/* A tier's values in the machine file from a fitted series (nothing when it has no fit). */
-static void machine_set_tier(machine *m, int t, const series *s)
-{
-    m->measured[t] = s->ok;
-    if (!s->ok) return;
-    m->alpha_s[t] = tier_alpha(s->fit.small.alpha, s);
-    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
-    m->break_bytes[t] = 0;
-    if (s->fit.two_regimes) {
-        m->break_bytes[t] = s->fit.break_x;
-        m->alpha_large_s[t] = tier_alpha(s->fit.large.alpha, s);
-        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
-    }
-}
-
-/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
- * node over that with every rank (*ratio), rounded to the divisor of the ranks per node nearest
- * on a log scale. 0 when the ratio is not measured (one node, or either series without a fit).
- */
-static uint64_t nic_sharing(const series *all, const series *one, int per_node, double *ratio)
-{
-    *ratio = 0.0;
-    if (!all->ok || !one->ok) return 0;
-    *ratio = large_bandwidth(one) / large_bandwidth(all);
-    uint64_t best = 1;
-    for (int d = 1; d <= per_node; d++)
-        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
-            best = (uint64_t)d;
-    return best;
-}
-
-/* 1 when the values of a pattern line are within the ranges of the tier keys of their kinds. */
-static int link_in_range(const pattern_fit *pf)
-{
-    link_rate r = pattern_fit_rate(pf);
-    double lo, hi,
-        vals[5] = {r.alpha_s, r.bytes_per_s, r.break_bytes, r.alpha_large_s, r.bytes_per_s_large};
-    static const char *const keys[5] = {"intra_alpha", "intra_bandwidth", "intra_break",
-                                        "intra_large_alpha", "intra_large_bandwidth"};
-    for (int i = 0; i < (r.break_bytes > 0 ? 5 : 2); i++) {
-        if (machine_key_range(keys[i], &lo, &hi) != 0) continue;
-        int time = i == 0 || i == 3;
-        if (!isfinite(vals[i]) || vals[i] > hi || (vals[i] < lo && !(time && vals[i] == 0)))
-            return 0;
-    }
-    return 1;
-}
-
-/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
- * 0.9 or relative RMS above 15 %): reported on stdout, appended to the machine file and marked in
- * the kind=calibration run (poor_fit on each fit's group, poor_fits on the run). */
-typedef struct {
-    int n;
-    char what[8][48];  /* the fit */
-    char keys[8][48];  /* the machine-file keys that come from it */
-    char group[8][48]; /* its group in the kind=calibration run */
-    double r2[8], rel_rms[8];
-} poor_fits;
-
-static void poor_add(poor_fits *pf, const char *what, const char *keys, const char *group,
-                     const lin_fit *f)
-{
-    if (pf->n == 8 || !fit_is_poor(f)) return;
-    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
-    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
-    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
-    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
-    pf->n++;
-}
-
-static void collect_poor_fits(poor_fits *pf, const series *shift, const kernel_series *ks)
-{
-    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
-    memset(pf, 0, sizeof *pf);
-    for (int t = 0; t < 2; t++) {
-        if (!shift[t].ok) continue;
-        const link_fit *f = &shift[t].fit;
-        char what[48], keys[48], group[48];
-        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
-        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
-                 f->two_regimes ? ", small messages" : "");
-        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
-        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
-        if (f->two_regimes) {
-            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
-            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
-            poor_add(pf, what, keys, group, &f->large);
-        }
-    }
-    for (int d = 0; d < 3; d++) {
-        if (!ks[d].ok) continue;
-        char what[48], keys[48], group[48];
-        snprintf(group, sizeof group, "kernels/%s", dn[d]);
-        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
-        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
-        poor_add(pf, what, keys, group, &ks[d].fit);
-        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
-        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
-    }
-}
-
-/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
- * machine file). */
-static void print_poor_fits(FILE *f, const poor_fits *pf, const char *prefix)
-{
-    for (int i = 0; i < pf->n; i++)
-        fprintf(f,
-                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
-                "<= %.0f %%); used for %s\n",
-                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
-                100 * FIT_MAX_REL_RMS, pf->keys[i]);
-}
-
-/* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
-static int in_range(const char *key, double v, double *lo)
-{
-    double hi;
-    if (machine_key_range(key, lo, &hi) != 0) return 0;
-    return isfinite(v) && v >= *lo && v <= hi;
-}
-
-/* The machine file holds only values it reads back (docs/machine.md, "Ranges"): a fitted
- * latency below the range (under the timer's resolution, or a negative intercept) is written as
- * the smallest accepted value; any other fitted value out of range is not used (the base
- * machine's is kept, or the optional key left out). Says so on stdout. */
-static void keep_in_range(machine *m, const machine *base)
-{
-    static const char *const tier[2] = {"intra", "inter"};
-    static const char *const dn[3] = {"f32", "f16", "bf16"};
-    double lo;
-    char key[64];
-    if (!in_range("hbm_bandwidth", m->hbm_bytes_per_s, &lo)) {
-        printf("# note: memory copy %g B/s is outside the machine file's range; kept %s's\n",
-               m->hbm_bytes_per_s, base->name);
-        m->hbm_bytes_per_s = base->hbm_bytes_per_s;
-    }
-    for (int d = 0; d < 3; d++) {
-        snprintf(key, sizeof key, "peak_%s", dn[d]);
-        if (in_range(key, m->peak_flops[d], &lo)) continue;
-        printf("# note: %s rate %g FLOP/s is outside the machine file's range; kept %s's\n", dn[d],
-               m->peak_flops[d], base->name);
-        m->peak_flops[d] = base->peak_flops[d];
-    }
-    for (int t = 0; t < 2; t++) {
-        if (!m->measured[t]) continue;
-        double *alphas[2] = {&m->alpha_s[t], &m->alpha_large_s[t]};
-        for (int a = 0; a < (m->break_bytes[t] > 0 ? 2 : 1); a++) {
-            snprintf(key, sizeof key, "%s_alpha", tier[t]);
-            if (!in_range(key, *alphas[a], &lo) && isfinite(*alphas[a]) && *alphas[a] < lo) {
-                printf("# note: %s-node latency fit %g s is below the timer's resolution; "
-                       "written as %g s, the smallest accepted\n",
-                       tier[t], *alphas[a], lo);
-                *alphas[a] = lo;
-            }
-        }
-        snprintf(key, sizeof key, "%s_alpha", tier[t]);
-        int ok = in_range(key, m->alpha_s[t], &lo);
-        snprintf(key, sizeof key, "%s_bandwidth", tier[t]);
-        ok &= in_range(key, m->bytes_per_s[t], &lo);
-        if (!ok) {
-            printf("# note: the %s-node fit (%g s, %g B/s) is outside the machine file's range; "
-                   "the tier is kept from %s and marked NOT MEASURED\n",
-                   tier[t], m->alpha_s[t], m->bytes_per_s[t], base->name);
-            m->measured[t] = 0;
-            m->alpha_s[t] = base->alpha_s[t], m->bytes_per_s[t] = base->bytes_per_s[t];
-            m->break_bytes[t] = 0;
-            continue;
-        }
-        if (m->break_bytes[t] > 0) {
-            snprintf(key, sizeof key, "%s_break", tier[t]);
-            ok = in_range(key, m->break_bytes[t], &lo);
-            snprintf(key, sizeof key, "%s_large_alpha", tier[t]);
-            ok &= in_range(key, m->alpha_large_s[t], &lo);
-            snprintf(key, sizeof key, "%s_large_bandwidth", tier[t]);
-            ok &= in_range(key, m->bytes_per_s_large[t], &lo);
-            if (!ok) {
-                printf("# note: the %s-node large-message regime is outside the machine file's "
-                       "range; one regime is written\n",
-                       tier[t]);
-                m->break_bytes[t] = 0;
-            }
-        }
-    }
-    if (m->kernel_overhead_s > 0 && !in_range("kernel_overhead", m->kernel_overhead_s, &lo)) {
-        printf("# note: kernel overhead %g s is outside the machine file's range; left out\n",
-               m->kernel_overhead_s);
-        m->kernel_overhead_s = 0;
-    }
-    if (!in_range("backward_rate_ratio", m->backward_rate_ratio, &lo)) {
-        printf("# note: backward rate ratio %g is outside the machine file's range; left out\n",
-               m->backward_rate_ratio);
-        m->backward_rate_ratio = 1.0;
-    }
-}
 
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
@@ -518,8 +223,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (o.backend == BACKEND_CUDA) {
         e.dev = &exec_dev_cuda, e.cuda = 1;
         mode = o.comm == COMM_NCCL ? COMM_DEV_NCCL : COMM_STAGED;
-        stream = exec_cuda_stream();
-        exec_cuda_device_name(gpu_name, sizeof gpu_name);
+        stream = dev_cuda_stream();
+        dev_cuda_device_name(gpu_name, sizeof gpu_name);
     }
 #endif
     const char *bname = cli_backend_names[o.backend], *cname = cli_comm_names[o.comm];
@@ -596,10 +301,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
          * model divides its bandwidth among the ranks that cross at once, gpus_per_nic of them
          * per NIC: how much slower the shift of every rank is) */
         double nic_ratio;
-        uint64_t per_nic = nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
+        uint64_t per_nic = cal_nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
         if (per_nic) m.gpus_per_nic = per_nic;
         const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
-        for (int t = 0; t < 2; t++) machine_set_tier(&m, t, tier[t]);
+        for (int t = 0; t < 2; t++) cal_set_tier(&m, t, tier[t]);
         for (int t = 0; t < 2; t++) /* measured overlap */
             if (ovl[t].ok) m.overlap_hidden[t] = ovl[t].hidden;
         if (ovl[0].ok || ovl[1].ok) m.overlap_compute_ratio = ovl[ovl[0].ok ? 0 : 1].ratio;
@@ -607,7 +312,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         nfit = fit_patterns(&e, pats, npat, &m, fits, MAX_PATTERNS);
         m.n_links = 0;
         for (int k = 0; k < nfit; k++) /* the file holds only values it reads back */
-            if (fits[k].ok && !fits[k].poor && !link_in_range(&fits[k])) {
+            if (fits[k].ok && !fits[k].poor && !cal_link_in_range(&fits[k])) {
                 fits[k].poor = 1;
                 snprintf(fits[k].why, sizeof fits[k].why,
                          "a fitted value outside the machine file's range");
@@ -618,7 +323,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 l->tier = fits[k].tier, l->pattern = fits[k].pattern, l->group = fits[k].g;
                 l->r = pattern_fit_rate(&fits[k]);
             }
-        keep_in_range(&m, &base);
+        cal_keep_in_range(&m, &base);
         /* tables: units in the column names, numbers in the cells, '#' lines around them */
         printf("# links: t(m) = alpha + m / bandwidth, robust fit of 3 samples per size, relative "
                "error; a row per regime, from its first message size; fit: ok, or POOR (R^2 < "
@@ -639,7 +344,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
                    "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large "
                    "messages)\n",
-                   nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic));
+                   nic_ratio, (unsigned long long)per_nic, 1e-9 * cal_large_bandwidth(&nic));
         if (!shift[1].ok)
             printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
@@ -668,86 +373,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
         printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
                copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
-        printf("# overlap: a ring step computing while its transfer runs (post, compute a tile of "
-               "the device's kernel, wait) against each alone; hidden: the share of "
-               "min(compute, transfer) hidden; compute_ratio: compute beside the transfer over "
-               "alone\n");
-        printf("# %-5s %10s %10s %11s %10s %17s %7s %13s\n", "tier", "message_B", "compute_ms",
-               "transfer_ms", "step_ms", "compute_during_ms", "hidden", "compute_ratio");
-        for (int t = 0; t < 2; t++)
-            for (int k = 0; k < ovl[t].n; k++) {
-                double shorter = fmin(ovl[t].compute_during_s[k], ovl[t].transfer_s[k]);
-                double h = (ovl[t].compute_during_s[k] + ovl[t].transfer_s[k] - ovl[t].step_s[k]) /
-                           shorter;
-                printf("  %-5s %10.0f %10.3f %11.3f %10.3f %17.3f %7.2f %13.2f\n",
-                       t ? "inter" : "intra", ovl[t].bytes[k], ovl[t].compute_s[k] * 1e3,
-                       ovl[t].transfer_s[k] * 1e3, ovl[t].step_s[k] * 1e3,
-                       ovl[t].compute_during_s[k] * 1e3,
-                       h < 0   ? 0
-                       : h > 1 ? 1
-                               : h,
-                       ovl[t].compute_during_s[k] / ovl[t].compute_s[k]);
-            }
-        for (int t = 0; t < 2; t++)
-            if (ovl[t].ok)
-                printf("# overlap.%s.hidden = %.2f, overlap.compute_ratio = %.2f (medians; a ratio "
-                       "below 1 is written as 1)\n",
-                       t ? "inter" : "intra", ovl[t].hidden, ovl[t].ratio);
-            else
-                printf("# overlap %s: not measured (no pair of ranks)\n", t ? "inter" : "intra");
-        printf("# patterns of the %s, measured as they run them (every group at once; time per "
-               "step)\n",
-               configured ? "configured runs" : "algorithms");
-        printf("# %-14s %-22s %-5s %5s %6s %11s %11s\n", "pattern", "on", "grid", "group", "points",
-               "largest_B", "step_ms");
-        for (int k = 0; k < npat; k++) {
-            const pattern_meas *pm = &pats[k];
-            char grid_s[32];
-            snprintf(grid_s, sizeof grid_s, "%llux%llu", (unsigned long long)pm->cfg.rows,
-                     (unsigned long long)pm->cfg.cols);
-            printf("  %-14s %-22s %-5s %5llu %6zu %11.0f %11.3f\n", am_pattern_names[pm->pattern],
-                   pm->pattern == PAT_PAIRWISE ? pm->ph->name : am_comm_names[pm->comm], grid_s,
-                   (unsigned long long)pm->g, pm->n, pm->bytes[pm->n - 1],
-                   pm->time[pm->n - 1] * 1e3);
-        }
-        printf("# pattern lines: t = alpha + m / bandwidth per step, m the bytes of one flow "
-               "(intra-node) or of the busiest NIC (inter-node); a row per regime, from its first "
-               "size; tier_err_pct: the tier's own rate at the largest size; fit: ok, or POOR (R^2 "
-               "< %.2g or rel RMS > %.0f %%: not used, the tier's rate applies)\n",
-               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
-        printf("# %-30s %9s %10s %14s %7s %11s %13s %s\n", "line", "from_B", "alpha_us",
-               "bandwidth_GBps", "r2", "rel_rms_pct", "tier_err_pct", "fit");
-        for (int k = 0; k < nfit; k++) {
-            const pattern_fit *f = &fits[k];
-            char key[96];
-            snprintf(key, sizeof key, "link.%s.%s.g%llu", f->tier ? "inter" : "intra",
-                     am_pattern_names[f->pattern], (unsigned long long)f->g);
-            if (!f->ok) {
-                printf("  %-30s %9s %10s %14s %7s %11s %13s POOR\n", key, "-", "-", "-", "-", "-",
-                       "-");
-                continue;
-            }
-            /* what the tier's own rate would make of the largest size */
-            link_rate tr = machine_tier_rate(&m, f->tier);
-            double xl = f->x[f->n - 1], tl = f->t[f->n - 1];
-            double tier_err = 100 * (link_rate_time(&tr, xl, 1) - tl) / tl;
-            for (int r = 0; r < (f->fit.two_regimes ? 2 : 1); r++) {
-                const lin_fit *l = r ? &f->fit.large : &f->fit.small;
-                printf("  %-30s %9.0f %10.3f %14.3f %7.4f %11.1f %13.0f %s\n", key,
-                       r ? f->fit.break_x : f->x[0], l->alpha * 1e6, 1e-9 / l->beta, f->r2,
-                       100 * f->rel_rms, tier_err, f->poor ? "POOR" : "ok");
-            }
-        }
-        for (int k = 0; k < nfit; k++)
-            if (fits[k].poor)
-                printf("# POOR FIT: link.%s.%s.g%llu (%s): not used, the tier's rate applies\n",
-                       fits[k].tier ? "inter" : "intra", am_pattern_names[fits[k].pattern],
-                       (unsigned long long)fits[k].g, fits[k].why);
+        print_overlap(ovl);
+        print_patterns(pats, npat, configured);
+        print_pattern_fits(fits, nfit, &m);
         printf("# calibration took %.1f s\n", took);
-        poor_fits pf;
-        collect_poor_fits(&pf, shift, ks);
+        cal_poor_fits pf;
+        cal_collect_poor_fits(&pf, shift, ks);
         if (pf.n) {
-            print_poor_fits(stdout, &pf, "# WARNING: ");
+            cal_print_poor_fits(stdout, &pf, "# WARNING: ");
             printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
                    "much (they are marked in it); calibrate on an idle machine, at most one rank "
                    "per core\n",
@@ -761,8 +394,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         size_t mlen = 0;
         FILE *mf = open_memstream(&mtext, &mlen);
         if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
-        write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits, nfit);
-        print_poor_fits(mf, &pf, "# ");
+        cal_write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits, nfit);
+        cal_print_poor_fits(mf, &pf, "# ");
         if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
         char shown[4200];
         if (o.machine_out) {
@@ -773,9 +406,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("# machine file (save it and use --machine FILE):\n%s", mtext);
         }
         if (o.out) {
-            e.h = h5out_open(o.out, &prov);
-            int64_t id;
-            hid_t g = h5out_run_begin(e.h, &id);
+            e.h = h5out_open(o.out, &prov, cli_lock_timeout(&o));
+            h5node *g = h5out_run_begin(e.h);
             h5_attr_str(g, "kind", "calibration");
             h5_attr_str(g, "algorithm", "calibrate");
             h5_attr_str(g, "pass", "-");
@@ -801,17 +433,17 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 hsize_t n = ks[d].n;
                 if (!n) continue; /* not measured on this backend */
                 snprintf(p, sizeof p, "kernels/%s/flops", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].flops, "flop");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].flops, "flop");
                 snprintf(p, sizeof p, "kernels/%s/time_s", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].time, "s");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].time, "s");
                 snprintf(p, sizeof p, "kernels/%s/tile_rows", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].nq, "tokens");
+                h5_write(g, p, H5_I32, 1, &n, ks[d].nq, "tokens");
                 snprintf(p, sizeof p, "kernels/%s/forward", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].fwd, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].fwd, NULL);
                 snprintf(p, sizeof p, "kernels/%s/causal", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].causal, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].causal, NULL);
                 snprintf(p, sizeof p, "kernels/%s", dn[d]);
-                hid_t kg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5node *kg = h5_member(g, p);
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
@@ -820,95 +452,27 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                             ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
                 h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
                 h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
-                H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
             for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
                 static const char *const lg[2] = {"links/intra/ring_shift",
                                                   "links/inter/ring_shift"};
                 if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
-                hid_t lgid = H5CALL(H5Gopen2(g, lg[t], H5P_DEFAULT));
-                h5_attr_f64(lgid, "large_rel_rms", shift[t].fit.large.rel_rms);
-                H5CALL(H5Gclose(lgid));
+                h5_attr_f64(h5_member(g, lg[t]), "large_rel_rms", shift[t].fit.large.rel_rms);
             }
             /* poor fits: poor_fit on each fit's group, and the list on the run */
             char list[8 * 48 * 2] = "";
             for (int i = 0; i < pf.n; i++) {
-                hid_t fg = H5CALL(H5Gopen2(g, pf.group[i], H5P_DEFAULT));
-                if (H5CALL(H5Aexists(fg, "poor_fit")) == 0) h5_attr_i64(fg, "poor_fit", 1);
-                H5CALL(H5Gclose(fg));
+                h5node *fg = h5_member(g, pf.group[i]);
+                if (!h5_attr_exists(fg, "poor_fit")) h5_attr_i64(fg, "poor_fit", 1);
                 size_t len = strlen(list);
                 snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
             }
             h5_attr_i64(g, "poor_fit_count", pf.n);
             h5_attr_str(g, "poor_fits", pf.n ? list : "none");
-            for (int k = 0; k < npat; k++) {
-                char p[240];
-                hsize_t n = pats[k].n;
-                snprintf(p, sizeof p, "patterns/%d/bytes", k);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, pats[k].bytes, "bytes");
-                snprintf(p, sizeof p, "patterns/%d/time_s", k);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, pats[k].time, "s");
-                snprintf(p, sizeof p, "patterns/%d", k);
-                hid_t pg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
-                h5_attr_str(pg, "pattern", am_pattern_names[pats[k].pattern]);
-                h5_attr_str(pg, "communicator", am_comm_names[pats[k].comm]);
-                h5_attr_str(pg, "description", pats[k].name);
-                h5_attr_i64(pg, "group_size", (int64_t)pats[k].g);
-                h5_attr_i64(pg, "grid_rows", (int64_t)pats[k].cfg.rows);
-                h5_attr_i64(pg, "steps_per_call", pats[k].steps);
-                H5CALL(H5Gclose(pg));
-            }
-            for (int k = 0; k < nfit; k++) {
-                const pattern_fit *f = &fits[k];
-                char p[240];
-                snprintf(p, sizeof p, "pattern_fits/%s.%s.g%llu", f->tier ? "inter" : "intra",
-                         am_pattern_names[f->pattern], (unsigned long long)f->g);
-                hsize_t n = f->n;
-                char q[300];
-                snprintf(q, sizeof q, "%s/bytes", p);
-                h5_write(g, q, H5T_NATIVE_DOUBLE, 1, &n, f->x, "bytes");
-                snprintf(q, sizeof q, "%s/time_s", p);
-                h5_write(g, q, H5T_NATIVE_DOUBLE, 1, &n, f->t, "s");
-                hid_t pg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
-                h5_attr_i64(pg, "ok", f->ok);
-                h5_attr_i64(pg, "poor_fit", f->poor);
-                h5_attr_str(pg, "measured_on", f->source);
-                if (f->ok) {
-                    h5_attr_f64(pg, "alpha_s", f->fit.small.alpha);
-                    h5_attr_f64(pg, "bandwidth_bytes_per_s", 1.0 / f->fit.small.beta);
-                    h5_attr_f64(pg, "r2", f->r2);
-                    h5_attr_f64(pg, "rel_rms", f->rel_rms);
-                    h5_attr_i64(pg, "two_regimes", f->fit.two_regimes);
-                    if (f->fit.two_regimes) {
-                        h5_attr_f64(pg, "break_bytes", f->fit.break_x);
-                        h5_attr_f64(pg, "large_alpha_s", f->fit.large.alpha);
-                        h5_attr_f64(pg, "large_bandwidth_bytes_per_s", 1.0 / f->fit.large.beta);
-                    }
-                }
-                if (f->poor) h5_attr_str(pg, "poor_fit_reason", f->why);
-                H5CALL(H5Gclose(pg));
-            }
-            for (int t = 0; t < 2; t++) {
-                if (!ovl[t].ok) continue;
-                char p[96];
-                hsize_t n = (hsize_t)ovl[t].n;
-                const char *tn = t ? "inter" : "intra";
-                snprintf(p, sizeof p, "overlap/%s/bytes", tn);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].bytes, "bytes");
-                snprintf(p, sizeof p, "overlap/%s/transfer_s", tn);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].transfer_s, "s");
-                snprintf(p, sizeof p, "overlap/%s/step_s", tn);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].step_s, "s");
-                snprintf(p, sizeof p, "overlap/%s/compute_during_s", tn);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ovl[t].compute_during_s, "s");
-                snprintf(p, sizeof p, "overlap/%s", tn);
-                hid_t og = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
-                h5_attr_f64(og, "compute_s", ovl[t].compute_s[0]);
-                h5_attr_f64(og, "hidden", ovl[t].hidden);
-                h5_attr_f64(og, "compute_ratio", ovl[t].ratio);
-                H5CALL(H5Gclose(og));
-            }
+            write_patterns(g, pats, npat);
+            write_pattern_fits(g, fits, nfit);
+            write_overlap(g, ovl);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
             memset(&row, 0, sizeof row);

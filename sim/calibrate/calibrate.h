@@ -3,7 +3,8 @@
  *   links.c        message times per link tier (ring shift, ping-pong) and their alpha-beta fits;
  *   kernels.c      the attention kernels' FLOP rate and per-call overhead, memory copy rate;
  *   patterns.c     the communication patterns of the configured runs, and their fits;
- *   overlap.c      how much of a transfer hides behind compute.
+ *   overlap.c      how much of a transfer hides behind compute;
+ *   machine_out.c  the machine file written from them, its poor fits marked.
  * Every measurement is collective over MPI_COMM_WORLD: all ranks call it and get the slowest
  * rank's time.
  */
@@ -12,6 +13,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "comm.h"
@@ -29,7 +31,6 @@ typedef struct {
     const exec_dev *dev;                /* where the buffers live: host, or this rank's GPU */
     int cuda;
     h5out *h;
-    hid_t g;
 } cal_env;
 
 /* Idle ranks wait without spinning (4 ranks share 2 cores in CI): an Ibarrier polled with
@@ -62,10 +63,17 @@ enum {
  * positive slope). s.n == 0: the job has no such pair of ranks. */
 series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_bytes);
 void series_free(series *s);
+/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
+double cal_large_bandwidth(const series *s);
+/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
+ * node (`one`) over that with every rank (`all`) in *ratio, rounded to the divisor of the ranks
+ * per node nearest on a log scale. 0 when the ratio is not measured (one node, or either series
+ * without a fit). */
+uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio);
 /* The ring-shift peers of this rank on a tier (-1: it sits out). */
 void cal_tier_peers(const cal_env *e, int tier, int *to, int *from);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
-void write_series(hid_t g, const char *path, const series *s);
+void write_series(h5node *g, const char *path, const series *s);
 /* The terminal summary of the series as a table: the header, then a row per regime of a fit
  * (a '#' line for a series not measured or not fitted). */
 void print_series_header(void);
@@ -143,6 +151,14 @@ int fit_patterns(const cal_env *e, pattern_meas *pm, int n, const machine *m, pa
                  int max);
 void pattern_fit_free(pattern_fit *pf);
 link_rate pattern_fit_rate(const pattern_fit *pf);
+/* The terminal tables: the patterns measured (of the configured runs, or of every algorithm),
+ * then the pattern lines fitted (with the error of machine m's tier rate at the largest size)
+ * and the poor fits after them. */
+void print_patterns(const pattern_meas *pats, int npat, int configured);
+void print_pattern_fits(const pattern_fit *fits, int nfit, const machine *m);
+/* Their records in the kind=calibration run g: patterns/K/ and pattern_fits/LINE/. */
+void write_patterns(h5node *g, const pattern_meas *pats, int npat);
+void write_pattern_fits(h5node *g, const pattern_fit *fits, int nfit);
 
 /* ---- overlap (overlap.c) ------------------------------------------------------------------- */
 
@@ -157,5 +173,49 @@ typedef struct {
     double compute_s[3], transfer_s[3], step_s[3], compute_during_s[3], bytes[3];
 } overlap_meas;
 overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t max_bytes);
+/* The terminal table of both tiers' steps and the medians; their records under overlap/TIER/
+ * in the kind=calibration run g (tiers measured only). */
+void print_overlap(const overlap_meas ovl[2]);
+void write_overlap(h5node *g, const overlap_meas ovl[2]);
+
+/* ---- the machine file (machine_out.c) ------------------------------------------------------ */
+
+/* Writes m (the base machine with the measured values in place) with a comment per key; the
+ * inter-node tier says when it is the one-rank-per-node shift (nic_ratio > 0: the NIC sharing
+ * measured); then the pattern lines of the fits, each with its source and quality, the poor ones
+ * commented out with the reason (m's own pattern lines are not written: they come from fits). */
+void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
+                       const char *when, int nodes, const char *backend, const char *comm,
+                       double nic_ratio, const pattern_fit *fits, int nfit);
+/* A tier's values in the machine file from a fitted series (measured 0 when it has no fit). */
+void cal_set_tier(machine *m, int tier, const series *s);
+/* 1 when the values of a pattern line are within the ranges of the tier keys of their kinds. */
+int cal_link_in_range(const pattern_fit *pf);
+/* Keeps the file to values it reads back: a fitted latency below the range becomes the
+ * smallest accepted, other values out of range are the base machine's (or left out); says so
+ * on stdout. */
+void cal_keep_in_range(machine *m, const machine *base);
+/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
+ * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
+ * the transfer of the smallest message). */
+double cal_tier_alpha(double fitted, const series *s);
+
+/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
+ * FIT_MIN_R2 or relative RMS above FIT_MAX_REL_RMS): reported on stdout, appended to the machine
+ * file and marked in the kind=calibration run (poor_fit on each fit's group, poor_fits on the
+ * run). */
+typedef struct {
+    int n;
+    char what[8][48];  /* the fit */
+    char keys[8][48];  /* the machine-file keys that come from it */
+    char group[8][48]; /* its group in the kind=calibration run */
+    double r2[8], rel_rms[8];
+} cal_poor_fits;
+
+/* The poor fits among the ring shifts of both tiers and the kernels of the three types. */
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *shift, const kernel_series *ks);
+/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
+ * machine file). */
+void cal_print_poor_fits(FILE *f, const cal_poor_fits *pf, const char *prefix);
 
 #endif

@@ -184,6 +184,23 @@ series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_byt
     return s;
 }
 
+double cal_large_bandwidth(const series *s)
+{
+    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio)
+{
+    *ratio = 0.0;
+    if (!all->ok || !one->ok) return 0;
+    *ratio = cal_large_bandwidth(one) / cal_large_bandwidth(all);
+    uint64_t best = 1;
+    for (int d = 1; d <= per_node; d++)
+        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
+            best = (uint64_t)d;
+    return best;
+}
+
 void cal_tier_peers(const cal_env *e, int tier, int *to, int *from)
 {
     tier_peers(e, tier, LINK_SHIFT, to, from);
@@ -195,7 +212,7 @@ void series_free(series *s)
     s->bytes = s->time = s->fastest = NULL;
 }
 
-void write_series(hid_t g, const char *path, const series *s)
+void write_series(h5node *g, const char *path, const series *s)
 {
     if (!s->ok) return;
     hsize_t n = s->n;
@@ -207,16 +224,16 @@ void write_series(hid_t g, const char *path, const series *s)
         res[i] = (fit[i] - s->time[i]) / s->time[i];
     }
     snprintf(p, sizeof p, "%s/bytes", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->bytes, "bytes");
+    h5_write(g, p, H5_F64, 1, &n, s->bytes, "bytes");
     snprintf(p, sizeof p, "%s/time_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->time, "s");
+    h5_write(g, p, H5_F64, 1, &n, s->time, "s");
     snprintf(p, sizeof p, "%s/fastest_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->fastest, "s");
+    h5_write(g, p, H5_F64, 1, &n, s->fastest, "s");
     snprintf(p, sizeof p, "%s/fit_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, fit, "s");
+    h5_write(g, p, H5_F64, 1, &n, fit, "s");
     snprintf(p, sizeof p, "%s/residual_rel", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, res, "1");
-    hid_t grp = H5CALL(H5Gopen2(g, path, H5P_DEFAULT));
+    h5_write(g, p, H5_F64, 1, &n, res, "1");
+    h5node *grp = h5_member(g, path);
     const lin_fit *small = &s->fit.small, *large = &s->fit.large;
     h5_attr_f64(grp, "alpha_s", small->alpha);
     h5_attr_f64(grp, "bandwidth_bytes_per_s", 1.0 / small->beta);
@@ -231,7 +248,6 @@ void write_series(hid_t g, const char *path, const series *s)
         h5_attr_f64(grp, "large_bandwidth_bytes_per_s", 1.0 / large->beta);
         h5_attr_f64(grp, "large_r2", large->r2);
     }
-    H5CALL(H5Gclose(grp));
     free(fit), free(res);
 }
 

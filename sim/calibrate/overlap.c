@@ -1,17 +1,19 @@
 /* overlap.c - how much of a transfer hides behind compute on this machine and transport
  * (calibrate.h; docs/calibration.md, "Overlap"): a ring step as the executor runs it (post the
  * shift, start it, compute a tile with the device's own kernel, wait), against the compute alone
- * and the transfer alone. */
+ * and the transfer alone; its terminal table and its record in the kind=calibration run. */
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 #include <math.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "calibrate.h"
 #include "comm_dev.h"
 #include "fail.h"
+#include "timing.h"
 
 typedef struct {
     exec_ctx x;
@@ -77,12 +79,12 @@ static double compute_alone(cal_env *e, tile_job *j, int reps)
     for (int r = -1; r < reps && r < 16; r++) {
         double t0 = 0;
         compute_begin(e, &t0);
-        e->dev->tile_forward(&j->x, j->q, &j->qp, j->k, j->v, &j->kp, j->state, 0);
+        e->dev->tile_forward(&j->x, j->x.cfg.heads, j->x.cfg.kv_heads, j->q, &j->qp, j->k, j->v,
+                             &j->kp, j->state, 0);
         if (e->cuda) comm_dev_mark(&e->comm, 1), e->dev->sync();
         if (r >= 0) t[r] = e->cuda ? comm_dev_marked_s(&e->comm) : MPI_Wtime() - t0;
     }
-    gsl_sort(t, 1, (size_t)reps);
-    double m = gsl_stats_median_from_sorted_data(t, 1, (size_t)reps);
+    double m = timing_median(t, (size_t)reps);
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     return m;
 }
@@ -140,7 +142,8 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
                 comm_start(c, &q);
             }
             compute_begin(e, &c0);
-            job.x.dev->tile_forward(&job.x, job.q, &job.qp, job.k, job.v, &job.kp, job.state, 0);
+            job.x.dev->tile_forward(&job.x, job.x.cfg.heads, job.x.cfg.kv_heads, job.q, &job.qp,
+                                    job.k, job.v, &job.kp, job.state, 0);
             double cd = 0;
             if (!e->cuda) cd = compute_end(e, c0, 0);
             if (e->cuda) comm_dev_mark(c, 1);
@@ -150,10 +153,8 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
             if (r) tss[r - 1] = MPI_Wtime() - t0, tcs[r - 1] = cd;
         }
         /* medians of the repetitions: a descheduled one moves none of them */
-        gsl_sort(txs, 1, reps), gsl_sort(tss, 1, reps), gsl_sort(tcs, 1, reps);
-        double v[3] = {gsl_stats_median_from_sorted_data(txs, 1, reps),
-                       gsl_stats_median_from_sorted_data(tss, 1, reps),
-                       gsl_stats_median_from_sorted_data(tcs, 1, reps)};
+        double v[3] = {timing_median(txs, reps), timing_median(tss, reps),
+                       timing_median(tcs, reps)};
         MPICALL(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
         o.bytes[o.n] = (double)bytes, o.transfer_s[o.n] = v[0], o.step_s[o.n] = v[1];
         o.compute_during_s[o.n] = v[2], o.compute_s[o.n] = tc;
@@ -173,4 +174,58 @@ overlap_meas measure_overlap(cal_env *e, int tier, const series *shift, uint64_t
     o.ratio = fmax(gsl_stats_median_from_sorted_data(rat, 1, (size_t)o.n), 1.0);
     o.ok = o.n > 0;
     return o;
+}
+
+void print_overlap(const overlap_meas ovl[2])
+{
+    printf("# overlap: a ring step computing while its transfer runs (post, compute a tile of "
+           "the device's kernel, wait) against each alone; hidden: the share of "
+           "min(compute, transfer) hidden; compute_ratio: compute beside the transfer over "
+           "alone\n");
+    printf("# %-5s %10s %10s %11s %10s %17s %7s %13s\n", "tier", "message_B", "compute_ms",
+           "transfer_ms", "step_ms", "compute_during_ms", "hidden", "compute_ratio");
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < ovl[t].n; k++) {
+            double shorter = fmin(ovl[t].compute_during_s[k], ovl[t].transfer_s[k]);
+            double h =
+                (ovl[t].compute_during_s[k] + ovl[t].transfer_s[k] - ovl[t].step_s[k]) / shorter;
+            printf("  %-5s %10.0f %10.3f %11.3f %10.3f %17.3f %7.2f %13.2f\n",
+                   t ? "inter" : "intra", ovl[t].bytes[k], ovl[t].compute_s[k] * 1e3,
+                   ovl[t].transfer_s[k] * 1e3, ovl[t].step_s[k] * 1e3,
+                   ovl[t].compute_during_s[k] * 1e3,
+                   h < 0   ? 0
+                   : h > 1 ? 1
+                           : h,
+                   ovl[t].compute_during_s[k] / ovl[t].compute_s[k]);
+        }
+    for (int t = 0; t < 2; t++)
+        if (ovl[t].ok)
+            printf("# overlap.%s.hidden = %.2f, overlap.compute_ratio = %.2f (medians; a ratio "
+                   "below 1 is written as 1)\n",
+                   t ? "inter" : "intra", ovl[t].hidden, ovl[t].ratio);
+        else
+            printf("# overlap %s: not measured (no pair of ranks)\n", t ? "inter" : "intra");
+}
+
+void write_overlap(h5node *g, const overlap_meas ovl[2])
+{
+    for (int t = 0; t < 2; t++) {
+        if (!ovl[t].ok) continue;
+        char p[96];
+        hsize_t n = (hsize_t)ovl[t].n;
+        const char *tn = t ? "inter" : "intra";
+        snprintf(p, sizeof p, "overlap/%s/bytes", tn);
+        h5_write(g, p, H5_F64, 1, &n, ovl[t].bytes, "bytes");
+        snprintf(p, sizeof p, "overlap/%s/transfer_s", tn);
+        h5_write(g, p, H5_F64, 1, &n, ovl[t].transfer_s, "s");
+        snprintf(p, sizeof p, "overlap/%s/step_s", tn);
+        h5_write(g, p, H5_F64, 1, &n, ovl[t].step_s, "s");
+        snprintf(p, sizeof p, "overlap/%s/compute_during_s", tn);
+        h5_write(g, p, H5_F64, 1, &n, ovl[t].compute_during_s, "s");
+        snprintf(p, sizeof p, "overlap/%s", tn);
+        h5node *og = h5_member(g, p);
+        h5_attr_f64(og, "compute_s", ovl[t].compute_s[0]);
+        h5_attr_f64(og, "hidden", ovl[t].hidden);
+        h5_attr_f64(og, "compute_ratio", ovl[t].ratio);
+    }
 }

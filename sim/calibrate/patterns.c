@@ -1,7 +1,8 @@
 /* patterns.c - the communication patterns of the configured runs, measured as the algorithms
  * run them (the comm layer's rings, pairwise exchanges and all-to-alls, every group of a
- * communicator busy at once), and fitted per tier into the machine file's pattern lines
- * (calibrate.h; docs/calibration.md, "Patterns"). */
+ * communicator busy at once), and fitted per tier into the machine file's pattern lines; their
+ * terminal tables and their records in the kind=calibration run (calibrate.h;
+ * docs/calibration.md, "Patterns"). */
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 #include <math.h>
@@ -402,4 +403,111 @@ link_rate pattern_fit_rate(const pattern_fit *pf)
         r.bytes_per_s_large = 1.0 / pf->fit.large.beta;
     }
     return r;
+}
+
+void print_patterns(const pattern_meas *pats, int npat, int configured)
+{
+    printf("# patterns of the %s, measured as they run them (every group at once; time per "
+           "step)\n",
+           configured ? "configured runs" : "algorithms");
+    printf("# %-14s %-22s %-5s %5s %6s %11s %11s\n", "pattern", "on", "grid", "group", "points",
+           "largest_B", "step_ms");
+    for (int k = 0; k < npat; k++) {
+        const pattern_meas *pm = &pats[k];
+        char grid_s[32];
+        snprintf(grid_s, sizeof grid_s, "%llux%llu", (unsigned long long)pm->cfg.rows,
+                 (unsigned long long)pm->cfg.cols);
+        printf("  %-14s %-22s %-5s %5llu %6zu %11.0f %11.3f\n", am_pattern_names[pm->pattern],
+               pm->pattern == PAT_PAIRWISE ? pm->ph->name : am_comm_names[pm->comm], grid_s,
+               (unsigned long long)pm->g, pm->n, pm->bytes[pm->n - 1], pm->time[pm->n - 1] * 1e3);
+    }
+}
+
+void print_pattern_fits(const pattern_fit *fits, int nfit, const machine *mach)
+{
+    printf("# pattern lines: t = alpha + m / bandwidth per step, m the bytes of one flow "
+           "(intra-node) or of the busiest NIC (inter-node); a row per regime, from its first "
+           "size; tier_err_pct: the tier's own rate at the largest size; fit: ok, or POOR (R^2 "
+           "< %.2g or rel RMS > %.0f %%: not used, the tier's rate applies)\n",
+           FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+    printf("# %-30s %9s %10s %14s %7s %11s %13s %s\n", "line", "from_B", "alpha_us",
+           "bandwidth_GBps", "r2", "rel_rms_pct", "tier_err_pct", "fit");
+    for (int k = 0; k < nfit; k++) {
+        const pattern_fit *f = &fits[k];
+        char key[96];
+        snprintf(key, sizeof key, "link.%s.%s.g%llu", f->tier ? "inter" : "intra",
+                 am_pattern_names[f->pattern], (unsigned long long)f->g);
+        if (!f->ok) {
+            printf("  %-30s %9s %10s %14s %7s %11s %13s POOR\n", key, "-", "-", "-", "-", "-", "-");
+            continue;
+        }
+        /* what the tier's own rate would make of the largest size */
+        link_rate tr = machine_tier_rate(mach, f->tier);
+        double xl = f->x[f->n - 1], tl = f->t[f->n - 1];
+        double tier_err = 100 * (link_rate_time(&tr, xl, 1) - tl) / tl;
+        for (int r = 0; r < (f->fit.two_regimes ? 2 : 1); r++) {
+            const lin_fit *l = r ? &f->fit.large : &f->fit.small;
+            printf("  %-30s %9.0f %10.3f %14.3f %7.4f %11.1f %13.0f %s\n", key,
+                   r ? f->fit.break_x : f->x[0], l->alpha * 1e6, 1e-9 / l->beta, f->r2,
+                   100 * f->rel_rms, tier_err, f->poor ? "POOR" : "ok");
+        }
+    }
+    for (int k = 0; k < nfit; k++)
+        if (fits[k].poor)
+            printf("# POOR FIT: link.%s.%s.g%llu (%s): not used, the tier's rate applies\n",
+                   fits[k].tier ? "inter" : "intra", am_pattern_names[fits[k].pattern],
+                   (unsigned long long)fits[k].g, fits[k].why);
+}
+
+void write_patterns(h5node *g, const pattern_meas *pats, int npat)
+{
+    for (int k = 0; k < npat; k++) {
+        char p[240];
+        hsize_t n = pats[k].n;
+        snprintf(p, sizeof p, "patterns/%d/bytes", k);
+        h5_write(g, p, H5_F64, 1, &n, pats[k].bytes, "bytes");
+        snprintf(p, sizeof p, "patterns/%d/time_s", k);
+        h5_write(g, p, H5_F64, 1, &n, pats[k].time, "s");
+        snprintf(p, sizeof p, "patterns/%d", k);
+        h5node *pg = h5_member(g, p);
+        h5_attr_str(pg, "pattern", am_pattern_names[pats[k].pattern]);
+        h5_attr_str(pg, "communicator", am_comm_names[pats[k].comm]);
+        h5_attr_str(pg, "description", pats[k].name);
+        h5_attr_i64(pg, "group_size", (int64_t)pats[k].g);
+        h5_attr_i64(pg, "grid_rows", (int64_t)pats[k].cfg.rows);
+        h5_attr_i64(pg, "steps_per_call", pats[k].steps);
+    }
+}
+
+void write_pattern_fits(h5node *g, const pattern_fit *fits, int nfit)
+{
+    for (int k = 0; k < nfit; k++) {
+        const pattern_fit *f = &fits[k];
+        char p[240];
+        snprintf(p, sizeof p, "pattern_fits/%s.%s.g%llu", f->tier ? "inter" : "intra",
+                 am_pattern_names[f->pattern], (unsigned long long)f->g);
+        hsize_t n = f->n;
+        char q[300];
+        snprintf(q, sizeof q, "%s/bytes", p);
+        h5_write(g, q, H5_F64, 1, &n, f->x, "bytes");
+        snprintf(q, sizeof q, "%s/time_s", p);
+        h5_write(g, q, H5_F64, 1, &n, f->t, "s");
+        h5node *pg = h5_member(g, p);
+        h5_attr_i64(pg, "ok", f->ok);
+        h5_attr_i64(pg, "poor_fit", f->poor);
+        h5_attr_str(pg, "measured_on", f->source);
+        if (f->ok) {
+            h5_attr_f64(pg, "alpha_s", f->fit.small.alpha);
+            h5_attr_f64(pg, "bandwidth_bytes_per_s", 1.0 / f->fit.small.beta);
+            h5_attr_f64(pg, "r2", f->r2);
+            h5_attr_f64(pg, "rel_rms", f->rel_rms);
+            h5_attr_i64(pg, "two_regimes", f->fit.two_regimes);
+            if (f->fit.two_regimes) {
+                h5_attr_f64(pg, "break_bytes", f->fit.break_x);
+                h5_attr_f64(pg, "large_alpha_s", f->fit.large.alpha);
+                h5_attr_f64(pg, "large_bandwidth_bytes_per_s", 1.0 / f->fit.large.beta);
+            }
+        }
+        if (f->poor) h5_attr_str(pg, "poor_fit_reason", f->why);
+    }
 }
