@@ -226,6 +226,21 @@ static void ulysses_counts(const am_config *c, uint64_t i, const am_phase *ph, a
     o->msgs_sent = o->msgs_recv = P - 1;
 }
 
+uint64_t am_alltoall_bytes(const am_config *c, const am_phase *ph, uint64_t i, uint64_t j)
+{
+    if (i == j || ph->kind != PH_ALLTOALL || c->algo != ALGO_ULYSSES) return 0;
+    uint64_t P = c->P, N = c->N, g = c->heads / c->kv_heads;
+    uint64_t per = c->batch * c->head_dim * am_elem_bytes(c);
+    uint64_t hk_i = ulysses_kv_heads(c->kv_heads, P, i), hk_j = ulysses_kv_heads(c->kv_heads, P, j);
+    uint64_t n_i = part_block_count(N, P, i), n_j = part_block_count(N, P, j);
+    const char *n = ph->name;
+    if (strcmp(n, "qkv_all_to_all") == 0)
+        return per * n_i * (g + 2) * hk_j;                           /* my tokens, j's heads */
+    if (strcmp(n, "o_all_to_all") == 0) return per * n_j * g * hk_i; /* j's tokens, my heads */
+    if (strcmp(n, "do_all_to_all") == 0) return per * n_i * g * hk_j;
+    return per * n_j * (g + 2) * hk_i; /* dqkv_all_to_all */
+}
+
 void am_rank_counts(const am_config *c, uint64_t rank, am_count *out)
 {
     am_phase ph[AM_MAX_PHASES];

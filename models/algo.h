@@ -71,6 +71,10 @@ int am_phases(const am_config *c, am_phase *out);
 /* Bytes and messages of one rank in every phase (out[F]). O(1) per phase. */
 void am_rank_counts(const am_config *c, uint64_t rank, am_count *out);
 
+/* Bytes rank i sends to rank j in all-to-all phase ph (the per-peer terms that
+ * am_rank_counts sums); 0 when i == j or ph is no all-to-all. */
+uint64_t am_alltoall_bytes(const am_config *c, const am_phase *ph, uint64_t i, uint64_t j);
+
 /* Largest single message of phase f over all ranks and steps (bytes). */
 uint64_t am_phase_max_message(const am_config *c, int f);
 

@@ -98,6 +98,32 @@ static uint64_t dest_shift(const am_config *c, const void *ctx, uint64_t x)
     return (x + *(const uint64_t *)ctx) % c->P;
 }
 
+void am_rank_inter_counts(const am_config *c, const machine *m, uint64_t x, am_count *out)
+{
+    am_phase ph[AM_MAX_PHASES];
+    am_count all[AM_MAX_PHASES];
+    int F = am_phases(c, ph);
+    am_rank_counts(c, x, all);
+    for (int f = 0; f < F; f++) {
+        const am_phase *p = &ph[f];
+        memset(&out[f], 0, sizeof out[f]);
+        if (p->kind == PH_COMPUTE || all[f].msgs_sent == 0) continue;
+        if (p->kind == PH_ALLTOALL) { /* round k sends to x + k */
+            for (uint64_t k = 1; k < c->P; k++) {
+                uint64_t y = (x + k) % c->P;
+                if (!is_inter(m, x, y)) continue;
+                out[f].bytes_sent += am_alltoall_bytes(c, p, x, y);
+                out[f].msgs_sent++;
+            }
+            continue;
+        }
+        /* every message of a ring phase goes to the successor; a transpose's to its partner */
+        uint64_t y =
+            p->kind == PH_PERMUTE ? permute_peer(c, p->name, x) : group_next(c, p->group, x);
+        if (is_inter(m, x, y)) out[f] = all[f], out[f].bytes_recv = out[f].msgs_recv = 0;
+    }
+}
+
 /* ---- compute -------------------------------------------------------------------------------- */
 
 /* Visible query-key pairs of an nq x nk tile of the busiest rank, per (batch, head). */

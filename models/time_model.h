@@ -30,6 +30,11 @@ typedef struct {
 
 void am_predict_time(const am_config *c, const machine *m, am_time *out);
 
+/* What rank x sends across nodes in every phase (out[F]: bytes_sent and msgs_sent; the receive
+ * fields 0), with the ranks packed m->gpus_per_node per node: the tier of every message as
+ * am_predict_time prices it (ring successors, transpose partners, all-to-all rounds). */
+void am_rank_inter_counts(const am_config *c, const machine *m, uint64_t x, am_count *out);
+
 /* Local attention FLOPs of the busiest rank in phase f (forward 4 d per visible pair and head,
  * backward 10 d); 0 for phases without compute. */
 double am_phase_flops(const am_config *c, int f);

@@ -60,7 +60,7 @@ typedef struct {
     attn_opts o;
     machine m;
     int rank, P;
-    int32_t *node_of; /* node index of every rank (from the host names) */
+    int32_t *node_of; /* node index of every rank (from the host names), on every rank */
     int device;       /* --backend cuda: this rank's GPU */
     uint64_t *peers;  /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
     h5out *h;
@@ -147,9 +147,10 @@ static int validate(run_env *env)
 /* Per-rank results sent to rank 0: counts and time of every phase. */
 typedef struct {
     uint64_t v[AM_MAX_PHASES][4];
-    double t[AM_MAX_PHASES];     /* the rank's own time in the phase */
-    double start[AM_MAX_PHASES]; /* when the rank entered the phase, from the start barrier */
-    double end[AM_MAX_PHASES];   /* when it left the phase */
+    uint64_t inter[AM_MAX_PHASES][2]; /* bytes and messages sent to ranks on other nodes */
+    double t[AM_MAX_PHASES];          /* the rank's own time in the phase */
+    double start[AM_MAX_PHASES];      /* when the rank entered the phase, from the start barrier */
+    double end[AM_MAX_PHASES];        /* when it left the phase */
 } rank_report;
 
 typedef struct {
@@ -316,6 +317,30 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
                              (unsigned long long)want[k]);
                 }
         }
+    /* the tier of every message: what each rank sent to other nodes, as the model places it */
+    int64_t *tier_pred = kn_xmalloc((size_t)P * F * 2 * sizeof(int64_t) + 1, "tiers");
+    int tiers_match = 1;
+    uint64_t inter_msgs = 0;
+    char first_tier[300] = "";
+    for (int r = 0; r < P; r++) {
+        am_count ic[AM_MAX_PHASES];
+        am_rank_inter_counts(c, &m, (uint64_t)r, ic);
+        for (int f = 0; f < F; f++) {
+            int64_t *tp = tier_pred + 2 * ((size_t)r * F + f);
+            tp[0] = (int64_t)ic[f].bytes_sent, tp[1] = (int64_t)ic[f].msgs_sent;
+            inter_msgs += all[r].inter[f][1];
+            if (tiers_match &&
+                (all[r].inter[f][0] != ic[f].bytes_sent || all[r].inter[f][1] != ic[f].msgs_sent)) {
+                tiers_match = 0;
+                snprintf(first_tier, sizeof first_tier,
+                         "rank %d, phase %s: sent to other nodes %llu bytes in %llu messages, "
+                         "the model %llu in %llu",
+                         r, pr.phases[f].name, (unsigned long long)all[r].inter[f][0],
+                         (unsigned long long)all[r].inter[f][1],
+                         (unsigned long long)ic[f].bytes_sent, (unsigned long long)ic[f].msgs_sent);
+            }
+        }
+    }
     char grid[32] = "-";
     if (c->algo == ALGO_A2D_NO || c->algo == ALGO_A2D_O)
         snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
@@ -376,6 +401,14 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
                valid ? "VALID" : "INVALID");
     else
         printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_names[c->algo], first, checktxt);
+    if (tiers_match)
+        printf("# tiers: every message crossed nodes or stayed on its node as the model places it "
+               "(%llu inter-node messages, %llu ranks per node)\n",
+               (unsigned long long)inter_msgs, (unsigned long long)m.gpus_per_node);
+    else
+        printf("# warning: TIERS DIFFER from the model's placement (%llu ranks per node, in rank "
+               "order): %s\n",
+               (unsigned long long)m.gpus_per_node, first_tier);
     const char *warn = am_unmeasured_tier_note(&m, &pr.time);
     if (warn) printf("# warning: %s\n", warn);
     fflush(stdout);
@@ -389,6 +422,8 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         h5_attr_i64(g, "reps", env->o.reps ? (int64_t)env->o.reps : 1);
         h5_attr_i64(g, "counts_match", match);
         if (!match) h5_attr_str(g, "first_difference", first);
+        h5_attr_i64(g, "tiers_match", tiers_match);
+        if (!tiers_match) h5_attr_str(g, "first_tier_difference", first_tier);
         if (checked) {
             h5_attr_f64(g, "max_abs_err", max_abs);
             h5_attr_f64(g, "max_rel_err", max_rel);
@@ -414,6 +449,16 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
                 for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].v[f][k];
             h5_write(g, paths[k], H5T_NATIVE_INT64, 2, pf, a, units[k]);
         }
+        static const char *const tier_paths[2][2] = {
+            {"measured/bytes_sent_inter", "measured/messages_inter"},
+            {"predicted/bytes_sent_inter", "predicted/messages_inter"}};
+        for (int k = 0; k < 2; k++) {
+            for (int r = 0; r < P; r++)
+                for (int f = 0; f < F; f++) a[(size_t)r * F + f] = (int64_t)all[r].inter[f][k];
+            h5_write(g, tier_paths[0][k], H5T_NATIVE_INT64, 2, pf, a, units[2 * k]);
+            for (size_t i = 0; i < (size_t)P * F; i++) a[i] = tier_pred[2 * i + k];
+            h5_write(g, tier_paths[1][k], H5T_NATIVE_INT64, 2, pf, a, units[2 * k]);
+        }
         for (int r = 0; r < P; r++)
             for (int f = 0; f < F; f++) tt[(size_t)r * F + f] = all[r].t[f];
         h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
@@ -438,6 +483,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         h5out_run_commit(env->h, g, &row);
         free(a), free(tt), free(map);
     }
+    free(tier_pred);
     am_prediction_free(&pr);
     return valid;
 }
@@ -465,6 +511,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     void *stream = NULL;
 #endif
     comm_init(&x.comm, cfg, MPI_COMM_WORLD, mode, stream, x.dev->alloc, x.dev->release);
+    x.comm.node_of = env->node_of;
     x.pos = exec_pos_of(&x, (uint64_t)env->rank);
     x.n = x.pos.n;
     size_t qe = cfg->batch * cfg->heads * x.n * cfg->head_dim;
@@ -547,6 +594,8 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     for (int f = 0; f < x.comm.F; f++) {
         mine.v[f][0] = x.comm.st[f].bytes_sent, mine.v[f][1] = x.comm.st[f].bytes_recv;
         mine.v[f][2] = x.comm.st[f].msgs_sent, mine.v[f][3] = x.comm.st[f].msgs_recv;
+        mine.inter[f][0] = x.comm.st[f].bytes_sent_inter;
+        mine.inter[f][1] = x.comm.st[f].msgs_sent_inter;
         mine.t[f] = x.comm.st[f].time_s;
         mine.start[f] = x.comm.st[f].start_s;
         mine.end[f] = x.comm.st[f].end_s;
@@ -623,20 +672,21 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     /* host of every rank -> node index (first appearance order) */
     char host[64] = "";
     gethostname(host, sizeof host - 1);
-    char *hosts = env.rank == 0 ? kn_xmalloc((size_t)env.P * 64, "host names") : NULL;
-    MPICALL(MPI_Gather(host, 64, MPI_CHAR, hosts, 64, MPI_CHAR, 0, MPI_COMM_WORLD));
-    int ok = 1, runs = 0;
+    char *hosts = kn_xmalloc((size_t)env.P * 64, "host names");
+    MPICALL(MPI_Allgather(host, 64, MPI_CHAR, hosts, 64, MPI_CHAR, MPI_COMM_WORLD));
+    int ok = 1, runs = 0, nodes = 0;
+    env.node_of = kn_xmalloc((size_t)env.P * sizeof(int32_t), "node map");
+    for (int r = 0; r < env.P; r++) {
+        env.node_of[r] = -1;
+        for (int q = 0; q < r; q++)
+            if (!strcmp(hosts + 64 * q, hosts + 64 * r)) env.node_of[r] = env.node_of[q];
+        if (env.node_of[r] < 0) env.node_of[r] = nodes++;
+    }
     if (env.rank == 0) {
-        env.node_of = kn_xmalloc((size_t)env.P * sizeof(int32_t), "node map");
         char **names = kn_xmalloc((size_t)env.P * sizeof(char *), "host names");
-        int nodes = 0;
         for (int r = 0; r < env.P; r++) {
             names[r] = strdup(hosts + 64 * r);
             if (!names[r]) kn_fatal("strdup", "out of memory");
-            env.node_of[r] = -1;
-            for (int q = 0; q < r; q++)
-                if (!strcmp(hosts + 64 * q, hosts + 64 * r)) env.node_of[r] = env.node_of[q];
-            if (env.node_of[r] < 0) env.node_of[r] = nodes++;
         }
         prov_init(&env.prov, full_argc, full_argv);
         prov_set_hosts(&env.prov, names, (size_t)env.P);
@@ -686,9 +736,9 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         if (o->out) printf("# wrote %d runs to %s\n", runs, o->out);
         h5out_close(env.h);
         prov_free(&env.prov);
-        free(env.node_of);
-        free(hosts);
     }
+    free(env.node_of);
+    free(hosts);
     MPICALL(MPI_Finalize());
     return ok ? 0 : 1;
 }
