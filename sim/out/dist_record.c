@@ -78,6 +78,12 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
         inter[f] = (p->time.inter_node_phases >> f) & 1;
     }
     h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
+    static const char *const patterns[] = {"ring",      "reduce_scatter", "return",
+                                           "transpose", "all_to_all",     "compute"};
+    const char *pat[AM_MAX_PHASES] = {0};
+    _Static_assert(PH_COMPUTE == 5, "patterns[] follows am_phase_kind");
+    for (int f = 0; f < F; f++) pat[f] = patterns[p->phases[f].kind];
+    h5_write_strs(g, "predicted/phase_pattern", pat, (size_t)F);
     h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
 
     if (!p->per_rank) {
