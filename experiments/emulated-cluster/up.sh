@@ -52,14 +52,18 @@ rate_bytes() {
   awk -v v="$v" -v m="$mul" 'BEGIN { printf "%.0f", v * m / 8 }'
 }
 
-# shape NS DEV: the link's rate (token bucket: a burst of at least 256 KiB, one GSO packet of a
-# 9000-byte MTU link is 64 KiB, and 4 ms of the rate; 50 ms of queue) and delay (netem child)
+# shape NS DEV: the link's rate (token bucket: a burst of 1 ms of the rate and at least 128 KiB,
+# two of the 64 KiB GSO packets of a 9000-byte MTU link - a larger bucket lets a message that
+# follows an idle gap pass at the host's speed; a shallow queue of 5 ms, as a switch port has:
+# behind a deep one, the small control messages of MPI's rendezvous protocol waited for the
+# other direction's data, and a shift of 128 KiB - 2 MiB messages both ways ran at a third to a
+# half of the rate) and delay (netem child)
 shape() {
   local ns=$1 dev=$2 bps burst
   bps=$(rate_bytes "$want_rate")
-  burst=$(( bps / 250 > 262144 ? bps / 250 : 262144 ))
+  burst=$(( bps / 1000 > 131072 ? bps / 1000 : 131072 ))
   ip netns exec "$ns" tc qdisc replace dev "$dev" root handle 1: tbf rate "$want_rate" \
-    burst "$burst" latency 50ms
+    burst "$burst" latency 5ms
   if [ "$want_delay" != 0 ]; then
     ip netns exec "$ns" tc qdisc replace dev "$dev" parent 1:1 handle 10: netem delay "$want_delay" \
       limit 100000

@@ -4,9 +4,10 @@
  *
  * Under mpirun, on the ranks it is given:
  *   links        per tier present (same node, different nodes, from the host names): a ring
- *                shift with every rank of the tier sending at once (what a ring step does), and
- *                a ping-pong between two ranks (others idle), over message sizes 8 B ...
- *                --max-message, three samples per size, repetitions by size, after warm-up;
+ *                shift with every rank of the tier sending at once (what a ring step does), a
+ *                ping-pong between two ranks (others idle), and across nodes a ring shift with
+ *                one rank per node (how many ranks share a NIC); message sizes 8 B ...
+ *                --max-message (calibrate.h: samples, repetitions, when sizes stop);
  *   collectives  ring all-gather on the grid's rows and columns, ring reduce-scatter (sum) on
  *                the rows, pairwise all-to-all: measured against what the fitted links predict;
  *   kernels      the FA2 forward and backward tiles of the backend, on every rank at once, over
@@ -58,7 +59,8 @@ static const cli_command calibrate_cmd = {
 
 /* The machine file: base machine with the measured values in place, each line commented. */
 static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
-                          const char *when, int nodes, const char *backend, const char *comm)
+                          const char *when, int nodes, const char *backend, const char *comm,
+                          double nic_ratio)
 {
     static const char *const tiers[2] = {"intra", "inter"};
     fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
@@ -84,15 +86,45 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fprintf(f,
             "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
     for (int t = 0; t < 2; t++) {
-        const char *note =
-            m->measured[t] ? "measured: ring shift, robust fit" : "NOT MEASURED: kept";
+        const char *note = !m->measured[t] ? "NOT MEASURED: kept"
+                           : t == TIER_INTER && nic_ratio > 0
+                               ? "measured: ring shift, robust fit, x gpus_per_nic (one NIC's)"
+                               : "measured: ring shift, robust fit";
         fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
         fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
     }
-    fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
+    if (nic_ratio > 0)
+        fprintf(f,
+                "gpus_per_nic = %llu   # measured: inter-node ring shift with one rank per node is "
+                "%.2fx as fast as with every rank\n",
+                (unsigned long long)m->gpus_per_nic, nic_ratio);
+    else
+        fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
     char opt[1024];
     machine_format_optional(m, opt, sizeof opt);
     fputs(opt, f);
+}
+
+/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
+static double large_bandwidth(const series *s)
+{
+    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
+ * node over that with every rank (*ratio), rounded to the divisor of the ranks per node nearest
+ * on a log scale. 0 when the ratio is not measured (one node, or either series without a fit).
+ */
+static uint64_t nic_sharing(const series *all, const series *one, int per_node, double *ratio)
+{
+    *ratio = 0.0;
+    if (!all->ok || !one->ok) return 0;
+    *ratio = large_bandwidth(one) / large_bandwidth(all);
+    uint64_t best = 1;
+    for (int d = 1; d <= per_node; d++)
+        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
+            best = (uint64_t)d;
+    return best;
 }
 
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
@@ -219,11 +251,12 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     }
     double t_start = MPI_Wtime();
 
-    series shift[2], pp[2];
+    series shift[2], pp[2], nic;
     for (int t = 0; t < 2; t++) {
-        shift[t] = measure_link(&e, t, 0, o.max_message);
-        pp[t] = measure_link(&e, t, 1, o.max_message);
+        shift[t] = measure_link(&e, t, LINK_SHIFT, o.max_message);
+        pp[t] = measure_link(&e, t, LINK_PINGPONG, o.max_message);
     }
+    nic = measure_link(&e, TIER_INTER, LINK_SHIFT_NIC, o.max_message);
     kernel_series ks[3];
     for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
     double copy_bps = measure_copy(&e);
@@ -274,24 +307,38 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             m.backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, nk);
         }
         m.calibrated = 1;
+        /* the ring shift of every rank shares each NIC among its ranks: the machine's inter-node
+         * bandwidth is one NIC's, which the model divides among the ranks crossing at once */
+        double nic_ratio;
+        uint64_t per_nic = nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
+        if (per_nic) m.gpus_per_nic = per_nic;
         for (int t = 0; t < 2; t++) {
             m.measured[t] = shift[t].ok;
             if (!shift[t].ok) continue;
+            double share = t == TIER_INTER && per_nic ? (double)per_nic : 1.0;
             m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 0.0);
-            m.bytes_per_s[t] = 1.0 / shift[t].fit.small.beta;
+            m.bytes_per_s[t] = share / shift[t].fit.small.beta;
             m.break_bytes[t] = 0;
             if (shift[t].fit.two_regimes) {
                 m.break_bytes[t] = shift[t].fit.break_x;
                 m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 0.0);
-                m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
+                m.bytes_per_s_large[t] = share / shift[t].fit.large.beta;
             }
         }
-        printf("# links (alpha + m / bandwidth, robust fit of %s)\n",
-               "3 samples per size, relative error");
+        printf("# links (alpha + m / bandwidth, robust fit of %d samples per size, each the median "
+               "of its exchanges; relative error)\n",
+               LINK_SAMPLES);
         print_series("intra-node ring shift", &shift[0]);
         print_series("intra-node ping-pong", &pp[0]);
         print_series("inter-node ring shift", &shift[1]);
         print_series("inter-node ping-pong", &pp[1]);
+        print_series("inter-node shift, 1/node", &nic);
+        if (per_nic)
+            printf(
+                "  NIC sharing: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu, "
+                "inter_bandwidth %.3f GB/s (one NIC%s)\n",
+                nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&shift[1]) * per_nic,
+                shift[1].fit.two_regimes ? ", large messages" : "");
         if (!shift[1].ok)
             printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
@@ -344,14 +391,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
             FILE *f = fopen(tmp, "w");
             if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes, bname, cname);
+            write_machine(f, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
             if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
                 attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
             printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
                    o.machine_out);
         } else {
             printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname);
+            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -374,6 +421,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             write_series(g, "links/intra/ping_pong", &pp[0]);
             write_series(g, "links/inter/ring_shift", &shift[1]);
             write_series(g, "links/inter/ping_pong", &pp[1]);
+            write_series(g, "links/inter/ring_shift_nic", &nic);
+            h5_attr_i64(g, "gpus_per_nic", (int64_t)m.gpus_per_nic);
+            h5_attr_f64(g, "nic_sharing_ratio", nic_ratio);
             for (int d = 0; d < 3; d++) {
                 char p[96];
                 hsize_t n = ks[d].n;
@@ -406,7 +456,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             }
             char mtext[4096];
             FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
             fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
@@ -426,6 +476,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);
+    series_free(&nic);
     comm_free(&e.comm);
     free(hosts), free(e.node_of), free(e.local_of), free(e.per_node);
     MPICALL(MPI_Finalize());

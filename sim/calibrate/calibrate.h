@@ -39,16 +39,27 @@ void polite_barrier(void);
 
 typedef struct {
     size_t n;
-    double *bytes, *time;
+    double *bytes, *time; /* per sample: size, median exchange time (slowest rank per exchange) */
+    double *fastest;      /* per sample: the fastest exchange */
     link_fit fit;
     int ok;
 } series;
 
-/* Message times of one tier (TIER_INTRA or TIER_INTER): a ring shift with every rank of the
- * tier sending at once (pingpong 0; what a ring step does) or a ping-pong of one pair, others
- * idle (pingpong 1); 8 B ... max_bytes, three samples per size, after warm-up; fitted (s.ok:
- * a fit with a positive slope). s.n == 0: the job has no such pair of ranks. */
-series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes);
+/* How the ranks of a tier exchange: a ring shift with every rank of the tier sending at once
+ * (what a ring step does); a ping-pong of one pair, the others idle; a ring shift across nodes
+ * with one rank per node (the NIC to itself; with LINK_SHIFT, how many ranks share it). */
+typedef enum { LINK_SHIFT = 0, LINK_PINGPONG = 1, LINK_SHIFT_NIC = 2 } link_mode;
+enum {
+    LINK_SAMPLES = 5 /* samples per message size */
+};
+#define LINK_LONGEST_S 0.25 /* sizes stop after the first whose exchange takes longer */
+
+/* Message times of one tier (TIER_INTRA or TIER_INTER) in one mode over sizes 8 B ...
+ * max_bytes (doubling; stopping after the first size whose exchange takes LINK_LONGEST_S):
+ * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~20 ms (3 ...
+ * 400) after a warm-up; fitted (s.ok: a fit with a positive slope). s.n == 0: the job has no
+ * such pair of ranks. */
+series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_bytes);
 void series_free(series *s);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
 void write_series(hid_t g, const char *path, const series *s);
