@@ -88,7 +88,7 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     for (int t = 0; t < 2; t++) {
         const char *note = !m->measured[t] ? "NOT MEASURED: kept"
                            : t == TIER_INTER && nic_ratio > 0
-                               ? "measured: ring shift, robust fit, x gpus_per_nic (one NIC's)"
+                               ? "measured: ring shift, one rank per node (one NIC), robust fit"
                                : "measured: ring shift, robust fit";
         fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
         fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
@@ -109,6 +109,21 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
 static double large_bandwidth(const series *s)
 {
     return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+/* A tier's values in the machine file from a fitted series (nothing when it has no fit). */
+static void machine_set_tier(machine *m, int t, const series *s)
+{
+    m->measured[t] = s->ok;
+    if (!s->ok) return;
+    m->alpha_s[t] = fmax(s->fit.small.alpha, 0.0);
+    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
+    m->break_bytes[t] = 0;
+    if (s->fit.two_regimes) {
+        m->break_bytes[t] = s->fit.break_x;
+        m->alpha_large_s[t] = fmax(s->fit.large.alpha, 0.0);
+        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
+    }
 }
 
 /* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
@@ -307,24 +322,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             m.backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, nk);
         }
         m.calibrated = 1;
-        /* the ring shift of every rank shares each NIC among its ranks: the machine's inter-node
-         * bandwidth is one NIC's, which the model divides among the ranks crossing at once */
+        /* across nodes, the tier is the NIC itself: the ring shift with one rank per node (the
+         * model divides its bandwidth among the ranks that cross at once, gpus_per_nic of them
+         * per NIC: how much slower the shift of every rank is) */
         double nic_ratio;
         uint64_t per_nic = nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
         if (per_nic) m.gpus_per_nic = per_nic;
-        for (int t = 0; t < 2; t++) {
-            m.measured[t] = shift[t].ok;
-            if (!shift[t].ok) continue;
-            double share = t == TIER_INTER && per_nic ? (double)per_nic : 1.0;
-            m.alpha_s[t] = fmax(shift[t].fit.small.alpha, 0.0);
-            m.bytes_per_s[t] = share / shift[t].fit.small.beta;
-            m.break_bytes[t] = 0;
-            if (shift[t].fit.two_regimes) {
-                m.break_bytes[t] = shift[t].fit.break_x;
-                m.alpha_large_s[t] = fmax(shift[t].fit.large.alpha, 0.0);
-                m.bytes_per_s_large[t] = share / shift[t].fit.large.beta;
-            }
-        }
+        const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
+        for (int t = 0; t < 2; t++) machine_set_tier(&m, t, tier[t]);
         printf("# links (alpha + m / bandwidth, robust fit of %d samples per size, each the median "
                "of its exchanges; relative error)\n",
                LINK_SAMPLES);
@@ -335,10 +340,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         print_series("inter-node shift, 1/node", &nic);
         if (per_nic)
             printf(
-                "  NIC sharing: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu, "
-                "inter_bandwidth %.3f GB/s (one NIC%s)\n",
-                nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&shift[1]) * per_nic,
-                shift[1].fit.two_regimes ? ", large messages" : "");
+                "  NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
+                "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large messages)\n",
+                nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic));
         if (!shift[1].ok)
             printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
