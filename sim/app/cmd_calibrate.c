@@ -330,8 +330,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         if (per_nic) m.gpus_per_nic = per_nic;
         const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
         for (int t = 0; t < 2; t++) machine_set_tier(&m, t, tier[t]);
-        printf("# links (alpha + m / bandwidth, robust fit of %d samples per size, each the median "
-               "of its exchanges; relative error)\n",
+        printf("# links (alpha + m / bandwidth; a sample is the median of its exchanges, the fit "
+               "goes through the quietest of %d samples per size; robust, relative error)\n",
                LINK_SAMPLES);
         print_series("intra-node ring shift", &shift[0]);
         print_series("intra-node ping-pong", &pp[0]);

@@ -57,8 +57,8 @@ enum {
 /* Message times of one tier (TIER_INTRA or TIER_INTER) in one mode over sizes 8 B ...
  * max_bytes (doubling; stopping after the first size whose exchange takes LINK_LONGEST_S):
  * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~20 ms (3 ...
- * 400) after a warm-up; fitted (s.ok: a fit with a positive slope). s.n == 0: the job has no
- * such pair of ranks. */
+ * 400) after a warm-up; fitted through the quietest sample of each size (s.ok: a fit with a
+ * positive slope). s.n == 0: the job has no such pair of ranks. */
 series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_bytes);
 void series_free(series *s);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
