@@ -163,8 +163,10 @@ static int parse_value(const key_def *k, const char *value, const char *where, d
         return errf(err, errlen, "%s: key '%s': '%s' has trailing '%s'; accepted: a plain number",
                     where, k->key, value, end);
     }
-    if (!(v > 0))
-        return errf(err, errlen, "%s: key '%s': %s must be positive", where, k->key, value);
+    /* a time (a latency, a call's overhead) may be zero: calibrate measures none on some links */
+    if (k->kind == V_TIME ? !(v >= 0) : !(v > 0))
+        return errf(err, errlen, "%s: key '%s': %s must be %s", where, k->key, value,
+                    k->kind == V_TIME ? "zero or positive" : "positive");
     if (k->kind == V_COUNT && (v != floor(v) || v > 1e15))
         return errf(err, errlen,
                     "%s: key '%s': '%s' is not a whole number; accepted: a positive "

@@ -36,6 +36,7 @@ CASES = [  # (file text, text the message must contain)
     (replace("intra_alpha", "intra_alpha = 5"), "key 'intra_alpha': '5' has no unit; accepted units: s, ms, us, ns"),
     (replace("sms", "sms = -132"), "key 'sms': -132 must be positive"),
     (replace("gpus_per_node", "gpus_per_node = 0"), "key 'gpus_per_node': 0 must be positive"),
+    (replace("intra_alpha", "intra_alpha = -5 us"), "key 'intra_alpha': -5 us must be zero or positive"),
     (replace("l2", "l2 = lots MiB"), "key 'l2': 'lots MiB' is not a number"),
     (replace("sustained_fraction", "sustained_fraction = 1.5"), "key 'sustained_fraction': 1.5 is above 1; accepted: a fraction in (0, 1]"),
     (GOOD + "sms = 100\n", "key 'sms' appears twice"),
