@@ -63,8 +63,12 @@ for s in $shapes; do
     step "$s, $r regime, links $rate: calibrate"
     "${mpi[@]}" "$ATTNSIM" calibrate --max-message "$max_message" --machine-out "$machine" \
       --out "$out" | show '^#|ring shift|ping-pong|shift, 1/node|NIC|from '
+    grid=()
+    sq=1
+    while [ $((sq * sq)) -lt "$P" ]; do sq=$((sq + 1)); done
+    [ $((sq * sq)) -eq "$P" ] || grid=(--grid auto) # Attention2D: square grids where P is a square
     run=("${mpi[@]}" "$ATTNSIM" run --seq "$seq" --heads "$heads" --head-dim "$dim" --causal
-         --grid auto --reps "$reps" --machine "$machine" --out "$out")
+         "${grid[@]}" --reps "$reps" --machine "$machine" --out "$out")
     algos=ring,a2d-no,a2d-o
     [ "$heads" -ge "$P" ] && algos+=,ulysses
     for pass in $passes; do

@@ -64,15 +64,20 @@ static int cmp_double(const void *a, const void *b)
 
 /* `reps` exchanges, each timed on every rank (ranks without a peer wait, not spinning); per
  * exchange the slowest rank's time. Returns their median and sets *fastest: one descheduled
- * exchange moves neither. */
-static double link_sample(const cal_env *e, int to, int from, link_mode mode, char *buf, char *rbuf,
-                          uint64_t bytes, int reps, double *fastest)
+ * exchange moves neither. A shift's exchanges start together on the ranks that take part
+ * (`act`), as a ring step's do: otherwise the ranks that share a link drift apart, and each
+ * finds it idle part of the time. */
+static double link_sample(const cal_env *e, MPI_Comm act, int to, int from, link_mode mode,
+                          char *buf, char *rbuf, uint64_t bytes, int reps, double *fastest)
 {
     double *t = kn_xcalloc((size_t)reps, sizeof *t, "link times");
     polite_barrier();
     if (to >= 0) {
         exchange(e, to, from, mode, buf, rbuf, bytes); /* warm-up */
-        for (int i = 0; i < reps; i++) t[i] = exchange(e, to, from, mode, buf, rbuf, bytes);
+        for (int i = 0; i < reps; i++) {
+            if (mode != LINK_PINGPONG) MPICALL(MPI_Barrier(act));
+            t[i] = exchange(e, to, from, mode, buf, rbuf, bytes);
+        }
     }
     polite_barrier();
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, t, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
@@ -165,6 +170,8 @@ series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_byt
     s.bytes = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
     s.time = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
     s.fastest = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
+    MPI_Comm act; /* the ranks that exchange */
+    MPICALL(MPI_Comm_split(MPI_COMM_WORLD, to >= 0 ? 1 : MPI_UNDEFINED, e->rank, &act));
     char *buf = e->dev->alloc(max_bytes, "link buffer"),
          *rbuf = e->dev->alloc(max_bytes, "link buffer");
     e->dev->zero(buf, max_bytes);
@@ -173,13 +180,14 @@ series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_byt
         int reps = reps_for(e, to, from, mode, buf, rbuf, b, &probe);
         for (int k = 0; k < LINK_SAMPLES; k++) {
             s.bytes[s.n] = (double)b;
-            s.time[s.n] = link_sample(e, to, from, mode, buf, rbuf, b, reps, &s.fastest[s.n]);
+            s.time[s.n] = link_sample(e, act, to, from, mode, buf, rbuf, b, reps, &s.fastest[s.n]);
             s.n++;
         }
         if (probe > LINK_LONGEST_S) break; /* well inside the bandwidth regime: enough */
     }
     e->dev->release(buf), e->dev->release(rbuf);
     e->dev->sync();
+    if (act != MPI_COMM_NULL) MPICALL(MPI_Comm_free(&act));
     fit_quietest(&s);
     return s;
 }
