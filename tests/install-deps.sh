@@ -7,7 +7,8 @@ pkgs=(build-essential cmake git pkg-config
       libhdf5-dev hdf5-tools
       libgsl-dev
       python3 python3-h5py python3-numpy python3-matplotlib
-      clang-format-14 clang-14 libclang-rt-14-dev)
+      clang-format-14 clang-14 libclang-rt-14-dev
+      iproute2)  # ip and tc: the emulated cluster (experiments/emulated-cluster)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,13 +19,15 @@ cmake -S . -B build-asan -DATTNSIM_SANITIZE=ON -DATTNSIM_WERROR=ON -DATTNSIM_CUD
 cmake --build build-asan -j"$jobs"
 # LeakSanitizer stays on everywhere. Open MPI keeps its MPI_Init allocations until exit: those,
 # and only frames inside Open MPI's libraries, are suppressed (tests/lsan-openmpi.supp). Full
-# unwinding and loaded components let the suppressions see Open MPI's frames.
+# unwinding and loaded components let the suppressions see Open MPI's frames. The emulated
+# cluster's tests (label cluster) run in the release build only: they drive the same code as
+# the mpi label across namespaces, and take minutes.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 supp="$(pwd)/tests/lsan-openmpi.supp"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
    LSAN_OPTIONS=suppressions=$supp:print_suppressions=0 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-   ctest -LE 'gpu|multigpu|format' --output-on-failure -j"$jobs")
+   ctest -LE 'gpu|multigpu|format|cluster' --output-on-failure -j"$jobs")
 echo "== fuzzing (libFuzzer, clang, ASan + UBSan; ${ATTNSIM_FUZZ_SECONDS:-30} s per harness)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DATTNSIM_FUZZ=ON -DATTNSIM_CUDA=OFF \
       -DATTNSIM_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
