@@ -37,6 +37,10 @@ static inline uint64_t part_cyclic_count(uint64_t n, uint64_t k, uint64_t x)
 uint64_t ring_shard_len(part_layout layout, uint64_t n, uint64_t p, uint64_t i);
 uint64_t ring_shard_token(part_layout layout, uint64_t n, uint64_t p, uint64_t i, uint64_t j);
 
+/* The largest shard of a ring layout: ceil(n/p) for contiguous and striped; for zigzag two of
+ * the 2p balanced chunks (the longer ones while n mod 2p > p, else one longer one). */
+uint64_t ring_shard_max(part_layout layout, uint64_t n, uint64_t p);
+
 /* Ring neighbours. */
 static inline uint64_t ring_next(uint64_t i, uint64_t p)
 {
@@ -87,6 +91,29 @@ static inline uint64_t ulysses_kv_head_start(uint64_t kv_heads, uint64_t p, uint
 {
     return part_block_start(kv_heads, p, j);
 }
+/* The most K/V heads any rank holds: ceil(kv_heads / p). */
+static inline uint64_t ulysses_kv_heads_max(uint64_t kv_heads, uint64_t p)
+{
+    return (kv_heads + p - 1) / p;
+}
+
+/* Attention work. FLOPs of one visible query-key pair for one head and batch entry: the two
+ * matrix products of the forward (QK^T, PV: 2 x 2 d) or the five of the backward (10 d, 2.5x).
+ * Every FLOP count of attnsim (time model, kernel IO model, calibration fits) is this times a
+ * number of visible pairs. */
+static inline uint64_t attn_pair_flops(uint64_t head_dim, int backward)
+{
+    return (backward ? 10 : 4) * head_dim;
+}
+/* Visible query-key pairs of an nq x nk tile per (batch, head): all of them without the causal
+ * mask; with it, an inclusive lower triangle on the diagonal (nq (nq + 1) / 2) or, off the
+ * diagonal, half the tile plus half a row (the busiest rank of a strided layout). */
+double attn_tile_pairs(int causal, double nq, double nk, int diagonal);
+/* Visible pairs of the busiest rank at step s of Ring Attention (its Q shard against the K/V
+ * block it holds), n = ceil(N / P): contiguous causal has a full block somewhere at every step
+ * but the first; striped c (c + 1) / 2; zigzag two chunks of h = ceil(N / 2P): 2 h^2 (+ h at
+ * step 0). */
+double ring_step_pairs(part_layout layout, int causal, uint64_t n_tokens, uint64_t p, uint64_t s);
 
 /* Node of a rank: ranks packed gpus_per_node per node, in order. */
 static inline uint64_t rank_node(uint64_t rank, uint64_t gpus_per_node)

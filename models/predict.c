@@ -71,20 +71,32 @@ uint64_t am_square_side(uint64_t P)
     return r * r == P ? r : 0;
 }
 
-int am_choose_grid(am_config *c, const machine *m, uint64_t rows, uint64_t cols, int is_auto)
+int am_choose_grid(am_config *c, const machine *m, const am_grid_request *req)
 {
     c->rows = 1, c->cols = c->P;
-    if (c->algo != ALGO_A2D_NO && c->algo != ALGO_A2D_O) return 0;
-    if (rows) {
-        c->rows = rows, c->cols = cols;
+    switch (am_algo_desc_of(c->algo)->grid) {
+    case AM_GRID_LINE:
+        return 0;
+    case AM_GRID_GROUPS: {
+        uint64_t u = req->group_size;
+        if (!u) u = req->ranks_per_node ? req->ranks_per_node : m->gpus_per_node;
+        if (!req->group_size && u > c->P) u = c->P;
+        c->rows = u, c->cols = c->P / u;
+        return u <= c->P && c->P % u == 0 ? 0 : -1;
+    }
+    case AM_GRID_2D:
+        break;
+    }
+    if (req->rows) {
+        c->rows = req->rows, c->cols = req->cols;
         return 0;
     }
     uint64_t s = am_square_side(c->P);
-    if (!is_auto && s) {
+    if (!req->is_auto && s) {
         c->rows = c->cols = s;
         return 0;
     }
-    if (!is_auto) return -1;
+    if (!req->is_auto) return -1;
     c->rows = am_best_grid_rows(c, m);
     c->cols = c->P / c->rows;
     return 1;

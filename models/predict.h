@@ -11,7 +11,7 @@
 typedef struct {
     am_config cfg;
     int F;
-    am_phase phases[AM_MAX_PHASES];
+    const am_phase_desc *phases[AM_MAX_PHASES];
     am_count *per_rank;          /* [P][F], or NULL when not kept */
     am_count max[AM_MAX_PHASES]; /* max over ranks, per field */
     uint64_t total_sent_max;     /* max over ranks of the bytes a rank sends in total */
@@ -34,10 +34,20 @@ const char *am_unmeasured_tier_note(const machine *m, const am_time *t);
 /* s with s * s = P, or 0 when P is not a square. */
 uint64_t am_square_side(uint64_t P);
 
-/* The grid rule of the command line: Ring and Ulysses run on 1 x P; Attention2D on rows x cols
- * when given (nonzero), else the square grid when P is a square and !is_auto, else (is_auto) the
- * grid of least predicted time. Sets c->rows and c->cols. Returns 1 when the grid was chosen by
- * --grid auto, 0 otherwise, -1 when there is no grid (P not a square, no --grid). */
-int am_choose_grid(am_config *c, const machine *m, uint64_t rows, uint64_t cols, int is_auto);
+/* What the command line asks of the grid: --grid RxC (rows, cols nonzero) or auto, and the
+ * group size of grouped algorithms (0: the ranks of one node). */
+typedef struct {
+    uint64_t rows, cols;
+    int is_auto;
+    uint64_t group_size;
+    uint64_t ranks_per_node; /* of the run (0: the machine's gpus_per_node) */
+} am_grid_request;
+
+/* The algorithm's grid rule (algo.h): AM_GRID_LINE 1 x P; AM_GRID_2D rows x cols when given,
+ * else the square grid when P is a square and !is_auto, else (is_auto) the grid of least
+ * predicted time; AM_GRID_GROUPS u x P/u with u = group_size, or the ranks of one node (at
+ * most P). Sets c->rows and c->cols. Returns 1 when the grid was chosen by --grid auto, 0
+ * otherwise, -1 when there is no grid (P not a square, no --grid; u does not divide P). */
+int am_choose_grid(am_config *c, const machine *m, const am_grid_request *req);
 
 #endif

@@ -1,6 +1,7 @@
 /* time_model.h - predicted time of each phase of a distributed attention run on a described
  * machine (cost-model.md, "Communication cost" and "Time"; docs/model.md).
  *
+ * Each phase is charged by the communication pattern its descriptor declares (algo.h).
  * Messages: T = alpha + m beta on the tier the two ranks use (same node: intra, else inter);
  * inter-node bandwidth is divided among the GPUs of one NIC that cross at the same time. A ring
  * step lasts as long as its slowest hop carrying the largest message (steps are synchronous);
@@ -32,11 +33,16 @@ void am_predict_time(const am_config *c, const machine *m, am_time *out);
 
 /* What rank x sends across nodes in every phase (out[F]: bytes_sent and msgs_sent; the receive
  * fields 0), with the ranks packed m->gpus_per_node per node: the tier of every message as
- * am_predict_time prices it (ring successors, transpose partners, all-to-all rounds). */
+ * am_predict_time prices it (the group successor of a ring, the partner of a pairwise
+ * exchange, round k's rank of an all-to-all). */
 void am_rank_inter_counts(const am_config *c, const machine *m, uint64_t x, am_count *out);
 
-/* Local attention FLOPs of the busiest rank in phase f (forward 4 d per visible pair and head,
- * backward 10 d); 0 for phases without compute. */
+/* 1: every all-to-all round is evaluated rank by rank (O(P) a round) instead of from the node
+ * structure; the results are the same bit for bit (the tests compare the two). */
+extern int am_time_rank_by_rank;
+
+/* Local attention FLOPs of the busiest rank in phase f, over all its steps (attn_pair_flops per
+ * visible pair, head and batch entry); 0 for phases without compute. */
 double am_phase_flops(const am_config *c, int f);
 
 #endif

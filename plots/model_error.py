@@ -4,8 +4,8 @@ attnsim/1 file, the relative error (predicted - measured) / measured of each pha
 from the last rank to enter it to the last to leave it) and of the whole run, summarised as
 median, 90th percentile and maximum of |error| (and the median signed error: below zero the
 model predicts too short) by regime - the phase's dominant term (latency,
-bandwidth, compute), intra- vs inter-node (compute phases: tier none), the phase's pattern (ring, reduce_scatter, return,
-transpose, all_to_all, compute) and pattern per tier, cpu vs gpu backend; whole runs also by
+bandwidth, compute), intra- vs inter-node (compute phases: tier none), the phase's communication pattern (none,
+ring_shift, allgather, reduce_scatter, return_hop, pairwise, alltoall) and pattern per tier, cpu vs gpu backend; whole runs also by
 their nodes (one node, or several) - and drawn as a parity plot (predicted vs measured, log-log,
 one colour per algorithm).
 
@@ -63,7 +63,7 @@ def main():
             backend, algo = a["backend"], a["algorithm"]
             for m, p, t, x, pat in zip(meas, pred, terms, inter, pattern):
                 if m > 0 and p > 0 and m * 1e3 >= args.min_ms:  # p = 0: nothing to predict
-                    tier = "none" if pat == "compute" else "inter" if x else "intra"
+                    tier = "none" if pat in ("none", "compute") else "inter" if x else "intra"
                     phases.append(dict(algo=algo, meas=m, pred=p, term=t, tier=tier,
                                        backend=backend, pattern=pat, tier_pattern=f"{tier} {pat}"))
             total_meas = float(g["measured/phase_end_s"][()].max())

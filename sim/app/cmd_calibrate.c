@@ -222,8 +222,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     }
 #endif
     MPICALL(MPI_Bcast(&base, (int)sizeof base, MPI_BYTE, 0, MPI_COMM_WORLD));
-    am_choose_grid(&grid, &base, o.grid.is_auto ? 0 : o.grid.rows, o.grid.cols,
-                   o.grid.is_auto || (!o.grid.rows && !am_square_side((uint64_t)e.P)));
+    am_grid_request req = {o.grid.is_auto ? 0 : o.grid.rows, o.grid.cols,
+                           o.grid.is_auto || (!o.grid.rows && !am_square_side((uint64_t)e.P)), 0,
+                           0};
+    am_choose_grid(&grid, &base, &req);
 
     /* nodes from the host names */
     char host[64] = "", *hosts = kn_xmalloc((size_t)e.P * 64, "hosts");
@@ -275,14 +277,14 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     kernel_series ks[3];
     for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
     double copy_bps = measure_copy(&e);
-    /* the groups Attention2D's phases use (models/algo.c): all-gathers on rows and columns,
+    /* the groups Attention2D's phases use (models/algo_a2d.c): all-gathers on rows and columns,
      * reduce-scatters on rows (partial O, dQ) and columns (dK, dV); Ulysses' all-to-all */
     enum { NCOLL = 5 };
-    static const coll_def colls[NCOLL] = {{"allgather_row", GROUP_ROW, 0},
-                                          {"allgather_col", GROUP_COL, 0},
-                                          {"reduce_scatter_row", GROUP_ROW, 1},
-                                          {"reduce_scatter_col", GROUP_COL, 1},
-                                          {"alltoall_world", GROUP_WORLD, 2}};
+    static const coll_def colls[NCOLL] = {{"allgather_row", AM_COMM_ROW, PAT_ALLGATHER},
+                                          {"allgather_col", AM_COMM_COL, PAT_ALLGATHER},
+                                          {"reduce_scatter_row", AM_COMM_ROW, PAT_REDUCE_SCATTER},
+                                          {"reduce_scatter_col", AM_COMM_COL, PAT_REDUCE_SCATTER},
+                                          {"alltoall_world", AM_COMM_WORLD, PAT_ALLTOALL}};
     double coll_t[NCOLL][8], coll_bytes[8];
     int ncb = 0;
     for (uint64_t b = 1024;

@@ -152,7 +152,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                             int grid_auto = sweep_config(&o, &m, a, base.P, base.N, base.head_dim,
                                                          causal, dt, 1, &c) == 1;
                             if (am_validate(&c, err, sizeof err)) {
-                                printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_names[a],
+                                printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_name(a),
                                        (unsigned long long)c.P, (unsigned long long)c.N, err);
                                 skipped++;
                                 continue;
@@ -174,11 +174,11 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                                 fmt_time(pr.time.phase_s[f], pt, sizeof pt);
                                 size_t len = strlen(phases);
                                 snprintf(phases + len, sizeof phases - len, "%s%s=%s", f ? " " : "",
-                                         pr.phases[f].name, pt);
+                                         pr.phases[f]->name, pt);
                             }
                             printf("  %-8s %-10s %-5s %7llu %-9s %6s %4llu %6s %-5s %10s %7.2f "
                                    "%-9s %14llu  %s\n",
-                                   am_algo_names[a],
+                                   am_algo_name(a),
                                    a == ALGO_RING ? am_layout_names[c.layout] : "-",
                                    am_pass_names[c.pass], (unsigned long long)c.P, grid, nbuf,
                                    (unsigned long long)c.head_dim, causal ? "yes" : "no",

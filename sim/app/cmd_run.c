@@ -313,7 +313,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
                     match = 0;
                     snprintf(first, sizeof first,
                              "rank %d, phase %s: %s measured %llu, predicted %llu", r,
-                             pr.phases[f].name, what[k], (unsigned long long)all[r].v[f][k],
+                             pr.phases[f]->name, what[k], (unsigned long long)all[r].v[f][k],
                              (unsigned long long)want[k]);
                 }
         }
@@ -335,7 +335,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
                 snprintf(first_tier, sizeof first_tier,
                          "rank %d, phase %s: sent to other nodes %llu bytes in %llu messages, "
                          "the model %llu in %llu",
-                         r, pr.phases[f].name, (unsigned long long)all[r].inter[f][0],
+                         r, pr.phases[f]->name, (unsigned long long)all[r].inter[f][0],
                          (unsigned long long)all[r].inter[f][1],
                          (unsigned long long)ic[f].bytes_sent, (unsigned long long)ic[f].msgs_sent);
             }
@@ -348,7 +348,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
     printf(
         "# %s%s%s %s, P = %d, grid %s, N = %llu, batch %llu, heads %llu, kv-heads %llu, d = %llu, "
         "causal %s, %s\n",
-        am_algo_names[c->algo], c->algo == ALGO_RING ? " " : "",
+        am_algo_name(c->algo), c->algo == ALGO_RING ? " " : "",
         c->algo == ALGO_RING ? am_layout_names[c->layout] : "", am_pass_names[c->pass], P, grid,
         (unsigned long long)c->N, (unsigned long long)c->batch, (unsigned long long)c->heads,
         (unsigned long long)c->kv_heads, (unsigned long long)c->head_dim, c->causal ? "yes" : "no",
@@ -381,7 +381,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         char tm[32], tp[32];
         fmt_ms(crit[f], tm, sizeof tm);
         fmt_ms(pr.time.phase_s[f], tp, sizeof tp);
-        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr.phases[f].name,
+        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr.phases[f]->name,
                (unsigned long long)sent, (unsigned long long)pr.max[f].bytes_sent,
                (unsigned long long)msgs, (unsigned long long)pr.max[f].msgs_sent,
                (unsigned long long)recv, tm, tp,
@@ -396,11 +396,11 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
     if (match)
         printf("# %s: measured == predicted bytes and messages on all %d ranks and %d phases; %s; "
                "%.3f ms (predicted %.3f ms on %s, %+.1f%%). %s\n",
-               am_algo_names[c->algo], P, F, checktxt, meas_total * 1e3, pr.time.total_s * 1e3,
+               am_algo_name(c->algo), P, F, checktxt, meas_total * 1e3, pr.time.total_s * 1e3,
                m.name, 100.0 * (pr.time.total_s - meas_total) / meas_total,
                valid ? "VALID" : "INVALID");
     else
-        printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_names[c->algo], first, checktxt);
+        printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", am_algo_name(c->algo), first, checktxt);
     if (tiers_match)
         printf("# tiers: every message crossed nodes or stayed on its node as the model places it "
                "(%llu inter-node messages, %llu ranks per node)\n",

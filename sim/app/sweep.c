@@ -19,5 +19,6 @@ int sweep_config(const attn_opts *o, const machine *m, int algo, uint64_t P, uin
                    dtype};
     *c = x;
     int is_auto = o->grid.is_auto || (auto_if_no_square && !o->grid.rows && !am_square_side(P));
-    return am_choose_grid(c, m, o->grid.is_auto ? 0 : o->grid.rows, o->grid.cols, is_auto);
+    am_grid_request req = {o->grid.is_auto ? 0 : o->grid.rows, o->grid.cols, is_auto, 0, 0};
+    return am_choose_grid(c, m, &req);
 }

@@ -87,8 +87,8 @@ double measure_copy(const cal_env *e);
 
 typedef struct {
     const char *name;
-    int group; /* GROUP_ROW, GROUP_COL, GROUP_WORLD */
-    int kind;  /* 0 all-gather, 1 reduce-scatter, 2 all-to-all */
+    am_comm comm;       /* AM_COMM_ROW, AM_COMM_COL, AM_COMM_WORLD */
+    am_pattern pattern; /* PAT_ALLGATHER, PAT_REDUCE_SCATTER, PAT_ALLTOALL */
 } coll_def;
 
 /* Time of one collective with chunks of `chunk` bytes (slowest rank, best of 3). */

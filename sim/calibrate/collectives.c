@@ -22,9 +22,9 @@ static void sum_f32(void *own, const void *in, int j, void *ctx)
 /* Time of one collective with chunks of `chunk` bytes (slowest rank). */
 double coll_time(cal_env *e, const coll_def *cd, size_t chunk)
 {
-    MPI_Comm on = cd->group == GROUP_ROW   ? e->comm.row
-                  : cd->group == GROUP_COL ? e->comm.col
-                                           : e->comm.world;
+    MPI_Comm on = cd->comm == AM_COMM_ROW   ? e->comm.row
+                  : cd->comm == AM_COMM_COL ? e->comm.col
+                                            : e->comm.world;
     int g;
     MPICALL(MPI_Comm_size(on, &g));
     void **blocks = kn_xmalloc((size_t)g * sizeof(void *), "blocks");
@@ -40,9 +40,9 @@ double coll_time(cal_env *e, const coll_def *cd, size_t chunk)
     for (int rep = 0; rep < 3; rep++) {
         MPICALL(MPI_Barrier(MPI_COMM_WORLD));
         double t0 = MPI_Wtime();
-        if (cd->kind == 0)
+        if (cd->pattern == PAT_ALLGATHER)
             comm_ring_allgather(&e->comm, on, blocks, bytes);
-        else if (cd->kind == 1)
+        else if (cd->pattern == PAT_REDUCE_SCATTER)
             comm_ring_reduce_scatter(&e->comm, on, blocks, bytes, sum_f32, &sc);
         else
             comm_alltoall(&e->comm, on, blocks, bytes, recv, bytes);

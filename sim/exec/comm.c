@@ -78,7 +78,7 @@ void comm_phase_begin(comm_ctx *c, const char *name)
     c->cur = -1;
     if (!c->recording) return;
     for (int f = 0; f < c->F; f++)
-        if (strcmp(c->phases[f].name, name) == 0) c->cur = f;
+        if (strcmp(c->phases[f]->name, name) == 0) c->cur = f;
     if (c->cur < 0)
         attn_fail("comm_phase_begin", __FILE__, __LINE__,
                   "phase '%s' is not in the model's phase list of this algorithm", name);

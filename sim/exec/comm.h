@@ -34,7 +34,7 @@ typedef struct {
                                  col: the R members of its column (rank = row) */
     int rank, P;
     int F;
-    am_phase phases[AM_MAX_PHASES];
+    const am_phase_desc *phases[AM_MAX_PHASES];
     comm_stats st[AM_MAX_PHASES];
     int *row_world, *col_world;       /* world rank of each member of row and col */
     uint64_t *peer_bytes, *peer_msgs; /* [P]: sent to each world rank in recorded phases */

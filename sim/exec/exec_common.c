@@ -9,27 +9,10 @@
 
 uint64_t *exec_tokens_of(const am_config *c, uint64_t rank, size_t *n)
 {
-    uint64_t N = c->N, P = c->P;
-    size_t count;
-    uint64_t *pos;
-    switch (c->algo) {
-    case ALGO_RING:
-        count = ring_shard_len(c->layout, N, P, rank);
-        pos = kn_xmalloc(count * sizeof *pos + 1, "token positions");
-        for (size_t j = 0; j < count; j++) pos[j] = ring_shard_token(c->layout, N, P, rank, j);
-        break;
-    case ALGO_A2D_NO:
-    case ALGO_A2D_O:
-        count = part_cyclic_count(N, P, rank);
-        pos = kn_xmalloc(count * sizeof *pos + 1, "token positions");
-        for (size_t j = 0; j < count; j++) pos[j] = rank + j * P;
-        break;
-    default: /* ulysses: contiguous */
-        count = part_block_count(N, P, rank);
-        pos = kn_xmalloc(count * sizeof *pos + 1, "token positions");
-        for (size_t j = 0; j < count; j++) pos[j] = part_block_start(N, P, rank) + j;
-        break;
-    }
+    const am_algo_desc *d = am_algo_desc_of(c->algo);
+    size_t count = d->shard_len(c, rank);
+    uint64_t *pos = kn_xmalloc(count * sizeof *pos + 1, "token positions");
+    d->shard_tokens(c, rank, pos);
     *n = count;
     return pos;
 }

@@ -15,7 +15,7 @@ void record_config_attrs(hid_t g, const char *kind, const am_config *c, const ch
                          const char *comm, const machine *m)
 {
     h5_attr_str(g, "kind", kind);
-    h5_attr_str(g, "algorithm", am_algo_names[c->algo]);
+    h5_attr_str(g, "algorithm", am_algo_name(c->algo));
     if (c->algo == ALGO_RING) h5_attr_str(g, "layout", am_layout_names[c->layout]);
     h5_attr_str(g, "pass", am_pass_names[c->pass]);
     h5_attr_i64(g, "P", (int64_t)c->P);
@@ -48,7 +48,7 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
     int F = p->F;
     size_t P = (size_t)c->P;
     const char *names[AM_MAX_PHASES] = {0};
-    for (int f = 0; f < F; f++) names[f] = p->phases[f].name;
+    for (int f = 0; f < F; f++) names[f] = p->phases[f]->name;
     h5_write_strs(g, "phases", names, (size_t)F);
 
     hsize_t fdim[1] = {(hsize_t)F};
@@ -78,11 +78,8 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
         inter[f] = (p->time.inter_node_phases >> f) & 1;
     }
     h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
-    static const char *const patterns[] = {"ring",      "reduce_scatter", "return",
-                                           "transpose", "all_to_all",     "compute"};
     const char *pat[AM_MAX_PHASES] = {0};
-    _Static_assert(PH_COMPUTE == 5, "patterns[] follows am_phase_kind");
-    for (int f = 0; f < F; f++) pat[f] = patterns[p->phases[f].kind];
+    for (int f = 0; f < F; f++) pat[f] = am_pattern_names[p->phases[f]->pattern];
     h5_write_strs(g, "predicted/phase_pattern", pat, (size_t)F);
     h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
 
@@ -129,7 +126,7 @@ void summary_from_prediction(h5_summary_row *row, const char *kind, const am_pre
     const am_config *c = &p->cfg;
     memset(row, 0, sizeof *row);
     snprintf(row->kind, sizeof row->kind, "%s", kind);
-    snprintf(row->algorithm, sizeof row->algorithm, "%s", am_algo_names[c->algo]);
+    snprintf(row->algorithm, sizeof row->algorithm, "%s", am_algo_name(c->algo));
     snprintf(row->pass, sizeof row->pass, "%s", am_pass_names[c->pass]);
     snprintf(row->dtype, sizeof row->dtype, "%s", dtype_names[c->dtype]);
     snprintf(row->backend, sizeof row->backend, "%s", backend);

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "algo.h"
+#include "algo_a2d.h"
+#include "algo_ring.h"
+#include "algo_ulysses.h"
+#include "comm_counts.h"
 #include "test_util.h"
 
 typedef struct {
@@ -64,7 +67,7 @@ static void sim_reduce_scatter(acc *a, const uint64_t *m, const uint64_t *B, uin
 /* Simulated counts of every phase, into sim[F][P]. */
 static void simulate(const am_config *c, acc sim[][64])
 {
-    am_phase ph[AM_MAX_PHASES];
+    const am_phase_desc *ph[AM_MAX_PHASES];
     int F = am_phases(c, ph);
     am_token_bytes t = am_token_sizes(c);
     uint64_t P = c->P, N = c->N, R = c->rows, C = c->cols;
@@ -74,14 +77,14 @@ static void simulate(const am_config *c, acc sim[][64])
     for (int f = 0; f < F; f++) {
         acc *a = sim[f];
         memset(a, 0, 64 * sizeof(acc));
-        const char *name = ph[f].name;
+        am_phase_id id = ph[f]->id;
         if (c->algo == ALGO_RING) {
             ring_lens(c->layout, N, P, L);
             for (uint64_t j = 0; j < P; j++) m[j] = j;
-            if (!strcmp(name, "ring_kv_steps")) {
+            if (id == PH_RING_KV_STEPS) {
                 for (uint64_t j = 0; j < P; j++) B[j] = 2 * t.kv * L[j];
                 sim_allgather(a, m, B, P);
-            } else if (!strcmp(name, "ring_kv_grad_steps")) {
+            } else if (id == PH_RING_KV_GRAD_STEPS) {
                 for (uint64_t j = 0; j < P; j++) B[j] = (2 * t.kv + 2 * t.dkv32) * L[j];
                 sim_allgather(a, m, B, P);
             } else { /* after P-1 steps rank k holds the accumulator of block k+1: home */
@@ -97,17 +100,17 @@ static void simulate(const am_config *c, acc sim[][64])
                 for (uint64_t q = 0; q < c->kv_heads / P + (k < c->kv_heads % P); q++, h++) hk[k]++;
             for (uint64_t i = 0; i < P; i++)
                 for (uint64_t j = 0; j < P; j++) {
-                    if (!strcmp(name, "qkv_all_to_all"))
+                    if (id == PH_ULY_QKV_ALL_TO_ALL)
                         msg(a, i, j, per * L[i] * (g * hk[j] + 2 * hk[j]));
-                    if (!strcmp(name, "o_all_to_all")) msg(a, i, j, per * L[j] * g * hk[i]);
-                    if (!strcmp(name, "do_all_to_all")) msg(a, i, j, per * L[i] * g * hk[j]);
-                    if (!strcmp(name, "dqkv_all_to_all"))
+                    if (id == PH_ULY_O_ALL_TO_ALL) msg(a, i, j, per * L[j] * g * hk[i]);
+                    if (id == PH_ULY_DO_ALL_TO_ALL) msg(a, i, j, per * L[i] * g * hk[j]);
+                    if (id == PH_ULY_DQKV_ALL_TO_ALL)
                         msg(a, i, j, per * L[j] * (g * hk[i] + 2 * hk[i]));
                 }
         } else { /* Attention2D: device (r, c) = rank r + c R; K/V class of (r, c) after the
                     transpose is r C + c */
-            if (!strcmp(name, "kv_transpose") || !strcmp(name, "dkv_transpose")) {
-                int fwd = name[0] == 'k';
+            if (id == PH_A2D_KV_TRANSPOSE || id == PH_A2D_DKV_TRANSPOSE) {
+                int fwd = id == PH_A2D_KV_TRANSPOSE;
                 for (uint64_t r = 0; r < R; r++)
                     for (uint64_t cc = 0; cc < C; cc++) {
                         uint64_t dev = r + cc * R, y = r * C + cc;
@@ -118,15 +121,21 @@ static void simulate(const am_config *c, acc sim[][64])
                     }
                 continue;
             }
-            int row = strstr(name, "q_") == name || strstr(name, "partial") || strstr(name, "dq_");
+            if (id == PH_A2D_ATTENTION || id == PH_A2D_ATTENTION_BWD) continue;
+            int row = id == PH_A2D_Q_ALLGATHER || id == PH_A2D_Q_ROW_RING ||
+                      id == PH_A2D_Q_DO_ALLGATHER || id == PH_A2D_PARTIAL_REDUCE_SCATTER ||
+                      id == PH_A2D_DQ_REDUCE_SCATTER;
+            int reduce = id == PH_A2D_PARTIAL_REDUCE_SCATTER || id == PH_A2D_DQ_REDUCE_SCATTER ||
+                         id == PH_A2D_DKV_REDUCE_SCATTER;
             uint64_t per_tok = 0;
-            if (!strcmp(name, "q_allgather")) per_tok = t.q;
-            if (strstr(name, "kv_allgather") || !strcmp(name, "kv_column_ring")) per_tok = 2 * t.kv;
-            if (!strcmp(name, "partial_reduce_scatter")) per_tok = t.partial;
-            if (!strcmp(name, "q_do_allgather")) per_tok = 2 * t.q + 2 * t.stat;
-            if (!strcmp(name, "dq_reduce_scatter")) per_tok = t.dq32;
-            if (!strcmp(name, "dkv_reduce_scatter")) per_tok = 2 * t.dkv32;
-            if (ph[f].kind == PH_COMPUTE) continue;
+            if (id == PH_A2D_Q_ALLGATHER) per_tok = t.q;
+            if (id == PH_A2D_KV_ALLGATHER || id == PH_A2D_KV_ALLGATHER_BWD ||
+                id == PH_A2D_KV_COLUMN_RING)
+                per_tok = 2 * t.kv;
+            if (id == PH_A2D_PARTIAL_REDUCE_SCATTER) per_tok = t.partial;
+            if (id == PH_A2D_Q_DO_ALLGATHER) per_tok = 2 * t.q + 2 * t.stat;
+            if (id == PH_A2D_DQ_REDUCE_SCATTER) per_tok = t.dq32;
+            if (id == PH_A2D_DKV_REDUCE_SCATTER) per_tok = 2 * t.dkv32;
             uint64_t groups = row ? R : C, g = row ? C : R;
             for (uint64_t k = 0; k < groups; k++) {
                 for (uint64_t j = 0; j < g; j++) {
@@ -134,7 +143,7 @@ static void simulate(const am_config *c, acc sim[][64])
                     uint64_t cls = row ? m[j] : j * C + k;
                     B[j] = per_tok * n[cls];
                 }
-                if (!strcmp(name, "q_row_ring")) {
+                if (id == PH_A2D_Q_ROW_RING) {
                     uint64_t Bq[64];
                     for (uint64_t j = 0; j < g; j++)
                         Bq[j] = t.q * n[m[j]], B[j] = t.partial * n[m[j]];
@@ -146,7 +155,7 @@ static void simulate(const am_config *c, acc sim[][64])
                     if (g > 1)
                         for (uint64_t j = 0; j < g; j++)
                             msg(a, m[j], m[(j + 1) % g], B[(j + 1) % g]);
-                } else if (strstr(name, "reduce_scatter")) {
+                } else if (reduce) {
                     sim_reduce_scatter(a, m, B, g);
                 } else {
                     sim_allgather(a, m, B, g);
@@ -161,7 +170,7 @@ static long configs;
 static void compare(const am_config *c)
 {
     static acc sim[AM_MAX_PHASES][64];
-    am_phase ph[AM_MAX_PHASES];
+    const am_phase_desc *ph[AM_MAX_PHASES];
     char err[300];
     if (am_validate(c, err, sizeof err)) return;
     int F = am_phases(c, ph);
@@ -177,11 +186,11 @@ static void compare(const am_config *c)
                   "%s %s %s P=%llu %llux%llu N=%llu b=%llu h=%llu hkv=%llu causal=%d rank %llu "
                   "phase %s: model sent %llu recv %llu msgs %llu/%llu, simulation %llu %llu "
                   "%llu/%llu",
-                  am_algo_names[c->algo], am_layout_names[c->layout], am_pass_names[c->pass],
+                  am_algo_name(c->algo), am_layout_names[c->layout], am_pass_names[c->pass],
                   (unsigned long long)c->P, (unsigned long long)c->rows,
                   (unsigned long long)c->cols, (unsigned long long)c->N,
                   (unsigned long long)c->batch, (unsigned long long)c->heads,
-                  (unsigned long long)c->kv_heads, c->causal, (unsigned long long)x, ph[f].name,
+                  (unsigned long long)c->kv_heads, c->causal, (unsigned long long)x, ph[f]->name,
                   (unsigned long long)cnt[f].bytes_sent, (unsigned long long)cnt[f].bytes_recv,
                   (unsigned long long)cnt[f].msgs_sent, (unsigned long long)cnt[f].msgs_recv,
                   (unsigned long long)s->sent, (unsigned long long)s->recv,
@@ -190,15 +199,12 @@ static void compare(const am_config *c)
     }
 }
 
-static uint64_t sent(const am_config *c, uint64_t rank, const char *phase)
+static uint64_t sent(const am_config *c, uint64_t rank, am_phase_id phase)
 {
-    am_phase ph[AM_MAX_PHASES];
     am_count cnt[AM_MAX_PHASES];
-    int F = am_phases(c, ph);
+    int f = am_phase_index(c, phase);
     am_rank_counts(c, rank, cnt);
-    for (int f = 0; f < F; f++)
-        if (!strcmp(ph[f].name, phase)) return cnt[f].bytes_sent;
-    return ~0ull;
+    return f < 0 ? ~0ull : cnt[f].bytes_sent;
 }
 
 int main(void)
@@ -206,27 +212,27 @@ int main(void)
     /* literal values: b = 1, h = h_kv = 1, d = 2, bf16: a K or V token is 4 bytes, a Q token 4,
      * a partial (o, m, l in f32) 1 x (4 x 2 + 8) = 16 bytes */
     am_config lit = {ALGO_RING, LAYOUT_CONTIGUOUS, AM_FWD, 4, 1, 4, 8, 1, 1, 1, 2, 0, 2};
-    CHECK(sent(&lit, 0, "ring_kv_steps") == 48, "ring P=4 N=8: 3 steps x 2 tokens x (4 + 4) B");
+    CHECK(sent(&lit, 0, PH_RING_KV_STEPS) == 48, "ring P=4 N=8: 3 steps x 2 tokens x (4 + 4) B");
     lit.N = 9; /* blocks 3,2,2,2: rank 0 sends all but rank 1's block: 7 tokens x 8 B */
-    CHECK(sent(&lit, 0, "ring_kv_steps") == 56, "ring ragged: %llu",
-          (unsigned long long)sent(&lit, 0, "ring_kv_steps"));
-    CHECK(sent(&lit, 3, "ring_kv_steps") == 48, "ring ragged rank 3: all but rank 0's 3 tokens");
+    CHECK(sent(&lit, 0, PH_RING_KV_STEPS) == 56, "ring ragged: %llu",
+          (unsigned long long)sent(&lit, 0, PH_RING_KV_STEPS));
+    CHECK(sent(&lit, 3, PH_RING_KV_STEPS) == 48, "ring ragged rank 3: all but rank 0's 3 tokens");
     lit.N = 8, lit.pass = AM_BWD; /* K|V (8 B) + dK|dV f32 (16 B) per token */
-    CHECK(sent(&lit, 2, "ring_kv_grad_steps") == 3 * 2 * 24, "ring bwd grad steps");
-    CHECK(sent(&lit, 2, "ring_grad_return") == 2 * 16, "ring bwd return: 2 tokens of dK|dV f32");
+    CHECK(sent(&lit, 2, PH_RING_KV_GRAD_STEPS) == 3 * 2 * 24, "ring bwd grad steps");
+    CHECK(sent(&lit, 2, PH_RING_GRAD_RETURN) == 2 * 16, "ring bwd return: 2 tokens of dK|dV f32");
     am_config a2 = {ALGO_A2D_NO, LAYOUT_CONTIGUOUS, AM_FWD, 4, 2, 2, 8, 1, 1, 1, 2, 0, 2};
-    CHECK(sent(&a2, 0, "kv_transpose") == 0 && sent(&a2, 3, "kv_transpose") == 0,
+    CHECK(sent(&a2, 0, PH_A2D_KV_TRANSPOSE) == 0 && sent(&a2, 3, PH_A2D_KV_TRANSPOSE) == 0,
           "diagonal devices keep their K/V");
-    CHECK(sent(&a2, 1, "kv_transpose") == 16, "device (1,0) sends 2 tokens of K|V");
-    CHECK(sent(&a2, 1, "q_allgather") == 8, "row of 2: one step of 2 Q tokens");
-    CHECK(sent(&a2, 1, "kv_allgather") == 16, "column of 2: one step of 2 K|V tokens");
-    CHECK(sent(&a2, 1, "partial_reduce_scatter") == 32, "one step of 2 partial rows of 16 B");
-    CHECK(sent(&a2, 1, "attention") == 0, "local attention sends nothing");
+    CHECK(sent(&a2, 1, PH_A2D_KV_TRANSPOSE) == 16, "device (1,0) sends 2 tokens of K|V");
+    CHECK(sent(&a2, 1, PH_A2D_Q_ALLGATHER) == 8, "row of 2: one step of 2 Q tokens");
+    CHECK(sent(&a2, 1, PH_A2D_KV_ALLGATHER) == 16, "column of 2: one step of 2 K|V tokens");
+    CHECK(sent(&a2, 1, PH_A2D_PARTIAL_REDUCE_SCATTER) == 32, "one step of 2 partial rows of 16 B");
+    CHECK(sent(&a2, 1, PH_A2D_ATTENTION) == 0, "local attention sends nothing");
     am_config ul = {ALGO_ULYSSES, LAYOUT_CONTIGUOUS, AM_FWD, 2, 1, 2, 8, 1, 2, 2, 2, 0, 2};
     /* rank 0: 4 tokens; sends rank 1's 1 Q head + 2 x 1 K/V head: 4 x 3 heads x 4 B */
-    CHECK(sent(&ul, 0, "qkv_all_to_all") == 48, "ulysses qkv: %llu",
-          (unsigned long long)sent(&ul, 0, "qkv_all_to_all"));
-    CHECK(sent(&ul, 0, "o_all_to_all") == 16, "ulysses o: rank 1's 4 tokens of my 1 head");
+    CHECK(sent(&ul, 0, PH_ULY_QKV_ALL_TO_ALL) == 48, "ulysses qkv: %llu",
+          (unsigned long long)sent(&ul, 0, PH_ULY_QKV_ALL_TO_ALL));
+    CHECK(sent(&ul, 0, PH_ULY_O_ALL_TO_ALL) == 16, "ulysses o: rank 1's 4 tokens of my 1 head");
 
     /* every algorithm and pass against the simulation */
     const uint64_t procs[] = {1, 2, 4, 9, 16, 6, 8, 12};

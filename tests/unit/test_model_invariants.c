@@ -94,7 +94,7 @@ int main(void)
             c.cols = c.P / c.rows;
         }
         CHECK(am_validate(&c, err, sizeof err) == 0, "random config invalid: %s", err);
-        am_phase ph[AM_MAX_PHASES];
+        const am_phase_desc *ph[AM_MAX_PHASES];
         int F = am_phases(&c, ph);
         am_count cnt[AM_MAX_PHASES];
         uint64_t s[AM_MAX_PHASES] = {0}, r[AM_MAX_PHASES] = {0}, ms[AM_MAX_PHASES] = {0},
@@ -110,26 +110,28 @@ int main(void)
                 ms[f] += cnt[f].msgs_sent, mr[f] += cnt[f].msgs_recv;
                 CHECK(cnt[f].bytes_sent <= cnt[f].msgs_sent * am_phase_max_message(&c, f),
                       "%s phase %s rank %llu sends %llu bytes in %llu messages of at most %llu",
-                      am_algo_names[c.algo], ph[f].name, (unsigned long long)x,
+                      am_algo_name(c.algo), ph[f]->name, (unsigned long long)x,
                       (unsigned long long)cnt[f].bytes_sent, (unsigned long long)cnt[f].msgs_sent,
                       (unsigned long long)am_phase_max_message(&c, f));
                 CHECK(!memcmp(&cc[f], &cnt[f], sizeof cc[f]), "causal changed the bytes of %s",
-                      ph[f].name);
+                      ph[f]->name);
             }
         }
         /* all-to-all: the per-peer bytes sum to what every rank sends and receives */
         for (int f = 0; f < F; f++) {
-            if (ph[f].kind != PH_ALLTOALL) continue;
+            if (ph[f]->pattern != PAT_ALLTOALL) continue;
+            CHECK(ph[f]->peer_bytes != NULL, "%s: an all-to-all without per-peer bytes",
+                  ph[f]->name);
+            if (!ph[f]->peer_bytes || am_comm_group(&c, ph[f]->comm, 0).size != c.P) continue;
             for (uint64_t x = 0; x < c.P; x++) {
                 uint64_t to = 0, from = 0;
                 for (uint64_t y = 0; y < c.P; y++)
-                    to += am_alltoall_bytes(&c, &ph[f], x, y),
-                        from += am_alltoall_bytes(&c, &ph[f], y, x);
+                    to += ph[f]->peer_bytes(&c, x, y), from += ph[f]->peer_bytes(&c, y, x);
                 am_rank_counts(&c, x, cnt);
                 CHECK(to == cnt[f].bytes_sent && from == cnt[f].bytes_recv,
                       "%s rank %llu: per-peer bytes sum to %llu sent, %llu received; counts %llu, "
                       "%llu",
-                      ph[f].name, (unsigned long long)x, (unsigned long long)to,
+                      ph[f]->name, (unsigned long long)x, (unsigned long long)to,
                       (unsigned long long)from, (unsigned long long)cnt[f].bytes_sent,
                       (unsigned long long)cnt[f].bytes_recv);
             }
@@ -149,19 +151,19 @@ int main(void)
             am_rank_inter_counts(&c, &tiers, x, in);
             for (int f = 0; f < F; f++) {
                 CHECK(one[f].bytes_sent == 0 && one[f].msgs_sent == 0,
-                      "%s on one node: %llu bytes cross nodes", ph[f].name,
+                      "%s on one node: %llu bytes cross nodes", ph[f]->name,
                       (unsigned long long)one[f].bytes_sent);
                 CHECK(all[f].bytes_sent == cnt[f].bytes_sent &&
                           all[f].msgs_sent == cnt[f].msgs_sent,
-                      "%s, one rank per node: %llu of %llu bytes cross nodes", ph[f].name,
+                      "%s, one rank per node: %llu of %llu bytes cross nodes", ph[f]->name,
                       (unsigned long long)all[f].bytes_sent, (unsigned long long)cnt[f].bytes_sent);
                 CHECK(in[f].bytes_sent <= cnt[f].bytes_sent && in[f].msgs_sent <= cnt[f].msgs_sent,
-                      "%s: more crosses nodes than is sent", ph[f].name);
+                      "%s: more crosses nodes than is sent", ph[f]->name);
             }
         }
         for (int f = 0; f < F; f++)
             CHECK(s[f] == r[f] && ms[f] == mr[f], "%s %s P=%llu: sent %llu != received %llu",
-                  am_algo_names[c.algo], ph[f].name, (unsigned long long)c.P,
+                  am_algo_name(c.algo), ph[f]->name, (unsigned long long)c.P,
                   (unsigned long long)s[f], (unsigned long long)r[f]);
         if (c.algo == ALGO_A2D_NO || c.algo == ALGO_A2D_O) {
             am_config o = c;
@@ -232,6 +234,37 @@ int main(void)
         printf("  %s, P = 64, N = 128k, causal fwd: A2D-NO %.2fx faster than Ring\n",
                papers[k]->name, speedup);
     }
+    /* all-to-all rounds from the node structure == rank by rank, bit for bit: partial last
+     * nodes, shared NICs, two-regime links, equal intra and inter rates (ties) */
+    long compared = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        machine mm = dev4;
+        mm.gpus_per_node = 1 + rnd(9);
+        mm.gpus_per_nic = 1 + rnd(4);
+        if (rnd(2))
+            mm.break_bytes[1] = 4096, mm.alpha_large_s[1] = 3e-5, mm.bytes_per_s_large[1] = 9e9;
+        if (rnd(3) == 0) mm.alpha_s[1] = mm.alpha_s[0], mm.bytes_per_s[1] = mm.bytes_per_s[0];
+        am_config u = {
+            ALGO_ULYSSES,      LAYOUT_CONTIGUOUS, (am_pass)rnd(3), 1 + rnd(40), 1, 0, 0, 1, 0, 0,
+            8 * (1 + rnd(16)), (int)rnd(2),       (int)rnd(3)};
+        u.cols = u.P, u.kv_heads = u.P + rnd(5), u.heads = u.kv_heads * (1 + rnd(2));
+        u.N = u.P + rnd(5000);
+        am_time fast, slow;
+        am_time_rank_by_rank = 0;
+        am_predict_time(&u, &mm, &fast);
+        am_time_rank_by_rank = 1;
+        am_predict_time(&u, &mm, &slow);
+        am_time_rank_by_rank = 0;
+        CHECK(!memcmp(&fast, &slow, sizeof fast),
+              "all-to-all P=%llu G=%llu nic=%llu: %.17g s from the node structure, %.17g s rank "
+              "by rank",
+              (unsigned long long)u.P, (unsigned long long)mm.gpus_per_node,
+              (unsigned long long)mm.gpus_per_nic, fast.total_s, slow.total_s);
+        compared++;
+    }
+    printf("  %ld all-to-all predictions identical from the node structure and rank by rank\n",
+           compared);
+
     /* a compute-bound single GPU pair: Ring hides its communication */
     am_config small = {ALGO_RING, LAYOUT_CONTIGUOUS, AM_FWD, 4, 1, 4, 131072, 1, 32, 32, 128, 0, 2};
     am_predict_time(&small, &dev4, &t);
