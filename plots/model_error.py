@@ -3,11 +3,11 @@
 attnsim/1 file, the relative error (predicted - measured) / measured of each phase (measured:
 from the last rank to enter it to the last to leave it) and of the whole run, summarised as
 median, 90th percentile and maximum of |error| (and the median signed error: below zero the
-model predicts too short) by regime - the phase's dominant term (latency,
-bandwidth, compute), intra- vs inter-node (compute phases: tier none), the phase's communication pattern (none,
-ring_shift, allgather, reduce_scatter, return_hop, pairwise, alltoall) and pattern per tier, cpu vs gpu backend; whole runs also by
-their nodes (one node, or several) - and drawn as a parity plot (predicted vs measured, log-log,
-one colour per algorithm).
+model predicts too short) by regime - the phase's dominant term (latency, bandwidth, compute),
+intra- vs inter-node (compute phases: tier none), the phase's communication pattern (none,
+ring_shift, allgather, reduce_scatter, return_hop, pairwise, alltoall) and pattern per tier,
+cpu vs gpu backend; whole runs also by their nodes (one node, or several) and algorithm - and
+drawn as a parity plot (predicted vs measured, log-log, one colour per algorithm).
 
 Usage: model_error.py FILE.h5 [-o parity.png] [--min-ms T]
 Phases shorter than --min-ms (default 0), and phases in which nothing happens (no message, no
