@@ -154,10 +154,12 @@ typedef enum {
 } am_grid_rule;
 
 typedef struct {
-    const char *name;  /* --algo value, output */
-    const char *title; /* for help texts: "Ring Attention" */
-    am_grid_rule grid; /* see above */
-    int uses_layout;   /* the ring layouts (contiguous, striped, zigzag) apply */
+    const char *name;   /* --algo value, output */
+    const char *title;  /* for help texts: "Ring Attention" */
+    am_grid_rule grid;  /* see above */
+    int uses_layout;    /* the ring layouts (contiguous, striped, zigzag) apply */
+    am_comm head_split; /* the K/V heads are split over this group (needs kv_heads >= its
+                           size; K/V are never replicated), or AM_COMM_NONE */
     /* Checks beyond the common ones (N >= P, kv_heads | heads, grid): 0, or -1 with one line
      * (what is accepted). NULL: none. */
     int (*validate)(const am_config *c, char *err, size_t errlen);
@@ -179,6 +181,8 @@ int am_validate(const am_config *c, char *err, size_t errlen);
 int am_phases(const am_config *c, const am_phase_desc **out);
 /* Index of phase `id` in the configuration's phase list, or -1. */
 int am_phase_index(const am_config *c, am_phase_id id);
+/* The phase of any algorithm with this id, or NULL. */
+const am_phase_desc *am_phase_by_id(am_phase_id id);
 
 /* Bytes and messages of one rank in every phase (out[F]). O(1) per phase. */
 void am_rank_counts(const am_config *c, uint64_t rank, am_count *out);

@@ -9,20 +9,7 @@
  */
 #include "algo_ulysses.h"
 
-#include <stdio.h>
-
 #include "comm_counts.h"
-
-static int validate(const am_config *c, char *err, size_t errlen)
-{
-    if (c->kv_heads < c->P)
-        return snprintf(err, errlen,
-                        "ulysses needs kv-heads >= P (it splits the K/V heads over "
-                        "the ranks): kv-heads %llu, P %llu",
-                        (unsigned long long)c->kv_heads, (unsigned long long)c->P),
-               -1;
-    return 0;
-}
 
 static uint64_t shard_len(const am_config *c, uint64_t x)
 {
@@ -115,7 +102,7 @@ static const am_phase_desc *const bwd[] = {&d_o, &attention_bwd, &dqkv};
 const am_algo_desc am_ulysses = {.name = "ulysses",
                                  .title = "DeepSpeed-Ulysses",
                                  .grid = AM_GRID_LINE,
-                                 .validate = validate,
+                                 .head_split = AM_COMM_WORLD,
                                  .shard_len = shard_len,
                                  .shard_tokens = shard_tokens,
                                  .fwd = fwd,

@@ -54,6 +54,19 @@ int am_validate(const am_config *c, char *err, size_t errlen)
         return snprintf(err, errlen, "kv-heads %llu does not divide heads %llu",
                         (unsigned long long)c->kv_heads, (unsigned long long)c->heads),
                -1;
+    uint64_t split = am_comm_group(c, d->head_split, 0).size;
+    if (d->head_split == AM_COMM_WORLD && c->kv_heads < split)
+        return snprintf(err, errlen,
+                        "%s needs kv-heads >= P (it splits the K/V heads over the ranks): "
+                        "kv-heads %llu, P %llu",
+                        d->name, (unsigned long long)c->kv_heads, (unsigned long long)c->P),
+               -1;
+    if (d->head_split != AM_COMM_WORLD && c->kv_heads < split)
+        return snprintf(err, errlen,
+                        "%s needs kv-heads >= u (it splits the K/V heads over the u ranks of a "
+                        "group): kv-heads %llu, u %llu",
+                        d->name, (unsigned long long)c->kv_heads, (unsigned long long)split),
+               -1;
     if (d->validate && d->validate(c, err, errlen)) return -1;
     if (d->grid != AM_GRID_LINE && c->rows * c->cols != c->P)
         return snprintf(err, errlen,
@@ -83,6 +96,18 @@ int am_phase_index(const am_config *c, am_phase_id id)
     for (int f = 0; f < F; f++)
         if (ph[f]->id == id) return f;
     return -1;
+}
+
+const am_phase_desc *am_phase_by_id(am_phase_id id)
+{
+    for (int a = 0; a < AM_NUM_ALGOS; a++) {
+        const am_algo_desc *d = registry[a];
+        for (int i = 0; i < d->n_fwd; i++)
+            if (d->fwd[i]->id == id) return d->fwd[i];
+        for (int i = 0; i < d->n_bwd; i++)
+            if (d->bwd[i]->id == id) return d->bwd[i];
+    }
+    return NULL;
 }
 
 void am_rank_counts(const am_config *c, uint64_t rank, am_count *out)

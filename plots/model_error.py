@@ -57,9 +57,8 @@ def main():
             pred = g["predicted/phase_time_s"][()]
             terms = [t.decode() if isinstance(t, bytes) else t for t in g["predicted/phase_term"][()]]
             inter = g["predicted/phase_inter_node"][()]
-            pattern = ([t.decode() if isinstance(t, bytes) else t
-                        for t in g["predicted/phase_pattern"][()]]
-                       if "predicted/phase_pattern" in g else ["unrecorded"] * len(meas))
+            pattern = ([t.decode() if isinstance(t, bytes) else t for t in g["phase_pattern"][()]]
+                       if "phase_pattern" in g else ["unrecorded"] * len(meas))
             backend, algo = a["backend"], a["algorithm"]
             for m, p, t, x, pat in zip(meas, pred, terms, inter, pattern):
                 if m > 0 and p > 0 and m * 1e3 >= args.min_ms:  # p = 0: nothing to predict

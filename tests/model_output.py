@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """attnsim model writes kind=model runs of schema attnsim/1: per-rank [P][F] arrays up to
 --rank-arrays (and an attribute saying they were omitted above it), per-phase maxima that
-agree with the arrays, total sent == total received, a /summary row per run; --grid auto says
+agree with the arrays, total sent == total received, a /summary row per run, each phase's
+communication pattern and group size; --grid auto says
 which grid it chose; a --grid that does not match --procs, and a sweep with no feasible point,
 are refused with status 2 and nothing written.
 Usage: model_output.py ATTNSIM"""
@@ -65,6 +66,16 @@ def main():
                     problems.append(f"{name}: phase times do not add up to the total")
                 if a["dominant_term"] not in ("latency", "bandwidth", "compute"):
                     problems.append(f"{name}: dominant term {a['dominant_term']}")
+                # each phase's pattern and group size, from the algorithm's descriptor
+                pat = [x.decode() if isinstance(x, bytes) else x for x in g["phase_pattern"][()]]
+                size = g["phase_group_size"][()]
+                R, C = int(a["grid_rows"]), int(a["grid_cols"])
+                want = {"none": {1}, "pairwise": {2 if P > 1 else 1},
+                        "alltoall": {P}, "return_hop": {P}, "ring_shift": {P, R, C},
+                        "allgather": {R, C}, "reduce_scatter": {R, C}}
+                if len(pat) != F or len(size) != F or any(int(s) not in want.get(p, ())
+                                                          for p, s in zip(pat, size)):
+                    problems.append(f"{name}: phase patterns {pat} with group sizes {list(size)}")
         for args, must in (
                 (["--procs", "16,8", "--grid", "4x4"], "--grid: 4x4 has 16 devices but --procs includes 8"),
                 (["--procs", "64", "--seq", "32"], "no point of the sweep can run"),

@@ -5,13 +5,20 @@ PyTorch SDPA with the flash and cuDNN backends, on the same shapes and inputs.
 
 Each implementation is checked against PyTorch's math backend (f32) before it is timed; times
 are CUDA events around --reps back-to-back launches after --warmup, the median of --trials such
-batches; the backward of SDPA is timed as autograd's backward of one forward (retain_graph), as
+batches, each trial taking the implementations in turn (a drift of the clocks reaches them
+alike); the backward of SDPA is timed as autograd's backward of one forward (retain_graph), as
 flash-attn's own benchmarks do. TF/s counts the matrix FLOPs: 4 B H Nq Nk d forward (half under
 causal masking), 2.5x that backward. Writes one attnsim/1 HDF5 file (kind = benchmark runs) and
 prints the table with the ratio of attnsim to each peer.
 
+--variant NAME=SETTING (repeatable) also times attnsim's forward with the environment variable
+ATTNSIM_KC_FWD set to SETTING (the Hopper forward's schedule, kc_fa3_fwd.cu), after checking its
+output against the math reference and, over the whole tensor, against the default forward; it is
+printed and written as implementation attnsim:NAME.
+
 Usage: bench.py [--out FILE.h5] [--seq 1k,2k,4k,8k,16k] [--head-dim 64,128] [--tokens 16k]
-                [--causal both] [--pass fwd,bwd] [--dtype bf16] [--lib build/libattnsim_kc.so]"""
+                [--causal both] [--pass fwd,bwd] [--dtype bf16] [--lib build/libattnsim_kc.so]
+                [--variant NAME=SETTING ...]"""
 import argparse
 import ctypes
 import datetime
@@ -48,7 +55,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--lib", default=os.path.join(here, "..", "..", "build", "libattnsim_kc.so"))
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=SETTING",
+                    help="also time the forward with ATTNSIM_KC_FWD=SETTING")
     args = ap.parse_args()
+    variants = []
+    for v in args.variant:
+        name, eq, setting = v.partition("=")
+        if not eq or not name:
+            print(f"bench: --variant {v!r}: expected NAME=SETTING (e.g. pp=persistent+pingpong)",
+                  file=sys.stderr)
+            return 2
+        variants.append((name, setting))
     try:
         import h5py
         import numpy as np
@@ -75,19 +92,36 @@ def main():
     dev = torch.device("cuda")
     stream = torch.cuda.current_stream().cuda_stream
 
-    def timed(fn):
-        for _ in range(args.warmup):
-            fn()
-        times = []
-        for _ in range(args.trials):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(args.reps):
+    def timed(fns):
+        """Seconds per launch of each function of the dict: the trials take the functions in
+        turn, so a drift of the GPU's clocks over the run reaches every one alike."""
+        for fn in fns.values():
+            for _ in range(args.warmup):
                 fn()
-            b.record()
-            torch.cuda.synchronize()
-            times.append(a.elapsed_time(b) / 1e3 / args.reps)
-        return float(np.median(times))
+        times = {name: [] for name in fns}
+        for _ in range(args.trials):
+            for name, fn in fns.items():
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                for _ in range(args.reps):
+                    fn()
+                b.record()
+                torch.cuda.synchronize()
+                times[name].append(a.elapsed_time(b) / 1e3 / args.reps)
+        return {name: float(np.median(ts)) for name, ts in times.items()}
+
+    def with_fwd_env(setting, fn):
+        def run():
+            prev = os.environ.get("ATTNSIM_KC_FWD")
+            os.environ["ATTNSIM_KC_FWD"] = setting
+            try:
+                fn()
+            finally:
+                if prev is None:
+                    del os.environ["ATTNSIM_KC_FWD"]
+                else:
+                    os.environ["ATTNSIM_KC_FWD"] = prev
+        return run
 
     def check(name, got, want, tol):
         err = (got.float() - want).abs().max().item() / max(1.0, want.abs().max().item())
@@ -135,13 +169,32 @@ def main():
                         out = F.scaled_dot_product_attention(q[bs], k[bs], v[bs],
                                                              is_causal=bool(causal))
                     errs[name] = check(f"{name} fwd", out, ref.detach(), 3e-2)
+                fns = {"attnsim": ours_fwd}
+                if "fwd" in passes and variants:
+                    o_def = o.clone()
+                    for name, setting in variants:
+                        key, fn = f"attnsim:{name}", with_fwd_env(setting, ours_fwd)
+                        try:
+                            o.fill_(float("nan"))
+                            fn()
+                            torch.cuda.synchronize()
+                            err = check(f"{key} fwd", o[bs], ref.detach(), 3e-2)
+                            check(f"{key} fwd (whole tensor, against the default)", o,
+                                  o_def.float(), 1e-2)
+                            errs[key], fns[key] = err, fn
+                        except SystemExit as e:  # a wrong variant is reported, not timed
+                            print(f"{e} (d={d} N={n} causal={causal}): not timed",
+                                  file=sys.stderr)
+                    del o_def
+                    ours_fwd()  # the default's O and LSE for the backward
+                    torch.cuda.synchronize()
                 if "fwd" in passes:
-                    t = {"attnsim": timed(ours_fwd)}
                     for name, be in peers.items():
                         def f(be=be):
                             with sdpa_kernel(be):
                                 F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
-                        t[name] = timed(f)
+                        fns[name] = f
+                    t = timed(fns)
                     results.append(("fwd", d, n, B, H, causal, t, fl_fwd, errs))
                 if "bwd" in passes:
                     dq, dk, dv = (torch.empty_like(x) for x in (q, k, v))
@@ -160,7 +213,7 @@ def main():
                     berr = {"attnsim": max(check(f"attnsim d{nm}", x[bs], r.grad, 5e-2)
                                            for nm, x, r in (("q", dq, qr), ("k", dk, kr),
                                                             ("v", dv, vr)))}
-                    t = {"attnsim": timed(ours_bwd)}
+                    bfns, keep = {"attnsim": ours_bwd}, []
                     for name, be in peers.items():
                         qg, kg, vg = (x.detach().clone().requires_grad_() for x in (q, k, v))
                         with sdpa_kernel(be):
@@ -173,8 +226,10 @@ def main():
 
                         def f(out=out):
                             out.backward(do, retain_graph=True)
-                        t[name] = timed(f)
-                        del out, qg, kg, vg
+                        bfns[name] = f
+                        keep.append((out, qg, kg, vg))
+                    t = timed(bfns)
+                    del keep, out, qg, kg, vg
                     results.append(("bwd", d, n, B, H, causal, t, 2.5 * fl_fwd, berr))
                 del q, k, v, do, o, lse
                 torch.cuda.empty_cache()
@@ -186,9 +241,15 @@ def main():
           f"{'attnsim':>8s} {'flash':>8s} {'cudnn':>8s} {'/flash':>7s} {'/cudnn':>7s}")
     for ps, d, n, B, H, causal, t, fl, errs in results:
         tf = {k: fl / v / 1e12 for k, v in t.items()}
+        extra = "".join(f"  {k[8:]} {v:6.1f} {v / tf['torch-cudnn']:5.2f}"
+                        for k, v in tf.items() if k.startswith("attnsim:"))
         print(f"{ps:4s} {d:4d} {n:6d} {B:3d} {H:3d} {causal:6d} {tf['attnsim']:8.1f} "
               f"{tf['torch-flash']:8.1f} {tf['torch-cudnn']:8.1f} "
-              f"{tf['attnsim'] / tf['torch-flash']:7.2f} {tf['attnsim'] / tf['torch-cudnn']:7.2f}")
+              f"{tf['attnsim'] / tf['torch-flash']:7.2f} {tf['attnsim'] / tf['torch-cudnn']:7.2f}"
+              f"{extra}")
+    if variants:
+        print("# variants: TF/s and ratio to cuDNN, forward rows only: "
+              + ", ".join(f"{n} = ATTNSIM_KC_FWD={s}" for n, s in variants))
     with h5py.File(args.out, "a") as f:
         if "schema" not in f.attrs:
             f.attrs["schema"] = "attnsim/1"
@@ -214,7 +275,7 @@ def main():
                 g["measured/flops"] = fl
                 g["measured/tflop_per_s"] = fl / sec / 1e12
                 g.attrs["complete"] = 1
-    print(f"# wrote {len(results) * 3} runs to {args.out}")
+    print(f"# wrote {sum(len(r[6]) for r in results)} runs to {args.out}")
     return 0
 
 

@@ -19,6 +19,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <math.h>
 #include <stdint.h>
 
 #define KC_LOG2E 1.4426950408889634f
@@ -274,6 +275,47 @@ __device__ __forceinline__ void kc_put_dkdv(void *dk, void *dv, size_t off, floa
         *reinterpret_cast<uint32_t *>(static_cast<T *>(dk) + off) = kc_type<T>::pack(k0, k1);
         *reinterpret_cast<uint32_t *>(static_cast<T *>(dv) + off) = kc_type<T>::pack(v0, v1);
     }
+}
+
+/* The partial state of attention rows, as the executor passes it between calls (kc_attn.h):
+ * m (natural-log units of the scaled scores, -inf for a row that saw no key), l (the sum of
+ * exponentials) and the unnormalised o, f32 [rows][D], row ri. A thread of the tensor-core
+ * kernels holds rows h2 = 0, 1 of an m16n8 accumulator tile: o[4 j + 2 h2 + e] is column
+ * 8 j + 2 t + e (t = lane % 4); it keeps m in log2 units, and each of a row's four threads a
+ * part of l (thread t = 0 starts with the stored sum; kc_quad_sum before the store). */
+template <int D>
+__device__ __forceinline__ void kc_state_load_row(const float *pm, const float *pl, const float *po,
+                                                  size_t ri, int t, int h2, float &m, float &l,
+                                                  float (&o)[D / 2])
+{
+    m = pm[ri] * KC_LOG2E; /* -inf stays -inf */
+    l = t == 0 ? pl[ri] : 0.f;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        const float2 v2 = *reinterpret_cast<const float2 *>(po + ri * D + 8 * j + 2 * t);
+        o[4 * j + 2 * h2] = v2.x;
+        o[4 * j + 2 * h2 + 1] = v2.y;
+    }
+}
+template <int D>
+__device__ __forceinline__ void kc_state_store_row(float *pm, float *pl, float *po, size_t ri,
+                                                   int t, int h2, float m, float l,
+                                                   const float (&o)[D / 2])
+{
+    if (t == 0) {
+        pm[ri] = m == -INFINITY ? -INFINITY : m * KC_LN2;
+        pl[ri] = l;
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; j++)
+        *reinterpret_cast<float2 *>(po + ri * D + 8 * j + 2 * t) =
+            make_float2(o[4 * j + 2 * h2], o[4 * j + 2 * h2 + 1]);
+}
+/* The log-sum-exp of a finished row (natural log) from m (log2 units) and the summed l; -inf
+ * for a row that saw no key. */
+__device__ __forceinline__ float kc_row_lse(float m, float l)
+{
+    return l > 0.f ? (m + log2f(l)) * KC_LN2 : -INFINITY;
 }
 
 /* Row reductions over the four threads of a group (they hold one row's columns). */

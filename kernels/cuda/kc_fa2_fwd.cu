@@ -67,6 +67,10 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
     /* this thread's rows: m-tile mt, half h2 -> q0 + w0 + 16 mt + g + 8 h2 */
 #define ROW(mt, h2) (q0 + w0 + 16 * (mt) + g + 8 * (h2))
     float m[MT][2], l[MT][2], o[MT][D / 8][4];
+    /* an m-tile's accumulators as the flat m16n8 layout the partial-state helpers take */
+    auto o_flat = [&](int mt) -> float(&)[D / 2] {
+        return reinterpret_cast<float(&)[D / 2]>(o[mt]);
+    };
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -84,15 +88,8 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
 #pragma unroll
             for (int h2 = 0; h2 < 2; h2++) {
                 if (ROW(mt, h2) >= p.nq) continue;
-                size_t ri = (size_t)bh * p.nq + ROW(mt, h2);
-                m[mt][h2] = p.m[ri] * KC_LOG2E;     /* -inf stays -inf */
-                l[mt][h2] = t == 0 ? p.l[ri] : 0.f; /* one thread of the group carries the sum */
-#pragma unroll
-                for (int nn = 0; nn < D / 8; nn++) {
-                    float2 v2 = *reinterpret_cast<const float2 *>(p.oacc + ri * D + nn * 8 + 2 * t);
-                    o[mt][nn][2 * h2] = v2.x;
-                    o[mt][nn][2 * h2 + 1] = v2.y;
-                }
+                kc_state_load_row<D>(p.m, p.l, p.oacc, (size_t)bh * p.nq + ROW(mt, h2), t, h2,
+                                     m[mt][h2], l[mt][h2], o_flat(mt));
             }
     }
 
@@ -264,15 +261,8 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
 #pragma unroll
             for (int h2 = 0; h2 < 2; h2++) {
                 if (ROW(mt, h2) >= p.nq) continue;
-                size_t ri = (size_t)bh * p.nq + ROW(mt, h2);
-                if (t == 0) {
-                    p.m[ri] = m[mt][h2] == -INFINITY ? -INFINITY : m[mt][h2] * KC_LN2;
-                    p.l[ri] = l[mt][h2];
-                }
-#pragma unroll
-                for (int nn = 0; nn < D / 8; nn++)
-                    *reinterpret_cast<float2 *>(p.oacc + ri * D + nn * 8 + 2 * t) =
-                        make_float2(o[mt][nn][2 * h2], o[mt][nn][2 * h2 + 1]);
+                kc_state_store_row<D>(p.m, p.l, p.oacc, (size_t)bh * p.nq + ROW(mt, h2), t, h2,
+                                      m[mt][h2], l[mt][h2], o_flat(mt));
             }
         return;
     }
@@ -291,8 +281,7 @@ __global__ void __launch_bounds__(NTHREADS, 2) fa2_fwd_kernel(fwd_params p)
                 *reinterpret_cast<uint32_t *>(sQ + kc_swz<D>(r, nn * 8) + 2 * t) =
                     kc_type<T>::pack(o[mt][nn][2 * h2] * inv, o[mt][nn][2 * h2 + 1] * inv);
             if (t == 0 && ROW(mt, h2) < p.nq)
-                p.lse[(size_t)bh * p.nq + ROW(mt, h2)] =
-                    l[mt][h2] > 0.f ? (m[mt][h2] + log2f(l[mt][h2])) * KC_LN2 : -INFINITY;
+                p.lse[(size_t)bh * p.nq + ROW(mt, h2)] = kc_row_lse(m[mt][h2], l[mt][h2]);
         }
     __syncthreads();
     T *O = static_cast<T *>(p.o) + (size_t)bh * p.nq * D;

@@ -122,8 +122,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
     kc_block_qrange<CAUSAL, POS>(p.qpos, p.kpos, p.nq, diag, kv0, BR, &qb0, &per_head);
     const int total = group * per_head;
 
+    using RING = kc_ring<STAGES>;
     auto load_q = [&](int it) {
-        const int st = it % STAGES, hq = hk * group + it / per_head;
+        const int st = RING::at(it).stage, hq = hk * group + it / per_head;
         const int q0 = (qb0 + it % per_head) * BR, bh = bi * p.h + hq;
         kc_mbar_expect_tx(fullQ + st, Q_BYTES);
 #pragma unroll
@@ -170,10 +171,11 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_bwd_kernel(const __grid_const
     if (total > 0) kc_mbar_wait(fullKV, 0);
 
     for (int it = 0; it < total; it++) {
-        const int st = it % STAGES, hq = hk * group + it / per_head;
-        const int q0 = (qb0 + it % per_head) * BR;
-        kc_mbar_wait(fullQ + st, (unsigned)(it / STAGES) & 1u);
-        const uint32_t aQ = kc_smem_addr(sQ + st * SM::QT), aO = kc_smem_addr(sdO + st * SM::QT);
+        const RING rq = RING::at(it);
+        const int hq = hk * group + it / per_head, q0 = (qb0 + it % per_head) * BR;
+        kc_mbar_wait(fullQ + rq.stage, rq.phase);
+        const uint32_t aQ = kc_smem_addr(sQ + rq.stage * SM::QT);
+        const uint32_t aO = kc_smem_addr(sdO + rq.stage * SM::QT);
 
         /* S^T = K_w Q^T and dP^T = V_w dO^T (K-major A: the warpgroup's 64 rows), one commit
          * group each */

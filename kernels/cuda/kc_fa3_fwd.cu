@@ -3,23 +3,50 @@
  * m, l, o with accumulation; no mask, bottom-right causal, or causal by token positions), used
  * in its place where the GPU and the binary have sm_90a (kc_fa3_fwd_available).
  *
- * One CTA of two warpgroups (256 threads) per 128 query rows; each warpgroup owns 64 rows. Q
- * and three stages each of 128-key K and V tiles sit in shared memory in the panelled 128-byte
+ * Q and three stages each of 128-key K and V tiles sit in shared memory in the panelled 128-byte
  * swizzle wgmma reads (kc_wgmma.cuh), brought by TMA (3-D tensor maps [heads][rows][d], boxes of
  * 64 columns; rows past the end arrive as zeros) that one thread issues, each stage completing
  * on an mbarrier (full) and handed back through another (empty: every consumer warp arrives
- * once it is done reading). No CTA-wide barrier in the loop: the warpgroups drift freely.
- * Per key block j, in each warpgroup:
+ * once it is done reading; kc_ring keeps the stage and phase). No CTA-wide barrier in the loop.
+ * Per key block j, each consumer warpgroup (64 query rows, fwd_rows):
  *   issue S_j = Q K_j^T        m64n128k16, both operands from shared memory
  *   issue O += P_{j-1} V_{j-1} m64nDk16, P from registers (the accumulator layout is the
  *                              register-A layout), V transposed (MN-major) from shared memory
- *   (thread 0: the copies of K_{j+2} and V_{j+1} into the stages just released)
  *   wait for S_j; masks and online softmax of S_j while P V still runs on the tensor cores;
  *   wait for P V; rescale O.
- * Keys of block j + 2 are in flight two blocks ahead, values one and a half. Tried and measured
- * slower (H100, experiments/prefill-peers/bench.py): ping-pong of the two warpgroups through
- * named barriers (each taking turns to issue its GEMMs): 0.89-0.97x at d = 128, 0.81-0.92x at
- * d = 64 of this schedule.
+ * Two kernels run this loop (ATTNSIM_KC_FWD chooses; fwd_schedule_default says what a call
+ * gets):
+ * - fa3_fwd_kernel ("legacy"): one CTA of two warpgroups per 128 query rows; thread 0 of the
+ *   first also issues the copies, K two blocks ahead, V one and a half.
+ * - fa3_fwd_ws_kernel: warpgroup 0 produces (one thread issues every copy; setmaxnreg lowers the
+ *   warpgroup to 24 or 32 registers a thread), 2 consumer warpgroups (240 registers) or, at
+ *   d = 64 with wg3, 3 (160 registers, tiles of 192 rows). A CTA walks the tiles blockIdx.x,
+ *   + gridDim.x, ...: "persistent" launches one CTA per SM, so the producer loads the next
+ *   tile's K and Q while the consumers finish a tile. Causal tiles go longest first within
+ *   groups of heads whose K and V fit in 32 MiB of L2 (l2=KiB). "pingpong": the consumers take
+ *   turns to issue their products (named barriers), so one's softmax runs under another's
+ *   GEMMs.
+ * What each step gave, as ratios to cuDNN (SDPA) in the same process, one H100 80GB HBM3,
+ * experiments/prefill-peers/schedules.sh (bf16, B N = 16k, N = 1k-16k; each trial times every
+ * schedule and peer in turn; docs/performance.md has the table), one-tile kernel first:
+ * - producer warpgroup + setmaxnreg, one CTA per tile (an earlier run that timed one schedule
+ *   after another): without a mask 0.78-0.95 against 0.78-0.99, no gain by itself; causal
+ *   tiles longest first over all heads lost up to a third at d = 128 (0.63-0.96 against
+ *   0.80-1.00; persistent 0.63-0.86): 132 CTAs on 132 heads at once, whose K and V miss L2.
+ *   With the head groups persistent causal d = 128 measured 0.83-0.98 in the later run.
+ * - persistent: d = 128 without a mask 0.87-0.94 (one-tile 0.79-0.88), most at N = 1k-4k;
+ *   d = 128 causal 0.83-0.98 against 0.83-0.99 (0.88 against 0.97 at N = 16k; not profiled:
+ *   the first suspect is the static order balancing worse than the hardware's dispatch of
+ *   one-tile CTAs; groups of 16 MiB measured worse, 0.76), so causal d = 128 stays one-tile;
+ *   d = 64 0.89-0.94 (one-tile 0.77-0.87).
+ * - ping-pong on top: within noise at d = 128 (0.83-0.99 against 0.83-0.98) and with two
+ *   consumer warpgroups at d = 64.
+ * - d = 64, three consumer warpgroups (192-row tiles) + persistent + ping-pong: 0.89-1.08,
+ *   the best at d = 64 (the default); at N = 1k causal two warpgroups did better (0.94-0.97).
+ * - a quarter or half of the d = 64 exponentials on the FMA pipe (a degree-3 polynomial and
+ *   the exponent added as an integer) instead of the special-function unit: 0.82-0.93 and
+ *   0.75-0.83 against 0.89-1.08 without: the extra instructions cost more than the MUFU time
+ *   they free; not kept.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -36,7 +63,7 @@
 namespace
 {
 
-constexpr int NWG = 2, NTHREADS = 128 * NWG, BR = 64 * NWG, BC = 128, STAGES = 3;
+constexpr int BC = 128, STAGES = 3;
 
 struct fa3_params {
     CUtensorMap tq, tk, tv; /* Q [b h][nq][d], K and V [b h_kv][nk][d]: boxes of 64 columns */
@@ -45,121 +72,72 @@ struct fa3_params {
     float *m, *l, *oacc; /* partial mode */
     const unsigned long long *qpos, *kpos;
     int h, h_kv, nq, nk, kv_begin, kv_end, accumulate;
+    int nqb, nbh, ntile, hgroup, pingpong; /* the warp-specialized kernel's tiles, schedule */
     float scale_log2;
 };
 
-/* Shared memory: Q, then the K stages, then the V stages (panelled, 128B swizzle; 1024-byte
- * aligned), then the mbarriers. */
-template <typename T, int D> struct fa3_smem {
+/* Shared memory: Q (BR rows), then the K stages, then the V stages (panelled, 128B swizzle;
+ * 1024-byte aligned), then NBARS mbarriers. */
+template <typename T, int D, int BR, int NBARS> struct fa3_smem {
     static constexpr int Q = BR * D, KV = BC * D; /* elements */
     static constexpr size_t BYTES =
-        (size_t)(Q + 2 * STAGES * KV) * sizeof(T) + (1 + 4 * STAGES) * 8 + 1024;
+        (size_t)(Q + 2 * STAGES * KV) * sizeof(T) + (size_t)NBARS * 8 + 1024;
 };
-
-template <typename T, int D, int MASK, bool PARTIAL>
-__global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_constant__ fa3_params p)
+template <typename T> __device__ __forceinline__ T *fa3_smem_base(unsigned char *raw)
 {
-    constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
-    constexpr int NO = D / 2, PANELS = D / 64; /* O accumulators per thread; 64-column panels */
-    constexpr unsigned KV_BYTES = BC * D * sizeof(T), Q_BYTES = BR * D * sizeof(T);
-    using SM = fa3_smem<T, D>;
-    extern __shared__ unsigned char smem_raw[];
-    T *sQ =
-        reinterpret_cast<T *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-    T *sK = sQ + SM::Q; /* STAGES */
-    T *sV = sK + STAGES * SM::KV;
-    uint64_t *bars = reinterpret_cast<uint64_t *>(sV + STAGES * SM::KV);
-    uint64_t *fullQ = bars, *fullK = bars + 1, *fullV = fullK + STAGES, *emptyK = fullV + STAGES,
-             *emptyV = emptyK + STAGES;
+    return reinterpret_cast<T *>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
+}
 
-    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, wg = threadIdx.x >> 7;
-    const int g = lane >> 2, t = lane & 3;
-    const bool leader = threadIdx.x == 0;      /* issues the copies */
-    const int qb = gridDim.x - 1 - blockIdx.x; /* heaviest causal blocks first */
-    const int bh = blockIdx.y, bi = bh / p.h, hi = bh % p.h, hk = hi / (p.h / p.h_kv);
-    const int kvh = bi * p.h_kv + hk;
-    const int q0 = qb * BR, w0 = 64 * wg + 16 * warp; /* the warp's first row in the block */
+/* One warpgroup's 64 query rows of a tile of BR rows (Q panels BR x 64): per thread the rows
+ * r0 = the warp's first row + lane / 4 and r0 + 8 (h2 = 0, 1), their running max m and sum l
+ * (log2 units of the scaled scores), the O accumulators, the scores S of the current key block
+ * and P of the block before as the register A operand of P V. */
+template <typename T, int D, int MASK, bool PARTIAL, int BR> struct fwd_rows {
+    static constexpr bool CAUSAL = MASK != MASK_NONE, POS = MASK == MASK_POS;
+    float m[2], l[2], o[D / 2], s[64], alpha[2];
+    uint32_t a[BC / 16][4];
+    bool raised;
 
-    const int diag = p.nk - p.nq; /* key j visible to query i iff j <= i + diag */
-    const int kend = kc_block_kend<CAUSAL, POS>(p.qpos, p.kpos, p.nq, p.nk, diag, p.kv_end, q0, BR);
-    const int ntiles = kend > p.kv_begin ? (kend - p.kv_begin + BC - 1) / BC : 0;
-
-    /* the copies: block j of K or V into stage j % STAGES, one box per 64-column panel */
-    auto load_kv = [&](const CUtensorMap &map, T *base, uint64_t *full, int j) {
-        const int st = j % STAGES;
-        kc_mbar_expect_tx(full + st, KV_BYTES);
+    /* empty rows, or the partial state the caller passes in (accumulate) */
+    __device__ __forceinline__ void start(const fa3_params &p, int bh, int r0, int t)
+    {
 #pragma unroll
-        for (int pn = 0; pn < PANELS; pn++)
-            kc_tma_load_3d(base + st * SM::KV + pn * BC * 64, &map, 64 * pn, p.kv_begin + j * BC,
-                           kvh, full + st);
-    };
-    if (leader) {
-        kc_mbar_init(fullQ, 1);
-        for (int i = 0; i < STAGES; i++) {
-            kc_mbar_init(fullK + i, 1);
-            kc_mbar_init(fullV + i, 1);
-            kc_mbar_init(emptyK + i, 4 * NWG); /* every consumer warp */
-            kc_mbar_init(emptyV + i, 4 * NWG);
+        for (int h2 = 0; h2 < 2; h2++) m[h2] = -INFINITY, l[h2] = 0.f;
+#pragma unroll
+        for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 64; i++) s[i] = 0.f;
+        if (PARTIAL && p.accumulate) {
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++)
+                if (r0 + 8 * h2 < p.nq)
+                    kc_state_load_row<D>(p.m, p.l, p.oacc, (size_t)bh * p.nq + r0 + 8 * h2, t, h2,
+                                         m[h2], l[h2], o);
         }
     }
-    __syncthreads();
-    if (leader && ntiles > 0) {
-        kc_mbar_expect_tx(fullQ, Q_BYTES);
-#pragma unroll
-        for (int pn = 0; pn < PANELS; pn++)
-            kc_tma_load_3d(sQ + pn * BR * 64, &p.tq, 64 * pn, q0, bh, fullQ);
-        for (int j = 0; j < min(ntiles, STAGES); j++) load_kv(p.tk, sK, fullK, j);
-        for (int j = 0; j < min(ntiles, STAGES - 1); j++) load_kv(p.tv, sV, fullV, j);
-    }
-
-    /* this thread's rows: h2 -> q0 + w0 + g + 8 h2 */
-#define ROW(h2) (q0 + w0 + g + 8 * (h2))
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[NO], s[64];
-#pragma unroll
-    for (int i = 0; i < NO; i++) o[i] = 0.f;
-#pragma unroll
-    for (int i = 0; i < 64; i++) s[i] = 0.f;
-    if (PARTIAL && p.accumulate) {
-#pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) {
-            if (ROW(h2) >= p.nq) continue;
-            const size_t ri = (size_t)bh * p.nq + ROW(h2);
-            m[h2] = p.m[ri] * KC_LOG2E;     /* -inf stays -inf */
-            l[h2] = t == 0 ? p.l[ri] : 0.f; /* one thread of the group carries the sum */
-#pragma unroll
-            for (int j = 0; j < D / 8; j++) {
-                const float2 v2 =
-                    *reinterpret_cast<const float2 *>(p.oacc + ri * D + 8 * j + 2 * t);
-                o[4 * j + 2 * h2] = v2.x;
-                o[4 * j + 2 * h2 + 1] = v2.y;
-            }
-        }
-    }
-
-    const uint32_t aQ = kc_smem_addr(sQ) + (uint32_t)(64 * wg * 64 * sizeof(T));
-    /* S = Q K^T of block j, issued and committed (not waited for): K-major A (this warpgroup's
-     * 64 Q rows) and B (128 keys) */
-    auto issue_s = [&](int j) {
-        const uint32_t aK = kc_smem_addr(sK + (j % STAGES) * SM::KV);
+    /* S = Q K^T of a key block, issued and committed (not waited for): K-major A (the
+     * warpgroup's 64 Q rows at aq) and B (128 keys at ak) */
+    __device__ __forceinline__ void issue_s(uint32_t aq, uint32_t ak)
+    {
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const uint32_t panel = (uint32_t)(kk >> 2), within = (uint32_t)(kk & 3) * 32;
-            const uint64_t da = kc_wg_desc(aQ + panel * BR * 128 + within, 16, 1024);
-            const uint64_t db = kc_wg_desc(aK + panel * BC * 128 + within, 16, 1024);
+            const uint64_t da = kc_wg_desc(aq + panel * BR * 128 + within, 16, 1024);
+            const uint64_t db = kc_wg_desc(ak + panel * BC * 128 + within, 16, 1024);
             kc_wgmma<T>::ss_n128(s, da, db, kk > 0); /* 128 keys */
         }
         kc_wg_commit();
-    };
-    /* O += P V of block j: P packed from the softmax's registers, V MN-major from its stage */
-    uint32_t a[BC / 16][4];
-    auto issue_pv = [&](int j) {
-        const uint32_t aV = kc_smem_addr(sV + (j % STAGES) * SM::KV);
+    }
+    /* O += P V: P from registers (pack_p), V MN-major at av */
+    __device__ __forceinline__ void issue_pv(uint32_t av)
+    {
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++)
-            kc_wgmma_rs<T, D>(o, a[kk], kc_wg_desc(aV + (uint32_t)kk * 16 * 128, BC * 128, 1024));
+            kc_wgmma_rs<T, D>(o, a[kk], kc_wg_desc(av + (uint32_t)kk * 16 * 128, BC * 128, 1024));
         kc_wg_commit();
-    };
-    auto pack_p = [&]() {
+    }
+    __device__ __forceinline__ void pack_p()
+    {
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++) {
             a[kk][0] = kc_type<T>::pack(s[8 * kk], s[8 * kk + 1]);
@@ -167,32 +145,41 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_const
             a[kk][2] = kc_type<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
             a[kk][3] = kc_type<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
         }
-    };
-    /* masks of block j, then the online softmax (log2 units of the scaled scores): s becomes
-     * P, m and l move on, alpha is the factor O must be rescaled by */
-    float alpha[2];
-    bool raised;
-    auto softmax = [&](int j) {
-        const int kv0 = p.kv_begin + j * BC;
+    }
+    /* masks of the key block from kv0 (keys up to kend are visible at all; wr0 is the warp's
+     * first row, r0 this thread's), then the online softmax: s becomes P, m and l move on,
+     * alpha is the factor O must be rescaled by */
+    __device__ __forceinline__ void softmax(const fa3_params &p, int kv0, int kend, int wr0, int r0,
+                                            int t)
+    {
+        const int diag = p.nk - p.nq; /* key j visible to query i iff j <= i + diag */
         const bool ragged = kv0 + BC > kend;
         bool crosses;
         if (POS)
-            crosses = p.kpos[min(kv0 + BC, kend) - 1] > p.qpos[min(q0 + w0, p.nq - 1)];
+            crosses = p.kpos[min(kv0 + BC, kend) - 1] > p.qpos[min(wr0, p.nq - 1)];
         else
-            crosses = CAUSAL && kv0 + BC - 1 > q0 + w0 + diag;
+            crosses = CAUSAL && kv0 + BC - 1 > wr0 + diag;
         if (ragged || crosses) {
 #pragma unroll
             for (int h2 = 0; h2 < 2; h2++) {
-                const unsigned long long qp = POS ? p.qpos[min(ROW(h2), p.nq - 1)] : 0ull;
+                const int r = r0 + 8 * h2;
+                if (POS) {
+                    const unsigned long long qp = p.qpos[min(r, p.nq - 1)];
 #pragma unroll
-                for (int jj = 0; jj < BC / 8; jj++)
+                    for (int jj = 0; jj < BC / 8; jj++)
 #pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int col = kv0 + 8 * jj + 2 * t + e, r = ROW(h2);
-                        const bool masked =
-                            col >= kend || (POS ? p.kpos[col] > qp : CAUSAL && col > r + diag);
-                        if (masked) s[4 * jj + 2 * h2 + e] = -INFINITY;
-                    }
+                        for (int e = 0; e < 2; e++) {
+                            const int col = kv0 + 8 * jj + 2 * t + e;
+                            if (col >= kend || p.kpos[col] > qp) s[4 * jj + 2 * h2 + e] = -INFINITY;
+                        }
+                } else { /* the row's last visible key, relative to this thread's first column */
+                    const int last = (CAUSAL ? min(kend - 1, r + diag) : kend - 1) - kv0 - 2 * t;
+#pragma unroll
+                    for (int jj = 0; jj < BC / 8; jj++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++)
+                            if (8 * jj + e > last) s[4 * jj + 2 * h2 + e] = -INFINITY;
+                }
             }
         }
         raised = false;
@@ -219,8 +206,9 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_const
             l[h2] = l[h2] * alpha[h2] + sum;
             m[h2] = mnew;
         }
-    };
-    auto rescale_o = [&]() {
+    }
+    __device__ __forceinline__ void rescale_o()
+    {
         if (__any_sync(0xffffffffu, raised)) {
 #pragma unroll
             for (int jj = 0; jj < D / 8; jj++) {
@@ -230,102 +218,458 @@ __global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_const
                 o[4 * jj + 3] *= alpha[1];
             }
         }
+    }
+    /* the rows' results: the partial state, or O = o / l in the storage type and the LSE */
+    __device__ __forceinline__ void finish(const fa3_params &p, int bh, int r0, int t)
+    {
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) l[h2] = kc_quad_sum(l[h2]);
+        if (PARTIAL) {
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++)
+                if (r0 + 8 * h2 < p.nq)
+                    kc_state_store_row<D>(p.m, p.l, p.oacc, (size_t)bh * p.nq + r0 + 8 * h2, t, h2,
+                                          m[h2], l[h2], o);
+            return;
+        }
+        T *O = static_cast<T *>(p.o) + (size_t)bh * p.nq * D;
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            const int r = r0 + 8 * h2;
+            if (r >= p.nq) continue;
+            const float inv = l[h2] > 0.f ? 1.f / l[h2] : 0.f;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                *reinterpret_cast<uint32_t *>(O + (size_t)r * D + 8 * j + 2 * t) =
+                    kc_type<T>::pack(o[4 * j + 2 * h2] * inv, o[4 * j + 2 * h2 + 1] * inv);
+            if (t == 0) p.lse[(size_t)bh * p.nq + r] = kc_row_lse(m[h2], l[h2]);
+        }
+    }
+};
+
+/* The key blocks a tile of br query rows from q0 visits: the end of its visible keys. */
+template <int MASK> __device__ __forceinline__ int fa3_kend(const fa3_params &p, int q0, int br)
+{
+    return kc_block_kend<MASK != MASK_NONE, MASK == MASK_POS>(p.qpos, p.kpos, p.nq, p.nk,
+                                                              p.nk - p.nq, p.kv_end, q0, br);
+}
+__device__ __forceinline__ int fa3_nblocks(const fa3_params &p, int kend)
+{
+    return kend > p.kv_begin ? (kend - p.kv_begin + BC - 1) / BC : 0;
+}
+
+/* The one-tile-per-CTA kernel: two warpgroups of 64 rows, thread 0 issues the copies. */
+constexpr int NWG = 2, NTHREADS = 128 * NWG, BR = 64 * NWG;
+
+template <typename T, int D, int MASK, bool PARTIAL>
+__global__ void __launch_bounds__(NTHREADS, 1) fa3_fwd_kernel(const __grid_constant__ fa3_params p)
+{
+    constexpr int PANELS = D / 64; /* 64-column panels */
+    constexpr unsigned KV_BYTES = BC * D * sizeof(T), Q_BYTES = BR * D * sizeof(T);
+    using SM = fa3_smem<T, D, BR, 1 + 4 * STAGES>;
+    using RING = kc_ring<STAGES>;
+    extern __shared__ unsigned char smem_raw[];
+    T *sQ = fa3_smem_base<T>(smem_raw);
+    T *sK = sQ + SM::Q; /* STAGES */
+    T *sV = sK + STAGES * SM::KV;
+    uint64_t *bars = reinterpret_cast<uint64_t *>(sV + STAGES * SM::KV);
+    uint64_t *fullQ = bars, *fullK = bars + 1, *fullV = fullK + STAGES, *emptyK = fullV + STAGES,
+             *emptyV = emptyK + STAGES;
+
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, wg = threadIdx.x >> 7;
+    const int g = lane >> 2, t = lane & 3;
+    const bool leader = threadIdx.x == 0;      /* issues the copies */
+    const int qb = gridDim.x - 1 - blockIdx.x; /* heaviest causal blocks first */
+    const int bh = blockIdx.y, bi = bh / p.h, hi = bh % p.h, hk = hi / (p.h / p.h_kv);
+    const int kvh = bi * p.h_kv + hk;
+    const int q0 = qb * BR, wr0 = q0 + 64 * wg + 16 * warp; /* the warp's first row */
+
+    const int kend = fa3_kend<MASK>(p, q0, BR);
+    const int ntiles = fa3_nblocks(p, kend);
+
+    /* the copies: block j of K or V into its stage, one box per 64-column panel */
+    auto load_kv = [&](const CUtensorMap &map, T *base, uint64_t *full, int j) {
+        const int st = RING::at(j).stage;
+        kc_mbar_expect_tx(full + st, KV_BYTES);
+#pragma unroll
+        for (int pn = 0; pn < PANELS; pn++)
+            kc_tma_load_3d(base + st * SM::KV + pn * BC * 64, &map, 64 * pn, p.kv_begin + j * BC,
+                           kvh, full + st);
     };
+    if (leader) {
+        kc_mbar_init(fullQ, 1);
+        for (int i = 0; i < STAGES; i++) {
+            kc_mbar_init(fullK + i, 1);
+            kc_mbar_init(fullV + i, 1);
+            kc_mbar_init(emptyK + i, 4 * NWG); /* every consumer warp */
+            kc_mbar_init(emptyV + i, 4 * NWG);
+        }
+    }
+    __syncthreads();
+    if (leader && ntiles > 0) {
+        kc_mbar_expect_tx(fullQ, Q_BYTES);
+#pragma unroll
+        for (int pn = 0; pn < PANELS; pn++)
+            kc_tma_load_3d(sQ + pn * BR * 64, &p.tq, 64 * pn, q0, bh, fullQ);
+        for (int j = 0; j < min(ntiles, STAGES); j++) load_kv(p.tk, sK, fullK, j);
+        for (int j = 0; j < min(ntiles, STAGES - 1); j++) load_kv(p.tv, sV, fullV, j);
+    }
+
+    fwd_rows<T, D, MASK, PARTIAL, BR> w;
+    w.start(p, bh, wr0 + g, t);
+    const uint32_t aQ = kc_smem_addr(sQ) + (uint32_t)(64 * wg * 128);
+    auto aK = [&](int j) { return kc_smem_addr(sK + RING::at(j).stage * SM::KV); };
+    auto aV = [&](int j) { return kc_smem_addr(sV + RING::at(j).stage * SM::KV); };
+    auto kv0 = [&](int j) { return p.kv_begin + j * BC; };
 
     if (ntiles > 0) { /* block 0: S, softmax */
         kc_mbar_wait(fullQ, 0);
         kc_mbar_wait(fullK, 0);
         kc_wg_fence();
-        issue_s(0);
+        w.issue_s(aQ, aK(0));
         kc_wg_wait0();
-        kc_wg_fence_regs(s);
+        kc_wg_fence_regs(w.s);
         if (lane == 0) kc_mbar_arrive(emptyK);
-        softmax(0);
-        rescale_o();
+        w.softmax(p, kv0(0), kend, wr0, wr0 + g, t);
+        w.rescale_o();
     }
     for (int j = 1; j < ntiles; j++) {
-        pack_p(); /* P of block j - 1 */
-        kc_mbar_wait(fullK + j % STAGES, (unsigned)(j / STAGES) & 1u);
-        kc_mbar_wait(fullV + (j - 1) % STAGES, (unsigned)((j - 1) / STAGES) & 1u);
+        const RING rk = RING::at(j), rv = RING::at(j - 1);
+        w.pack_p(); /* P of block j - 1 */
+        kc_mbar_wait(fullK + rk.stage, rk.phase);
+        kc_mbar_wait(fullV + rv.stage, rv.phase);
         kc_wg_fence();
-        issue_s(j);
-        issue_pv(j - 1);
+        w.issue_s(aQ, aK(j));
+        w.issue_pv(aV(j - 1));
         if (leader) { /* K of block j + 2 (stage of block j - 1), V of block j + 1 */
             if (j + 2 < ntiles) {
-                if (j + 2 >= STAGES)
-                    kc_mbar_wait(emptyK + (j + 2) % STAGES, (unsigned)((j + 2) / STAGES - 1) & 1u);
+                const RING r = RING::at(j + 2);
+                kc_mbar_wait(emptyK + r.stage, r.phase ^ 1u);
                 load_kv(p.tk, sK, fullK, j + 2);
             }
             if (j + 1 < ntiles) {
-                if (j + 1 >= STAGES)
-                    kc_mbar_wait(emptyV + (j + 1) % STAGES, (unsigned)((j + 1) / STAGES - 1) & 1u);
+                const RING r = RING::at(j + 1);
+                kc_mbar_wait(emptyV + r.stage, r.phase ^ 1u);
                 load_kv(p.tv, sV, fullV, j + 1);
             }
         }
         kc_wg_wait1(); /* S of block j */
-        kc_wg_fence_regs(s);
-        if (lane == 0) kc_mbar_arrive(emptyK + j % STAGES);
-        softmax(j);
+        kc_wg_fence_regs(w.s);
+        if (lane == 0) kc_mbar_arrive(emptyK + rk.stage);
+        w.softmax(p, kv0(j), kend, wr0, wr0 + g, t);
         kc_wg_wait0(); /* P V of block j - 1 */
-        kc_wg_fence_regs(o);
-        if (lane == 0) kc_mbar_arrive(emptyV + (j - 1) % STAGES);
-        rescale_o();
+        kc_wg_fence_regs(w.o);
+        if (lane == 0) kc_mbar_arrive(emptyV + rv.stage);
+        w.rescale_o();
     }
     if (ntiles > 0) { /* P V of the last block */
-        pack_p();
-        kc_mbar_wait(fullV + (ntiles - 1) % STAGES, (unsigned)((ntiles - 1) / STAGES) & 1u);
+        const RING rv = RING::at(ntiles - 1);
+        w.pack_p();
+        kc_mbar_wait(fullV + rv.stage, rv.phase);
         kc_wg_fence();
-        issue_pv(ntiles - 1);
+        w.issue_pv(aV(ntiles - 1));
         kc_wg_wait0();
-        kc_wg_fence_regs(o);
+        kc_wg_fence_regs(w.o);
     }
+    w.finish(p, bh, wr0 + g, t);
+}
 
-#pragma unroll
-    for (int h2 = 0; h2 < 2; h2++) l[h2] = kc_quad_sum(l[h2]);
+/* The warp-specialized kernel: warpgroup 0 produces (one thread issues every copy, the
+ * warpgroup's registers lowered to the minimum), NC consumer warpgroups of 64 rows each (tiles
+ * of 64 NC query rows) compute, with the registers the producer gave up. Each CTA walks tiles
+ * blockIdx.x, + gridDim.x, ... of the tile order (causal: the query blocks of every head from the
+ * last, the longest, down; otherwise head by head), so a grid of one CTA per SM is persistent:
+ * the producer loads the next tile's keys and queries while the consumers finish a tile. The
+ * stages run on continuously from tile to tile (kc_ring); Q has one buffer, handed back by the
+ * consumers once the tile's last S has been computed. With p.pingpong the consumers take turns
+ * to issue their products (named barriers 1..NC), so one's softmax runs under another's GEMMs. */
+template <int NC> struct ws_cfg {
+    static constexpr int THREADS = 128 * (NC + 1), BR = 64 * NC;
+    static constexpr int PRODUCER_REGS = NC == 2 ? 24 : 32, CONSUMER_REGS = NC == 2 ? 240 : 160;
+};
 
-    if (PARTIAL) {
+template <typename T, int D, int MASK, bool PARTIAL, int NC>
+__global__ void __launch_bounds__(ws_cfg<NC>::THREADS, 1)
+    fa3_fwd_ws_kernel(const __grid_constant__ fa3_params p)
+{
+    constexpr bool CAUSAL = MASK != MASK_NONE;
+    constexpr int BRW = ws_cfg<NC>::BR, PANELS = D / 64;
+    constexpr unsigned KV_BYTES = BC * D * sizeof(T), Q_BYTES = BRW * D * sizeof(T);
+    using SM = fa3_smem<T, D, BRW, 2 + 4 * STAGES>;
+    using RING = kc_ring<STAGES>;
+    extern __shared__ unsigned char smem_raw[];
+    T *sQ = fa3_smem_base<T>(smem_raw);
+    T *sK = sQ + SM::Q; /* STAGES */
+    T *sV = sK + STAGES * SM::KV;
+    uint64_t *bars = reinterpret_cast<uint64_t *>(sV + STAGES * SM::KV);
+    uint64_t *fullQ = bars, *emptyQ = bars + 1, *fullK = bars + 2, *fullV = fullK + STAGES,
+             *emptyK = fullV + STAGES, *emptyV = emptyK + STAGES;
+
+    if (threadIdx.x == 0) {
+        kc_mbar_init(fullQ, 1);
+        kc_mbar_init(emptyQ, 4 * NC); /* every consumer warp */
+        for (int i = 0; i < STAGES; i++) {
+            kc_mbar_init(fullK + i, 1);
+            kc_mbar_init(fullV + i, 1);
+            kc_mbar_init(emptyK + i, 4 * NC);
+            kc_mbar_init(emptyV + i, 4 * NC);
+        }
+    }
+    __syncthreads();
+
+    /* tile `tile` of the order: its query block and (batch, head). Causal: groups of
+     * p.hgroup heads (whose keys and values fit in L2 together), in each group the last query
+     * block of every head, then the one before, ...; otherwise head by head. */
+    auto coords = [&](int tile, int &qb, int &bh) {
+        if (CAUSAL) {
+            const int grp = tile / (p.hgroup * p.nqb), h0 = grp * p.hgroup;
+            const int within = tile - h0 * p.nqb, heads = min(p.hgroup, p.nbh - h0);
+            const int round = within / heads;
+            qb = p.nqb - 1 - round;
+            bh = h0 + within - round * heads;
+        } else {
+            bh = tile / p.nqb;
+            qb = p.nqb - 1 - (tile - bh * p.nqb);
+        }
+    };
+
+    const int wg = threadIdx.x >> 7;
+    if (wg == 0) { /* the producer */
+        kc_setmaxnreg_dec<ws_cfg<NC>::PRODUCER_REGS>();
+        if (threadIdx.x != 0) return;
+        RING kw, vw;
+        unsigned qphase = 0;
+        /* block j of K or V into the ring's next stage once the consumers have released it */
+        auto load_kv = [&](const CUtensorMap &map, T *base, uint64_t *full, uint64_t *empty,
+                           RING &r, int j, int kvh) {
+            kc_mbar_wait(empty + r.stage, r.phase ^ 1u);
+            kc_mbar_expect_tx(full + r.stage, KV_BYTES);
 #pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) {
-            if (ROW(h2) >= p.nq) continue;
-            const size_t ri = (size_t)bh * p.nq + ROW(h2);
-            if (t == 0) {
-                p.m[ri] = m[h2] == -INFINITY ? -INFINITY : m[h2] * KC_LN2;
-                p.l[ri] = l[h2];
+            for (int pn = 0; pn < PANELS; pn++)
+                kc_tma_load_3d(base + r.stage * SM::KV + pn * BC * 64, &map, 64 * pn,
+                               p.kv_begin + j * BC, kvh, full + r.stage);
+            r.next();
+        };
+        for (int tile = blockIdx.x; tile < p.ntile; tile += gridDim.x) {
+            int qb, bh;
+            coords(tile, qb, bh);
+            const int q0 = qb * BRW, bi = bh / p.h, hk = (bh - bi * p.h) / (p.h / p.h_kv);
+            const int kvh = bi * p.h_kv + hk;
+            const int nt = fa3_nblocks(p, fa3_kend<MASK>(p, q0, BRW));
+            if (nt == 0) continue; /* the consumers write empty rows */
+            load_kv(p.tk, sK, fullK, emptyK, kw, 0, kvh);
+            kc_mbar_wait(emptyQ, qphase ^ 1u);
+            kc_mbar_expect_tx(fullQ, Q_BYTES);
+#pragma unroll
+            for (int pn = 0; pn < PANELS; pn++)
+                kc_tma_load_3d(sQ + pn * BRW * 64, &p.tq, 64 * pn, q0, bh, fullQ);
+            qphase ^= 1u;
+            for (int j = 1; j < nt; j++) { /* in the order the consumers use them */
+                load_kv(p.tk, sK, fullK, emptyK, kw, j, kvh);
+                load_kv(p.tv, sV, fullV, emptyV, vw, j - 1, kvh);
             }
-#pragma unroll
-            for (int j = 0; j < D / 8; j++)
-                *reinterpret_cast<float2 *>(p.oacc + ri * D + 8 * j + 2 * t) =
-                    make_float2(o[4 * j + 2 * h2], o[4 * j + 2 * h2 + 1]);
+            load_kv(p.tv, sV, fullV, emptyV, vw, nt - 1, kvh);
         }
         return;
     }
-    T *O = static_cast<T *>(p.o) + (size_t)bh * p.nq * D;
-#pragma unroll
-    for (int h2 = 0; h2 < 2; h2++) {
-        const int r = ROW(h2);
-        if (r >= p.nq) continue;
-        const float inv = l[h2] > 0.f ? 1.f / l[h2] : 0.f;
-#pragma unroll
-        for (int j = 0; j < D / 8; j++)
-            *reinterpret_cast<uint32_t *>(O + (size_t)r * D + 8 * j + 2 * t) =
-                kc_type<T>::pack(o[4 * j + 2 * h2] * inv, o[4 * j + 2 * h2 + 1] * inv);
-        if (t == 0)
-            p.lse[(size_t)bh * p.nq + r] =
-                l[h2] > 0.f ? (m[h2] + log2f(l[h2])) * KC_LN2 : -INFINITY;
+
+    /* the consumers */
+    kc_setmaxnreg_inc<ws_cfg<NC>::CONSUMER_REGS>();
+    const int cw = wg - 1, lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    const int g = lane >> 2, t = lane & 3;
+    const bool pp = p.pingpong != 0;
+    if (pp && cw == NC - 1) kc_bar_arrive(1, 256); /* the first consumer's first turn */
+    auto turn = [&] {                              /* wait for this consumer's turn to issue */
+                      if (pp) kc_bar_sync(1 + cw, 256);
+    };
+    auto pass = [&] { /* hand the turn to the next consumer */
+                      if (pp) kc_bar_arrive(1 + (cw + 1) % NC, 256);
+    };
+    const uint32_t aQ = kc_smem_addr(sQ) + (uint32_t)(64 * cw * 128);
+    auto aK = [&](const RING &r) { return kc_smem_addr(sK + r.stage * SM::KV); };
+    auto aV = [&](const RING &r) { return kc_smem_addr(sV + r.stage * SM::KV); };
+    RING kr, vr;
+    unsigned qphase = 0;
+    for (int tile = blockIdx.x; tile < p.ntile; tile += gridDim.x) {
+        int qb, bh;
+        coords(tile, qb, bh);
+        const int q0 = qb * BRW, wr0 = q0 + 64 * cw + 16 * warp; /* the warp's first row */
+        const int kend = fa3_kend<MASK>(p, q0, BRW), nt = fa3_nblocks(p, kend);
+        fwd_rows<T, D, MASK, PARTIAL, BRW> w;
+        w.start(p, bh, wr0 + g, t);
+        if (nt > 0) {
+            /* block 0: S, softmax */
+            kc_mbar_wait(fullQ, qphase);
+            kc_mbar_wait(fullK + kr.stage, kr.phase);
+            turn();
+            kc_wg_fence();
+            w.issue_s(aQ, aK(kr));
+            pass();
+            kc_wg_wait0();
+            kc_wg_fence_regs(w.s);
+            if (lane == 0) {
+                kc_mbar_arrive(emptyK + kr.stage);
+                if (nt == 1) kc_mbar_arrive(emptyQ);
+            }
+            kr.next();
+            w.softmax(p, p.kv_begin, kend, wr0, wr0 + g, t);
+            w.rescale_o();
+            for (int j = 1; j < nt; j++) {
+                w.pack_p(); /* P of block j - 1 */
+                kc_mbar_wait(fullK + kr.stage, kr.phase);
+                kc_mbar_wait(fullV + vr.stage, vr.phase);
+                turn();
+                kc_wg_fence();
+                w.issue_s(aQ, aK(kr));
+                w.issue_pv(aV(vr));
+                pass();
+                kc_wg_wait1(); /* S of block j */
+                kc_wg_fence_regs(w.s);
+                if (lane == 0) {
+                    kc_mbar_arrive(emptyK + kr.stage);
+                    if (j == nt - 1) kc_mbar_arrive(emptyQ); /* the tile's last S is done */
+                }
+                kr.next();
+                w.softmax(p, p.kv_begin + j * BC, kend, wr0, wr0 + g, t);
+                kc_wg_wait0(); /* P V of block j - 1 */
+                kc_wg_fence_regs(w.o);
+                if (lane == 0) kc_mbar_arrive(emptyV + vr.stage);
+                vr.next();
+                w.rescale_o();
+            }
+            /* P V of the last block */
+            w.pack_p();
+            kc_mbar_wait(fullV + vr.stage, vr.phase);
+            turn();
+            kc_wg_fence();
+            w.issue_pv(aV(vr));
+            pass();
+            kc_wg_wait0();
+            kc_wg_fence_regs(w.o);
+            if (lane == 0) kc_mbar_arrive(emptyV + vr.stage);
+            vr.next();
+            qphase ^= 1u;
+        }
+        w.finish(p, bh, wr0 + g, t);
     }
-#undef ROW
+    /* the last consumer's last hand-over (or the first turn, when there was none) is the one
+     * arrival the first consumer has not waited for: take it, so no barrier is left mid-phase */
+    if (pp && cw == 0) kc_bar_sync(1, 256);
+}
+
+/* The forward's schedule: the one-tile kernel (legacy), or the warp-specialized one with
+ * optional persistence, ping-pong and, at d = 64, three consumer warpgroups; ctas caps the
+ * persistent grid, l2_kib sizes the causal order's head groups (0: one group). */
+struct fwd_schedule {
+    bool ws, persistent, pingpong, wg3;
+    int ctas, l2_kib;
+};
+constexpr fwd_schedule FWD_LEGACY = {false, false, false, false, 0, 32768};
+
+/* What a call gets by default, the fastest of the schedules measured against each other in one
+ * run on an H100 (docs/performance.md): d = 64, every mask: 3 consumer warpgroups, persistent,
+ * ping-pong (0.89-1.08x cuDNN where the one-tile kernel was 0.77-0.87x); d = 128 without a mask:
+ * persistent (0.87-0.94x against 0.79-0.88x); d = 128 causal: the one-tile kernel (the static
+ * persistent order lost at N = 16k, 0.88x against 0.97x, and gained nothing at N <= 8k). */
+fwd_schedule fwd_schedule_default(size_t d, bool causal)
+{
+    fwd_schedule sc = FWD_LEGACY;
+    if (d == 64)
+        sc.ws = sc.persistent = sc.pingpong = sc.wg3 = true;
+    else if (!causal)
+        sc.ws = sc.persistent = true;
+    return sc;
+}
+/* ATTNSIM_KC_FWD (to compare schedules; unset or empty: the default): tokens separated by '+'
+ * or ',' from the one-tile kernel: legacy, ws (the warp-specialized kernel, one CTA per tile),
+ * persistent, pingpong, wg3 (d = 64), wg2, ctas=N, l2=KiB; each but legacy implies ws. */
+fwd_schedule fwd_schedule_now(size_t d, bool causal)
+{
+    const char *e = getenv("ATTNSIM_KC_FWD");
+    if (!e || !*e) return fwd_schedule_default(d, causal);
+    fwd_schedule sc = FWD_LEGACY;
+    char buf[128];
+    strncpy(buf, e, sizeof buf - 1);
+    buf[sizeof buf - 1] = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, "+,", &save); tok; tok = strtok_r(NULL, "+,", &save)) {
+        if (!strcmp(tok, "legacy"))
+            sc = FWD_LEGACY;
+        else if (!strcmp(tok, "ws"))
+            sc.ws = true;
+        else if (!strcmp(tok, "persistent"))
+            sc.ws = sc.persistent = true;
+        else if (!strcmp(tok, "pingpong"))
+            sc.ws = sc.pingpong = true;
+        else if (!strcmp(tok, "wg3"))
+            sc.ws = sc.wg3 = true;
+        else if (!strcmp(tok, "wg2"))
+            sc.ws = true, sc.wg3 = false;
+        else if (!strncmp(tok, "ctas=", 5))
+            sc.ws = sc.persistent = true, sc.ctas = atoi(tok + 5);
+        else if (!strncmp(tok, "l2=", 3))
+            sc.ws = true, sc.l2_kib = atoi(tok + 3);
+    }
+    return sc;
 }
 
 template <typename T, int D, int MASK, bool PARTIAL>
-cudaError_t launch(const kc_shape *s, const fa3_params &p, cudaStream_t st)
+cudaError_t launch_legacy(const kc_shape *s, const fa3_params &p, cudaStream_t st)
 {
     auto kern = fa3_fwd_kernel<T, D, MASK, PARTIAL>;
-    const int smem = (int)fa3_smem<T, D>::BYTES;
+    const int smem = (int)fa3_smem<T, D, BR, 1 + 4 * STAGES>::BYTES;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     dim3 grid((unsigned)((s->nq + BR - 1) / BR), (unsigned)(s->b * s->h));
     kern<<<grid, NTHREADS, smem, st>>>(p);
     return cudaGetLastError();
+}
+
+template <typename T, int D, int MASK, bool PARTIAL, int NC>
+cudaError_t launch_ws(const kc_shape *s, fa3_params p, const fwd_schedule &sc, cudaStream_t st)
+{
+    using C = ws_cfg<NC>;
+    auto kern = fa3_fwd_ws_kernel<T, D, MASK, PARTIAL, NC>;
+    const int smem = (int)fa3_smem<T, D, C::BR, 2 + 4 * STAGES>::BYTES;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    p.nqb = (int)((s->nq + C::BR - 1) / C::BR);
+    p.nbh = (int)(s->b * s->h);
+    p.ntile = p.nqb * p.nbh;
+    p.pingpong = sc.pingpong;
+    /* causal order: as many heads in a group as have their keys and values in l2_kib KiB */
+    const size_t kv_head = 2 * (size_t)max(p.kv_end - p.kv_begin, 1) * s->d * sizeof(T);
+    const size_t budget = (size_t)sc.l2_kib << 10;
+    p.hgroup = sc.l2_kib <= 0 ? p.nbh : (int)min((size_t)p.nbh, max(budget / kv_head, (size_t)1));
+    int grid = p.ntile;
+    if (sc.persistent) {
+        int dev = 0, sms = 0, per_sm = 0;
+        if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
+            (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) !=
+                cudaSuccess ||
+            (e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, C::THREADS, smem)) !=
+                cudaSuccess)
+            return e;
+        grid = min(grid, max(1, sms * per_sm));
+        if (sc.ctas > 0) grid = min(grid, sc.ctas);
+    }
+    kern<<<grid, C::THREADS, smem, st>>>(p);
+    return cudaGetLastError();
+}
+
+template <typename T, int D, int MASK, bool PARTIAL>
+cudaError_t launch(const kc_shape *s, const fa3_params &p, const fwd_schedule &sc, cudaStream_t st)
+{
+    if (!sc.ws) return launch_legacy<T, D, MASK, PARTIAL>(s, p, st);
+    if constexpr (D == 64)
+        if (sc.wg3) return launch_ws<T, D, MASK, PARTIAL, 3>(s, p, sc, st);
+    return launch_ws<T, D, MASK, PARTIAL, 2>(s, p, sc, st);
+}
+
+/* Query rows per tile of a schedule at head dim d. */
+int fwd_rows_per_tile(const fwd_schedule &sc, size_t d)
+{
+    return !sc.ws ? BR : d == 64 && sc.wg3 ? ws_cfg<3>::BR : ws_cfg<2>::BR;
 }
 
 /* The driver's tensor-map encoder, looked up once through the runtime (no -lcuda). */
@@ -401,8 +745,7 @@ int kc_fa3_fwd_available(void)
 
 void kc_fa3_fwd_blocks(size_t d, size_t *br, size_t *bc)
 {
-    (void)d;
-    *br = BR;
+    *br = (size_t)fwd_rows_per_tile(fwd_schedule_now(d, false), d);
     *bc = BC;
 }
 
@@ -426,11 +769,13 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
     p.kv_begin = (int)kv_begin, p.kv_end = (int)kv_end, p.accumulate = accumulate;
     p.scale_log2 = (float)(1.0 / sqrt((double)s->d)) * KC_LOG2E;
     if (s->nq == 0 || s->b * s->h == 0) return cudaSuccess;
+    const fwd_schedule sc = fwd_schedule_now(s->d, s->causal != 0);
+    const unsigned br = (unsigned)fwd_rows_per_tile(sc, s->d);
     cudaError_t e;
-    if ((e = kc_tma_map_3d(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, BR)) != cudaSuccess ||
+    if ((e = kc_tma_map_3d(&p.tq, s->dtype, q, s->d, s->nq, s->b * s->h, br)) != cudaSuccess ||
         (e = kc_tma_map_3d(&p.tk, s->dtype, k, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess ||
         (e = kc_tma_map_3d(&p.tv, s->dtype, v, s->d, s->nk, s->b * s->h_kv, BC)) != cudaSuccess)
         return e;
     const bool partial = o_out == NULL;
-    return kc_dispatch_tc(s, partial, KC_LAUNCH_TC(launch, s, p, st));
+    return kc_dispatch_tc(s, partial, KC_LAUNCH_TC(launch, s, p, sc, st));
 }

@@ -105,6 +105,49 @@ __device__ __forceinline__ void kc_mbar_wait(uint64_t *bar, unsigned parity)
                 "r"(parity)
                 : "memory");
 }
+/* A position in a ring of S pipeline stages, each with its mbarriers: the stage index and the
+ * parity of the phase a consumer waits for there. A consumer waits for `phase` on a stage's full
+ * barrier; a producer waits for `phase ^ 1` on its empty barrier before refilling it, which a
+ * fresh barrier passes at once (the phase before the first counts as complete), so the first
+ * round needs no special case. next() moves on one stage; at(n) is the position after n steps. */
+template <int S> struct kc_ring {
+    int stage = 0;
+    unsigned phase = 0;
+    __device__ __forceinline__ void next()
+    {
+        if (++stage == S) stage = 0, phase ^= 1u;
+    }
+    static __device__ __forceinline__ kc_ring at(int n)
+    {
+        kc_ring r;
+        r.stage = n % S;
+        r.phase = (unsigned)(n / S) & 1u;
+        return r;
+    }
+};
+
+/* Named barriers 1..15 (0 is __syncthreads) for n threads: sync waits, arrive does not. */
+__device__ __forceinline__ void kc_bar_sync(int id, int n)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void kc_bar_arrive(int id, int n)
+{
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
+/* Register reallocation between warpgroups (sm_90a): every warp of a warpgroup lowers (dec) or
+ * raises (inc) its per-thread register count to N; needs a register cap at kernel entry
+ * (__launch_bounds__ with a minimum of 1 block). */
+template <int N> __device__ __forceinline__ void kc_setmaxnreg_dec()
+{
+    KC_SM90_ASM("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void kc_setmaxnreg_inc()
+{
+    KC_SM90_ASM("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
 /* One box of a 3-D tensor map (coordinates innermost first) into shared memory, completing
  * on `bar`. `map` is the generic address of a __grid_constant__ kernel parameter. */
 __device__ __forceinline__ void kc_tma_load_3d(void *dst, const void *map, int c0, int c1, int c2,

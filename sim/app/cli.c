@@ -9,9 +9,6 @@
 
 #include "h5out.h"
 
-const char *const cli_algo_names[] = {"ring", "a2d-no", "a2d-o", "ulysses", NULL};
-const char *const cli_layout_names[] = {"contiguous", "striped", "zigzag", NULL};
-const char *const cli_pass_names[] = {"fwd", "bwd", "train", NULL};
 const char *const cli_dtype_names[] = {"f32", "f16", "bf16", NULL};
 const char *const cli_backend_names[] = {"cpu", "cuda", NULL};
 const char *const cli_comm_names[] = {"mpi", "nccl", NULL};
@@ -246,8 +243,8 @@ typedef struct {
 } opt_info;
 
 static const opt_info options[] = {
-    {OPT_ALGO, "algo", required_argument, "LIST", "algorithms: ring, a2d-no, a2d-o, ulysses"},
-    {OPT_LAYOUT, "layout", required_argument, "L", "ring layout: contiguous, striped, zigzag"},
+    {OPT_ALGO, "algo", required_argument, "LIST", NULL /* the registry's */},
+    {OPT_LAYOUT, "layout", required_argument, "L", NULL /* the model's */},
     {OPT_KERNEL, "kernel", required_argument, "LIST", NULL /* per command */},
     {OPT_PASS, "pass", required_argument, "P", "fwd, bwd or train (fwd then bwd)"},
     {OPT_SEQ, "seq", required_argument, "LIST", "sequence lengths N (query tokens)"},
@@ -261,6 +258,8 @@ static const opt_info options[] = {
     {OPT_CAUSAL, "causal", optional_argument, "[=yes|no|both]",
      "causal mask, bottom-right aligned (plain --causal is yes)"},
     {OPT_GRID, "grid", required_argument, "RxC|auto", "device grid of Attention2D"},
+    {OPT_ULYSSES_SIZE, "ulysses-size", required_argument, "U",
+     "ranks per Ulysses group of the grouped algorithms, dividing P (default: ranks per node)"},
     {OPT_DTYPE, "dtype", required_argument, "LIST", "storage types: f32, f16, bf16"},
     {OPT_SRAM, "sram", required_argument, "LIST",
      "SRAM sizes M in elements (the kernels' block sizes follow from M and d)"},
@@ -304,12 +303,18 @@ static void print_help(const cli_command *cmd)
         snprintf(left, sizeof left, "--%s%s%s", oi->name,
                  oi->has_arg == required_argument ? " " : "", oi->arg ? oi->arg : "");
         const char *help = oi->help;
-        char kernel_help[200];
-        if (*id == OPT_KERNEL) {
-            char all[120];
-            join_names(cmd->kernel_names, all, sizeof all);
-            snprintf(kernel_help, sizeof kernel_help, "kernels: %s", all);
-            help = kernel_help;
+        char names_help[200], all[160];
+        if (*id == OPT_KERNEL || *id == OPT_ALGO || *id == OPT_LAYOUT) {
+            join_names(*id == OPT_KERNEL ? cmd->kernel_names
+                       : *id == OPT_ALGO ? am_algo_names()
+                                         : am_layout_names,
+                       all, sizeof all);
+            snprintf(names_help, sizeof names_help, "%s: %s",
+                     *id == OPT_KERNEL ? "kernels"
+                     : *id == OPT_ALGO ? "algorithms"
+                                       : "sequence layout of the ring algorithms",
+                     all);
+            help = names_help;
         }
         printf("  %-24s %s\n", left, help);
     }
@@ -327,16 +332,16 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
     int rc = 0, choice;
     switch (id) {
     case OPT_ALGO:
-        rc = cli_parse_choice_set(arg, cli_algo_names, &o->algos, err, sizeof err);
+        rc = cli_parse_choice_set(arg, am_algo_names(), &o->algos, err, sizeof err);
         break;
     case OPT_LAYOUT:
-        rc = cli_parse_choice(arg, cli_layout_names, &o->layout, err, sizeof err);
+        rc = cli_parse_choice(arg, am_layout_names, &o->layout, err, sizeof err);
         break;
     case OPT_KERNEL:
         rc = cli_parse_choice_set(arg, cmd->kernel_names, &o->kernels, err, sizeof err);
         break;
     case OPT_PASS:
-        rc = cli_parse_choice(arg, cli_pass_names, &o->pass, err, sizeof err);
+        rc = cli_parse_choice(arg, am_pass_names, &o->pass, err, sizeof err);
         break;
     case OPT_SEQ:
         rc = cli_parse_count_list(arg, 1ull << 40, &o->seq, err, sizeof err);
@@ -365,6 +370,9 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_GRID:
         rc = cli_parse_grid(arg, &o->grid, err, sizeof err);
+        break;
+    case OPT_ULYSSES_SIZE:
+        rc = cli_parse_count(arg, 1ull << 24, &o->ulysses_size, err, sizeof err);
         break;
     case OPT_DTYPE:
         rc = cli_parse_choice_set(arg, cli_dtype_names, &o->dtypes, err, sizeof err);

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "algo.h"
+
 #define CLI_MAX_LIST 256
 
 typedef struct {
@@ -39,32 +41,30 @@ typedef struct {
 /* "RxC" with positive R and C, or "auto". */
 int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen);
 
-/* Choice tables, index = enum value. */
-extern const char *const cli_algo_names[];    /* ring, a2d-no, a2d-o, ulysses */
-extern const char *const cli_layout_names[];  /* contiguous, striped, zigzag */
-extern const char *const cli_pass_names[];    /* fwd, bwd, train */
+/* Choice tables, index = enum value. The algorithms, layouts and passes are the model's
+ * (am_algo_names(), am_layout_names, am_pass_names: models/algo.h). */
 extern const char *const cli_dtype_names[];   /* f32, f16, bf16 (= kn_dtype) */
 extern const char *const cli_backend_names[]; /* cpu, cuda */
 extern const char *const cli_comm_names[];    /* mpi, nccl */
 extern const char *const cli_causal_names[];  /* no, yes, both */
 
-enum { PASS_FWD, PASS_BWD, PASS_TRAIN };
 enum { BACKEND_CPU, BACKEND_CUDA };
 enum { COMM_MPI, COMM_NCCL };
 
 /* Everything the subcommands take; each subcommand accepts a subset (cli_command.opts). */
 typedef struct {
     const char *sub;                 /* subcommand name, for messages */
-    unsigned algos;                  /* bit per cli_algo_names */
-    int layout;                      /* cli_layout_names */
+    unsigned algos;                  /* bit per am_algo */
+    int layout;                      /* part_layout */
     cli_u64_list seq;                /* N (query tokens) */
     cli_u64_list seq_kv;             /* N_k; empty = same as seq */
     uint64_t batch, heads, kv_heads; /* kv_heads 0 = heads */
     cli_u64_list head_dim;
     unsigned causal; /* bit 0: non-causal, bit 1: causal */
     cli_grid grid;
-    int pass;
-    unsigned dtypes; /* bit per cli_dtype_names */
+    uint64_t ulysses_size; /* ranks per group of the grouped algorithms (0: ranks per node) */
+    int pass;              /* am_pass */
+    unsigned dtypes;       /* bit per cli_dtype_names */
     int backend, comm;
     const char *machine;
     int check;
@@ -110,6 +110,7 @@ typedef enum {
     OPT_DRAM,
     OPT_DECODE,
     OPT_SLOTS,
+    OPT_ULYSSES_SIZE,
     OPT_END
 } opt_id;
 

@@ -201,7 +201,7 @@ static int validate(attn_opts *o)
         if (!(o->kernels & (1u << ni))) continue;
         int has_fwd = ks_find(kernel_names[ni], "fwd") != NULL;
         int has_bwd = ks_find(kernel_names[ni], "bwd") != NULL;
-        if (o->pass == PASS_BWD && !has_bwd) {
+        if (o->pass == AM_BWD && !has_bwd) {
             char with[120] = "";
             for (size_t i = 0; i < ks_num_kernels; i++)
                 if (strcmp(ks_kernels[i].pass, "bwd") == 0) {
@@ -213,7 +213,7 @@ static int validate(attn_opts *o)
                              "--kernel %s",
                              kernel_names[ni], with);
         }
-        if (o->pass == PASS_FWD && !has_fwd)
+        if (o->pass == AM_FWD && !has_fwd)
             return cli_error(o, "--pass", "kernel %s has no forward", kernel_names[ni]);
     }
     /* SRAM large enough for every kernel at every head dimension (the cpu kernels' blocks
@@ -223,7 +223,7 @@ static int validate(attn_opts *o)
         size_t ni = 0;
         while (strcmp(kernel_names[ni], k->name) != 0) ni++;
         if (!(o->kernels & (1u << ni))) continue;
-        if (o->pass != PASS_TRAIN && strcmp(k->pass, cli_pass_names[o->pass]) != 0) continue;
+        if (o->pass != AM_TRAIN && strcmp(k->pass, am_pass_names[o->pass]) != 0) continue;
         for (size_t di = 0; di < o->head_dim.n; di++)
             for (size_t mi = 0; mi < o->sram.n; mi++) {
                 size_t need = ks_min_sram(k, o->head_dim.v[di]);
@@ -465,7 +465,7 @@ int kernels_options(int argc, char **argv, attn_opts *o)
     collect_kernel_names();
     memset(o, 0, sizeof *o);
     o->kernels = ALL_KERNELS_UNSET;
-    o->pass = PASS_TRAIN;
+    o->pass = AM_TRAIN;
     const uint64_t seqs[] = {256, 512, 1024, 2048};
     o->seq.n = 4;
     memcpy(o->seq.v, seqs, sizeof seqs);
@@ -519,8 +519,8 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
                                 size_t ni = 0;
                                 while (strcmp(kernel_names[ni], k->name) != 0) ni++;
                                 if (!(o.kernels & (1u << ni))) continue;
-                                if (o.pass != PASS_TRAIN &&
-                                    strcmp(k->pass, cli_pass_names[o.pass]) != 0)
+                                if (o.pass != AM_TRAIN &&
+                                    strcmp(k->pass, am_pass_names[o.pass]) != 0)
                                     continue;
                                 kernel_config c;
                                 c.k = k;

@@ -19,20 +19,20 @@
 #include "predict.h"
 #include "sweep.h"
 
-static const opt_id model_opts[] = {OPT_ALGO,    OPT_LAYOUT,      OPT_PROCS,    OPT_SEQ,
-                                    OPT_BATCH,   OPT_HEADS,       OPT_KV_HEADS, OPT_HEAD_DIM,
-                                    OPT_CAUSAL,  OPT_GRID,        OPT_PASS,     OPT_DTYPE,
-                                    OPT_MACHINE, OPT_RANK_ARRAYS, OPT_OUT,      OPT_END};
+static const opt_id model_opts[] = {
+    OPT_ALGO,     OPT_LAYOUT,   OPT_PROCS,       OPT_SEQ,  OPT_BATCH,        OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL,      OPT_GRID, OPT_ULYSSES_SIZE, OPT_PASS,
+    OPT_DTYPE,    OPT_MACHINE,  OPT_RANK_ARRAYS, OPT_OUT,  OPT_END};
 
 static const cli_command model_cmd = {
     "model",
     "predict only (no execution), any P, any machine",
     "Predicts the bytes and messages every rank sends and receives in every phase, and the\n"
-    "time of each phase, for Ring Attention, Attention2D (no overlap / overlap) and Ulysses on a\n"
-    "described machine, without executing anything (docs/model.md). Defaults: --algo\n"
-    "ring,a2d-no,a2d-o,ulysses --layout contiguous --procs 4,16,64 --seq 32k,128k --batch 1\n"
-    "--heads 32 --head-dim 128 --causal=no --pass fwd --dtype bf16 --machine dgx-h100\n"
-    "--rank-arrays 4096; --grid: the square grid where P is a square, else auto.\n"
+    "time of each phase, for the distributed attention algorithms (--algo) on a described\n"
+    "machine, without executing anything (docs/model.md). Defaults: --algo (every algorithm)\n"
+    "--layout contiguous --procs 4,16,64 --seq 32k,128k --batch 1 --heads 32 --head-dim 128\n"
+    "--causal=no --pass fwd --dtype bf16 --machine dgx-h100 --rank-arrays 4096; --grid: the\n"
+    "square grid where P is a square, else auto; --ulysses-size: the machine's GPUs per node.\n"
     "Presets: a2d-paper-a100, a2d-paper-h100, dev-4gpu, dev-h100, dgx-a100, dgx-h100,\n"
     "h200-node (files in models/machines/, format in docs/machine.md).",
     model_opts,
@@ -62,7 +62,7 @@ static void fmt_tokens(uint64_t v, char *buf, size_t n)
 int model_options(int argc, char **argv, attn_opts *o, machine *m)
 {
     memset(o, 0, sizeof *o);
-    o->algos = 0xf;
+    o->algos = (1u << AM_NUM_ALGOS) - 1;
     o->layout = LAYOUT_CONTIGUOUS;
     o->procs.n = 3;
     o->procs.v[0] = 4, o->procs.v[1] = 16, o->procs.v[2] = 64;
@@ -82,7 +82,10 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     if ((rc = cli_resolve_kv_heads(o)) != 0) return rc;
     char err[600];
     if (machine_load(o->machine, m, err, sizeof err)) return cli_error(o, "--machine", "%s", err);
-    if (!o->grid.is_auto && o->grid.rows && (o->algos & 0x6))
+    unsigned grid_algos = 0;
+    for (int a = 0; a < AM_NUM_ALGOS; a++)
+        if (am_algo_desc_of((am_algo)a)->grid == AM_GRID_2D) grid_algos |= 1u << a;
+    if (!o->grid.is_auto && o->grid.rows && (o->algos & grid_algos))
         for (size_t i = 0; i < o->procs.n; i++)
             if (o->grid.rows * o->grid.cols != o->procs.v[i])
                 return cli_error(o, "--grid",
@@ -110,13 +113,14 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
         for (size_t pi = 0; pi < o.procs.n; pi++)
             for (int a = 0; a < AM_NUM_ALGOS; a++) {
                 am_config c;
-                sweep_config(&o, &m, a, o.procs.v[pi], o.seq.v[si], o.head_dim.v[0], 0, 2, 1, &c);
+                sweep_config(&o, &m, a, o.procs.v[pi], o.seq.v[si], o.head_dim.v[0], 0, 2, 1, 0,
+                             &c);
                 if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
             }
     if (!feasible)
         return cli_error(&o, NULL,
                          "no point of the sweep can run (%s); accepted: N >= P, and "
-                         "kv-heads >= P for ulysses",
+                         "kv-heads at least the ranks the K/V heads are split over",
                          err);
 
     attn_provenance prov;
@@ -139,7 +143,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                     for (size_t pi = 0; pi < o.procs.n; pi++) {
                         am_config base;
                         sweep_config(&o, &m, ALGO_RING, o.procs.v[pi], o.seq.v[si],
-                                     o.head_dim.v[di], causal, dt, 1, &base);
+                                     o.head_dim.v[di], causal, dt, 1, 0, &base);
                         double ring_s = NAN;
                         if (am_validate(&base, err, sizeof err) == 0) {
                             am_time rt;
@@ -150,7 +154,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                             if (!(o.algos & (1u << a))) continue;
                             am_config c;
                             int grid_auto = sweep_config(&o, &m, a, base.P, base.N, base.head_dim,
-                                                         causal, dt, 1, &c) == 1;
+                                                         causal, dt, 1, 0, &c) == 1;
                             if (am_validate(&c, err, sizeof err)) {
                                 printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_name(a),
                                        (unsigned long long)c.P, (unsigned long long)c.N, err);
@@ -161,7 +165,8 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                             int keep = c.P <= o.rank_arrays && h;
                             am_predict(&c, &m, keep, &pr);
                             char grid[32], tbuf[32], nbuf[24], phases[1024] = "";
-                            if (a == ALGO_A2D_NO || a == ALGO_A2D_O)
+                            const am_algo_desc *d = am_algo_desc_of(c.algo);
+                            if (d->grid != AM_GRID_LINE)
                                 snprintf(grid, sizeof grid, "%llux%llu%s",
                                          (unsigned long long)c.rows, (unsigned long long)c.cols,
                                          grid_auto ? "*" : "");
@@ -179,7 +184,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                             printf("  %-8s %-10s %-5s %7llu %-9s %6s %4llu %6s %-5s %10s %7.2f "
                                    "%-9s %14llu  %s\n",
                                    am_algo_name(a),
-                                   a == ALGO_RING ? am_layout_names[c.layout] : "-",
+                                   d->uses_layout ? am_layout_names[c.layout] : "-",
                                    am_pass_names[c.pass], (unsigned long long)c.P, grid, nbuf,
                                    (unsigned long long)c.head_dim, causal ? "yes" : "no",
                                    cli_dtype_names[dt], tbuf, ring_s / pr.time.total_s,

@@ -33,10 +33,10 @@
 #include "kc_attn.h"
 #endif
 
-static const opt_id run_opts[] = {OPT_ALGO,     OPT_LAYOUT,   OPT_SEQ,    OPT_BATCH,   OPT_HEADS,
-                                  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_GRID,    OPT_PASS,
-                                  OPT_DTYPE,    OPT_BACKEND,  OPT_COMM,   OPT_MACHINE, OPT_CHECK,
-                                  OPT_SEED,     OPT_REPS,     OPT_OUT,    OPT_END};
+static const opt_id run_opts[] = {
+    OPT_ALGO,    OPT_LAYOUT, OPT_SEQ,          OPT_BATCH, OPT_HEADS, OPT_KV_HEADS, OPT_HEAD_DIM,
+    OPT_CAUSAL,  OPT_GRID,   OPT_ULYSSES_SIZE, OPT_PASS,  OPT_DTYPE, OPT_BACKEND,  OPT_COMM,
+    OPT_MACHINE, OPT_CHECK,  OPT_SEED,         OPT_REPS,  OPT_OUT,   OPT_END};
 
 static const cli_command run_cmd = {
     "run",
@@ -60,23 +60,37 @@ typedef struct {
     attn_opts o;
     machine m;
     int rank, P;
-    int32_t *node_of; /* node index of every rank (from the host names), on every rank */
-    int device;       /* --backend cuda: this rank's GPU */
-    uint64_t *peers;  /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
+    int32_t *node_of; /* node index of every rank (from the host names) */
+    char *hosts;      /* host name of every rank, 64 bytes each */
+    int nodes;
+    uint64_t ranks_per_node; /* when the ranks are packed evenly in rank order, else 0 */
+    int device;              /* --backend cuda: this rank's GPU */
+    uint64_t *peers; /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
     h5out *h;
     attn_provenance prov;
 } run_env;
 
-static const exec_algo *algo_of(am_algo a)
+/* Host of every rank -> node index (first appearance order), on every rank; the ranks per
+ * node when they are packed evenly in rank order. */
+static void node_map(run_env *env)
 {
-    switch (a) {
-    case ALGO_RING:
-        return &exec_ring;
-    case ALGO_ULYSSES:
-        return &exec_ulysses;
-    default:
-        return &exec_a2d;
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    env->hosts = kn_xmalloc((size_t)env->P * 64, "host names");
+    MPICALL(MPI_Allgather(host, 64, MPI_CHAR, env->hosts, 64, MPI_CHAR, MPI_COMM_WORLD));
+    env->node_of = kn_xmalloc((size_t)env->P * sizeof(int32_t), "node map");
+    env->nodes = 0;
+    for (int r = 0; r < env->P; r++) {
+        env->node_of[r] = -1;
+        for (int q = 0; q < r && env->node_of[r] < 0; q++)
+            if (!strcmp(env->hosts + 64 * q, env->hosts + 64 * r))
+                env->node_of[r] = env->node_of[q];
+        if (env->node_of[r] < 0) env->node_of[r] = env->nodes++;
     }
+    int per_node = 0, packed = 1;
+    for (int r = 0; r < env->P; r++) per_node += env->node_of[r] == 0;
+    for (int r = 0; r < env->P; r++) packed &= env->node_of[r] == r / per_node;
+    env->ranks_per_node = packed && env->P % per_node == 0 ? (uint64_t)per_node : 0;
 }
 
 /* Every check of the command line that needs P; identical on every rank. */
@@ -104,7 +118,10 @@ static int validate(run_env *env)
                          "'f32' is not run on the GPU (its kernels take half precision); "
                          "accepted with --backend cuda: f16, bf16");
     if (cli_resolve_kv_heads(o)) return 2;
-    if (o->algos & ((1u << ALGO_A2D_NO) | (1u << ALGO_A2D_O))) {
+    unsigned grid_algos = 0;
+    for (int a = 0; a < AM_NUM_ALGOS; a++)
+        if (am_algo_desc_of((am_algo)a)->grid == AM_GRID_2D) grid_algos |= 1u << a;
+    if (o->algos & grid_algos) {
         if (!o->grid.is_auto && o->grid.rows && o->grid.rows * o->grid.cols != P)
             return cli_error(o, "--grid",
                              "%llux%llu has %llu devices but the job has P = %llu "
@@ -120,11 +137,33 @@ static int validate(run_env *env)
                              "with R C = P, or --grid auto",
                              (unsigned long long)P);
     }
-    if ((o->algos & (1u << ALGO_ULYSSES)) && o->kv_heads < P)
-        return cli_error(o, "--kv-heads",
-                         "ulysses splits the K/V heads over the ranks: "
-                         "kv-heads %llu < P = %llu; accepted: kv-heads >= P",
-                         (unsigned long long)o->kv_heads, (unsigned long long)P);
+    for (int a = 0; a < AM_NUM_ALGOS; a++) {
+        const am_algo_desc *d = am_algo_desc_of((am_algo)a);
+        if (!(o->algos & (1u << a))) continue;
+        uint64_t u = o->ulysses_size ? o->ulysses_size : env->ranks_per_node;
+        if (d->grid == AM_GRID_GROUPS && o->ulysses_size && P % u)
+            return cli_error(o, "--ulysses-size",
+                             "%llu does not divide the P = %llu ranks; accepted: a divisor of "
+                             "P",
+                             (unsigned long long)u, (unsigned long long)P);
+        if (d->grid == AM_GRID_GROUPS && !u)
+            return cli_error(o, "--ulysses-size",
+                             "%s groups the ranks of a node, but the %llu ranks are not placed "
+                             "evenly over the %d nodes in rank order; accepted: --ulysses-size "
+                             "U with U dividing P",
+                             d->name, (unsigned long long)P, env->nodes);
+        if (d->head_split == AM_COMM_WORLD && o->kv_heads < P)
+            return cli_error(o, "--kv-heads",
+                             "%s splits the K/V heads over the ranks: "
+                             "kv-heads %llu < P = %llu; accepted: kv-heads >= P",
+                             d->name, (unsigned long long)o->kv_heads, (unsigned long long)P);
+        if (d->head_split == AM_COMM_GROUP && o->kv_heads < u)
+            return cli_error(o, "--kv-heads",
+                             "%s splits the K/V heads over the u = %llu ranks of a group: "
+                             "kv-heads %llu < u; accepted: kv-heads >= u, or a smaller "
+                             "--ulysses-size",
+                             d->name, (unsigned long long)u, (unsigned long long)o->kv_heads);
+    }
 #ifdef ATTNSIM_HAVE_CUDA
     for (size_t i = 0; o->backend == BACKEND_CUDA && i < o->head_dim.n; i++) {
         kc_shape ks = {KN_BF16, 1, 1, 1, 1, 1, o->head_dim.v[i], 0, NULL, NULL};
@@ -294,10 +333,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
     int P = env->P;
     machine m = env->m;
     /* the tiers follow the actual placement when ranks are packed evenly in rank order */
-    int per_node = 0, packed = 1;
-    for (int r = 0; r < P; r++) per_node += env->node_of[r] == 0;
-    for (int r = 0; r < P; r++) packed &= env->node_of[r] == r / per_node;
-    if (packed && P % per_node == 0) m.gpus_per_node = (uint64_t)per_node;
+    if (env->ranks_per_node) m.gpus_per_node = env->ranks_per_node;
     am_prediction pr;
     am_predict(c, &m, 1, &pr);
     int F = pr.F, match = 1;
@@ -341,18 +377,18 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
             }
         }
     }
+    const am_algo_desc *d = am_algo_desc_of(c->algo);
     char grid[32] = "-";
-    if (c->algo == ALGO_A2D_NO || c->algo == ALGO_A2D_O)
+    if (d->grid != AM_GRID_LINE)
         snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
                  (unsigned long long)c->cols);
     printf(
         "# %s%s%s %s, P = %d, grid %s, N = %llu, batch %llu, heads %llu, kv-heads %llu, d = %llu, "
         "causal %s, %s\n",
-        am_algo_name(c->algo), c->algo == ALGO_RING ? " " : "",
-        c->algo == ALGO_RING ? am_layout_names[c->layout] : "", am_pass_names[c->pass], P, grid,
-        (unsigned long long)c->N, (unsigned long long)c->batch, (unsigned long long)c->heads,
-        (unsigned long long)c->kv_heads, (unsigned long long)c->head_dim, c->causal ? "yes" : "no",
-        kn_dtype_name(x->dtype));
+        d->name, d->uses_layout ? " " : "", d->uses_layout ? am_layout_names[c->layout] : "",
+        am_pass_names[c->pass], P, grid, (unsigned long long)c->N, (unsigned long long)c->batch,
+        (unsigned long long)c->heads, (unsigned long long)c->kv_heads,
+        (unsigned long long)c->head_dim, c->causal ? "yes" : "no", kn_dtype_name(x->dtype));
     printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s %7s\n", "phase", "sent_B(max)",
            "pred_sent_B", "msgs", "pred", "recv_B(max)", "crit_ms", "pred_ms", "err%");
     /* Measured phase time for the synchronous model: from the last rank to enter the phase to
@@ -543,7 +579,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         xd_tensor(&x, &x.dv, dtype, ke, "dV shard");
     }
     x.dev->sync();
-    const exec_algo *algo = algo_of(cfg->algo);
+    const exec_algo *algo = exec_algo_of(cfg->algo);
     /* --reps: every repetition is recorded afresh; the one of median total time is reported */
     int reps = env->o.reps ? (int)env->o.reps : 1;
     comm_stats(*keep)[AM_MAX_PHASES] = kn_xmalloc((size_t)reps * sizeof *keep, "repetitions");
@@ -655,6 +691,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     o->machine = "dgx-h100";
     o->seed = 1;
     int rc = cli_parse(&run_cmd, argc, argv, o);
+    node_map(&env);
     if (rc == 0) rc = validate(&env);
 #ifdef ATTNSIM_HAVE_CUDA
     if (rc == 0 && o->backend == BACKEND_CUDA) rc = gpu_bind(o, env.rank, env.P, &env.device);
@@ -664,28 +701,17 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         rc = cli_error(o, "--machine", "%s", err);
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (rc) {
+        free(env.node_of), free(env.hosts);
         MPI_Finalize();
         return rc == 1 ? 0 : rc;
     }
     MPICALL(MPI_Bcast(&env.m, (int)sizeof env.m, MPI_BYTE, 0, MPI_COMM_WORLD));
 
-    /* host of every rank -> node index (first appearance order) */
-    char host[64] = "";
-    gethostname(host, sizeof host - 1);
-    char *hosts = kn_xmalloc((size_t)env.P * 64, "host names");
-    MPICALL(MPI_Allgather(host, 64, MPI_CHAR, hosts, 64, MPI_CHAR, MPI_COMM_WORLD));
-    int ok = 1, runs = 0, nodes = 0;
-    env.node_of = kn_xmalloc((size_t)env.P * sizeof(int32_t), "node map");
-    for (int r = 0; r < env.P; r++) {
-        env.node_of[r] = -1;
-        for (int q = 0; q < r; q++)
-            if (!strcmp(hosts + 64 * q, hosts + 64 * r)) env.node_of[r] = env.node_of[q];
-        if (env.node_of[r] < 0) env.node_of[r] = nodes++;
-    }
+    int ok = 1, runs = 0;
     if (env.rank == 0) {
         char **names = kn_xmalloc((size_t)env.P * sizeof(char *), "host names");
         for (int r = 0; r < env.P; r++) {
-            names[r] = strdup(hosts + 64 * r);
+            names[r] = strdup(env.hosts + 64 * r);
             if (!names[r]) kn_fatal("strdup", "out of memory");
         }
         prov_init(&env.prov, full_argc, full_argv);
@@ -693,7 +719,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         env.h = o->out ? h5out_open(o->out, &env.prov) : NULL;
         printf("# attnsim run: %d ranks on %d node(s), backend %s, comm %s (%s); predictions on "
                "%s\n",
-               env.P, nodes, cli_backend_names[o->backend], cli_comm_names[o->comm],
+               env.P, env.nodes, cli_backend_names[o->backend], cli_comm_names[o->comm],
                o->backend == BACKEND_CPU ? "point-to-point rings"
                : o->comm == COMM_NCCL    ? "NCCL send/recv rings"
                                          : "point-to-point rings staged through host memory",
@@ -723,7 +749,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                         }
                         am_config c;
                         sweep_config(o, &env.m, a, (uint64_t)env.P, o->seq.v[si], o->head_dim.v[di],
-                                     causal, dt, 0, &c);
+                                     causal, dt, 0, env.ranks_per_node, &c);
                         ok &= run_one(&env, &c, (kn_dtype)dt);
                         runs++;
                     }
@@ -738,7 +764,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         prov_free(&env.prov);
     }
     free(env.node_of);
-    free(hosts);
+    free(env.hosts);
     MPICALL(MPI_Finalize());
     return ok ? 0 : 1;
 }

@@ -9,8 +9,10 @@
 
 /* Fills c; returns what am_choose_grid returns (1: grid chosen automatically; -1: none). With
  * auto_if_no_square, a P that is not a square and has no --grid gets the auto grid (`model`);
- * without it there is no grid (`run` refuses that case). */
+ * without it there is no grid (`run` refuses that case). ranks_per_node: the run's placement
+ * (0: the machine's), the default group size of grouped algorithms. */
 int sweep_config(const attn_opts *o, const machine *m, int algo, uint64_t P, uint64_t N,
-                 uint64_t head_dim, int causal, int dtype, int auto_if_no_square, am_config *c);
+                 uint64_t head_dim, int causal, int dtype, int auto_if_no_square,
+                 uint64_t ranks_per_node, am_config *c);
 
 #endif

@@ -73,15 +73,19 @@ void comm_clock_arm(comm_ctx *c)
     c->origin = MPI_Wtime();
 }
 
-void comm_phase_begin(comm_ctx *c, const char *name)
+void comm_phase_begin(comm_ctx *c, am_phase_id id)
 {
     c->cur = -1;
     if (!c->recording) return;
     for (int f = 0; f < c->F; f++)
-        if (strcmp(c->phases[f]->name, name) == 0) c->cur = f;
-    if (c->cur < 0)
+        if (c->phases[f]->id == id) c->cur = f;
+    if (c->cur < 0) {
+        const am_phase_desc *ph = am_phase_by_id(id);
         attn_fail("comm_phase_begin", __FILE__, __LINE__,
-                  "phase '%s' is not in the model's phase list of this algorithm", name);
+                  "phase '%s' (id %d) is not in the model's phase list of this algorithm and "
+                  "pass",
+                  ph ? ph->name : "?", id);
+    }
     if (c->mode != COMM_HOST) comm_dev_sync(c); /* work queued before is not the phase's */
     if (c->clock_armed) {
         MPICALL(MPI_Barrier(c->world));

@@ -1,10 +1,11 @@
 /* comm.h - the communication layer of `attnsim run`: every message an algorithm sends goes
  * through here, on the world, row or column communicator, and is counted (bytes sent, bytes
  * received, messages) in the current phase; each phase is timed on the rank itself (no
- * barrier). Phases are the model's (models/algo.h): an algorithm names the phase it enters and
- * the layer finds it in the configuration's phase list, so executor, model and HDF5 writer share
- * one list. Collectives are written as point-to-point rings (docs/model.md, "Rings"), so the
- * counts are exactly what reaches MPI, and Open MPI's pml monitoring sees every message.
+ * barrier). Phases are the model's (models/algo.h): an algorithm enters a phase by its id (an
+ * enum constant of models/algo_<name>.h) and the layer finds it in the configuration's phase
+ * list, so executor, model and HDF5 writer share one list. Collectives are written as
+ * point-to-point rings (docs/model.md, "Rings"), so the counts are exactly what reaches MPI, and
+ * Open MPI's pml monitoring sees every message.
  *
  * Transports (comm_mode): buffers in host memory go to MPI as they are (COMM_HOST, the CPU
  * device); buffers in GPU memory are staged through pinned host buffers for MPI (COMM_STAGED:
@@ -65,9 +66,9 @@ void comm_free(comm_ctx *c);
  * that first phase together, as the model assumes. Every rank records the same phase list, so
  * every rank reaches the barrier. */
 void comm_clock_arm(comm_ctx *c);
-/* Enters a phase of the model's list (a name not in it is a programming error, except while
+/* Enters a phase of the model's list (an id not in it is a programming error, except while
  * not recording); ends it, adding its wall time. */
-void comm_phase_begin(comm_ctx *c, const char *name);
+void comm_phase_begin(comm_ctx *c, am_phase_id id);
 void comm_phase_end(comm_ctx *c);
 
 #define COMM_MAX_REQS 16

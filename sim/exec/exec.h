@@ -104,7 +104,12 @@ typedef struct {
     void (*release)(exec_ctx *x);  /* frees x->saved */
 } exec_algo;
 
-extern const exec_algo exec_ring, exec_a2d, exec_ulysses;
+/* The executors of models/algorithms.def (its third column), one file exec_<name>.c each. */
+#define ATTNSIM_ALGORITHM(id, descriptor, executor) extern const exec_algo executor;
+#include "algorithms.def"
+#undef ATTNSIM_ALGORITHM
+/* The executor of algorithm a. */
+const exec_algo *exec_algo_of(am_algo a);
 
 /* Tokens rank `rank` owns under the algorithm's layout (increasing; caller frees). */
 uint64_t *exec_tokens_of(const am_config *c, uint64_t rank, size_t *n);

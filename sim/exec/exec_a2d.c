@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "algo_a2d.h"
 #include "exec.h"
 
 typedef struct {
@@ -70,7 +71,7 @@ static void transpose(exec_ctx *x, a2d_state *s)
     x->dev->copy(mine, x->k.data, own * e);
     x->dev->copy(mine + own * e, x->v.data, own * e);
     s->kvt = xd_alloc(x, 2 * te * e, "transposed K|V");
-    comm_phase_begin(&x->comm, "kv_transpose");
+    comm_phase_begin(&x->comm, PH_A2D_KV_TRANSPOSE);
     if (dest == (uint64_t)x->rank)
         x->dev->copy(s->kvt, mine, 2 * te * e);
     else
@@ -107,7 +108,7 @@ static void assemble_kv(const exec_ctx *x, const a2d_state *s, char **blocks, kn
     }
 }
 
-static void gather_kv(exec_ctx *x, const a2d_state *s, const char *phase, kn_tensor *k,
+static void gather_kv(exec_ctx *x, const a2d_state *s, am_phase_id phase, kn_tensor *k,
                       kn_tensor *v)
 {
     uint64_t *bytes = kn_xmalloc(s->R * sizeof *bytes, "sizes");
@@ -159,18 +160,18 @@ static void forward_no(exec_ctx *x, a2d_state *s)
         qb[j] = xd_alloc(x, bytes[j], "Q block");
     }
     dv->copy(qb[s->c], x->q.data, bytes[s->c]);
-    comm_phase_begin(&x->comm, "q_allgather");
+    comm_phase_begin(&x->comm, PH_A2D_Q_ALLGATHER);
     comm_ring_allgather(&x->comm, x->comm.row, (void **)qb, bytes);
     comm_phase_end(&x->comm);
     kn_tensor qg, kg, vg;
     xd_tensor(x, &qg, x->dtype, q_elems(x, s->row.total), "Q gathered");
     for (uint64_t j = 0; j < C; j++) gather_in(x, qg.data, qb[j], &s->row, j, planes, d, e);
     /* kv_allgather */
-    gather_kv(x, s, "kv_allgather", &kg, &vg);
+    gather_kv(x, s, PH_A2D_KV_ALLGATHER, &kg, &vg);
     /* attention: the tile's partial */
     size_t grows = planes * s->row.total;
     float *state = xd_alloc(x, state_floats(grows, d) * sizeof(float), "tile state");
-    comm_phase_begin(&x->comm, "attention");
+    comm_phase_begin(&x->comm, PH_A2D_ATTENTION);
     dv->tile_forward(x, qg.data, &s->row.pos, kg.data, vg.data, &s->col.pos, state, 0);
     comm_phase_end(&x->comm);
     /* partial_reduce_scatter: the row members' rows, merged around the row ring */
@@ -181,7 +182,7 @@ static void forward_no(exec_ctx *x, a2d_state *s)
         state_gather_out(x, pb[j], state, &s->row, j, planes, d);
     }
     reduce_ctx rc = {x, s, 0};
-    comm_phase_begin(&x->comm, "partial_reduce_scatter");
+    comm_phase_begin(&x->comm, PH_A2D_PARTIAL_REDUCE_SCATTER);
     comm_ring_reduce_scatter(&x->comm, x->comm.row, (void **)pb, bytes, merge_states, &rc);
     comm_phase_end(&x->comm);
     dv->state_finalize(pb[s->c], planes * x->n, d, (int)x->dtype, x->o.data, x->lse.data);
@@ -204,7 +205,7 @@ static void forward_o(exec_ctx *x, a2d_state *s)
     char **blocks = kv_blocks(x, s, bytes);
     exec_pos *kpos = kn_xmalloc((size_t)R * sizeof *kpos, "positions");
     for (int i = 0; i < R; i++) kpos[i] = gather_member_pos(x, &s->col, (size_t)i);
-    comm_phase_begin(&x->comm, "kv_column_ring");
+    comm_phase_begin(&x->comm, PH_A2D_KV_COLUMN_RING);
     for (int st = 0; st < R; st++) {
         int held = ((r - st) % R + R) % R, in = ((r - st - 1) % R + R) % R;
         comm_reqs q = {.n = 0};
@@ -237,7 +238,7 @@ static void forward_o(exec_ctx *x, a2d_state *s)
     float *a_in = xd_alloc(x, smax, "partial");
     int next = (c + 1) % C, prev = (c + C - 1) % C;
     comm_reqs qr = {.n = 0}, ar = {.n = 0};
-    comm_phase_begin(&x->comm, "q_row_ring");
+    comm_phase_begin(&x->comm, PH_A2D_Q_ROW_RING);
     if (C > 1) {
         int m1 = (c + C - 1) % C;
         comm_irecv(&x->comm, &qr, x->comm.row, prev, qbuf[0], q_elems(x, s->row.count[m1]) * e);
@@ -282,18 +283,26 @@ static void forward_o(exec_ctx *x, a2d_state *s)
     xd_tensor_free(x, &kg), xd_tensor_free(x, &vg);
 }
 
-static void a2d_forward(exec_ctx *x)
+static void a2d_release(exec_ctx *x);
+
+/* The transpose, then the variant's forward. */
+static a2d_state *a2d_begin(exec_ctx *x)
 {
-    if (x->saved) { /* a train pass runs the forward once; a repeated forward starts afresh */
-        exec_a2d.release(x);
-    }
+    a2d_release(x); /* a train pass runs the forward once; a repeated forward starts afresh */
     a2d_state *s = a2d_setup(x);
     x->saved = s;
     transpose(x, s);
-    if (x->cfg.algo == ALGO_A2D_NO)
-        forward_no(x, s);
-    else
-        forward_o(x, s);
+    return s;
+}
+
+static void a2d_no_forward(exec_ctx *x)
+{
+    forward_no(x, a2d_begin(x));
+}
+
+static void a2d_o_forward(exec_ctx *x)
+{
+    forward_o(x, a2d_begin(x));
 }
 
 static void a2d_backward(exec_ctx *x)
@@ -317,7 +326,7 @@ static void a2d_backward(exec_ctx *x)
     dv->copy(b[s->c] + qe * e, x->d_o.data, qe * e);
     dv->copy(b[s->c] + 2 * qe * e, x->lse.data, se * sizeof(float));
     dv->copy(b[s->c] + 2 * qe * e + se * sizeof(float), D, se * sizeof(float));
-    comm_phase_begin(&x->comm, "q_do_allgather");
+    comm_phase_begin(&x->comm, PH_A2D_Q_DO_ALLGATHER);
     comm_ring_allgather(&x->comm, x->comm.row, (void **)b, bytes);
     comm_phase_end(&x->comm);
     size_t nq = s->row.total;
@@ -337,7 +346,7 @@ static void a2d_backward(exec_ctx *x)
     for (uint64_t j = 0; j < C; j++) xd_free(x, b[j]);
     /* kv_allgather_bwd */
     kn_tensor kg, vg;
-    gather_kv(x, s, "kv_allgather_bwd", &kg, &vg);
+    gather_kv(x, s, PH_A2D_KV_ALLGATHER_BWD, &kg, &vg);
     /* attention_bwd */
     size_t nk = s->col.total;
     float *dqg = xd_alloc(x, q_elems(x, nq) * sizeof(float), "dQ gathered");
@@ -346,7 +355,7 @@ static void a2d_backward(exec_ctx *x)
     dv->zero(dqg, q_elems(x, nq) * sizeof(float));
     dv->zero(dkg, kv_elems(x, nk) * sizeof(float));
     dv->zero(dvg, kv_elems(x, nk) * sizeof(float));
-    comm_phase_begin(&x->comm, "attention_bwd");
+    comm_phase_begin(&x->comm, PH_A2D_ATTENTION_BWD);
     dv->tile_backward(x, qg.data, dog.data, lseg, Dg, &s->row.pos, kg.data, vg.data, &s->col.pos,
                       dqg, dkg, dvg);
     comm_phase_end(&x->comm);
@@ -357,7 +366,7 @@ static void a2d_backward(exec_ctx *x)
         gather_out(x, b[j], dqg, &s->row, j, planes, d, sizeof(float));
     }
     reduce_ctx rq = {x, s, 0};
-    comm_phase_begin(&x->comm, "dq_reduce_scatter");
+    comm_phase_begin(&x->comm, PH_A2D_DQ_REDUCE_SCATTER);
     comm_ring_reduce_scatter(&x->comm, x->comm.row, (void **)b, bytes, sum_floats, &rq);
     comm_phase_end(&x->comm);
     dv->to_storage((int)x->dtype, (const float *)b[s->c], x->dq.data, qe);
@@ -372,7 +381,7 @@ static void a2d_backward(exec_ctx *x)
         gather_out(x, b[i] + ke * sizeof(float), dvg, &s->col, i, kplanes, d, sizeof(float));
     }
     reduce_ctx rk = {x, s, 1};
-    comm_phase_begin(&x->comm, "dkv_reduce_scatter");
+    comm_phase_begin(&x->comm, PH_A2D_DKV_REDUCE_SCATTER);
     comm_ring_reduce_scatter(&x->comm, x->comm.col, (void **)b, bytes, sum_floats, &rk);
     comm_phase_end(&x->comm);
     /* dkv_transpose: dK|dV of class rC + c (storage type) back to rank rC + c */
@@ -381,7 +390,7 @@ static void a2d_backward(exec_ctx *x)
     dv->to_storage((int)x->dtype, (const float *)b[s->r], sendt, 2 * te);
     char *recv = xd_alloc(x, 2 * oe * e, "dK|dV");
     uint64_t from = a2d_transpose_dest((uint64_t)x->rank, R, C);
-    comm_phase_begin(&x->comm, "dkv_transpose");
+    comm_phase_begin(&x->comm, PH_A2D_DKV_TRANSPOSE);
     if (s->kv_class == (uint64_t)x->rank)
         dv->copy(recv, sendt, 2 * oe * e);
     else
@@ -410,4 +419,5 @@ static void a2d_release(exec_ctx *x)
     x->saved = NULL;
 }
 
-const exec_algo exec_a2d = {a2d_forward, a2d_backward, a2d_release};
+const exec_algo exec_a2d_no = {a2d_no_forward, a2d_backward, a2d_release};
+const exec_algo exec_a2d_o = {a2d_o_forward, a2d_backward, a2d_release};

@@ -17,6 +17,16 @@ uint64_t *exec_tokens_of(const am_config *c, uint64_t rank, size_t *n)
     return pos;
 }
 
+const exec_algo *exec_algo_of(am_algo a)
+{
+    static const exec_algo *const executors[AM_NUM_ALGOS] = {
+#define ATTNSIM_ALGORITHM(id, descriptor, executor) [ALGO_##id] = &executor,
+#include "algorithms.def"
+#undef ATTNSIM_ALGORITHM
+    };
+    return executors[a];
+}
+
 exec_pos exec_pos_make(const exec_ctx *x, uint64_t *host, size_t n)
 {
     exec_pos p = {host, x->dev->upload_pos(host, n), n};

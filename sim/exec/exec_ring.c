@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "algo_ring.h"
 #include "exec.h"
 
 /* Positions of every rank's block (on the device before the phase starts). */
@@ -58,7 +59,7 @@ static void ring_forward(exec_ctx *x)
     dv->copy(held, x->k.data, he * e);
     dv->copy(held + he * e, x->v.data, he * e);
 
-    comm_phase_begin(&x->comm, "ring_kv_steps");
+    comm_phase_begin(&x->comm, PH_RING_KV_STEPS);
     for (int s = 0; s < P; s++) {
         int owner = (int)ring_block_at((uint64_t)i, (uint64_t)s, (uint64_t)P);
         comm_reqs q = {.n = 0};
@@ -104,7 +105,7 @@ static void ring_backward(exec_ctx *x)
     dv->copy(held + he * e, x->v.data, he * e);
     dv->zero(GRADS(held), 2 * he * sizeof(float));
 
-    comm_phase_begin(&x->comm, "ring_kv_grad_steps");
+    comm_phase_begin(&x->comm, PH_RING_KV_GRAD_STEPS);
     for (int s = 0; s < P; s++) {
         int owner = (int)ring_block_at((uint64_t)i, (uint64_t)s, (uint64_t)P);
         comm_reqs q = {.n = 0};
@@ -130,7 +131,7 @@ static void ring_backward(exec_ctx *x)
     size_t own = c->batch * c->kv_heads * x->n * d;
     float *mine = GRADS(held);
     float *home = xd_alloc(x, 2 * own * sizeof(float), "dK dV");
-    comm_phase_begin(&x->comm, "ring_grad_return");
+    comm_phase_begin(&x->comm, PH_RING_GRAD_RETURN);
     if (P > 1)
         comm_sendrecv(&x->comm, x->comm.world, next, mine, 2 * he * sizeof(float), prev, home,
                       2 * own * sizeof(float));

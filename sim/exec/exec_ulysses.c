@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "algo_ulysses.h"
 #include "exec.h"
 
 typedef struct {
@@ -85,7 +86,7 @@ static void ulysses_forward(exec_ctx *x)
         rb[j] = (B * s->hq * pj.n * d + 2 * B * s->hk * pj.n * d) * e;
         recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
-    comm_phase_begin(&x->comm, "qkv_all_to_all");
+    comm_phase_begin(&x->comm, PH_ULY_QKV_ALL_TO_ALL);
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
     comm_phase_end(&x->comm);
     for (int j = 0; j < P; j++) { /* j's tokens of my heads into the whole sequence */
@@ -101,7 +102,7 @@ static void ulysses_forward(exec_ctx *x)
         xd_free(x, send[j]);
     }
 
-    comm_phase_begin(&x->comm, "attention");
+    comm_phase_begin(&x->comm, PH_ULY_ATTENTION);
     x->dev->attn_forward(x, s->hq, s->hk, N, s->q.data, s->k.data, s->v.data, s->o.data,
                          s->lse.data);
     comm_phase_end(&x->comm);
@@ -114,7 +115,7 @@ static void ulysses_forward(exec_ctx *x)
         rb[j] = B * pj.hq * x->n * d * e;
         recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
-    comm_phase_begin(&x->comm, "o_all_to_all");
+    comm_phase_begin(&x->comm, PH_ULY_O_ALL_TO_ALL);
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
     comm_phase_end(&x->comm);
     for (int j = 0; j < P; j++) {
@@ -147,7 +148,7 @@ static void ulysses_backward(exec_ctx *x)
         rb[j] = B * s->hq * pj.n * d * e;
         recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
-    comm_phase_begin(&x->comm, "do_all_to_all");
+    comm_phase_begin(&x->comm, PH_ULY_DO_ALL_TO_ALL);
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
     comm_phase_end(&x->comm);
     for (int j = 0; j < P; j++) {
@@ -160,7 +161,7 @@ static void ulysses_backward(exec_ctx *x)
     xd_tensor(x, &dQh, x->dtype, B * s->hq * N * d, "dQ heads");
     xd_tensor(x, &dKh, x->dtype, B * s->hk * N * d, "dK heads");
     xd_tensor(x, &dVh, x->dtype, B * s->hk * N * d, "dV heads");
-    comm_phase_begin(&x->comm, "attention_bwd");
+    comm_phase_begin(&x->comm, PH_ULY_ATTENTION_BWD);
     x->dev->attn_backward(x, s->hq, s->hk, N, s->q.data, s->k.data, s->v.data, s->o.data, dOh.data,
                           s->lse.data, dQh.data, dKh.data, dVh.data);
     comm_phase_end(&x->comm);
@@ -177,7 +178,7 @@ static void ulysses_backward(exec_ctx *x)
         rb[j] = (B * pj.hq * x->n * d + 2 * B * pj.hk * x->n * d) * e;
         recv[j] = j == me ? send[j] : xd_alloc(x, rb[j], "all-to-all block");
     }
-    comm_phase_begin(&x->comm, "dqkv_all_to_all");
+    comm_phase_begin(&x->comm, PH_ULY_DQKV_ALL_TO_ALL);
     comm_alltoall(&x->comm, x->comm.world, (void **)send, sb, (void **)recv, rb);
     comm_phase_end(&x->comm);
     for (int j = 0; j < P; j++) {

@@ -16,7 +16,7 @@ void record_config_attrs(hid_t g, const char *kind, const am_config *c, const ch
 {
     h5_attr_str(g, "kind", kind);
     h5_attr_str(g, "algorithm", am_algo_name(c->algo));
-    if (c->algo == ALGO_RING) h5_attr_str(g, "layout", am_layout_names[c->layout]);
+    if (am_algo_desc_of(c->algo)->uses_layout) h5_attr_str(g, "layout", am_layout_names[c->layout]);
     h5_attr_str(g, "pass", am_pass_names[c->pass]);
     h5_attr_i64(g, "P", (int64_t)c->P);
     h5_attr_i64(g, "grid_rows", (int64_t)c->rows);
@@ -47,11 +47,19 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
     const am_config *c = &p->cfg;
     int F = p->F;
     size_t P = (size_t)c->P;
-    const char *names[AM_MAX_PHASES] = {0};
-    for (int f = 0; f < F; f++) names[f] = p->phases[f]->name;
+    const char *names[AM_MAX_PHASES] = {0}, *patterns[AM_MAX_PHASES] = {0};
+    int64_t group[AM_MAX_PHASES];
+    for (int f = 0; f < F; f++) {
+        names[f] = p->phases[f]->name;
+        patterns[f] = am_pattern_names[p->phases[f]->pattern];
+        group[f] = (int64_t)am_phase_group_size(c, f);
+    }
     h5_write_strs(g, "phases", names, (size_t)F);
+    /* how each phase communicates (models/algo.h): its pattern and the members of its group */
+    h5_write_strs(g, "phase_pattern", patterns, (size_t)F);
 
     hsize_t fdim[1] = {(hsize_t)F};
+    h5_write(g, "phase_group_size", H5T_NATIVE_INT64, 1, fdim, group, "ranks");
     int64_t v[4][AM_MAX_PHASES];
     double t[AM_MAX_PHASES];
     for (int f = 0; f < F; f++) {
@@ -78,9 +86,6 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
         inter[f] = (p->time.inter_node_phases >> f) & 1;
     }
     h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
-    const char *pat[AM_MAX_PHASES] = {0};
-    for (int f = 0; f < F; f++) pat[f] = am_pattern_names[p->phases[f]->pattern];
-    h5_write_strs(g, "predicted/phase_pattern", pat, (size_t)F);
     h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
 
     if (!p->per_rank) {

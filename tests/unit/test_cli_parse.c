@@ -69,10 +69,10 @@ int main(void)
           "bad item named: %s", err);
 
     unsigned mask = 0;
-    CHECK(cli_parse_choice_set("ring,a2d-o", cli_algo_names, &mask, err, sizeof err) == 0 &&
+    CHECK(cli_parse_choice_set("ring,a2d-o", am_algo_names(), &mask, err, sizeof err) == 0 &&
               mask == ((1u << 0) | (1u << 2)),
           "algo set");
-    CHECK(cli_parse_choice_set("ring,tree", cli_algo_names, &mask, err, sizeof err) == -1 &&
+    CHECK(cli_parse_choice_set("ring,tree", am_algo_names(), &mask, err, sizeof err) == -1 &&
               strstr(err, "'tree'") && strstr(err, "a2d-no"),
           "unknown algo lists the accepted ones: %s", err);
     int c = -1;

@@ -74,6 +74,42 @@ int main(void)
               back.alpha_large_s[0] == 0 && back.kernel_overhead_s == 0,
           "zero latency: %s", err);
 
+    /* the registry: names and phase ids unique, each phase's description consistent */
+    for (int a = 0; a < AM_NUM_ALGOS; a++) {
+        const am_algo_desc *d = am_algo_desc_of((am_algo)a);
+        CHECK(d && d->name && !strcmp(am_algo_names()[a], d->name) && d->shard_len &&
+                  d->shard_tokens && d->n_fwd > 0 && d->n_bwd > 0 &&
+                  d->n_fwd + d->n_bwd <= AM_MAX_PHASES,
+              "algorithm %d: incomplete descriptor", a);
+        for (int b = 0; b < a; b++)
+            CHECK(strcmp(d->name, am_algo_name((am_algo)b)), "two algorithms named %s", d->name);
+        for (int i = 0; i < d->n_fwd + d->n_bwd; i++) {
+            const am_phase_desc *ph = i < d->n_fwd ? d->fwd[i] : d->bwd[i - d->n_fwd];
+            CHECK(am_phase_by_id(ph->id) == ph, "%s: phase %s not found by its id", d->name,
+                  ph->name);
+            CHECK(ph->part == (i < d->n_fwd ? AM_FWD : AM_BWD), "%s %s: wrong pass", d->name,
+                  ph->name);
+            CHECK((ph->pattern == PAT_NONE) == (ph->comm == AM_COMM_NONE) &&
+                      (ph->pattern == PAT_NONE || (ph->counts && ph->max_message)) &&
+                      (ph->pattern != PAT_PAIRWISE || ph->peer) &&
+                      (ph->pattern != PAT_NONE || ph->tile) && (!ph->overlap || ph->tile),
+                  "%s %s: pattern %s on %s without what it needs", d->name, ph->name,
+                  am_pattern_names[ph->pattern], am_comm_names[ph->comm]);
+            for (int b = 0; b < AM_NUM_ALGOS; b++) { /* ids: one phase each over all algorithms */
+                const am_algo_desc *e = am_algo_desc_of((am_algo)b);
+                for (int j = 0; j < e->n_fwd + e->n_bwd; j++) {
+                    const am_phase_desc *q = j < e->n_fwd ? e->fwd[j] : e->bwd[j - e->n_fwd];
+                    CHECK(q->id != ph->id || q == ph, "%s %s and %s %s share id %d", d->name,
+                          ph->name, e->name, q->name, ph->id);
+                }
+            }
+        }
+    }
+    am_config ring_cfg = {ALGO_RING, LAYOUT_CONTIGUOUS, AM_TRAIN, 4, 1, 4, 64, 1, 4, 4, 8, 0, 2};
+    CHECK(am_phase_index(&ring_cfg, am_algo_desc_of(ALGO_ULYSSES)->fwd[0]->id) == -1 &&
+              am_phase_index(&ring_cfg, am_algo_desc_of(ALGO_RING)->bwd[1]->id) == 2,
+          "phase ids of another algorithm must not be found in Ring's list");
+
     for (int trial = 0; trial < 3000; trial++) {
         am_config c;
         memset(&c, 0, sizeof c);
