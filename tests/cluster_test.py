@@ -166,6 +166,8 @@ def link_down_fault(path):
               f"down (exit {p.returncode}; bound 150 s)")
         tail = "\n".join(out.strip().splitlines()[-6:])
         print("  its last lines:\n    " + tail.replace("\n", "\n    "))
+        check(re.search(r"lost communication|network connection", out) is not None,
+              "the error names the lost connection to the node")
     except subprocess.TimeoutExpired:
         check(False, "the job did not end within 150 s of the link going down")
         os.killpg(p.pid, signal.SIGKILL)
