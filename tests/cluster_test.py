@@ -103,10 +103,13 @@ def job_state(job):
 
 def slurm_job(work):
     """sbatch -N 2 of the strong-scaling study (tiny sweep) across the two nodes."""
+    sweeps = os.path.join(REPO, "tests", "slurm", "sweeps")
+    sweep = next(os.path.join(sweeps, n) for n in ("strong-scaling.conf", "strong.conf")
+                 if os.path.exists(os.path.join(sweeps, n)))
     cmd = ["sbatch", "--parsable", "-N", "2", "--ntasks-per-node=2", "-p", "debug",
            "--gpus-per-node=0", "--time=00:10:00", f"--output={work}/strong-%j.out",
            f"--export=ALL,OUT_DIR={work},ATTNSIM_ROOT={REPO},ATTNSIM={ATTNSIM},"
-           f"SWEEP={REPO}/tests/slurm/sweeps/strong.conf",
+           f"SWEEP={sweep}",
            os.path.join(REPO, "experiments", "strong-scaling", "job.sbatch")]
     p = node("head", *cmd, timeout=60)
     if not check(p.returncode == 0, f"sbatch -N 2 accepted ({p.stderr.strip()})"):
