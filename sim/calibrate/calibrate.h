@@ -50,13 +50,13 @@ typedef struct {
  * with one rank per node (the NIC to itself; with LINK_SHIFT, how many ranks share it). */
 typedef enum { LINK_SHIFT = 0, LINK_PINGPONG = 1, LINK_SHIFT_NIC = 2 } link_mode;
 enum {
-    LINK_SAMPLES = 5 /* samples per message size */
+    LINK_SAMPLES = 4 /* samples per message size */
 };
 #define LINK_LONGEST_S 0.25 /* sizes stop after the first whose exchange takes longer */
 
 /* Message times of one tier (TIER_INTRA or TIER_INTER) in one mode over sizes 8 B ...
  * max_bytes (doubling; stopping after the first size whose exchange takes LINK_LONGEST_S):
- * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~20 ms (3 ...
+ * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~15 ms (3 ...
  * 400) after a warm-up; fitted through the quietest sample of each size (s.ok: a fit with a
  * positive slope). s.n == 0: the job has no such pair of ranks. */
 series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_bytes);
