@@ -341,10 +341,11 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         print_series("inter-node ping-pong", &pp[1]);
         print_series("inter-node shift, 1/node", &nic);
         if (per_nic)
-            printf(
-                "  NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
-                "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large messages)\n",
-                nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic));
+            printf("  NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
+                   "inter-node tier is the one-rank-per-node shift: %.4f GB/s fitted for large "
+                   "messages, %.4f GB/s at its largest (%.0f B)\n",
+                   nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic),
+                   1e-9 * nic.largest_rate, nic.bytes[nic.n - 1]);
         if (!shift[1].ok)
             printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
