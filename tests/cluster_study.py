@@ -62,7 +62,7 @@ def main():
     shaped = RATE_MBIT * 1e6 / 8
     with h5py.File(out, "r") as f:
         cal = [g for g in f["runs"].values() if g.attrs["kind"] == "calibration"]
-        nic = cal[0]["links/inter/ring_shift_nic"].attrs if cal else {}
+        nic = dict(cal[0]["links/inter/ring_shift_nic"].attrs) if cal else {}
         rate = float(nic.get("largest_bytes_per_s", 0))
     print(f"  inter-node link: {rate / 1e6:.2f} MB/s at the largest messages "
           f"({nic.get('largest_bytes', 0):.0f} B), {bw / 1e6:.2f} MB/s fitted for large messages; "
