@@ -54,10 +54,11 @@ typedef enum { LINK_SHIFT = 0, LINK_PINGPONG = 1, LINK_SHIFT_NIC = 2 } link_mode
 enum {
     LINK_SAMPLES = 4 /* samples per message size */
 };
-#define LINK_LONGEST_S 0.25 /* sizes stop after the first whose exchange takes longer */
+#define LINK_LONGEST_S 0.25 /* sizes stop after the first whose quietest sample takes longer */
 
 /* Message times of one tier (TIER_INTRA or TIER_INTER) in one mode over sizes 8 B ...
- * max_bytes (doubling; stopping after the first size whose exchange takes LINK_LONGEST_S):
+ * max_bytes (doubling; stopping after the first size whose quietest sample takes longer than
+ * LINK_LONGEST_S):
  * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~15 ms (3 ...
  * 400) after a warm-up; fitted through the quietest sample of each size (s.ok: a fit with a
  * positive slope). s.n == 0: the job has no such pair of ranks. */
