@@ -1,7 +1,8 @@
 # experiments/lib.sh - what every study script shares (sourced, bash).
 #
 # A study is a job script plus a sweep file (sweep.conf: one "key = value" per line, '#'
-# comments; values are attnsim lists). The script reads the sweep with `sweep KEY [DEFAULT]`,
+# comments; values are attnsim lists; read and checked by experiments/sweep.py, which also
+# holds every study's keys and defaults). The script reads the sweep with `sweep KEY`,
 # launches attnsim with `launch P ARGS...` (srun --mpi=pmix inside a Slurm job, mpirun
 # outside), writes one HDF5 file per job named with the job id, and reports progress on stderr.
 # Environment: ATTNSIM (the binary; default build/attnsim of the checkout), SWEEP (another
@@ -13,12 +14,18 @@ ATTNSIM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ATTNSIM=${ATTNSIM:-$ATTNSIM_ROOT/build/attnsim}
 [ -x "$ATTNSIM" ] || { echo "experiments: no attnsim at $ATTNSIM (build it, or set ATTNSIM)" >&2; exit 2; }
 
-# study_init NAME SWEEP_FILE: sets STUDY, SWEEP_FILE, OUT (the job's HDF5 file), NTASKS,
-# GPUS_PER_NODE, LAUNCHER; prints a header.
+# study_init NAME SWEEP_FILE: reads and checks the sweep file (experiments/sweep.py: unknown
+# keys and bad values stop the job with one line, status 2), resolves backend/comm = auto
+# (cuda + nccl where attnsim sees a GPU, else cpu + mpi), sets STUDY, SWEEP_FILE, OUT (the
+# job's HDF5 file), NTASKS, GPUS_PER_NODE (what attnsim sees), LAUNCHER; prints a header.
 study_init() {
   STUDY=$1
   SWEEP_FILE=${SWEEP:-$2}
-  [ -r "$SWEEP_FILE" ] || { echo "$STUDY: cannot read the sweep file $SWEEP_FILE" >&2; exit 2; }
+  command -v python3 >/dev/null ||
+    { echo "$STUDY: python3 is needed to read the sweep file (experiments/sweep.py)" >&2; exit 2; }
+  local parsed
+  parsed=$(python3 "$ATTNSIM_ROOT/experiments/sweep.py" "$STUDY" "$SWEEP_FILE") || exit 2
+  eval "$parsed"
   local id=${SLURM_JOB_ID:-local-$(date +%Y%m%d-%H%M%S)}
   OUT=${OUT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}/$STUDY-$id.h5
   if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null; then
@@ -28,25 +35,41 @@ study_init() {
     LAUNCHER=mpirun
     NTASKS=${NTASKS:-$(nproc)}
   fi
-  GPUS_PER_NODE=${SLURM_GPUS_ON_NODE:-}
-  if [ -z "$GPUS_PER_NODE" ]; then
-    GPUS_PER_NODE=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  # the GPUs attnsim can use on this node (built with CUDA, a driver, devices visible)
+  GPUS_PER_NODE=$("$ATTNSIM" --version 2>/dev/null | grep -c '^GPU [0-9]' || true)
+  local note=""
+  if [ -n "${SWEEP_VALUES[backend]:-}" ]; then
+    if [ "${SWEEP_VALUES[backend]}" = auto ]; then
+      if [ "$GPUS_PER_NODE" -gt 0 ]; then SWEEP_VALUES[backend]=cuda; else SWEEP_VALUES[backend]=cpu; fi
+      note=" (backend = auto)"
+    fi
+    if [ "${SWEEP_VALUES[comm]:-mpi}" = auto ]; then
+      if [ "${SWEEP_VALUES[backend]}" = cuda ]; then SWEEP_VALUES[comm]=nccl; else SWEEP_VALUES[comm]=mpi; fi
+    fi
+    if [ "${SWEEP_VALUES[backend]}" = cuda ] && [ "$GPUS_PER_NODE" -eq 0 ]; then
+      echo "$STUDY: backend = cuda, but attnsim sees no GPU on $(hostname) ($("$ATTNSIM" --version |
+        grep -E '^(CUDA|GPU)' | tr '\n' ' ')); accepted here: backend = cpu or auto" >&2
+      exit 2
+    fi
+    if [ "${SWEEP_VALUES[backend]}" = cuda ] && [[ ",${SWEEP_VALUES[dtype]}," == *,f32,* ]]; then
+      echo "$STUDY: dtype = ${SWEEP_VALUES[dtype]}: the cuda backend runs f16 and bf16 only" >&2
+      exit 2
+    fi
+    if [ "${SWEEP_VALUES[backend]}" = cpu ] && [ -n "${SLURM_GPUS_ON_NODE:-}" ] &&
+       [ "${SLURM_GPUS_ON_NODE}" != 0 ]; then
+      note="$note; Slurm gave $SLURM_GPUS_ON_NODE GPU(s) per node, attnsim sees none: CPU ranks"
+    fi
   fi
   STUDY_T0=$(date +%s)
   echo "# $STUDY: job ${SLURM_JOB_ID:-(none)} on ${SLURM_JOB_NODELIST:-$(hostname)}, $NTASKS ranks," \
-       "$GPUS_PER_NODE GPU(s) per node, launcher $LAUNCHER, sweep $SWEEP_FILE, output $OUT"
+       "$GPUS_PER_NODE GPU(s) per node, backend ${SWEEP_VALUES[backend]:-cpu}, comm" \
+       "${SWEEP_VALUES[comm]:-none}$note, launcher $LAUNCHER, sweep $SWEEP_FILE, output $OUT"
 }
 
-# sweep KEY [DEFAULT]: the value of KEY in the sweep file (the default when absent).
+# sweep KEY: the value of KEY (the sweep file's, else the study's default: experiments/sweep.py).
 sweep() {
-  local v
-  v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\([^#]*\).*/\1/p" "$SWEEP_FILE" | tail -n 1 |
-      sed 's/[[:space:]]*$//')
-  if [ -z "$v" ]; then
-    [ $# -ge 2 ] || { echo "$STUDY: $SWEEP_FILE has no '$1'" >&2; exit 2; }
-    v=$2
-  fi
-  echo "$v"
+  [ -n "${SWEEP_VALUES[$1]+set}" ] || { echo "$STUDY: no sweep key '$1' in this study" >&2; exit 2; }
+  echo "${SWEEP_VALUES[$1]}"
 }
 
 # launch P ARGS...: attnsim ARGS on P ranks.

@@ -154,3 +154,14 @@ double link_fit_eval(const link_fit *f, double x)
     const lin_fit *l = f->two_regimes && x >= f->break_x ? &f->large : &f->small;
     return l->alpha + l->beta * x;
 }
+
+int fit_is_poor(const lin_fit *f)
+{
+    return !(f->r2 >= FIT_MIN_R2) || !(f->rel_rms <= FIT_MAX_REL_RMS);
+}
+
+int link_fit_is_poor(const link_fit *f)
+{
+    return f->two_regimes ? fit_is_poor(&f->small) || fit_is_poor(&f->large)
+                          : fit_is_poor(&f->single);
+}

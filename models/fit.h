@@ -45,4 +45,12 @@ int fit_link(const double *x, const double *t, size_t n, link_fit *out);
 /* The fitted time at x. */
 double link_fit_eval(const link_fit *f, double x);
 
+/* A fit too poor to be used silently: R^2 below FIT_MIN_R2 or relative RMS above
+ * FIT_MAX_REL_RMS (calibrate reports it, and marks it in the machine file and the HDF5 run). */
+#define FIT_MIN_R2      0.9
+#define FIT_MAX_REL_RMS 0.15
+int fit_is_poor(const lin_fit *f);
+/* A link fit is poor when a regime it uses is: the one line, or either of two regimes. */
+int link_fit_is_poor(const link_fit *f);
+
 #endif

@@ -3,11 +3,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Presets: generated from models/machines/NAME.machine (machine_presets.c, by CMake). */
 extern const char *const machine_preset_name_table[];
@@ -97,6 +100,54 @@ static const key_def keys[] = {
 #define KEY_FIRST_REGIME 16 /* intra_break; the inter triple follows */
 #define NUM_KEYS         (sizeof keys / sizeof keys[0])
 
+/* Accepted range of each kind of value, in SI units (docs/machine.md, "Ranges"): wide enough for
+ * any machine built or planned, narrow enough that every product and quotient the time model
+ * forms stays finite. The text says it in the file's units. */
+static const struct {
+    double lo, hi;
+    const char *text;
+} ranges[] = {
+    [V_COUNT] = {1, 1048576, "1 to 1048576"},
+    [V_SIZE] = {1, 1099511627776.0, "1 B to 1024 GiB"},
+    [V_BANDWIDTH] = {1e3, 1e15, "1 kB/s to 1000 TB/s"},
+    [V_RATE] = {1e6, 1e18, "1e-3 GFLOP/s to 1000 PFLOP/s"},
+    [V_TIME] = {1e-12, 10, "0.001 ns to 10 s"},
+    [V_FRACTION] = {0, 1, "a fraction in (0, 1]"},
+    [V_RATIO] = {1e-3, 1e3, "0.001 to 1000"},
+};
+
+/* 1 when s is UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF) without
+ * control characters. */
+static int printable_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, n, cp;
+        if (c < 0x20 || c == 0x7f) return 0;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07;
+        else
+            return 0;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 static int errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int errf(char *err, size_t errlen, const char *fmt, ...)
@@ -163,11 +214,9 @@ static int parse_value(const key_def *k, const char *value, const char *where, d
         return errf(err, errlen, "%s: key '%s': '%s' has trailing '%s'; accepted: a plain number",
                     where, k->key, value, end);
     }
-    /* a time (a latency, a call's overhead) may be zero: calibrate measures none on some links */
-    if (k->kind == V_TIME ? !(v >= 0) : !(v > 0))
-        return errf(err, errlen, "%s: key '%s': %s must be %s", where, k->key, value,
-                    k->kind == V_TIME ? "zero or positive" : "positive");
-    if (k->kind == V_COUNT && (v != floor(v) || v > 1e15))
+    if (!(v > 0))
+        return errf(err, errlen, "%s: key '%s': %s must be positive", where, k->key, value);
+    if (k->kind == V_COUNT && v != floor(v))
         return errf(err, errlen,
                     "%s: key '%s': '%s' is not a whole number; accepted: a positive "
                     "integer",
@@ -175,7 +224,11 @@ static int parse_value(const key_def *k, const char *value, const char *where, d
     if (k->kind == V_FRACTION && v > 1)
         return errf(err, errlen, "%s: key '%s': %s is above 1; accepted: a fraction in (0, 1]",
                     where, k->key, value);
-    *out = v * scale;
+    double si = v * scale;
+    if (!isfinite(si) || si < ranges[k->kind].lo || si > ranges[k->kind].hi)
+        return errf(err, errlen, "%s: key '%s': %s is out of range; accepted: %s (%s)", where,
+                    k->key, value, ranges[k->kind].text, k->help);
+    *out = si;
     return 0;
 }
 
@@ -260,6 +313,11 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
             if (strlen(value) >= 64)
                 return errf(err, errlen, "%s: key '%s': value longer than 63 characters", where,
                             k->key);
+            if (!printable_utf8(value))
+                return errf(err, errlen,
+                            "%s: key '%s': the value is not printable UTF-8 text; accepted: "
+                            "UTF-8 without control characters",
+                            where, k->key);
             snprintf(field, 64, "%s", value);
             continue;
         }
@@ -295,6 +353,17 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
     return 0;
 }
 
+int machine_key_range(const char *key, double *lo, double *hi)
+{
+    for (size_t i = 0; i < NUM_KEYS; i++)
+        if (strcmp(key, keys[i].key) == 0) {
+            if (keys[i].kind == V_STRING || keys[i].kind == V_TIERS) return -1;
+            *lo = ranges[keys[i].kind].lo, *hi = ranges[keys[i].kind].hi;
+            return 0;
+        }
+    return -1;
+}
+
 double machine_message_s(const machine *m, int tier, double bytes, double sharing)
 {
     int large = m->break_bytes[tier] > 0 && bytes >= m->break_bytes[tier];
@@ -324,7 +393,31 @@ int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
         snprintf(origin, sizeof origin, "preset %s", name_or_path);
         return machine_parse(preset, origin, m, err, errlen);
     }
-    FILE *f = fopen(name_or_path, "rb");
+    /* a machine file is a regular file: a FIFO, a device or a directory is refused before it is
+     * read (reading a FIFO without a writer, or a device, would wait or never end) */
+    int fd = open(name_or_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    const char *what = NULL;
+    if (fd >= 0 && fstat(fd, &st) != 0)
+        what = "a file whose type cannot be read";
+    else if (fd >= 0 && !S_ISREG(st.st_mode))
+        what = S_ISDIR(st.st_mode)    ? "a directory"
+               : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+               : S_ISCHR(st.st_mode)  ? "a character device"
+               : S_ISBLK(st.st_mode)  ? "a block device"
+               : S_ISSOCK(st.st_mode) ? "a socket"
+                                      : "not a regular file";
+    if (what) {
+        close(fd);
+        return errf(err, errlen, "'%s' is %s; accepted: a preset name or a regular machine file",
+                    name_or_path, what);
+    }
+    if (fd >= 0) { /* a regular file: ordinary blocking reads from here on */
+        int flags = fcntl(fd, F_GETFL);
+        if (flags != -1) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f && fd >= 0) close(fd);
     if (!f) {
         char names[400] = "";
         for (size_t i = 0; machine_preset_name_table[i]; i++) {

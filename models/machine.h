@@ -1,7 +1,8 @@
 /* machine.h - the machine description the time model uses (cost-model.md, "Machine
  * description"; format in docs/machine.md). A machine is nodes of gpus_per_node GPUs; ranks are
  * packed gpus_per_node per node in rank order. Plain-text files, one "key = value [unit]" per
- * line, '#' comments; every key is required, unknown keys and bad units are errors. */
+ * line, '#' comments; every key is required, unknown keys and bad units are errors; numbers must
+ * be finite and within the range of their kind, text must be printable UTF-8. */
 #ifndef ATTNSIM_MACHINE_H
 #define ATTNSIM_MACHINE_H
 
@@ -40,6 +41,10 @@ double machine_message_s(const machine *m, int tier, double bytes, double sharin
 /* Parses a machine description. `filename` names the text in messages. Returns 0, or -1 with
  * one line in err: "FILE:LINE: key 'k': what is wrong; accepted: ...". */
 int machine_parse(const char *text, const char *filename, machine *m, char *err, size_t errlen);
+
+/* The accepted range [lo, hi] of a numeric key's value in SI units (B, B/s, FLOP/s, s; a
+ * fraction (0, 1] has lo 0). Returns 0, or -1 for an unknown or text key. */
+int machine_key_range(const char *key, double *lo, double *hi);
 
 /* A preset name (machine_preset_names) or a file path. Returns 0 or -1 with err. */
 int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen);

@@ -11,13 +11,19 @@ drawn as a parity plot (predicted vs measured, log-log, one colour per algorithm
 
 Usage: model_error.py FILE.h5 [-o parity.png] [--min-ms T]
 Phases shorter than --min-ms (default 0), and phases in which nothing happens (no message, no
-compute: predicted 0), are left out of the phase statistics."""
+compute: predicted 0), are left out of the phase statistics. The runs are found in the file's
+/summary table; only the executed runs' groups are read, so model sweeps of any size in the
+same file cost one read."""
 import argparse
 import sys
 
+import attnsim_h5 as ah
+
+PROG = "model_error"
+
 
 def fail(msg):
-    print(f"model_error: {msg}", file=sys.stderr)
+    print(f"{PROG}: {msg}", file=sys.stderr)
     return 2
 
 
@@ -28,59 +34,60 @@ def stats(errors):
     return len(a), np.median(a), np.quantile(a, 0.9), a.max(), np.median(e)
 
 
+def load(path, min_ms):
+    """(runs, phases) of the executed runs with phase timings, or raises ah.FileError."""
+    import numpy as np
+    phases, runs = [], []
+    with ah.open_file(path) as f:
+        t = ah.summary(f)
+        for r in t[t["kind"] == "distributed"]:
+            g = ah.group(f, r["run"])
+            if "measured/critical_path_phase_s" not in g:
+                continue  # written before phase timings were recorded
+            meas = g["measured/critical_path_phase_s"][()]
+            pred = g["predicted/phase_time_s"][()]
+            terms = [ah.text(x) for x in g["predicted/phase_term"][()]]
+            inter = g["predicted/phase_inter_node"][()]
+            patterns = ([ah.text(x) for x in g["phase_pattern"][()]] if "phase_pattern" in g
+                        else ["unrecorded"] * len(meas))
+            algo, backend = str(r["algorithm"]), str(r["backend"])
+            for m, p, term, x, pat in zip(meas, pred, terms, inter, patterns):
+                if m > 0 and p > 0 and m * 1e3 >= min_ms:  # p = 0: nothing to predict
+                    tier = "none" if pat == "none" else "inter" if x else "intra"
+                    phases.append(dict(algo=algo, meas=float(m), pred=float(p), term=term,
+                                       tier=tier, backend=backend, pattern=pat,
+                                       tier_pattern=f"{tier} {pat}"))
+            total = float(g["measured/phase_end_s"][()].max())
+            nodes = len(set(g["ranks"][:, 1])) if "ranks" in g else 1
+            if total > 0 and np.isfinite(r["predicted_time_s"]):
+                runs.append(dict(algo=algo, meas=total, pred=float(r["predicted_time_s"]),
+                                 backend=backend,
+                                 nodes="one node" if nodes == 1 else "several nodes"))
+    return runs, phases
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
     ap.add_argument("-o", "--out", help="parity plot PNG (default: no plot)")
     ap.add_argument("--min-ms", type=float, default=0.0)
     args = ap.parse_args()
+    ah.ensure_python(PROG, ("h5py", "numpy", "matplotlib") if args.out else ("h5py", "numpy"))
     try:
-        import h5py
-        import numpy as np
-    except ImportError as e:
-        return fail(f"{e}; install h5py and numpy (Debian: python3-h5py python3-numpy)")
-    try:
-        f = h5py.File(args.file, "r")
-    except OSError as e:
-        return fail(f"cannot open '{args.file}' as HDF5 ({e}); accepted: an attnsim/1 file")
-    phases, runs = [], []
-    with f:
-        if f.attrs.get("schema") != "attnsim/1" or "runs" not in f:
-            return fail(f"'{args.file}' is not an attnsim/1 file (schema = {f.attrs.get('schema')!r})")
-        for name, g in f["runs"].items():
-            a = g.attrs
-            if a.get("kind") != "distributed" or a.get("complete") != 1:
-                continue
-            if "measured/critical_path_phase_s" not in g:
-                continue
-            meas = g["measured/critical_path_phase_s"][()]
-            pred = g["predicted/phase_time_s"][()]
-            terms = [t.decode() if isinstance(t, bytes) else t for t in g["predicted/phase_term"][()]]
-            inter = g["predicted/phase_inter_node"][()]
-            pattern = ([t.decode() if isinstance(t, bytes) else t for t in g["phase_pattern"][()]]
-                       if "phase_pattern" in g else ["unrecorded"] * len(meas))
-            backend, algo = a["backend"], a["algorithm"]
-            for m, p, t, x, pat in zip(meas, pred, terms, inter, pattern):
-                if m > 0 and p > 0 and m * 1e3 >= args.min_ms:  # p = 0: nothing to predict
-                    tier = "none" if pat in ("none", "compute") else "inter" if x else "intra"
-                    phases.append(dict(algo=algo, meas=m, pred=p, term=t, tier=tier,
-                                       backend=backend, pattern=pat, tier_pattern=f"{tier} {pat}"))
-            total_meas = float(g["measured/phase_end_s"][()].max())
-            nodes = len(set(g["ranks"][:, 1])) if "ranks" in g else 1
-            runs.append(dict(algo=algo, meas=total_meas, pred=float(g["predicted/total_time_s"][()]),
-                             backend=backend, term=a["dominant_term"],
-                             nodes="one node" if nodes == 1 else "several nodes"))
+        runs, phases = load(args.file, args.min_ms)
+    except ah.FileError as e:
+        return fail(str(e))
     if not runs:
         return fail(f"'{args.file}' has no complete kind=distributed runs with phase timings")
     print(f"# time-model error of {args.file}: {len(runs)} runs, {len(phases)} phases "
           f"(error = (predicted - measured) / measured; |error| statistics)")
-    print(f"# {'what':34s} {'n':>5s} {'median':>8s} {'p90':>8s} {'max':>8s} {'signed':>8s}")
+    print(f"# {'what':34s} {'n':>5s} {'median%':>8s} {'p90%':>8s} {'max%':>8s} {'signed%':>8s}")
 
     def row(label, items):
         if items:
             n, med, p90, mx, signed = stats([(i["pred"] - i["meas"]) / i["meas"] for i in items])
-            print(f"  {label:34s} {n:5d} {100 * med:7.1f}% {100 * p90:7.1f}% {100 * mx:7.1f}% "
-                  f"{100 * signed:+7.1f}%")
+            print(f"  {label:34s} {n:5d} {100 * med:8.1f} {100 * p90:8.1f} {100 * mx:8.1f} "
+                  f"{100 * signed:+8.1f}")
 
     row("whole runs", runs)
     for key in ("backend", "nodes", "algo"):
@@ -89,7 +96,7 @@ def main():
     row("phases", phases)
     for key in ("term", "tier", "pattern", "tier_pattern", "backend"):
         for v in sorted({p[key] for p in phases}):
-            label = f"phases, {key.replace('_', ' ')} {v}" if key != "tier_pattern" else f"phases, {v}"
+            label = f"phases, {v}" if key == "tier_pattern" else f"phases, {key} {v}"
             row(label, [p for p in phases if p[key] == v])
     if args.out:
         import matplotlib
@@ -104,8 +111,8 @@ def main():
                        alpha=0.6, label=f"{algo} phases")
             ax.scatter([r["meas"] for r in rr], [r["pred"] for r in rr], s=50, marker="*",
                        color=f"C{i}", edgecolor="k", label=f"{algo} runs")
-        lo = min(min(p["meas"] for p in phases), min(p["pred"] for p in phases if p["pred"] > 0))
-        hi = max(max(r["meas"] for r in runs), max(r["pred"] for r in runs))
+        vals = [x for i in phases + runs for x in (i["meas"], i["pred"]) if x > 0]
+        lo, hi = min(vals), max(vals)
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
         ax.plot([lo, hi], [1.15 * lo, 1.15 * hi], "k:", lw=0.6)
         ax.plot([lo, hi], [lo / 1.15, hi / 1.15], "k:", lw=0.6)
@@ -114,7 +121,7 @@ def main():
         ax.set_xlabel("measured time (s)")
         ax.set_ylabel("predicted time (s)")
         ax.set_title("time model: predicted vs measured (dotted: +-15%)", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(args.out, dpi=110)
         print(f"# wrote {args.out}")

@@ -9,38 +9,41 @@ Reads the complete kind=kernel runs of an attnsim/1 file.
 import argparse
 import sys
 
+import attnsim_h5 as ah
+
+PROG = "plot_kernels"
+
 
 def fail(msg):
-    print(f"plot_kernels: {msg}", file=sys.stderr)
+    print(f"{PROG}: {msg}", file=sys.stderr)
     return 2
 
 
-def load(path, h5py):
+def load(path):
+    """The complete kind=kernel runs with counted bytes (rows, None), or (None, why)."""
     try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        return None, f"cannot open '{path}' as HDF5 ({e}); accepted: an attnsim/1 file"
+        f = ah.open_file(path)
+    except ah.FileError as e:
+        return None, str(e)
     with f:
-        schema = f.attrs.get("schema")
-        if isinstance(schema, bytes):
-            schema = schema.decode()
-        if schema != "attnsim/1" or "runs" not in f:
-            return None, f"'{path}' is not an attnsim/1 file (schema = {schema!r})"
+        t = ah.summary(f)
         rows = []
-        for name, g in f["runs"].items():
-            a = g.attrs
-            if a.get("kind") != "kernel" or a.get("complete") != 1:
-                continue
+        for r in t[(t["kind"] == "kernel") & (t["pass"] != "decode")]:
+            g = ah.group(f, r["run"])
             m, p = g["measured"], g["predicted"]
+            if "hbm_bytes_read" not in m:
+                continue  # cuda runs without --dram count no bytes
             rows.append(dict(
-                kernel=f"{a['algorithm']} {a['pass']}", n=int(a["seq_len"]),
-                nk=int(a.get("seq_len_kv", a["seq_len"])), d=int(a["head_dim"]),
-                sram=int(a.get("sram_elems", 0)), dtype=a["dtype"], causal=int(a["causal"]),
+                kernel=f"{r['algorithm']} {r['pass']}", n=int(r["seq_len"]),
+                nk=int(r["seq_len_kv"]), d=int(r["head_dim"]),
+                sram=int(g.attrs.get("sram_elems", 0)), dtype=str(r["dtype"]),
+                causal=int(r["causal"]),
                 measured=int(m["hbm_bytes_read"][()] + m["hbm_bytes_written"][()]),
                 predicted=int(p["hbm_bytes_read"][()] + p["hbm_bytes_written"][()]),
-                compulsory=int(p["compulsory_bytes_read"][()] + p["compulsory_bytes_written"][()])))
+                compulsory=int(p["compulsory_bytes_read"][()] +
+                               p["compulsory_bytes_written"][()])))
     if not rows:
-        return None, f"'{path}' has no complete kind=kernel runs"
+        return None, f"'{path}' has no complete kind=kernel runs with counted HBM bytes"
     return rows, None
 
 
@@ -49,14 +52,11 @@ def main():
     ap.add_argument("file")
     ap.add_argument("-o", "--out", help="PNG to write (default: FILE with .png)")
     args = ap.parse_args()
-    try:
-        import h5py
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        return fail(f"{e}; install h5py and matplotlib (Debian: python3-h5py python3-matplotlib)")
-    rows, err = load(args.file, h5py)
+    ah.ensure_python(PROG)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows, err = load(args.file)
     if err:
         return fail(err)
     out = args.out or (args.file.rsplit(".", 1)[0] + ".png")
@@ -86,11 +86,11 @@ def main():
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, loc="upper left")
+    axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.suptitle("HBM traffic: measured (o), model (line), compulsory (dotted)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    print(f"plot_kernels: wrote {out} ({len(rows)} runs, {len(panels)} panels)")
+    print(f"{PROG}: wrote {out} ({len(rows)} runs, {len(panels)} panels)")
     return 0
 
 

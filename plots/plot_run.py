@@ -1,74 +1,84 @@
 #!/usr/bin/env python3
-"""Distributed runs of an attnsim/1 file: for each run, bytes sent per phase (max over ranks),
-measured (bars) against the model (black markers), and measured time per phase (max over
-ranks). One row of two panels per run (the last 6 runs at most).
+"""Distributed runs of an attnsim/1 file, one row of two panels per run (the last 6 runs at
+most): bytes sent per phase (max over ranks), measured (bars) against the model (black
+markers); and time per phase, measured against the model - the critical path of the phase
+(last rank in to last rank out, `crit_ms` in attnsim run's table) against the model's time
+(`pred_ms`).
 
 Usage: plot_run.py FILE.h5 [-o FILE.png]"""
 import argparse
 import sys
 
+import attnsim_h5 as ah
+
+PROG = "plot_run"
+
 
 def fail(msg):
-    print(f"plot_run: {msg}", file=sys.stderr)
+    print(f"{PROG}: {msg}", file=sys.stderr)
     return 2
+
+
+def load(path, last):
+    """The last `last` complete distributed runs, or raises ah.FileError."""
+    runs = []
+    with ah.open_file(path) as f:
+        t = ah.summary(f)
+        for r in t[t["kind"] == "distributed"][-last:]:
+            g = ah.group(f, r["run"])
+            a = g.attrs
+            layout = ah.text(a.get("layout", ""))
+            runs.append(dict(
+                title=f"{r['algorithm']}{' ' + layout if layout else ''} {r['pass']} "
+                      f"P={r['P']} N={r['seq_len']}{' causal' if r['causal'] else ''}",
+                phases=[ah.text(p) for p in g["phases"][()]],
+                meas=g["measured/bytes_sent"][()].max(axis=0),
+                pred=g["predicted/bytes_sent"][()].max(axis=0),
+                crit=(g["measured/critical_path_phase_s"][()]
+                      if "measured/critical_path_phase_s" in g else None),
+                pred_s=g["predicted/phase_time_s"][()],
+                ok=bool(a.get("counts_match", 0))))
+    return runs
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
-    ap.add_argument("-o", "--out")
+    ap.add_argument("-o", "--out", help="PNG to write (default: FILE with .png)")
     args = ap.parse_args()
+    ah.ensure_python(PROG)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
     try:
-        import h5py
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import numpy as np
-    except ImportError as e:
-        return fail(f"{e}; install h5py and matplotlib (Debian: python3-h5py python3-matplotlib)")
-    try:
-        f = h5py.File(args.file, "r")
-    except OSError as e:
-        return fail(f"cannot open '{args.file}' as HDF5 ({e}); accepted: an attnsim/1 file")
-    with f:
-        schema = f.attrs.get("schema")
-        if schema != "attnsim/1" or "runs" not in f:
-            return fail(f"'{args.file}' is not an attnsim/1 file (schema = {schema!r})")
-        runs = []
-        for name, g in f["runs"].items():
-            a = g.attrs
-            if a.get("kind") != "distributed" or a.get("complete") != 1:
-                continue
-            phases = [p.decode() if isinstance(p, bytes) else p for p in g["phases"][()]]
-            runs.append(dict(
-                title=f"{a['algorithm']} {a['pass']} P={a['P']} N={a['seq_len']}"
-                      f"{' causal' if a['causal'] else ''}",
-                phases=phases,
-                meas=g["measured/bytes_sent"][()].max(axis=0),
-                pred=g["predicted/bytes_sent"][()].max(axis=0),
-                time=g["measured/time_s"][()].max(axis=0),
-                ok=bool(a.get("counts_match", 0))))
+        runs = load(args.file, 6)
+    except ah.FileError as e:
+        return fail(str(e))
     if not runs:
         return fail(f"'{args.file}' has no complete kind=distributed runs")
-    runs = runs[-6:]
     out = args.out or args.file.rsplit(".", 1)[0] + ".png"
-    fig, axes = plt.subplots(len(runs), 2, figsize=(12, 2.6 * len(runs)), squeeze=False)
+    fig, axes = plt.subplots(len(runs), 2, figsize=(12, 2.8 * len(runs)), squeeze=False)
     for (ax_b, ax_t), r in zip(axes, runs):
         x = np.arange(len(r["phases"]))
         ax_b.bar(x, r["meas"], color="C0", label="measured")
         ax_b.plot(x, r["pred"], "k_", markersize=18, mew=2, label="model")
-        ax_b.set_xticks(x, r["phases"], rotation=25, ha="right", fontsize=7)
+        ax_b.set_xticks(x, r["phases"], rotation=25, ha="right", fontsize=8)
         ax_b.set_ylabel("bytes sent (max rank)")
         ax_b.set_title(f"{r['title']}: {'measured == model' if r['ok'] else 'COUNTS DIFFER'}",
                        fontsize=9)
-        ax_t.bar(x, 1e3 * r["time"], color="C1")
-        ax_t.set_xticks(x, r["phases"], rotation=25, ha="right", fontsize=7)
-        ax_t.set_ylabel("time, ms (max rank)")
-        ax_t.set_title("measured phase time", fontsize=9)
-    axes[0][0].legend(fontsize=7)
+        if r["crit"] is not None:
+            ax_t.bar(x, 1e3 * r["crit"], color="C1", label="measured (critical path)")
+        ax_t.plot(x, 1e3 * r["pred_s"], "k_", markersize=18, mew=2, label="model")
+        ax_t.set_xticks(x, r["phases"], rotation=25, ha="right", fontsize=8)
+        ax_t.set_ylabel("time (ms)")
+        ax_t.set_yscale("log")
+        ax_t.set_title("phase time: last rank in to last rank out, vs model", fontsize=9)
+    axes[0][0].legend(fontsize=8)
+    axes[0][1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    print(f"plot_run: wrote {out} ({len(runs)} runs)")
+    print(f"{PROG}: wrote {out} ({len(runs)} runs)")
     return 0
 
 

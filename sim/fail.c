@@ -51,7 +51,10 @@ _Noreturn void attn_fail(const char *call, const char *file, int line, const cha
         if (*c == '\n' || *c == '\r') *c = ' ';
     char who[32] = "";
     if (fail_rank >= 0) snprintf(who, sizeof who, "rank %d: ", fail_rank);
-    fprintf(stderr, "attnsim: %s%s failed (%s:%d): %s\n", who, call, file, line, reason);
+    if (file)
+        fprintf(stderr, "attnsim: %s%s failed (%s:%d): %s\n", who, call, file, line, reason);
+    else /* the kernels' own failures (allocations) name what failed instead of a place */
+        fprintf(stderr, "attnsim: %s%s failed: %s\n", who, call, reason);
     fflush(stderr);
     run_cleanups();
     int init = 0, fin = 0;
@@ -66,7 +69,7 @@ _Noreturn void attn_fail(const char *call, const char *file, int line, const cha
 
 static void kernels_fatal(const char *call, const char *reason)
 {
-    attn_fail(call, "kernels/", 0, "%s", reason);
+    attn_fail(call, NULL, 0, "%s", reason);
 }
 
 void attn_fail_init(void)

@@ -18,6 +18,8 @@ void attn_fail_set_rank(int rank);
 /* A clean-up to run on failure or on SIGINT/SIGTERM (at most 8; async-signal-safe). */
 void attn_fail_on_exit(void (*cleanup)(void));
 
+/* file NULL: no source location in the line (failures reported by kernels/, whose reason names
+ * what failed). */
 _Noreturn void attn_fail(const char *call, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

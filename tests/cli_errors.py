@@ -3,8 +3,8 @@
 is accepted, exit status 2, nothing on stdout, and no file created or modified.
 
 Usage: cli_errors.py ATTNSIM
-Each case runs in a directory holding an attnsim/1 file, a foreign HDF5 file, a text file and a
-read-only attnsim file; the directory (names, sizes, contents, modification times) must be the
+Each case runs in a directory holding an attnsim/1 file (and a hard link to it), a foreign HDF5
+file, a text file, a read-only attnsim file, a read-only machine file and a FIFO; the directory (names, sizes, contents, modification times) must be the
 same afterwards, and the new output path that most cases also pass must not exist.
 """
 import hashlib
@@ -75,6 +75,34 @@ CASES = [
     (["calibrate", "--comm", "nccl", "+out"], "--comm: 'nccl' needs --backend cuda"),
     (["calibrate", "--backend", "cuda", "+out"],
      ("--backend: 'cuda': this build has no CUDA", "--backend: 'cuda': rank 0 sees no CUDA device")),
+    # every output path is checked before any work: an existing file must be what the option
+    # writes, and two options never write the same file
+    (["calibrate", "--machine-out", "existing.h5"],
+     "--machine-out: 'existing.h5' is an HDF5 file (results, not a machine description): it would be lost"),
+    (["calibrate", "--machine-out", "existing.h5", "--out", "existing.h5"], "--machine-out: 'existing.h5' is an HDF5 file"),
+    (["calibrate", "--machine-out", "new.machine", "--out", "new.machine"],
+     "--machine-out: 'new.machine' is the file --out writes too; accepted: a different file for each output"),
+    (["calibrate", "--out", "new.h5", "--machine-out", "./new.h5"], "--machine-out: './new.h5' is the file --out writes too"),
+    (["calibrate", "--out", "existing.h5", "--machine-out", "hardlink.machine"],
+     "--machine-out: 'hardlink.machine' is an HDF5 file"),
+    (["calibrate", "--machine-out", "notes.txt"],
+     "--machine-out: 'notes.txt' exists and is not a machine file (it does not read as a machine description)"),
+    (["calibrate", "--machine-out", "readonly.machine"], "--machine-out: 'readonly.machine' is read-only"),
+    (["calibrate", "--machine-out", "nodir/x.machine"], "--machine-out: directory 'nodir' does not exist"),
+    (["calibrate", "--machine-out", "."], "--machine-out: '.' is a directory"),
+    (["calibrate", "--machine-out", "pipe"], "--machine-out: 'pipe' is not a regular file"),
+    (["calibrate", "--machine-out", ""], "--machine-out: the value is empty"),
+    (["calibrate", "--out", "pipe"], "--out: 'pipe' is not a regular file"),
+    # one stated range for --max-message
+    (["calibrate", "--max-message", "512"], "--max-message: '512' is below 1k; accepted: 1k ... 1G bytes"),
+    (["calibrate", "--max-message", "2G"], "--max-message: '2G' is above 1G; accepted: 1k ... 1G bytes"),
+    (["calibrate", "--max-message", "4096G"], "--max-message: '4096G' is above 1G; accepted: 1k ... 1G bytes"),
+    # a sweep with nothing to run names the option at fault
+    (["model", "--seq", "2", "+out"], "--seq: no point of the sweep can run: every N (at most 2) is smaller than every P of --procs (at least 4)"),
+    (["model", "--algo", "ulysses", "--heads", "2", "--procs", "4,8", "+out"],
+     "--kv-heads: no point of the sweep can run (ulysses needs kv-heads >= P"),
+    # a control character in a path is shown escaped: the message stays one line
+    (["kernels", "--out", "no\ndir/x.h5"], "--out: directory 'no\\ndir' does not exist"),
 ]
 
 
@@ -108,6 +136,11 @@ def setup(d):
     shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hdf5-hang.h5"),
                 os.path.join(d, "hang.h5"))
     os.chmod(os.path.join(d, "readonly.h5"), 0o444)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models",
+                             "machines", "dgx-h100.machine"), os.path.join(d, "readonly.machine"))
+    os.chmod(os.path.join(d, "readonly.machine"), 0o444)
+    os.link(os.path.join(d, "existing.h5"), os.path.join(d, "hardlink.machine"))
+    os.mkfifo(os.path.join(d, "pipe"))
 
 
 def main():

@@ -27,8 +27,18 @@ def main():
                            capture_output=True, text=True)
         if r.returncode != 0:
             problems.append(f"model failed: {r.stderr}")
-        if "8x1*" not in r.stdout and "1x8*" not in r.stdout and "2x4*" not in r.stdout and "4x2*" not in r.stdout:
-            problems.append("P = 8 (not a square) should show an auto grid marked *")
+        # the prediction table: P = 8 (not a square) on the grid --grid auto chose, the
+        # squares on the square grid (columns: id algo layout pass P grid grid_by ...)
+        rows = [ln.split() for ln in r.stdout.splitlines()
+                if ln.startswith("  ") and len(ln.split()) == 15]
+        for row in rows:
+            if row[1].startswith("a2d"):
+                want = "auto" if row[4] == "8" else "square"
+                if row[6] != want or int(row[5].split("x")[0]) * int(row[5].split("x")[1]) \
+                        != int(row[4]):
+                    problems.append(f"P = {row[4]}: grid {row[5]} by {row[6]}, expected {want}")
+        if not any(row[1].startswith("a2d") and row[4] == "8" for row in rows):
+            problems.append(f"no A2D prediction at P = 8 in the table: {r.stdout[:600]}")
         with h5py.File(out, "r") as f:
             runs = sorted(f["runs"])
             summary = f["summary"][()]
@@ -80,11 +90,30 @@ def main():
                 (["--procs", "16,8", "--grid", "4x4"], "--grid: 4x4 has 16 devices but --procs includes 8"),
                 (["--procs", "64", "--seq", "32"], "no point of the sweep can run"),
                 (["--procs", "0"], "--procs: '0' is zero"),
-                (["--machine", "dgx-z100"], "--machine: 'dgx-z100' is neither a preset nor a readable file")):
+                (["--machine", "dgx-z100"], "--machine: 'dgx-z100' is neither a preset nor a readable file"),
+                (["--causal", "maybe"], "--causal: unknown value 'maybe'; accepted: no, yes, both")):
             new = os.path.join(d, "new.h5")
             p = subprocess.run([ATTNSIM, "model", *args, "--out", new], capture_output=True, text=True)
             if p.returncode != 2 or must not in p.stderr or p.stderr.count("\n") != 1 or os.path.exists(new) or p.stdout:
                 problems.append(f"{args}: status {p.returncode}, stderr {p.stderr!r}, stdout {p.stdout[:80]!r}")
+    # --causal takes its value like every other option: --causal both == --causal=both; alone
+    # or before another option it means yes
+    def model(*args):
+        r = subprocess.run([ATTNSIM, "model", "--procs", "4", "--seq", "1k", "--algo", "ring",
+                            *args], capture_output=True, text=True)
+        return r.returncode, r.stdout
+    forms = {"--causal both": model("--causal", "both"), "--causal=both": model("--causal=both"),
+             "--causal no": model("--causal", "no"), "--causal=no": model("--causal=no"),
+             "--causal": model("--causal"), "--causal --pass fwd": model("--causal", "--pass", "fwd"),
+             "--causal=yes": model("--causal=yes")}
+    pairs = [("--causal both", "--causal=both"), ("--causal no", "--causal=no"),
+             ("--causal", "--causal=yes"), ("--causal --pass fwd", "--causal=yes")]
+    for a, b in pairs:
+        if forms[a][0] != 0 or forms[a] != forms[b]:
+            problems.append(f"'{a}' and '{b}' differ: {forms[a]} {forms[b]}")
+    if sum(len(ln.split()) == 15 and ln.split()[1] == "ring"
+           for ln in forms["--causal both"][1].splitlines()) != 2:
+        problems.append(f"--causal both does not predict both: {forms['--causal both'][1]}")
     for p in problems:
         print("FAIL", p)
     print(f"model_output: {len(problems)} problems")

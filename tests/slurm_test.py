@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The experiment scripts on a real one-node Slurm: tests/slurm/cluster.sh starts munge,
-slurmctld and slurmd (no systemd), each study's job script is submitted with sbatch (4 CPU
-ranks, tiny sweeps from tests/slurm/sweeps, the headers' GPU and partition overridden), the
-jobs are polled with scontrol until they end (with a timeout), and their HDF5 files are checked:
-the job id and node list recorded, a host per rank, every executed run checked and exact
-(predicted == measured bytes), the calibration and model runs present; then only the daemons
-the script started are stopped.
+slurmctld and slurmd (no systemd; 4 GPUs as a generic resource, so the GPU requests of the job
+headers are scheduled, while attnsim sees no GPU and the studies run on CPU ranks). Every shipped
+job script (experiments/*/job.sbatch) is submitted with sbatch unmodified - no option on the
+command line, the tiny sweep of tests/slurm/sweeps/STUDY.conf given through the environment -
+and the jobs are polled with scontrol until they end (with a timeout); their HDF5 files are
+checked (the job id and node list recorded, a host per rank, every executed run checked and
+exact, the calibration and model runs present), their logs (the backend chosen, progress) and
+galleries. A job with a misspelt sweep key fails at once with one line naming it. Then only the
+daemons the script started are stopped.
 Usage: slurm_test.py REPO ATTNSIM"""
 import os
 import re
@@ -14,12 +17,19 @@ import sys
 import tempfile
 import time
 
+import glob
+
 import h5py
 import numpy as np
 
 REPO, ATTNSIM = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-STUDIES = [("strong-scaling", "strong.conf", 4), ("weak-scaling", "weak.conf", 4),
-           ("model-validation", "validate.conf", 4), ("kernel-study", "kernels.conf", 1)]
+STUDIES = sorted(os.path.basename(os.path.dirname(p))
+                 for p in glob.glob(os.path.join(REPO, "experiments", "*", "job.sbatch")))
+KINDS = {"strong-scaling": ("distributed", "model"), "weak-scaling": ("distributed",),
+         "model-validation": ("calibration", "distributed", "model"),
+         "cpu-scaling": ("calibration", "distributed", "model"), "kernel-study": ("kernel",)}
+PNGS = {"kernel-study": ["roofline.png", "parity.png"],
+        "weak-scaling": ["parity.png", "phases.png", "weak-scaling.png"]}
 
 
 def job_state(env, job):
@@ -28,6 +38,16 @@ def job_state(env, job):
     state = re.search(r"JobState=(\S+)", out)
     code = re.search(r"ExitCode=(\d+):(\d+)", out)
     return (state.group(1) if state else "UNKNOWN"), (code.groups() if code else ("?", "?"))
+
+
+def log_path(d, study, job):
+    """The job's output file as its shipped header names it (--output=attnsim-X-%j.out, in the
+    submit directory)."""
+    with open(os.path.join(REPO, "experiments", study, "job.sbatch")) as f:
+        for line in f:
+            if line.startswith("#SBATCH --output="):
+                return os.path.join(d, line.split("=", 1)[1].strip().replace("%j", job))
+    return os.path.join(d, f"slurm-{job}.out")
 
 
 def main():
@@ -45,21 +65,43 @@ def main():
     env = dict(os.environ, SLURM_CONF=os.path.join(d, "cluster", "slurm.conf"))
     try:
         jobs = {}
-        for study, sweep, ntasks in STUDIES:
-            cmd = ["sbatch", "--parsable", "-p", "debug", "--nodes=1", f"--ntasks={ntasks}",
-                   f"--ntasks-per-node={ntasks}", "--gpus-per-node=0", "--time=00:10:00",
-                   f"--output={d}/{study}-%j.out",
-                   f"--export=ALL,OUT_DIR={d},ATTNSIM_ROOT={REPO},ATTNSIM={ATTNSIM},"
-                   f"SWEEP={REPO}/tests/slurm/sweeps/{sweep}",
-                   os.path.join(REPO, "experiments", study, "job.sbatch")]
-            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+        def submit(study, sweep):
+            return subprocess.run(
+                ["sbatch", "--parsable",
+                 f"--export=ALL,OUT_DIR={d},ATTNSIM_ROOT={REPO},ATTNSIM={ATTNSIM},SWEEP={sweep},"
+                 # the test node declares more CPUs than the cores: waiting ranks must yield
+                 "OMPI_MCA_mpi_yield_when_idle=1",
+                 os.path.join(REPO, "experiments", study, "job.sbatch")],
+                capture_output=True, text=True, env=env, cwd=d)
+
+        for study in STUDIES:
+            sweep = os.path.join(REPO, "tests", "slurm", "sweeps", f"{study}.conf")
+            if study not in KINDS or not os.path.exists(sweep):
+                problems.append(f"{study}: no tiny sweep tests/slurm/sweeps/{study}.conf or "
+                                "no expectations in slurm_test.py")
+                continue
+            p = submit(study, sweep)
             if p.returncode != 0:
-                problems.append(f"{study}: sbatch failed: {p.stderr}")
+                problems.append(f"{study}: sbatch of the shipped job.sbatch failed: {p.stderr}")
                 continue
             jobs[study] = p.stdout.strip().split(";")[0]
             print(f"submitted {study}: job {jobs[study]}")
-        deadline = time.time() + 600
+        # a misspelt key: the job stops at once, one line naming the key and the accepted ones
+        bad = os.path.join(d, "misspelt.conf")
+        with open(os.path.join(REPO, "tests", "slurm", "sweeps", "strong-scaling.conf")) as f:
+            text = f.read()
+        with open(bad, "w") as f:
+            f.write(text.replace("check = yes", "chek = yes"))
+        bad_line = text.splitlines().index("check = yes") + 1
+        p = submit("strong-scaling", bad)
+        bad_job = p.stdout.strip().split(";")[0] if p.returncode == 0 else None
+        if bad_job is None:
+            problems.append(f"misspelt sweep: sbatch failed: {p.stderr}")
+        deadline = time.time() + 750
         pending = dict(jobs)
+        if bad_job:
+            pending["misspelt"] = bad_job
         while pending and time.time() < deadline:
             for study, job in list(pending.items()):
                 state, code = job_state(env, job)
@@ -67,13 +109,20 @@ def main():
                              "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"):
                     print(f"job {job} ({study}): {state}, exit {code[0]}:{code[1]}, "
                           f"{time.time() - t0:.0f} s after start")
-                    if state != "COMPLETED":
-                        log = open(f"{d}/{study}-{job}.out").read()[-2000:]
+                    if study == "misspelt":
+                        log = open(log_path(d, "strong-scaling", job)).read()
+                        want = (f"line {bad_line}: unknown key 'chek'; accepted: algos, "
+                                "backend")
+                        if state != "FAILED" or code[0] != "2" or want not in log \
+                                or "attnsim run" in log:
+                            problems.append(f"misspelt sweep: {state} {code}, log {log!r}")
+                    elif state != "COMPLETED":
+                        log = open(log_path(d, study, job)).read()[-2000:]
                         problems.append(f"{study}: job {job} {state}\n{log}")
                     del pending[study]
             time.sleep(0.5)
         for study, job in pending.items():
-            problems.append(f"{study}: job {job} did not end within 600 s")
+            problems.append(f"{study}: job {job} did not end within 750 s")
             subprocess.run(["scancel", job], env=env)
         for study, job in jobs.items():
             path = os.path.join(d, f"{study}-{job}.h5")
@@ -100,21 +149,20 @@ def main():
                                 problems.append(f"{study} run {name}: measured/{k} != predicted/{k}")
                     if g.attrs["kind"] == "kernel" and g.attrs.get("check_passed") != 1:
                         problems.append(f"{study} run {name}: kernel check failed")
-                want = {"strong-scaling": ("distributed", "model"), "weak-scaling": ("distributed",),
-                        "model-validation": ("calibration", "distributed", "model"),
-                        "kernel-study": ("kernel",)}[study]
-                for k in want:
+                for k in KINDS[study]:
                     if not kinds.get(k):
                         problems.append(f"{study}: no {k} runs ({kinds})")
                 print(f"{study}: {path}: {kinds}")
-            log = open(f"{d}/{study}-{job}.out").read()
+            log = open(log_path(d, study, job)).read()
+            first = log.splitlines()[0] if log else ""
+            if "backend cpu" not in first:
+                problems.append(f"{study}: the job's first line does not name backend cpu")
             if study != "kernel-study" and "progress" not in log:
                 problems.append(f"{study}: no progress lines in the job log")
             if study == "model-validation" and "whole runs" not in log:
                 problems.append("model-validation: no error summary in the job log")
             gal = os.path.join(d, f"{study}-{job}-gallery")
-            want_png = {"kernel-study": ["roofline.png", "parity.png"]}.get(
-                study, ["parity.png", "phases.png", "scaling.png"])
+            want_png = PNGS.get(study, ["parity.png", "phases.png", "scaling.png"])
             index = os.path.join(gal, "index.html")
             shown = open(index).read() if os.path.exists(index) else ""
             for png in want_png:

@@ -8,11 +8,40 @@ import argparse
 import sys
 from collections import defaultdict
 
+import os
+
 from torch_cp import attn_flops  # the one FLOP count of both sides (torch is imported lazily)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "plots"))
+import attnsim_h5 as ah  # noqa: E402  (the one reader of attnsim/1 files)
 
 
 def s(v):
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def plot(rows, impls, P, out):
+    """Bars of TF/s per GPU per shape and implementation; the legend beside the axes, where it
+    covers no bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = sorted(rows)
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(keys)) + 3, 5))
+    w = 0.8 / max(1, len(impls))
+    colors = plt.get_cmap("tab20").colors
+    for j, i in enumerate(impls):
+        ax.bar([k + j * w for k in range(len(keys))], [rows[key].get(i, 0) for key in keys],
+               w, label=i, color=colors[j % len(colors)])
+    ax.set_xticks([k + 0.4 - w / 2 for k in range(len(keys))])
+    ax.set_xticklabels([f"N={k[0] // 1024}k\nkv={k[1]}\n{'causal' if k[2] else 'full'}\n{k[3]}"
+                        for k in keys], fontsize=8)
+    ax.set_ylabel("TF/s per GPU")
+    ax.set_title(f"distributed attention on {P} GPUs: attnsim vs PyTorch context parallel")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def main():
@@ -20,13 +49,15 @@ def main():
     ap.add_argument("file")
     ap.add_argument("-o", "--out")
     args = ap.parse_args()
-    import h5py
+    ah.ensure_python("summarize", ("h5py", "numpy", "matplotlib") if args.out else ("h5py",))
     rows = defaultdict(dict)  # (N, K/V heads, causal, pass) -> impl -> TF/s per GPU
     P = 0
-    with h5py.File(args.file, "r") as f:
-        if s(f.attrs.get("schema", "")) != "attnsim/1":
-            print(f"summarize: {args.file} is not an attnsim/1 file", file=sys.stderr)
-            return 2
+    try:
+        f = ah.open_file(args.file)
+    except ah.FileError as e:
+        print(f"summarize: {e}", file=sys.stderr)
+        return 2
+    with f:
         for g in f["runs"].values():
             a = g.attrs
             kind = s(a.get("kind", ""))
@@ -62,24 +93,7 @@ def main():
               " ".join(f"{r.get(i, float('nan')):22.1f}" for i in impls) +
               f"  {ring / cp:10.2f}  {best / single:4.2f}")
     if args.out:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        keys = sorted(rows)
-        fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(keys)), 5))
-        w = 0.8 / max(1, len(impls))
-        colors = plt.get_cmap("tab20").colors
-        for j, i in enumerate(impls):
-            ax.bar([k + j * w for k in range(len(keys))], [rows[key].get(i, 0) for key in keys],
-                   w, label=i, color=colors[j % len(colors)])
-        ax.set_xticks([k + 0.4 - w / 2 for k in range(len(keys))])
-        ax.set_xticklabels([f"N={k[0] // 1024}k\nkv={k[1]}\n{'causal' if k[2] else 'full'}\n{k[3]}"
-                            for k in keys], fontsize=7)
-        ax.set_ylabel("TF/s per GPU")
-        ax.set_title(f"distributed attention on {P} GPUs: attnsim vs PyTorch context parallel")
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(args.out, dpi=120)
+        plot(rows, impls, P, args.out)
         print(f"# wrote {args.out}")
     return 0
 

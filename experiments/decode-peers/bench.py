@@ -26,7 +26,7 @@ import os
 import socket
 import sys
 
-# the table: (B, h, h_kv, N) at d = 128, then a few at d = 64
+# the decode table of docs/performance.md: (B, h, h_kv, N) at d = 128, then a few at d = 64
 DEFAULT_SHAPES = ("1:32:8:4k,1:32:8:16k,1:32:8:64k,1:32:8:256k,1:64:8:32k,4:32:8:8k,"
                   "1:12:12:16k,1:40:40:8k,2:20:20:24k,3:40:40:12k,1:132:132:4k,16:32:8:2k,"
                   "1:32:32:32k,8:32:32:32k,1:8:8:1M,"

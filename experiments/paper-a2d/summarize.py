@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """Prints the predicted speedup of A2D-NO and A2D-O over Ring per configuration of an
 attnsim/1 file of kind=model runs (experiments/paper-a2d/run.sh writes one)."""
+import os
 import sys
 
-import h5py
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "plots"))
+import attnsim_h5 as ah  # noqa: E402  (the one reader of attnsim/1 files)
 
 MODELS = {(16, 96): "760M", (32, 80): "2.7B", (40, 128): "13B"}
 
 
 def main(path):
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("schema") != "attnsim/1":
-            print(f"summarize: {path} is not an attnsim/1 file", file=sys.stderr)
-            return 2
+    ah.ensure_python("summarize", ("h5py",))
+    try:
+        f = ah.open_file(path)
+    except ah.FileError as e:
+        print(f"summarize: {e}", file=sys.stderr)
+        return 2
+    with f:
         runs = {}
         for g in f["runs"].values():
             a = g.attrs

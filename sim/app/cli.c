@@ -6,8 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "h5out.h"
+#include "outputs.h"
 
 const char *const cli_dtype_names[] = {"f32", "f16", "bf16", NULL};
 const char *const cli_backend_names[] = {"cpu", "cuda", NULL};
@@ -198,26 +199,45 @@ int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen)
 }
 
 static int cli_root = 1;
+static int cli_deferred;
+static char cli_kept[1500];
 
 void cli_set_root(int is_root)
 {
     cli_root = is_root;
 }
 
+void cli_defer(int on)
+{
+    cli_deferred = on;
+    if (on) cli_kept[0] = '\0';
+}
+
+const char *cli_kept_line(void)
+{
+    return cli_kept;
+}
+
 int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)
 {
-    if (!cli_root) return 2;
-    char msg[600];
+    if (!cli_root && !cli_deferred) return 2;
+    char msg[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++) /* one line of text, whatever the user typed */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    char shown[1400]; /* one line of text, whatever the user typed */
+    outputs_display(msg, shown, sizeof shown);
+    char line[sizeof cli_kept];
     if (opt)
-        fprintf(stderr, "attnsim %s: %s: %s\n", o->sub, opt, msg);
+        snprintf(line, sizeof line, "attnsim %s: %s: %s", o->sub, opt, shown);
     else
-        fprintf(stderr, "attnsim %s: %s\n", o->sub, msg);
+        snprintf(line, sizeof line, "attnsim %s: %s", o->sub, shown);
+    if (cli_deferred) {
+        if (!cli_kept[0]) snprintf(cli_kept, sizeof cli_kept, "%s", line); /* the first */
+        return 2;
+    }
+    fprintf(stderr, "%s\n", line);
     return 2;
 }
 
@@ -255,8 +275,8 @@ static const opt_info options[] = {
     {OPT_KV_HEADS, "kv-heads", required_argument, "G",
      "key/value heads; must divide H (default: H)"},
     {OPT_HEAD_DIM, "head-dim", required_argument, "LIST", "head dimensions d"},
-    {OPT_CAUSAL, "causal", optional_argument, "[=yes|no|both]",
-     "causal mask, bottom-right aligned (plain --causal is yes)"},
+    {OPT_CAUSAL, "causal", optional_argument, " [yes|no|both]",
+     "causal mask, bottom-right aligned (--causal alone: yes; --causal=both works too)"},
     {OPT_GRID, "grid", required_argument, "RxC|auto", "device grid of Attention2D"},
     {OPT_ULYSSES_SIZE, "ulysses-size", required_argument, "U",
      "ranks per Ulysses group of the grouped algorithms, dividing P (default: ranks per node)"},
@@ -277,7 +297,7 @@ static const opt_info options[] = {
     {OPT_REPS, "reps", required_argument, "R", "timed repetitions (the median is reported)"},
     {OPT_SEED, "seed", required_argument, "S", "seed of the generated inputs"},
     {OPT_MAX_MESSAGE, "max-message", required_argument, "BYTES",
-     "largest message measured (k, M, G: powers of two)"},
+     "largest message measured, 1k ... 1G (k, M, G: powers of two)"},
     {OPT_MACHINE_OUT, "machine-out", required_argument, "FILE",
      "machine file to write (else it is printed)"},
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
@@ -414,25 +434,168 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
     case OPT_SEED:
         rc = cli_parse_uint(arg, UINT64_MAX, &o->seed, err, sizeof err);
         break;
-    case OPT_MAX_MESSAGE:
-        rc = cli_parse_count(arg, 1ull << 40, &o->max_message, err, sizeof err);
+    case OPT_MAX_MESSAGE: /* one range, stated once: the fits need both latency and bandwidth */
+        rc = cli_parse_count(arg, UINT64_MAX, &o->max_message, err, sizeof err);
+        if (rc == 0 && (o->max_message < 1024 || o->max_message > (1u << 30)))
+            rc = -1, snprintf(err, sizeof err,
+                              "'%s' is %s; accepted: 1k ... 1G bytes (the fit needs sizes on "
+                              "both sides of the latency regime)",
+                              arg, o->max_message < 1024 ? "below 1k" : "above 1G");
         break;
     case OPT_MACHINE_OUT:
-        if (*arg == '\0')
-            rc = -1, snprintf(err, sizeof err, "the value is empty; accepted: a file path");
-        o->machine_out = arg;
+        o->machine_out = arg; /* checked with every other output (cli_check_outputs) */
         break;
     case OPT_RANK_ARRAYS:
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
         break;
     case OPT_OUT:
-        rc = cli_root ? h5out_check_path(arg, err, sizeof err) : 0;
-        o->out = arg;
+        o->out = arg; /* checked with every other output (cli_check_outputs) */
         break;
     case OPT_END:
         break;
     }
     return rc ? cli_error(o, opt, "%s", err) : 0;
+}
+
+uint64_t cli_digest(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t digest_list(const cli_u64_list *l)
+{
+    uint64_t h = cli_digest(CLI_DIGEST_SEED, &l->n, sizeof l->n);
+    return cli_digest(h, l->v, l->n * sizeof l->v[0]);
+}
+
+/* A path as the file system sees it from here: relative paths made absolute. */
+static uint64_t digest_path(const char *path)
+{
+    if (!path) return cli_digest(CLI_DIGEST_SEED, "", 1);
+    uint64_t h = CLI_DIGEST_SEED;
+    char cwd[4096];
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd))
+        h = cli_digest(cli_digest(h, cwd, strlen(cwd)), "/", 1);
+    return cli_digest(h, path, strlen(path) + 1);
+}
+
+_Static_assert(CLI_NUM_OPTIONS <= (int)(sizeof(((attn_opts *)0)->given) / sizeof(char *)),
+               "attn_opts.given has a slot for every option");
+
+#define DIGEST_OF(x) cli_digest(CLI_DIGEST_SEED, &(x), sizeof(x))
+
+void cli_option_digests(const attn_opts *o, uint64_t d[CLI_NUM_OPTIONS])
+{
+    for (int id = OPT_ALGO; id < OPT_END; id++) {
+        uint64_t h = 0;
+        switch ((opt_id)id) {
+        case OPT_ALGO:
+            h = DIGEST_OF(o->algos);
+            break;
+        case OPT_LAYOUT:
+            h = DIGEST_OF(o->layout);
+            break;
+        case OPT_SEQ:
+            h = digest_list(&o->seq);
+            break;
+        case OPT_SEQ_KV:
+            h = digest_list(&o->seq_kv);
+            break;
+        case OPT_BATCH:
+            h = DIGEST_OF(o->batch);
+            break;
+        case OPT_HEADS:
+            h = DIGEST_OF(o->heads);
+            break;
+        case OPT_KV_HEADS: { /* 0, the default, is --heads */
+            uint64_t g = o->kv_heads ? o->kv_heads : o->heads;
+            h = DIGEST_OF(g);
+            break;
+        }
+        case OPT_HEAD_DIM:
+            h = digest_list(&o->head_dim);
+            break;
+        case OPT_CAUSAL:
+            h = DIGEST_OF(o->causal);
+            break;
+        case OPT_GRID:
+            h = cli_digest(
+                cli_digest(DIGEST_OF(o->grid.is_auto), &o->grid.rows, sizeof o->grid.rows),
+                &o->grid.cols, sizeof o->grid.cols);
+            break;
+        case OPT_PASS:
+            h = DIGEST_OF(o->pass);
+            break;
+        case OPT_DTYPE:
+            h = DIGEST_OF(o->dtypes);
+            break;
+        case OPT_BACKEND:
+            h = DIGEST_OF(o->backend);
+            break;
+        case OPT_COMM:
+            h = DIGEST_OF(o->comm);
+            break;
+        case OPT_MACHINE:
+            h = cli_digest(CLI_DIGEST_SEED, o->machine ? o->machine : "",
+                           o->machine ? strlen(o->machine) + 1 : 1);
+            break;
+        case OPT_CHECK:
+            h = DIGEST_OF(o->check);
+            break;
+        case OPT_OUT:
+            h = digest_path(o->out);
+            break;
+        case OPT_PROCS:
+            h = digest_list(&o->procs);
+            break;
+        case OPT_KERNEL:
+            h = DIGEST_OF(o->kernels);
+            break;
+        case OPT_SRAM:
+            h = digest_list(&o->sram);
+            break;
+        case OPT_REPS:
+            h = DIGEST_OF(o->reps);
+            break;
+        case OPT_SEED:
+            h = DIGEST_OF(o->seed);
+            break;
+        case OPT_RANK_ARRAYS:
+            h = DIGEST_OF(o->rank_arrays);
+            break;
+        case OPT_MAX_MESSAGE:
+            h = DIGEST_OF(o->max_message);
+            break;
+        case OPT_MACHINE_OUT:
+            h = digest_path(o->machine_out);
+            break;
+        case OPT_DRAM:
+            h = DIGEST_OF(o->dram);
+            break;
+        case OPT_DECODE:
+            h = DIGEST_OF(o->decode);
+            break;
+        case OPT_SLOTS:
+            h = DIGEST_OF(o->slots);
+            break;
+        case OPT_ULYSSES_SIZE:
+            h = DIGEST_OF(o->ulysses_size);
+            break;
+        case OPT_END:
+            break;
+        }
+        d[id - OPT_ALGO] = h;
+    }
+}
+
+const char *cli_option_name(opt_id id)
+{
+    static char name[48];
+    const opt_info *oi = find_option(id);
+    snprintf(name, sizeof name, "--%s", oi ? oi->name : "?");
+    return name;
 }
 
 int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
@@ -447,9 +610,6 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
     longopts[n] = (struct option){NULL, 0, NULL, 0};
     o->sub = cmd->name;
 
-    /* --out is validated after every other option, so a bad value elsewhere never reaches
-     * the file system, and the path check sees the final value. */
-    const char *out = NULL;
     optind = 1;
     opterr = 0;
     for (;;) {
@@ -472,11 +632,14 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
                              "--help'",
                              oi ? oi->name : "?", oi ? oi->arg : "", oi ? oi->help : "", cmd->name);
         }
-        if (c == OPT_OUT) {
-            out = optarg;
-            continue;
-        }
-        int rc = apply(cmd, o, (opt_id)c, optarg);
+        /* --causal takes its value as every other option does (--causal both) as well as
+         * --causal=both; followed by another option (or nothing) it is yes. attnsim takes no
+         * positional arguments, so a word after --causal can only be its value. */
+        const char *arg = optarg;
+        if (c == OPT_CAUSAL && !arg && optind < argc && argv[optind][0] != '-')
+            arg = argv[optind++];
+        if (c >= OPT_ALGO && c < OPT_END) o->given[c - OPT_ALGO] = arg ? arg : "";
+        int rc = apply(cmd, o, (opt_id)c, arg);
         if (rc) return rc;
     }
     if (optind < argc)
@@ -484,6 +647,17 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o)
                          "unexpected argument '%s'; options start with --; see "
                          "'attnsim %s --help'",
                          argv[optind], cmd->name);
-    if (out) return apply(cmd, o, OPT_OUT, out);
+    return 0;
+}
+
+int cli_check_outputs(const attn_opts *o)
+{
+    if (!cli_root) return 0;
+    const output_path outs[] = {{"--out", o->out, OUTPUT_H5},
+                                {"--machine-out", o->machine_out, OUTPUT_MACHINE}};
+    const char *bad = NULL;
+    char err[1200];
+    if (outputs_check(outs, sizeof outs / sizeof outs[0], &bad, err, sizeof err))
+        return cli_error(o, bad, "%s", err);
     return 0;
 }

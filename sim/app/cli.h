@@ -79,6 +79,9 @@ typedef struct {
     uint64_t rank_arrays;    /* model: largest P stored with per-rank arrays */
     uint64_t max_message;    /* calibrate: largest message (bytes) */
     const char *machine_out; /* calibrate: machine file to write */
+    /* the text of each option as given (the last occurrence; "" for one without a value),
+     * NULL when not given: [id - OPT_ALGO] */
+    const char *given[32];
 } attn_opts;
 
 typedef enum {
@@ -127,10 +130,31 @@ typedef struct {
  * Returns 0 to go on, 1 when --help was printed (exit 0), 2 after printing an error line. */
 int cli_parse(const cli_command *cmd, int argc, char **argv, attn_opts *o);
 
+/* Every path the command writes (--out, --machine-out), checked before any work starts
+ * (sim/out/outputs.h): an existing file must be what the option writes, no two options may name
+ * the same file. Only where cli_set_root said so (rank 0). Returns 0, or 2 after the error line. */
+int cli_check_outputs(const attn_opts *o);
+
 /* Under MPI every rank parses the same command line, but only rank 0 speaks and only rank 0
  * looks at the output path (other nodes may not even see it): the caller then agrees on the
  * outcome with a reduction, so no rank hangs. */
 void cli_set_root(int is_root);
+
+/* Under MPI, messages wait until the ranks have compared outcomes (agree.h): with defer on,
+ * cli_error keeps its line (cli_kept_line) on every rank instead of printing it. */
+void cli_defer(int on);
+const char *cli_kept_line(void);
+
+/* A digest of the value of each option as parsed (not as typed: "--seq 512" and the default 512
+ * agree), for comparing the ranks of one job: d[id - OPT_ALGO] for every option id. --out and
+ * --machine-out are compared as absolute paths. */
+#define CLI_NUM_OPTIONS (OPT_END - OPT_ALGO)
+void cli_option_digests(const attn_opts *o, uint64_t d[CLI_NUM_OPTIONS]);
+/* "--seq" for OPT_SEQ. */
+const char *cli_option_name(opt_id id);
+/* FNV-1a of n bytes, continuing from h (start with CLI_DIGEST_SEED). */
+#define CLI_DIGEST_SEED 14695981039346656037ull
+uint64_t cli_digest(uint64_t h, const void *p, size_t n);
 
 /* --kv-heads: 0 (the default) becomes --heads; otherwise it must divide --heads. Returns 0, or 2
  * after printing the error line. */

@@ -20,6 +20,7 @@
  */
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -27,11 +28,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "calibrate.h"
 #include "cli.h"
 #include "commands.h"
 #include "fail.h"
 #include "kn_problem.h"
+#include "outputs.h"
 #include "predict.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "exec_cuda.h"
@@ -105,6 +108,17 @@ static void write_machine(FILE *f, const machine *base, const machine *m, const 
     fputs(opt, f);
 }
 
+/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
+ * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
+ * the transfer of the smallest message). */
+static double tier_alpha(double fitted, const series *s)
+{
+    if (fitted > 0) return fitted;
+    double t = s->time[0];
+    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
+    return t;
+}
+
 /* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
 static double large_bandwidth(const series *s)
 {
@@ -116,12 +130,12 @@ static void machine_set_tier(machine *m, int t, const series *s)
 {
     m->measured[t] = s->ok;
     if (!s->ok) return;
-    m->alpha_s[t] = fmax(s->fit.small.alpha, 0.0);
+    m->alpha_s[t] = tier_alpha(s->fit.small.alpha, s);
     m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
     m->break_bytes[t] = 0;
     if (s->fit.two_regimes) {
         m->break_bytes[t] = s->fit.break_x;
-        m->alpha_large_s[t] = fmax(s->fit.large.alpha, 0.0);
+        m->alpha_large_s[t] = tier_alpha(s->fit.large.alpha, s);
         m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
     }
 }
@@ -142,6 +156,154 @@ static uint64_t nic_sharing(const series *all, const series *one, int per_node, 
     return best;
 }
 
+/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
+ * 0.9 or relative RMS above 15 %): reported on stdout, appended to the machine file and marked in
+ * the kind=calibration run (poor_fit on each fit's group, poor_fits on the run). */
+typedef struct {
+    int n;
+    char what[8][48];  /* the fit */
+    char keys[8][48];  /* the machine-file keys that come from it */
+    char group[8][48]; /* its group in the kind=calibration run */
+    double r2[8], rel_rms[8];
+} poor_fits;
+
+static void poor_add(poor_fits *pf, const char *what, const char *keys, const char *group,
+                     const lin_fit *f)
+{
+    if (pf->n == 8 || !fit_is_poor(f)) return;
+    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
+    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
+    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
+    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
+    pf->n++;
+}
+
+static void collect_poor_fits(poor_fits *pf, const series *const *tier, const char *const *groups,
+                              const kernel_series *ks)
+{
+    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
+    memset(pf, 0, sizeof *pf);
+    for (int t = 0; t < 2; t++) {
+        if (!tier[t]->ok) continue;
+        const link_fit *f = &tier[t]->fit;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "%s", groups[t]);
+        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
+                 f->two_regimes ? ", small messages" : "");
+        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
+        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
+        if (f->two_regimes) {
+            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
+            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
+            poor_add(pf, what, keys, group, &f->large);
+        }
+    }
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "kernels/%s", dn[d]);
+        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
+        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
+        poor_add(pf, what, keys, group, &ks[d].fit);
+        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
+        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
+    }
+}
+
+/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
+ * machine file). */
+static void print_poor_fits(FILE *f, const poor_fits *pf, const char *prefix)
+{
+    for (int i = 0; i < pf->n; i++)
+        fprintf(f,
+                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
+                "<= %.0f %%); used for %s\n",
+                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
+                100 * FIT_MAX_REL_RMS, pf->keys[i]);
+}
+
+/* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
+static int in_range(const char *key, double v, double *lo)
+{
+    double hi;
+    if (machine_key_range(key, lo, &hi) != 0) return 0;
+    return isfinite(v) && v >= *lo && v <= hi;
+}
+
+/* The machine file holds only values it reads back (docs/machine.md, "Ranges"): a fitted
+ * latency below the range (under the timer's resolution, or a negative intercept) is written as
+ * the smallest accepted value; any other fitted value out of range is not used (the base
+ * machine's is kept, or the optional key left out). Says so on stdout. */
+static void keep_in_range(machine *m, const machine *base)
+{
+    static const char *const tier[2] = {"intra", "inter"};
+    static const char *const dn[3] = {"f32", "f16", "bf16"};
+    double lo;
+    char key[64];
+    if (!in_range("hbm_bandwidth", m->hbm_bytes_per_s, &lo)) {
+        printf("# note: memory copy %g B/s is outside the machine file's range; kept %s's\n",
+               m->hbm_bytes_per_s, base->name);
+        m->hbm_bytes_per_s = base->hbm_bytes_per_s;
+    }
+    for (int d = 0; d < 3; d++) {
+        snprintf(key, sizeof key, "peak_%s", dn[d]);
+        if (in_range(key, m->peak_flops[d], &lo)) continue;
+        printf("# note: %s rate %g FLOP/s is outside the machine file's range; kept %s's\n", dn[d],
+               m->peak_flops[d], base->name);
+        m->peak_flops[d] = base->peak_flops[d];
+    }
+    for (int t = 0; t < 2; t++) {
+        if (!m->measured[t]) continue;
+        double *alphas[2] = {&m->alpha_s[t], &m->alpha_large_s[t]};
+        for (int a = 0; a < (m->break_bytes[t] > 0 ? 2 : 1); a++) {
+            snprintf(key, sizeof key, "%s_alpha", tier[t]);
+            if (!in_range(key, *alphas[a], &lo) && isfinite(*alphas[a]) && *alphas[a] < lo) {
+                printf("# note: %s-node latency fit %g s is below the timer's resolution; "
+                       "written as %g s, the smallest accepted\n",
+                       tier[t], *alphas[a], lo);
+                *alphas[a] = lo;
+            }
+        }
+        snprintf(key, sizeof key, "%s_alpha", tier[t]);
+        int ok = in_range(key, m->alpha_s[t], &lo);
+        snprintf(key, sizeof key, "%s_bandwidth", tier[t]);
+        ok &= in_range(key, m->bytes_per_s[t], &lo);
+        if (!ok) {
+            printf("# note: the %s-node fit (%g s, %g B/s) is outside the machine file's range; "
+                   "the tier is kept from %s and marked NOT MEASURED\n",
+                   tier[t], m->alpha_s[t], m->bytes_per_s[t], base->name);
+            m->measured[t] = 0;
+            m->alpha_s[t] = base->alpha_s[t], m->bytes_per_s[t] = base->bytes_per_s[t];
+            m->break_bytes[t] = 0;
+            continue;
+        }
+        if (m->break_bytes[t] > 0) {
+            snprintf(key, sizeof key, "%s_break", tier[t]);
+            ok = in_range(key, m->break_bytes[t], &lo);
+            snprintf(key, sizeof key, "%s_large_alpha", tier[t]);
+            ok &= in_range(key, m->alpha_large_s[t], &lo);
+            snprintf(key, sizeof key, "%s_large_bandwidth", tier[t]);
+            ok &= in_range(key, m->bytes_per_s_large[t], &lo);
+            if (!ok) {
+                printf("# note: the %s-node large-message regime is outside the machine file's "
+                       "range; one regime is written\n",
+                       tier[t]);
+                m->break_bytes[t] = 0;
+            }
+        }
+    }
+    if (m->kernel_overhead_s > 0 && !in_range("kernel_overhead", m->kernel_overhead_s, &lo)) {
+        printf("# note: kernel overhead %g s is outside the machine file's range; left out\n",
+               m->kernel_overhead_s);
+        m->kernel_overhead_s = 0;
+    }
+    if (!in_range("backward_rate_ratio", m->backward_rate_ratio, &lo)) {
+        printf("# note: backward rate ratio %g is outside the machine file's range; left out\n",
+               m->backward_rate_ratio);
+        m->backward_rate_ratio = 1.0;
+    }
+}
+
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
     int init = 0;
@@ -154,11 +316,18 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     MPICALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     attn_fail_set_rank(e.rank);
     cli_set_root(e.rank == 0);
+    cli_defer(1); /* until the ranks have compared what they parsed */
     attn_opts o;
     memset(&o, 0, sizeof o);
     o.machine = "dgx-h100";
     o.max_message = 256u << 20;
     int rc = cli_parse(&calibrate_cmd, argc, argv, &o);
+    rc = agree_options(&o, rc, MPI_COMM_WORLD); /* the same answer on every rank */
+    if (rc) { /* every rank leaves here, whatever subcommand it runs */
+        MPI_Finalize();
+        return rc == 1 ? 0 : rc;
+    }
+    rc = cli_check_outputs(&o); /* rank 0 */
     machine base;
     char err[600];
 #ifndef ATTNSIM_HAVE_CUDA
@@ -174,19 +343,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (rc == 0 && o.comm == COMM_NCCL)
         rc = cli_error(&o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
 #endif
-    if (rc == 0 && o.max_message > (1u << 30))
-        rc = cli_error(&o, "--max-message", "%llu is larger than 1G; accepted: 8 ... 1G bytes",
-                       (unsigned long long)o.max_message);
-    if (rc == 0 && o.max_message < 1024)
-        rc = cli_error(&o, "--max-message",
-                       "%llu is below 1k; accepted: 1k ... 1G bytes (the fit "
-                       "needs sizes on both sides of the latency regime)",
-                       (unsigned long long)o.max_message);
     if (rc == 0 && e.rank == 0 && machine_load(o.machine, &base, err, sizeof err))
         rc = cli_error(&o, "--machine", "%s", err);
-    if (rc == 0 && o.machine_out && e.rank == 0 &&
-        h5out_dir_writable(o.machine_out, err, sizeof err))
-        rc = cli_error(&o, "--machine-out", "%s", err);
     am_config grid = {ALGO_A2D_NO,
                       LAYOUT_CONTIGUOUS,
                       AM_FWD,
@@ -331,81 +489,113 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         uint64_t per_nic = nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
         if (per_nic) m.gpus_per_nic = per_nic;
         const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
+        static const char *const tier_group[2][2] = {
+            {"links/intra/ring_shift", "links/inter/ring_shift"},
+            {"links/intra/ring_shift", "links/inter/ring_shift_nic"}};
+        const char *const *groups = tier_group[per_nic ? 1 : 0];
         for (int t = 0; t < 2; t++) machine_set_tier(&m, t, tier[t]);
-        printf("# links (alpha + m / bandwidth; a sample is the median of its exchanges, the fit "
-               "goes through the quietest of %d samples per size; robust, relative error)\n",
-               LINK_SAMPLES);
-        print_series("intra-node ring shift", &shift[0]);
-        print_series("intra-node ping-pong", &pp[0]);
-        print_series("inter-node ring shift", &shift[1]);
-        print_series("inter-node ping-pong", &pp[1]);
-        print_series("inter-node shift, 1/node", &nic);
+        keep_in_range(&m, &base);
+        /* tables: units in the column names, numbers in the cells, '#' lines around them */
+        printf("# links: t(m) = alpha + m / bandwidth; a sample is the median of its exchanges, "
+               "the robust fit (relative error) goes through the quietest of %d samples per size; "
+               "a row per regime, from its first message size; fit: ok, or POOR (R^2 < %.2g or "
+               "rel RMS > %.0f %%)\n",
+               LINK_SAMPLES, FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        print_series_header();
+        print_series("intra_ring_shift", &shift[0]);
+        print_series("intra_ping_pong", &pp[0]);
+        print_series("inter_ring_shift", &shift[1]);
+        print_series("inter_ping_pong", &pp[1]);
+        print_series("inter_shift_1_per_node", &nic);
         if (per_nic)
-            printf("  NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
+            printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
                    "inter-node tier is the one-rank-per-node shift: %.4f GB/s fitted for large "
                    "messages, %.4f GB/s at its largest (%.0f B)\n",
                    nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic),
                    1e-9 * nic.largest_rate, nic.bytes[nic.n - 1]);
         if (!shift[1].ok)
-            printf("  inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
+            printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
                    base.name);
-        printf("# kernels (FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
-               "rate)\n",
+        printf("# kernels: FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
+               "rate\n",
                e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads, d = 128"
                       : "tiles 64..512, d = 64");
+        printf("# %-5s %-8s %12s %12s %7s %11s %s\n", "dtype", "pass", "rate_GFLOPs", "overhead_us",
+               "r2", "rel_rms_pct", "fit");
         static const char *const dn[3] = {"f32", "f16", "bf16"};
-        for (int d = 0; d < 3; d++)
-            if (!ks[d].n)
-                printf("  %-5s not measured (no kernel of this type on this backend)\n", dn[d]);
-            else
-                printf("  %-5s forward %7.3f GFLOP/s + %7.2f us (rel RMS %4.1f%%), backward %7.3f "
-                       "GFLOP/s + %7.2f us (rel RMS %4.1f%%)\n",
-                       dn[d], ks[d].ok ? 1e-9 / ks[d].fit.beta : 0.0, ks[d].fit.alpha * 1e6,
-                       100 * ks[d].fit.rel_rms, ks[d].ok ? 1e-9 / ks[d].bwd_fit.beta : 0.0,
-                       ks[d].bwd_fit.alpha * 1e6, 100 * ks[d].bwd_fit.rel_rms);
-        printf("  machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
+        for (int d = 0; d < 3; d++) {
+            if (!ks[d].n) {
+                printf("# %s: not measured (no kernel of this type on this backend)\n", dn[d]);
+                continue;
+            }
+            const lin_fit *fits[2] = {&ks[d].fit, &ks[d].bwd_fit};
+            for (int b = 0; b < 2; b++)
+                printf("  %-5s %-8s %12.3f %12.2f %7.4f %11.1f %s\n", dn[d],
+                       b ? "backward" : "forward", ks[d].ok ? 1e-9 / fits[b]->beta : 0.0,
+                       fits[b]->alpha * 1e6, fits[b]->r2, 100 * fits[b]->rel_rms,
+                       fit_is_poor(fits[b]) ? "POOR" : "ok");
+        }
+        printf("# machine file: forward rates as peaks, backward_rate_ratio %.3f, kernel_overhead "
                "%.2f us (medians)\n",
                m.backward_rate_ratio, m.kernel_overhead_s * 1e6);
         printf("# memory copy %.2f GB/s per rank (read + write), every rank at once%s\n",
                copy_bps * 1e-9, e.cuda ? " (device to device)" : "");
-        printf("# ring collectives on the %llux%llu grid: measured vs (g-1)(alpha + m / bandwidth) "
-               "of the fitted intra-node ring shift\n",
-               (unsigned long long)grid.rows, (unsigned long long)grid.cols);
+        printf("# ring collectives on the %llux%llu grid: error of (g-1)(alpha + m / bandwidth) "
+               "of the fitted %s ring shift against the measured time, per chunk size ('-': a "
+               "group of one rank moves nothing)\n",
+               (unsigned long long)grid.rows, (unsigned long long)grid.cols,
+               e.nodes > 1 ? "inter-node" : "intra-node");
+        printf("# %-19s %5s", "collective", "group");
+        for (int k = 0; k < ncb; k++) {
+            char h[32];
+            snprintf(h, sizeof h, "err_pct_%.0fB", coll_bytes[k]);
+            printf(" %15s", h);
+        }
+        printf("\n");
         const int gsize[NCOLL] = {(int)grid.cols, (int)grid.rows, (int)grid.cols, (int)grid.rows,
                                   e.P};
         for (int c = 0; c < NCOLL; c++) {
-            printf("  %-20s", colls[c].name);
-            if (gsize[c] < 2) { /* a group of one moves nothing: no error to show */
-                printf(" groups of one rank: nothing to compare\n");
-                continue;
-            }
+            printf("  %-19s %5d", colls[c].name, gsize[c]);
             for (int k = 0; k < ncb; k++) {
                 double pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTRA, coll_bytes[k], 1);
                 if (e.nodes > 1)
                     pred = (gsize[c] - 1) * machine_message_s(&m, TIER_INTER, coll_bytes[k], 1);
-                printf(" %6.0fk: %+5.0f%%", coll_bytes[k] / 1024,
-                       100 * (pred - coll_t[c][k]) / coll_t[c][k]);
+                if (gsize[c] < 2)
+                    printf(" %15s", "-");
+                else
+                    printf(" %15.0f", 100 * (pred - coll_t[c][k]) / coll_t[c][k]);
             }
             printf("\n");
         }
         printf("# calibration took %.1f s\n", took);
+        poor_fits pf;
+        collect_poor_fits(&pf, tier, groups, ks);
+        if (pf.n) {
+            print_poor_fits(stdout, &pf, "# WARNING: ");
+            printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
+                   "much (they are marked in it); calibrate on an idle machine, at most one rank "
+                   "per core\n",
+                   pf.n, pf.n > 1 ? "s" : "");
+        }
 
         char when[32];
         prov_utc_now(when, sizeof when);
+        /* the machine file's text, for --machine-out (or stdout) and the run's machine_file */
+        char *mtext = NULL;
+        size_t mlen = 0;
+        FILE *mf = open_memstream(&mtext, &mlen);
+        if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
+        write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
+        print_poor_fits(mf, &pf, "# ");
+        if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
+        char shown[4200];
         if (o.machine_out) {
-            char tmp[4200];
-            snprintf(tmp, sizeof tmp, "%s.tmp", o.machine_out);
-            FILE *f = fopen(tmp, "w");
-            if (!f) attn_fail("fopen", __FILE__, __LINE__, "%s", tmp);
-            write_machine(f, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
-            if (fclose(f) != 0 || rename(tmp, o.machine_out) != 0)
-                attn_fail("rename", __FILE__, __LINE__, "%s", o.machine_out);
-            printf("# wrote the machine file %s (use --machine %s)\n", o.machine_out,
-                   o.machine_out);
+            outputs_write_text(o.machine_out, mtext);
+            outputs_display(o.machine_out, shown, sizeof shown);
+            printf("# wrote the machine file %s (use --machine %s)\n", shown, shown);
         } else {
-            printf("# machine file (save it and use --machine FILE):\n");
-            write_machine(stdout, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
+            printf("# machine file (save it and use --machine FILE):\n%s", mtext);
         }
         if (o.out) {
             e.h = h5out_open(o.out, &prov);
@@ -450,9 +640,31 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
+                h5_attr_f64(kg, "rel_rms", ks[d].fit.rel_rms);
+                h5_attr_f64(kg, "backward_rate_flop_per_s",
+                            ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
+                h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
+                h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
                 H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
+            for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
+                if (!tier[t]->ok || !tier[t]->fit.two_regimes) continue;
+                hid_t lgid = H5CALL(H5Gopen2(g, groups[t], H5P_DEFAULT));
+                h5_attr_f64(lgid, "large_rel_rms", tier[t]->fit.large.rel_rms);
+                H5CALL(H5Gclose(lgid));
+            }
+            /* poor fits: poor_fit on each fit's group, and the list on the run */
+            char list[8 * 48 * 2] = "";
+            for (int i = 0; i < pf.n; i++) {
+                hid_t fg = H5CALL(H5Gopen2(g, pf.group[i], H5P_DEFAULT));
+                if (H5CALL(H5Aexists(fg, "poor_fit")) == 0) h5_attr_i64(fg, "poor_fit", 1);
+                H5CALL(H5Gclose(fg));
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
+            }
+            h5_attr_i64(g, "poor_fit_count", pf.n);
+            h5_attr_str(g, "poor_fits", pf.n ? list : "none");
             for (int c = 0; c < NCOLL; c++) {
                 char p[96];
                 hsize_t n = (hsize_t)ncb;
@@ -461,10 +673,6 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
                 h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_t[c], "s");
             }
-            char mtext[4096];
-            FILE *mf = fmemopen(mtext, sizeof mtext, "w");
-            write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
-            fclose(mf);
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;
             memset(&row, 0, sizeof row);
@@ -478,8 +686,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             row.measured_bytes_max = row.predicted_bytes_max = -1;
             h5out_run_commit(e.h, g, &row);
             h5out_close(e.h);
-            printf("# wrote the kind=calibration run to %s\n", o.out);
+            printf("# wrote the kind=calibration run to %s\n",
+                   outputs_display(o.out, shown, sizeof shown));
         }
+        free(mtext);
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);

@@ -16,6 +16,8 @@
 #include "commands.h"
 #include "fail.h"
 #include "h5out.h"
+#include "hostmem.h"
+#include "outputs.h"
 #include "kernel_study.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "cuda_info.h"
@@ -140,19 +142,21 @@ static int validate_decode(attn_opts *o)
             }
 #endif
     }
-    /* host memory: the cache in the storage type plus the float64 reference's inputs */
-    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    /* host memory: the cache in the storage type plus the float64 reference's inputs, against
+     * half the machine and the address-space limit */
+    hostmem hm;
+    hostmem_query(&hm);
     for (size_t i = 0; i < lens->n; i++)
         for (size_t di = 0; di < o->head_dim.n; di++) {
             double bytes = 2.0 * (double)o->batch * (double)o->kv_heads * (double)lens->v[i] *
                            (double)o->head_dim.v[di] * 4.0;
-            if (bytes > 0.5 * (double)phys)
+            char why[300], b[32];
+            if (hostmem_fits(&hm, bytes, bytes, 1, 0.5, why, sizeof why))
                 return cli_error(o, o->seq_kv.n ? "--seq-kv" : "--seq",
-                                 "a cache of %llu tokens needs %.1f GiB of host memory, more "
-                                 "than half of this machine's %.1f GiB; accepted: smaller "
-                                 "shapes",
-                                 (unsigned long long)lens->v[i], bytes / 1073741824.0,
-                                 (double)phys / 1073741824.0);
+                                 "a cache of %llu tokens needs %s of host memory, %s; accepted: "
+                                 "smaller shapes",
+                                 (unsigned long long)lens->v[i], hostmem_format(bytes, b, sizeof b),
+                                 why);
         }
     return 0;
 }
@@ -235,8 +239,10 @@ static int validate(attn_opts *o)
                                      (unsigned long long)o->head_dim.v[di], need);
             }
     }
-    /* host memory: refuse shapes that cannot fit rather than fail half way */
-    uint64_t phys = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    /* host memory: refuse shapes that cannot fit rather than fail half way (80% of the machine,
+     * and the address-space limit) */
+    hostmem hm;
+    hostmem_query(&hm);
     const cli_u64_list *kvl = o->seq_kv.n ? &o->seq_kv : &o->seq;
     for (size_t i = 0; i < o->seq.n; i++)
         for (size_t j = 0; j < kvl->n; j++)
@@ -246,13 +252,13 @@ static int validate(attn_opts *o)
                 unsigned need = KN_NEED_FWD | KN_NEED_FA1 | KN_NEED_BWD;
                 if (o->kernels & 1u) need |= KN_NEED_STANDARD; /* "standard" is first */
                 double bytes = (double)kn_problem_bytes(&s, KN_F32, need);
-                if (bytes > 0.8 * (double)phys)
+                char why[300], b[32];
+                if (hostmem_fits(&hm, bytes, bytes, 1, 0.8, why, sizeof why))
                     return cli_error(o, "--seq",
-                                     "N = %llu, N_k = %llu needs %.1f GiB of host "
-                                     "memory, more than 80%% of this machine's "
-                                     "%.1f GiB; accepted: smaller shapes",
+                                     "N = %llu, N_k = %llu needs %s of host memory, %s; "
+                                     "accepted: smaller shapes",
                                      (unsigned long long)s.nq, (unsigned long long)s.nk,
-                                     bytes / 1073741824.0, (double)phys / 1073741824.0);
+                                     hostmem_format(bytes, b, sizeof b), why);
             }
     return 0;
 }
@@ -279,10 +285,12 @@ static void print_header(const attn_opts *o)
            (unsigned long long)o->batch, (unsigned long long)o->heads,
            (unsigned long long)o->kv_heads, (unsigned long long)o->seed,
            (unsigned long long)o->reps);
-    printf("# %-8s %-4s %-5s %7s %7s %4s %6s %8s %4s %4s %10s %8s %13s %13s %13s %13s %7s %s\n",
+    /* a table: units in the column names, one value per cell ("-": not applicable) */
+    printf("# %-8s %-4s %-5s %7s %7s %4s %6s %8s %4s %4s %10s %8s %13s %13s %13s %13s %7s %-10s "
+           "%11s %s\n",
            "kernel", "pass", "dtype", "N", "N_k", "d", "causal", "sram", "Br", "Bc", "time_ms",
            o->backend == BACKEND_CUDA ? "TFLOP/s" : "GFLOP/s", "read_B", "written_B", "pred_read_B",
-           "pred_write_B", "x_comp", "check");
+           "pred_write_B", "x_comp", "check", "max_abs_err", "bytes");
 }
 
 static void write_run(h5out *h, const kernel_config *c, const ks_result *r, const double *times,
@@ -419,17 +427,15 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
     }
     qsort(times, o->reps, sizeof(double), cmp_double);
     double t = times[o->reps / 2];
-    char check[40] = "-";
-    if (r.checked)
-        snprintf(check, sizeof check, "%s %.1e%s", r.check_passed ? "ok" : "FAIL", r.max_abs_err,
-                 r.check_sampled ? " (sampled)" : "");
-    char sram[24];
-    if (cuda)
-        snprintf(sram, sizeof sram, "-");
-    else if (c->sram % 1024 == 0)
-        snprintf(sram, sizeof sram, "%zuk", c->sram / 1024);
-    else
-        snprintf(sram, sizeof sram, "%zu", c->sram);
+    /* check: ok or FAIL (ok_sampled, FAIL_sampled: rows sampled on large problems) */
+    char check[40] = "-", err[24] = "-";
+    if (r.checked) {
+        snprintf(check, sizeof check, "%s%s", r.check_passed ? "ok" : "FAIL",
+                 r.check_sampled ? "_sampled" : "");
+        snprintf(err, sizeof err, "%.1e", r.max_abs_err);
+    }
+    char sram[24] = "-";
+    if (!cuda) snprintf(sram, sizeof sram, "%zu", c->sram);
     uint64_t comp = r.predicted.compulsory_read + r.predicted.compulsory_written;
     /* x_comp: traffic over the compulsory traffic (on cuda, of the logical prediction) */
     uint64_t total = cuda ? r.predicted.bytes_read + r.predicted.bytes_written
@@ -441,17 +447,20 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
         snprintf(mwrite, sizeof mwrite, "%llu",
                  (unsigned long long)(cuda ? r.dram_written : r.measured.bytes_written));
     }
+    /* bytes: counted == predicted (equal, DIFFER) on the cpu; DRAM read within [compulsory,
+     * logical] (in_band, OUT_OF_BAND) with --dram; - otherwise */
+    const char *bytes = !cuda            ? (counts_match ? "equal" : "DIFFER")
+                        : !r.dram        ? "-"
+                        : r.dram_in_band ? "in_band"
+                                         : "OUT_OF_BAND";
     printf("  %-8s %-4s %-5s %7zu %7zu %4zu %6s %8s %4zu %4zu %10.3f %8.2f %13s %13s %13llu "
-           "%13llu %7.2f %s%s%s\n",
+           "%13llu %7.2f %-10s %11s %s\n",
            c->k->name, c->k->pass, kn_dtype_name(c->dtype), c->s.nq, c->s.nk, c->s.d,
            c->s.causal ? "yes" : "no", sram, r.blocks.br, r.blocks.bc, 1e3 * t,
            t > 0 ? (cuda ? 1e-12 : 1e-9) * (double)r.measured.flops / t : 0.0, mread, mwrite,
            (unsigned long long)r.predicted.bytes_read,
            (unsigned long long)r.predicted.bytes_written, comp ? (double)total / (double)comp : 0.0,
-           check, counts_match ? "" : "  COUNTS DIFFER",
-           !r.dram          ? ""
-           : r.dram_in_band ? "  DRAM read in band"
-                            : "  DRAM READ OUT OF BAND");
+           check, err, bytes);
     fflush(stdout);
     attn_kill_point("kernels:before_write");
     if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match, cuda);
@@ -481,6 +490,7 @@ int kernels_options(int argc, char **argv, attn_opts *o)
     o->reps = 1;
     o->seed = 1;
     int rc = cli_parse(&kernels_cmd, argc, argv, o);
+    if (rc == 0) rc = cli_check_outputs(o);
     return rc ? rc : validate(o);
 }
 
@@ -546,12 +556,16 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     if (o.backend == BACKEND_CUDA)
         printf("# %ld runs: %s\n", runs,
                ok ? "every kernel checked against the float64 reference before timing. VALID"
-                  : "FAILED: see the rows marked FAIL or DRAM READ OUT OF BAND. INVALID");
+                  : "FAILED: see the rows marked FAIL or OUT_OF_BAND. INVALID");
     else
         printf("# %ld runs: %s%s%s\n", runs,
                ok ? "measured == predicted HBM bytes and FLOPs in every run" : "FAILED: ",
-               ok ? "" : "see the rows marked COUNTS DIFFER or FAIL",
-               ok && o.check ? "; every check passed. VALID" : (ok ? ". VALID" : ". INVALID"));
-    if (o.out) printf("# wrote %ld runs to %s\n", runs, o.out);
+               ok ? "" : "see the rows marked DIFFER or FAIL",
+               ok && o.check ? "; every output matches the float64 reference. VALID"
+               : ok          ? "; outputs not checked (--check). VALID"
+                             : ". INVALID");
+    char shown[4200];
+    if (o.out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o.out, shown, sizeof shown));
     return ok ? 0 : 1;
 }

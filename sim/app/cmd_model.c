@@ -16,6 +16,8 @@
 #include "dist_record.h"
 #include "fail.h"
 #include "h5out.h"
+#include "kn_common.h"
+#include "outputs.h"
 #include "predict.h"
 #include "sweep.h"
 
@@ -39,24 +41,11 @@ static const cli_command model_cmd = {
     NULL,
     1u << 16};
 
-static void fmt_time(double s, char *buf, size_t n)
+/* Table cells are numbers with the unit in the column's name (time_ms, max_sent_B), so the
+ * output splits into columns as nccl-tests' and OSU's do. */
+static void fmt_ms(double s, char *buf, size_t n)
 {
-    if (s >= 1.0)
-        snprintf(buf, n, "%.3fs", s);
-    else if (s >= 1e-3)
-        snprintf(buf, n, "%.3fms", s * 1e3);
-    else
-        snprintf(buf, n, "%.1fus", s * 1e6);
-}
-
-static void fmt_tokens(uint64_t v, char *buf, size_t n)
-{
-    if (v % (1u << 20) == 0)
-        snprintf(buf, n, "%lluM", (unsigned long long)(v >> 20));
-    else if (v % 1024 == 0)
-        snprintf(buf, n, "%lluk", (unsigned long long)(v >> 10));
-    else
-        snprintf(buf, n, "%llu", (unsigned long long)v);
+    snprintf(buf, n, "%.6g", s * 1e3);
 }
 
 int model_options(int argc, char **argv, attn_opts *o, machine *m)
@@ -78,6 +67,7 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     o->machine = "dgx-h100";
     o->rank_arrays = 4096;
     int rc = cli_parse(&model_cmd, argc, argv, o);
+    if (rc == 0) rc = cli_check_outputs(o);
     if (rc) return rc;
     if ((rc = cli_resolve_kv_heads(o)) != 0) return rc;
     char err[600];
@@ -117,11 +107,22 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                              &c);
                 if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
             }
-    if (!feasible)
-        return cli_error(&o, NULL,
-                         "no point of the sweep can run (%s); accepted: N >= P, and "
-                         "kv-heads at least the ranks the K/V heads are split over",
+    if (!feasible) { /* every N below every P, or too few K/V heads to split */
+        uint64_t most_n = 0, least_p = UINT64_MAX;
+        for (size_t i = 0; i < o.seq.n; i++) most_n = o.seq.v[i] > most_n ? o.seq.v[i] : most_n;
+        for (size_t i = 0; i < o.procs.n; i++)
+            least_p = o.procs.v[i] < least_p ? o.procs.v[i] : least_p;
+        if (most_n < least_p)
+            return cli_error(&o, "--seq",
+                             "no point of the sweep can run: every N (at most %llu) is smaller "
+                             "than every P of --procs (at least %llu); accepted: N >= P (every "
+                             "rank holds at least one token)",
+                             (unsigned long long)most_n, (unsigned long long)least_p);
+        return cli_error(&o, strstr(err, "kv-heads") ? "--kv-heads" : NULL,
+                         "no point of the sweep can run (%s); accepted: kv-heads at least the "
+                         "ranks the K/V heads are split over, or another --algo",
                          err);
+    }
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
@@ -130,9 +131,14 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
            "kv-heads %llu\n",
            m.name, m.origin, (unsigned long long)m.gpus_per_node, (unsigned long long)o.batch,
            (unsigned long long)o.heads, (unsigned long long)o.kv_heads);
-    printf("# %-8s %-10s %-5s %7s %-9s %6s %4s %6s %-5s %10s %7s %-9s %14s  %s\n", "algo", "layout",
-           "pass", "P", "grid", "N", "d", "causal", "dtype", "time", "vs_ring", "dominant",
-           "max_sent_B", "phases");
+    /* Two tables: a row per prediction, then a row per phase of each (id: the prediction's);
+     * units in the column names, one value per cell. */
+    printf("# %5s %-8s %-10s %-5s %7s %-9s %-7s %8s %4s %6s %-5s %11s %7s %-9s %14s\n", "id",
+           "algo", "layout", "pass", "P", "grid", "grid_by", "N", "d", "causal", "dtype", "time_ms",
+           "vs_ring", "dominant", "max_sent_B");
+    size_t phases_len = 0, phases_cap = 4096;
+    char *phase_rows = kn_xmalloc(phases_cap, "phase table");
+    phase_rows[0] = '\0';
     long rows = 0, skipped = 0;
     for (int dt = 0; dt < 3; dt++) {
         if (!(o.dtypes & (1u << dt))) continue;
@@ -164,32 +170,40 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
                             am_prediction pr;
                             int keep = c.P <= o.rank_arrays && h;
                             am_predict(&c, &m, keep, &pr);
-                            char grid[32], tbuf[32], nbuf[24], phases[1024] = "";
+                            char grid[32] = "-", tbuf[32];
+                            const char *grid_by = "-";
                             const am_algo_desc *d = am_algo_desc_of(c.algo);
-                            if (d->grid != AM_GRID_LINE)
-                                snprintf(grid, sizeof grid, "%llux%llu%s",
-                                         (unsigned long long)c.rows, (unsigned long long)c.cols,
-                                         grid_auto ? "*" : "");
-                            else
-                                snprintf(grid, sizeof grid, "-");
-                            fmt_time(pr.time.total_s, tbuf, sizeof tbuf);
-                            fmt_tokens(c.N, nbuf, sizeof nbuf);
-                            for (int f = 0; f < pr.F; f++) {
-                                char pt[32];
-                                fmt_time(pr.time.phase_s[f], pt, sizeof pt);
-                                size_t len = strlen(phases);
-                                snprintf(phases + len, sizeof phases - len, "%s%s=%s", f ? " " : "",
-                                         pr.phases[f]->name, pt);
+                            if (d->grid != AM_GRID_LINE) {
+                                snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c.rows,
+                                         (unsigned long long)c.cols);
+                                grid_by = grid_auto ? "auto" : o.grid.rows ? "given" : "square";
                             }
-                            printf("  %-8s %-10s %-5s %7llu %-9s %6s %4llu %6s %-5s %10s %7.2f "
-                                   "%-9s %14llu  %s\n",
-                                   am_algo_name(a),
+                            fmt_ms(pr.time.total_s, tbuf, sizeof tbuf);
+                            for (int f = 0; f < pr.F; f++) { /* rows of the phase table */
+                                char pt[32], line[160];
+                                fmt_ms(pr.time.phase_s[f], pt, sizeof pt);
+                                int len = snprintf(
+                                    line, sizeof line, "  %5ld %-24s %11s %-9s %s\n", rows + 1,
+                                    pr.phases[f]->name, pt, am_term_names[pr.time.phase_term[f]],
+                                    (pr.time.inter_node_phases >> f) & 1 ? "yes" : "no");
+                                if (phases_len + (size_t)len + 1 > phases_cap) {
+                                    char *bigger = kn_xmalloc(phases_cap *= 2, "phase table");
+                                    memcpy(bigger, phase_rows, phases_len + 1);
+                                    free(phase_rows);
+                                    phase_rows = bigger;
+                                }
+                                memcpy(phase_rows + phases_len, line, (size_t)len + 1);
+                                phases_len += (size_t)len;
+                            }
+                            printf("  %5ld %-8s %-10s %-5s %7llu %-9s %-7s %8llu %4llu %6s %-5s "
+                                   "%11s %7.2f %-9s %14llu\n",
+                                   rows + 1, am_algo_name(a),
                                    d->uses_layout ? am_layout_names[c.layout] : "-",
-                                   am_pass_names[c.pass], (unsigned long long)c.P, grid, nbuf,
-                                   (unsigned long long)c.head_dim, causal ? "yes" : "no",
-                                   cli_dtype_names[dt], tbuf, ring_s / pr.time.total_s,
-                                   am_term_names[pr.time.dominant],
-                                   (unsigned long long)pr.total_sent_max, phases);
+                                   am_pass_names[c.pass], (unsigned long long)c.P, grid, grid_by,
+                                   (unsigned long long)c.N, (unsigned long long)c.head_dim,
+                                   causal ? "yes" : "no", cli_dtype_names[dt], tbuf,
+                                   ring_s / pr.time.total_s, am_term_names[pr.time.dominant],
+                                   (unsigned long long)pr.total_sent_max);
                             rows++;
                             const char *warn = am_unmeasured_tier_note(&m, &pr.time);
                             if (warn) printf("# warning: %s\n", warn);
@@ -219,9 +233,17 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     }
     h5out_close(h);
     prov_free(&prov);
-    printf("# %ld predictions%s; time: predicted total; vs_ring: ring (same layout) time over "
-           "this time; *: grid chosen by --grid auto\n",
+    printf("# %ld predictions%s; time_ms: predicted total; vs_ring: ring (same layout) time over "
+           "this time; grid_by: auto (--grid auto: least predicted time), square (the default) "
+           "or given (--grid RxC)\n",
            rows, skipped ? " (some combinations skipped)" : "");
-    if (o.out) printf("# wrote %ld runs to %s\n", rows, o.out);
+    printf("# the phases of each prediction (id: its row above): predicted time, dominant term, "
+           "whether it crosses nodes\n");
+    printf("# %5s %-24s %11s %-9s %s\n", "id", "phase", "time_ms", "term", "inter_node");
+    fputs(phase_rows, stdout);
+    free(phase_rows);
+    char shown[4200];
+    if (o.out)
+        printf("# wrote %ld runs to %s\n", rows, outputs_display(o.out, shown, sizeof shown));
     return 0;
 }

@@ -17,13 +17,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "cli.h"
 #include "commands.h"
 #include "dist_record.h"
 #include "comm_dev.h"
 #include "exec.h"
 #include "fail.h"
+#include "exec_memory.h"
 #include "h5out.h"
+#include "hostmem.h"
+#include "outputs.h"
 #include "predict.h"
 #include "ref_f64.h"
 #include "sweep.h"
@@ -68,6 +72,7 @@ typedef struct {
     uint64_t *peers; /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
     h5out *h;
     attn_provenance prov;
+    double mem_rank, mem_root; /* host memory of a rank and of rank 0, at most over the sweep */
 } run_env;
 
 /* Host of every rank -> node index (first appearance order), on every rank; the ranks per
@@ -112,7 +117,6 @@ static int validate(run_env *env)
     if (o->comm == COMM_NCCL)
         return cli_error(o, "--comm", "'nccl': this build has no NCCL; accepted: mpi");
 #endif
-    if (!o->dtypes) o->dtypes = 1u << (o->backend == BACKEND_CUDA ? KN_BF16 : KN_F32);
     if (o->backend == BACKEND_CUDA && (o->dtypes & (1u << KN_F32)))
         return cli_error(o, "--dtype",
                          "'f32' is not run on the GPU (its kernels take half precision); "
@@ -180,6 +184,48 @@ static int validate(run_env *env)
                              "N = %llu is smaller than the P = %llu ranks; accepted: "
                              "N >= P (every rank holds at least one token)",
                              (unsigned long long)o->seq.v[i], (unsigned long long)P);
+    return 0;
+}
+
+/* Host memory of every point of the sweep, before any work: each rank's need
+ * against what its address-space limit leaves, each node's ranks together against 80% of its
+ * memory. Returns 0, or 2 with the line kept (cli_defer) for agree_outcome. */
+static int check_memory(run_env *env)
+{
+    attn_opts *o = &env->o;
+    int local = 0, with_root = env->node_of[env->rank] == env->node_of[0]; /* node_map */
+    for (int r = 0; r < env->P; r++) local += env->node_of[r] == env->node_of[env->rank];
+    hostmem hm;
+    hostmem_query(&hm);
+    const int cuda = o->backend == BACKEND_CUDA;
+    env->mem_rank = env->mem_root = 0;
+    for (int dt = 0; dt < 3; dt++) {
+        if (!(o->dtypes & (1u << dt))) continue;
+        for (size_t di = 0; di < o->head_dim.n; di++)
+            for (size_t si = 0; si < o->seq.n; si++)
+                for (int a = 0; a < AM_NUM_ALGOS; a++) {
+                    if (!(o->algos & (1u << a))) continue;
+                    am_config c;
+                    sweep_config(o, &env->m, a, (uint64_t)env->P, o->seq.v[si], o->head_dim.v[di],
+                                 0, dt, 0, env->ranks_per_node, &c);
+                    double root = exec_host_bytes(&c, dt, 0, o->check, cuda);
+                    double other = env->P > 1 ? exec_host_bytes(&c, dt, 1, o->check, cuda) : root;
+                    double mine = env->rank == 0 ? root : other;
+                    double on_node = local * other + (with_root ? root - other : 0);
+                    env->mem_rank = fmax(env->mem_rank, other);
+                    env->mem_root = fmax(env->mem_root, root);
+                    char why[300], b[32];
+                    if (hostmem_fits(&hm, mine, on_node, local, 0.8, why, sizeof why))
+                        return cli_error(o, "--seq",
+                                         "N = %llu (%s %s, d = %llu, %s) needs %s of host memory "
+                                         "on rank %d, %s; accepted: smaller shapes, or more "
+                                         "ranks or nodes",
+                                         (unsigned long long)c.N, am_algo_name((am_algo)a),
+                                         am_pass_names[c.pass], (unsigned long long)c.head_dim,
+                                         kn_dtype_name((kn_dtype)dt),
+                                         hostmem_format(mine, b, sizeof b), env->rank, why);
+                }
+    }
     return 0;
 }
 
@@ -389,8 +435,9 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         am_pass_names[c->pass], P, grid, (unsigned long long)c->N, (unsigned long long)c->batch,
         (unsigned long long)c->heads, (unsigned long long)c->kv_heads,
         (unsigned long long)c->head_dim, c->causal ? "yes" : "no", kn_dtype_name(x->dtype));
-    printf("#   %-24s %14s %14s %6s %6s %14s %12s %12s %7s\n", "phase", "sent_B(max)",
-           "pred_sent_B", "msgs", "pred", "recv_B(max)", "crit_ms", "pred_ms", "err%");
+    /* a table: units in the column names, numbers in the cells (maxima over the ranks) */
+    printf("#   %-24s %14s %14s %8s %9s %14s %12s %12s %7s\n", "phase", "sent_B_max", "pred_sent_B",
+           "msgs_max", "pred_msgs", "recv_B_max", "crit_ms", "pred_ms", "err_pct");
     /* Measured phase time for the synchronous model: from the last rank to enter the phase to
      * the last to leave it (times from the barrier that starts the run). A rank's own phase
      * time also holds its wait for slower ranks; the local work between phases (packing,
@@ -417,7 +464,7 @@ static int report(run_env *env, const exec_ctx *x, const rank_report *all, int c
         char tm[32], tp[32];
         fmt_ms(crit[f], tm, sizeof tm);
         fmt_ms(pr.time.phase_s[f], tp, sizeof tp);
-        printf("    %-24s %14llu %14llu %6llu %6llu %14llu %12s %12s %+7.1f\n", pr.phases[f]->name,
+        printf("    %-24s %14llu %14llu %8llu %9llu %14llu %12s %12s %+7.1f\n", pr.phases[f]->name,
                (unsigned long long)sent, (unsigned long long)pr.max[f].bytes_sent,
                (unsigned long long)msgs, (unsigned long long)pr.max[f].msgs_sent,
                (unsigned long long)recv, tm, tp,
@@ -678,6 +725,7 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     MPICALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     attn_fail_set_rank(env.rank);
     cli_set_root(env.rank == 0);
+    cli_defer(1); /* until the ranks have compared what they parsed */
     attn_opts *o = &env.o;
     o->algos = (1u << ALGO_RING) | (1u << ALGO_A2D_NO) | (1u << ALGO_A2D_O);
     o->layout = LAYOUT_CONTIGUOUS;
@@ -686,13 +734,21 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
     o->head_dim.n = 1, o->head_dim.v[0] = 32;
     o->causal = 1;
     o->pass = AM_FWD;
-    o->dtypes = 0; /* f32 on the CPU, bf16 on the GPU (validate) */
+    o->dtypes = 0; /* f32 on the CPU, bf16 on the GPU (after parsing) */
     o->backend = BACKEND_CPU, o->comm = COMM_MPI;
     o->machine = "dgx-h100";
     o->seed = 1;
     int rc = cli_parse(&run_cmd, argc, argv, o);
+    if (!o->dtypes) o->dtypes = 1u << (o->backend == BACKEND_CUDA ? KN_BF16 : KN_F32);
+    rc = agree_options(o, rc, MPI_COMM_WORLD); /* the same answer on every rank */
+    if (rc) { /* every rank leaves here, whatever subcommand it runs */
+        MPI_Finalize();
+        return rc == 1 ? 0 : rc;
+    }
     node_map(&env);
+    rc = cli_check_outputs(o); /* rank 0 */
     if (rc == 0) rc = validate(&env);
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
 #ifdef ATTNSIM_HAVE_CUDA
     if (rc == 0 && o->backend == BACKEND_CUDA) rc = gpu_bind(o, env.rank, env.P, &env.device);
 #endif
@@ -706,6 +762,13 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
         return rc == 1 ? 0 : rc;
     }
     MPICALL(MPI_Bcast(&env.m, (int)sizeof env.m, MPI_BYTE, 0, MPI_COMM_WORLD));
+    cli_defer(1); /* every rank checks its own memory; rank 0 speaks for the job */
+    rc = agree_outcome(o, check_memory(&env), MPI_COMM_WORLD);
+    if (rc) {
+        free(env.node_of), free(env.hosts);
+        MPI_Finalize();
+        return rc;
+    }
 
     int ok = 1, runs = 0;
     if (env.rank == 0) {
@@ -724,6 +787,11 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
                : o->comm == COMM_NCCL    ? "NCCL send/recv rings"
                                          : "point-to-point rings staged through host memory",
                env.m.name);
+        char a[32], b[32];
+        printf("# host memory: at most %s per rank, %s on rank 0 (estimate, checked before the "
+               "run)\n",
+               hostmem_format(env.mem_rank, a, sizeof a),
+               hostmem_format(env.mem_root, b, sizeof b));
     }
     int total = 0;
     for (int dt = 0; dt < 3; dt++)
@@ -756,10 +824,20 @@ int cmd_run(int argc, char **argv, int full_argc, char **full_argv)
             }
     }
     if (env.rank == 0) {
-        printf("# %d runs: %s\n", runs,
-               ok ? "measured == predicted everywhere; every check passed. VALID"
-                  : "some run is INVALID (see above)");
-        if (o->out) printf("# wrote %d runs to %s\n", runs, o->out);
+        /* exactly what was checked: the counts always, the outputs with --check */
+        const char *checked = !o->check ? "outputs not checked (--check)"
+                              : o->pass == AM_FWD
+                                  ? "every output matches the reference"
+                                  : "every output and gradient matches the reference";
+        if (ok)
+            printf("# %d runs: measured == predicted bytes and messages on every rank and phase; "
+                   "%s. VALID\n",
+                   runs, checked);
+        else
+            printf("# %d runs: some run is INVALID (see above)\n", runs);
+        char shown[4200];
+        if (o->out)
+            printf("# wrote %d runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
         h5out_close(env.h);
         prov_free(&env.prov);
     }

@@ -66,7 +66,9 @@ series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_byt
 void series_free(series *s);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
 void write_series(hid_t g, const char *path, const series *s);
-/* The terminal summary of a series: one line, two with two regimes. */
+/* The terminal summary of the series as a table: the header, then a row per regime of a fit
+ * (a '#' line for a series not measured or not fitted). */
+void print_series_header(void);
 void print_series(const char *what, const series *s);
 
 /* ---- kernels (kernels.c) ------------------------------------------------------------------- */

@@ -22,29 +22,40 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One tile configuration on the CPU: the fastest of 3 calls of the C reference FA2 kernel. */
+/* One tile configuration on the CPU: the median of 3 samples, each the mean time per call over
+ * calls repeated for at least CPU_SAMPLE_S. A sample that long spans several scheduler time
+ * slices, so ranks that share a core (more ranks than cores) measure the rate they get in a run,
+ * not a lucky slice of a whole core; the median, not the fastest, is what a run meets on a
+ * machine with other load. */
+#define CPU_SAMPLE_S 0.02
 static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int causal, int fwd)
 {
     kn_shape s = {1, heads, heads, n, n, d, causal, NULL, NULL};
     kn_problem p;
     kn_problem_init(&p, &s, dt, KN_NEED_FWD | (fwd ? 0 : KN_NEED_BWD), 3);
-    double best = 0;
+    double sample[3];
     for (int rep = 0; rep < 3; rep++) {
-        kn_counters ci = {0};
-        double t0 = now_s();
-        if (fwd)
-            kn_fa2_fwd(&s, 32768, &p.t, &ci);
-        else
-            kn_fa2_bwd(&s, 32768, &p.t, &ci);
-        double t = now_s() - t0;
-        best = rep == 0 || t < best ? t : best;
+        double t0 = now_s(), t = 0;
+        int calls = 0;
+        do {
+            kn_counters ci = {0};
+            if (fwd)
+                kn_fa2_fwd(&s, 32768, &p.t, &ci);
+            else
+                kn_fa2_bwd(&s, 32768, &p.t, &ci);
+            calls++;
+            t = now_s() - t0;
+        } while (t < CPU_SAMPLE_S);
+        sample[rep] = t / calls;
     }
     kn_problem_free(&p);
-    return best;
+    gsl_sort(sample, 1, 3);
+    return sample[1];
 }
 
 /* The FA2 forward and backward of the backend on every rank at once (as in a run), over tile
- * shapes, causal and not: CPU tiles of 64 ... 512 tokens, 4 heads, d = 64; GPU problems of
+ * shapes, causal and not: CPU tiles of 64 ... 512 tokens, 4 heads, d = 64 (median of samples of
+ * at least 20 ms); GPU problems of
  * 1k ... 8k tokens, 8 heads, d = 128 (the CUDA kernels, timed with events). */
 kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
 {

@@ -247,24 +247,33 @@ void write_series(hid_t g, const char *path, const series *s)
     free(fit), free(res);
 }
 
+void print_series_header(void)
+{
+    printf("# %-18s %9s %10s %14s %7s %11s %8s %s\n", "link", "from_B", "alpha_us",
+           "bandwidth_GBps", "r2", "rel_rms_pct", "outliers", "fit");
+}
+
+/* One row of the links table: a regime of a fit from its first message size. */
+static void print_regime(const char *what, double from, const lin_fit *a, size_t outliers)
+{
+    printf("  %-18s %9.0f %10.3f %14.3f %7.4f %11.1f %8zu %s\n", what, from, a->alpha * 1e6,
+           1e-9 / a->beta, a->r2, 100 * a->rel_rms, outliers, fit_is_poor(a) ? "POOR" : "ok");
+}
+
 void print_series(const char *what, const series *s)
 {
     if (!s->n) {
-        printf("  %-26s not measured (no such pair of ranks)\n", what);
+        printf("# %s: not measured (no such pair of ranks)\n", what);
         return;
     }
     if (!s->ok) {
-        printf("  %-26s %zu points, no fit\n", what, s->n);
+        printf("# %s: %zu points, no fit\n", what, s->n);
         return;
     }
-    const lin_fit *a = &s->fit.small;
-    printf("  %-26s alpha %9.3f us  bandwidth %9.3f GB/s  R^2 %.4f  rel RMS %5.1f%%  outliers %zu",
-           what, a->alpha * 1e6, 1e-9 / a->beta, a->r2, 100 * a->rel_rms, a->outliers);
-    if (s->fit.two_regimes)
-        printf(
-            "\n  %-26s from %.0f B: alpha %9.3f us  bandwidth %9.3f GB/s  R^2 %.4f (one line: rel "
-            "RMS %.1f%%)",
-            "", s->fit.break_x, s->fit.large.alpha * 1e6, 1e-9 / s->fit.large.beta, s->fit.large.r2,
-            100 * s->fit.single.rel_rms);
-    printf("\n");
+    print_regime(what, s->bytes[0], &s->fit.small, s->fit.small.outliers);
+    if (s->fit.two_regimes) {
+        print_regime(what, s->fit.break_x, &s->fit.large, s->fit.large.outliers);
+        printf("# %s: two regimes (one line over all sizes: rel RMS %.1f %%)\n", what,
+               100 * s->fit.single.rel_rms);
+    }
 }

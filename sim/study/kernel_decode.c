@@ -27,6 +27,7 @@
 #include "decode.h"
 #include "fail.h"
 #include "h5out.h"
+#include "outputs.h"
 #include "kernel_study.h"
 #include "kn_attn_decode.h"
 #include "ref_f64.h"
@@ -558,9 +559,9 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
         printf("# attnsim kernels --decode: backend cpu, one thread, the schedules of %llu "
                "co-resident CTAs; bytes counted (measured) and from the plan (predicted)\n",
                (unsigned long long)(o->slots ? o->slots : CPU_SLOTS));
-    printf("# %-14s %-5s %3s %4s %4s %8s %4s %5s %6s %10s %9s %10s %7s %s\n", "kernel", "dtype",
-           "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
-           cuda ? "pred_us" : "read_B", cuda ? "err" : "counts", "check");
+    printf("# %-14s %-5s %3s %4s %4s %8s %4s %5s %6s %10s %9s %10s %7s %-5s %s\n", "kernel",
+           "dtype", "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
+           cuda ? "pred_us" : "read_B", cuda ? "err_pct" : "counts", "check", "max_rel_err");
     long runs = 0, good = 0;
     for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
         if (!(o->dtypes & (1u << dt))) continue;
@@ -603,12 +604,12 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
                                             &r.pred_written, &st);
                     int counts_ok = cuda || (r.counted.bytes_read == r.pred_read &&
                                              r.counted.bytes_written == r.pred_written);
-                    char check[40] = "-", extra[48];
+                    char check[40] = "-     -", extra[48];
                     if (r.checked)
-                        snprintf(check, sizeof check, "%s %.1e", r.check_passed ? "ok" : "FAIL",
+                        snprintf(check, sizeof check, "%-5s %.1e", r.check_passed ? "ok" : "FAIL",
                                  r.max_rel_err);
                     if (cuda)
-                        snprintf(extra, sizeof extra, "%10.2f %+6.1f%%",
+                        snprintf(extra, sizeof extra, "%10.2f %+7.1f",
                                  r.have_pred ? 1e6 * r.pred.time_s : NAN,
                                  r.have_pred ? 100.0 * (r.pred.time_s - r.median) / r.median : NAN);
                     else
@@ -635,9 +636,13 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"
-                      : (o->check ? "counted == predicted bytes; every check passed. VALID"
-                                  : "counted == predicted bytes in every run. VALID"))
+                      : (o->check ? "counted == predicted bytes in every run; every output "
+                                    "matches the float64 reference. VALID"
+                                  : "counted == predicted bytes in every run; outputs not "
+                                    "checked (--check). VALID"))
               : "FAILED: see the rows marked FAIL or DIFFER. INVALID");
-    if (o->out) printf("# wrote %ld runs to %s\n", runs, o->out);
+    char shown[4200];
+    if (o->out)
+        printf("# wrote %ld runs to %s\n", runs, outputs_display(o->out, shown, sizeof shown));
     return ok;
 }

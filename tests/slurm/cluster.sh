@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A private Slurm for the tests and the emulated cluster: munge, slurmctld and one slurmd per
 # node started by hand (no systemd), state under DIR, config independent of the host's name.
-#   cluster.sh start DIR    installs the packages if missing, starts the daemons, waits for every
-#                           node to be idle, prints "export SLURM_CONF=DIR/slurm.conf"
+#   cluster.sh start DIR    starts the daemons (packages: tests/install-deps.sh), waits for
+#                           every node to be idle, prints "export SLURM_CONF=DIR/slurm.conf"
 #   cluster.sh stop DIR     stops the daemons it started (by their pid files), nothing else
 # One node on this host by default. Several nodes (experiments/emulated-cluster/up.sh):
 #   SLURM_NODES  "NAME=ADDR ..." the compute nodes (default: localhost)
@@ -37,15 +37,11 @@ stop() {
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "usage: cluster.sh start|stop DIR" >&2; exit 2; }
 
-pkgs=(slurmctld slurmd slurm-client munge libpmix-dev)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# the packages are installed up front by tests/install-deps.sh, never here
+for c in munged slurmctld slurmd sinfo; do
+  command -v "$c" >/dev/null ||
+    { echo "cluster.sh: $c not found; install the test dependencies first: tests/install-deps.sh" >&2; exit 1; }
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
 
 nodes=(${SLURM_NODES:-localhost})
 ctld=${SLURM_CTLD:-localhost}
@@ -71,6 +67,14 @@ on "$ctld_name" munged --force --socket="$dir/munge/socket" --key-file="$dir/mun
   "${origin[@]}"
 
 cpus=${SLURM_CPUS:-$(( $(nproc) > 4 ? $(nproc) : 4 ))}
+# GPUs as a generic resource, so that the shipped job scripts' GPU requests are scheduled as on
+# a GPU cluster: slurmd needs a character device per GPU and drops GPUs without one, so each is
+# a link to /dev/null (nothing opens them). attnsim sees no GPU: the studies run on CPU ranks.
+# Every node has the same (gres.conf without node names).
+gpus=4
+mkdir -p "$dir/gpu-devices"
+for i in $(seq 0 $((gpus - 1))); do ln -sfn /dev/null "$dir/gpu-devices/gpu$i"; done
+echo "Name=gpu File=$dir/gpu-devices/gpu[0-$((gpus - 1))]" > "$dir/gres.conf"
 port=${SLURM_PORT:-$(( 20000 + $$ % 20000 ))}
 node_lines="" names=()
 for n in "${nodes[@]}"; do
@@ -78,7 +82,7 @@ for n in "${nodes[@]}"; do
   names+=("$name")
   addr=""
   [ "$name" != "$n" ] && addr=" NodeAddr=${n#*=}"
-  node_lines+="NodeName=$name$addr CPUs=$cpus State=UNKNOWN"$'\n'
+  node_lines+="NodeName=$name$addr CPUs=$cpus Gres=gpu:$gpus State=UNKNOWN"$'\n'
 done
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=attnsim
@@ -110,6 +114,7 @@ ReturnToService=2
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
+GresTypes=gpu
 ${node_lines}PartitionName=debug Nodes=$(IFS=,; echo "${names[*]}") Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 export SLURM_CONF="$dir/slurm.conf"

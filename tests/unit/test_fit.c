@@ -1,9 +1,11 @@
 /* test_fit.c - the GSL fits recover alpha and beta within 5 % from synthetic timings with noise
  * and outliers, find the break of a two-regime link, never fit a regime with a negative slope,
- * and report a perfect line as R^2 = 1. */
+ * report a perfect line as R^2 = 1, and call a fit poor below R^2 0.9 or above 15 % relative
+ * RMS. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fit.h"
 #include "test_util.h"
@@ -83,5 +85,35 @@ int main(void)
           "perfect line: %g %g r2 %g", p.alpha, p.beta, p.r2);
     double one[2] = {5, 5}, tt[2] = {1, 2};
     CHECK(fit_line(one, tt, 2, 0, &p) == -1, "a single x cannot determine a line");
+
+    /* poor fits: R^2 < 0.9 or relative RMS > 15 % (and a fit without numbers) */
+    CHECK(fit_line(px, pt, 4, 0, &p) == 0 && !fit_is_poor(&p), "a perfect line is not poor");
+    lin_fit q = p;
+    q.r2 = 0.5926, q.rel_rms = 0.510;
+    CHECK(fit_is_poor(&q), "R^2 0.59, rel RMS 51 %% is poor");
+    q.r2 = 0.95, q.rel_rms = 0.16;
+    CHECK(fit_is_poor(&q), "rel RMS 16 %% is poor");
+    q.r2 = 0.89, q.rel_rms = 0.05;
+    CHECK(fit_is_poor(&q), "R^2 0.89 is poor");
+    q.r2 = 0.9, q.rel_rms = 0.15;
+    CHECK(!fit_is_poor(&q), "R^2 0.9 and rel RMS 15 %% are the limits, accepted");
+    q.r2 = NAN;
+    CHECK(fit_is_poor(&q), "a fit without R^2 is poor");
+    /* noisy timings (a shared, oversubscribed machine): the fit says so */
+    double nx[12], nt[12];
+    for (int i = 0; i < 12; i++) {
+        nx[i] = (double)(8 << i);
+        nt[i] = (2e-6 + nx[i] / 5e9) * (i % 3 == 0 ? 3.0 : i % 3 == 1 ? 0.4 : 1.0);
+    }
+    CHECK(fit_line(nx, nt, 12, 0, &q) == 0 && fit_is_poor(&q), "noisy timings: r2 %g rel %g", q.r2,
+          q.rel_rms);
+    link_fit two;
+    memset(&two, 0, sizeof two);
+    two.single = two.small = two.large = p;
+    CHECK(!link_fit_is_poor(&two), "a link of perfect lines is not poor");
+    two.two_regimes = 1, two.large.rel_rms = 0.3;
+    CHECK(link_fit_is_poor(&two), "a poor large-message regime makes the link poor");
+    two.two_regimes = 0;
+    CHECK(!link_fit_is_poor(&two), "without two regimes only the one line counts");
     return test_finish("test_fit");
 }
