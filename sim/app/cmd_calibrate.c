@@ -510,7 +510,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         if (per_nic)
             printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
                    "inter-node tier is the one-rank-per-node shift: %.4f GB/s fitted for large "
-                   "messages, %.4f GB/s at its largest (%.0f B)\n",
+                   "messages, %.4f GB/s at its largest sizes (up to %.0f B)\n",
                    nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic),
                    1e-9 * nic.largest_rate, nic.bytes[nic.n - 1]);
         if (!shift[1].ok)

@@ -41,8 +41,8 @@ typedef struct {
     size_t n;
     double *bytes, *time; /* per sample: size, median exchange time (slowest rank per exchange) */
     double *fastest;      /* per sample: the fastest exchange */
-    double largest_rate;  /* bytes per second of the largest size's quietest sample: the link's
-                             rate where it dominates (the fit also weighs the smaller sizes) */
+    double largest_rate;  /* bytes per second where the link dominates: the best of the three
+                             largest sizes' quietest samples (the fit also weighs smaller sizes) */
     link_fit fit;
     int ok;
 } series;
