@@ -24,6 +24,22 @@ PRESETS = sorted(f[:-len(".machine")] for f in os.listdir(os.path.join(HERE, "..
 COUNT = re.compile(r"^[1-9][0-9]*[kMG]?$")
 
 
+def registry_algorithms():
+    """The algorithms attnsim knows, in its order: the descriptors models/algorithms.def lists,
+    named as their files in models/ name them (`.name = "..."`)."""
+    models = os.path.join(HERE, "..", "models")
+    with open(os.path.join(models, "algorithms.def")) as fh:
+        descs = re.findall(r"^ATTNSIM_ALGORITHM\(\w+,\s*(\w+),", fh.read(), re.M)
+    names = {}
+    for f in sorted(os.listdir(models)):
+        if f.startswith("algo_") and f.endswith(".c"):
+            with open(os.path.join(models, f)) as fh:
+                for desc, name in re.findall(
+                        r"am_algo_desc\s+(\w+)\s*=\s*\{\s*\.name\s*=\s*\"([^\"]+)\"", fh.read()):
+                    names[desc] = name
+    return [names[d] for d in descs]
+
+
 def count_ok(v):
     return bool(COUNT.match(v))
 
@@ -64,7 +80,7 @@ def machine(v):
 machine.accepted = f"a preset ({', '.join(PRESETS)}) or a machine file"
 
 YES_NO = one_of("yes", "no")
-ALGOS = list_of("ring", "a2d-no", "a2d-o", "ulysses")
+ALGOS = list_of(*registry_algorithms())
 SHAPE = {
     "batch": (count, "1"), "heads": (count, None), "kv_heads": (count, "heads"),
     "head_dim": (counts, None), "causal": (one_of("yes", "no", "both"), "no"),

@@ -7,6 +7,8 @@
  */
 #include "kernel_io.h"
 
+#include "partition.h"
+
 typedef struct {
     uint64_t sum_keys_rows;   /* sum_i R_i keys_i: scores computed, for FLOPs */
     uint64_t sum_keys;        /* sum_i keys_i */
@@ -59,7 +61,7 @@ void kio_predict(kio_kernel kernel, const kn_shape *s, uint64_t e, kn_blocks blk
         uint64_t s_reads = nk <= softmax_chunk ? 1 : 2; /* S and P are f32 (e_S = 4) */
         rd = bh * (e * nq * d + 2 * t.q_blocks * e * nk * d + (s_reads + 1) * f * nq * nk);
         wr = bh * (2 * f * nq * nk + e * nq * d);
-        flops = bh * 4 * nq * nk * d;
+        flops = bh * attn_pair_flops(d, 0) * nq * nk;
         break;
     }
     case KIO_FA1_FWD:
@@ -70,14 +72,14 @@ void kio_predict(kio_kernel kernel, const kn_shape *s, uint64_t e, kn_blocks blk
                    (f * d + 2 * f) * t.sum_repeat_rows);
         wr = bh *
              (f * d * t.sum_repeat_rows + e * d * nq + 2 * f * (t.sum_visits_rows + t.empty_rows));
-        flops = bh * 4 * d * t.sum_keys_rows;
+        flops = bh * attn_pair_flops(d, 0) * t.sum_keys_rows;
         comp_wr += bh * 2 * f * nq;
         break;
     case KIO_FA2_FWD:
         /* Q once; K and V rows of every visited block; O and LSE once. */
         rd = bh * (e * nq * d + 2 * e * d * t.sum_keys);
         wr = bh * (e * nq * d + f * nq);
-        flops = bh * 4 * d * t.sum_keys_rows;
+        flops = bh * attn_pair_flops(d, 0) * t.sum_keys_rows;
         comp_wr += bh * f * nq;
         break;
     case KIO_FA2_BWD:
@@ -89,7 +91,7 @@ void kio_predict(kio_kernel kernel, const kn_shape *s, uint64_t e, kn_blocks blk
              bhkv * 2 * e * d * t.keys_max;
         wr = bh * (f * nq + f * nq * d + f * d * t.sum_visits_rows + e * nq * d) +
              bhkv * 2 * e * nk * d;
-        flops = bh * 10 * d * t.sum_keys_rows;
+        flops = bh * attn_pair_flops(d, 1) * t.sum_keys_rows;
         /* compulsory: Q, K, V, and O, dO, LSE of the live rows read; dQ, dK, dV written */
         comp_rd += bh * (2 * e * nq_live * d + f * nq_live);
         comp_wr += bhkv * 2 * e * nk * d;

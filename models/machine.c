@@ -90,9 +90,9 @@ static const key_def keys[] = {
     {"inter_large_alpha", V_TIME, OFF(alpha_large_s[1]), "inter-node large-message latency", 1},
     {"inter_large_bandwidth", V_BANDWIDTH, OFF(bytes_per_s_large[1]),
      "inter-node large-message bandwidth", 1},
-    {"kernel_overhead", V_TIME, OFF(kernel_overhead_s), "fixed time of one kernel call", 1},
     {"backward_rate_ratio", V_RATIO, OFF(backward_rate_ratio),
      "backward FLOP rate over the forward's", 1},
+    {"kernel_overhead", V_TIME, OFF(kernel_overhead_s), "fixed time of one kernel call", 1},
     {"measured_tiers", V_TIERS, OFF(measured),
      "tiers measured by attnsim calibrate: intra, inter, intra+inter or none", 1},
 };
@@ -469,43 +469,61 @@ int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
     return rc;
 }
 
+/* One line of key k (value in the base unit of its kind, full precision), with the note as a
+ * comment; nothing for an optional key at its default (0; 1 for a ratio; no measured_tiers
+ * unless calibrated). Returns the bytes snprintf would write. */
+static size_t format_key(const machine *m, const key_def *k, const char *note, char *buf, size_t n)
+{
+    const char *field = (const char *)m + k->offset;
+    char value[96];
+    double v = k->kind == V_STRING || k->kind == V_COUNT || k->kind == V_TIERS
+                   ? 0.0
+                   : *(const double *)field;
+    switch (k->kind) {
+    case V_STRING:
+        snprintf(value, sizeof value, "%s", field);
+        break;
+    case V_COUNT:
+        snprintf(value, sizeof value, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
+    case V_TIERS:
+        if (!m->calibrated) return 0;
+        snprintf(value, sizeof value, "%s",
+                 m->measured[0] && m->measured[1] ? "intra+inter"
+                 : m->measured[0]                 ? "intra"
+                 : m->measured[1]                 ? "inter"
+                                                  : "none");
+        break;
+    default: {
+        static const char *const base_unit[] = {
+            [V_SIZE] = " B", [V_BANDWIDTH] = " B/s", [V_RATE] = " FLOP/s",
+            [V_TIME] = " s", [V_FRACTION] = "",      [V_RATIO] = ""};
+        if (k->optional && (k->kind == V_RATIO ? v == 1.0 : !(v > 0))) return 0;
+        snprintf(value, sizeof value, "%.17g%s", v, base_unit[k->kind]);
+    }
+    }
+    if (note) return (size_t)snprintf(buf, n, "%s = %s   # %s\n", k->key, value, note);
+    return (size_t)snprintf(buf, n, "%s = %s\n", k->key, value);
+}
+
+size_t machine_write(const machine *m, int which, machine_key_note note, void *ctx, char *buf,
+                     size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < NUM_KEYS; i++) {
+        if (!(which & (keys[i].optional ? MACHINE_OPTIONAL : MACHINE_REQUIRED))) continue;
+        const char *text = note ? note(keys[i].key, ctx) : NULL;
+        len += format_key(m, &keys[i], text, len < n ? buf + len : NULL, len < n ? n - len : 0);
+    }
+    return len;
+}
+
 size_t machine_format(const machine *m, char *buf, size_t n)
 {
-    return (size_t)snprintf(
-        buf, n,
-        "name = %s\ngpu = %s\ngpus_per_node = %llu\nsms = %llu\nsmem_per_sm = %.17g B\n"
-        "l2 = %.17g B\nhbm_bandwidth = %.17g B/s\npeak_f32 = %.17g FLOP/s\n"
-        "peak_f16 = %.17g FLOP/s\npeak_bf16 = %.17g FLOP/s\nsustained_fraction = %.17g\n"
-        "intra_alpha = %.17g s\nintra_bandwidth = %.17g B/s\ninter_alpha = %.17g s\n"
-        "inter_bandwidth = %.17g B/s\ngpus_per_nic = %llu\n",
-        m->name, m->gpu, (unsigned long long)m->gpus_per_node, (unsigned long long)m->sms,
-        m->smem_per_sm_bytes, m->l2_bytes, m->hbm_bytes_per_s, m->peak_flops[0], m->peak_flops[1],
-        m->peak_flops[2], m->sustained_fraction, m->alpha_s[0], m->bytes_per_s[0], m->alpha_s[1],
-        m->bytes_per_s[1], (unsigned long long)m->gpus_per_nic);
+    return machine_write(m, MACHINE_REQUIRED, NULL, NULL, buf, n);
 }
 
 size_t machine_format_optional(const machine *m, char *buf, size_t n)
 {
-    size_t len = 0;
-    static const char *const tier[2] = {"intra", "inter"};
-    for (int t = 0; t < 2; t++)
-        if (m->break_bytes[t] > 0 && len < n)
-            len += (size_t)snprintf(buf + len, n - len,
-                                    "%s_break = %.17g B\n%s_large_alpha = %.17g s\n"
-                                    "%s_large_bandwidth = %.17g B/s\n",
-                                    tier[t], m->break_bytes[t], tier[t], m->alpha_large_s[t],
-                                    tier[t], m->bytes_per_s_large[t]);
-    if (m->backward_rate_ratio != 1.0 && len < n)
-        len += (size_t)snprintf(buf + len, n - len, "backward_rate_ratio = %.17g\n",
-                                m->backward_rate_ratio);
-    if (m->kernel_overhead_s > 0 && len < n)
-        len += (size_t)snprintf(buf + len, n - len, "kernel_overhead = %.17g s\n",
-                                m->kernel_overhead_s);
-    if (m->calibrated && len < n)
-        len += (size_t)snprintf(buf + len, n - len, "measured_tiers = %s\n",
-                                m->measured[0] && m->measured[1] ? "intra+inter"
-                                : m->measured[0]                 ? "intra"
-                                : m->measured[1]                 ? "inter"
-                                                                 : "none");
-    return len;
+    return machine_write(m, MACHINE_OPTIONAL, NULL, NULL, buf, n);
 }

@@ -53,8 +53,15 @@ int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
 const char *const *machine_preset_names(void);
 const char *machine_preset_text(const char *name);
 
-/* Writes m's required keys in the file format (round-trips through machine_parse), and
- * machine_format_optional its optional keys. Return bytes written. */
+/* Writes m in the file format (round-trips through machine_parse) from the parser's own key
+ * table, in its order: the required keys, the optional ones that are set (`which`: either or
+ * both); note(key, ctx), when given, returns a comment for the key's line (NULL: none). Returns
+ * the bytes written (as snprintf: more than n when cut). */
+enum { MACHINE_REQUIRED = 1, MACHINE_OPTIONAL = 2 };
+typedef const char *(*machine_key_note)(const char *key, void *ctx);
+size_t machine_write(const machine *m, int which, machine_key_note note, void *ctx, char *buf,
+                     size_t n);
+/* The required keys, and the optional keys that are set. */
 size_t machine_format(const machine *m, char *buf, size_t n);
 size_t machine_format_optional(const machine *m, char *buf, size_t n);
 

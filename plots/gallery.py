@@ -9,7 +9,8 @@ Figures (each drawn when the file holds the runs it needs; index.html says why o
   scaling.png       strong scaling, time vs P at fixed N: measured runs as points over the
                     model's lines, extended to large P by `attnsim model` on the machine
                     description recorded in the runs; one line per configuration (algorithm,
-                    Ring layout, Attention2D grid rule), one panel per shape and machine
+                    layout, Attention2D grid rule or the hybrid's group size), one panel per
+                    shape and machine
   weak-scaling.png  weak scaling, efficiency vs P where N grows with P (N/P fixed, or N^2/P
                     fixed: N = N1 sqrt(P)): the per-rank FLOP rate at P over that at the
                     smallest P, measured and modelled
@@ -40,6 +41,7 @@ import attnsim_h5 as ah
 PROG = "gallery"
 MAX_PANELS = 6
 MODEL_MAX_P = 4096  # the model's lines reach this P (or N, or kv-heads for Ulysses)
+GROUPED = {"hybrid"}  # the algorithms of groups of --ulysses-size ranks (grid_rows = the size)
 
 
 def fail(msg):
@@ -84,12 +86,17 @@ class Run:
     # the configuration beyond /summary's columns (attributes of the run)
     @property
     def layout(self):
-        return self.attr("layout") if self.algo == "ring" else ""
+        return self.attr("layout")
 
     @property
     def grid_rule(self):
         """How an Attention2D run's grid was chosen: 'auto' (--grid auto: the least predicted
-        time), 'square' (the default where P is a square) or 'RxC' (given)."""
+        time), 'square' (the default where P is a square) or 'RxC' (given); for the grouped
+        algorithms, 'u=U' where --ulysses-size gave the group size U (grid_rows), '' for the
+        default (the node's ranks, which the recorded machine description reproduces)."""
+        if self.algo in GROUPED:
+            u = option_value(self.attr("command_line"), "--ulysses-size")
+            return f"u={self.grid[0]}" if u is not None else ""
         if not self.algo.startswith("a2d"):
             return ""
         auto = self.attr("grid_auto", None)
@@ -103,8 +110,7 @@ class Run:
         return (self.attr("machine"), self.attr("machine_origin"))
 
     def line_key(self):
-        """One line of a scaling panel: the algorithm, Ring's layout, Attention2D's grid
-        rule."""
+        """One line of a scaling panel: the algorithm, its layout, its grid rule."""
         return (self.algo, self.layout, self.grid_rule)
 
     def shape_label(self, with_n=True):
@@ -152,19 +158,25 @@ class Run:
         return self
 
 
-def grid_option(command_line, P):
-    """1 when an attnsim command line chose Attention2D's grid by --grid auto (given, or the
-    default where P is not a square), else 0."""
+def option_value(command_line, option):
+    """The value an attnsim command line gave `option` (the last one), or None."""
     try:
         words = shlex.split(command_line)
     except ValueError:
         words = command_line.split()
     value = None
     for i, w in enumerate(words):
-        if w == "--grid" and i + 1 < len(words):
+        if w == option and i + 1 < len(words):
             value = words[i + 1]
-        elif w.startswith("--grid="):
+        elif w.startswith(option + "="):
             value = w.split("=", 1)[1]
+    return value
+
+
+def grid_option(command_line, P):
+    """1 when an attnsim command line chose Attention2D's grid by --grid auto (given, or the
+    default where P is not a square), else 0."""
+    value = option_value(command_line, "--grid")
     if value is None:
         return 0 if math.isqrt(P) ** 2 == P else 1
     return 1 if value == "auto" else 0
@@ -172,8 +184,12 @@ def grid_option(command_line, P):
 
 def line_label(key):
     algo, layout, rule = key
+    if layout and rule.startswith("u="):
+        return f"{algo} ({layout}, {rule})"
     if layout:
         return f"{algo} ({layout})"
+    if rule.startswith("u="):
+        return f"{algo} ({rule})"
     if rule == "auto":
         return f"{algo} (best grid)"
     if rule == "square":
@@ -230,6 +246,8 @@ def run_model(binary, r0, machine_file, key, procs, seqs, tmp):
            "--machine", machine_file, "--rank-arrays", "1", "--out", out]
     if rule == "auto":
         cmd += ["--grid", "auto"]  # the model's best grid at every P
+    elif rule.startswith("u="):
+        cmd += ["--ulysses-size", rule[2:]]
     elif rule and rule != "square":
         cmd += ["--grid", rule]
     if layout:
@@ -267,6 +285,8 @@ def model_procs(key, r0, extra, cap=None):
     ps = {2 ** k for k in range(MODEL_MAX_P.bit_length())} | set(extra)
     if rule == "square":  # powers of four
         ps = {4 ** k for k in range(MODEL_MAX_P.bit_length() // 2 + 1)} | set(extra)
+    elif rule.startswith("u="):  # groups of u ranks: multiples of u
+        ps = {p for p in ps if p % int(rule[2:]) == 0}
     elif rule and rule != "auto":  # a given grid exists at one P
         ps = set(extra)
     return sorted(p for p in ps if p <= (r0.N if cap is None else cap))

@@ -132,5 +132,8 @@ void attn_kill_point(const char *name)
     size_t len = strlen(name);
     if (strncmp(spec, name, len) != 0 || (spec[len] != '\0' && spec[len] != '@')) return;
     int want = spec[len] == '@' ? atoi(spec + len + 1) : 1;
-    if (++count == want) raise(SIGKILL);
+    if (++count != want) return;
+    /* ATTNSIM_KILL_SIGNAL=STOP stops instead (a suspended job, a debugger) */
+    const char *sig = getenv("ATTNSIM_KILL_SIGNAL");
+    raise(sig && !strcmp(sig, "STOP") ? SIGSTOP : SIGKILL);
 }

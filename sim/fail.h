@@ -43,8 +43,9 @@ void attn_check_cuda(int ret, const char *call, const char *file, int line);
     } while (0)
 
 /* Test hook: if ATTNSIM_KILL_AT is "name" or "name@N", the N-th (default first) arrival at the
- * point `name` sends SIGKILL to this process (only on rank ATTNSIM_KILL_RANK when that is set).
- * Used by the crash-safety and killed-run tests. */
+ * point `name` sends SIGKILL to this process (SIGSTOP with ATTNSIM_KILL_SIGNAL=STOP; only on
+ * rank ATTNSIM_KILL_RANK when that is set). Used by the crash-safety, killed-run and lock
+ * tests. */
 void attn_kill_point(const char *name);
 
 #endif

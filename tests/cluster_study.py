@@ -82,8 +82,9 @@ def main():
                   a["machine_origin"] == machine,
                   f"run {name} {a['algorithm']} {a['pass']}: exact counts and tiers, predicted "
                   f"from {a['machine_origin']}")
-        check(kinds.get("calibration") == 1 and kinds.get("distributed") == 12,
-              f"1 calibration and 12 runs (ring x 3 layouts, a2d-no, a2d-o, ulysses; fwd, train): {kinds}")
+        check(kinds.get("calibration") == 1 and kinds.get("distributed") == 14,
+              f"1 calibration and 14 runs (ring x 3 layouts, a2d-no, a2d-o, ulysses, hybrid; fwd, "
+              f"train): {kinds}")
     print(f"cluster_study: {len(problems)} problems, {time.time() - t0:.0f} s")
     return 1 if problems else 0
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The emulated cluster (experiments/emulated-cluster) on this machine, as root: up (and up
-again: idempotent), the nodes' host names, Ring, A2D-NO, A2D-O and Ulysses across 2 nodes x 2
-ranks with --check (measured == predicted bytes and messages on every rank and phase, and the
+again: idempotent), the nodes' host names, Ring, A2D-NO, A2D-O, Ulysses and the hybrid across
+2 nodes x 2 ranks with --check (measured == predicted bytes and messages on every rank and phase, and the
 tier of every message - what each rank sent to other nodes, per phase - as the model places it;
-the inter-node bytes crossed the shaped links, by their qdisc counters), a placement the model
+the inter-node bytes crossed the shaped links, by their qdisc counters; the hybrid's
+all-to-alls stay on a node, its ring crosses nodes), a placement the model
 does not assume flagged (tiers_match 0), a second cluster on the same subnet refused, one
 `sbatch -N 2` of the strong-scaling study through the cluster's Slurm (srun --mpi=pmix, both
 node names recorded), a node's link taken down mid-run (the job ends with an error within a
@@ -237,18 +238,31 @@ def main():
         out = os.path.join(work, "runs.h5")
         sent0 = qdisc_sent(f"{NAME}-n0", "eth0")
         t0 = time.time()
-        for algo in ("ring", "a2d-no", "a2d-o", "ulysses"):
+        for algo in ("ring", "a2d-no", "a2d-o", "ulysses", "hybrid"):
             p = mpirun("run", "--algo", algo, "--pass", "train", "--seq", "256", "--heads", "4",
                        "--head-dim", "16", "--check", "--out", out)
             check(p.returncode == 0 and "4 ranks on 2 node(s)" in p.stdout,
                   f"{algo} train across 2 nodes x 2 ranks ({p.stdout.strip().splitlines()[-1:]}"
                   f"{p.stderr.strip()[-500:]})")
-        print(f"  4 runs in {time.time() - t0:.1f} s")
+        print(f"  5 runs in {time.time() - t0:.1f} s")
         sent = qdisc_sent(f"{NAME}-n0", "eth0") - sent0
         seen = check_runs(out, ["n0", "n0", "n1", "n1"])
         check(all(seen.get(a, (0, 0))[0] > 0 for a in ("ring", "a2d-no", "ulysses")),
               f"messages crossed nodes in every algorithm ({seen})")
         check(seen.get("a2d-no", (0, 0))[1] > 0, "A2D-NO also sent within nodes (both tiers)")
+        # the hybrid's groups are the nodes (--ulysses-size: ranks per node): its all-to-alls
+        # stay on a node, its ring crosses them
+        with h5py.File(out, "r") as f:
+            hyb = [g for g in f["runs"].values() if g.attrs["algorithm"] == "hybrid"]
+            split = {}
+            for g in hyb:
+                names = [n.decode() if isinstance(n, bytes) else n for n in g["phases"][()]]
+                h_inter = g["measured/bytes_sent_inter"][()].sum(axis=0)
+                h_sent = g["measured/bytes_sent"][()].sum(axis=0)
+                split = {n: (int(i), int(s)) for n, i, s in zip(names, h_inter, h_sent)}
+        check(bool(split) and all(i == 0 < s for n, (i, s) in split.items() if "all_to_all" in n)
+              and all(i == s > 0 for n, (i, s) in split.items() if n.startswith("ring_")),
+              f"hybrid: all-to-alls within nodes, the ring across them ({split})")
         with h5py.File(out, "r") as f:
             from_n0 = sum(int(g["measured/bytes_sent_inter"][:2].sum()) for g in f["runs"].values())
         check(sent >= from_n0 > 0, f"node n0's link carried {sent} bytes >= the {from_n0} bytes "

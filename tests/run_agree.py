@@ -68,7 +68,7 @@ CASES = [  # (MPMD parts, text the one line must contain)
      "attnsim run: --seq: 'abc' is not a number; accepted: a positive integer with an optional k, "
      "M or G suffix (powers of two: 4k = 4096) (on rank 1 only)"),
     (((2, ["run", "--out", "x.h5"]), (2, ["run", "--algo", "tree", "--out", "x.h5"])),
-     "attnsim run: --algo: unknown value 'tree'; accepted: ring, a2d-no, a2d-o, ulysses (on rank 2; "
+     "attnsim run: --algo: unknown value 'tree'; accepted: ring, a2d-no, a2d-o, ulysses, hybrid (on rank 2; "
      "ranks 2-3 refused their options)"),
     # different subcommands
     (((2, ["run", "--out", "x.h5"]), (2, ["calibrate", "--out", "x.h5"])),

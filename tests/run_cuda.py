@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """attnsim run --backend cuda under mpirun: every algorithm (Ring with each layout, A2D-NO,
-A2D-O, Ulysses) x fwd and train x causal on and off x GQA, f16 and bf16, ragged and even N, all
+A2D-O, Ulysses, the hybrid) x fwd and train x causal on and off x GQA, f16 and bf16, ragged and even N, all
 with --check against the float64 reference. Every run must be VALID: measured == predicted
 bytes and messages on every rank and phase (re-checked here from the HDF5 arrays), the check
 passed, and the file says backend cuda and the transport used.
@@ -42,17 +42,21 @@ def cases(P, comm):
         for dtype, gqa in (("bf16", 1), ("f16", 0)):
             kv = max(P, 2)
             h = 2 * kv if gqa else kv
-            yield P, common + ["--algo", "ring,a2d-no,a2d-o,ulysses", "--pass", pss,
+            yield P, common + ["--algo", "ring,a2d-no,a2d-o,ulysses,hybrid", "--pass", pss,
                                "--causal=both", "--seq", f"{40 * P + 3},{64 * P}", "--heads", str(h),
-                               "--kv-heads", str(kv), "--dtype", dtype], 4 * 2 * 2
+                               "--kv-heads", str(kv), "--dtype", dtype], 5 * 2 * 2
     for layout in ("striped", "zigzag"):
         yield P, common + ["--algo", "ring", "--layout", layout, "--pass", "train", "--causal=both",
                            "--seq", f"{96 * P + 5}", "--heads", "8", "--kv-heads", "4",
                            "--head-dim", "128"], 2
     # larger tiles (several 128-row query blocks per tile, every kernel path)
-    yield P, common + ["--algo", "ring,a2d-no,a2d-o,ulysses", "--pass", "train", "--causal",
-                       "--seq", "2048", "--heads", "8", "--kv-heads", str(max(P, 2)),
-                       "--head-dim", "128"], 4
+    yield P, common + ["--algo", "ring,a2d-no,a2d-o,ulysses,hybrid", "--pass", "train",
+                       "--causal", "--seq", "2048", "--heads", "8", "--kv-heads", str(max(P, 2)),
+                       "--head-dim", "128"], 5
+    if P >= 4:  # the hybrid with groups smaller than P: Ulysses in pairs, Ring across them
+        yield P, common + ["--algo", "hybrid", "--ulysses-size", "2", "--layout", "zigzag",
+                           "--pass", "train", "--causal=both", "--seq", f"{96 * P + 5}",
+                           "--heads", "8", "--kv-heads", "4", "--head-dim", "128"], 2
 
 
 def main():

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Fault injection into attnsim run (4 ranks): a rank SIGKILLed at 24 points - inside phases,
-while rank 0 writes the HDF5 run, between runs - and a full disk and a file-size limit while
-writing. Each time: the job ends within 30 s, with a message naming the failed rank (or the
-failed call), the output file opens, the runs already in it read back bit-identical, and no
-incomplete run is listed in /summary.
+"""Fault injection into attnsim run (4 ranks): a rank SIGKILLed at 30 points - inside phases,
+while rank 0 builds, stages and publishes the runs (one run a batch: ATTNSIM_H5_BATCH=1), between
+runs, and in the default mode (a publisher thread, batches by time) - and a full disk and a
+file-size limit while writing. Each time: the job ends within 30 s, with a message naming the
+failed rank (or the failed call), the output file opens, the runs already in it read back
+bit-identical, and no incomplete run is listed in /summary.
 Usage: run_faults.py ATTNSIM MPIEXEC"""
 import os
 import shutil
@@ -16,7 +17,8 @@ import h5py
 import numpy as np
 
 ATTNSIM, MPIEXEC = os.path.abspath(sys.argv[1]), sys.argv[2]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           ATTNSIM_H5_BATCH="1")
 ARGS = ["run", "--algo", "ring,a2d-no,a2d-o", "--pass", "train", "--seq", "48", "--heads", "2",
         "--head-dim", "8"]
 POINTS = ([("1", f"comm:send@{k}") for k in (1, 3, 6, 10, 15, 22)] +
@@ -25,7 +27,9 @@ POINTS = ([("1", f"comm:send@{k}") for k in (1, 3, 6, 10, 15, 22)] +
           [("0", p) for p in ("h5:after_lock", "h5:after_copy", "h5:after_group", "h5:dataset@9",
                               "h5:dataset", "h5:dataset@4", "h5:after_summary",
                               "h5:after_complete", "h5:after_close", "h5:after_fsync",
-                              "h5:after_rename", "h5:after_rename@2", "h5:after_lock@3")])
+                              "h5:after_rename", "h5:after_rename@2", "h5:after_lock@3",
+                              "h5:after_append@2", "h5:link@2", "h5:published@1", "h5:close")] +
+          [("0", p + "+thread") for p in ("h5:after_summary", "h5:after_rename")])
 
 
 def snapshot(path):
@@ -76,7 +80,9 @@ def main():
         for rank, point in POINTS:
             path = os.path.join(d, "f.h5")
             shutil.copy(base, path)
-            env = dict(ENV, ATTNSIM_KILL_AT=point, ATTNSIM_KILL_RANK=rank)
+            env = dict(ENV, ATTNSIM_KILL_AT=point.replace("+thread", ""), ATTNSIM_KILL_RANK=rank)
+            if point.endswith("+thread"):  # the default mode: the publisher thread dies
+                del env["ATTNSIM_H5_BATCH"]
             t0 = time.time()
             p = subprocess.run([MPIEXEC, "-n", "4", "--oversubscribe", ATTNSIM, *ARGS, "--out",
                                 path], capture_output=True, text=True, env=env, timeout=120)

@@ -85,10 +85,12 @@ def main():
         for algo, pas, batch, chk in (("ring", "fwd", 256, False), ("ring", "train", 256, False),
                                       ("a2d-no", "train", 256, False), ("a2d-o", "fwd", 256, False),
                                       ("ulysses", "train", 256, False),
+                                      ("hybrid", "train", 256, False), ("hybrid", "fwd", 128, True),
                                       ("ring", "train", 128, True), ("a2d-no", "fwd", 128, True),
                                       ("ulysses", "fwd", 128, True)):
             args = shape + ["--batch", str(batch), "--algo", algo, "--pass", pas] + \
-                (["--check"] if chk else [])
+                (["--check"] if chk else []) + \
+                (["--ulysses-size", "2"] if algo == "hybrid" else [])
             status, out, err, took, rss = mpi(4, args, d)
             est = estimate(out)
             if status != 0 or est is None or len(rss) != 4:

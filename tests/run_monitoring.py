@@ -21,6 +21,8 @@ CASES = [  # one algorithm per job, so the monitoring totals belong to one run
     (4, ["--algo", "a2d-no", "--pass", "train"]),
     (6, ["--algo", "a2d-o", "--grid", "2x3", "--pass", "train", "--causal"]),
     (4, ["--algo", "ulysses", "--pass", "train", "--kv-heads", "4"]),
+    (8, ["--algo", "hybrid", "--ulysses-size", "2", "--pass", "train", "--causal", "--layout",
+         "zigzag", "--kv-heads", "4"]),
 ]
 
 

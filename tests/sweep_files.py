@@ -36,7 +36,8 @@ def main():
         ("chek = yes\n", 5, "unknown key 'chek'; accepted: algos, backend"),
         ("causal = maybe\n", 5, "causal = 'maybe' is not accepted; causal takes one of yes, no, "
                                 "both"),
-        ("algos = ring,a2d\n", 5, "algos takes a comma list of ring, a2d-no, a2d-o, ulysses"),
+        ("algos = ring,a2d\n", 5, "algos takes a comma list of ring, a2d-no, a2d-o, ulysses, "
+                                   "hybrid"),
         ("seq = 2k\n", 5, "'seq' is given twice"),
         ("batch = 3x\n", 5, "batch = '3x' is not accepted; batch takes a positive count"),
         ("machine = nowhere.machine\n", 5, "machine takes a preset (a2d-paper-a100"),

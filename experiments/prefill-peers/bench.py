@@ -83,10 +83,10 @@ def main():
               file=sys.stderr)
         return 2
     kc = ctypes.CDLL(os.path.abspath(args.lib))
-    kc.kc_fa2_fwd.argtypes = [ctypes.POINTER(Shape)] + [ctypes.c_void_p] * 6
-    kc.kc_fa2_bwd.argtypes = [ctypes.POINTER(Shape)] + [ctypes.c_void_p] * 11
-    kc.kc_fa2_bwd_workspace_bytes.argtypes = [ctypes.POINTER(Shape)]
-    kc.kc_fa2_bwd_workspace_bytes.restype = ctypes.c_size_t
+    kc.kc_attn_fwd.argtypes = [ctypes.POINTER(Shape)] + [ctypes.c_void_p] * 6
+    kc.kc_attn_bwd.argtypes = [ctypes.POINTER(Shape)] + [ctypes.c_void_p] * 11
+    kc.kc_attn_bwd_workspace_bytes.argtypes = [ctypes.POINTER(Shape)]
+    kc.kc_attn_bwd_workspace_bytes.restype = ctypes.c_size_t
     dt = torch.bfloat16 if args.dtype == "bf16" else torch.float16
     dcode = 2 if args.dtype == "bf16" else 1
     dev = torch.device("cuda")
@@ -147,10 +147,10 @@ def main():
                 fl_fwd = 4.0 * B * H * n * n * d * (0.5 if causal else 1.0)
 
                 def ours_fwd():
-                    rc = kc.kc_fa2_fwd(ctypes.byref(shape), q.data_ptr(), k.data_ptr(),
+                    rc = kc.kc_attn_fwd(ctypes.byref(shape), q.data_ptr(), k.data_ptr(),
                                        v.data_ptr(), o.data_ptr(), lse.data_ptr(), stream)
                     if rc:
-                        raise SystemExit(f"bench: kc_fa2_fwd returned CUDA error {rc}")
+                        raise SystemExit(f"bench: kc_attn_fwd returned CUDA error {rc}")
 
                 # reference (math backend, f32) on a slice small enough to afford: the first
                 # batch entry, two heads
@@ -198,16 +198,16 @@ def main():
                     results.append(("fwd", d, n, B, H, causal, t, fl_fwd, errs))
                 if "bwd" in passes:
                     dq, dk, dv = (torch.empty_like(x) for x in (q, k, v))
-                    ws = torch.empty(kc.kc_fa2_bwd_workspace_bytes(ctypes.byref(shape)),
+                    ws = torch.empty(kc.kc_attn_bwd_workspace_bytes(ctypes.byref(shape)),
                                      device=dev, dtype=torch.uint8)
 
                     def ours_bwd():
-                        rc = kc.kc_fa2_bwd(ctypes.byref(shape), q.data_ptr(), k.data_ptr(),
+                        rc = kc.kc_attn_bwd(ctypes.byref(shape), q.data_ptr(), k.data_ptr(),
                                            v.data_ptr(), o.data_ptr(), do.data_ptr(),
                                            lse.data_ptr(), dq.data_ptr(), dk.data_ptr(),
                                            dv.data_ptr(), ws.data_ptr(), stream)
                         if rc:
-                            raise SystemExit(f"bench: kc_fa2_bwd returned CUDA error {rc}")
+                            raise SystemExit(f"bench: kc_attn_bwd returned CUDA error {rc}")
                     ours_bwd()
                     torch.cuda.synchronize()
                     berr = {"attnsim": max(check(f"attnsim d{nm}", x[bs], r.grad, 5e-2)

@@ -10,7 +10,7 @@ strong_scaling() {
   local shape=(--batch "$(sweep batch)" --heads "$(sweep heads)" --kv-heads "$(sweep kv_heads)"
                --head-dim "$(sweep head_dim)" --causal="$(sweep causal)" --dtype "$(sweep dtype)"
                --pass "$(sweep pass)" --machine "$machine")
-  local run=(run --seq "$(sweep seq)" --backend "$(sweep backend)" --comm "$(sweep comm)"
+  local run=(run --progress --seq "$(sweep seq)" --backend "$(sweep backend)" --comm "$(sweep comm)"
              --out "$OUT")
   [ "$(sweep check)" = yes ] && run+=(--check)
   local layouts algos

@@ -9,10 +9,11 @@
  * standard and FA1 kernels refuse them); a row that sees no key gets O = 0 and LSE = -inf, never
  * NaN. nq may differ from nk and the last block of either may be ragged.
  *
- * Paths: the tensor-core kernels (mma.sync m16n8k16, cp.async double buffering, swizzled shared
- * memory; sm_80 and later) take f16/bf16 with d in {64, 128}; every other (dtype, d <= 256)
- * takes the generic path (one warp per query row, f32 arithmetic, correct but slow);
- * kc_fa2_path() says which a shape gets.
+ * Paths: the tensor-core kernels take f16/bf16 with d in {64, 128} (on Hopper the wgmma/TMA
+ * kernels of kc_fa3_*.cu where usable, else the mma.sync m16n8k16 kernels of kc_fa2_*.cu, sm_80
+ * and later); every other (dtype, d <= 256) takes the generic path (one warp per query row, f32
+ * arithmetic, correct but slow); kc_attn_path() says which a shape gets. The kc_attn_* entry
+ * points pick the kernel (kc_dispatch.cu).
  *
  * Every function launches on `stream` (a cudaStream_t; NULL for the default stream), returns a
  * cudaError_t as int (0 = cudaSuccess: launch errors are returned, asynchronous faults surface
@@ -35,22 +36,22 @@ typedef struct {
     const unsigned long long *qpos, *kpos; /* device arrays of nq and nk token positions, each
         strictly increasing, or both NULL. With causal set and positions given, key j is visible
         to query i iff kpos[j] <= qpos[i] (instead of bottom-right alignment); ignored when not
-        causal. One of the two NULL under causal masking: kc_fa2_path says unsupported. */
+        causal. One of the two NULL under causal masking: kc_attn_path says unsupported. */
 } kc_shape;
 
 typedef enum { KC_PATH_TENSOR_CORE = 0, KC_PATH_GENERIC = 1, KC_PATH_UNSUPPORTED = 2 } kc_path;
-kc_path kc_fa2_path(const kc_shape *s);
+kc_path kc_attn_path(const kc_shape *s);
 const char *kc_path_name(kc_path p);
 
 /* The query/key block sizes the tensor-core kernels use for head dim d on the current device
  * (the Hopper kernels where kc_fa3_fwd_available, else mma.sync), for the IO model: the same
  * numbers predict the logical traffic. */
-void kc_fa2_fwd_blocks(size_t d, size_t *br, size_t *bc);
-void kc_fa2_bwd_blocks(size_t d, size_t *br, size_t *bc);
+void kc_attn_fwd_blocks(size_t d, size_t *br, size_t *bc);
+void kc_attn_bwd_blocks(size_t d, size_t *br, size_t *bc);
 
 /* FlashAttention-2 forward: O and LSE from Q, K, V. */
-int kc_fa2_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o, float *lse,
-               void *stream);
+int kc_attn_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o, float *lse,
+                void *stream);
 
 /* Partial forward over the keys [kv_begin, kv_end) (0 <= kv_begin <= kv_end <= nk; the causal
  * mask still uses the full nq and nk): the unnormalised online-softmax state (m, l, o) in f32,
@@ -58,19 +59,19 @@ int kc_fa2_fwd(const kc_shape *s, const void *q, const void *k, const void *v, v
  * `accumulate` the kernel starts from the state already in m, l, o (the merge operator:
  * algorithms.md section 1) instead of the empty state. FA1 is a sequence of these, one per K/V
  * block; distributed algorithms compute their tiles with it. */
-int kc_fa2_fwd_partial(const kc_shape *s, const void *q, const void *k, const void *v,
-                       size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
-                       void *stream);
+int kc_attn_fwd_partial(const kc_shape *s, const void *q, const void *k, const void *v,
+                        size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l,
+                        float *o, void *stream);
 /* O and LSE from a state (m, l, o): O = o / l (0 where l = 0), LSE = m + log l. */
 int kc_finalize(const kc_shape *s, const float *m, const float *l, const float *o, void *o_out,
                 float *lse, void *stream);
 
-/* Bytes of device workspace kc_fa2_bwd needs: the f32 dQ accumulator and D = rowsum(dO * O). */
-size_t kc_fa2_bwd_workspace_bytes(const kc_shape *s);
+/* Bytes of device workspace kc_attn_bwd needs: the f32 dQ accumulator and D = rowsum(dO * O). */
+size_t kc_attn_bwd_workspace_bytes(const kc_shape *s);
 /* FlashAttention-2 backward: dQ, dK, dV from Q, K, V, O, dO and the forward's LSE. */
-int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const void *v, const void *o,
-               const void *d_o, const float *lse, void *dq, void *dk, void *dv, void *workspace,
-               void *stream);
+int kc_attn_bwd(const kc_shape *s, const void *q, const void *k, const void *v, const void *o,
+                const void *d_o, const float *lse, void *dq, void *dk, void *dv, void *workspace,
+                void *stream);
 
 /* Backward of one tile of a distributed attention (Q, dO rows of the tile against its K, V; same
  * masking and positions as the forward). lse and dsum [b][h][nq] (f32) come from the whole
@@ -79,16 +80,16 @@ int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const void *v, c
  * accumulators, never overwriting them: dq_acc [b][h][nq][d] += scale dS K, dk_acc
  * [b][h_kv][nk][d] += scale dS^T Q, dv_acc [b][h_kv][nk][d] += P^T dO, with scale = 1/sqrt(d),
  * P = exp(scale S - LSE), dS = P (dP - D). Needs no workspace. */
-int kc_fa2_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v, const void *d_o,
-                    const float *lse, const float *dsum, float *dq_acc, float *dk_acc,
-                    float *dv_acc, void *stream);
+int kc_attn_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v,
+                     const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                     float *dk_acc, float *dv_acc, void *stream);
 
 /* D = rowsum(dO * O) in f32: dsum [b][h][nq] from O, dO [b][h][nq][d] (storage type). */
 int kc_rowdot(const kc_shape *s, const void *o, const void *d_o, float *dsum, void *stream);
 
 /* Element-wise operations of a distributed attention (any dtype; sizes in elements or rows). */
 /* The merge operator (algorithms.md section 1, exactly kn_merge_state) on `rows` rows:
- * (dst_m, dst_l, dst_o) = merge(dst, src). States as kc_fa2_fwd_partial's: m, l [rows]
+ * (dst_m, dst_l, dst_o) = merge(dst, src). States as kc_attn_fwd_partial's: m, l [rows]
  * (m in natural-log units), o [rows][d], f32. A side with m = -inf contributes nothing (merging
  * with the empty state leaves the other unchanged; two empty stay empty), never NaN. */
 int kc_state_merge(size_t rows, size_t d, float *dst_o, float *dst_m, float *dst_l,

@@ -1,27 +1,12 @@
 /* kc_baselines.cu - the IO-study baselines on the GPU (standard attention with S and P in HBM;
  * FlashAttention-1 as a host loop of partial launches), the finalisation of a partial state,
- * the read-bandwidth probe, and the path choice (kc_attn.h).
+ * the read-bandwidth probe (kc_attn.h).
  */
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "kc_common.cuh"
 #include "kc_internal.h"
-
-extern "C" kc_path kc_fa2_path(const kc_shape *s)
-{
-    if (s->d == 0 || s->d > 256 || s->h_kv == 0 || s->h % s->h_kv != 0 || s->dtype < 0 ||
-        s->dtype > 2 || s->nq > 0x7fffffff || s->nk > 0x7fffffff ||
-        (s->causal && !s->qpos != !s->kpos)) /* positions: both or neither */
-        return KC_PATH_UNSUPPORTED;
-    if (s->dtype != 0 && (s->d == 64 || s->d == 128)) return KC_PATH_TENSOR_CORE;
-    return KC_PATH_GENERIC;
-}
-
-extern "C" const char *kc_path_name(kc_path p)
-{
-    return p == KC_PATH_TENSOR_CORE ? "tensor-core" : p == KC_PATH_GENERIC ? "generic" : "none";
-}
 
 namespace
 {
@@ -325,7 +310,7 @@ extern "C" int kc_standard_fwd(const kc_shape *s, const void *q, const void *k, 
                                void *o, float *lse, void *sp, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
-    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED || kc_mask_kind(s) == MASK_POS) /* no positions */
+    if (kc_attn_path(s) == KC_PATH_UNSUPPORTED || kc_mask_kind(s) == MASK_POS) /* no positions */
         return (int)cudaErrorInvalidValue;
     if (s->nq == 0 || s->b * s->h == 0) return 0;
     std_params p = {};
@@ -389,7 +374,7 @@ extern "C" int kc_fa1_fwd(const kc_shape *s, const void *q, const void *k, const
                           float *lse, void *workspace, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
-    if (kc_fa2_path(s) == KC_PATH_UNSUPPORTED || kc_mask_kind(s) == MASK_POS) /* no positions */
+    if (kc_attn_path(s) == KC_PATH_UNSUPPORTED || kc_mask_kind(s) == MASK_POS) /* no positions */
         return (int)cudaErrorInvalidValue;
     const size_t rows = s->b * s->h * s->nq;
     if (rows == 0) return 0;

@@ -14,7 +14,7 @@
  * token positions: the first query at or after the CTA's first key, found by bisection, and the
  * warp tiles whose last key lies after their first query).
  *
- * Tile mode (kc_fa2_bwd_tile, one tile of a distributed attention): D is given, dQ is added
+ * Tile mode (kc_attn_bwd_tile, one tile of a distributed attention): D is given, dQ is added
  * (times scale) straight into the caller's f32 accumulator, and each CTA adds its dK, dV rows
  * into the caller's f32 accumulators with a plain read-add-write (it owns those rows: one CTA per
  * key block and K/V head, walking the whole query-head group).
@@ -331,66 +331,15 @@ bwd_params make_params(const kc_shape *s, const void *q, const void *k, const vo
 
 } // namespace
 
-extern "C" size_t kc_fa2_bwd_workspace_bytes(const kc_shape *s)
+cudaError_t kc_fa2_bwd_tc(const kc_shape *s, int tile, const void *q, const void *k, const void *v,
+                          const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                          void *dk, void *dv, cudaStream_t st)
 {
-    const size_t rows = s->b * s->h * s->nq;
-    if (kc_fa2_path(s) == KC_PATH_GENERIC) /* dsum, dk_acc, dv_acc */
-        return (rows + 2 * s->b * s->h_kv * s->nk * s->d) * sizeof(float);
-    return (rows * s->d + rows) * sizeof(float); /* dq_acc, dsum */
+    return dispatch(s, tile != 0, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv), st);
 }
 
-extern "C" int kc_fa2_bwd(const kc_shape *s, const void *q, const void *k, const void *v,
-                          const void *o, const void *d_o, const float *lse, void *dq, void *dk,
-                          void *dv, void *workspace, void *stream)
+void kc_fa2_bwd_tc_blocks(size_t *br, size_t *bc)
 {
-    cudaStream_t st = (cudaStream_t)stream;
-    kc_path path = kc_fa2_path(s);
-    if (path == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
-    const size_t rows = s->b * s->h * s->nq;
-    float *ws = static_cast<float *>(workspace);
-    if (path == KC_PATH_GENERIC) {
-        const size_t nkv = s->b * s->h_kv * s->nk * s->d;
-        return (int)kc_generic_bwd(s, q, k, v, o, d_o, lse, dq, dk, dv, ws, ws + rows,
-                                   ws + rows + nkv, st);
-    }
-    float *dq_acc = ws, *dsum = ws + rows * s->d;
-    cudaError_t e;
-    if ((e = cudaMemsetAsync(dq_acc, 0, rows * s->d * sizeof(float), st)) != cudaSuccess)
-        return (int)e;
-    if ((e = kc_dsum(s, o, d_o, dsum, st)) != cudaSuccess) return (int)e;
-    if (kc_fa3_bwd_usable(s, q, k, v, d_o, dq_acc)) {
-        e = kc_fa3_bwd(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv, 0, st);
-        if (e != cudaSuccess) return (int)e;
-    } else if (s->nk > 0 && s->b * s->h_kv > 0) {
-        e = dispatch(s, false, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk, dv), st);
-        if (e != cudaSuccess) return (int)e;
-    }
-    return (int)kc_convert_scaled(s->dtype, dq_acc, dq, rows * s->d,
-                                  (float)(1.0 / sqrt((double)s->d)), st);
-}
-
-extern "C" int kc_fa2_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v,
-                               const void *d_o, const float *lse, const float *dsum, float *dq_acc,
-                               float *dk_acc, float *dv_acc, void *stream)
-{
-    cudaStream_t st = (cudaStream_t)stream;
-    kc_path path = kc_fa2_path(s);
-    if (path == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
-    if (s->nq == 0 || s->nk == 0 || s->b * s->h == 0) return 0; /* nothing to add */
-    if (path == KC_PATH_GENERIC)
-        return (int)kc_generic_bwd_tile(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, st);
-    if (kc_fa3_bwd_usable(s, q, k, v, d_o, dq_acc))
-        return (int)kc_fa3_bwd(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc, 1, st);
-    return (int)dispatch(s, true, make_params(s, q, k, v, d_o, lse, dsum, dq_acc, dk_acc, dv_acc),
-                         st);
-}
-
-extern "C" void kc_fa2_bwd_blocks(size_t d, size_t *br, size_t *bc)
-{
-    if ((d == 64 || d == 128) && kc_fa3_fwd_available()) {
-        kc_fa3_bwd_blocks(d, br, bc);
-        return;
-    }
     *br = BR;
     *bc = BC;
 }

@@ -316,48 +316,19 @@ cudaError_t fwd_tc(const kc_shape *s, fwd_params p, bool partial, cudaStream_t s
 
 } // namespace
 
-extern "C" int kc_fa2_fwd(const kc_shape *s, const void *q, const void *k, const void *v, void *o,
-                          float *lse, void *stream)
+cudaError_t kc_fa2_fwd_tc(const kc_shape *s, const void *q, const void *k, const void *v,
+                          size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l,
+                          float *o, void *o_out, float *lse, cudaStream_t st)
 {
-    kc_path path = kc_fa2_path(s);
-    if (path == KC_PATH_UNSUPPORTED) return (int)cudaErrorInvalidValue;
-    if (path == KC_PATH_GENERIC)
-        return (int)kc_generic_fwd(s, q, k, v, 0, s->nk, 0, NULL, NULL, NULL, o, lse,
-                                   (cudaStream_t)stream);
-    if (kc_fa3_fwd_usable(s, q, k, v))
-        return (int)kc_fa3_fwd(s, q, k, v, 0, s->nk, 0, NULL, NULL, NULL, o, lse,
-                               (cudaStream_t)stream);
     fwd_params p = {};
-    p.q = q, p.k = k, p.v = v, p.o = o, p.lse = lse;
-    p.kv_begin = 0, p.kv_end = (int)s->nk;
-    return (int)fwd_tc(s, p, false, (cudaStream_t)stream);
-}
-
-extern "C" int kc_fa2_fwd_partial(const kc_shape *s, const void *q, const void *k, const void *v,
-                                  size_t kv_begin, size_t kv_end, int accumulate, float *m,
-                                  float *l, float *o, void *stream)
-{
-    kc_path path = kc_fa2_path(s);
-    if (path == KC_PATH_UNSUPPORTED || kv_begin > kv_end || kv_end > s->nk)
-        return (int)cudaErrorInvalidValue;
-    if (path == KC_PATH_GENERIC)
-        return (int)kc_generic_fwd(s, q, k, v, kv_begin, kv_end, accumulate, m, l, o, NULL, NULL,
-                                   (cudaStream_t)stream);
-    if (kc_fa3_fwd_usable(s, q, k, v))
-        return (int)kc_fa3_fwd(s, q, k, v, kv_begin, kv_end, accumulate, m, l, o, NULL, NULL,
-                               (cudaStream_t)stream);
-    fwd_params p = {};
-    p.q = q, p.k = k, p.v = v, p.m = m, p.l = l, p.oacc = o;
+    p.q = q, p.k = k, p.v = v, p.o = o_out, p.lse = lse;
+    p.m = m, p.l = l, p.oacc = o;
     p.kv_begin = (int)kv_begin, p.kv_end = (int)kv_end, p.accumulate = accumulate;
-    return (int)fwd_tc(s, p, true, (cudaStream_t)stream);
+    return fwd_tc(s, p, o_out == NULL, st);
 }
 
-extern "C" void kc_fa2_fwd_blocks(size_t d, size_t *br, size_t *bc)
+void kc_fa2_fwd_tc_blocks(size_t *br, size_t *bc)
 {
-    if ((d == 64 || d == 128) && kc_fa3_fwd_available()) {
-        kc_fa3_fwd_blocks(d, br, bc);
-        return;
-    }
     *br = BR;
     *bc = BC;
 }

@@ -65,7 +65,7 @@ cudaError_t kc_generic_bwd(const kc_shape *s, const void *q, const void *k, cons
                            const void *o, const void *d_o, const float *lse, void *dq, void *dk,
                            void *dv, float *dsum, float *dk_acc, float *dv_acc, cudaStream_t st);
 
-/* The generic backward of one tile (kc_fa2_bwd_tile): adds scale dS K, scale dS^T Q and P^T dO
+/* The generic backward of one tile (kc_attn_bwd_tile): adds scale dS K, scale dS^T Q and P^T dO
  * into the f32 accumulators, with D given. */
 cudaError_t kc_generic_bwd_tile(const kc_shape *s, const void *q, const void *k, const void *v,
                                 const void *d_o, const float *lse, const float *dsum, float *dq_acc,
@@ -78,6 +78,21 @@ cudaError_t kc_dsum(const kc_shape *s, const void *o, const void *d_o, float *ds
 cudaError_t kc_convert_scaled(int dtype, const float *src, void *dst, size_t n, float scale,
                               cudaStream_t st);
 
+/* The sm_80 tensor-core (mma.sync) kernels, kc_fa2_fwd.cu and kc_fa2_bwd.cu, for the shapes
+ * kc_attn_path calls tensor-core where the Hopper kernels do not serve them (kc_dispatch.cu
+ * picks). Forward: final mode (O, LSE) when o_out != NULL, else the partial state (m, l, o)
+ * over keys [kv_begin, kv_end). Backward: the main kernel, with dq_acc zeroed and dsum =
+ * rowsum(dO O) prepared (dK, dV in the storage type), or with `tile` one tile of a distributed
+ * attention (f32 accumulators added into). Their query (br) and key (bc) blocks. */
+cudaError_t kc_fa2_fwd_tc(const kc_shape *s, const void *q, const void *k, const void *v,
+                          size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l,
+                          float *o, void *o_out, float *lse, cudaStream_t st);
+cudaError_t kc_fa2_bwd_tc(const kc_shape *s, int tile, const void *q, const void *k, const void *v,
+                          const void *d_o, const float *lse, const float *dsum, float *dq_acc,
+                          void *dk, void *dv, cudaStream_t st);
+void kc_fa2_fwd_tc_blocks(size_t *br, size_t *bc);
+void kc_fa2_bwd_tc_blocks(size_t *br, size_t *bc);
+
 /* The Hopper (wgmma) forward, kc_fa3_fwd.cu: 1 where the current GPU runs it (sm_90a binary,
  * compute capability 9.0, ATTNSIM_KC_NO_WGMMA unset). Same contract as the tensor-core forward
  * (d = 64 or 128, f16/bf16): final mode when o_out != NULL, else the partial state. */
@@ -89,9 +104,9 @@ cudaError_t kc_fa3_fwd(const kc_shape *s, const void *q, const void *k, const vo
                        size_t kv_begin, size_t kv_end, int accumulate, float *m, float *l, float *o,
                        void *o_out, float *lse, cudaStream_t st);
 
-/* The Hopper (wgmma) backward, kc_fa3_bwd.cu: the contract of kc_fa2_bwd's main kernel (dq_acc
- * zeroed and dsum = rowsum(dO O) prepared; dK, dV in the storage type) or, with `tile`, of
- * kc_fa2_bwd_tile (f32 accumulators added into). Usable where the forward is, with dO and the dQ
+/* The Hopper (wgmma) backward, kc_fa3_bwd.cu: the contract of kc_fa2_bwd_tc (dq_acc zeroed and
+ * dsum = rowsum(dO O) prepared; dK, dV in the storage type) or, with `tile`, of
+ * kc_attn_bwd_tile (f32 accumulators added into). Usable where the forward is, with dO and the dQ
  * accumulator on 16-byte boundaries too. */
 int kc_fa3_bwd_usable(const kc_shape *s, const void *q, const void *k, const void *v,
                       const void *d_o, const float *dq_acc);

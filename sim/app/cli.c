@@ -1,4 +1,6 @@
-/* cli.c - value parsers and the option parser (see cli.h). */
+/* cli.c - the option parser (see cli.h): the option table and what reads it (help, parsing,
+ * the digests ranks compare, the output paths); the value parsers are in cli_values.c. ~470
+ * lines on purpose: every use of the option table is in this one file. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -14,189 +16,6 @@ const char *const cli_dtype_names[] = {"f32", "f16", "bf16", NULL};
 const char *const cli_backend_names[] = {"cpu", "cuda", NULL};
 const char *const cli_comm_names[] = {"mpi", "nccl", NULL};
 const char *const cli_causal_names[] = {"no", "yes", "both", NULL};
-
-#define COUNT_FORMS                                                                                \
-    "a positive integer with an optional k, M or G suffix (powers of two: 4k = 4096)"
-
-static int too_large(const char *text, uint64_t max, const char *forms, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "'%s' is too large; accepted: %s, at most %llu", text, forms,
-             (unsigned long long)max);
-    return -1;
-}
-
-static int parse_number(const char *text, uint64_t max, int allow_zero, uint64_t *out, char *err,
-                        size_t errlen)
-{
-    const char *forms =
-        allow_zero ? "a non-negative integer with an optional k, M or G suffix" : COUNT_FORMS;
-    if (*text == '\0') return snprintf(err, errlen, "the value is empty; accepted: %s", forms), -1;
-    if (*text == '-')
-        return snprintf(err, errlen, "'%s' is negative; accepted: %s", text, forms), -1;
-    if (*text < '0' || *text > '9')
-        return snprintf(err, errlen, "'%s' is not a number; accepted: %s", text, forms), -1;
-    uint64_t v = 0;
-    const char *p = text;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - digit) / 10) return too_large(text, max, forms, err, errlen);
-        v = v * 10 + digit;
-    }
-    unsigned shift = 0;
-    if (*p == 'k' || *p == 'K')
-        shift = 10, p++;
-    else if (*p == 'M')
-        shift = 20, p++;
-    else if (*p == 'G')
-        shift = 30, p++;
-    if (*p == '.' || *p == ',')
-        return snprintf(err, errlen, "'%s' is not an integer; accepted: %s", text, forms), -1;
-    if (*p != '\0')
-        return snprintf(err, errlen, "'%s' has a bad suffix '%s'; accepted: %s", text, p, forms),
-               -1;
-    if (shift && v > (UINT64_MAX >> shift)) return too_large(text, max, forms, err, errlen);
-    v <<= shift;
-    if (v == 0 && !allow_zero)
-        return snprintf(err, errlen, "'%s' is zero; accepted: %s", text, forms), -1;
-    if (v > max) return too_large(text, max, forms, err, errlen);
-    *out = v;
-    return 0;
-}
-
-int cli_parse_count(const char *text, uint64_t max, uint64_t *out, char *err, size_t errlen)
-{
-    return parse_number(text, max, 0, out, err, errlen);
-}
-
-int cli_parse_uint(const char *text, uint64_t max, uint64_t *out, char *err, size_t errlen)
-{
-    return parse_number(text, max, 1, out, err, errlen);
-}
-
-/* Calls item(text of one item) for each comma-separated item; rejects empty items. */
-typedef int (*item_fn)(const char *item, void *ctx, char *err, size_t errlen);
-
-static int for_each_item(const char *text, item_fn fn, void *ctx, char *err, size_t errlen)
-{
-    char item[128];
-    const char *p = text;
-    if (*text == '\0') return snprintf(err, errlen, "the list is empty"), -1;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0)
-            return snprintf(err, errlen,
-                            "'%s' has an empty item; accepted: items separated by single "
-                            "commas, e.g. 1k,2k",
-                            text),
-                   -1;
-        if (len >= sizeof item)
-            return snprintf(err, errlen, "an item of '%.40s...' is too long", text), -1;
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (fn(item, ctx, err, errlen)) return -1;
-        if (!comma) return 0;
-        p = comma + 1;
-    }
-}
-
-typedef struct {
-    cli_u64_list *list;
-    uint64_t max;
-} count_ctx;
-
-static int count_item(const char *item, void *ctx, char *err, size_t errlen)
-{
-    count_ctx *c = ctx;
-    if (c->list->n == CLI_MAX_LIST)
-        return snprintf(err, errlen, "more than %d values", CLI_MAX_LIST), -1;
-    return cli_parse_count(item, c->max, &c->list->v[c->list->n++], err, errlen);
-}
-
-int cli_parse_count_list(const char *text, uint64_t max, cli_u64_list *out, char *err,
-                         size_t errlen)
-{
-    count_ctx c = {out, max};
-    out->n = 0;
-    return for_each_item(text, count_item, &c, err, errlen);
-}
-
-static void join_names(const char *const *names, char *buf, size_t n)
-{
-    buf[0] = '\0';
-    for (size_t i = 0; names[i]; i++) {
-        strncat(buf, i ? ", " : "", n - strlen(buf) - 1);
-        strncat(buf, names[i], n - strlen(buf) - 1);
-    }
-}
-
-int cli_parse_choice(const char *text, const char *const *names, int *out, char *err, size_t errlen)
-{
-    for (int i = 0; names[i]; i++)
-        if (strcmp(text, names[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    char all[256];
-    join_names(names, all, sizeof all);
-    /* a long value is cut to fit the message buffer; the message stays one line */
-    if (snprintf(err, errlen, "unknown value '%s'; accepted: %s", text, all) >= (int)errlen)
-        err[errlen - 1] = '\0';
-    return -1;
-}
-
-typedef struct {
-    const char *const *names;
-    unsigned *mask;
-} choice_ctx;
-
-static int choice_item(const char *item, void *ctx, char *err, size_t errlen)
-{
-    choice_ctx *c = ctx;
-    int i;
-    if (cli_parse_choice(item, c->names, &i, err, errlen)) return -1;
-    *c->mask |= 1u << i;
-    return 0;
-}
-
-int cli_parse_choice_set(const char *text, const char *const *names, unsigned *mask, char *err,
-                         size_t errlen)
-{
-    choice_ctx c = {names, mask};
-    *mask = 0;
-    if (for_each_item(text, choice_item, &c, err, errlen) == 0) return 0;
-    if (strncmp(err, "unknown", 7) == 0) return -1;
-    char all[256];
-    join_names(names, all, sizeof all);
-    size_t len = strlen(err);
-    snprintf(err + len, errlen - len, "; accepted: a comma-separated list of %s", all);
-    return -1;
-}
-
-int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen)
-{
-    static const char forms[] = "RxC with positive integers R and C (e.g. 4x4), or auto";
-    if (strcmp(text, "auto") == 0) {
-        out->is_auto = 1;
-        out->rows = out->cols = 0;
-        return 0;
-    }
-    const char *x = strchr(text, 'x');
-    if (!x || x == text || x[1] == '\0' || strchr(x + 1, 'x'))
-        return snprintf(err, errlen, "'%s' is not a grid; accepted: %s", text, forms), -1;
-    char left[64];
-    size_t len = (size_t)(x - text);
-    if (len >= sizeof left)
-        return snprintf(err, errlen, "'%s' is not a grid; accepted: %s", text, forms), -1;
-    memcpy(left, text, len);
-    left[len] = '\0';
-    char sub[200];
-    if (cli_parse_count(left, 1u << 20, &out->rows, sub, sizeof sub) ||
-        cli_parse_count(x + 1, 1u << 20, &out->cols, sub, sizeof sub))
-        return snprintf(err, errlen, "'%s' is not a grid (%s); accepted: %s", text, sub, forms), -1;
-    out->is_auto = 0;
-    return 0;
-}
 
 static int cli_root = 1;
 static int cli_deferred;
@@ -301,9 +120,14 @@ static const opt_info options[] = {
     {OPT_MACHINE_OUT, "machine-out", required_argument, "FILE",
      "machine file to write (else it is printed)"},
     {OPT_RANK_ARRAYS, "rank-arrays", required_argument, "P",
-     "store per-rank [P][F] arrays up to this P (above: per-phase maxima only)"},
+     "store per-rank [P][F] arrays up to this P (above: the rows of 64 evenly spaced ranks)"},
     {OPT_OUT, "out", required_argument, "FILE.h5",
-     "HDF5 file to create or append to (schema attnsim/1)"},
+     "HDF5 file to create or append to (schema attnsim/1; a symlink: the file it names)"},
+    {OPT_LOCK_TIMEOUT, "lock-timeout", required_argument, "SECONDS",
+     "wait at most this long for another writer of the --out file (default 600; 0: do not "
+     "wait); exit 1 when it expires"},
+    {OPT_PROGRESS, "progress", no_argument, NULL,
+     "progress and time left on stderr even when it is not a terminal"},
 };
 #define NUM_OPTIONS (sizeof options / sizeof options[0])
 
@@ -325,10 +149,10 @@ static void print_help(const cli_command *cmd)
         const char *help = oi->help;
         char names_help[200], all[160];
         if (*id == OPT_KERNEL || *id == OPT_ALGO || *id == OPT_LAYOUT) {
-            join_names(*id == OPT_KERNEL ? cmd->kernel_names
-                       : *id == OPT_ALGO ? am_algo_names()
-                                         : am_layout_names,
-                       all, sizeof all);
+            cli_join_names(*id == OPT_KERNEL ? cmd->kernel_names
+                           : *id == OPT_ALGO ? am_algo_names()
+                                             : am_layout_names,
+                           all, sizeof all);
             snprintf(names_help, sizeof names_help, "%s: %s",
                      *id == OPT_KERNEL ? "kernels"
                      : *id == OPT_ALGO ? "algorithms"
@@ -447,6 +271,13 @@ static int apply(const cli_command *cmd, attn_opts *o, opt_id id, const char *ar
         break;
     case OPT_RANK_ARRAYS:
         rc = cli_parse_uint(arg, 1ull << 30, &o->rank_arrays, err, sizeof err);
+        break;
+    case OPT_LOCK_TIMEOUT:
+        rc = cli_parse_seconds(arg, 1e9, &o->lock_timeout, err, sizeof err);
+        o->lock_timeout_set = 1;
+        break;
+    case OPT_PROGRESS:
+        o->progress = 1;
         break;
     case OPT_OUT:
         o->out = arg; /* checked with every other output (cli_check_outputs) */
@@ -582,6 +413,14 @@ void cli_option_digests(const attn_opts *o, uint64_t d[CLI_NUM_OPTIONS])
             break;
         case OPT_ULYSSES_SIZE:
             h = DIGEST_OF(o->ulysses_size);
+            break;
+        case OPT_LOCK_TIMEOUT: {
+            double t = cli_lock_timeout(o);
+            h = DIGEST_OF(t);
+            break;
+        }
+        case OPT_PROGRESS:
+            h = DIGEST_OF(o->progress);
             break;
         case OPT_END:
             break;

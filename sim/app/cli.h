@@ -27,6 +27,8 @@ int cli_parse_uint(const char *text, uint64_t max, uint64_t *out, char *err, siz
 /* A comma-separated list of counts (no empty items, at most CLI_MAX_LIST). */
 int cli_parse_count_list(const char *text, uint64_t max, cli_u64_list *out, char *err,
                          size_t errlen);
+/* A number of seconds: a non-negative decimal number, at most `max`. */
+int cli_parse_seconds(const char *text, double max, double *out, char *err, size_t errlen);
 /* One of `names` (NULL-terminated): *out is its index. */
 int cli_parse_choice(const char *text, const char *const *names, int *out, char *err,
                      size_t errlen);
@@ -38,6 +40,8 @@ typedef struct {
     int is_auto; /* --grid auto */
     uint64_t rows, cols;
 } cli_grid;
+/* names (NULL-terminated) joined with ", " into buf. */
+void cli_join_names(const char *const *names, char *buf, size_t n);
 /* "RxC" with positive R and C, or "auto". */
 int cli_parse_grid(const char *text, cli_grid *out, char *err, size_t errlen);
 
@@ -79,6 +83,9 @@ typedef struct {
     uint64_t rank_arrays;    /* model: largest P stored with per-rank arrays */
     uint64_t max_message;    /* calibrate: largest message (bytes) */
     const char *machine_out; /* calibrate: machine file to write */
+    double lock_timeout;     /* --lock-timeout seconds (lock_timeout_set: given) */
+    int lock_timeout_set;
+    int progress; /* --progress: progress lines even when stderr is not a terminal */
     /* the text of each option as given (the last occurrence; "" for one without a value),
      * NULL when not given: [id - OPT_ALGO] */
     const char *given[32];
@@ -113,6 +120,8 @@ typedef enum {
     OPT_DRAM,
     OPT_DECODE,
     OPT_SLOTS,
+    OPT_LOCK_TIMEOUT,
+    OPT_PROGRESS,
     OPT_ULYSSES_SIZE,
     OPT_END
 } opt_id;
@@ -159,6 +168,9 @@ uint64_t cli_digest(uint64_t h, const void *p, size_t n);
 /* --kv-heads: 0 (the default) becomes --heads; otherwise it must divide --heads. Returns 0, or 2
  * after printing the error line. */
 int cli_resolve_kv_heads(attn_opts *o);
+
+/* The --lock-timeout of o, or the default (h5out.h). */
+double cli_lock_timeout(const attn_opts *o);
 
 /* Prints "attnsim SUB: --opt: message" (one line) to stderr and returns 2. */
 int cli_error(const attn_opts *o, const char *opt, const char *fmt, ...)

@@ -37,12 +37,13 @@
 #include "outputs.h"
 #include "predict.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #include "gpu_bind.h"
 #endif
 
-static const opt_id calibrate_opts[] = {OPT_BACKEND,     OPT_COMM,        OPT_GRID, OPT_MACHINE,
-                                        OPT_MAX_MESSAGE, OPT_MACHINE_OUT, OPT_OUT,  OPT_END};
+static const opt_id calibrate_opts[] = {OPT_BACKEND, OPT_COMM,         OPT_GRID,
+                                        OPT_MACHINE, OPT_MAX_MESSAGE,  OPT_MACHINE_OUT,
+                                        OPT_OUT,     OPT_LOCK_TIMEOUT, OPT_END};
 
 static const cli_command calibrate_cmd = {
     "calibrate",
@@ -59,250 +60,6 @@ static const cli_command calibrate_cmd = {
     calibrate_opts,
     NULL,
     256};
-
-/* The machine file: base machine with the measured values in place, each line commented. */
-static void write_machine(FILE *f, const machine *base, const machine *m, const char *host,
-                          const char *when, int nodes, const char *backend, const char *comm,
-                          double nic_ratio)
-{
-    static const char *const tiers[2] = {"intra", "inter"};
-    fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
-            host, when, nodes, backend, comm);
-    fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
-            base->origin);
-    fprintf(f, "name = %s\ngpu = %s\n", m->name, m->gpu);
-    fprintf(f, "gpus_per_node = %llu   # measured: ranks per node\n",
-            (unsigned long long)m->gpus_per_node);
-    fprintf(f, "sms = %llu   # kept from %s\n", (unsigned long long)m->sms, base->name);
-    fprintf(f, "smem_per_sm = %.17g B   # kept\nl2 = %.17g B   # kept\n", m->smem_per_sm_bytes,
-            m->l2_bytes);
-    fprintf(
-        f,
-        "hbm_bandwidth = %.17g B/s   # measured: memory copy (read + write), every rank at once\n",
-        m->hbm_bytes_per_s);
-    static const char *const dn[3] = {"f32", "f16", "bf16"};
-    for (int d = 0; d < 3; d++)
-        fprintf(f, "peak_%s = %.17g FLOP/s   # %s\n", dn[d], m->peak_flops[d],
-                m->peak_flops[d] == base->peak_flops[d]
-                    ? "kept (no kernel of this type measured)"
-                    : "measured: FA2 tiles, every rank at once");
-    fprintf(f,
-            "sustained_fraction = 1   # the peaks above are the kernels' measured forward rates\n");
-    for (int t = 0; t < 2; t++) {
-        const char *note = !m->measured[t] ? "NOT MEASURED: kept"
-                           : t == TIER_INTER && nic_ratio > 0
-                               ? "measured: ring shift, one rank per node (one NIC), robust fit"
-                               : "measured: ring shift, robust fit";
-        fprintf(f, "%s_alpha = %.17g s   # %s\n", tiers[t], m->alpha_s[t], note);
-        fprintf(f, "%s_bandwidth = %.17g B/s   # %s\n", tiers[t], m->bytes_per_s[t], note);
-    }
-    if (nic_ratio > 0)
-        fprintf(f,
-                "gpus_per_nic = %llu   # measured: inter-node ring shift with one rank per node is "
-                "%.2fx as fast as with every rank\n",
-                (unsigned long long)m->gpus_per_nic, nic_ratio);
-    else
-        fprintf(f, "gpus_per_nic = %llu   # kept\n", (unsigned long long)m->gpus_per_nic);
-    char opt[1024];
-    machine_format_optional(m, opt, sizeof opt);
-    fputs(opt, f);
-}
-
-/* A tier's alpha for the machine file (which needs it positive): the fitted intercept, or, when
- * noise drove it to zero or below, the fastest exchange measured (at most the true latency plus
- * the transfer of the smallest message). */
-static double tier_alpha(double fitted, const series *s)
-{
-    if (fitted > 0) return fitted;
-    double t = s->time[0];
-    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
-    return t;
-}
-
-/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
-static double large_bandwidth(const series *s)
-{
-    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
-}
-
-/* A tier's values in the machine file from a fitted series (nothing when it has no fit). */
-static void machine_set_tier(machine *m, int t, const series *s)
-{
-    m->measured[t] = s->ok;
-    if (!s->ok) return;
-    m->alpha_s[t] = tier_alpha(s->fit.small.alpha, s);
-    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
-    m->break_bytes[t] = 0;
-    if (s->fit.two_regimes) {
-        m->break_bytes[t] = s->fit.break_x;
-        m->alpha_large_s[t] = tier_alpha(s->fit.large.alpha, s);
-        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
-    }
-}
-
-/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
- * node over that with every rank (*ratio), rounded to the divisor of the ranks per node nearest
- * on a log scale. 0 when the ratio is not measured (one node, or either series without a fit).
- */
-static uint64_t nic_sharing(const series *all, const series *one, int per_node, double *ratio)
-{
-    *ratio = 0.0;
-    if (!all->ok || !one->ok) return 0;
-    *ratio = large_bandwidth(one) / large_bandwidth(all);
-    uint64_t best = 1;
-    for (int d = 1; d <= per_node; d++)
-        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
-            best = (uint64_t)d;
-    return best;
-}
-
-/* The fits the machine file uses that are too poor to use silently (models/fit.h: R^2 below
- * 0.9 or relative RMS above 15 %): reported on stdout, appended to the machine file and marked in
- * the kind=calibration run (poor_fit on each fit's group, poor_fits on the run). */
-typedef struct {
-    int n;
-    char what[8][48];  /* the fit */
-    char keys[8][48];  /* the machine-file keys that come from it */
-    char group[8][48]; /* its group in the kind=calibration run */
-    double r2[8], rel_rms[8];
-} poor_fits;
-
-static void poor_add(poor_fits *pf, const char *what, const char *keys, const char *group,
-                     const lin_fit *f)
-{
-    if (pf->n == 8 || !fit_is_poor(f)) return;
-    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
-    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
-    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
-    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
-    pf->n++;
-}
-
-static void collect_poor_fits(poor_fits *pf, const series *const *tier, const char *const *groups,
-                              const kernel_series *ks)
-{
-    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
-    memset(pf, 0, sizeof *pf);
-    for (int t = 0; t < 2; t++) {
-        if (!tier[t]->ok) continue;
-        const link_fit *f = &tier[t]->fit;
-        char what[48], keys[48], group[48];
-        snprintf(group, sizeof group, "%s", groups[t]);
-        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
-                 f->two_regimes ? ", small messages" : "");
-        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
-        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
-        if (f->two_regimes) {
-            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
-            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
-            poor_add(pf, what, keys, group, &f->large);
-        }
-    }
-    for (int d = 0; d < 3; d++) {
-        if (!ks[d].ok) continue;
-        char what[48], keys[48], group[48];
-        snprintf(group, sizeof group, "kernels/%s", dn[d]);
-        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
-        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
-        poor_add(pf, what, keys, group, &ks[d].fit);
-        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
-        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
-    }
-}
-
-/* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
- * machine file). */
-static void print_poor_fits(FILE *f, const poor_fits *pf, const char *prefix)
-{
-    for (int i = 0; i < pf->n; i++)
-        fprintf(f,
-                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
-                "<= %.0f %%); used for %s\n",
-                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
-                100 * FIT_MAX_REL_RMS, pf->keys[i]);
-}
-
-/* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
-static int in_range(const char *key, double v, double *lo)
-{
-    double hi;
-    if (machine_key_range(key, lo, &hi) != 0) return 0;
-    return isfinite(v) && v >= *lo && v <= hi;
-}
-
-/* The machine file holds only values it reads back (docs/machine.md, "Ranges"): a fitted
- * latency below the range (under the timer's resolution, or a negative intercept) is written as
- * the smallest accepted value; any other fitted value out of range is not used (the base
- * machine's is kept, or the optional key left out). Says so on stdout. */
-static void keep_in_range(machine *m, const machine *base)
-{
-    static const char *const tier[2] = {"intra", "inter"};
-    static const char *const dn[3] = {"f32", "f16", "bf16"};
-    double lo;
-    char key[64];
-    if (!in_range("hbm_bandwidth", m->hbm_bytes_per_s, &lo)) {
-        printf("# note: memory copy %g B/s is outside the machine file's range; kept %s's\n",
-               m->hbm_bytes_per_s, base->name);
-        m->hbm_bytes_per_s = base->hbm_bytes_per_s;
-    }
-    for (int d = 0; d < 3; d++) {
-        snprintf(key, sizeof key, "peak_%s", dn[d]);
-        if (in_range(key, m->peak_flops[d], &lo)) continue;
-        printf("# note: %s rate %g FLOP/s is outside the machine file's range; kept %s's\n", dn[d],
-               m->peak_flops[d], base->name);
-        m->peak_flops[d] = base->peak_flops[d];
-    }
-    for (int t = 0; t < 2; t++) {
-        if (!m->measured[t]) continue;
-        double *alphas[2] = {&m->alpha_s[t], &m->alpha_large_s[t]};
-        for (int a = 0; a < (m->break_bytes[t] > 0 ? 2 : 1); a++) {
-            snprintf(key, sizeof key, "%s_alpha", tier[t]);
-            if (!in_range(key, *alphas[a], &lo) && isfinite(*alphas[a]) && *alphas[a] < lo) {
-                printf("# note: %s-node latency fit %g s is below the timer's resolution; "
-                       "written as %g s, the smallest accepted\n",
-                       tier[t], *alphas[a], lo);
-                *alphas[a] = lo;
-            }
-        }
-        snprintf(key, sizeof key, "%s_alpha", tier[t]);
-        int ok = in_range(key, m->alpha_s[t], &lo);
-        snprintf(key, sizeof key, "%s_bandwidth", tier[t]);
-        ok &= in_range(key, m->bytes_per_s[t], &lo);
-        if (!ok) {
-            printf("# note: the %s-node fit (%g s, %g B/s) is outside the machine file's range; "
-                   "the tier is kept from %s and marked NOT MEASURED\n",
-                   tier[t], m->alpha_s[t], m->bytes_per_s[t], base->name);
-            m->measured[t] = 0;
-            m->alpha_s[t] = base->alpha_s[t], m->bytes_per_s[t] = base->bytes_per_s[t];
-            m->break_bytes[t] = 0;
-            continue;
-        }
-        if (m->break_bytes[t] > 0) {
-            snprintf(key, sizeof key, "%s_break", tier[t]);
-            ok = in_range(key, m->break_bytes[t], &lo);
-            snprintf(key, sizeof key, "%s_large_alpha", tier[t]);
-            ok &= in_range(key, m->alpha_large_s[t], &lo);
-            snprintf(key, sizeof key, "%s_large_bandwidth", tier[t]);
-            ok &= in_range(key, m->bytes_per_s_large[t], &lo);
-            if (!ok) {
-                printf("# note: the %s-node large-message regime is outside the machine file's "
-                       "range; one regime is written\n",
-                       tier[t]);
-                m->break_bytes[t] = 0;
-            }
-        }
-    }
-    if (m->kernel_overhead_s > 0 && !in_range("kernel_overhead", m->kernel_overhead_s, &lo)) {
-        printf("# note: kernel overhead %g s is outside the machine file's range; left out\n",
-               m->kernel_overhead_s);
-        m->kernel_overhead_s = 0;
-    }
-    if (!in_range("backward_rate_ratio", m->backward_rate_ratio, &lo)) {
-        printf("# note: backward rate ratio %g is outside the machine file's range; left out\n",
-               m->backward_rate_ratio);
-        m->backward_rate_ratio = 1.0;
-    }
-}
 
 int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
 {
@@ -407,8 +164,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (o.backend == BACKEND_CUDA) {
         e.dev = &exec_dev_cuda, e.cuda = 1;
         mode = o.comm == COMM_NCCL ? COMM_DEV_NCCL : COMM_STAGED;
-        stream = exec_cuda_stream();
-        exec_cuda_device_name(gpu_name, sizeof gpu_name);
+        stream = dev_cuda_stream();
+        dev_cuda_device_name(gpu_name, sizeof gpu_name);
     }
 #endif
     const char *bname = cli_backend_names[o.backend], *cname = cli_comm_names[o.comm];
@@ -486,15 +243,15 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
          * model divides its bandwidth among the ranks that cross at once, gpus_per_nic of them
          * per NIC: how much slower the shift of every rank is) */
         double nic_ratio;
-        uint64_t per_nic = nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
+        uint64_t per_nic = cal_nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
         if (per_nic) m.gpus_per_nic = per_nic;
         const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
         static const char *const tier_group[2][2] = {
             {"links/intra/ring_shift", "links/inter/ring_shift"},
             {"links/intra/ring_shift", "links/inter/ring_shift_nic"}};
         const char *const *groups = tier_group[per_nic ? 1 : 0];
-        for (int t = 0; t < 2; t++) machine_set_tier(&m, t, tier[t]);
-        keep_in_range(&m, &base);
+        for (int t = 0; t < 2; t++) cal_set_tier(&m, t, tier[t]);
+        cal_keep_in_range(&m, &base);
         /* tables: units in the column names, numbers in the cells, '#' lines around them */
         printf("# links: t(m) = alpha + m / bandwidth; a sample is the median of its exchanges, "
                "the robust fit (relative error) goes through the quietest of %d samples per size; "
@@ -507,11 +264,16 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         print_series("inter_ring_shift", &shift[1]);
         print_series("inter_ping_pong", &pp[1]);
         print_series("inter_shift_1_per_node", &nic);
+        print_series_note("intra_ring_shift", &shift[0]);
+        print_series_note("intra_ping_pong", &pp[0]);
+        print_series_note("inter_ring_shift", &shift[1]);
+        print_series_note("inter_ping_pong", &pp[1]);
+        print_series_note("inter_shift_1_per_node", &nic);
         if (per_nic)
             printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
                    "inter-node tier is the one-rank-per-node shift: %.4f GB/s fitted for large "
                    "messages, %.4f GB/s at its largest sizes (up to %.0f B)\n",
-                   nic_ratio, (unsigned long long)per_nic, 1e-9 * large_bandwidth(&nic),
+                   nic_ratio, (unsigned long long)per_nic, 1e-9 * cal_large_bandwidth(&nic),
                    1e-9 * nic.largest_rate, nic.bytes[nic.n - 1]);
         if (!shift[1].ok)
             printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
@@ -569,10 +331,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("\n");
         }
         printf("# calibration took %.1f s\n", took);
-        poor_fits pf;
-        collect_poor_fits(&pf, tier, groups, ks);
+        cal_poor_fits pf;
+        cal_collect_poor_fits(&pf, tier, groups, ks);
         if (pf.n) {
-            print_poor_fits(stdout, &pf, "# WARNING: ");
+            cal_print_poor_fits(stdout, &pf, "# WARNING: ");
             printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
                    "much (they are marked in it); calibrate on an idle machine, at most one rank "
                    "per core\n",
@@ -586,8 +348,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         size_t mlen = 0;
         FILE *mf = open_memstream(&mtext, &mlen);
         if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
-        write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
-        print_poor_fits(mf, &pf, "# ");
+        cal_write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
+        cal_print_poor_fits(mf, &pf, "# ");
         if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
         char shown[4200];
         if (o.machine_out) {
@@ -598,9 +360,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("# machine file (save it and use --machine FILE):\n%s", mtext);
         }
         if (o.out) {
-            e.h = h5out_open(o.out, &prov);
-            int64_t id;
-            hid_t g = h5out_run_begin(e.h, &id);
+            e.h = h5out_open(o.out, &prov, cli_lock_timeout(&o));
+            h5node *g = h5out_run_begin(e.h);
             h5_attr_str(g, "kind", "calibration");
             h5_attr_str(g, "algorithm", "calibrate");
             h5_attr_str(g, "pass", "-");
@@ -626,17 +387,17 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 hsize_t n = ks[d].n;
                 if (!n) continue; /* not measured on this backend */
                 snprintf(p, sizeof p, "kernels/%s/flops", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].flops, "flop");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].flops, "flop");
                 snprintf(p, sizeof p, "kernels/%s/time_s", dn[d]);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, ks[d].time, "s");
+                h5_write(g, p, H5_F64, 1, &n, ks[d].time, "s");
                 snprintf(p, sizeof p, "kernels/%s/tile_rows", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].nq, "tokens");
+                h5_write(g, p, H5_I32, 1, &n, ks[d].nq, "tokens");
                 snprintf(p, sizeof p, "kernels/%s/forward", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].fwd, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].fwd, NULL);
                 snprintf(p, sizeof p, "kernels/%s/causal", dn[d]);
-                h5_write(g, p, H5T_NATIVE_INT, 1, &n, ks[d].causal, NULL);
+                h5_write(g, p, H5_I32, 1, &n, ks[d].causal, NULL);
                 snprintf(p, sizeof p, "kernels/%s", dn[d]);
-                hid_t kg = H5CALL(H5Gopen2(g, p, H5P_DEFAULT));
+                h5node *kg = h5_member(g, p);
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);
@@ -645,21 +406,17 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                             ks[d].ok ? 1.0 / ks[d].bwd_fit.beta : 0.0);
                 h5_attr_f64(kg, "backward_r2", ks[d].bwd_fit.r2);
                 h5_attr_f64(kg, "backward_rel_rms", ks[d].bwd_fit.rel_rms);
-                H5CALL(H5Gclose(kg));
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
             for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
                 if (!tier[t]->ok || !tier[t]->fit.two_regimes) continue;
-                hid_t lgid = H5CALL(H5Gopen2(g, groups[t], H5P_DEFAULT));
-                h5_attr_f64(lgid, "large_rel_rms", tier[t]->fit.large.rel_rms);
-                H5CALL(H5Gclose(lgid));
+                h5_attr_f64(h5_member(g, groups[t]), "large_rel_rms", tier[t]->fit.large.rel_rms);
             }
             /* poor fits: poor_fit on each fit's group, and the list on the run */
             char list[8 * 48 * 2] = "";
             for (int i = 0; i < pf.n; i++) {
-                hid_t fg = H5CALL(H5Gopen2(g, pf.group[i], H5P_DEFAULT));
-                if (H5CALL(H5Aexists(fg, "poor_fit")) == 0) h5_attr_i64(fg, "poor_fit", 1);
-                H5CALL(H5Gclose(fg));
+                h5node *fg = h5_member(g, pf.group[i]);
+                if (!h5_attr_exists(fg, "poor_fit")) h5_attr_i64(fg, "poor_fit", 1);
                 size_t len = strlen(list);
                 snprintf(list + len, sizeof list - len, "%s%s", i ? "; " : "", pf.what[i]);
             }
@@ -669,9 +426,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 char p[96];
                 hsize_t n = (hsize_t)ncb;
                 snprintf(p, sizeof p, "collectives/%s/bytes", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_bytes, "bytes");
+                h5_write(g, p, H5_F64, 1, &n, coll_bytes, "bytes");
                 snprintf(p, sizeof p, "collectives/%s/time_s", colls[c].name);
-                h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, coll_t[c], "s");
+                h5_write(g, p, H5_F64, 1, &n, coll_t[c], "s");
             }
             h5_attr_str(g, "machine_file", mtext);
             h5_summary_row row;

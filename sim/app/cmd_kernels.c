@@ -17,8 +17,13 @@
 #include "fail.h"
 #include "h5out.h"
 #include "hostmem.h"
+#include "kernel_record.h"
 #include "outputs.h"
+#include "partition.h"
+#include "progress.h"
 #include "kernel_study.h"
+#include "sweep.h"
+#include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
 #include "cuda_info.h"
 #include "kc_attn.h"
@@ -59,10 +64,11 @@ static unsigned decode_schemes(unsigned kernels)
            ((kernels & kernel_bit("lean")) ? 4u : 0u);
 }
 
-static const opt_id kernels_opts[] = {OPT_KERNEL, OPT_PASS,     OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,
-                                      OPT_HEADS,  OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL, OPT_DTYPE,
-                                      OPT_SRAM,   OPT_BACKEND,  OPT_CHECK,    OPT_REPS,   OPT_SEED,
-                                      OPT_DRAM,   OPT_DECODE,   OPT_SLOTS,    OPT_OUT,    OPT_END};
+static const opt_id kernels_opts[] = {
+    OPT_KERNEL,   OPT_PASS,         OPT_SEQ,      OPT_SEQ_KV, OPT_BATCH,  OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM,     OPT_CAUSAL,   OPT_DTYPE,  OPT_SRAM,   OPT_BACKEND,
+    OPT_CHECK,    OPT_REPS,         OPT_SEED,     OPT_DRAM,   OPT_DECODE, OPT_SLOTS,
+    OPT_OUT,      OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command kernels_cmd = {
     "kernels",
@@ -84,13 +90,6 @@ static const cli_command kernels_cmd = {
     kernels_opts,
     kernel_names,
     256};
-
-typedef struct {
-    const ks_kernel *k;
-    kn_shape s;
-    kn_dtype dtype;
-    size_t sram;
-} kernel_config;
 
 static const unsigned ALL_KERNELS_UNSET = ~0u; /* --kernel not given */
 
@@ -263,12 +262,6 @@ static int validate(attn_opts *o)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static char device_desc[256] = "cpu, one thread";
 
 static void print_header(const attn_opts *o)
@@ -293,113 +286,7 @@ static void print_header(const attn_opts *o)
            "pred_write_B", "x_comp", "check", "max_abs_err", "bytes");
 }
 
-static void write_run(h5out *h, const kernel_config *c, const ks_result *r, const double *times,
-                      uint64_t reps, uint64_t seed, int counts_match, int cuda)
-{
-    const char *backend = cuda ? "cuda" : "cpu";
-    int64_t id;
-    hid_t g = h5out_run_begin(h, &id);
-    h5_attr_str(g, "kind", "kernel");
-    h5_attr_str(g, "algorithm", c->k->name);
-    h5_attr_str(g, "pass", c->k->pass);
-    h5_attr_i64(g, "P", 1);
-    h5_attr_i64(g, "grid_rows", 1);
-    h5_attr_i64(g, "grid_cols", 1);
-    h5_attr_i64(g, "seq_len", (int64_t)c->s.nq);
-    h5_attr_i64(g, "seq_len_kv", (int64_t)c->s.nk);
-    h5_attr_i64(g, "batch", (int64_t)c->s.batch);
-    h5_attr_i64(g, "heads", (int64_t)c->s.heads);
-    h5_attr_i64(g, "kv_heads", (int64_t)c->s.kv_heads);
-    h5_attr_i64(g, "head_dim", (int64_t)c->s.d);
-    h5_attr_i64(g, "causal", c->s.causal);
-    h5_attr_str(g, "dtype", kn_dtype_name(c->dtype));
-    h5_attr_str(g, "backend", backend);
-    h5_attr_str(g, "comm", "none");
-    h5_attr_str(g, "machine", "none");
-    if (cuda) {
-        h5_attr_str(g, "gpu", device_desc);
-        h5_attr_str(g, "check_method",
-                    r->check_sampled ? "float64 reference, 64 sampled query rows and 64 "
-                                       "sampled key rows of batch 0"
-                                     : "float64 reference, every element");
-    } else {
-        h5_attr_i64(g, "sram_elems", (int64_t)c->sram);
-    }
-    h5_attr_i64(g, "block_rows", (int64_t)r->blocks.br);
-    h5_attr_i64(g, "block_cols", (int64_t)r->blocks.bc);
-    h5_attr_i64(g, "seed", (int64_t)seed);
-    if (!cuda) h5_attr_i64(g, "counts_match", counts_match);
-    if (r->checked) {
-        h5_attr_f64(g, "max_abs_err", r->max_abs_err);
-        h5_attr_f64(g, "max_rel_err", r->max_rel_err);
-        h5_attr_i64(g, "check_passed", r->check_passed);
-    }
-    attn_kill_point("kernels:attrs");
-    int64_t v;
-    double median = times[reps / 2];
-    hsize_t nreps = reps;
-    if (r->dram) { /* DRAM bytes under ncu: checked against [compulsory, logical] */
-        v = (int64_t)r->dram_read;
-        h5_write(g, "measured/dram_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-        v = (int64_t)r->dram_written;
-        h5_write(g, "measured/dram_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-        h5_attr_i64(g, "dram_in_band", r->dram_in_band);
-        h5_attr_i64(g, "dram_kernel_launches", r->dram_launches);
-    }
-    if (!cuda) { /* the GPU does not count logical transfers */
-        v = (int64_t)r->measured.bytes_read;
-        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-        v = (int64_t)r->measured.bytes_written;
-        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-    }
-    v = (int64_t)r->measured.flops;
-    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
-    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &median, "s");
-    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, times, "s");
-    v = (int64_t)r->predicted.bytes_read;
-    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-    v = (int64_t)r->predicted.bytes_written;
-    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-    v = (int64_t)r->predicted.flops;
-    h5_write(g, "predicted/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
-    v = (int64_t)r->predicted.compulsory_read;
-    h5_write(g, "predicted/compulsory_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-    v = (int64_t)r->predicted.compulsory_written;
-    h5_write(g, "predicted/compulsory_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
-    double nan = NAN;
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &nan, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
-    h5_attr_str(ds, "note",
-                "NaN: the kernel study has no machine description, so its kernel "
-                "time is not predicted");
-    H5CALL(H5Dclose(ds));
-
-    h5_summary_row row;
-    memset(&row, 0, sizeof row);
-    snprintf(row.kind, sizeof row.kind, "kernel");
-    snprintf(row.algorithm, sizeof row.algorithm, "%s", c->k->name);
-    snprintf(row.pass, sizeof row.pass, "%s", c->k->pass);
-    snprintf(row.dtype, sizeof row.dtype, "%s", kn_dtype_name(c->dtype));
-    snprintf(row.backend, sizeof row.backend, "%s", backend);
-    row.P = row.grid_rows = row.grid_cols = 1;
-    row.seq_len = (int64_t)c->s.nq;
-    row.seq_len_kv = (int64_t)c->s.nk;
-    row.batch = (int64_t)c->s.batch;
-    row.heads = (int64_t)c->s.heads;
-    row.kv_heads = (int64_t)c->s.kv_heads;
-    row.head_dim = (int64_t)c->s.d;
-    row.causal = c->s.causal;
-    row.check_passed = r->checked ? r->check_passed : -1;
-    row.measured_time_s = median;
-    row.predicted_time_s = NAN;
-    row.measured_bytes_max =
-        cuda ? -1 : (int64_t)(r->measured.bytes_read + r->measured.bytes_written);
-    row.predicted_bytes_max = (int64_t)(r->predicted.bytes_read + r->predicted.bytes_written);
-    h5out_run_commit(h, g, &row);
-}
-
-/* Runs one configuration; returns 1 when counts match and the check (if any) passed. */
-static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
+static int run_config(const ks_config *c, const attn_opts *o, h5out *h)
 {
     ks_result r;
     memset(&r, 0, sizeof r); /* filled by the first repetition (reps >= 1) */
@@ -425,8 +312,7 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
         if (rep == 0) r = ri;
         counts_match &= ks_counts_match(&ri);
     }
-    qsort(times, o->reps, sizeof(double), cmp_double);
-    double t = times[o->reps / 2];
+    double t = timing_median(times, o->reps);
     /* check: ok or FAIL (ok_sampled, FAIL_sampled: rows sampled on large problems) */
     char check[40] = "-", err[24] = "-";
     if (r.checked) {
@@ -463,10 +349,18 @@ static int run_config(const kernel_config *c, const attn_opts *o, h5out *h)
            check, err, bytes);
     fflush(stdout);
     attn_kill_point("kernels:before_write");
-    if (h) write_run(h, c, &r, times, o->reps, o->seed, counts_match, cuda);
+    if (h) record_kernel_run(h, c, &r, times, o->reps, t, o->seed, counts_match, cuda, device_desc);
     attn_kill_point("kernels:after_write");
     free(times);
     return counts_match && (!r.checked || r.check_passed) && (!r.dram || r.dram_in_band);
+}
+
+/* FLOPs of a configuration's repetitions: every visible query-key pair of every head. */
+static double config_flops(const ks_config *c, const attn_opts *o)
+{
+    double pairs = attn_tile_pairs(c->s.causal, (double)c->s.nq, (double)c->s.nk, 1);
+    return pairs * (double)c->s.batch * (double)c->s.heads *
+           (double)attn_pair_flops(c->s.d, strcmp(c->k->pass, "bwd") == 0) * (double)o->reps;
 }
 
 int kernels_options(int argc, char **argv, attn_opts *o)
@@ -503,7 +397,7 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
-    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    h5out *h = o.out ? h5out_open(o.out, &prov, cli_lock_timeout(&o)) : NULL;
 #ifdef ATTNSIM_HAVE_CUDA
     if (o.backend == BACKEND_CUDA) ks_cuda_device(device_desc, sizeof device_desc);
 #endif
@@ -516,41 +410,47 @@ int cmd_kernels(int argc, char **argv, int full_argc, char **full_argv)
     print_header(&o);
     const cli_u64_list *kvl = o.seq_kv.n ? &o.seq_kv : &o.seq;
     long runs = 0, good = 0;
-    for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
-        if (!(o.dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o.head_dim.n; di++)
-            for (int causal = 0; causal < 2; causal++) {
-                if (!(o.causal & (1u << causal))) continue;
-                for (size_t si = 0; si < o.seq.n; si++)
-                    for (size_t ki = 0; ki < (o.seq_kv.n ? kvl->n : 1); ki++)
-                        for (size_t mi = 0; mi < (o.backend == BACKEND_CUDA ? 1 : o.sram.n); mi++)
-                            for (size_t i = 0; i < ks_num_kernels; i++) {
-                                const ks_kernel *k = &ks_kernels[i];
-                                size_t ni = 0;
-                                while (strcmp(kernel_names[ni], k->name) != 0) ni++;
-                                if (!(o.kernels & (1u << ni))) continue;
-                                if (o.pass != AM_TRAIN &&
-                                    strcmp(k->pass, am_pass_names[o.pass]) != 0)
-                                    continue;
-                                kernel_config c;
-                                c.k = k;
-                                c.dtype = (kn_dtype)dt;
-                                c.sram = o.sram.v[mi];
-                                c.s = (kn_shape){o.batch,
-                                                 o.heads,
-                                                 o.kv_heads,
-                                                 o.seq.v[si],
-                                                 o.seq_kv.n ? kvl->v[ki] : o.seq.v[si],
-                                                 o.head_dim.v[di],
-                                                 causal,
-                                                 NULL,
-                                                 NULL};
-                                runs++;
-                                good += run_config(&c, &o, h);
-                            }
-            }
+    /* the sweep's configurations first: progress weighs each by its FLOPs */
+    ks_config *cfg = NULL;
+    size_t ncfg = 0, cap = 0;
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o.head_dim),
+        CA = sweep_mask(&sw, o.causal, 2), SQ = sweep_list(&sw, &o.seq),
+        KV = sweep_range(&sw, o.seq_kv.n ? kvl->n : 1),
+        SR = sweep_range(&sw, o.backend == BACKEND_CUDA ? 1 : o.sram.n),
+        KI = sweep_range(&sw, ks_num_kernels);
+    while (sweep_next(&sw)) {
+        const ks_kernel *k = &ks_kernels[sw.v[KI]];
+        size_t ni = 0;
+        while (strcmp(kernel_names[ni], k->name) != 0) ni++;
+        if (!(o.kernels & (1u << ni))) continue;
+        if (o.pass != AM_TRAIN && strcmp(k->pass, am_pass_names[o.pass]) != 0) continue;
+        ks_config c;
+        c.k = k;
+        c.dtype = (kn_dtype)sw.v[DT];
+        c.sram = o.sram.v[sw.v[SR]];
+        c.s = (kn_shape){
+            o.batch,  o.heads,       o.kv_heads, sw.v[SQ], o.seq_kv.n ? kvl->v[sw.v[KV]] : sw.v[SQ],
+            sw.v[HD], (int)sw.v[CA], NULL,       NULL};
+        if (ncfg == cap) {
+            cap = cap ? 2 * cap : 64;
+            cfg = realloc(cfg, cap * sizeof *cfg);
+            if (!cfg) kn_fatal("realloc", "out of memory");
+        }
+        cfg[ncfg++] = c;
     }
+    double total_flops = 0;
+    for (size_t i = 0; i < ncfg; i++) total_flops += config_flops(&cfg[i], &o);
+    progress prog;
+    progress_begin(&prog, "kernels", o.progress, (long)ncfg, total_flops, "FLOP");
+    for (size_t i = 0; i < ncfg; i++) {
+        runs++;
+        good += run_config(&cfg[i], &o, h);
+        progress_step(&prog, config_flops(&cfg[i], &o));
+    }
+    free(cfg);
     h5out_close(h);
+    progress_end(&prog);
     prov_free(&prov);
     int ok = good == runs;
     if (o.backend == BACKEND_CUDA)

@@ -19,12 +19,14 @@
 #include "kn_common.h"
 #include "outputs.h"
 #include "predict.h"
+#include "progress.h"
 #include "sweep.h"
 
-static const opt_id model_opts[] = {
-    OPT_ALGO,     OPT_LAYOUT,   OPT_PROCS,       OPT_SEQ,  OPT_BATCH,        OPT_HEADS,
-    OPT_KV_HEADS, OPT_HEAD_DIM, OPT_CAUSAL,      OPT_GRID, OPT_ULYSSES_SIZE, OPT_PASS,
-    OPT_DTYPE,    OPT_MACHINE,  OPT_RANK_ARRAYS, OPT_OUT,  OPT_END};
+static const opt_id model_opts[] = {OPT_ALGO,         OPT_LAYOUT,   OPT_PROCS,        OPT_SEQ,
+                                    OPT_BATCH,        OPT_HEADS,    OPT_KV_HEADS,     OPT_HEAD_DIM,
+                                    OPT_CAUSAL,       OPT_GRID,     OPT_ULYSSES_SIZE, OPT_PASS,
+                                    OPT_DTYPE,        OPT_MACHINE,  OPT_RANK_ARRAYS,  OPT_OUT,
+                                    OPT_LOCK_TIMEOUT, OPT_PROGRESS, OPT_END};
 
 static const cli_command model_cmd = {
     "model",
@@ -33,8 +35,9 @@ static const cli_command model_cmd = {
     "time of each phase, for the distributed attention algorithms (--algo) on a described\n"
     "machine, without executing anything (docs/model.md). Defaults: --algo (every algorithm)\n"
     "--layout contiguous --procs 4,16,64 --seq 32k,128k --batch 1 --heads 32 --head-dim 128\n"
-    "--causal=no --pass fwd --dtype bf16 --machine dgx-h100 --rank-arrays 4096; --grid: the\n"
-    "square grid where P is a square, else auto; --ulysses-size: the machine's GPUs per node.\n"
+    "--causal=no --pass fwd --dtype bf16 --machine dgx-h100 --rank-arrays 4096 (above: the\n"
+    "per-rank arrays of 64 evenly spaced ranks); --grid: the square grid where P is a square,\n"
+    "else auto; --ulysses-size: the machine's GPUs per node.\n"
     "Presets: a2d-paper-a100, a2d-paper-h100, dev-4gpu, dev-h100, dgx-a100, dgx-h100,\n"
     "h200-node (files in models/machines/, format in docs/machine.md).",
     model_opts,
@@ -88,6 +91,75 @@ int model_options(int argc, char **argv, attn_opts *o, machine *m)
     return 0;
 }
 
+/* The second table, printed after the first: a row per phase of each prediction. */
+typedef struct {
+    char *text;
+    size_t len, cap;
+} phase_table;
+
+static void phase_table_add(phase_table *t, const char *line, size_t len)
+{
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (t->len + len + 1 > cap) cap *= 2;
+        char *bigger = kn_xmalloc(cap, "phase table");
+        if (t->text) memcpy(bigger, t->text, t->len + 1);
+        free(t->text);
+        t->text = bigger, t->cap = cap;
+    }
+    memcpy(t->text + t->len, line, len + 1);
+    t->len += len;
+}
+
+/* One prediction (row `id` of the first table): its row on stdout, its phases' rows in the
+ * phase table, and its run in the file. */
+static void model_one(const attn_opts *o, const machine *m, const am_config *c, int grid_auto,
+                      double ring_s, long id, phase_table *phases, h5out *h)
+{
+    am_prediction pr;
+    int keep = c->P <= o->rank_arrays && h;
+    am_predict(c, m, keep, &pr);
+    char grid[32] = "-", tbuf[32];
+    const char *grid_by = "-";
+    const am_algo_desc *d = am_algo_desc_of(c->algo);
+    if (d->grid != AM_GRID_LINE) {
+        snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c->rows,
+                 (unsigned long long)c->cols);
+        grid_by = grid_auto ? "auto" : o->grid.rows ? "given" : "square";
+    }
+    fmt_ms(pr.time.total_s, tbuf, sizeof tbuf);
+    for (int f = 0; f < pr.F; f++) {
+        char pt[32], line[160];
+        fmt_ms(pr.time.phase_s[f], pt, sizeof pt);
+        int len = snprintf(line, sizeof line, "  %5ld %-24s %11s %-9s %s\n", id, pr.phases[f]->name,
+                           pt, am_term_names[pr.time.phase_term[f]],
+                           (pr.time.inter_node_phases >> f) & 1 ? "yes" : "no");
+        phase_table_add(phases, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+    }
+    printf("  %5ld %-8s %-10s %-5s %7llu %-9s %-7s %8llu %4llu %6s %-5s %11s %7.2f %-9s %14llu\n",
+           id, d->name, d->uses_layout ? am_layout_names[c->layout] : "-", am_pass_names[c->pass],
+           (unsigned long long)c->P, grid, grid_by, (unsigned long long)c->N,
+           (unsigned long long)c->head_dim, c->causal ? "yes" : "no", cli_dtype_names[c->dtype],
+           tbuf, ring_s / pr.time.total_s, am_term_names[pr.time.dominant],
+           (unsigned long long)pr.total_sent_max);
+    const char *warn = am_unmeasured_tier_note(m, &pr.time);
+    if (warn) printf("# warning: %s\n", warn);
+    if (h) {
+        h5node *g = h5out_run_begin(h);
+        record_config_attrs(g, "model", c, "none", "none", m);
+        h5_attr_i64(g, "grid_auto", grid_auto);
+        h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
+        char why[160];
+        snprintf(why, sizeof why, "P = %llu is above --rank-arrays %llu", (unsigned long long)c->P,
+                 (unsigned long long)o->rank_arrays);
+        record_prediction(g, &pr, NULL, m, 0, keep ? NULL : why);
+        h5_summary_row row;
+        summary_from_prediction(&row, "model", &pr, "none");
+        h5out_run_commit(h, g, &row);
+    }
+    am_prediction_free(&pr);
+}
+
 int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 {
     attn_opts o;
@@ -99,14 +171,14 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 
     /* refuse a sweep with nothing feasible before anything is written */
     long feasible = 0;
-    for (size_t si = 0; si < o.seq.n; si++)
-        for (size_t pi = 0; pi < o.procs.n; pi++)
-            for (int a = 0; a < AM_NUM_ALGOS; a++) {
-                am_config c;
-                sweep_config(&o, &m, a, o.procs.v[pi], o.seq.v[si], o.head_dim.v[0], 0, 2, 1, 0,
-                             &c);
-                if ((o.algos & (1u << a)) && am_validate(&c, err, sizeof err) == 0) feasible++;
-            }
+    sweep_iter fs = {0};
+    int FS = sweep_list(&fs, &o.seq), FP = sweep_list(&fs, &o.procs),
+        FA = sweep_mask(&fs, o.algos, AM_NUM_ALGOS);
+    while (sweep_next(&fs)) {
+        am_config c;
+        sweep_config(&o, &m, (int)fs.v[FA], fs.v[FP], fs.v[FS], o.head_dim.v[0], 0, 2, 1, 0, &c);
+        if (am_validate(&c, err, sizeof err) == 0) feasible++;
+    }
     if (!feasible) { /* every N below every P, or too few K/V heads to split */
         uint64_t most_n = 0, least_p = UINT64_MAX;
         for (size_t i = 0; i < o.seq.n; i++) most_n = o.seq.v[i] > most_n ? o.seq.v[i] : most_n;
@@ -126,7 +198,7 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
 
     attn_provenance prov;
     prov_init(&prov, full_argc, full_argv);
-    h5out *h = o.out ? h5out_open(o.out, &prov) : NULL;
+    h5out *h = o.out ? h5out_open(o.out, &prov, cli_lock_timeout(&o)) : NULL;
     printf("# attnsim model: machine %s (%s), %llu GPUs per node; batch %llu, heads %llu, "
            "kv-heads %llu\n",
            m.name, m.origin, (unsigned long long)m.gpus_per_node, (unsigned long long)o.batch,
@@ -136,102 +208,58 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     printf("# %5s %-8s %-10s %-5s %7s %-9s %-7s %8s %4s %6s %-5s %11s %7s %-9s %14s\n", "id",
            "algo", "layout", "pass", "P", "grid", "grid_by", "N", "d", "causal", "dtype", "time_ms",
            "vs_ring", "dominant", "max_sent_B");
-    size_t phases_len = 0, phases_cap = 4096;
-    char *phase_rows = kn_xmalloc(phases_cap, "phase table");
-    phase_rows[0] = '\0';
+    /* progress: the work of a prediction grows with P (every rank is predicted) */
+    long total_runs = 0;
+    double total_work = 0;
+    {
+        sweep_iter pw = {0};
+        int DT = sweep_mask(&pw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&pw, &o.head_dim),
+            CA = sweep_mask(&pw, o.causal, 2), SQ = sweep_list(&pw, &o.seq),
+            PR = sweep_list(&pw, &o.procs), AL = sweep_mask(&pw, o.algos, AM_NUM_ALGOS);
+        while (sweep_next(&pw)) {
+            am_config c;
+            sweep_config(&o, &m, (int)pw.v[AL], pw.v[PR], pw.v[SQ], pw.v[HD], (int)pw.v[CA],
+                         (int)pw.v[DT], 1, 0, &c);
+            if (am_validate(&c, err, sizeof err) == 0) total_runs++, total_work += (double)c.P;
+        }
+    }
+    progress prog;
+    progress_begin(&prog, "model", o.progress, total_runs, total_work, "rank predictions");
+    phase_table phases = {NULL, 0, 0};
+    phase_table_add(&phases, "", 0);
     long rows = 0, skipped = 0;
-    for (int dt = 0; dt < 3; dt++) {
-        if (!(o.dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o.head_dim.n; di++)
-            for (int causal = 0; causal < 2; causal++) {
-                if (!(o.causal & (1u << causal))) continue;
-                for (size_t si = 0; si < o.seq.n; si++)
-                    for (size_t pi = 0; pi < o.procs.n; pi++) {
-                        am_config base;
-                        sweep_config(&o, &m, ALGO_RING, o.procs.v[pi], o.seq.v[si],
-                                     o.head_dim.v[di], causal, dt, 1, 0, &base);
-                        double ring_s = NAN;
-                        if (am_validate(&base, err, sizeof err) == 0) {
-                            am_time rt;
-                            am_predict_time(&base, &m, &rt);
-                            ring_s = rt.total_s;
-                        }
-                        for (int a = 0; a < AM_NUM_ALGOS; a++) {
-                            if (!(o.algos & (1u << a))) continue;
-                            am_config c;
-                            int grid_auto = sweep_config(&o, &m, a, base.P, base.N, base.head_dim,
-                                                         causal, dt, 1, 0, &c) == 1;
-                            if (am_validate(&c, err, sizeof err)) {
-                                printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_name(a),
-                                       (unsigned long long)c.P, (unsigned long long)c.N, err);
-                                skipped++;
-                                continue;
-                            }
-                            am_prediction pr;
-                            int keep = c.P <= o.rank_arrays && h;
-                            am_predict(&c, &m, keep, &pr);
-                            char grid[32] = "-", tbuf[32];
-                            const char *grid_by = "-";
-                            const am_algo_desc *d = am_algo_desc_of(c.algo);
-                            if (d->grid != AM_GRID_LINE) {
-                                snprintf(grid, sizeof grid, "%llux%llu", (unsigned long long)c.rows,
-                                         (unsigned long long)c.cols);
-                                grid_by = grid_auto ? "auto" : o.grid.rows ? "given" : "square";
-                            }
-                            fmt_ms(pr.time.total_s, tbuf, sizeof tbuf);
-                            for (int f = 0; f < pr.F; f++) { /* rows of the phase table */
-                                char pt[32], line[160];
-                                fmt_ms(pr.time.phase_s[f], pt, sizeof pt);
-                                int len = snprintf(
-                                    line, sizeof line, "  %5ld %-24s %11s %-9s %s\n", rows + 1,
-                                    pr.phases[f]->name, pt, am_term_names[pr.time.phase_term[f]],
-                                    (pr.time.inter_node_phases >> f) & 1 ? "yes" : "no");
-                                if (phases_len + (size_t)len + 1 > phases_cap) {
-                                    char *bigger = kn_xmalloc(phases_cap *= 2, "phase table");
-                                    memcpy(bigger, phase_rows, phases_len + 1);
-                                    free(phase_rows);
-                                    phase_rows = bigger;
-                                }
-                                memcpy(phase_rows + phases_len, line, (size_t)len + 1);
-                                phases_len += (size_t)len;
-                            }
-                            printf("  %5ld %-8s %-10s %-5s %7llu %-9s %-7s %8llu %4llu %6s %-5s "
-                                   "%11s %7.2f %-9s %14llu\n",
-                                   rows + 1, am_algo_name(a),
-                                   d->uses_layout ? am_layout_names[c.layout] : "-",
-                                   am_pass_names[c.pass], (unsigned long long)c.P, grid, grid_by,
-                                   (unsigned long long)c.N, (unsigned long long)c.head_dim,
-                                   causal ? "yes" : "no", cli_dtype_names[dt], tbuf,
-                                   ring_s / pr.time.total_s, am_term_names[pr.time.dominant],
-                                   (unsigned long long)pr.total_sent_max);
-                            rows++;
-                            const char *warn = am_unmeasured_tier_note(&m, &pr.time);
-                            if (warn) printf("# warning: %s\n", warn);
-                            if (h) {
-                                int64_t id;
-                                hid_t g = h5out_run_begin(h, &id);
-                                record_config_attrs(g, "model", &c, "none", "none", &m);
-                                h5_attr_i64(g, "grid_auto", grid_auto);
-                                h5_attr_f64(g, "speedup_over_ring", ring_s / pr.time.total_s);
-                                char why[160];
-                                snprintf(why, sizeof why,
-                                         "omitted: P = %llu is above "
-                                         "--rank-arrays %llu",
-                                         (unsigned long long)c.P,
-                                         (unsigned long long)o.rank_arrays);
-                                int32_t *map = keep ? rank_map_from_machine(&c, &m) : NULL;
-                                record_prediction(g, &pr, map, why);
-                                free(map);
-                                h5_summary_row row;
-                                summary_from_prediction(&row, "model", &pr, "none");
-                                h5out_run_commit(h, g, &row);
-                            }
-                            am_prediction_free(&pr);
-                        }
-                    }
+    double ring_s = NAN;
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o.dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o.head_dim),
+        CA = sweep_mask(&sw, o.causal, 2), SQ = sweep_list(&sw, &o.seq),
+        PR = sweep_list(&sw, &o.procs), AL = sweep_mask(&sw, o.algos, AM_NUM_ALGOS);
+    while (sweep_next(&sw)) {
+        int dt = (int)sw.v[DT], causal = (int)sw.v[CA];
+        if (sw.changed < AL) { /* a new point of the outer dimensions: Ring's time there */
+            am_config base;
+            sweep_config(&o, &m, ALGO_RING, sw.v[PR], sw.v[SQ], sw.v[HD], causal, dt, 1, 0, &base);
+            ring_s = NAN;
+            if (am_validate(&base, err, sizeof err) == 0) {
+                am_time rt;
+                am_predict_time(&base, &m, &rt);
+                ring_s = rt.total_s;
             }
+        }
+        am_config c;
+        int grid_auto = sweep_config(&o, &m, (int)sw.v[AL], sw.v[PR], sw.v[SQ], sw.v[HD], causal,
+                                     dt, 1, 0, &c) == 1;
+        if (am_validate(&c, err, sizeof err)) {
+            printf("# skipped %s P=%llu N=%llu: %s\n", am_algo_name(c.algo),
+                   (unsigned long long)c.P, (unsigned long long)c.N, err);
+            skipped++;
+            continue;
+        }
+        rows++;
+        model_one(&o, &m, &c, grid_auto, ring_s, rows, &phases, h);
+        progress_step(&prog, (double)c.P);
     }
     h5out_close(h);
+    progress_end(&prog);
     prov_free(&prov);
     printf("# %ld predictions%s; time_ms: predicted total; vs_ring: ring (same layout) time over "
            "this time; grid_by: auto (--grid auto: least predicted time), square (the default) "
@@ -240,8 +268,8 @@ int cmd_model(int argc, char **argv, int full_argc, char **full_argv)
     printf("# the phases of each prediction (id: its row above): predicted time, dominant term, "
            "whether it crosses nodes\n");
     printf("# %5s %-24s %11s %-9s %s\n", "id", "phase", "time_ms", "term", "inter_node");
-    fputs(phase_rows, stdout);
-    free(phase_rows);
+    fputs(phases.text, stdout);
+    free(phases.text);
     char shown[4200];
     if (o.out)
         printf("# wrote %ld runs to %s\n", rows, outputs_display(o.out, shown, sizeof shown));

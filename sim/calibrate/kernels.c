@@ -6,21 +6,14 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "calibrate.h"
 #include "fail.h"
 #include "kn_problem.h"
+#include "timing.h"
 #ifdef ATTNSIM_HAVE_CUDA
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #endif
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* One tile configuration on the CPU: the median of 3 samples, each the mean time per call over
  * calls repeated for at least CPU_SAMPLE_S. A sample that long spans several scheduler time
@@ -35,7 +28,7 @@ static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int c
     kn_problem_init(&p, &s, dt, KN_NEED_FWD | (fwd ? 0 : KN_NEED_BWD), 3);
     double sample[3];
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s(), t = 0;
+        double t0 = timing_now_s(), t = 0;
         int calls = 0;
         do {
             kn_counters ci = {0};
@@ -44,7 +37,7 @@ static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int c
             else
                 kn_fa2_bwd(&s, 32768, &p.t, &ci);
             calls++;
-            t = now_s() - t0;
+            t = timing_now_s() - t0;
         } while (t < CPU_SAMPLE_S);
         sample[rep] = t / calls;
     }
@@ -72,14 +65,13 @@ kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
                 double best = 0;
 #ifdef ATTNSIM_HAVE_CUDA
                 if (e->cuda)
-                    best = exec_cuda_time_fa2((int)dt, heads, (size_t)sizes[si], d, causal, fwd, 3);
+                    best = dev_cuda_time_fa2((int)dt, heads, (size_t)sizes[si], d, causal, fwd, 3);
 #endif
                 if (!e->cuda) best = time_cpu_tile(dt, (size_t)sizes[si], heads, d, causal, fwd);
                 MPICALL(MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-                /* FLOPs as the time model counts them: 4 d (forward) or 10 d (backward) per
-                 * visible query-key pair and head */
-                double n = (double)sizes[si], pairs = causal ? n * (n + 1) / 2 : n * n;
-                k.flops[k.n] = (fwd ? 4.0 : 10.0) * (double)d * pairs * (double)heads;
+                /* FLOPs as the time model counts them (partition.h) */
+                double n = (double)sizes[si], pairs = attn_tile_pairs(causal, n, n, 1);
+                k.flops[k.n] = (double)attn_pair_flops(d, !fwd) * pairs * (double)heads;
                 k.time[k.n] = best;
                 k.nq[k.n] = sizes[si], k.fwd[k.n] = fwd, k.causal[k.n] = causal;
                 k.n++;
@@ -113,14 +105,14 @@ double measure_copy(const cal_env *e)
     double best = 0;
     polite_barrier();
 #ifdef ATTNSIM_HAVE_CUDA
-    if (e->cuda) best = 2.0 * (double)bytes / exec_cuda_copy_rate(bytes); /* as a time */
+    if (e->cuda) best = 2.0 * (double)bytes / dev_cuda_copy_rate(bytes); /* as a time */
 #endif
     if (!e->cuda) {
         char *a = kn_xcalloc(bytes, 1, "copy buffer"), *b = kn_xcalloc(bytes, 1, "copy buffer");
         for (int rep = 0; rep < 4; rep++) {
-            double t0 = now_s();
+            double t0 = timing_now_s();
             memcpy(b, a, bytes);
-            double t = now_s() - t0;
+            double t = timing_now_s() - t0;
             best = rep == 0 || t < best ? t : best;
             a[rep] = b[rep + 1];
         }

@@ -209,7 +209,7 @@ void series_free(series *s)
     s->bytes = s->time = s->fastest = NULL;
 }
 
-void write_series(hid_t g, const char *path, const series *s)
+void write_series(h5node *g, const char *path, const series *s)
 {
     if (!s->ok) return;
     hsize_t n = s->n;
@@ -221,16 +221,16 @@ void write_series(hid_t g, const char *path, const series *s)
         res[i] = (fit[i] - s->time[i]) / s->time[i];
     }
     snprintf(p, sizeof p, "%s/bytes", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->bytes, "bytes");
+    h5_write(g, p, H5_F64, 1, &n, s->bytes, "bytes");
     snprintf(p, sizeof p, "%s/time_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->time, "s");
+    h5_write(g, p, H5_F64, 1, &n, s->time, "s");
     snprintf(p, sizeof p, "%s/fastest_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, s->fastest, "s");
+    h5_write(g, p, H5_F64, 1, &n, s->fastest, "s");
     snprintf(p, sizeof p, "%s/fit_s", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, fit, "s");
+    h5_write(g, p, H5_F64, 1, &n, fit, "s");
     snprintf(p, sizeof p, "%s/residual_rel", path);
-    h5_write(g, p, H5T_NATIVE_DOUBLE, 1, &n, res, "1");
-    hid_t grp = H5CALL(H5Gopen2(g, path, H5P_DEFAULT));
+    h5_write(g, p, H5_F64, 1, &n, res, "1");
+    h5node *grp = h5_member(g, path);
     const lin_fit *small = &s->fit.small, *large = &s->fit.large;
     h5_attr_f64(grp, "alpha_s", small->alpha);
     h5_attr_f64(grp, "bandwidth_bytes_per_s", 1.0 / small->beta);
@@ -247,7 +247,6 @@ void write_series(hid_t g, const char *path, const series *s)
         h5_attr_f64(grp, "large_bandwidth_bytes_per_s", 1.0 / large->beta);
         h5_attr_f64(grp, "large_r2", large->r2);
     }
-    H5CALL(H5Gclose(grp));
     free(fit), free(res);
 }
 
@@ -275,9 +274,13 @@ void print_series(const char *what, const series *s)
         return;
     }
     print_regime(what, s->bytes[0], &s->fit.small, s->fit.small.outliers);
-    if (s->fit.two_regimes) {
+    if (s->fit.two_regimes)
         print_regime(what, s->fit.break_x, &s->fit.large, s->fit.large.outliers);
+}
+
+void print_series_note(const char *what, const series *s)
+{
+    if (s->ok && s->fit.two_regimes)
         printf("# %s: two regimes (one line over all sizes: rel RMS %.1f %%)\n", what,
                100 * s->fit.single.rel_rms);
-    }
 }

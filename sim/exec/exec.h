@@ -50,15 +50,16 @@ typedef struct {
      * scatter 0: the reverse (index: device array of n entries, see upload_pos). */
     void (*rows_copy)(void *dst, const void *src, const void *index, size_t planes, size_t n,
                       size_t total, size_t row_bytes, int scatter);
-    /* Partial attention of q (nq tokens, cfg heads) against k, v (nk tokens, kv heads) into
+    /* Partial attention of q (nq tokens, hq heads) against k, v (nk tokens, hk heads) into
      * `state` (accumulate: merged into the state already there). */
-    void (*tile_forward)(const exec_ctx *x, const void *q, const exec_pos *qpos, const void *k,
-                         const void *v, const exec_pos *kpos, float *state, int accumulate);
-    /* Backward of a tile given LSE and D of the query rows: adds its dQ ([b][h][nq][d]) and
+    void (*tile_forward)(const exec_ctx *x, size_t hq, size_t hk, const void *q,
+                         const exec_pos *qpos, const void *k, const void *v, const exec_pos *kpos,
+                         float *state, int accumulate);
+    /* Backward of a tile given LSE and D of the query rows: adds its dQ ([b][hq][nq][d]) and
      * dK, dV ([b][hk][nk][d]) contributions into f32 accumulators. */
-    void (*tile_backward)(const exec_ctx *x, const void *q, const void *d_o, const float *lse,
-                          const float *dsum, const exec_pos *qpos, const void *k, const void *v,
-                          const exec_pos *kpos, float *dq, float *dk, float *dv);
+    void (*tile_backward)(const exec_ctx *x, size_t hq, size_t hk, const void *q, const void *d_o,
+                          const float *lse, const float *dsum, const exec_pos *qpos, const void *k,
+                          const void *v, const exec_pos *kpos, float *dq, float *dk, float *dv);
     /* Whole attention of contiguous tokens (hq query heads, hk K/V heads, n tokens): forward
      * (O, LSE) and backward (dQ, dK, dV from O, dO, LSE), storage type. */
     void (*attn_forward)(const exec_ctx *x, size_t hq, size_t hk, size_t n, const void *q,
@@ -161,5 +162,55 @@ void state_gather_in(const exec_ctx *x, float *gathered, const float *block, con
 
 /* D = rowsum(dO * O) of the own shard (f32 [b][h][n], device memory). */
 float *exec_dsum(const exec_ctx *x);
+
+/* ---- steps the algorithms share ---------------------------------------------------------- */
+
+/* A Ring Attention pass (ring_pass.c) over a ring of g members (communicator `on`, this member
+ * `me`): the queries (hq heads of the tokens qpos, storage type [b][hq][nq][d]) against the K/V
+ * blocks of every member (hk heads; block j holds the tokens bpos[j]; the own block k, v
+ * [b][hk][n][d]), in the phases steps (forward), grad_steps and grad_return (backward). */
+typedef struct {
+    MPI_Comm on;
+    int g, me;
+    size_t hq, hk;
+    const void *q;
+    const exec_pos *qpos;
+    const void *k, *v;
+    const exec_pos *bpos; /* [g] */
+    am_phase_id steps, grad_steps, grad_return;
+} ring_pass;
+/* Forward: `state` (state_floats(b hq nq, d)) gets the queries' partial state over all blocks. */
+void ring_pass_forward(exec_ctx *x, const ring_pass *rp, float *state);
+/* Backward, given dO, LSE and D of the queries: adds into dq (f32 [b][hq][nq][d]) and leaves
+ * the own block's dK|dV in home (f32, 2 [b][hk][n][d]). */
+void ring_pass_backward(exec_ctx *x, const ring_pass *rp, const void *d_o, const float *lse,
+                        const float *dsum, float *dq, float *home);
+
+/* The all-to-alls between a token split and a head split over a group (heads_a2a.c): member j
+ * of the group holds tokens [t0, t0 + n) of a list of T, or the heads of block j: query heads
+ * [hq0, + hq) and K/V heads [hk0, + hk) (the balanced K/V head split, partition.h). */
+typedef struct {
+    size_t n, t0, hq, hq0, hk, hk0;
+} heads_block;
+typedef struct {
+    MPI_Comm on;
+    int g, me;
+    size_t T;
+    heads_block *at; /* [g] */
+} heads_split;
+void heads_split_init(heads_split *hs, const exec_ctx *x, MPI_Comm on, size_t T);
+void heads_split_free(heads_split *hs);
+/* One payload: the token side [b][H][n_me][d] (H = heads or kv_heads) and the head side
+ * [b][h_me][T][d] (query heads, or K/V heads with kv). */
+typedef struct {
+    void *tokens;
+    size_t H;
+    void *heads;
+    int kv;
+} heads_payload;
+/* Moves np payloads, packed per peer in their order, in phase `phase`: token side -> head side
+ * (to_heads), or back. */
+void heads_alltoall(exec_ctx *x, const heads_split *hs, am_phase_id phase, const heads_payload *p,
+                    int np, int to_heads);
 
 #endif

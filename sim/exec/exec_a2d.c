@@ -172,7 +172,8 @@ static void forward_no(exec_ctx *x, a2d_state *s)
     size_t grows = planes * s->row.total;
     float *state = xd_alloc(x, state_floats(grows, d) * sizeof(float), "tile state");
     comm_phase_begin(&x->comm, PH_A2D_ATTENTION);
-    dv->tile_forward(x, qg.data, &s->row.pos, kg.data, vg.data, &s->col.pos, state, 0);
+    dv->tile_forward(x, x->cfg.heads, x->cfg.kv_heads, qg.data, &s->row.pos, kg.data, vg.data,
+                     &s->col.pos, state, 0);
     comm_phase_end(&x->comm);
     /* partial_reduce_scatter: the row members' rows, merged around the row ring */
     float **pb = kn_xmalloc(C * sizeof *pb, "blocks");
@@ -215,8 +216,8 @@ static void forward_o(exec_ctx *x, a2d_state *s)
             comm_start(&x->comm, &q);
         }
         size_t ke = kv_elems(x, s->col.count[held]);
-        dv->tile_forward(x, x->q.data, &x->pos, blocks[held], blocks[held] + ke * e, &kpos[held],
-                         own, st > 0);
+        dv->tile_forward(x, x->cfg.heads, x->cfg.kv_heads, x->q.data, &x->pos, blocks[held],
+                         blocks[held] + ke * e, &kpos[held], own, st > 0);
         comm_waitall(&x->comm, &q);
     }
     comm_phase_end(&x->comm);
@@ -260,7 +261,8 @@ static void forward_o(exec_ctx *x, a2d_state *s)
         comm_waitall(&x->comm, &ar); /* the partial for shard m (from step 2 on), our last send */
         float *out = abuf[st & 1];
         if (st >= 2) dv->copy(out, a_in, state_bytes(x, nq));
-        dv->tile_forward(x, qnew, &qpos[m], kg.data, vg.data, &s->col.pos, out, st >= 2);
+        dv->tile_forward(x, x->cfg.heads, x->cfg.kv_heads, qnew, &qpos[m], kg.data, vg.data,
+                         &s->col.pos, out, st >= 2);
         comm_isend(&x->comm, &ar, x->comm.row, next, out, state_bytes(x, nq));
         if (st + 1 < C) {
             int m2 = ((c - st - 1) % C + C) % C;
@@ -356,8 +358,8 @@ static void a2d_backward(exec_ctx *x)
     dv->zero(dkg, kv_elems(x, nk) * sizeof(float));
     dv->zero(dvg, kv_elems(x, nk) * sizeof(float));
     comm_phase_begin(&x->comm, PH_A2D_ATTENTION_BWD);
-    dv->tile_backward(x, qg.data, dog.data, lseg, Dg, &s->row.pos, kg.data, vg.data, &s->col.pos,
-                      dqg, dkg, dvg);
+    dv->tile_backward(x, x->cfg.heads, x->cfg.kv_heads, qg.data, dog.data, lseg, Dg, &s->row.pos,
+                      kg.data, vg.data, &s->col.pos, dqg, dkg, dvg);
     comm_phase_end(&x->comm);
     /* dq_reduce_scatter (row, sum, f32) */
     for (uint64_t j = 0; j < C; j++) {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 #include "fail.h"
 
 /* 1 if every rank of `world` drives a different GPU, else 0 with the first two ranks sharing
@@ -63,7 +63,7 @@ int gpu_bind(attn_opts *o, int rank, int P, int *device)
                  "'cuda': rank %d sees no CUDA device; accepted: cpu, or run "
                  "where each rank sees a GPU",
                  rank);
-    else if (dev < 0 || dev >= count || exec_cuda_bind(dev) < 0)
+    else if (dev < 0 || dev >= count || dev_cuda_bind(dev) < 0)
         snprintf(why, sizeof why,
                  "'cuda': ATTNSIM_DEVICE='%s' names no GPU of rank %d; "
                  "accepted: indices 0 to %d (one, or one per local rank, comma-separated)",

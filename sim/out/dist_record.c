@@ -11,7 +11,27 @@
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
-void record_config_attrs(hid_t g, const char *kind, const am_config *c, const char *backend,
+/* A machine's description as text, formatted once for the process (a sweep records the same
+ * machine in every run; the records keep the text until the writer is closed). */
+static const char *machine_text(const machine *m)
+{
+    static struct {
+        machine m;
+        char *text;
+    } known[8];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (!memcmp(&known[i].m, m, sizeof *m)) return known[i].text;
+    char *text = kn_xmalloc(4096, "machine description");
+    size_t len = machine_format(m, text, 4096);
+    if (len < 4096) machine_format_optional(m, text + len, 4096 - len);
+    if (n == 8) return text; /* more machines than a command records: not kept (small leak) */
+    memcpy(&known[n].m, m, sizeof *m);
+    known[n].text = text;
+    return known[n++].text;
+}
+
+void record_config_attrs(h5node *g, const char *kind, const am_config *c, const char *backend,
                          const char *comm, const machine *m)
 {
     h5_attr_str(g, "kind", kind);
@@ -34,15 +54,19 @@ void record_config_attrs(hid_t g, const char *kind, const am_config *c, const ch
     h5_attr_str(g, "machine_origin", m->origin);
     /* The description itself, in machine-file syntax (docs/machine.md), so that a reader can
      * model the same machine again (plots/gallery.py draws the scaling lines from it). */
-    char text[4096];
-    size_t len = machine_format(m, text, sizeof text);
-    if (len < sizeof text) machine_format_optional(m, text + len, sizeof text - len);
-    h5_attr_str(g, "machine_description", text);
+    h5_attr_str_kept(g, "machine_description", machine_text(m));
     h5_attr_i64(g, "gpus_per_node", (int64_t)m->gpus_per_node);
 }
 
-void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
-                       const char *omitted_reason)
+size_t record_thin_ranks(uint64_t P, uint64_t *ranks)
+{
+    size_t n = P < RECORD_THIN_ROWS ? (size_t)P : RECORD_THIN_ROWS;
+    for (size_t i = 0; i < n; i++) ranks[i] = n > 1 ? (uint64_t)i * (P - 1) / (n - 1) : 0;
+    return n;
+}
+
+void record_prediction(h5node *g, const am_prediction *p, const int32_t *rank_map, const machine *m,
+                       int thin, const char *why)
 {
     const am_config *c = &p->cfg;
     int F = p->F;
@@ -59,7 +83,7 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
     h5_write_strs(g, "phase_pattern", patterns, (size_t)F);
 
     hsize_t fdim[1] = {(hsize_t)F};
-    h5_write(g, "phase_group_size", H5T_NATIVE_INT64, 1, fdim, group, "ranks");
+    h5_write(g, "phase_group_size", H5_I64, 1, fdim, group, "ranks");
     int64_t v[4][AM_MAX_PHASES];
     double t[AM_MAX_PHASES];
     for (int f = 0; f < F; f++) {
@@ -68,16 +92,15 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
         v[2][f] = (int64_t)p->max[f].msgs_sent;
         t[f] = p->time.phase_s[f];
     }
-    h5_write(g, "predicted/bytes_sent_max", H5T_NATIVE_INT64, 1, fdim, v[0], "bytes");
-    h5_write(g, "predicted/bytes_recv_max", H5T_NATIVE_INT64, 1, fdim, v[1], "bytes");
-    h5_write(g, "predicted/messages_max", H5T_NATIVE_INT64, 1, fdim, v[2], "messages");
-    h5_write(g, "predicted/phase_time_s", H5T_NATIVE_DOUBLE, 1, fdim, t, "s");
-    h5_write(g, "predicted/total_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &p->time.total_s, "s");
+    h5_write(g, "predicted/bytes_sent_max", H5_I64, 1, fdim, v[0], "bytes");
+    h5_write(g, "predicted/bytes_recv_max", H5_I64, 1, fdim, v[1], "bytes");
+    h5_write(g, "predicted/messages_max", H5_I64, 1, fdim, v[2], "messages");
+    h5_write(g, "predicted/phase_time_s", H5_F64, 1, fdim, t, "s");
+    h5_write(g, "predicted/total_time_s", H5_F64, 0, NULL, &p->time.total_s, "s");
     hsize_t three[1] = {3};
-    h5_write(g, "predicted/critical_path_s", H5T_NATIVE_DOUBLE, 1, three, p->time.term_s, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/critical_path_s", H5P_DEFAULT));
-    h5_attr_strs(ds, "terms", (const char *const *)am_term_names, 3);
-    H5CALL(H5Dclose(ds));
+    h5_write(g, "predicted/critical_path_s", H5_F64, 1, three, p->time.term_s, "s");
+    h5_attr_strs(h5_member(g, "predicted/critical_path_s"), "terms",
+                 (const char *const *)am_term_names, 3);
     h5_attr_str(g, "dominant_term", am_term_names[p->time.dominant]);
     const char *terms[AM_MAX_PHASES] = {0};
     int32_t inter[AM_MAX_PHASES];
@@ -86,43 +109,61 @@ void record_prediction(hid_t g, const am_prediction *p, const int32_t *rank_map,
         inter[f] = (p->time.inter_node_phases >> f) & 1;
     }
     h5_write_strs(g, "predicted/phase_term", terms, (size_t)F);
-    h5_write(g, "predicted/phase_inter_node", H5T_NATIVE_INT32, 1, fdim, inter, NULL);
+    h5_write(g, "predicted/phase_inter_node", H5_I32, 1, fdim, inter, NULL);
 
-    if (!p->per_rank) {
-        h5_attr_str(g, "per_rank_arrays", omitted_reason ? omitted_reason : "omitted");
-        return;
+    /* per-rank arrays: every rank, or (thin, or no per-rank counts kept) the rows of
+     * RECORD_THIN_ROWS evenly spaced ranks, named by ranks[:, 0] */
+    uint64_t sample[RECORD_THIN_ROWS];
+    size_t R = P;
+    if (thin || !p->per_rank) {
+        R = record_thin_ranks(c->P, sample);
+        char note[300];
+        snprintf(note, sizeof note,
+                 "thinned: %zu of %zu ranks, evenly spaced from 0 to P - 1 (row i is rank "
+                 "ranks[i, 0]); predicted/*_max hold the maxima over all ranks%s%s",
+                 R, P, why ? "; " : "", why ? why : "");
+        h5_attr_str(g, "per_rank_arrays", note);
+    } else {
+        h5_attr_str(g, "per_rank_arrays", "present");
     }
-    h5_attr_str(g, "per_rank_arrays", "present");
-    hsize_t pf[2] = {(hsize_t)P, (hsize_t)F}, p4[2] = {(hsize_t)P, 4};
-    h5_write(g, "ranks", H5T_NATIVE_INT32, 2, p4, rank_map, NULL);
-    int64_t *a = kn_xmalloc(P * (size_t)F * sizeof(int64_t) + 1, "per-rank array");
-    double *tt = kn_xmalloc(P * (size_t)F * sizeof(double) + 1, "per-rank times");
+    int thinned = R != P || thin || !p->per_rank;
+    hsize_t pf[2] = {(hsize_t)R, (hsize_t)F}, p4[2] = {(hsize_t)R, 4};
+    int32_t *map = kn_xmalloc(R * 4 * sizeof(int32_t) + 1, "rank map");
+    am_count *counts = kn_xmalloc(R * (size_t)F * sizeof(am_count) + 1, "per-rank counts");
+    for (size_t i = 0; i < R; i++) {
+        uint64_t x = thinned ? sample[i] : i;
+        if (rank_map) {
+            memcpy(map + 4 * i, rank_map + 4 * x, 4 * sizeof(int32_t));
+        } else {
+            map[4 * i] = (int32_t)x;
+            map[4 * i + 1] = (int32_t)rank_node(x, m->gpus_per_node);
+            map[4 * i + 2] = (int32_t)grid_row(x, c->rows);
+            map[4 * i + 3] = (int32_t)grid_col(x, c->rows);
+        }
+        if (p->per_rank)
+            memcpy(counts + i * (size_t)F, p->per_rank + x * (size_t)F, (size_t)F * sizeof *counts);
+        else
+            am_rank_counts(c, x, counts + i * (size_t)F);
+    }
+    h5_write(g, "ranks", H5_I32, 2, p4, map, NULL);
+    int64_t *a = kn_xmalloc(R * (size_t)F * sizeof(int64_t) + 1, "per-rank array");
+    double *tt = kn_xmalloc(R * (size_t)F * sizeof(double) + 1, "per-rank times");
 #define PER_RANK(field, path, units)                                                               \
     do {                                                                                           \
-        for (size_t i = 0; i < P * (size_t)F; i++) a[i] = (int64_t)p->per_rank[i].field;           \
-        h5_write(g, path, H5T_NATIVE_INT64, 2, pf, a, units);                                      \
+        for (size_t i = 0; i < R * (size_t)F; i++) a[i] = (int64_t)counts[i].field;                \
+        h5_write(g, path, H5_I64, 2, pf, a, units);                                                \
     } while (0)
     PER_RANK(bytes_sent, "predicted/bytes_sent", "bytes");
     PER_RANK(bytes_recv, "predicted/bytes_recv", "bytes");
     PER_RANK(msgs_sent, "predicted/messages", "messages");
 #undef PER_RANK
-    for (size_t x = 0; x < P; x++)
+    for (size_t x = 0; x < R; x++)
         for (int f = 0; f < F; f++) tt[x * (size_t)F + (size_t)f] = p->time.phase_s[f];
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 2, pf, tt, "s");
+    h5_write(g, "predicted/time_s", H5_F64, 2, pf, tt, "s");
     free(a);
     free(tt);
-}
-
-int32_t *rank_map_from_machine(const am_config *c, const machine *m)
-{
-    int32_t *map = kn_xmalloc((size_t)c->P * 4 * sizeof(int32_t), "rank map");
-    for (uint64_t x = 0; x < c->P; x++) {
-        map[4 * x] = (int32_t)x;
-        map[4 * x + 1] = (int32_t)rank_node(x, m->gpus_per_node);
-        map[4 * x + 2] = (int32_t)grid_row(x, c->rows);
-        map[4 * x + 3] = (int32_t)grid_col(x, c->rows);
-    }
-    return map;
+    free(map);
+    free(counts);
 }
 
 void summary_from_prediction(h5_summary_row *row, const char *kind, const am_prediction *p,

@@ -1,13 +1,20 @@
 /* h5out.h - the HDF5 output of attnsim, schema "attnsim/1" (docs/hdf5-schema.md).
  *
- * Crash safety (docs/hdf5-schema.md, "Crash safety"): the file at the user's path is never
- * written in place. Each run is written into a private copy next to it
- * (".NAME.attnsim-tmp.HOST.PID"), flushed, closed and fsync'ed, and then rename()d over the
- * path. rename is atomic on POSIX file systems, so a reader, or a crash at any instant, sees
- * either the file before the run or the file with the complete run; never a partial run and
- * never damaged earlier runs. Writers of the same directory are serialised with flock() on the
- * directory. A killed writer leaves at most its hidden temporary copy behind. Each run group
- * also ends with the attribute complete = 1, written last, for readers of copies.
+ * Runs are built in memory (h5rec.h) and published in batches (docs/hdf5-schema.md, "Crash
+ * safety"): the file at the user's path is never written in place. A batch's runs are staged
+ * into a private hidden copy of the file (".NAME.attnsim-tmp.HOST.PID"): appended in one
+ * write as objects encoded by h5enc.h, linked into /runs and listed in /summary with the HDF5
+ * library; then, with the file locked (a lock per file, waited for at most the lock timeout),
+ * the copy is fsynced and rename()d over the path. rename is atomic, so a reader, or a crash
+ * at any instant, sees the file before the batch or after it: never a partial run, never
+ * damaged earlier runs. Copying is the only cost that grows with the file: a batch is
+ * published when it is ATTNSIM_H5_BATCH_SECONDS (2) old or holds ATTNSIM_H5_BATCH_RUNS
+ * (65536) runs, but no sooner than four times the previous publication took, so publishing is
+ * at most a fifth of the writing time. Where the HDF5 library is thread-safe a publisher thread
+ * does the staging and publishing while the command goes on; ATTNSIM_H5_BATCH=N publishes
+ * exactly every N runs, synchronously, instead. A killed writer loses the batch in progress
+ * and leaves at most its hidden copy, which the next writer of the file on the same host
+ * removes.
  */
 #ifndef ATTNSIM_H5OUT_H
 #define ATTNSIM_H5OUT_H
@@ -16,18 +23,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "h5rec.h"
 #include "provenance.h"
 
 #define H5OUT_SCHEMA "attnsim/1"
 
-/* Checks an output path before any work starts: its directory exists and is writable; if the
- * file exists it is a writable attnsim/1 file. Returns 0, or -1 with a one-line reason naming
- * what is accepted. */
+/* Seconds a writer waits for another writer's lock on the same file by default
+ * (--lock-timeout). */
+#define H5OUT_LOCK_TIMEOUT_DEFAULT 600.0
+
+/* Checks an output path before any work starts (exit status 2 on failure, nothing written):
+ * the directory exists and is writable and neither it nor the file is append-only or
+ * immutable; an existing file is a writable, intact attnsim/1 file (h5out_check_existing).
+ * A symlink is followed to the file it names (which need not exist yet). Returns 0, or -1
+ * with a one-line reason naming what is accepted. */
 int h5out_check_path(const char *path, char *err, size_t errlen);
+
+/* Structural validation of an existing file before anything is appended, run in a child
+ * process with a deadline (a damaged file may crash or hang the HDF5 library): the schema;
+ * /runs holds only run groups (numbered names, `kind` and `complete` attributes); /summary
+ * has the layout of this version and its rows are exactly the complete runs attnsim wrote
+ * (kinds distributed, model, kernel, calibration), each once; every run's datasets have the
+ * shapes its attributes imply (e.g. [P][F] per-rank arrays, F = len(phases)); HDF5 verifies
+ * the checksums of the metadata it reads. Returns 0, or -1 with "'PATH' is damaged: ...". */
+int h5out_check_existing(const char *path, char *err, size_t errlen);
 
 /* 0 when `path` names a file (new or not) in an existing writable directory; else -1 and a
  * one-line reason naming what is accepted. */
 int h5out_dir_writable(const char *path, char *err, size_t errlen);
+
+/* The file `path` refers to: `path` itself, or the end of its chain of symlinks (which need
+ * not exist). */
+void h5out_resolve(const char *path, char *out, size_t outlen);
 
 /* One row of /summary (docs/hdf5-schema.md lists the columns and their units). */
 typedef struct {
@@ -47,27 +74,18 @@ typedef struct {
 
 typedef struct h5out h5out;
 
-/* Opens `path` for appending runs, creating it (with the root provenance) if it does not exist.
- * Nothing stays open between runs. */
-h5out *h5out_open(const char *path, const attn_provenance *prov);
-/* Starts a run: locks, copies the file privately, creates /runs/NNNNNN with the provenance
- * attributes and returns the group; *run_id gets its number. */
-hid_t h5out_run_begin(h5out *h, int64_t *run_id);
-/* Appends the summary row (row->run is set), marks the run complete and publishes the copy by
- * rename. Closes `group`. */
-void h5out_run_commit(h5out *h, hid_t group, h5_summary_row *row);
+/* Opens `path` for appending runs, creating it (with the root provenance) if it does not
+ * exist; lock waits give up after lock_timeout_s seconds (exit status 1). */
+h5out *h5out_open(const char *path, const attn_provenance *prov, double lock_timeout_s);
+/* Starts a run: a new record with the per-run provenance attributes; returns its root. */
+h5node *h5out_run_begin(h5out *h);
+/* Ends the run: `complete` = 1 (last attribute), the summary row (row->run is set when
+ * published); publishes the batch when it is due. */
+void h5out_run_commit(h5out *h, h5node *run, const h5_summary_row *row);
+/* Publishes the runs committed so far. */
+void h5out_flush(h5out *h);
+/* Publishes what is left and releases the writer. */
 void h5out_close(h5out *h);
-
-/* Writing helpers; every call is checked through the one error path. */
-void h5_attr_str(hid_t loc, const char *name, const char *value);
-void h5_attr_strs(hid_t loc, const char *name, const char *const *values, size_t n);
-void h5_attr_i64(hid_t loc, const char *name, int64_t v);
-void h5_attr_f64(hid_t loc, const char *name, double v);
-/* A dataset at `path` (intermediate groups created) of `rank` dims (0 = scalar), with a
- * `units` attribute unless units is NULL. */
-void h5_write(hid_t loc, const char *path, hid_t memtype, int rank, const hsize_t *dims,
-              const void *data, const char *units);
-void h5_write_strs(hid_t loc, const char *path, const char *const *values, size_t n);
 
 /* The in-memory compound type of h5_summary_row (caller closes). */
 hid_t h5_summary_type(void);

@@ -93,17 +93,18 @@ void prov_free(attn_provenance *p)
     p->command_line = NULL;
 }
 
-static void write_common(hid_t loc, const attn_provenance *p)
+/* (p outlives the writer's records: the strings are kept, not copied) */
+static void write_common(h5node *loc, const attn_provenance *p)
 {
-    h5_attr_str(loc, "software_version", p->software_version);
-    h5_attr_str(loc, "git_commit", p->git_commit);
-    h5_attr_str(loc, "command_line", p->command_line);
-    h5_attr_strs(loc, "host_names", (const char *const *)p->host_names, p->num_hosts);
-    if (p->slurm_job_id) h5_attr_str(loc, "slurm_job_id", p->slurm_job_id);
-    if (p->slurm_job_nodelist) h5_attr_str(loc, "slurm_job_nodelist", p->slurm_job_nodelist);
+    h5_attr_str_kept(loc, "software_version", p->software_version);
+    h5_attr_str_kept(loc, "git_commit", p->git_commit);
+    h5_attr_str_kept(loc, "command_line", p->command_line);
+    h5_attr_strs_kept(loc, "host_names", (const char *const *)p->host_names, p->num_hosts);
+    if (p->slurm_job_id) h5_attr_str_kept(loc, "slurm_job_id", p->slurm_job_id);
+    if (p->slurm_job_nodelist) h5_attr_str_kept(loc, "slurm_job_nodelist", p->slurm_job_nodelist);
 }
 
-void prov_write_root(hid_t file, const attn_provenance *p)
+void prov_write_root(h5node *file, const attn_provenance *p)
 {
     h5_attr_str(file, "schema", H5OUT_SCHEMA);
     h5_attr_str(file, "creation_time", p->created_utc);
@@ -112,7 +113,7 @@ void prov_write_root(hid_t file, const attn_provenance *p)
     write_common(file, p);
 }
 
-void prov_write_run(hid_t group, const attn_provenance *p)
+void prov_write_run(h5node *group, const attn_provenance *p)
 {
     char now[32];
     prov_utc_now(now, sizeof now);

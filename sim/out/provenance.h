@@ -3,8 +3,9 @@
 #ifndef ATTNSIM_PROVENANCE_H
 #define ATTNSIM_PROVENANCE_H
 
-#include <hdf5.h>
 #include <stddef.h>
+
+#include "h5rec.h"
 
 typedef struct {
     char software_version[32];
@@ -30,9 +31,10 @@ void prov_set_hosts(attn_provenance *p, char **names, size_t n);
 void prov_free(attn_provenance *p);
 
 /* Root attributes of a new file. */
-void prov_write_root(hid_t file, const attn_provenance *p);
-/* Per-run attributes: command line, time, version, commit, hosts, Slurm job. */
-void prov_write_run(hid_t group, const attn_provenance *p);
+void prov_write_root(h5node *root, const attn_provenance *p);
+/* Per-run attributes: command line, time, version, commit, hosts, Slurm job (the record keeps
+ * p's strings: p must stay unchanged until the writer is closed). */
+void prov_write_run(h5node *run, const attn_provenance *p);
 
 /* Current UTC time, ISO 8601 ("2026-11-26T08:47:22Z"). */
 void prov_utc_now(char *buf, size_t n);

@@ -9,14 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "fail.h"
 #include "kc_attn.h"
 #include "kernel_study.h"
 #include "ref_f64.h"
+#include "timing.h"
 
 void attn_check_cuda(int ret, const char *call, const char *file, int line)
 {
@@ -66,11 +64,11 @@ static void launch(const ks_kernel *k, const kc_shape *cs, dev_bufs *b)
 {
     switch (k->model) {
     case KIO_FA2_FWD:
-        CUDACALL(kc_fa2_fwd(cs, b->q, b->k, b->v, b->o, b->lse, NULL));
+        CUDACALL(kc_attn_fwd(cs, b->q, b->k, b->v, b->o, b->lse, NULL));
         break;
     case KIO_FA2_BWD:
-        CUDACALL(kc_fa2_bwd(cs, b->q, b->k, b->v, b->o, b->d_o, b->lse, b->dq, b->dk, b->dv, b->ws,
-                            NULL));
+        CUDACALL(kc_attn_bwd(cs, b->q, b->k, b->v, b->o, b->d_o, b->lse, b->dq, b->dk, b->dv, b->ws,
+                             NULL));
         break;
     case KIO_STANDARD_FWD:
         CUDACALL(kc_standard_fwd(cs, b->q, b->k, b->v, b->o, b->lse, b->ws, NULL));
@@ -81,13 +79,26 @@ static void launch(const ks_kernel *k, const kc_shape *cs, dev_bufs *b)
     }
 }
 
+typedef struct {
+    const ks_kernel *k;
+    const kc_shape *cs;
+    dev_bufs *b;
+} timed_launch;
+
+static void timed(void *ctx, int i, void *stream)
+{
+    (void)i, (void)stream; /* launch() runs on the default stream */
+    timed_launch *t = ctx;
+    launch(t->k, t->cs, t->b);
+}
+
 size_t ks_cuda_workspace_bytes(const ks_kernel *k, const kn_shape *s, kn_dtype dtype)
 {
     kc_shape cs = {(int)dtype, s->batch, s->heads,  s->kv_heads, s->nq,
                    s->nk,      s->d,     s->causal, NULL,        NULL};
     switch (k->model) {
     case KIO_FA2_BWD:
-        return kc_fa2_bwd_workspace_bytes(&cs);
+        return kc_attn_bwd_workspace_bytes(&cs);
     case KIO_STANDARD_FWD:
         return kc_standard_workspace_bytes(&cs);
     case KIO_FA1_FWD:
@@ -101,13 +112,13 @@ kn_blocks ks_cuda_blocks(const ks_kernel *k, const kn_shape *s)
 {
     kn_blocks b = {0, 0};
     if (k->model == KIO_FA2_BWD)
-        kc_fa2_bwd_blocks(s->d, &b.br, &b.bc);
+        kc_attn_bwd_blocks(s->d, &b.br, &b.bc);
     else if (k->model == KIO_STANDARD_FWD)
         b.br = b.bc = 16;
     else if (k->model == KIO_FA1_FWD)
         kc_fa1_blocks(s->d, &b.br, &b.bc);
     else
-        kc_fa2_fwd_blocks(s->d, &b.br, &b.bc);
+        kc_attn_fwd_blocks(s->d, &b.br, &b.bc);
     return b;
 }
 
@@ -312,7 +323,7 @@ int ks_run_cuda(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t 
     if (!is_fwd(k)) {
         b.d_o = upload(&p.t.d_o);
         b.dq = dmalloc(nq * eb), b.dk = dmalloc(nkv * eb), b.dv = dmalloc(nkv * eb);
-        CUDACALL(kc_fa2_fwd(&cs, b.q, b.k, b.v, b.o, b.lse, NULL)); /* O and LSE */
+        CUDACALL(kc_attn_fwd(&cs, b.q, b.k, b.v, b.o, b.lse, NULL)); /* O and LSE */
     }
 
     if (getenv("ATTNSIM_DRAM_CHILD")) { /* under ncu (ks_cuda_dram): one launch, nothing else */
@@ -345,21 +356,8 @@ int ks_run_cuda(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t 
     free(lse);
 
     /* then time: two warm-up launches, then `reps` launches between events */
-    cudaEvent_t e0, e1;
-    CUDACALL(cudaEventCreate(&e0));
-    CUDACALL(cudaEventCreate(&e1));
-    for (int w = 0; w < 2; w++) launch(k, &cs, &b);
-    for (uint64_t i = 0; i < reps; i++) {
-        CUDACALL(cudaEventRecord(e0, NULL));
-        launch(k, &cs, &b);
-        CUDACALL(cudaEventRecord(e1, NULL));
-        CUDACALL(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDACALL(cudaEventElapsedTime(&ms, e0, e1));
-        times[i] = 1e-3 * ms;
-    }
-    CUDACALL(cudaEventDestroy(e0));
-    CUDACALL(cudaEventDestroy(e1));
+    timed_launch tl = {k, &cs, &b};
+    timing_cuda_events(timed, &tl, NULL, 2, reps, times);
     void *all[] = {b.q, b.k, b.v, b.o, b.d_o, b.dq, b.dk, b.dv, b.ws, b.lse};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) CUDACALL(cudaFree(all[i]));
@@ -388,161 +386,4 @@ uint64_t ks_cuda_free_bytes(void)
     size_t free_b = 0, total = 0;
     CUDACALL(cudaMemGetInfo(&free_b, &total));
     return free_b;
-}
-
-/* ---- DRAM bytes under Nsight Compute -------------------------------------------------------- */
-
-const char *ks_cuda_ncu_path(void)
-{
-    static char path[4096];
-    const char *env = getenv("PATH");
-    char *dirs = env ? strdup(env) : NULL;
-    for (char *save = NULL, *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof path, "%s/ncu", d);
-        if (access(path, X_OK) == 0) {
-            free(dirs);
-            return path;
-        }
-    }
-    free(dirs);
-    snprintf(path, sizeof path, "/usr/local/cuda/bin/ncu");
-    return access(path, X_OK) == 0 ? path : NULL;
-}
-
-/* The kernels (by name) that make up one call of each kernel under test. */
-static const char *kernel_regex(const ks_kernel *k)
-{
-    switch (k->model) {
-    case KIO_FA2_FWD:
-        return "regex:fa[23]_fwd_kernel";
-    case KIO_FA2_BWD:
-        return "regex:fa[23]_bwd_kernel|dsum_kernel|convert_kernel";
-    case KIO_STANDARD_FWD:
-        return "regex:std_";
-    case KIO_FA1_FWD:
-        return "regex:fa1_kernel"; /* not the LSE pass after it */
-    }
-    return "regex:.";
-}
-
-/* Sums the values of `metric` over the rows of ncu's CSV (one row per kernel and metric). */
-static int sum_metric(const char *csv_path, const char *metric, double *sum)
-{
-    FILE *f = fopen(csv_path, "r");
-    if (!f) return -1;
-    char line[8192];
-    int rows = 0;
-    *sum = 0;
-    while (fgets(line, sizeof line, f)) {
-        char *at = strstr(line, metric);
-        if (!at || line[0] != '"') continue;
-        /* the value is the last quoted field: "1234567" or "1,234,567" */
-        char *end = strrchr(line, '"');
-        if (!end || end == line) continue;
-        char *start = end - 1;
-        while (start > line && *start != '"') start--;
-        char num[64];
-        size_t n = 0;
-        for (char *c = start + 1; c < end && n + 1 < sizeof num; c++)
-            if (*c != ',') num[n++] = *c;
-        num[n] = 0;
-        *sum += strtod(num, NULL);
-        rows++;
-    }
-    fclose(f);
-    return rows;
-}
-
-int ks_cuda_dram(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, uint64_t seed,
-                 uint64_t *bytes_read, uint64_t *bytes_written, int *launches)
-{
-    char tmpl[] = "/tmp/attnsim-ncu-XXXXXX";
-    int fd = mkstemp(tmpl);
-    if (fd < 0) attn_fail("mkstemp", __FILE__, __LINE__, "%s", strerror(errno));
-    close(fd);
-    char a[16][64];
-    snprintf(a[0], 64, "%zu", s->nq);
-    snprintf(a[1], 64, "%zu", s->nk);
-    snprintf(a[2], 64, "%zu", s->batch);
-    snprintf(a[3], 64, "%zu", s->heads);
-    snprintf(a[4], 64, "%zu", s->kv_heads);
-    snprintf(a[5], 64, "%zu", s->d);
-    snprintf(a[6], 64, "--causal=%s", s->causal ? "yes" : "no");
-    snprintf(a[7], 64, "%llu", (unsigned long long)seed);
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len < 0) attn_fail("readlink /proc/self/exe", __FILE__, __LINE__, "%s", strerror(errno));
-    self[len] = 0;
-    const char *argv[] = {ks_cuda_ncu_path(),
-                          "--csv",
-                          "--print-units",
-                          "base",
-                          "--log-file",
-                          tmpl,
-                          "--metrics",
-                          "dram__bytes_read.sum,dram__bytes_write.sum",
-                          "-k",
-                          kernel_regex(k),
-                          self,
-                          "kernels",
-                          "--backend",
-                          "cuda",
-                          "--kernel",
-                          k->name,
-                          "--pass",
-                          k->pass,
-                          "--seq",
-                          a[0],
-                          "--seq-kv",
-                          a[1],
-                          "--batch",
-                          a[2],
-                          "--heads",
-                          a[3],
-                          "--kv-heads",
-                          a[4],
-                          "--head-dim",
-                          a[5],
-                          a[6],
-                          "--dtype",
-                          kn_dtype_name(dtype),
-                          "--seed",
-                          a[7],
-                          NULL};
-    pid_t pid = fork();
-    if (pid < 0) attn_fail("fork", __FILE__, __LINE__, "%s", strerror(errno));
-    if (pid == 0) {
-        setenv("ATTNSIM_DRAM_CHILD", "1", 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 1);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    double rd = 0, wr = 0;
-    int nr = sum_metric(tmpl, "dram__bytes_read.sum", &rd);
-    int nw = sum_metric(tmpl, "dram__bytes_write.sum", &wr);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || nr <= 0 || nw <= 0) {
-        char head[512] = "";
-        FILE *f = fopen(tmpl, "r");
-        if (f) {
-            size_t n = fread(head, 1, sizeof head - 1, f);
-            head[n] = 0;
-            fclose(f);
-            for (char *c = head; *c; c++)
-                if (*c == '\n') *c = ' ';
-        }
-        unlink(tmpl);
-        attn_fail(argv[0], __FILE__, __LINE__,
-                  "ncu found no DRAM metrics for %s %s (exit status %d): %s", k->name, k->pass,
-                  WIFEXITED(status) ? WEXITSTATUS(status) : -1, head);
-    }
-    unlink(tmpl);
-    *bytes_read = (uint64_t)rd;
-    *bytes_written = (uint64_t)wr;
-    *launches = nr;
-    return 0;
 }

@@ -20,36 +20,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "progress.h"
 #include "cli.h"
 #include "commands.h"
 #include "decode.h"
 #include "fail.h"
 #include "h5out.h"
+#include "decode_study.h"
 #include "outputs.h"
 #include "kernel_study.h"
+#include "sweep.h"
+#include "timing.h"
 #include "kn_attn_decode.h"
+#include "partition.h"
 #include "ref_f64.h"
-#ifdef ATTNSIM_HAVE_CUDA
-#include <cuda_runtime.h>
-
-#include "kc_attn.h"
-#endif
 
 static const char *const algo_names[3] = {"fa2-decode", "flash-decoding", "lean"};
-
-/* The CPU has no co-resident CTAs: the schedules run with this many (an H100's 132 SMs x 2). */
-#define CPU_SLOTS 264
-
-typedef struct {
-    kn_dec_plan plan;
-    kn_dtype dt;
-    int *lens;
-    size_t n_cap;
-    kn_decode_io io;
-    double *ro, *rlse; /* float64 reference */
-} dec_problem;
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -110,24 +97,7 @@ static void problem_free(dec_problem *p)
     free(p->rlse);
 }
 
-typedef struct {
-    kn_dec_scheme scheme;
-    long long slots, splits;
-    double *times; /* reps, sorted after the run */
-    double median;
-    kn_counters counted; /* cpu */
-    uint64_t pred_read, pred_written;
-    double kv_bytes;
-    int checked, check_passed;
-    double max_abs_err, max_rel_err;
-    kdm_prediction pred; /* cuda */
-    int have_pred;
-    kdm_params params;
-} dec_result;
-
-/* O against the reference (relative to max |O|, the storage type's tolerance) and LSE
- * (absolute 2e-3; -inf exactly where the reference has it); nothing NaN. */
-static void check_outputs(dec_problem *p, dec_result *r)
+void decode_check_outputs(dec_problem *p, dec_result *r)
 {
     problem_reference(p);
     size_t rows = (size_t)(p->plan.b * p->plan.h), n = rows * (size_t)p->plan.d;
@@ -153,19 +123,6 @@ static void check_outputs(dec_problem *p, dec_result *r)
     r->check_passed = !bad && r->max_rel_err <= ref_tolerance(p->dt) && worst_lse <= 2e-3;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double kv_bytes_of(const dec_problem *p)
 {
     double tok = 0;
@@ -180,264 +137,20 @@ static void run_cpu(dec_problem *p, const attn_opts *o, dec_result *r)
     for (uint64_t rep = 0; rep < o->reps; rep++) {
         kn_counters c;
         memset(&c, 0, sizeof c);
-        double t0 = now_s();
+        double t0 = timing_now_s();
         kn_decode(&p->plan, r->scheme, r->slots, &p->io, &c, &st);
-        r->times[rep] = now_s() - t0;
+        r->times[rep] = timing_now_s() - t0;
         if (rep == 0) r->counted = c;
     }
     r->splits = st.splits;
-    if (o->check) check_outputs(p, r);
+    if (o->check) decode_check_outputs(p, r);
 }
-
-#ifdef ATTNSIM_HAVE_CUDA
-static void *dmalloc(size_t bytes)
-{
-    void *p = NULL;
-    CUDACALL(cudaMalloc(&p, bytes ? bytes : 16));
-    return p;
-}
-
-/* Median seconds per call of `calls` launches of fn(i) captured in one graph, over `reps`
- * replays (times[] gets each replay's per-call time). */
-typedef void (*launch_fn)(void *ctx, int i, cudaStream_t st);
-static double graph_time(launch_fn fn, void *ctx, int calls, uint64_t reps, double *times)
-{
-    cudaStream_t st;
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cudaEvent_t a, b;
-    CUDACALL(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    for (int i = 0; i < 2; i++) fn(ctx, i, st); /* warm-up outside the graph */
-    CUDACALL(cudaStreamSynchronize(st));
-    CUDACALL(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < calls; i++) fn(ctx, i, st);
-    CUDACALL(cudaStreamEndCapture(st, &graph));
-    CUDACALL(cudaGraphInstantiate(&exec, graph, 0));
-    CUDACALL(cudaGraphLaunch(exec, st));
-    CUDACALL(cudaEventCreate(&a));
-    CUDACALL(cudaEventCreate(&b));
-    for (uint64_t r = 0; r < reps; r++) {
-        CUDACALL(cudaEventRecord(a, st));
-        CUDACALL(cudaGraphLaunch(exec, st));
-        CUDACALL(cudaEventRecord(b, st));
-        CUDACALL(cudaEventSynchronize(b));
-        float ms = 0;
-        CUDACALL(cudaEventElapsedTime(&ms, a, b));
-        times[r] = 1e-3 * ms / calls;
-    }
-    CUDACALL(cudaEventDestroy(a));
-    CUDACALL(cudaEventDestroy(b));
-    CUDACALL(cudaGraphExecDestroy(exec));
-    CUDACALL(cudaGraphDestroy(graph));
-    CUDACALL(cudaStreamDestroy(st));
-    double *s = kn_xmalloc(reps * sizeof(double), "timings");
-    memcpy(s, times, reps * sizeof(double));
-    qsort(s, reps, sizeof(double), cmp_double);
-    double m = s[reps / 2];
-    free(s);
-    return m;
-}
-
-typedef struct {
-    kc_dec_shape ks;
-    int scheme, slots, max_len, copies;
-    int uniform; /* every sequence holds max_len tokens: launched with lens = NULL */
-    void **q, **k, **v;
-    void *o, *ws;
-    float *lse;
-    int *lens;
-} dev_problem;
-
-static void dev_launch(void *ctx, int i, cudaStream_t st)
-{
-    dev_problem *d = ctx;
-    int c = i % d->copies;
-    CUDACALL(kc_decode(&d->ks, d->scheme, d->q[c], d->k[c], d->v[c], d->uniform ? NULL : d->lens,
-                       d->max_len, d->o, d->lse, d->ws, d->slots, st));
-}
-
-typedef struct {
-    void *buf;
-    size_t bytes;
-    float *sink;
-    unsigned *sum;
-    int ceiling; /* kc_read_ceiling_probe, else kc_read_bandwidth_probe */
-} probe_ctx;
-
-static void probe_launch(void *ctx, int i, cudaStream_t st)
-{
-    (void)i;
-    probe_ctx *p = ctx;
-    if (p->ceiling)
-        CUDACALL(kc_read_ceiling_probe(p->buf, p->bytes, p->sum, st));
-    else
-        CUDACALL(kc_read_bandwidth_probe(p->buf, p->bytes, p->sink, st));
-}
-
-/* Streaming reads of min(2 GiB, free / 4) bytes: the HBM read ceiling (SMs take chunks as they
- * free) and the rate of a grid of equal shares (the decode model's HBM rate). */
-static void measure_reads(double *ceiling, double *equal_share)
-{
-    probe_ctx p;
-    p.bytes = (size_t)ks_cuda_free_bytes() / 4;
-    if (p.bytes > ((size_t)2 << 30)) p.bytes = (size_t)2 << 30;
-    p.bytes &= ~(size_t)4095;
-    p.buf = dmalloc(p.bytes);
-    p.sink = dmalloc(sizeof(float));
-    p.sum = dmalloc(sizeof(unsigned));
-    CUDACALL(cudaMemset(p.buf, 1, p.bytes));
-    CUDACALL(cudaMemset(p.sum, 0, sizeof(unsigned)));
-    double t[5];
-    p.ceiling = 1;
-    *ceiling = (double)p.bytes / graph_time(probe_launch, &p, 3, 5, t);
-    p.ceiling = 0;
-    *equal_share = (double)p.bytes / graph_time(probe_launch, &p, 3, 5, t);
-    CUDACALL(cudaFree(p.buf));
-    CUDACALL(cudaFree(p.sink));
-    CUDACALL(cudaFree(p.sum));
-}
-
-/* Lean on a one-unit problem (the plan's head group, zero data) of `tiles` tiles over `ctas`
- * CTAs: the median seconds per call. */
-static double time_one_unit(const kn_dec_plan *pl, kn_dtype dt, int tiles, int ctas)
-{
-    dev_problem d;
-    memset(&d, 0, sizeof d);
-    long long n = tiles * pl->tile;
-    d.ks = (kc_dec_shape){(int)dt, 1, (size_t)pl->group, 1, (size_t)pl->d, (size_t)n};
-    d.scheme = KN_DEC_LEAN;
-    d.slots = ctas;
-    d.max_len = (int)n;
-    d.copies = 1;
-    d.uniform = 1; /* launched as the runs of uniform caches are (lens = NULL) */
-    size_t kvb = (size_t)n * (size_t)pl->d * kn_dtype_bytes(dt);
-    size_t qb = (size_t)pl->group * (size_t)pl->d * kn_dtype_bytes(dt);
-    void *q = dmalloc(qb), *k = dmalloc(kvb), *v = dmalloc(kvb);
-    CUDACALL(cudaMemset(q, 0, qb));
-    CUDACALL(cudaMemset(k, 0, kvb));
-    CUDACALL(cudaMemset(v, 0, kvb));
-    d.q = &q;
-    d.k = &k;
-    d.v = &v;
-    d.o = dmalloc(qb);
-    d.lse = dmalloc((size_t)pl->group * sizeof(float));
-    d.lens = dmalloc(sizeof(int));
-    CUDACALL(cudaMemcpy(d.lens, &d.max_len, sizeof(int), cudaMemcpyHostToDevice));
-    size_t wsb = kc_decode_workspace_bytes(&d.ks, KN_DEC_LEAN, ctas, d.max_len);
-    d.ws = dmalloc(wsb);
-    CUDACALL(cudaMemset(d.ws, 0, wsb));
-    double times[9];
-    double t = graph_time(dev_launch, &d, 20, 9, times);
-    CUDACALL(cudaFree(q));
-    CUDACALL(cudaFree(k));
-    CUDACALL(cudaFree(v));
-    CUDACALL(cudaFree(d.o));
-    CUDACALL(cudaFree(d.lse));
-    CUDACALL(cudaFree(d.lens));
-    CUDACALL(cudaFree(d.ws));
-    return t;
-}
-
-/* The decode model's per-device parameters besides the ceiling, from Lean on one-unit
- * problems: one CTA over 8 and 72 tiles gives one CTA's streaming rate (the slope) and the
- * fixed cost of a call (the intercept); 2 CTAs over 2 tiles (the host merges 1 partial) and 32
- * CTAs over 32 tiles (31 partials), against the one-CTA line at one tile, give the cost of one
- * merged partial (the slope) and the latency of a host's fix-up (what is left at one). */
-static void measure_cta(const kn_dec_plan *pl, kn_dtype dt, double *rate, double *fixed,
-                        double *fixup, double *fixup_latency)
-{
-    const double tile_bytes = 2.0 * (double)pl->tile * (double)pl->d * (double)kn_dtype_bytes(dt);
-    double t8 = time_one_unit(pl, dt, 8, 1), t72 = time_one_unit(pl, dt, 72, 1);
-    double t2 = time_one_unit(pl, dt, 2, 2), t32 = time_one_unit(pl, dt, 32, 32);
-    *rate = 64.0 * tile_bytes / (t72 - t8);
-    *fixed = t8 - 8.0 * tile_bytes / *rate;
-    if (*fixed < 0) *fixed = 0;
-    *fixup = (t32 - t2) / 30.0;
-    if (*fixup < 0) *fixup = 0;
-    *fixup_latency = t2 - (*fixed + tile_bytes / *rate) - *fixup;
-    if (*fixup_latency < 0) *fixup_latency = 0;
-}
-
-static void run_cuda(dec_problem *p, const attn_opts *o, dec_result *r, double hbm, double cta_rate,
-                     double fixed, double fixup, double fixup_latency)
-{
-    dev_problem d;
-    memset(&d, 0, sizeof d);
-    d.ks = (kc_dec_shape){(int)p->dt,           (size_t)p->plan.b, (size_t)p->plan.h,
-                          (size_t)p->plan.h_kv, (size_t)p->plan.d, p->n_cap};
-    d.scheme = (int)r->scheme;
-    CUDACALL(kc_decode_slots((int)p->dt, (size_t)p->plan.d, &d.slots));
-    if (o->slots) d.slots = (int)o->slots; /* validated: at most the device's */
-    r->slots = d.slots;
-    for (long long i = 0; i < p->plan.b; i++)
-        if (p->lens[i] > d.max_len) d.max_len = p->lens[i];
-    d.uniform = 1;
-    for (long long i = 0; i < p->plan.b; i++) d.uniform &= p->lens[i] == d.max_len;
-    r->splits = r->scheme == KN_DEC_SPLIT ? kc_decode_splits(&d.ks, d.slots, d.max_len) : 1;
-    /* copies of the cache rotated so none is in L2 when read: 4 x 50 MiB at least, within a
-     * third of the free memory */
-    const size_t qb = p->io.q.elems * kn_dtype_bytes(p->dt);
-    const size_t kvb = p->io.k.elems * kn_dtype_bytes(p->dt);
-    int dev;
-    CUDACALL(cudaGetDevice(&dev));
-    int l2 = 0;
-    CUDACALL(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-    size_t want = (4 * (size_t)l2 + 2 * kvb - 1) / (2 * kvb);
-    size_t fit = (size_t)ks_cuda_free_bytes() / 3 / (2 * kvb + qb);
-    d.copies = (int)(want < 1 ? 1 : want);
-    if ((size_t)d.copies > fit) d.copies = fit > 0 ? (int)fit : 1;
-    d.q = kn_xmalloc(d.copies * sizeof(void *), "decode copies");
-    d.k = kn_xmalloc(d.copies * sizeof(void *), "decode copies");
-    d.v = kn_xmalloc(d.copies * sizeof(void *), "decode copies");
-    for (int c = 0; c < d.copies; c++) {
-        d.q[c] = dmalloc(qb);
-        d.k[c] = dmalloc(kvb);
-        d.v[c] = dmalloc(kvb);
-        CUDACALL(cudaMemcpy(d.q[c], p->io.q.data, qb, cudaMemcpyHostToDevice));
-        CUDACALL(cudaMemcpy(d.k[c], p->io.k.data, kvb, cudaMemcpyHostToDevice));
-        CUDACALL(cudaMemcpy(d.v[c], p->io.v.data, kvb, cudaMemcpyHostToDevice));
-    }
-    d.o = dmalloc(qb);
-    d.lse = dmalloc(p->io.lse.elems * sizeof(float));
-    d.lens = dmalloc((size_t)p->plan.b * sizeof(int));
-    CUDACALL(cudaMemcpy(d.lens, p->lens, (size_t)p->plan.b * sizeof(int), cudaMemcpyHostToDevice));
-    size_t wsb = kc_decode_workspace_bytes(&d.ks, d.scheme, d.slots, d.max_len);
-    d.ws = dmalloc(wsb);
-    CUDACALL(cudaMemset(d.ws, 0, wsb));
-    /* checked before timed: poison the outputs, one call, compare */
-    CUDACALL(cudaMemset(d.o, 0xff, qb));
-    CUDACALL(cudaMemset(d.lse, 0xff, p->io.lse.elems * sizeof(float)));
-    dev_launch(&d, 0, 0);
-    CUDACALL(cudaDeviceSynchronize());
-    CUDACALL(cudaMemcpy(p->io.o.data, d.o, qb, cudaMemcpyDeviceToHost));
-    CUDACALL(
-        cudaMemcpy(p->io.lse.data, d.lse, p->io.lse.elems * sizeof(float), cudaMemcpyDeviceToHost));
-    check_outputs(p, r);
-    r->median = graph_time(dev_launch, &d, 30, o->reps, r->times);
-    for (int c = 0; c < d.copies; c++) {
-        CUDACALL(cudaFree(d.q[c]));
-        CUDACALL(cudaFree(d.k[c]));
-        CUDACALL(cudaFree(d.v[c]));
-    }
-    free(d.q);
-    free(d.k);
-    free(d.v);
-    CUDACALL(cudaFree(d.o));
-    CUDACALL(cudaFree(d.lse));
-    CUDACALL(cudaFree(d.lens));
-    CUDACALL(cudaFree(d.ws));
-    r->params = (kdm_params){hbm, cta_rate, fixed, fixup, fixup_latency};
-    r->have_pred = kdm_predict(&p->plan, p->lens, r->scheme, r->slots, kn_dtype_bytes(p->dt),
-                               &r->params, &r->pred) == 0;
-}
-#endif
 
 static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const attn_opts *o,
                       const char *device, double ceiling, double equal_share)
 {
     const int cuda = o->backend == BACKEND_CUDA;
-    int64_t id;
-    hid_t g = h5out_run_begin(h, &id);
+    h5node *g = h5out_run_begin(h);
     h5_attr_str(g, "kind", "kernel");
     h5_attr_str(g, "algorithm", algo_names[r->scheme]);
     h5_attr_str(g, "pass", "decode");
@@ -477,28 +190,30 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     attn_kill_point("kernels:attrs");
     hsize_t nreps = o->reps;
     int64_t v;
-    h5_write(g, "measured/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->median, "s");
-    h5_write(g, "measured/time_s_reps", H5T_NATIVE_DOUBLE, 1, &nreps, r->times, "s");
-    double flops = 4.0 * (r->kv_bytes / 2.0 / (double)kn_dtype_bytes(p->dt)) *
-                   (double)p->plan.g; /* 4 d per (query head, key) */
+    h5_write(g, "measured/time_s", H5_F64, 0, NULL, &r->median, "s");
+    h5_write(g, "measured/time_s_reps", H5_F64, 1, &nreps, r->times, "s");
+    /* one visible pair per (query head, cached key) */
+    double pairs =
+        r->kv_bytes / 2.0 / (double)kn_dtype_bytes(p->dt) / (double)p->plan.d * (double)p->plan.g;
+    double flops = (double)attn_pair_flops((uint64_t)p->plan.d, 0) * pairs;
     v = (int64_t)flops;
-    h5_write(g, "measured/flops", H5T_NATIVE_INT64, 0, NULL, &v, "flop");
+    h5_write(g, "measured/flops", H5_I64, 0, NULL, &v, "flop");
     if (!cuda) {
         v = (int64_t)r->counted.bytes_read;
-        h5_write(g, "measured/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
         v = (int64_t)r->counted.bytes_written;
-        h5_write(g, "measured/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+        h5_write(g, "measured/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
         h5_attr_i64(g, "counts_match",
                     r->counted.bytes_read == r->pred_read &&
                         r->counted.bytes_written == r->pred_written);
     }
     v = (int64_t)r->pred_read;
-    h5_write(g, "predicted/hbm_bytes_read", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_read", H5_I64, 0, NULL, &v, "bytes");
     v = (int64_t)r->pred_written;
-    h5_write(g, "predicted/hbm_bytes_written", H5T_NATIVE_INT64, 0, NULL, &v, "bytes");
+    h5_write(g, "predicted/hbm_bytes_written", H5_I64, 0, NULL, &v, "bytes");
     double pt = r->have_pred ? r->pred.time_s : NAN;
-    h5_write(g, "predicted/time_s", H5T_NATIVE_DOUBLE, 0, NULL, &pt, "s");
-    hid_t ds = H5CALL(H5Dopen2(g, "predicted/time_s", H5P_DEFAULT));
+    h5_write(g, "predicted/time_s", H5_F64, 0, NULL, &pt, "s");
+    h5node *ds = h5_member(g, "predicted/time_s");
     if (r->have_pred) {
         char note[400];
         snprintf(note, sizeof note,
@@ -508,14 +223,13 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
                  r->params.hbm_bw, r->params.cta_rate, r->params.launch_s,
                  r->params.fixup_latency_s, r->params.fixup_s);
         h5_attr_str(ds, "note", note);
-        h5_write(g, "predicted/floor_time_s", H5T_NATIVE_DOUBLE, 0, NULL, &r->pred.floor_s, "s");
+        h5_write(g, "predicted/floor_time_s", H5_F64, 0, NULL, &r->pred.floor_s, "s");
         v = r->pred.busiest_tiles;
-        h5_write(g, "predicted/busiest_cta_tiles", H5T_NATIVE_INT64, 0, NULL, &v, "tiles");
+        h5_write(g, "predicted/busiest_cta_tiles", H5_I64, 0, NULL, &v, "tiles");
     } else {
         h5_attr_str(ds, "note",
                     "NaN: on the cpu backend the decode model has no GPU parameters to use");
     }
-    H5CALL(H5Dclose(ds));
 
     h5_summary_row row;
     memset(&row, 0, sizeof row);
@@ -540,13 +254,20 @@ static void write_run(h5out *h, const dec_problem *p, const dec_result *r, const
     h5out_run_commit(h, g, &row);
 }
 
+/* Bytes of K and V the repetitions of one run read: the whole cache, every repetition. */
+static double cache_bytes(const attn_opts *o, kn_dtype dt, uint64_t d, uint64_t n)
+{
+    return 2.0 * (double)o->batch * (double)o->kv_heads * (double)n * (double)d *
+           (double)kn_dtype_bytes(dt) * (double)o->reps;
+}
+
 int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
 {
     const int cuda = o->backend == BACKEND_CUDA;
     const cli_u64_list *lens = o->seq_kv.n ? &o->seq_kv : &o->seq;
     double ceiling = NAN, equal_share = NAN;
 #ifdef ATTNSIM_HAVE_CUDA
-    if (cuda) measure_reads(&ceiling, &equal_share);
+    if (cuda) decode_measure_reads(&ceiling, &equal_share);
 #endif
     if (cuda)
         printf("# attnsim kernels --decode: backend cuda, %s; HBM read ceiling %.0f GB/s "
@@ -563,76 +284,87 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
            "dtype", "B", "h", "h_kv", "N", "d", "slots", "splits", "time_us", "GB/s_KV",
            cuda ? "pred_us" : "read_B", cuda ? "err_pct" : "counts", "check", "max_rel_err");
     long runs = 0, good = 0;
-    for (int dt = 0; dt < KN_NUM_DTYPES; dt++) {
-        if (!(o->dtypes & (1u << dt))) continue;
-        for (size_t di = 0; di < o->head_dim.n; di++) {
-            kn_dec_plan pl0 =
-                kn_dec_make_plan((long long)o->batch, (long long)o->heads, (long long)o->kv_heads,
-                                 (long long)o->head_dim.v[di]);
-            double rate = NAN, fixed = NAN, fixup = NAN, fixup_lat = NAN;
-            (void)pl0, (void)rate, (void)fixed, (void)fixup, (void)fixup_lat; /* cuda only */
+    /* progress: the work of a run is the K/V cache it reads, every repetition */
+    long total_runs = 0;
+    double total_bytes = 0;
+    for (int dt = 0; dt < KN_NUM_DTYPES; dt++)
+        for (size_t di = 0; di < o->head_dim.n && ((o->dtypes >> dt) & 1); di++)
+            for (size_t ni = 0; ni < lens->n; ni++)
+                for (int sc = 0; sc < 3; sc++)
+                    if (schemes & (1u << sc))
+                        total_runs++, total_bytes +=
+                                      cache_bytes(o, (kn_dtype)dt, o->head_dim.v[di], lens->v[ni]);
+    progress prog;
+    progress_begin(&prog, "kernels", o->progress, total_runs, total_bytes, "bytes of K/V read");
+    sweep_iter sw = {0};
+    int DT = sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o->head_dim),
+        NL = sweep_list(&sw, lens), SC = sweep_mask(&sw, schemes, 3);
+    dec_problem p;
+    int have_problem = 0;
+    double rate = NAN, fixed = NAN, fixup = NAN, fixup_lat = NAN; /* cuda only */
+    (void)rate, (void)fixed, (void)fixup, (void)fixup_lat, (void)HD;
+    while (sweep_next(&sw)) {
+        kn_dtype dt = (kn_dtype)sw.v[DT];
 #ifdef ATTNSIM_HAVE_CUDA
-            if (cuda) {
-                measure_cta(&pl0, (kn_dtype)dt, &rate, &fixed, &fixup, &fixup_lat);
-                printf("# model parameters (%s, d = %lld, %lld heads per unit): one CTA %.1f "
-                       "GB/s, fixed cost %.2f us, a host's fix-up %.2f us + %.3f us per merged "
-                       "partial\n",
-                       kn_dtype_name((kn_dtype)dt), pl0.d, pl0.group, rate / 1e9, 1e6 * fixed,
-                       1e6 * fixup_lat, 1e6 * fixup);
-            }
-#endif
-            for (size_t ni = 0; ni < lens->n; ni++) {
-                dec_problem p;
-                problem_init(&p, o, o->head_dim.v[di], lens->v[ni], (kn_dtype)dt);
-                for (int sc = 0; sc < 3; sc++) {
-                    if (!(schemes & (1u << sc))) continue;
-                    dec_result r;
-                    memset(&r, 0, sizeof r);
-                    r.scheme = (kn_dec_scheme)sc;
-                    r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
-                    r.kv_bytes = kv_bytes_of(&p);
-#ifdef ATTNSIM_HAVE_CUDA
-                    if (cuda) run_cuda(&p, o, &r, equal_share, rate, fixed, fixup, fixup_lat);
-#endif
-                    if (!cuda) {
-                        run_cpu(&p, o, &r);
-                        qsort(r.times, o->reps, sizeof(double), cmp_double);
-                        r.median = r.times[o->reps / 2];
-                    }
-                    kn_decode_stats st; /* the plan's bytes at the slots the run used */
-                    kn_decode_predict_bytes(&p.plan, r.scheme, r.slots, p.lens, p.dt, &r.pred_read,
-                                            &r.pred_written, &st);
-                    int counts_ok = cuda || (r.counted.bytes_read == r.pred_read &&
-                                             r.counted.bytes_written == r.pred_written);
-                    char check[40] = "-     -", extra[48];
-                    if (r.checked)
-                        snprintf(check, sizeof check, "%-5s %.1e", r.check_passed ? "ok" : "FAIL",
-                                 r.max_rel_err);
-                    if (cuda)
-                        snprintf(extra, sizeof extra, "%10.2f %+7.1f",
-                                 r.have_pred ? 1e6 * r.pred.time_s : NAN,
-                                 r.have_pred ? 100.0 * (r.pred.time_s - r.median) / r.median : NAN);
-                    else
-                        snprintf(extra, sizeof extra, "%10llu %7s",
-                                 (unsigned long long)r.counted.bytes_read,
-                                 counts_ok ? "equal" : "DIFFER");
-                    printf("  %-14s %-5s %3lld %4lld %4lld %8zu %4lld %5lld %6lld %10.2f %9.1f "
-                           "%s %s\n",
-                           algo_names[sc], kn_dtype_name(p.dt), p.plan.b, p.plan.h, p.plan.h_kv,
-                           p.n_cap, p.plan.d, r.slots, r.splits, 1e6 * r.median,
-                           r.kv_bytes / r.median / 1e9, extra, check);
-                    fflush(stdout);
-                    attn_kill_point("kernels:before_write");
-                    if (h) write_run(h, &p, &r, o, device, ceiling, equal_share);
-                    attn_kill_point("kernels:after_write");
-                    runs++;
-                    good += counts_ok && (!r.checked || r.check_passed);
-                    free(r.times);
-                }
-                problem_free(&p);
-            }
+        if (cuda && sw.changed <= HD) { /* the model's parameters of this dtype and d */
+            kn_dec_plan pl0 = kn_dec_make_plan((long long)o->batch, (long long)o->heads,
+                                               (long long)o->kv_heads, (long long)sw.v[HD]);
+            decode_measure_cta(&pl0, dt, &rate, &fixed, &fixup, &fixup_lat);
+            printf("# model parameters (%s, d = %lld, %lld heads per unit): one CTA %.1f "
+                   "GB/s, fixed cost %.2f us, a host's fix-up %.2f us + %.3f us per merged "
+                   "partial\n",
+                   kn_dtype_name(dt), pl0.d, pl0.group, rate / 1e9, 1e6 * fixed, 1e6 * fixup_lat,
+                   1e6 * fixup);
         }
+#endif
+        if (sw.changed <= NL) { /* a new cache length (or dtype, d): a new problem */
+            if (have_problem) problem_free(&p);
+            problem_init(&p, o, sw.v[HD], sw.v[NL], dt);
+            have_problem = 1;
+        }
+        int sc = (int)sw.v[SC];
+        dec_result r;
+        memset(&r, 0, sizeof r);
+        r.scheme = (kn_dec_scheme)sc;
+        r.times = kn_xcalloc(o->reps, sizeof(double), "timings");
+        r.kv_bytes = kv_bytes_of(&p);
+#ifdef ATTNSIM_HAVE_CUDA
+        if (cuda) decode_run_cuda(&p, o, &r, equal_share, rate, fixed, fixup, fixup_lat);
+#endif
+        if (!cuda) {
+            run_cpu(&p, o, &r);
+            r.median = timing_median(r.times, o->reps);
+        }
+        kn_decode_stats st; /* the plan's bytes at the slots the run used */
+        kn_decode_predict_bytes(&p.plan, r.scheme, r.slots, p.lens, p.dt, &r.pred_read,
+                                &r.pred_written, &st);
+        int counts_ok = cuda || (r.counted.bytes_read == r.pred_read &&
+                                 r.counted.bytes_written == r.pred_written);
+        char check[40] = "-     -", extra[48];
+        if (r.checked)
+            snprintf(check, sizeof check, "%-5s %.1e", r.check_passed ? "ok" : "FAIL",
+                     r.max_rel_err);
+        if (cuda)
+            snprintf(extra, sizeof extra, "%10.2f %+7.1f", r.have_pred ? 1e6 * r.pred.time_s : NAN,
+                     r.have_pred ? 100.0 * (r.pred.time_s - r.median) / r.median : NAN);
+        else
+            snprintf(extra, sizeof extra, "%10llu %7s", (unsigned long long)r.counted.bytes_read,
+                     counts_ok ? "equal" : "DIFFER");
+        printf("  %-14s %-5s %3lld %4lld %4lld %8zu %4lld %5lld %6lld %10.2f %9.1f %s %s\n",
+               algo_names[sc], kn_dtype_name(p.dt), p.plan.b, p.plan.h, p.plan.h_kv, p.n_cap,
+               p.plan.d, r.slots, r.splits, 1e6 * r.median, r.kv_bytes / r.median / 1e9, extra,
+               check);
+        fflush(stdout);
+        attn_kill_point("kernels:before_write");
+        if (h) write_run(h, &p, &r, o, device, ceiling, equal_share);
+        attn_kill_point("kernels:after_write");
+        runs++;
+        good += counts_ok && (!r.checked || r.check_passed);
+        free(r.times);
+        progress_step(&prog, cache_bytes(o, dt, sw.v[HD], sw.v[NL]));
     }
+    if (have_problem) problem_free(&p);
+    progress_end(&prog);
     int ok = good == runs;
     printf("# %ld runs: %s\n", runs,
            ok ? (cuda ? "every kernel checked against the float64 reference before timing. VALID"

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ref_f64.h"
+#include "timing.h"
 
 const ks_kernel ks_kernels[] = {
     {"standard", "fwd", kn_standard_fwd, kn_standard_blocks, kn_standard_working_set,
@@ -30,13 +30,6 @@ const ks_kernel *ks_find(const char *name, const char *pass)
 size_t ks_min_sram(const ks_kernel *k, size_t d)
 {
     return k->working_set(1, 1, d);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Error of one output tensor against its reference; an element passes when
@@ -141,9 +134,9 @@ int ks_run(const ks_kernel *k, const kn_shape *s, kn_dtype dtype, size_t sram_el
         kn_fa2_fwd(s, sram_elems, &p.t, &fwd);
     }
     r->blocks = k->blocks(s, sram_elems);
-    double t0 = now_s();
+    double t0 = timing_now_s();
     k->run(s, sram_elems, &p.t, &r->measured);
-    r->time_s = now_s() - t0;
+    r->time_s = timing_now_s() - t0;
     kio_predict(k->model, s, kn_dtype_bytes(dtype), r->blocks,
                 kn_standard_softmax_chunk(sram_elems), &r->predicted);
     if (check) check_outputs(k, &p, r);

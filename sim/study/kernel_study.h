@@ -44,6 +44,14 @@ typedef struct {
     int check_passed;
 } ks_result;
 
+/* One kernel run of a sweep: the kernel, its shape, storage type and (CPU) SRAM size. */
+typedef struct {
+    const ks_kernel *k;
+    kn_shape s;
+    kn_dtype dtype;
+    size_t sram;
+} ks_config;
+
 /* Builds the problem from `seed`, runs the kernel once (a backward first runs the FA2 forward,
  * uncounted, for O and LSE), and fills `r`. With `check`, compares every output with the
  * float64 reference (ref_f64.h). Returns 0; a kernel whose SRAM is too small is a caller error

@@ -4,16 +4,9 @@
  * Usage: bench_model [configurations]   (default 10000) */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "predict.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "timing.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(uint64_t n)
@@ -29,7 +22,7 @@ int main(int argc, char **argv)
     char err[400];
     if (machine_load("dgx-h100", &m, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
     static const uint64_t procs[] = {4, 8, 16, 32, 64, 128, 256, 512, 1024};
-    double sink = 0.0, t0 = now_s();
+    double sink = 0.0, t0 = timing_now_s();
     uint64_t ranks = 0;
     for (long i = 0; i < n; i++) {
         am_config c = {(am_algo)rnd(3),
@@ -54,7 +47,7 @@ int main(int argc, char **argv)
         sink += p.time.total_s;
         ranks += c.P;
     }
-    double t = now_s() - t0;
+    double t = timing_now_s() - t0;
     printf("# bench_model: machine dgx-h100, ring/a2d-no/a2d-o, P in 4..1024, N in 4k..128k\n");
     printf("%ld configurations (%llu ranks) in %.3f s: %.0f configurations/s\n", n,
            (unsigned long long)ranks, t, (double)n / t);
@@ -64,10 +57,10 @@ int main(int argc, char **argv)
         am_config c = {
             big_algos[k], LAYOUT_ZIGZAG, AM_TRAIN, 65536, 256, 256, 1u << 24, 1, 32, 8, 128, 1, 2};
         if (c.algo == ALGO_RING) c.rows = 1, c.cols = c.P;
-        t0 = now_s();
+        t0 = timing_now_s();
         am_prediction p;
         am_predict(&c, &m, 1, &p);
-        t = now_s() - t0;
+        t = timing_now_s() - t0;
         printf("P = 65536 %-7s train, N = 16M, per-rank [65536][%d] arrays: %.3f s (predicted "
                "%.3f s)\n",
                am_algo_name(c.algo), p.F, t, p.time.total_s);
@@ -88,10 +81,10 @@ int main(int argc, char **argv)
                    128,
                    1,
                    2};
-    t0 = now_s();
+    t0 = timing_now_s();
     am_prediction p;
     am_predict(&u, &m, 1, &p);
-    t = now_s() - t0;
+    t = timing_now_s() - t0;
     printf("P = 65536 ulysses train, N = 16M, per-rank [65536][%d] arrays: %.3f s (predicted "
            "%.3f s)\n",
            p.F, t, p.time.total_s);

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = cli_parse_count_list(text, 1ull << 40, &l, err, sizeof err);
         break;
     case 3:
-        rc = cli_parse_choice_set(text, cli_algo_names, &mask, err, sizeof err);
+        rc = cli_parse_choice_set(text, am_algo_names(), &mask, err, sizeof err);
         break;
     case 4:
         rc = cli_parse_choice(text, cli_dtype_names, &c, err, sizeof err);

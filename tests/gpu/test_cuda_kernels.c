@@ -9,7 +9,7 @@
  * cyclic with different strides, zigzag, contiguous blocks before / after / overlapping the
  * queries, 64-bit positions), with rows that see no key: FA2 forward, the partial forward in
  * two halves (accumulated, and merged with kc_state_merge), the backward, and the tile backward
- * kc_fa2_bwd_tile on two key halves adding into pre-filled f32 accumulators (with LSE and
+ * kc_attn_bwd_tile on two key halves adding into pre-filled f32 accumulators (with LSE and
  * D = kc_rowdot from the whole forward), all against the float64 reference with the same
  * positions. The element-wise operations (kc_state_merge against kn_merge_state, kc_rows_copy
  * both ways against a host loop, kc_add_f32, kc_to_storage, kc_state_empty) separately.
@@ -187,11 +187,11 @@ static void run_case_pos(const tcase *c, const uint64_t *qp, const uint64_t *kp,
     void *o = dev_zero(nqe * eb), *dq = dev_zero(nqe * eb);
     void *dk = dev_zero(nkve * eb), *dv = dev_zero(nkve * eb);
     float *lse = dev_zero(rows * sizeof(float));
-    void *ws = dev_zero(kc_fa2_bwd_workspace_bytes(&ks));
+    void *ws = dev_zero(kc_attn_bwd_workspace_bytes(&ks));
 
     /* FA2 forward and backward */
-    CK(kc_fa2_fwd(&ks, dq_in, dk_in, dv_in, o, lse, NULL));
-    CK(kc_fa2_bwd(&ks, dq_in, dk_in, dv_in, o, ddo, lse, dq, dk, dv, ws, NULL));
+    CK(kc_attn_fwd(&ks, dq_in, dk_in, dv_in, o, lse, NULL));
+    CK(kc_attn_bwd(&ks, dq_in, dk_in, dv_in, o, ddo, lse, dq, dk, dv, ws, NULL));
     CK(cudaDeviceSynchronize());
     double *x = from_dev(o, c->dt, nqe);
     expect_close("fa2 fwd O", x, ro, nqe, tol);
@@ -241,7 +241,7 @@ static void run_case_pos(const tcase *c, const uint64_t *qp, const uint64_t *kp,
             void *tv = dev_key_slice(&pr.t.v, planes, c->nk, c->d, k0, k1);
             const size_t n = planes * len * c->d;
             float *dk_acc = dev_pattern(n), *dv_acc = dev_pattern(n);
-            CK(kc_fa2_bwd_tile(&ts, dq_in, tk, tv, ddo, lse, dsum, dq_acc, dk_acc, dv_acc, NULL));
+            CK(kc_attn_bwd_tile(&ts, dq_in, tk, tv, ddo, lse, dsum, dq_acc, dk_acc, dv_acc, NULL));
             CK(cudaDeviceSynchronize());
             double *gk = f32_from_dev(dk_acc, n), *gv = f32_from_dev(dv_acc, n);
             for (size_t p = 0; p < planes; p++)
@@ -305,8 +305,8 @@ static void run_case_pos(const tcase *c, const uint64_t *qp, const uint64_t *kp,
     /* partial forward over two key halves, merged, against the whole */
     float *m = w1, *l = m + rows, *acc = l + rows;
     size_t half = c->nk / 2 + 3 < c->nk ? c->nk / 2 + 3 : c->nk; /* not block aligned */
-    CK(kc_fa2_fwd_partial(&ks, dq_in, dk_in, dv_in, half, c->nk, 0, m, l, acc, NULL));
-    CK(kc_fa2_fwd_partial(&ks, dq_in, dk_in, dv_in, 0, half, 1, m, l, acc, NULL));
+    CK(kc_attn_fwd_partial(&ks, dq_in, dk_in, dv_in, half, c->nk, 0, m, l, acc, NULL));
+    CK(kc_attn_fwd_partial(&ks, dq_in, dk_in, dv_in, 0, half, 1, m, l, acc, NULL));
     CK(cudaMemset(o, 0xff, nqe * eb));
     CK(kc_finalize(&ks, m, l, acc, o, lse, NULL));
     CK(cudaDeviceSynchronize());
@@ -320,8 +320,8 @@ static void run_case_pos(const tcase *c, const uint64_t *qp, const uint64_t *kp,
     /* the same halves as two separate states, merged by kc_state_merge */
     void *w2 = dev_zero(kc_fa1_workspace_bytes(&ks));
     float *m2 = w2, *l2 = m2 + rows, *acc2 = l2 + rows;
-    CK(kc_fa2_fwd_partial(&ks, dq_in, dk_in, dv_in, 0, half, 0, m, l, acc, NULL));
-    CK(kc_fa2_fwd_partial(&ks, dq_in, dk_in, dv_in, half, c->nk, 0, m2, l2, acc2, NULL));
+    CK(kc_attn_fwd_partial(&ks, dq_in, dk_in, dv_in, 0, half, 0, m, l, acc, NULL));
+    CK(kc_attn_fwd_partial(&ks, dq_in, dk_in, dv_in, half, c->nk, 0, m2, l2, acc2, NULL));
     CK(kc_state_merge(rows, c->d, acc, m, l, acc2, m2, l2, NULL));
     CK(cudaMemset(o, 0xff, nqe * eb));
     CK(kc_finalize(&ks, m, l, acc, o, lse, NULL));

@@ -1,11 +1,13 @@
-/* test_model_counts.c - the model's per-rank, per-phase bytes and messages (models/algo.c,
- * closed-form sums) against an independent message-by-message simulation of each algorithm's
- * protocol (docs/model.md), for P in {1, 2, 4, 9, 16} and non-square grids, every algorithm and
- * pass, causal and not, GQA and not, ragged N; plus literal hand-computed values. */
+/* test_model_counts.c - the model's per-rank, per-phase bytes and messages (the descriptors'
+ * closed-form sums, models/algo_<name>.c) against an independent message-by-message simulation
+ * of each algorithm's protocol (docs/model.md), for P in {1, 2, 4, 9, 16} and non-square grids
+ * (and every group size of the hybrid), every algorithm and pass, causal and not, GQA and not,
+ * ragged N; plus literal hand-computed values. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "algo_a2d.h"
+#include "algo_hybrid.h"
 #include "algo_ring.h"
 #include "algo_ulysses.h"
 #include "comm_counts.h"
@@ -90,6 +92,43 @@ static void simulate(const am_config *c, acc sim[][64])
             } else { /* after P-1 steps rank k holds the accumulator of block k+1: home */
                 for (uint64_t k = 0; k < P; k++)
                     msg(a, k, (k + 1) % P, 2 * t.dkv32 * L[(k + 1) % P]);
+            }
+        } else if (c->algo == ALGO_HYBRID) {
+            /* group k = ranks k u .. k u + u - 1 holds ring shard k of the layout over r groups,
+             * member i its i-th balanced block; member i holds K/V head block i of u */
+            uint64_t u = R, r = C, T[64], Lm[64], hk[64], gq = c->heads / c->kv_heads;
+            uint64_t per = c->batch * c->head_dim * am_elem_bytes(c);
+            ring_lens(c->layout, N, r, T);
+            for (uint64_t x = 0; x < P; x++) {
+                uint64_t g = x / u, i = x % u;
+                Lm[x] = T[g] / u + (i < T[g] % u);
+                hk[x] = c->kv_heads / u + (i < c->kv_heads % u);
+            }
+            if (id == PH_HYB_QKV_ALL_TO_ALL || id == PH_HYB_O_ALL_TO_ALL ||
+                id == PH_HYB_DO_ALL_TO_ALL || id == PH_HYB_DQKV_ALL_TO_ALL) {
+                for (uint64_t x = 0; x < P; x++)
+                    for (uint64_t y = (x / u) * u; y < (x / u + 1) * u; y++) {
+                        if (id == PH_HYB_QKV_ALL_TO_ALL)
+                            msg(a, x, y, per * Lm[x] * (gq * hk[y] + 2 * hk[y]));
+                        if (id == PH_HYB_O_ALL_TO_ALL) msg(a, x, y, per * Lm[y] * gq * hk[x]);
+                        if (id == PH_HYB_DO_ALL_TO_ALL) msg(a, x, y, per * Lm[x] * gq * hk[y]);
+                        if (id == PH_HYB_DQKV_ALL_TO_ALL)
+                            msg(a, x, y, per * Lm[y] * (gq * hk[x] + 2 * hk[x]));
+                    }
+            } else {
+                for (uint64_t i = 0; i < u; i++) { /* the ring of the i-th members */
+                    uint64_t kv = 2 * c->batch * hk[i] * c->head_dim;
+                    uint64_t tok = id == PH_HYB_RING_KV_STEPS ? kv * am_elem_bytes(c)
+                                                              : kv * am_elem_bytes(c) + kv * 4;
+                    for (uint64_t k = 0; k < r; k++) m[k] = i + k * u;
+                    if (id == PH_HYB_RING_GRAD_RETURN) {
+                        for (uint64_t k = 0; k < r; k++)
+                            msg(a, m[k], m[(k + 1) % r], kv * 4 * T[(k + 1) % r]);
+                    } else {
+                        for (uint64_t k = 0; k < r; k++) B[k] = tok * T[k];
+                        sim_allgather(a, m, B, r);
+                    }
+                }
             }
         } else if (c->algo == ALGO_ULYSSES) {
             uint64_t hk[64], g = c->heads / c->kv_heads,
@@ -233,6 +272,17 @@ int main(void)
     CHECK(sent(&ul, 0, PH_ULY_QKV_ALL_TO_ALL) == 48, "ulysses qkv: %llu",
           (unsigned long long)sent(&ul, 0, PH_ULY_QKV_ALL_TO_ALL));
     CHECK(sent(&ul, 0, PH_ULY_O_ALL_TO_ALL) == 16, "ulysses o: rank 1's 4 tokens of my 1 head");
+    /* hybrid P = 4, u = 2: groups {0, 1} and {2, 3} hold tokens 0-3 and 4-7 (contiguous over 2),
+     * members 2 tokens each; h = h_kv = 2 (one head per member), d = 2, bf16: a token of a head
+     * is 4 bytes */
+    am_config hy = {ALGO_HYBRID, LAYOUT_CONTIGUOUS, AM_TRAIN, 4, 2, 2, 8, 1, 2, 2, 2, 0, 2};
+    CHECK(sent(&hy, 0, PH_HYB_QKV_ALL_TO_ALL) == 2 * 3 * 4,
+          "hybrid qkv: my 2 tokens of member 1's Q, K, V head");
+    CHECK(sent(&hy, 0, PH_HYB_RING_KV_STEPS) == 4 * 2 * 4,
+          "hybrid ring: one step of the group's 4 tokens of my K and V head");
+    CHECK(sent(&hy, 3, PH_HYB_RING_GRAD_RETURN) == 4 * 2 * 8,
+          "hybrid return: group 0's 4 tokens of my dK, dV head in f32");
+    CHECK(sent(&hy, 1, PH_HYB_O_ALL_TO_ALL) == 2 * 4, "hybrid o: member 0's 2 tokens of my head");
 
     /* every algorithm and pass against the simulation */
     const uint64_t procs[] = {1, 2, 4, 9, 16, 6, 8, 12};
@@ -245,7 +295,8 @@ int main(void)
                     for (int causal = 0; causal < 2; causal++)
                         for (int gqa = 0; gqa < 2; gqa++)
                             for (int layout = 0; layout < 3; layout++) {
-                                if (algo != ALGO_RING && layout) continue;
+                                if (!am_algo_desc_of((am_algo)algo)->uses_layout && layout)
+                                    continue;
                                 uint64_t hk = algo == ALGO_ULYSSES ? P + 1 : 2;
                                 am_config c = {(am_algo)algo,
                                                (part_layout)layout,
@@ -260,10 +311,14 @@ int main(void)
                                                8,
                                                causal,
                                                gqa ? 2 : 0};
-                                if (algo == ALGO_A2D_NO || algo == ALGO_A2D_O) {
+                                if (algo == ALGO_A2D_NO || algo == ALGO_A2D_O ||
+                                    algo == ALGO_HYBRID) {
                                     for (uint64_t r = 1; r <= P; r++) /* every grid of P */
                                         if (P % r == 0) {
                                             c.rows = r, c.cols = P / r;
+                                            if (algo == ALGO_HYBRID) /* K/V heads >= u */
+                                                c.kv_heads = r + 1,
+                                                c.heads = c.kv_heads * (gqa ? 2 : 1);
                                             compare(&c);
                                         }
                                 } else {

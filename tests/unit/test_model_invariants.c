@@ -5,8 +5,10 @@
  * inter-node part of what a rank sends is none on one node and all of it at one rank per node;
  * and of the time model: single-node machines use
  * no inter-node link, NIC sharing slows inter-node phases, and on the Attention2D paper's
- * cluster shapes Attention2D beats Ring at long sequences as the paper reports. Also every
- * preset parses and a machine file round-trips. */
+ * cluster shapes Attention2D beats Ring at long sequences as the paper reports; the hybrid is
+ * Ring at u = 1 and Ulysses at u = P; all-to-all rounds from the node structure equal their
+ * rank-by-rank evaluation. Also every preset parses and a machine file round-trips; the
+ * registry's descriptors are complete and their phase ids unique. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +119,12 @@ int main(void)
         c.head_dim = 8 * (1 + rnd(16));
         c.dtype = (int)rnd(3);
         c.rows = 1, c.cols = c.P;
-        if (c.algo == ALGO_A2D_NO || c.algo == ALGO_A2D_O) {
+        if (am_algo_desc_of(c.algo)->grid != AM_GRID_LINE) {
             do c.rows = 1 + rnd(c.P);
             while (c.P % c.rows);
             c.cols = c.P / c.rows;
         }
+        if (c.algo == ALGO_HYBRID) c.kv_heads += c.rows, c.heads = c.kv_heads * (1 + rnd(4));
         CHECK(am_validate(&c, err, sizeof err) == 0, "random config invalid: %s", err);
         const am_phase_desc *ph[AM_MAX_PHASES];
         int F = am_phases(&c, ph);
@@ -146,16 +149,20 @@ int main(void)
                       ph[f]->name);
             }
         }
-        /* all-to-all: the per-peer bytes sum to what every rank sends and receives */
+        /* all-to-all: the per-peer bytes over the rank's group sum to what it sends and
+         * receives */
         for (int f = 0; f < F; f++) {
             if (ph[f]->pattern != PAT_ALLTOALL) continue;
             CHECK(ph[f]->peer_bytes != NULL, "%s: an all-to-all without per-peer bytes",
                   ph[f]->name);
-            if (!ph[f]->peer_bytes || am_comm_group(&c, ph[f]->comm, 0).size != c.P) continue;
+            if (!ph[f]->peer_bytes) continue;
             for (uint64_t x = 0; x < c.P; x++) {
+                am_group gr = am_comm_group(&c, ph[f]->comm, x);
                 uint64_t to = 0, from = 0;
-                for (uint64_t y = 0; y < c.P; y++)
+                for (uint64_t k = 0; k < gr.size; k++) {
+                    uint64_t y = gr.first + k * gr.stride;
                     to += ph[f]->peer_bytes(&c, x, y), from += ph[f]->peer_bytes(&c, y, x);
+                }
                 am_rank_counts(&c, x, cnt);
                 CHECK(to == cnt[f].bytes_sent && from == cnt[f].bytes_recv,
                       "%s rank %llu: per-peer bytes sum to %llu sent, %llu received; counts %llu, "
@@ -278,6 +285,12 @@ int main(void)
             8 * (1 + rnd(16)), (int)rnd(2),       (int)rnd(3)};
         u.cols = u.P, u.kv_heads = u.P + rnd(5), u.heads = u.kv_heads * (1 + rnd(2));
         u.N = u.P + rnd(5000);
+        if (trial % 2) { /* the hybrid's all-to-alls in groups of u */
+            u.algo = ALGO_HYBRID;
+            do u.rows = 1 + rnd(u.P);
+            while (u.P % u.rows);
+            u.cols = u.P / u.rows;
+        }
         am_time fast, slow;
         am_time_rank_by_rank = 0;
         am_predict_time(&u, &mm, &fast);
@@ -293,6 +306,49 @@ int main(void)
     }
     printf("  %ld all-to-all predictions identical from the node structure and rank by rank\n",
            compared);
+
+    /* the hybrid at its ends: u = 1 is Ring, u = P is Ulysses, in bytes, messages and time */
+    for (int trial = 0; trial < 200; trial++) {
+        uint64_t P = 1 + rnd(24);
+        am_config h = {ALGO_HYBRID,
+                       (part_layout)rnd(2),
+                       (am_pass)rnd(3),
+                       P,
+                       1,
+                       P,
+                       P + rnd(900),
+                       1 + rnd(2),
+                       0,
+                       P + rnd(3),
+                       8 * (1 + rnd(8)),
+                       (int)rnd(2),
+                       (int)rnd(3)};
+        h.heads = h.kv_heads * (1 + rnd(2));
+        const machine *ms[2] = {&dev4, &paper_a100};
+        for (int end = 0; end < 2; end++) {
+            am_config o = h;
+            o.algo = end ? ALGO_ULYSSES : ALGO_RING;
+            if (end) h.rows = P, h.cols = 1;
+            am_prediction ph, po;
+            am_predict(&h, ms[trial % 2], 1, &ph);
+            am_predict(&o, ms[trial % 2], 1, &po);
+            int same = ph.time.total_s == po.time.total_s && ph.total_sent_sum == po.total_sent_sum;
+            for (uint64_t x = 0; x < P && same; x++) { /* the same phases, or empty ones */
+                uint64_t sh = 0, so = 0, mh = 0, mo = 0;
+                for (int f = 0; f < ph.F; f++)
+                    sh += ph.per_rank[x * ph.F + f].bytes_sent,
+                        mh += ph.per_rank[x * ph.F + f].msgs_sent;
+                for (int f = 0; f < po.F; f++)
+                    so += po.per_rank[x * po.F + f].bytes_sent,
+                        mo += po.per_rank[x * po.F + f].msgs_sent;
+                same = sh == so && mh == mo;
+            }
+            CHECK(same, "hybrid u = %llu differs from %s at P = %llu: %.17g s vs %.17g s",
+                  (unsigned long long)h.rows, am_algo_name(o.algo), (unsigned long long)P,
+                  ph.time.total_s, po.time.total_s);
+            am_prediction_free(&ph), am_prediction_free(&po);
+        }
+    }
 
     /* a compute-bound single GPU pair: Ring hides its communication */
     am_config small = {ALGO_RING, LAYOUT_CONTIGUOUS, AM_FWD, 4, 1, 4, 131072, 1, 32, 32, 128, 0, 2};

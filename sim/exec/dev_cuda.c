@@ -1,9 +1,9 @@
-/* exec_cuda.c - the CUDA device of the executor (exec.h): one GPU per rank, buffers from the
+/* dev_cuda.c - the CUDA device of the executor (exec.h): one GPU per rank, buffers from the
  * stream-ordered allocator (a pool kept across runs), every operation queued on one compute
  * stream, local tiles on the CUDA FA2 kernels (kc_attn.h; token positions for the causal mask
  * of the algorithms' layouts), the merge operator and gathers as CUDA kernels. Errors go
  * through the one error path (CUDACALL names the rank, the call and the reason). */
-#include "exec_cuda.h"
+#include "dev_cuda.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -14,10 +14,11 @@
 
 #include "fail.h"
 #include "kc_attn.h"
+#include "timing.h"
 
 static cudaStream_t stream;
 
-int exec_cuda_bind(int device)
+int dev_cuda_bind(int device)
 {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return -1;
@@ -33,7 +34,7 @@ int exec_cuda_bind(int device)
     return count;
 }
 
-void *exec_cuda_stream(void)
+void *dev_cuda_stream(void)
 {
     return stream;
 }
@@ -108,11 +109,12 @@ static void cu_rows_copy(void *dst, const void *src, const void *index, size_t p
                           scatter, stream));
 }
 
-static kc_shape tile_shape(const exec_ctx *x, const exec_pos *qpos, const exec_pos *kpos)
+static kc_shape tile_shape(const exec_ctx *x, size_t hq, size_t hk, const exec_pos *qpos,
+                           const exec_pos *kpos)
 {
     const am_config *c = &x->cfg;
-    kc_shape s = {(int)x->dtype, c->batch,    c->heads,  c->kv_heads, qpos->n,
-                  kpos->n,       c->head_dim, c->causal, NULL,        NULL};
+    kc_shape s = {(int)x->dtype, c->batch,    hq,        hk,   qpos->n,
+                  kpos->n,       c->head_dim, c->causal, NULL, NULL};
     if (c->causal) {
         s.qpos = (const unsigned long long *)qpos->d;
         s.kpos = (const unsigned long long *)kpos->d;
@@ -120,21 +122,23 @@ static kc_shape tile_shape(const exec_ctx *x, const exec_pos *qpos, const exec_p
     return s;
 }
 
-static void cu_tile_forward(const exec_ctx *x, const void *q, const exec_pos *qpos, const void *k,
-                            const void *v, const exec_pos *kpos, float *state, int accumulate)
+static void cu_tile_forward(const exec_ctx *x, size_t hq, size_t hk, const void *q,
+                            const exec_pos *qpos, const void *k, const void *v,
+                            const exec_pos *kpos, float *state, int accumulate)
 {
-    kc_shape s = tile_shape(x, qpos, kpos);
+    kc_shape s = tile_shape(x, hq, hk, qpos, kpos);
     size_t rows = s.b * s.h * s.nq;
-    CUDACALL(kc_fa2_fwd_partial(&s, q, k, v, 0, s.nk, accumulate, state + rows * s.d,
-                                state + rows * s.d + rows, state, stream));
+    CUDACALL(kc_attn_fwd_partial(&s, q, k, v, 0, s.nk, accumulate, state + rows * s.d,
+                                 state + rows * s.d + rows, state, stream));
 }
 
-static void cu_tile_backward(const exec_ctx *x, const void *q, const void *d_o, const float *lse,
-                             const float *dsum, const exec_pos *qpos, const void *k, const void *v,
+static void cu_tile_backward(const exec_ctx *x, size_t hq, size_t hk, const void *q,
+                             const void *d_o, const float *lse, const float *dsum,
+                             const exec_pos *qpos, const void *k, const void *v,
                              const exec_pos *kpos, float *dq, float *dk, float *dv)
 {
-    kc_shape s = tile_shape(x, qpos, kpos);
-    CUDACALL(kc_fa2_bwd_tile(&s, q, k, v, d_o, lse, dsum, dq, dk, dv, stream));
+    kc_shape s = tile_shape(x, hq, hk, qpos, kpos);
+    CUDACALL(kc_attn_bwd_tile(&s, q, k, v, d_o, lse, dsum, dq, dk, dv, stream));
 }
 
 static void cu_attn_forward(const exec_ctx *x, size_t hq, size_t hk, size_t n, const void *q,
@@ -142,7 +146,7 @@ static void cu_attn_forward(const exec_ctx *x, size_t hq, size_t hk, size_t n, c
 {
     const am_config *c = &x->cfg;
     kc_shape s = {(int)x->dtype, c->batch, hq, hk, n, n, c->head_dim, c->causal, NULL, NULL};
-    CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
+    CUDACALL(kc_attn_fwd(&s, q, k, v, o, lse, stream));
 }
 
 static void cu_attn_backward(const exec_ctx *x, size_t hq, size_t hk, size_t n, const void *q,
@@ -151,8 +155,8 @@ static void cu_attn_backward(const exec_ctx *x, size_t hq, size_t hk, size_t n, 
 {
     const am_config *c = &x->cfg;
     kc_shape s = {(int)x->dtype, c->batch, hq, hk, n, n, c->head_dim, c->causal, NULL, NULL};
-    void *ws = cu_alloc(kc_fa2_bwd_workspace_bytes(&s), "backward workspace");
-    CUDACALL(kc_fa2_bwd(&s, q, k, v, o, d_o, lse, dq, dk, dv, ws, stream));
+    void *ws = cu_alloc(kc_attn_bwd_workspace_bytes(&s), "backward workspace");
+    CUDACALL(kc_attn_bwd(&s, q, k, v, o, d_o, lse, dq, dk, dv, ws, stream));
     cu_release(ws);
 }
 
@@ -215,8 +219,8 @@ static double *host_f64(const void *d, kn_dtype dtype, size_t elems)
     return out;
 }
 
-void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, double **dk,
-                         double **dv)
+void dev_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, double **dk,
+                        double **dv)
 {
     const kn_shape *s = &p->shape;
     kc_shape ks = {(int)p->dtype, s->batch, s->heads,  s->kv_heads, s->nq,
@@ -225,14 +229,14 @@ void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, 
     void *q = dev_from_host(&p->t.q), *k = dev_from_host(&p->t.k), *v = dev_from_host(&p->t.v);
     void *od = cu_alloc(qe * e, "reference O");
     float *lse = cu_alloc(kn_row_elems(s) * sizeof(float), "reference LSE");
-    CUDACALL(kc_fa2_fwd(&ks, q, k, v, od, lse, stream));
+    CUDACALL(kc_attn_fwd(&ks, q, k, v, od, lse, stream));
     *o = host_f64(od, p->dtype, qe);
     if (bwd) {
         void *d_o = dev_from_host(&p->t.d_o);
         void *g[3] = {cu_alloc(qe * e, "reference dQ"), cu_alloc(ke * e, "reference dK"),
                       cu_alloc(ke * e, "reference dV")};
-        void *ws = cu_alloc(kc_fa2_bwd_workspace_bytes(&ks), "reference workspace");
-        CUDACALL(kc_fa2_bwd(&ks, q, k, v, od, d_o, lse, g[0], g[1], g[2], ws, stream));
+        void *ws = cu_alloc(kc_attn_bwd_workspace_bytes(&ks), "reference workspace");
+        CUDACALL(kc_attn_bwd(&ks, q, k, v, od, d_o, lse, g[0], g[1], g[2], ws, stream));
         *dq = host_f64(g[0], p->dtype, qe);
         *dk = host_f64(g[1], p->dtype, ke);
         *dv = host_f64(g[2], p->dtype, ke);
@@ -243,7 +247,26 @@ void exec_cuda_reference(const kn_problem *p, int bwd, double **o, double **dq, 
     cu_sync();
 }
 
-double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, int fwd, int reps)
+/* One FA2 call of dev_cuda_time_fa2. */
+typedef struct {
+    const kc_shape *s;
+    void *q, *k, *v, *o, *d_o, **g, *ws;
+    float *lse;
+    int fwd;
+} fa2_call;
+
+static void fa2_launch(void *ctx, int i, void *st)
+{
+    (void)i;
+    fa2_call *c = ctx;
+    if (c->fwd)
+        CUDACALL(kc_attn_fwd(c->s, c->q, c->k, c->v, c->o, c->lse, st));
+    else
+        CUDACALL(kc_attn_bwd(c->s, c->q, c->k, c->v, c->o, c->d_o, c->lse, c->g[0], c->g[1],
+                             c->g[2], c->ws, st));
+}
+
+double dev_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, int fwd, int reps)
 {
     kc_shape s = {dtype, 1, h, h, n, n, d, causal, NULL, NULL};
     size_t elems = h * n * d, e = kn_dtype_bytes((kn_dtype)dtype);
@@ -254,27 +277,14 @@ double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, i
     void *o = cu_alloc(elems * e, "O"), *d_o = dev_from_host(&t);
     void *g[3] = {cu_alloc(elems * e, "dQ"), cu_alloc(elems * e, "dK"), cu_alloc(elems * e, "dV")};
     float *lse = cu_alloc(h * n * sizeof(float), "LSE");
-    void *ws = cu_alloc(kc_fa2_bwd_workspace_bytes(&s), "workspace");
+    void *ws = cu_alloc(kc_attn_bwd_workspace_bytes(&s), "workspace");
     kn_tensor_free(&t);
-    CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
-    cudaEvent_t a, b;
-    CUDACALL(cudaEventCreate(&a));
-    CUDACALL(cudaEventCreate(&b));
-    double best = 0;
-    for (int r = 0; r <= reps; r++) { /* the first call warms up */
-        CUDACALL(cudaEventRecord(a, stream));
-        if (fwd)
-            CUDACALL(kc_fa2_fwd(&s, q, k, v, o, lse, stream));
-        else
-            CUDACALL(kc_fa2_bwd(&s, q, k, v, o, d_o, lse, g[0], g[1], g[2], ws, stream));
-        CUDACALL(cudaEventRecord(b, stream));
-        CUDACALL(cudaEventSynchronize(b));
-        float ms;
-        CUDACALL(cudaEventElapsedTime(&ms, a, b));
-        if (r > 0 && (r == 1 || ms * 1e-3 < best)) best = ms * 1e-3;
-    }
-    CUDACALL(cudaEventDestroy(a));
-    CUDACALL(cudaEventDestroy(b));
+    CUDACALL(kc_attn_fwd(&s, q, k, v, o, lse, stream));
+    fa2_call call = {&s, q, k, v, o, d_o, g, ws, lse, fwd};
+    double *times = kn_xmalloc((size_t)reps * sizeof(double), "timings");
+    timing_cuda_events(fa2_launch, &call, stream, 1, (uint64_t)reps, times); /* 1 warm-up */
+    double best = timing_min(times, (size_t)reps);
+    free(times);
     cu_release(q), cu_release(k), cu_release(v), cu_release(o), cu_release(d_o);
     cu_release(lse), cu_release(ws);
     for (int i = 0; i < 3; i++) cu_release(g[i]);
@@ -282,31 +292,32 @@ double exec_cuda_time_fa2(int dtype, size_t h, size_t n, size_t d, int causal, i
     return best;
 }
 
-double exec_cuda_copy_rate(size_t bytes)
+typedef struct {
+    void *dst, *src;
+    size_t bytes;
+} copy_call;
+
+static void copy_launch(void *ctx, int i, void *st)
+{
+    (void)i, (void)st; /* cu_copy queues on the device's stream */
+    copy_call *c = ctx;
+    cu_copy(c->dst, c->src, c->bytes);
+}
+
+double dev_cuda_copy_rate(size_t bytes)
 {
     void *a = cu_alloc(bytes, "copy buffer"), *b = cu_alloc(bytes, "copy buffer");
     cu_zero(a, bytes);
-    cudaEvent_t e0, e1;
-    CUDACALL(cudaEventCreate(&e0));
-    CUDACALL(cudaEventCreate(&e1));
-    double best = 0;
-    for (int r = 0; r <= 4; r++) {
-        CUDACALL(cudaEventRecord(e0, stream));
-        cu_copy(b, a, bytes);
-        CUDACALL(cudaEventRecord(e1, stream));
-        CUDACALL(cudaEventSynchronize(e1));
-        float ms;
-        CUDACALL(cudaEventElapsedTime(&ms, e0, e1));
-        if (r > 0 && (r == 1 || ms * 1e-3 < best)) best = ms * 1e-3;
-    }
-    CUDACALL(cudaEventDestroy(e0));
-    CUDACALL(cudaEventDestroy(e1));
+    copy_call call = {b, a, bytes};
+    double times[4];
+    timing_cuda_events(copy_launch, &call, stream, 1, 4, times); /* 1 warm-up */
+    double best = timing_min(times, 4);
     cu_release(a), cu_release(b);
     cu_sync();
     return 2.0 * (double)bytes / best;
 }
 
-void exec_cuda_device_name(char *name, size_t n)
+void dev_cuda_device_name(char *name, size_t n)
 {
     int dev = 0;
     struct cudaDeviceProp p;

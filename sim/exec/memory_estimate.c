@@ -1,6 +1,9 @@
-/* exec_memory.c - the host memory of one rank of the executor (see exec_memory.h). The terms
- * follow the allocations of run_one (cmd_run.c), exec_ring.c, exec_a2d.c and exec_ulysses.c. */
-#include "exec_memory.h"
+/* memory_estimate.c - the host memory of one rank of the executor (see memory_estimate.h).
+ * The terms follow the allocations of run_one (cmd_run.c), the executors (exec_<name>.c) and
+ * the steps they share (ring_pass.c, heads_a2a.c). */
+#include "memory_estimate.h"
+
+#include <math.h>
 
 #include "kn_problem.h"
 #include "partition.h"
@@ -11,6 +14,8 @@ double exec_host_bytes(const am_config *c, int dtype, int rank, int check, int c
     const double P = (double)c->P, N = (double)c->N;
     uint64_t most = (c->N + c->P - 1) / c->P; /* the largest shard */
     if (c->algo == ALGO_RING) most = ring_shard_max(c->layout, c->N, c->P);
+    if (c->algo == ALGO_HYBRID) /* a member's block of the largest group */
+        most = (ring_shard_max(c->layout, c->N, c->cols) + c->rows - 1) / c->rows;
     const double n = (double)most;
     const double Q = (double)(c->batch * c->heads) * d;    /* Q elements per token */
     const double K = (double)(c->batch * c->kv_heads) * d; /* K (or V) elements per token */
@@ -52,6 +57,21 @@ double exec_host_bytes(const am_config *c, int dtype, int rank, int check, int c
         const double heads = n * (Q + 2 * K) * e;
         work_f = heads + n * Q * e + n * R * f + 2 * heads + N / P * S;
         work_b = work_f + 2 * n * (2 * Q + 2 * K) * e + n * (Q + 2 * K) * f;
+        break;
+    }
+    case ALGO_HYBRID: { /* my heads over my group's T tokens, the all-to-all blocks, the ring */
+        const double T = (double)ring_shard_max(c->layout, c->N, c->cols);
+        const double hk = (double)ulysses_kv_heads_max(c->kv_heads, c->rows);
+        const double Qh = (double)c->batch * hk * (double)(c->heads / c->kv_heads) * d;
+        const double Kh = (double)c->batch * hk * d, Rh = Qh / d, Sh = Rh * (d + 2) * f;
+        const double split = T * (2 * Qh + 2 * Kh) * e + T * Rh * f; /* q k v o, lse */
+        double qkv = n * (Q + 2 * K) * e + T * (Qh + 2 * Kh) * e;
+        double ring = 2 * (2 * T * Kh * e) + 2 * T * Sh, o_back = T * Qh * e + n * Q * e;
+        work_f = split + fmax(qkv, fmax(ring, o_back));
+        double grads = T * Qh * e + T * Rh * f + T * Qh * f + 2 * T * Kh * f; /* dO D dQ dK dV */
+        double ring_b = 2 * (2 * T * Kh * (e + f)) + (2 * T * Qh + 2 * T * Kh) * f;
+        double back = 2 * T * (Qh + 2 * Kh) * e + n * (Q + 2 * K) * e;
+        work_b = split + grads + fmax(ring_b, back);
         break;
     }
     default:

@@ -1,0 +1,56 @@
+/* run.h - `attnsim run` across its files: the state of the command on every rank (run_env),
+ * what each rank reports to rank 0 after a run (rank_report), the --check against the
+ * reference (run_check.c) and rank 0's comparison, table and record of a run (run_report.c). */
+#ifndef ATTNSIM_RUN_H
+#define ATTNSIM_RUN_H
+
+#include <stdint.h>
+
+#include "cli.h"
+#include "exec.h"
+#include "h5out.h"
+#include "machine.h"
+#include "provenance.h"
+
+typedef struct {
+    attn_opts o;
+    machine m;
+    int rank, P;
+    int32_t *node_of; /* node index of every rank (from the host names) */
+    char *hosts;      /* host name of every rank, 64 bytes each */
+    int nodes;
+    uint64_t ranks_per_node; /* when the ranks are packed evenly in rank order, else 0 */
+    int device;              /* --backend cuda: this rank's GPU */
+    uint64_t *peers; /* rank 0, per run: bytes [P][P] then messages [P][P] sent rank -> peer */
+    h5out *h;
+    attn_provenance prov;
+    double mem_rank, mem_root; /* host memory of a rank and of rank 0, at most over the sweep */
+} run_env;
+
+/* Per-rank results sent to rank 0: counts and time of every phase. */
+typedef struct {
+    uint64_t v[AM_MAX_PHASES][4];
+    uint64_t inter[AM_MAX_PHASES][2]; /* bytes and messages sent to ranks on other nodes */
+    double t[AM_MAX_PHASES];          /* the rank's own time in the phase */
+    double start[AM_MAX_PHASES];      /* when the rank entered the phase, from the start barrier */
+    double end[AM_MAX_PHASES];        /* when it left the phase */
+} rank_report;
+
+/* What --check found (rank 0). */
+typedef struct {
+    int checked, passed;
+    double max_abs, max_rel; /* over the outputs (and gradients); rel: over max |reference| */
+    const char *method;      /* what the outputs were compared with */
+} run_check_result;
+
+/* --check, collective: every rank sends its output shards to rank 0, which compares them with
+ * the float64 reference of the whole problem (or, on the GPU and for large problems, a
+ * single-GPU run of the CUDA kernel) and fills *r. */
+void run_check(const exec_ctx *x, int bwd, run_check_result *r);
+
+/* Rank 0: compares every rank's counts with the model, prints the run's table and verdict and
+ * writes its record. Returns 1 when valid (counts equal, check passed if made). */
+int run_report(run_env *env, const exec_ctx *x, const rank_report *all,
+               const run_check_result *chk);
+
+#endif

@@ -1,0 +1,246 @@
+/* machine_out.c - the machine file attnsim calibrate writes (calibrate.h): the base machine with
+ * the measured values in place, every line saying whether its value was measured or kept, and
+ * only values the file format accepts (machine_write, the parser's own key table); the tiers
+ * set from the fitted link series (across nodes, the NIC's own rate and how many ranks share
+ * it); the fits too poor to use silently, listed for stdout and the file. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "calibrate.h"
+
+/* What the machine file says of each key's value: measured, or kept from the base machine. */
+typedef struct {
+    const machine *base, *m;
+    double nic_ratio; /* > 0: the inter-node tier is the one-rank-per-node shift */
+    char buf[160];
+} key_notes;
+
+static const char *key_note(const char *key, void *ctx)
+{
+    key_notes *kn = ctx;
+    static const char *const peaks[3] = {"peak_f32", "peak_f16", "peak_bf16"};
+    for (int d = 0; d < 3; d++)
+        if (!strcmp(key, peaks[d]))
+            return kn->m->peak_flops[d] == kn->base->peak_flops[d]
+                       ? "kept (no kernel of this type measured)"
+                       : "measured: FA2 tiles, every rank at once";
+    for (int t = 0; t < 2; t++) {
+        char alpha[32], bw[32];
+        snprintf(alpha, sizeof alpha, "%s_alpha", t ? "inter" : "intra");
+        snprintf(bw, sizeof bw, "%s_bandwidth", t ? "inter" : "intra");
+        if (!strcmp(key, alpha) || !strcmp(key, bw))
+            return !kn->m->measured[t] ? "NOT MEASURED: kept"
+                   : t == TIER_INTER && kn->nic_ratio > 0
+                       ? "measured: ring shift, one rank per node (one NIC), robust fit"
+                       : "measured: ring shift, robust fit";
+    }
+    if (!strcmp(key, "gpus_per_node")) return "measured: ranks per node";
+    if (!strcmp(key, "gpus_per_nic") && kn->nic_ratio > 0) {
+        snprintf(kn->buf, sizeof kn->buf,
+                 "measured: inter-node ring shift with one rank per node is %.2fx as fast as "
+                 "with every rank",
+                 kn->nic_ratio);
+        return kn->buf;
+    }
+    if (!strcmp(key, "sms")) {
+        snprintf(kn->buf, sizeof kn->buf, "kept from %s", kn->base->name);
+        return kn->buf;
+    }
+    if (!strcmp(key, "smem_per_sm") || !strcmp(key, "l2") || !strcmp(key, "gpus_per_nic"))
+        return "kept";
+    if (!strcmp(key, "hbm_bandwidth"))
+        return "measured: memory copy (read + write), every rank at once";
+    if (!strcmp(key, "sustained_fraction"))
+        return "the peaks above are the kernels' measured forward rates";
+    return NULL;
+}
+
+/* The machine file: base machine with the measured values in place, each line commented. */
+void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
+                       const char *when, int nodes, const char *backend, const char *comm,
+                       double nic_ratio)
+{
+    fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
+            host, when, nodes, backend, comm);
+    fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
+            base->origin);
+    key_notes kn = {base, m, nic_ratio, ""};
+    char text[4096];
+    machine_write(m, MACHINE_REQUIRED | MACHINE_OPTIONAL, key_note, &kn, text, sizeof text);
+    fputs(text, f);
+}
+
+double cal_tier_alpha(double fitted, const series *s)
+{
+    if (fitted > 0) return fitted;
+    double t = s->time[0];
+    for (size_t i = 1; i < s->n; i++) t = fmin(t, s->time[i]);
+    return t;
+}
+
+double cal_large_bandwidth(const series *s)
+{
+    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+void cal_set_tier(machine *m, int t, const series *s)
+{
+    m->measured[t] = s->ok;
+    if (!s->ok) return;
+    m->alpha_s[t] = cal_tier_alpha(s->fit.small.alpha, s);
+    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
+    m->break_bytes[t] = 0;
+    if (s->fit.two_regimes) {
+        m->break_bytes[t] = s->fit.break_x;
+        m->alpha_large_s[t] = cal_tier_alpha(s->fit.large.alpha, s);
+        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
+    }
+}
+
+uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio)
+{
+    *ratio = 0.0;
+    if (!all->ok || !one->ok) return 0;
+    *ratio = cal_large_bandwidth(one) / cal_large_bandwidth(all);
+    uint64_t best = 1;
+    for (int d = 1; d <= per_node; d++)
+        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
+            best = (uint64_t)d;
+    return best;
+}
+
+static void poor_add(cal_poor_fits *pf, const char *what, const char *keys, const char *group,
+                     const lin_fit *f)
+{
+    if (pf->n == 8 || !fit_is_poor(f)) return;
+    snprintf(pf->what[pf->n], sizeof pf->what[0], "%s", what);
+    snprintf(pf->keys[pf->n], sizeof pf->keys[0], "%s", keys);
+    snprintf(pf->group[pf->n], sizeof pf->group[0], "%s", group);
+    pf->r2[pf->n] = f->r2, pf->rel_rms[pf->n] = f->rel_rms;
+    pf->n++;
+}
+
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *const *tier, const char *const *groups,
+                           const kernel_series *ks)
+{
+    static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
+    memset(pf, 0, sizeof *pf);
+    for (int t = 0; t < 2; t++) {
+        if (!tier[t]->ok) continue;
+        const link_fit *f = &tier[t]->fit;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "%s", groups[t]);
+        snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
+                 f->two_regimes ? ", small messages" : "");
+        snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);
+        poor_add(pf, what, keys, group, f->two_regimes ? &f->small : &f->single);
+        if (f->two_regimes) {
+            snprintf(what, sizeof what, "%s-node ring shift, large messages", tiers[t]);
+            snprintf(keys, sizeof keys, "%s_large_alpha, %s_large_bandwidth", tiers[t], tiers[t]);
+            poor_add(pf, what, keys, group, &f->large);
+        }
+    }
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        char what[48], keys[48], group[48];
+        snprintf(group, sizeof group, "kernels/%s", dn[d]);
+        snprintf(what, sizeof what, "%s forward kernel", dn[d]);
+        snprintf(keys, sizeof keys, "peak_%s", dn[d]);
+        poor_add(pf, what, keys, group, &ks[d].fit);
+        snprintf(what, sizeof what, "%s backward kernel", dn[d]);
+        poor_add(pf, what, "backward_rate_ratio", group, &ks[d].bwd_fit);
+    }
+}
+
+void cal_print_poor_fits(FILE *f, const cal_poor_fits *pf, const char *prefix)
+{
+    for (int i = 0; i < pf->n; i++)
+        fprintf(f,
+                "%sPOOR FIT: %s: R^2 %.4f, rel RMS %.1f %% (accepted: R^2 >= %.2g and rel RMS "
+                "<= %.0f %%); used for %s\n",
+                prefix, pf->what[i], pf->r2[i], 100 * pf->rel_rms[i], FIT_MIN_R2,
+                100 * FIT_MAX_REL_RMS, pf->keys[i]);
+}
+
+/* 1 when v is within the range the machine file accepts for `key` (docs/machine.md). */
+static int in_range(const char *key, double v, double *lo)
+{
+    double hi;
+    if (machine_key_range(key, lo, &hi) != 0) return 0;
+    return isfinite(v) && v >= *lo && v <= hi;
+}
+
+/* The machine file holds only values it reads back (docs/machine.md, "Ranges"): a fitted
+ * latency below the range (under the timer's resolution, or a negative intercept) is written as
+ * the smallest accepted value; any other fitted value out of range is not used (the base
+ * machine's is kept, or the optional key left out). Says so on stdout. */
+void cal_keep_in_range(machine *m, const machine *base)
+{
+    static const char *const tier[2] = {"intra", "inter"};
+    static const char *const dn[3] = {"f32", "f16", "bf16"};
+    double lo;
+    char key[64];
+    if (!in_range("hbm_bandwidth", m->hbm_bytes_per_s, &lo)) {
+        printf("# note: memory copy %g B/s is outside the machine file's range; kept %s's\n",
+               m->hbm_bytes_per_s, base->name);
+        m->hbm_bytes_per_s = base->hbm_bytes_per_s;
+    }
+    for (int d = 0; d < 3; d++) {
+        snprintf(key, sizeof key, "peak_%s", dn[d]);
+        if (in_range(key, m->peak_flops[d], &lo)) continue;
+        printf("# note: %s rate %g FLOP/s is outside the machine file's range; kept %s's\n", dn[d],
+               m->peak_flops[d], base->name);
+        m->peak_flops[d] = base->peak_flops[d];
+    }
+    for (int t = 0; t < 2; t++) {
+        if (!m->measured[t]) continue;
+        double *alphas[2] = {&m->alpha_s[t], &m->alpha_large_s[t]};
+        for (int a = 0; a < (m->break_bytes[t] > 0 ? 2 : 1); a++) {
+            snprintf(key, sizeof key, "%s_alpha", tier[t]);
+            if (!in_range(key, *alphas[a], &lo) && isfinite(*alphas[a]) && *alphas[a] < lo) {
+                printf("# note: %s-node latency fit %g s is below the timer's resolution; "
+                       "written as %g s, the smallest accepted\n",
+                       tier[t], *alphas[a], lo);
+                *alphas[a] = lo;
+            }
+        }
+        snprintf(key, sizeof key, "%s_alpha", tier[t]);
+        int ok = in_range(key, m->alpha_s[t], &lo);
+        snprintf(key, sizeof key, "%s_bandwidth", tier[t]);
+        ok &= in_range(key, m->bytes_per_s[t], &lo);
+        if (!ok) {
+            printf("# note: the %s-node fit (%g s, %g B/s) is outside the machine file's range; "
+                   "the tier is kept from %s and marked NOT MEASURED\n",
+                   tier[t], m->alpha_s[t], m->bytes_per_s[t], base->name);
+            m->measured[t] = 0;
+            m->alpha_s[t] = base->alpha_s[t], m->bytes_per_s[t] = base->bytes_per_s[t];
+            m->break_bytes[t] = 0;
+            continue;
+        }
+        if (m->break_bytes[t] > 0) {
+            snprintf(key, sizeof key, "%s_break", tier[t]);
+            ok = in_range(key, m->break_bytes[t], &lo);
+            snprintf(key, sizeof key, "%s_large_alpha", tier[t]);
+            ok &= in_range(key, m->alpha_large_s[t], &lo);
+            snprintf(key, sizeof key, "%s_large_bandwidth", tier[t]);
+            ok &= in_range(key, m->bytes_per_s_large[t], &lo);
+            if (!ok) {
+                printf("# note: the %s-node large-message regime is outside the machine file's "
+                       "range; one regime is written\n",
+                       tier[t]);
+                m->break_bytes[t] = 0;
+            }
+        }
+    }
+    if (m->kernel_overhead_s > 0 && !in_range("kernel_overhead", m->kernel_overhead_s, &lo)) {
+        printf("# note: kernel overhead %g s is outside the machine file's range; left out\n",
+               m->kernel_overhead_s);
+        m->kernel_overhead_s = 0;
+    }
+    if (!in_range("backward_rate_ratio", m->backward_rate_ratio, &lo)) {
+        printf("# note: backward rate ratio %g is outside the machine file's range; left out\n",
+               m->backward_rate_ratio);
+        m->backward_rate_ratio = 1.0;
+    }
+}

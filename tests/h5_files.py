@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""What attnsim does with the file an --out path names (docs/hdf5-schema.md, docs/reliability.md):
+
+1. Damaged files are refused before any work (exit status 2, one line, the file untouched): a
+   bit flip in a dataset's dimensions (caught by the object header's checksum), a dataset whose
+   shape disagrees with its run, extra or duplicated /summary rows, a complete run /summary
+   does not list, and foreign objects in /runs (a dataset, a group without `kind`, a soft
+   link).
+2. Locks are per file: a writer stopped (SIGSTOP) while it holds the lock of one file does not
+   delay a writer of another file in the same directory; a writer of the same file says
+   "waiting for FILE held by pid N on host H" after a second and gives up after --lock-timeout
+   (exit status 1), the file untouched; resumed, the stopped writer finishes.
+3. --out through a symlink (also a dangling one, or a chain) writes the file it names; the link
+   stays; a writer through the link and one through the real path build one study.
+4. An append-only (chattr +a) file or directory is refused before any work, nothing left
+   behind (where the file system supports the attribute).
+5. Two writers appending to one file at once, with a reader holding it open: every run of both
+   is in the file, which validates; the reader keeps reading the version it opened.
+
+Usage: h5_files.py ATTNSIM
+"""
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from h5util import consistent, dump, unchanged  # noqa: E402
+
+ATTNSIM = os.path.abspath(sys.argv[1])
+MODEL = ["model", "--procs", "4,16", "--seq", "1k", "--algo", "ring,a2d-no"]
+failures = 0
+
+
+def report(ok, what, problems=()):
+    global failures
+    print(f"{'ok  ' if ok else 'FAIL'} {what}")
+    for p in problems if not ok else ():
+        print("     " + p)
+    failures += not ok
+
+
+def attnsim(*args, env=None, timeout=120):
+    return subprocess.run([ATTNSIM, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def dataspace_offset(path, dataset):
+    """File offset of dims[0] in the dataspace message of a version-2 object header."""
+    with h5py.File(path, "r") as f:
+        addr = h5py.h5o.get_info(f[dataset].id).addr
+    data = read(path)
+    if data[addr:addr + 4] != b"OHDR":  # version 1: 16-byte prefix, 8-byte aligned messages
+        p, end = addr + 16, addr + 16 + struct.unpack_from("<I", data, addr + 8)[0]
+        while p + 8 <= end:
+            mtype, msize = struct.unpack_from("<HH", data, p)
+            if mtype == 0x01:
+                return p + 8 + (8 if data[p + 8] == 1 else 4)
+            p += 8 + msize
+        raise AssertionError("no dataspace message")
+    flags = data[addr + 5]
+    p = addr + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+    size_len = 1 << (flags & 3)
+    end = p + size_len + int.from_bytes(data[p:p + size_len], "little")
+    p += size_len
+    while p + 4 <= end:
+        mtype, msize = data[p], struct.unpack_from("<H", data, p + 1)[0]
+        body = p + 4 + (2 if flags & 0x04 else 0)
+        if mtype == 0x01:
+            version = data[body]
+            return body + (8 if version == 1 else 4)
+        p = body + msize
+    raise AssertionError("no dataspace message")
+
+
+def damaged_files(work):
+    base = os.path.join(work, "base.h5")
+    r = attnsim(*MODEL, "--out", base)
+    assert r.returncode == 0, r.stderr
+
+    def flip_dims(p):
+        off = dataspace_offset(p, "runs/000001/predicted/bytes_sent")
+        with open(p, "r+b") as f:
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0x02]))
+
+    def wrong_shape(f):
+        g = f["runs/000001/predicted"]
+        del g["bytes_sent"]
+        g["bytes_sent"] = np.zeros((16, 2), dtype=np.int64)
+
+    def extra_row(f):
+        s = f["summary"]
+        s.resize((len(s) + 1,))
+        row = s[0]
+        row["run"] = 999
+        s[len(s) - 1] = row
+
+    def duplicate_row(f):
+        s = f["summary"]
+        s.resize((len(s) + 1,))
+        s[len(s) - 1] = s[0]
+
+    def missing_row(f):
+        s = f["summary"]
+        rows = s[()]
+        s.resize((len(s) - 1,))
+        s[:] = rows[:-1]
+
+    def foreign_dataset(f):
+        f["runs"]["000100"] = np.arange(3)
+
+    def foreign_group(f):
+        f["runs"].create_group("000100")
+
+    def soft_link(f):
+        f["runs"]["000100"] = h5py.SoftLink("/runs/000000")
+
+    cases = [("a bit flip in a dataset's dimensions", flip_dims, "checksum"),
+             ("a dataset whose shape disagrees with its run", wrong_shape, "has shape"),
+             ("an extra /summary row", extra_row, "names run 999"),
+             ("a duplicated /summary row", duplicate_row, "twice"),
+             ("a complete run /summary does not list", missing_row, "no row"),
+             ("a dataset in /runs", foreign_dataset, "not a run"),
+             ("a group without kind in /runs", foreign_group, "not a run"),
+             ("a soft link in /runs", soft_link, "soft link")]
+    for what, damage, says in cases:
+        d = tempfile.mkdtemp(dir=work)
+        path = os.path.join(d, "f.h5")
+        shutil.copy(base, path)
+        if damage is flip_dims:
+            damage(path)
+        else:
+            with h5py.File(path, "a") as f:
+                damage(f)
+        before = read(path)
+        r = attnsim(*MODEL, "--out", path)
+        lines = r.stderr.strip().splitlines()
+        problems = []
+        if r.returncode != 2 or len(lines) != 1 or "is damaged" not in r.stderr or \
+                says not in r.stderr:
+            problems.append(f"status {r.returncode}: {r.stderr.strip()[:300]}")
+        if read(path) != before:
+            problems.append("the file changed")
+        if os.listdir(d) != ["f.h5"]:
+            problems.append(f"files left: {os.listdir(d)}")
+        report(not problems, f"refused: {what}", problems)
+    # and the intact file is accepted
+    r = attnsim(*MODEL, "--out", base)
+    report(r.returncode == 0 and consistent(base)[1] == 8, "the intact file is appended to",
+           [r.stderr.strip()[:300]] if r.returncode else [])
+
+
+def locks(work):
+    d = tempfile.mkdtemp(dir=work)
+    x, y = os.path.join(d, "x.h5"), os.path.join(d, "y.h5")
+    for p in (x, y):
+        assert attnsim(*MODEL, "--out", p).returncode == 0
+    # writer A stops (SIGSTOP) while it holds the lock of x
+    env = dict(os.environ, ATTNSIM_KILL_AT="h5:after_lock", ATTNSIM_KILL_SIGNAL="STOP")
+    a = subprocess.Popen([ATTNSIM, *MODEL, "--out", x], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while True:  # until it is stopped
+            with open(f"/proc/{a.pid}/stat") as f:
+                if f.read().split(")")[1].split()[0] == "T":
+                    break
+            if time.time() - t0 > 60:
+                raise AssertionError("the writer never stopped")
+            time.sleep(0.05)
+        x_before = read(x)
+        t0 = time.time()
+        r = attnsim(*MODEL, "--out", y, timeout=60)
+        took = time.time() - t0
+        report(r.returncode == 0 and took < 20 and consistent(y)[1] == 8,
+               f"a writer of another file in the same directory is not blocked ({took:.1f} s)",
+               [r.stderr.strip()[:300]] if r.returncode else [])
+        t0 = time.time()
+        r = attnsim(*MODEL, "--lock-timeout", "2", "--out", x, timeout=60)
+        took = time.time() - t0
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        want = f"waiting for {x} held by pid {a.pid} on host {socket.gethostname()}"
+        problems = []
+        if r.returncode != 1 or not lines or want not in lines[0]:
+            problems.append(f"status {r.returncode}, stderr {lines}")
+        if len(lines) != 2 or "timed out after 2 s" not in lines[-1] or "--lock-timeout" not in \
+                lines[-1]:
+            problems.append(f"no timeout line: {lines}")
+        if not 1.9 < took < 15:
+            problems.append(f"gave up after {took:.1f} s")
+        if read(x) != x_before or [f for f in os.listdir(d) if "attnsim-tmp" in f and
+                                   str(a.pid) not in f]:
+            problems.append(f"x changed or files left: {os.listdir(d)}")
+        report(not problems, f"the same file: waits, says who holds it, gives up after "
+               f"--lock-timeout 2 ({took:.1f} s)", problems)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+        a.wait(timeout=120)
+    report(a.returncode == 0 and consistent(x)[1] == 8 and
+           sorted(os.listdir(d)) == ["x.h5", "y.h5"],
+           f"resumed, the stopped writer finishes (status {a.returncode}, files "
+           f"{sorted(os.listdir(d))})")
+    r = attnsim(*MODEL, "--lock-timeout", "-1", "--out", x)
+    report(r.returncode == 2 and "--lock-timeout" in r.stderr and "accepted" in r.stderr,
+           f"--lock-timeout -1 refused: {r.stderr.strip()[:120]}")
+    before = read(x)
+    r = attnsim(*MODEL, "--out", x, env=dict(os.environ, ATTNSIM_H5_BATCH_SECONDS="soon"))
+    report(r.returncode == 2 and "ATTNSIM_H5_BATCH_SECONDS" in r.stderr and read(x) == before,
+           f"a bad batch setting refused: {r.stderr.strip()[:120]}")
+
+
+def symlinks(work):
+    d = tempfile.mkdtemp(dir=work)
+    real = os.path.join(d, "data", "study.h5")
+    os.mkdir(os.path.dirname(real))
+    link = os.path.join(d, "link.h5")
+    os.symlink("data/study.h5", link)  # dangling: the target does not exist yet
+    r = attnsim(*MODEL, "--out", link)
+    problems = [] if r.returncode == 0 else [r.stderr.strip()[:300]]
+    if not os.path.islink(link) or not os.path.isfile(real) or consistent(real)[1] != 4:
+        problems.append(f"link {os.path.islink(link)}, target {os.path.isfile(real)}")
+    report(not problems, "a dangling symlink: the file it names is created, the link stays",
+           problems)
+    chain = os.path.join(d, "chain.h5")
+    os.symlink(link, chain)
+    r1 = attnsim(*MODEL, "--out", chain)
+    r2 = attnsim(*MODEL, "--out", real)
+    n = consistent(real)[1]
+    problems = [x.stderr.strip()[:200] for x in (r1, r2) if x.returncode]
+    if not (os.path.islink(chain) and os.path.islink(link)) or n != 12:
+        problems.append(f"{n} runs in the target, links kept: {os.path.islink(chain)}")
+    leftovers = [f for f in os.listdir(d) if f not in ("data", "link.h5", "chain.h5")] + \
+        [f for f in os.listdir(os.path.dirname(real)) if f != "study.h5"]
+    if leftovers:
+        problems.append(f"files left: {leftovers}")
+    report(not problems, "a chain of links and the real path build one study (12 runs)",
+           problems)
+
+
+def append_only(work):
+    d = tempfile.mkdtemp(dir=work)
+    path = os.path.join(d, "f.h5")
+    assert attnsim(*MODEL, "--out", path).returncode == 0
+    if subprocess.run(["chattr", "+a", path], capture_output=True).returncode != 0:
+        print("note: chattr +a is not permitted here (not root, or the file system has no such "
+              "attribute): append-only cases not run")
+        return
+    try:
+        before = read(path)
+        r = attnsim(*MODEL, "--out", path)
+        report(r.returncode == 2 and "append-only" in r.stderr and read(path) == before and
+               os.listdir(d) == ["f.h5"],
+               f"an append-only file is refused before any work: {r.stderr.strip()[:150]}",
+               [f"status {r.returncode}, files {os.listdir(d)}"])
+    finally:
+        subprocess.run(["chattr", "-a", path])
+    sub = os.path.join(d, "ao")
+    os.mkdir(sub)
+    subprocess.run(["chattr", "+a", sub], check=True)
+    try:
+        r = attnsim(*MODEL, "--out", os.path.join(sub, "new.h5"))
+        report(r.returncode == 2 and "append-only" in r.stderr and os.listdir(sub) == [],
+               f"a file in an append-only directory is refused: {r.stderr.strip()[:150]}",
+               [f"status {r.returncode}, files {os.listdir(sub)}"])
+    finally:
+        subprocess.run(["chattr", "-a", sub])
+
+
+def concurrent(work):
+    d = tempfile.mkdtemp(dir=work)
+    path = os.path.join(d, "c.h5")
+    assert attnsim(*MODEL, "--out", path).returncode == 0
+    reader = h5py.File(path, "r")
+    first = dump(path)
+    env = dict(os.environ, ATTNSIM_H5_BATCH_SECONDS="0.05")
+    sweep = ["model", "--procs", "16", "--algo", "ring,a2d-no,a2d-o,ulysses", "--head-dim", "64,128", "--causal=both", "--seq",
+             ",".join(str(1024 + 32 * i) for i in range(100))]  # 1,600 runs each
+    procs = [subprocess.Popen([ATTNSIM, *sweep, "--dtype", dt, "--out", path], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for dt in ("f32", "bf16")]
+    during = len(reader["runs"])  # the reader keeps its version while they append
+    for p in procs:
+        p.wait(timeout=600)
+    problems, n = consistent(path)
+    if any(p.returncode for p in procs):
+        problems += [p.stderr.read()[:300] for p in procs if p.returncode]
+    if n != 4 + 2 * 1600:
+        problems.append(f"{n} runs, expected {4 + 2 * 1600}")
+    missing, changed = unchanged(first, dump(path, runs=sorted(reader["runs"])))
+    if missing or changed:
+        problems.append(f"earlier runs changed: {missing[:3]} {changed[:3]}")
+    if during != 4 or len(reader["runs"]) != 4:
+        problems.append(f"the open reader saw {len(reader['runs'])} runs")
+    with h5py.File(path, "r") as f:
+        kinds = {(r["dtype"], r["kind"]) for r in f["summary"][()]}
+    if kinds != {(b"f32", b"model"), (b"bf16", b"model")}:
+        problems.append(f"rows: {kinds}")
+    r = attnsim(*MODEL, "--out", path)  # and the result validates
+    if r.returncode:
+        problems.append(r.stderr.strip()[:300])
+    reader.close()
+    report(not problems, f"two writers at once and a reader: {n} runs", problems)
+
+
+def main():
+    if not shutil.which("h5dump"):
+        print("h5dump not found: install hdf5-tools (tests/install-deps.sh does)")
+        return 1
+    work = tempfile.mkdtemp()
+    try:
+        for part in (damaged_files, locks, symlinks, append_only, concurrent):
+            try:
+                part(work)
+            except Exception as e:  # one part failing does not hide the others' results
+                report(False, f"{part.__name__}: {type(e).__name__}: {e}")
+    finally:
+        subprocess.run(["chattr", "-R", "-a", work], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"h5_files: {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
