@@ -2,9 +2,12 @@
 """How well the time model predicts measured runs: for every complete kind=distributed run of an
 attnsim/1 file, the relative error (predicted - measured) / measured of each phase (measured:
 from the last rank to enter it to the last to leave it) and of the whole run, summarised as
-median, 90th percentile and maximum of |error| by regime - the phase's dominant term (latency,
-bandwidth, compute), intra- vs inter-node, cpu vs gpu backend - and drawn as a parity plot
-(predicted vs measured, log-log, one colour per algorithm).
+median, 90th percentile and maximum of |error| (and the median signed error: below zero the
+model predicts too short) by regime - the phase's dominant term (latency, bandwidth, compute),
+intra- vs inter-node (compute phases: tier none), the phase's communication pattern (none,
+ring_shift, allgather, reduce_scatter, return_hop, pairwise, alltoall) and pattern per tier,
+cpu vs gpu backend; whole runs also by their nodes (one node, or several) and algorithm - and
+drawn as a parity plot (predicted vs measured, log-log, one colour per algorithm).
 
 Usage: model_error.py FILE.h5 [-o parity.png] [--min-ms T]
 Phases shorter than --min-ms (default 0), and phases in which nothing happens (no message, no
@@ -26,8 +29,9 @@ def fail(msg):
 
 def stats(errors):
     import numpy as np
-    a = np.abs(np.asarray(errors))
-    return len(a), np.median(a), np.quantile(a, 0.9), a.max()
+    e = np.asarray(errors)
+    a = np.abs(e)
+    return len(a), np.median(a), np.quantile(a, 0.9), a.max(), np.median(e)
 
 
 def load(path, min_ms):
@@ -44,15 +48,21 @@ def load(path, min_ms):
             pred = g["predicted/phase_time_s"][()]
             terms = [ah.text(x) for x in g["predicted/phase_term"][()]]
             inter = g["predicted/phase_inter_node"][()]
+            patterns = ([ah.text(x) for x in g["phase_pattern"][()]] if "phase_pattern" in g
+                        else ["unrecorded"] * len(meas))
             algo, backend = str(r["algorithm"]), str(r["backend"])
-            for m, p, term, x in zip(meas, pred, terms, inter):
+            for m, p, term, x, pat in zip(meas, pred, terms, inter, patterns):
                 if m > 0 and p > 0 and m * 1e3 >= min_ms:  # p = 0: nothing to predict
+                    tier = "none" if pat == "none" else "inter" if x else "intra"
                     phases.append(dict(algo=algo, meas=float(m), pred=float(p), term=term,
-                                       tier="inter" if x else "intra", backend=backend))
+                                       tier=tier, backend=backend, pattern=pat,
+                                       tier_pattern=f"{tier} {pat}"))
             total = float(g["measured/phase_end_s"][()].max())
+            nodes = len(set(g["ranks"][:, 1])) if "ranks" in g else 1
             if total > 0 and np.isfinite(r["predicted_time_s"]):
                 runs.append(dict(algo=algo, meas=total, pred=float(r["predicted_time_s"]),
-                                 backend=backend))
+                                 backend=backend,
+                                 nodes="one node" if nodes == 1 else "several nodes"))
     return runs, phases
 
 
@@ -71,20 +81,23 @@ def main():
         return fail(f"'{args.file}' has no complete kind=distributed runs with phase timings")
     print(f"# time-model error of {args.file}: {len(runs)} runs, {len(phases)} phases "
           f"(error = (predicted - measured) / measured; |error| statistics)")
-    print(f"# {'what':34s} {'n':>5s} {'median%':>8s} {'p90%':>8s} {'max%':>8s}")
+    print(f"# {'what':34s} {'n':>5s} {'median%':>8s} {'p90%':>8s} {'max%':>8s} {'signed%':>8s}")
 
     def row(label, items):
         if items:
-            n, med, p90, mx = stats([(i["pred"] - i["meas"]) / i["meas"] for i in items])
-            print(f"  {label:34s} {n:5d} {100 * med:8.1f} {100 * p90:8.1f} {100 * mx:8.1f}")
+            n, med, p90, mx, signed = stats([(i["pred"] - i["meas"]) / i["meas"] for i in items])
+            print(f"  {label:34s} {n:5d} {100 * med:8.1f} {100 * p90:8.1f} {100 * mx:8.1f} "
+                  f"{100 * signed:+8.1f}")
 
     row("whole runs", runs)
-    for backend in sorted({r["backend"] for r in runs}):
-        row(f"whole runs, {backend}", [r for r in runs if r["backend"] == backend])
+    for key in ("backend", "nodes", "algo"):
+        for v in sorted({r[key] for r in runs}):
+            row(f"whole runs, {v}", [r for r in runs if r[key] == v])
     row("phases", phases)
-    for key in ("term", "tier", "backend"):
+    for key in ("term", "tier", "pattern", "tier_pattern", "backend"):
         for v in sorted({p[key] for p in phases}):
-            row(f"phases, {key} {v}", [p for p in phases if p[key] == v])
+            label = f"phases, {v}" if key == "tier_pattern" else f"phases, {key} {v}"
+            row(label, [p for p in phases if p[key] == v])
     if args.out:
         import matplotlib
         matplotlib.use("Agg")

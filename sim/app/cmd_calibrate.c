@@ -4,9 +4,10 @@
  *
  * Under mpirun, on the ranks it is given:
  *   links        per tier present (same node, different nodes, from the host names): a ring
- *                shift with every rank of the tier sending at once (what a ring step does), and
- *                a ping-pong between two ranks (others idle), over message sizes 8 B ...
- *                --max-message, three samples per size, repetitions by size, after warm-up;
+ *                shift with every rank of the tier sending at once (what a ring step does), a
+ *                ping-pong between two ranks (others idle), and across nodes a ring shift with
+ *                one rank per node (how many ranks share a NIC); message sizes 8 B ...
+ *                --max-message (calibrate.h: samples, repetitions, when sizes stop);
  *   collectives  ring all-gather on the grid's rows and columns, ring reduce-scatter (sum) on
  *                the rows, pairwise all-to-all: measured against what the fitted links predict;
  *   kernels      the FA2 forward and backward tiles of the backend, on every rank at once, over
@@ -182,11 +183,12 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     }
     double t_start = MPI_Wtime();
 
-    series shift[2], pp[2];
+    series shift[2], pp[2], nic;
     for (int t = 0; t < 2; t++) {
-        shift[t] = measure_link(&e, t, 0, o.max_message);
-        pp[t] = measure_link(&e, t, 1, o.max_message);
+        shift[t] = measure_link(&e, t, LINK_SHIFT, o.max_message);
+        pp[t] = measure_link(&e, t, LINK_PINGPONG, o.max_message);
     }
+    nic = measure_link(&e, TIER_INTER, LINK_SHIFT_NIC, o.max_message);
     kernel_series ks[3];
     for (int d = 0; d < 3; d++) ks[d] = measure_kernels(&e, (kn_dtype)d);
     double copy_bps = measure_copy(&e);
@@ -237,33 +239,42 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             m.backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, nk);
         }
         m.calibrated = 1;
-        for (int t = 0; t < 2; t++) {
-            m.measured[t] = shift[t].ok;
-            if (!shift[t].ok) continue;
-            m.alpha_s[t] = cal_tier_alpha(shift[t].fit.small.alpha, &shift[t]);
-            m.bytes_per_s[t] = 1.0 / shift[t].fit.small.beta;
-            m.break_bytes[t] = 0;
-            if (shift[t].fit.two_regimes) {
-                m.break_bytes[t] = shift[t].fit.break_x;
-                m.alpha_large_s[t] = cal_tier_alpha(shift[t].fit.large.alpha, &shift[t]);
-                m.bytes_per_s_large[t] = 1.0 / shift[t].fit.large.beta;
-            }
-        }
+        /* across nodes, the tier is the NIC itself: the ring shift with one rank per node (the
+         * model divides its bandwidth among the ranks that cross at once, gpus_per_nic of them
+         * per NIC: how much slower the shift of every rank is) */
+        double nic_ratio;
+        uint64_t per_nic = cal_nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
+        if (per_nic) m.gpus_per_nic = per_nic;
+        const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
+        static const char *const tier_group[2][2] = {
+            {"links/intra/ring_shift", "links/inter/ring_shift"},
+            {"links/intra/ring_shift", "links/inter/ring_shift_nic"}};
+        const char *const *groups = tier_group[per_nic ? 1 : 0];
+        for (int t = 0; t < 2; t++) cal_set_tier(&m, t, tier[t]);
         cal_keep_in_range(&m, &base);
         /* tables: units in the column names, numbers in the cells, '#' lines around them */
-        printf("# links: t(m) = alpha + m / bandwidth, robust fit of 3 samples per size, relative "
-               "error; a row per regime, from its first message size; fit: ok, or POOR (R^2 < "
-               "%.2g or rel RMS > %.0f %%)\n",
-               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        printf("# links: t(m) = alpha + m / bandwidth; a sample is the median of its exchanges, "
+               "the robust fit (relative error) goes through the quietest of %d samples per size; "
+               "a row per regime, from its first message size; fit: ok, or POOR (R^2 < %.2g or "
+               "rel RMS > %.0f %%)\n",
+               LINK_SAMPLES, FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
         print_series_header();
         print_series("intra_ring_shift", &shift[0]);
         print_series("intra_ping_pong", &pp[0]);
         print_series("inter_ring_shift", &shift[1]);
         print_series("inter_ping_pong", &pp[1]);
+        print_series("inter_shift_1_per_node", &nic);
         print_series_note("intra_ring_shift", &shift[0]);
         print_series_note("intra_ping_pong", &pp[0]);
         print_series_note("inter_ring_shift", &shift[1]);
         print_series_note("inter_ping_pong", &pp[1]);
+        print_series_note("inter_shift_1_per_node", &nic);
+        if (per_nic)
+            printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
+                   "inter-node tier is the one-rank-per-node shift: %.4f GB/s fitted for large "
+                   "messages, %.4f GB/s at its largest sizes (up to %.0f B)\n",
+                   nic_ratio, (unsigned long long)per_nic, 1e-9 * cal_large_bandwidth(&nic),
+                   1e-9 * nic.largest_rate, nic.bytes[nic.n - 1]);
         if (!shift[1].ok)
             printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
@@ -321,7 +332,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         }
         printf("# calibration took %.1f s\n", took);
         cal_poor_fits pf;
-        cal_collect_poor_fits(&pf, shift, ks);
+        cal_collect_poor_fits(&pf, tier, groups, ks);
         if (pf.n) {
             cal_print_poor_fits(stdout, &pf, "# WARNING: ");
             printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
@@ -337,7 +348,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         size_t mlen = 0;
         FILE *mf = open_memstream(&mtext, &mlen);
         if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
-        cal_write_machine(mf, &base, &m, host, when, e.nodes, bname, cname);
+        cal_write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio);
         cal_print_poor_fits(mf, &pf, "# ");
         if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
         char shown[4200];
@@ -368,6 +379,9 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             write_series(g, "links/intra/ping_pong", &pp[0]);
             write_series(g, "links/inter/ring_shift", &shift[1]);
             write_series(g, "links/inter/ping_pong", &pp[1]);
+            write_series(g, "links/inter/ring_shift_nic", &nic);
+            h5_attr_i64(g, "gpus_per_nic", (int64_t)m.gpus_per_nic);
+            h5_attr_f64(g, "nic_sharing_ratio", nic_ratio);
             for (int d = 0; d < 3; d++) {
                 char p[96];
                 hsize_t n = ks[d].n;
@@ -395,10 +409,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
             for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
-                static const char *const lg[2] = {"links/intra/ring_shift",
-                                                  "links/inter/ring_shift"};
-                if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
-                h5_attr_f64(h5_member(g, lg[t]), "large_rel_rms", shift[t].fit.large.rel_rms);
+                if (!tier[t]->ok || !tier[t]->fit.two_regimes) continue;
+                h5_attr_f64(h5_member(g, groups[t]), "large_rel_rms", tier[t]->fit.large.rel_rms);
             }
             /* poor fits: poor_fit on each fit's group, and the list on the run */
             char list[8 * 48 * 2] = "";
@@ -438,6 +450,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         prov_free(&prov);
     }
     for (int t = 0; t < 2; t++) series_free(&shift[t]), series_free(&pp[t]);
+    series_free(&nic);
     comm_free(&e.comm);
     free(hosts), free(e.node_of), free(e.local_of), free(e.per_node);
     MPICALL(MPI_Finalize());

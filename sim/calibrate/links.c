@@ -1,4 +1,5 @@
 /* links.c - message times per link tier and their fits (calibrate.h). */
+#include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,73 +22,80 @@ void polite_barrier(void)
     }
 }
 
-static int reps_for(uint64_t bytes)
+/* One exchange of this rank, timed: a ring shift sends to `to` and receives from `from` at once;
+ * a ping-pong goes there and back (the first of the pair pings), halved. */
+static double exchange(const cal_env *e, int to, int from, link_mode mode, char *buf, char *rbuf,
+                       uint64_t bytes)
 {
-    return bytes <= 4096 ? 200 : bytes <= 1 << 20 ? 40 : 6;
-}
-
-/* One link measurement: every rank with a peer exchanges `bytes` with it; returns the slowest
- * rank's mean time per exchange (the step time of a synchronous ring). pingpong: a round trip
- * of one pair, halved. */
-static double link_sample(const cal_env *e, int send_to, int recv_from, int pingpong, char *buf,
-                          char *rbuf, uint64_t bytes)
-{
-    int reps = reps_for(bytes);
-    double t = 0.0;
-    polite_barrier();
-    if (send_to >= 0 && e->cuda) { /* GPU buffers through the comm layer's transport */
+    int pingpong = mode == LINK_PINGPONG;
+    double t0 = MPI_Wtime();
+    if (e->cuda) { /* GPU buffers through the comm layer's transport */
         comm_ctx *c = (comm_ctx *)&e->comm;
-        for (int warm = 0; warm < 2; warm++)
-            comm_sendrecv(c, c->world, send_to, buf, bytes, recv_from, rbuf, bytes);
-        double t0 = MPI_Wtime();
-        for (int i = 0; i < reps; i++) {
-            if (!pingpong) {
-                comm_sendrecv(c, c->world, send_to, buf, bytes, recv_from, rbuf, bytes);
-                continue;
-            }
-            for (int half = 0; half < 2; half++) { /* the first of the pair pings */
+        if (!pingpong) {
+            comm_sendrecv(c, c->world, to, buf, bytes, from, rbuf, bytes);
+        } else {
+            for (int half = 0; half < 2; half++) {
                 comm_reqs q = {.n = 0};
-                if ((e->rank < send_to) == (half == 0))
-                    comm_isend(c, &q, c->world, send_to, buf, bytes);
+                if ((e->rank < to) == (half == 0))
+                    comm_isend(c, &q, c->world, to, buf, bytes);
                 else
-                    comm_irecv(c, &q, c->world, send_to, rbuf, bytes);
+                    comm_irecv(c, &q, c->world, to, rbuf, bytes);
                 comm_waitall(c, &q);
             }
         }
-        t = (MPI_Wtime() - t0) / reps / (pingpong ? 2.0 : 1.0);
-    } else if (send_to >= 0) {
-        for (int warm = 0; warm < 2; warm++)
-            MPICALL(MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, send_to, 1, rbuf, (int)bytes, MPI_BYTE,
-                                 recv_from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        double t0 = MPI_Wtime();
+    } else if (!pingpong) {
+        MPICALL(MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, to, 1, rbuf, (int)bytes, MPI_BYTE, from, 1,
+                             MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    } else if (e->rank < to) {
+        MPICALL(MPI_Send(buf, (int)bytes, MPI_BYTE, to, 2, MPI_COMM_WORLD));
+        MPICALL(MPI_Recv(rbuf, (int)bytes, MPI_BYTE, to, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    } else {
+        MPICALL(MPI_Recv(rbuf, (int)bytes, MPI_BYTE, to, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        MPICALL(MPI_Send(buf, (int)bytes, MPI_BYTE, to, 2, MPI_COMM_WORLD));
+    }
+    return (MPI_Wtime() - t0) / (pingpong ? 2.0 : 1.0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* `reps` exchanges, each timed on every rank (ranks without a peer wait, not spinning); per
+ * exchange the slowest rank's time. Returns their median and sets *fastest: one descheduled
+ * exchange moves neither. A shift's exchanges start together on the ranks that take part
+ * (`act`), as a ring step's do: otherwise the ranks that share a link drift apart, and each
+ * finds it idle part of the time. */
+static double link_sample(const cal_env *e, MPI_Comm act, int to, int from, link_mode mode,
+                          char *buf, char *rbuf, uint64_t bytes, int reps, double *fastest)
+{
+    double *t = kn_xcalloc((size_t)reps, sizeof *t, "link times");
+    polite_barrier();
+    if (to >= 0) {
+        exchange(e, to, from, mode, buf, rbuf, bytes); /* warm-up */
         for (int i = 0; i < reps; i++) {
-            if (!pingpong) {
-                MPICALL(MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, send_to, 1, rbuf, (int)bytes,
-                                     MPI_BYTE, recv_from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-            } else if (e->rank < send_to) { /* the first of the pair pings */
-                MPICALL(MPI_Send(buf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD));
-                MPICALL(MPI_Recv(rbuf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD,
-                                 MPI_STATUS_IGNORE));
-            } else {
-                MPICALL(MPI_Recv(rbuf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD,
-                                 MPI_STATUS_IGNORE));
-                MPICALL(MPI_Send(buf, (int)bytes, MPI_BYTE, send_to, 2, MPI_COMM_WORLD));
-            }
+            if (mode != LINK_PINGPONG) MPICALL(MPI_Barrier(act));
+            t[i] = exchange(e, to, from, mode, buf, rbuf, bytes);
         }
-        t = (MPI_Wtime() - t0) / reps / (pingpong ? 2.0 : 1.0);
     }
     polite_barrier();
-    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    return t;
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, t, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    *fastest = t[0];
+    free(t);
+    return med;
 }
 
 /* Peers of this rank for a tier: intra, the next rank of its node (ring over the node's
- * ranks); inter, the same local rank on the next node. -1 when it sits out. */
-static void tier_peers(const cal_env *e, int tier, int pingpong, int *to, int *from)
+ * ranks); inter, the same local rank on the next node (LINK_SHIFT_NIC: local rank 0 only);
+ * ping-pong, rank 0 and its first peer of the tier. -1 when it sits out. */
+static void tier_peers(const cal_env *e, int tier, link_mode mode, int *to, int *from)
 {
     *to = *from = -1;
     int me = e->rank, node = e->node_of[me], local = e->local_of[me];
-    if (pingpong) { /* rank 0 and its first peer of the tier */
+    if (mode == LINK_PINGPONG) {
         int peer = -1;
         for (int r = 1; r < e->P && peer < 0; r++)
             if ((tier == TIER_INTRA) == (e->node_of[r] == e->node_of[0])) peer = r;
@@ -105,7 +113,7 @@ static void tier_peers(const cal_env *e, int tier, int pingpong, int *to, int *f
                 if (e->local_of[r] == want_from) *from = r;
             }
     } else {
-        if (e->nodes < 2) return;
+        if (e->nodes < 2 || (mode == LINK_SHIFT_NIC && local != 0)) return;
         int next = (node + 1) % e->nodes, prev = (node + e->nodes - 1) % e->nodes;
         int a = -1, b = -1;
         for (int r = 0; r < e->P; r++) {
@@ -116,39 +124,89 @@ static void tier_peers(const cal_env *e, int tier, int pingpong, int *to, int *f
     }
 }
 
-series measure_link(const cal_env *e, int tier, int pingpong, uint64_t max_bytes)
+/* Exchanges per sample: enough for about 15 ms with the barrier that starts each (one probe,
+ * slowest rank), 3 ... 400. */
+static int reps_for(const cal_env *e, MPI_Comm act, int to, int from, link_mode mode, char *buf,
+                    char *rbuf, uint64_t bytes)
+{
+    double t = 0.0; /* barrier and exchange */
+    polite_barrier();
+    if (to >= 0) {
+        double t0 = MPI_Wtime();
+        if (mode != LINK_PINGPONG) MPICALL(MPI_Barrier(act));
+        exchange(e, to, from, mode, buf, rbuf, bytes);
+        t = MPI_Wtime() - t0;
+    }
+    MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    double n = 0.015 / fmax(t, 1e-7);
+    return n < 3 ? 3 : n > 400 ? 400 : (int)n;
+}
+
+/* Fits the series through the quietest sample of each size (the smallest median: on shared
+ * cores another program's burst slows whole samples, which the fit then skips). A slope <= 0
+ * (time not growing with size) is no bandwidth: the tier counts as unmeasured. */
+static void fit_quietest(series *s)
+{
+    size_t m = 0;
+    double *x = kn_xmalloc(s->n * sizeof(double) + 1, "fit points"),
+           *t = kn_xmalloc(s->n * sizeof(double) + 1, "fit points");
+    for (size_t i = 0; i < s->n; i++) {
+        if (m > 0 && x[m - 1] == s->bytes[i]) {
+            t[m - 1] = fmin(t[m - 1], s->time[i]);
+            continue;
+        }
+        x[m] = s->bytes[i], t[m] = s->time[i], m++;
+    }
+    s->ok = fit_link(x, t, m, &s->fit) == 0 && s->fit.small.beta > 0;
+    /* the link's rate where it dominates: the best of the three largest sizes (one stalled
+     * transfer - a TCP retransmission timeout is 200 ms - then moves nothing) */
+    s->largest_rate = 0.0;
+    for (size_t i = m > 3 ? m - 3 : 0; i < m; i++)
+        s->largest_rate = fmax(s->largest_rate, x[i] / t[i]);
+    free(x), free(t);
+}
+
+series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_bytes)
 {
     series s;
     memset(&s, 0, sizeof s);
     int to, from;
-    tier_peers(e, tier, pingpong, &to, &from);
+    tier_peers(e, tier, mode, &to, &from);
     int active = to >= 0;
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &active, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (!active) return s;
     size_t sizes = 0;
     for (uint64_t b = 8; b <= max_bytes; b *= 2) sizes++;
-    s.bytes = kn_xmalloc(3 * sizes * sizeof(double), "link samples");
-    s.time = kn_xmalloc(3 * sizes * sizeof(double), "link samples");
+    s.bytes = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
+    s.time = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
+    s.fastest = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
+    MPI_Comm act; /* the ranks that exchange */
+    MPICALL(MPI_Comm_split(MPI_COMM_WORLD, to >= 0 ? 1 : MPI_UNDEFINED, e->rank, &act));
     char *buf = e->dev->alloc(max_bytes, "link buffer"),
          *rbuf = e->dev->alloc(max_bytes, "link buffer");
     e->dev->zero(buf, max_bytes);
-    for (uint64_t b = 8; b <= max_bytes; b *= 2)
-        for (int k = 0; k < 3; k++) {
+    for (uint64_t b = 8; b <= max_bytes; b *= 2) {
+        int reps = reps_for(e, act, to, from, mode, buf, rbuf, b);
+        double quietest = 0.0;
+        for (int k = 0; k < LINK_SAMPLES; k++) {
             s.bytes[s.n] = (double)b;
-            s.time[s.n] = link_sample(e, to, from, pingpong, buf, rbuf, b);
+            s.time[s.n] = link_sample(e, act, to, from, mode, buf, rbuf, b, reps, &s.fastest[s.n]);
+            quietest = k == 0 || s.time[s.n] < quietest ? s.time[s.n] : quietest;
             s.n++;
         }
+        if (quietest > LINK_LONGEST_S) break; /* well inside the bandwidth regime: enough */
+    }
     e->dev->release(buf), e->dev->release(rbuf);
     e->dev->sync();
-    /* a slope <= 0 (time not growing with size) is no bandwidth: the tier counts as unmeasured */
-    s.ok = fit_link(s.bytes, s.time, s.n, &s.fit) == 0 && s.fit.small.beta > 0;
+    if (act != MPI_COMM_NULL) MPICALL(MPI_Comm_free(&act));
+    fit_quietest(&s);
     return s;
 }
 
 void series_free(series *s)
 {
-    free(s->bytes), free(s->time);
-    s->bytes = s->time = NULL;
+    free(s->bytes), free(s->time), free(s->fastest);
+    s->bytes = s->time = s->fastest = NULL;
 }
 
 void write_series(h5node *g, const char *path, const series *s)
@@ -166,6 +224,8 @@ void write_series(h5node *g, const char *path, const series *s)
     h5_write(g, p, H5_F64, 1, &n, s->bytes, "bytes");
     snprintf(p, sizeof p, "%s/time_s", path);
     h5_write(g, p, H5_F64, 1, &n, s->time, "s");
+    snprintf(p, sizeof p, "%s/fastest_s", path);
+    h5_write(g, p, H5_F64, 1, &n, s->fastest, "s");
     snprintf(p, sizeof p, "%s/fit_s", path);
     h5_write(g, p, H5_F64, 1, &n, fit, "s");
     snprintf(p, sizeof p, "%s/residual_rel", path);
@@ -179,6 +239,8 @@ void write_series(h5node *g, const char *path, const series *s)
     h5_attr_i64(grp, "outliers",
                 (int64_t)(small->outliers + (s->fit.two_regimes ? large->outliers : 0)));
     h5_attr_i64(grp, "two_regimes", s->fit.two_regimes);
+    h5_attr_f64(grp, "largest_bytes", s->bytes[s->n - 1]); /* the largest size measured */
+    h5_attr_f64(grp, "largest_bytes_per_s", s->largest_rate);
     if (s->fit.two_regimes) {
         h5_attr_f64(grp, "break_bytes", s->fit.break_x);
         h5_attr_f64(grp, "large_alpha_s", large->alpha);

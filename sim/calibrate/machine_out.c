@@ -1,7 +1,8 @@
 /* machine_out.c - the machine file attnsim calibrate writes (calibrate.h): the base machine with
  * the measured values in place, every line saying whether its value was measured or kept, and
- * only values the file format accepts (machine_write, the parser's own key table); the fits too
- * poor to use silently, listed for stdout and the file. */
+ * only values the file format accepts (machine_write, the parser's own key table); the tiers
+ * set from the fitted link series (across nodes, the NIC's own rate and how many ranks share
+ * it); the fits too poor to use silently, listed for stdout and the file. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 /* What the machine file says of each key's value: measured, or kept from the base machine. */
 typedef struct {
     const machine *base, *m;
-    char buf[120];
+    double nic_ratio; /* > 0: the inter-node tier is the one-rank-per-node shift */
+    char buf[160];
 } key_notes;
 
 static const char *key_note(const char *key, void *ctx)
@@ -28,9 +30,19 @@ static const char *key_note(const char *key, void *ctx)
         snprintf(alpha, sizeof alpha, "%s_alpha", t ? "inter" : "intra");
         snprintf(bw, sizeof bw, "%s_bandwidth", t ? "inter" : "intra");
         if (!strcmp(key, alpha) || !strcmp(key, bw))
-            return kn->m->measured[t] ? "measured: ring shift, robust fit" : "NOT MEASURED: kept";
+            return !kn->m->measured[t] ? "NOT MEASURED: kept"
+                   : t == TIER_INTER && kn->nic_ratio > 0
+                       ? "measured: ring shift, one rank per node (one NIC), robust fit"
+                       : "measured: ring shift, robust fit";
     }
     if (!strcmp(key, "gpus_per_node")) return "measured: ranks per node";
+    if (!strcmp(key, "gpus_per_nic") && kn->nic_ratio > 0) {
+        snprintf(kn->buf, sizeof kn->buf,
+                 "measured: inter-node ring shift with one rank per node is %.2fx as fast as "
+                 "with every rank",
+                 kn->nic_ratio);
+        return kn->buf;
+    }
     if (!strcmp(key, "sms")) {
         snprintf(kn->buf, sizeof kn->buf, "kept from %s", kn->base->name);
         return kn->buf;
@@ -46,13 +58,14 @@ static const char *key_note(const char *key, void *ctx)
 
 /* The machine file: base machine with the measured values in place, each line commented. */
 void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
-                       const char *when, int nodes, const char *backend, const char *comm)
+                       const char *when, int nodes, const char *backend, const char *comm,
+                       double nic_ratio)
 {
     fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
             host, when, nodes, backend, comm);
     fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
             base->origin);
-    key_notes kn = {base, m, ""};
+    key_notes kn = {base, m, nic_ratio, ""};
     char text[4096];
     machine_write(m, MACHINE_REQUIRED | MACHINE_OPTIONAL, key_note, &kn, text, sizeof text);
     fputs(text, f);
@@ -66,6 +79,37 @@ double cal_tier_alpha(double fitted, const series *s)
     return t;
 }
 
+double cal_large_bandwidth(const series *s)
+{
+    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+void cal_set_tier(machine *m, int t, const series *s)
+{
+    m->measured[t] = s->ok;
+    if (!s->ok) return;
+    m->alpha_s[t] = cal_tier_alpha(s->fit.small.alpha, s);
+    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
+    m->break_bytes[t] = 0;
+    if (s->fit.two_regimes) {
+        m->break_bytes[t] = s->fit.break_x;
+        m->alpha_large_s[t] = cal_tier_alpha(s->fit.large.alpha, s);
+        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
+    }
+}
+
+uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio)
+{
+    *ratio = 0.0;
+    if (!all->ok || !one->ok) return 0;
+    *ratio = cal_large_bandwidth(one) / cal_large_bandwidth(all);
+    uint64_t best = 1;
+    for (int d = 1; d <= per_node; d++)
+        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
+            best = (uint64_t)d;
+    return best;
+}
+
 static void poor_add(cal_poor_fits *pf, const char *what, const char *keys, const char *group,
                      const lin_fit *f)
 {
@@ -77,15 +121,16 @@ static void poor_add(cal_poor_fits *pf, const char *what, const char *keys, cons
     pf->n++;
 }
 
-void cal_collect_poor_fits(cal_poor_fits *pf, const series *shift, const kernel_series *ks)
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *const *tier, const char *const *groups,
+                           const kernel_series *ks)
 {
     static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
     memset(pf, 0, sizeof *pf);
     for (int t = 0; t < 2; t++) {
-        if (!shift[t].ok) continue;
-        const link_fit *f = &shift[t].fit;
+        if (!tier[t]->ok) continue;
+        const link_fit *f = &tier[t]->fit;
         char what[48], keys[48], group[48];
-        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
+        snprintf(group, sizeof group, "%s", groups[t]);
         snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
                  f->two_regimes ? ", small messages" : "");
         snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);

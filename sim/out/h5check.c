@@ -477,10 +477,12 @@ static int check_distributed(const ctx *c, view *g, const char *name)
                            (unsigned long long)R, P, thinned ? " (thinned)" : "");
     }
     static const char *const per_rank[] = {
-        "predicted/bytes_sent", "predicted/bytes_recv",     "predicted/messages",
-        "predicted/time_s",     "measured/bytes_sent",      "measured/bytes_recv",
-        "measured/messages",    "measured/time_s",          "measured/phase_start_s",
-        "measured/phase_end_s", "measured/peer_bytes_sent", "measured/peer_messages_sent"};
+        "predicted/bytes_sent",      "predicted/bytes_recv",     "predicted/messages",
+        "predicted/time_s",          "measured/bytes_sent",      "measured/bytes_recv",
+        "measured/messages",         "measured/time_s",          "measured/phase_start_s",
+        "measured/phase_end_s",      "measured/peer_bytes_sent", "measured/peer_messages_sent",
+        "measured/bytes_sent_inter", "measured/messages_inter",  "predicted/bytes_sent_inter",
+        "predicted/messages_inter"};
     for (size_t i = 0; i < sizeof per_rank / sizeof *per_rank; i++) {
         int peers = strstr(per_rank[i], "peer_") != NULL;
         hsize_t rf[2] = {R, peers ? (hsize_t)P : F};
