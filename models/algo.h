@@ -138,6 +138,9 @@ typedef struct am_phase_desc {
     uint64_t (*max_message)(const am_config *c);
     /* PAT_PAIRWISE: the rank x sends to (x itself: none). */
     uint64_t (*peer)(const am_config *c, uint64_t x);
+    /* PAT_ALLTOALL: bytes rank x sends to rank y of its group (world ranks; the per-peer terms
+     * of counts; 0 for x == y). */
+    uint64_t (*peer_bytes)(const am_config *c, uint64_t x, uint64_t y);
     /* Bytes crossing one hop in one step where two payloads travel together (else NULL: the
      * largest message), and the last hop after the steps (NULL: none). */
     uint64_t (*step_bytes)(const am_config *c);

@@ -61,6 +61,11 @@ static void shard_tokens(const am_config *c, uint64_t x, uint64_t *pos)
     {                                                                                              \
         uint64_t t = ring_shard_max(c->layout, c->N, c->cols);                                     \
         return am_heads_alltoall_max(c, what, (t + c->rows - 1) / c->rows, c->rows);               \
+    }                                                                                              \
+    static uint64_t fn##_peer_bytes(const am_config *c, uint64_t x, uint64_t y)                    \
+    {                                                                                              \
+        return am_heads_alltoall_bytes(c, what, group_len(c, grid_col(x, c->rows)), c->rows,       \
+                                       grid_row(x, c->rows), grid_row(y, c->rows));                \
     }
 ALL_TO_ALL(qkv, A2A_QKV_TO_HEADS)
 ALL_TO_ALL(o, A2A_O_TO_TOKENS)
@@ -147,7 +152,8 @@ static const am_phase_desc qkv = {.id = PH_HYB_QKV_ALL_TO_ALL,
                                   .comm = AM_COMM_GROUP,
                                   .part = AM_FWD,
                                   .counts = qkv_counts,
-                                  .max_message = qkv_max};
+                                  .max_message = qkv_max,
+                                  .peer_bytes = qkv_peer_bytes};
 static const am_phase_desc kv_steps = {.id = PH_HYB_RING_KV_STEPS,
                                        .name = "ring_kv_steps",
                                        .pattern = PAT_RING_SHIFT,
@@ -163,14 +169,16 @@ static const am_phase_desc o = {.id = PH_HYB_O_ALL_TO_ALL,
                                 .comm = AM_COMM_GROUP,
                                 .part = AM_FWD,
                                 .counts = o_counts,
-                                .max_message = o_max};
+                                .max_message = o_max,
+                                .peer_bytes = o_peer_bytes};
 static const am_phase_desc d_o = {.id = PH_HYB_DO_ALL_TO_ALL,
                                   .name = "do_all_to_all",
                                   .pattern = PAT_ALLTOALL,
                                   .comm = AM_COMM_GROUP,
                                   .part = AM_BWD,
                                   .counts = d_o_counts,
-                                  .max_message = d_o_max};
+                                  .max_message = d_o_max,
+                                  .peer_bytes = d_o_peer_bytes};
 static const am_phase_desc kv_grad_steps = {.id = PH_HYB_RING_KV_GRAD_STEPS,
                                             .name = "ring_kv_grad_steps",
                                             .pattern = PAT_RING_SHIFT,
@@ -193,7 +201,8 @@ static const am_phase_desc dqkv = {.id = PH_HYB_DQKV_ALL_TO_ALL,
                                    .comm = AM_COMM_GROUP,
                                    .part = AM_BWD,
                                    .counts = dqkv_counts,
-                                   .max_message = dqkv_max};
+                                   .max_message = dqkv_max,
+                                   .peer_bytes = dqkv_peer_bytes};
 
 static const am_phase_desc *const fwd[] = {&qkv, &kv_steps, &o};
 static const am_phase_desc *const bwd[] = {&d_o, &kv_grad_steps, &grad_return, &dqkv};

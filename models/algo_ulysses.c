@@ -30,6 +30,10 @@ static void shard_tokens(const am_config *c, uint64_t x, uint64_t *pos)
     static uint64_t fn##_max(const am_config *c)                                                   \
     {                                                                                              \
         return am_heads_alltoall_max(c, what, (c->N + c->P - 1) / c->P, c->P);                     \
+    }                                                                                              \
+    static uint64_t fn##_peer_bytes(const am_config *c, uint64_t x, uint64_t y)                    \
+    {                                                                                              \
+        return am_heads_alltoall_bytes(c, what, c->N, c->P, x, y);                                 \
     }
 ALL_TO_ALL(qkv, A2A_QKV_TO_HEADS)
 ALL_TO_ALL(o, A2A_O_TO_TOKENS)
@@ -53,7 +57,8 @@ static const am_phase_desc qkv = {.id = PH_ULY_QKV_ALL_TO_ALL,
                                   .comm = AM_COMM_WORLD,
                                   .part = AM_FWD,
                                   .counts = qkv_counts,
-                                  .max_message = qkv_max};
+                                  .max_message = qkv_max,
+                                  .peer_bytes = qkv_peer_bytes};
 static const am_phase_desc attention = {.id = PH_ULY_ATTENTION,
                                         .name = "attention",
                                         .pattern = PAT_NONE,
@@ -66,14 +71,16 @@ static const am_phase_desc o = {.id = PH_ULY_O_ALL_TO_ALL,
                                 .comm = AM_COMM_WORLD,
                                 .part = AM_FWD,
                                 .counts = o_counts,
-                                .max_message = o_max};
+                                .max_message = o_max,
+                                .peer_bytes = o_peer_bytes};
 static const am_phase_desc d_o = {.id = PH_ULY_DO_ALL_TO_ALL,
                                   .name = "do_all_to_all",
                                   .pattern = PAT_ALLTOALL,
                                   .comm = AM_COMM_WORLD,
                                   .part = AM_BWD,
                                   .counts = d_o_counts,
-                                  .max_message = d_o_max};
+                                  .max_message = d_o_max,
+                                  .peer_bytes = d_o_peer_bytes};
 static const am_phase_desc attention_bwd = {.id = PH_ULY_ATTENTION_BWD,
                                             .name = "attention_bwd",
                                             .pattern = PAT_NONE,
@@ -86,7 +93,8 @@ static const am_phase_desc dqkv = {.id = PH_ULY_DQKV_ALL_TO_ALL,
                                    .comm = AM_COMM_WORLD,
                                    .part = AM_BWD,
                                    .counts = dqkv_counts,
-                                   .max_message = dqkv_max};
+                                   .max_message = dqkv_max,
+                                   .peer_bytes = dqkv_peer_bytes};
 
 static const am_phase_desc *const fwd[] = {&qkv, &attention, &o};
 static const am_phase_desc *const bwd[] = {&d_o, &attention_bwd, &dqkv};

@@ -73,6 +73,27 @@ void am_heads_alltoall_counts(am_count *o, const am_config *c, am_a2a_payload wh
     o->msgs_sent = o->msgs_recv = g - 1;
 }
 
+uint64_t am_heads_alltoall_bytes(const am_config *c, am_a2a_payload what, uint64_t T, uint64_t g,
+                                 uint64_t i, uint64_t j)
+{
+    if (i == j) return 0;
+    uint64_t gq = c->heads / c->kv_heads;
+    uint64_t per = c->batch * c->head_dim * am_elem_bytes(c); /* one token of one head */
+    uint64_t hk_i = ulysses_kv_heads(c->kv_heads, g, i), hk_j = ulysses_kv_heads(c->kv_heads, g, j);
+    uint64_t n_i = part_block_count(T, g, i), n_j = part_block_count(T, g, j);
+    switch (what) {
+    case A2A_QKV_TO_HEADS: /* my tokens of j's heads, Q|K|V */
+        return per * n_i * (gq + 2) * hk_j;
+    case A2A_O_TO_TOKENS: /* j's tokens of my query heads */
+        return per * n_j * gq * hk_i;
+    case A2A_DO_TO_HEADS: /* my tokens of j's query heads */
+        return per * n_i * gq * hk_j;
+    case A2A_DQKV_TO_TOKENS: /* j's tokens of my heads, dQ|dK|dV */
+        return per * n_j * (gq + 2) * hk_i;
+    }
+    return 0;
+}
+
 uint64_t am_heads_alltoall_max(const am_config *c, am_a2a_payload what, uint64_t t_max, uint64_t g)
 {
     uint64_t per = c->batch * c->head_dim * am_elem_bytes(c);

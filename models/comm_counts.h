@@ -28,6 +28,10 @@ typedef enum {
 /* Counts of member i (g - 1 messages each way when g > 1). Sets *o. */
 void am_heads_alltoall_counts(am_count *o, const am_config *c, am_a2a_payload what, uint64_t T,
                               uint64_t g, uint64_t i);
+/* Bytes member i sends to member j of such an all-to-all (0 for i == j): the terms whose sums
+ * am_heads_alltoall_counts gives. */
+uint64_t am_heads_alltoall_bytes(const am_config *c, am_a2a_payload what, uint64_t T, uint64_t g,
+                                 uint64_t i, uint64_t j);
 /* The largest message of such an all-to-all when no member holds more than t_max tokens. */
 uint64_t am_heads_alltoall_max(const am_config *c, am_a2a_payload what, uint64_t t_max, uint64_t g);
 

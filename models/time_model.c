@@ -172,6 +172,36 @@ static int regular_groups(const am_config *c, const machine *m, am_comm comm, ui
     return gr.size == c->P || gr.size % G == 0 || G % gr.size == 0;
 }
 
+void am_rank_inter_counts(const am_config *c, const machine *m, uint64_t x, am_count *out)
+{
+    const am_phase_desc *ph[AM_MAX_PHASES];
+    am_count all[AM_MAX_PHASES];
+    int F = am_phases(c, ph);
+    am_rank_counts(c, x, all);
+    uint64_t node = rank_node(x, m->gpus_per_node);
+    for (int f = 0; f < F; f++) {
+        memset(&out[f], 0, sizeof out[f]);
+        if (ph[f]->pattern == PAT_NONE || all[f].msgs_sent == 0) continue;
+        if (ph[f]->pattern == PAT_ALLTOALL) { /* round k sends to the k-th member after x */
+            uint64_t g = am_comm_group(c, ph[f]->comm, x).size;
+            for (uint64_t k = 1; k < g; k++) {
+                step_dest s = {c, ph[f], k};
+                uint64_t y = dest_of(&s, x);
+                if (rank_node(y, m->gpus_per_node) == node) continue;
+                out[f].bytes_sent += ph[f]->peer_bytes(c, x, y);
+                out[f].msgs_sent++;
+            }
+            continue;
+        }
+        /* every message of a ring phase goes to the successor, a pairwise exchange's to its
+         * partner */
+        step_dest s = {c, ph[f], 1};
+        uint64_t y = dest_of(&s, x);
+        if (y != x && rank_node(y, m->gpus_per_node) != node)
+            out[f].bytes_sent = all[f].bytes_sent, out[f].msgs_sent = all[f].msgs_sent;
+    }
+}
+
 /* ---- compute -------------------------------------------------------------------------------- */
 
 /* The fixed cost of one kernel call: the profile's, else the machine's. */

@@ -40,6 +40,12 @@ typedef struct {
 
 void am_predict_time(const am_config *c, const machine *m, am_time *out);
 
+/* What rank x sends across nodes in every phase (out[F]: bytes_sent and msgs_sent; the receive
+ * fields 0), with the ranks packed m->gpus_per_node per node: the tier of every message as
+ * am_predict_time prices it (the group successor of a ring, the partner of a pairwise
+ * exchange, round k's rank of an all-to-all). */
+void am_rank_inter_counts(const am_config *c, const machine *m, uint64_t x, am_count *out);
+
 /* 1: every all-to-all round is evaluated rank by rank (O(P) a round) instead of from the node
  * structure; the results are the same bit for bit (the tests compare the two). */
 extern int am_time_rank_by_rank;

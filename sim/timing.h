@@ -9,6 +9,8 @@
 
 /* Seconds of a monotonic clock (CLOCK_MONOTONIC). */
 double timing_now_s(void);
+/* Seconds of CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID). */
+double timing_thread_cpu_s(void);
 
 /* Sorts x[0..n) (n >= 1) and returns its median x[n / 2] (the upper middle when n is even). */
 double timing_median(double *x, size_t n);

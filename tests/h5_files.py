@@ -104,6 +104,11 @@ def damaged_files(work):
         del g["bytes_sent"]
         g["bytes_sent"] = np.zeros((16, 2), dtype=np.int64)
 
+    def wrong_overlap_shape(f):
+        g = f["runs/000001/predicted"]
+        del g["phase_hidden_s"]
+        g["phase_hidden_s"] = np.zeros(7)
+
     def extra_row(f):
         s = f["summary"]
         s.resize((len(s) + 1,))
@@ -133,6 +138,8 @@ def damaged_files(work):
 
     cases = [("a bit flip in a dataset's dimensions", flip_dims, "checksum"),
              ("a dataset whose shape disagrees with its run", wrong_shape, "has shape"),
+             ("a per-phase overlap array of the wrong length", wrong_overlap_shape,
+              "phase_hidden_s has shape"),
              ("an extra /summary row", extra_row, "names run 999"),
              ("a duplicated /summary row", duplicate_row, "twice"),
              ("a complete run /summary does not list", missing_row, "no row"),

@@ -13,7 +13,8 @@ pkgs=(build-essential cmake git pkg-config
       libgsl-dev
       python3 python3-h5py python3-numpy python3-matplotlib
       clang-format-14 clang-14 libclang-rt-14-dev
-      slurmctld slurmd slurm-client munge libpmix-dev)
+      slurmctld slurmd slurm-client munge libpmix-dev
+      iproute2)  # ip and tc: the emulated cluster (experiments/emulated-cluster)
 services=(munge slurmctld slurmd) # daemons of the packages above, never enabled by this script
 missing=()
 for p in "${pkgs[@]}"; do

@@ -30,7 +30,7 @@ TOOLS = {
 ALL = ["build-essential", "cmake", "git", "pkg-config", "openmpi-bin", "libopenmpi-dev",
        "libhdf5-dev", "hdf5-tools", "libgsl-dev", "python3", "python3-h5py", "python3-numpy",
        "python3-matplotlib", "clang-format-14", "clang-14", "libclang-rt-14-dev", "slurmctld",
-       "slurmd", "slurm-client", "munge", "libpmix-dev"]
+       "slurmd", "slurm-client", "munge", "libpmix-dev", "iproute2"]
 
 
 def run(d, installed, os_id):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs the dependencies up front, builds attnsim twice -
 # release with warnings as errors, and AddressSanitizer + UndefinedBehaviorSanitizer - and runs
-# every test that needs no GPU in both builds, then fuzzes. About 20 minutes on 2 idle cores
+# every test that needs no GPU in both builds, then fuzzes. About 24 minutes on 2 idle cores
 # (a few more the first time, for apt-get). GPU tests: ctest -L gpu on a GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ stage() {
   echo "== tests/run.sh $1/7 ($(((now - t_all) / 60)) min in): $2"
 }
 
-echo "tests/run.sh: about 20 min on 2 idle cores ($jobs here): dependencies, release build and" \
+echo "tests/run.sh: about 24 min on 2 idle cores ($jobs here): dependencies, release build and" \
      "tests, ASan+UBSan build and tests, fuzzing"
 stage 1 "dependencies (tests/install-deps.sh: apt-get, only what is missing)"
 tests/install-deps.sh
@@ -27,7 +27,7 @@ stage 2 "release build (-Wall -Wextra -Werror; CUDA too where nvcc is found), bu
 cmake -S . -B build -DATTNSIM_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 
-stage 3 "release tests (ctest, every label but gpu and multigpu: about 8 min)"
+stage 3 "release tests (ctest, every label but gpu and multigpu: about 12 min, 4 of them the emulated cluster's)"
 (cd build && ctest -LE 'gpu|multigpu' --output-on-failure -j"$jobs")
 
 stage 4 "ASan + UBSan build, build-asan/"
@@ -35,16 +35,18 @@ cmake -S . -B build-asan -DATTNSIM_SANITIZE=ON -DATTNSIM_WERROR=ON -DATTNSIM_CUD
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-asan -j"$jobs"
 
-stage 5 "ASan + UBSan tests (the same tests but format, Slurm and benchmarks: about 5 min)"
+stage 5 "ASan + UBSan tests (the same tests but format, Slurm, emulated cluster and benchmarks: about 5 min)"
 # LeakSanitizer stays on everywhere. Open MPI keeps its MPI_Init allocations until exit: those,
 # and only frames inside Open MPI's libraries, are suppressed (tests/lsan-openmpi.supp). Full
-# unwinding and loaded components let the suppressions see Open MPI's frames.
+# unwinding and loaded components let the suppressions see Open MPI's frames. The emulated
+# cluster's tests (label cluster) run in the release build only: they drive the same code as
+# the mpi label across namespaces, and take minutes.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 supp="$(pwd)/tests/lsan-openmpi.supp"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
    LSAN_OPTIONS=suppressions=$supp:print_suppressions=0 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-   ctest -LE 'gpu|multigpu|format|slurm|bench' --output-on-failure -j"$jobs")
+   ctest -LE 'gpu|multigpu|format|slurm|bench|cluster' --output-on-failure -j"$jobs")
 
 stage 6 "fuzzing build (libFuzzer, clang-14, ASan + UBSan), build-fuzz/"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DATTNSIM_FUZZ=ON -DATTNSIM_CUDA=OFF \

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # attnsim's distributed attention on this node's GPUs (NCCL, one rank per GPU) against PyTorch
 # context parallel on the same GPUs and shapes, in one job, one HDF5 file, one plot:
-#   - with CALIBRATE=1 first `attnsim calibrate` on all the GPUs (links, ring collectives on the
-#     grid's row and column groups, kernels, memory) writing OUT.machine, used by what follows;
+#   - with CALIBRATE=1 first `attnsim calibrate` on all the GPUs (links, the algorithms'
+#     communication patterns on the grid, overlap, kernels, memory) writing OUT.machine, used by
+#     what follows;
 #   - `attnsim model` of every configuration below on this P, written to the file before any
 #     run, so the prediction kept beside the measurements was made without them;
 #   - attnsim run --backend cuda --comm nccl: Ring (contiguous, striped, zigzag), A2D-NO and

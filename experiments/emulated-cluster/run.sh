@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The emulated-cluster study (as root): for every cluster shape and link regime, brings the
 # emulated cluster up (up.sh), calibrates across its nodes (the intra- and inter-node tiers, the
-# NIC's rate and how many ranks share it), then runs Ring (every layout), A2D-NO, A2D-O and
-# Ulysses, fwd and train, with the predictions taken from that calibrated machine file; finally
+# NIC's rate and how many ranks share it), then runs Ring (every layout), A2D-NO, A2D-O,
+# Ulysses and the hybrid (Ulysses groups of a node's ranks), fwd and train, with the predictions taken from that calibrated machine file; finally
 # tears the cluster down and prints the time model's error by run, tier and phase pattern
 # (plots/model_error.py). Every run goes into OUT.h5; each calibrated machine file is written
 # next to it (OUT-SHAPE-REGIME.machine).
@@ -63,17 +63,22 @@ for s in $shapes; do
     step "$s, $r regime, links $rate: calibrate"
     "${mpi[@]}" "$ATTNSIM" calibrate --max-message "$max_message" --machine-out "$machine" \
       --out "$out" | show '^#|ring shift|ping-pong|shift, 1/node|NIC|from '
+    grid=()
+    sq=1
+    while [ $((sq * sq)) -lt "$P" ]; do sq=$((sq + 1)); done
+    [ $((sq * sq)) -eq "$P" ] || grid=(--grid auto) # Attention2D: square grids where P is a square
     run=("${mpi[@]}" "$ATTNSIM" run --seq "$seq" --heads "$heads" --head-dim "$dim" --causal
-         --grid auto --reps "$reps" --machine "$machine" --out "$out")
+         "${grid[@]}" --reps "$reps" --machine "$machine" --out "$out")
     algos=ring,a2d-no,a2d-o
     [ "$heads" -ge "$P" ] && algos+=,ulysses
+    [ "$heads" -ge "$per" ] && algos+=,hybrid # Ulysses in a node's ranks, Ring across the nodes
     for pass in $passes; do
       step "$s, $r regime, links $rate: N = $seq, $pass"
       for layout in striped zigzag; do
         "${run[@]}" --pass "$pass" --algo ring --layout "$layout" | show '^# (ring|tiers|warning)'
       done
       "${run[@]}" --pass "$pass" --algo "$algos" --layout contiguous |
-        show '^# (ring|a2d|ulysses|tiers|warning)'
+        show '^# (ring|a2d|ulysses|hybrid|tiers|warning)'
     done
   done
   "$here/down.sh"

@@ -11,7 +11,8 @@
 # of the host and of every other namespace). Idempotent: when the cluster is up with the same
 # nodes, slots, subnet and Slurm, it checks its parts and applies the rate and delay given (so
 # `CLUSTER_RATE=100mbit up.sh` reshapes a running cluster); other settings need down.sh first.
-# A failed up.sh removes everything it made (down.sh).
+# A failed up.sh removes everything it made (down.sh; CLUSTER_FAIL_AT=end makes it fail with
+# every part up, for the tests).
 #   up.sh            then: experiments/emulated-cluster/node.sh n0 mpirun --host n0:2,n1:2 ...
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,16 +53,17 @@ rate_bytes() {
   awk -v v="$v" -v m="$mul" 'BEGIN { printf "%.0f", v * m / 8 }'
 }
 
-# shape NS DEV: the link's rate (token bucket: a burst of 1 ms of the rate and at least 128 KiB,
-# two of the 64 KiB GSO packets of a 9000-byte MTU link - a larger bucket lets a message that
-# follows an idle gap pass at the host's speed; a shallow queue of 5 ms, as a switch port has:
-# behind a deep one, the small control messages of MPI's rendezvous protocol waited for the
-# other direction's data, and a shift of 128 KiB - 2 MiB messages both ways ran at a third to a
-# half of the rate) and delay (netem child)
+# shape NS DEV: the link's rate and delay. A token bucket (tbf) of two 9000-byte frames, or
+# 100 us of the rate where that is more: a NIC sends nothing faster than its rate, while a
+# larger bucket lets every message that follows an idle gap pass at the host's speed up to the
+# bucket's size. A shallow queue of 5 ms, as a switch port has: behind a deep one, the control
+# messages of MPI's rendezvous protocol waited for the other direction's data, and a shift of
+# 128 KiB - 2 MiB messages both ways ran at a third to a half of the rate. The delay is a netem
+# child of the bucket.
 shape() {
   local ns=$1 dev=$2 bps burst
   bps=$(rate_bytes "$want_rate")
-  burst=$(( bps / 1000 > 131072 ? bps / 1000 : 131072 ))
+  burst=$(( bps / 10000 > 18028 ? bps / 10000 : 18028 ))
   ip netns exec "$ns" tc qdisc replace dev "$dev" root handle 1: tbf rate "$want_rate" \
     burst "$burst" latency 5ms
   if [ "$want_delay" != 0 ]; then
@@ -165,12 +167,15 @@ skip() {
   trap - EXIT
   exit 77
 }
-# IPv4 only: no IPv6 link-local addresses, so no neighbour discovery traffic either
-no_ipv6() {
-  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+# IPv4 only: no IPv6 link-local addresses, so no neighbour discovery traffic either;
+# and TCP gives up on a lost peer within ~25 s (6 retransmissions, 3 SYNs) rather than ~15 min,
+# so a job whose node loses its link ends instead of hanging
+node_sysctls() {
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+    net.ipv4.tcp_retries2=6 net.ipv4.tcp_syn_retries=3
 }
 err=$(ip netns add "$hd" 2>&1) || skip "network namespaces" "$err"
-no_ipv6 "$hd"
+node_sysctls "$hd"
 ip -n "$hd" link set lo up
 err=$(ip -n "$hd" link add br0 mtu 9000 type bridge 2>&1) || skip "bridges" "$err"
 ip -n "$hd" addr add "$(cluster_addr head)/24" dev br0
@@ -181,7 +186,7 @@ unshare --uts="$CLUSTER_STATE/uts/head" hostname head
 for n in $(cluster_nodes); do
   ns=$CLUSTER_NAME-$n
   ip netns add "$ns"
-  no_ipv6 "$ns"
+  node_sysctls "$ns"
   ip -n "$ns" link set lo up
   err=$(ip -n "$hd" link add "$n" mtu 9000 type veth peer name eth0 mtu 9000 netns "$ns" 2>&1) ||
     skip "veth links" "$err"
@@ -211,6 +216,10 @@ if [ "$CLUSTER_SLURM" = 1 ]; then
   SLURM_NODES=$nodes_spec SLURM_CTLD="head=$(cluster_addr head)" SLURM_ON="$here/node.sh" \
     SLURM_CPUS=$CLUSTER_SLOTS SLURM_PORT=6817 \
     "$here/../../tests/slurm/cluster.sh" start "$CLUSTER_STATE/slurm" >/dev/null
+fi
+if [ "${CLUSTER_FAIL_AT:-}" = end ]; then # test hook: a failure with every part up
+  echo "emulated-cluster: failing on request (CLUSTER_FAIL_AT=end)" >&2
+  exit 1
 fi
 trap - EXIT
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))

@@ -304,6 +304,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         uint64_t per_nic = cal_nic_sharing(&shift[TIER_INTER], &nic, most, &nic_ratio);
         if (per_nic) m.gpus_per_nic = per_nic;
         const series *tier[2] = {&shift[TIER_INTRA], per_nic ? &nic : &shift[TIER_INTER]};
+        static const char *const tier_group[2][2] = {
+            {"links/intra/ring_shift", "links/inter/ring_shift"},
+            {"links/intra/ring_shift", "links/inter/ring_shift_nic"}};
+        const char *const *groups = tier_group[per_nic ? 1 : 0];
         for (int t = 0; t < 2; t++) cal_set_tier(&m, t, tier[t]);
         for (int t = 0; t < 2; t++) /* measured overlap */
             if (ovl[t].ok) m.overlap_hidden[t] = ovl[t].hidden;
@@ -325,26 +329,28 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             }
         cal_keep_in_range(&m, &base);
         /* tables: units in the column names, numbers in the cells, '#' lines around them */
-        printf("# links: t(m) = alpha + m / bandwidth, robust fit of 3 samples per size, relative "
-               "error; a row per regime, from its first message size; fit: ok, or POOR (R^2 < "
-               "%.2g or rel RMS > %.0f %%)\n",
-               FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
+        printf("# links: t(m) = alpha + m / bandwidth; a sample is the median of its exchanges, "
+               "the robust fit (relative error) goes through the quietest of %d samples per size; "
+               "a row per regime, from its first message size; fit: ok, or POOR (R^2 < %.2g or "
+               "rel RMS > %.0f %%)\n",
+               LINK_SAMPLES, FIT_MIN_R2, 100 * FIT_MAX_REL_RMS);
         print_series_header();
         print_series("intra_ring_shift", &shift[0]);
         print_series("intra_ping_pong", &pp[0]);
         print_series("inter_ring_shift", &shift[1]);
         print_series("inter_ping_pong", &pp[1]);
-        print_series("inter_shift_1_node", &nic);
+        print_series("inter_shift_1_per_node", &nic);
         print_series_note("intra_ring_shift", &shift[0]);
         print_series_note("intra_ping_pong", &pp[0]);
         print_series_note("inter_ring_shift", &shift[1]);
         print_series_note("inter_ping_pong", &pp[1]);
-        print_series_note("inter_shift_1_node", &nic);
+        print_series_note("inter_shift_1_per_node", &nic);
         if (per_nic)
             printf("# NIC: one rank per node %.2fx as fast as every rank: gpus_per_nic %llu; the "
-                   "inter-node tier is the one-rank-per-node shift (%.3f GB/s for large "
-                   "messages)\n",
-                   nic_ratio, (unsigned long long)per_nic, 1e-9 * cal_large_bandwidth(&nic));
+                   "inter-node tier is the one-rank-per-node shift: %.4f GB/s fitted for large "
+                   "messages, %.4f GB/s at its largest sizes (up to %.0f B)\n",
+                   nic_ratio, (unsigned long long)per_nic, 1e-9 * cal_large_bandwidth(&nic),
+                   1e-9 * nic.largest_rate, nic.bytes[nic.n - 1]);
         if (!shift[1].ok)
             printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
@@ -378,7 +384,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         print_pattern_fits(fits, nfit, &m);
         printf("# calibration took %.1f s\n", took);
         cal_poor_fits pf;
-        cal_collect_poor_fits(&pf, shift, ks);
+        cal_collect_poor_fits(&pf, tier, groups, ks);
         if (pf.n) {
             cal_print_poor_fits(stdout, &pf, "# WARNING: ");
             printf("# WARNING: %d poor fit%s: predictions with this machine file can miss by as "
@@ -455,10 +461,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             }
             h5_attr_f64(g, "copy_bytes_per_s", copy_bps);
             for (int t = 0; t < 2; t++) { /* the large regime's RMS beside its R^2 */
-                static const char *const lg[2] = {"links/intra/ring_shift",
-                                                  "links/inter/ring_shift"};
-                if (!shift[t].ok || !shift[t].fit.two_regimes) continue;
-                h5_attr_f64(h5_member(g, lg[t]), "large_rel_rms", shift[t].fit.large.rel_rms);
+                if (!tier[t]->ok || !tier[t]->fit.two_regimes) continue;
+                h5_attr_f64(h5_member(g, groups[t]), "large_rel_rms", tier[t]->fit.large.rel_rms);
             }
             /* poor fits: poor_fit on each fit's group, and the list on the run */
             char list[8 * 48 * 2] = "";

@@ -249,6 +249,7 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     void *stream = NULL;
 #endif
     comm_init(&x.comm, cfg, MPI_COMM_WORLD, mode, stream, x.dev->alloc, x.dev->release);
+    x.comm.node_of = env->node_of;
     x.pos = exec_pos_of(&x, (uint64_t)env->rank);
     x.n = x.pos.n;
     size_t qe = cfg->batch * cfg->heads * x.n * cfg->head_dim;
@@ -342,6 +343,8 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
     for (int f = 0; f < x.comm.F; f++) {
         mine.v[f][0] = x.comm.st[f].bytes_sent, mine.v[f][1] = x.comm.st[f].bytes_recv;
         mine.v[f][2] = x.comm.st[f].msgs_sent, mine.v[f][3] = x.comm.st[f].msgs_recv;
+        mine.inter[f][0] = x.comm.st[f].bytes_sent_inter;
+        mine.inter[f][1] = x.comm.st[f].msgs_sent_inter;
         mine.t[f] = x.comm.st[f].time_s;
         mine.start[f] = x.comm.st[f].start_s;
         mine.end[f] = x.comm.st[f].end_s;

@@ -6,12 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "timing.h"
 
 static void fmt_duration(double s, char *buf, size_t n)
 {
@@ -33,7 +28,7 @@ static void fmt_amount(double v, char *buf, size_t n)
 
 static void show(progress *p, int last)
 {
-    double el = now_s() - p->t0;
+    double el = timing_now_s() - p->t0;
     double frac = p->total > 0 ? p->done / p->total : (double)p->runs / (double)p->total_runs;
     if (frac > 1) frac = 1;
     char done[32], total[32], elapsed[32], left[48] = "";
@@ -62,7 +57,7 @@ void progress_begin(progress *p, const char *cmd, int force, long total_runs, do
     p->total_runs = total_runs > 0 ? total_runs : 1;
     p->done = 0;
     p->runs = 0;
-    p->t0 = p->last = now_s();
+    p->t0 = p->last = timing_now_s();
     p->tty = isatty(STDERR_FILENO);
     p->on = p->tty || force;
     p->shown = 0;
@@ -79,7 +74,7 @@ void progress_step(progress *p, double work)
     p->done += work;
     p->runs++;
     if (!p->on || p->runs >= p->total_runs) return; /* the last line is progress_end's */
-    double t = now_s();
+    double t = timing_now_s();
     if (t - p->last < p->every) return;
     p->last = t;
     show(p, 0);

@@ -31,9 +31,10 @@ typedef struct {
 /* Per-rank results sent to rank 0: counts and time of every phase. */
 typedef struct {
     uint64_t v[AM_MAX_PHASES][4];
-    double t[AM_MAX_PHASES];     /* the rank's own time in the phase */
-    double start[AM_MAX_PHASES]; /* when the rank entered the phase, from the start barrier */
-    double end[AM_MAX_PHASES];   /* when it left the phase */
+    uint64_t inter[AM_MAX_PHASES][2]; /* bytes and messages sent to ranks on other nodes */
+    double t[AM_MAX_PHASES];          /* the rank's own time in the phase */
+    double start[AM_MAX_PHASES];      /* when the rank entered the phase, from the start barrier */
+    double end[AM_MAX_PHASES];        /* when it left the phase */
     /* overlapped phases, sums over the rank's steps: compute, exposed wait, transfers alone
      * (--overlap-probe; NAN without) */
     double ov[AM_MAX_PHASES][3];

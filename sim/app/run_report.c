@@ -1,8 +1,10 @@
 /* run_report.c - rank 0's part of a distributed run (see run.h): every rank's bytes and
  * messages of every phase compared with the model's prediction (any difference names the first
- * one), the run's table (measured vs predicted per phase) and verdict, the hidden transfer time
- * of the overlapped phases (predicted and measured) and the one-rate-per-tier model beside the
- * pattern-aware one, and its kind=distributed record in the HDF5 file (docs/hdf5-schema.md). */
+ * one), the tier of every message (what each rank sent to other nodes) compared with the
+ * model's placement, the run's table (measured vs predicted per phase) and verdict, the hidden
+ * transfer time of the overlapped phases (predicted and measured) and the one-rate-per-tier
+ * model beside the pattern-aware one, and its kind=distributed record in the HDF5 file
+ * (docs/hdf5-schema.md). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,12 @@ typedef struct {
     double total_s;                 /* the last phase end of the slowest rank */
     uint64_t sent_max;              /* max over ranks of the bytes a rank sent in total */
     uint64_t max[AM_MAX_PHASES][3]; /* max over ranks: bytes sent, received, messages sent */
+    /* the tier of every message: what each rank sent to other nodes against the model's
+     * placement (am_rank_inter_counts) */
+    int tiers_match;
+    char first_tier[300];
+    uint64_t inter_msgs; /* messages sent across nodes, all ranks */
+    int64_t *inter_pred; /* [P][F][2]: predicted bytes and messages sent to other nodes */
 } run_measured;
 
 static void compare_counts(const am_prediction *pr, const rank_report *all, int P, run_measured *ms)
@@ -100,6 +108,35 @@ static void critical_steps(const step_tables *steps, int P, int F, run_overlap *
     }
 }
 
+static void compare_tiers(const am_config *c, const machine *m, const am_prediction *pr,
+                          const rank_report *all, int P, run_measured *ms)
+{
+    int F = pr->F;
+    ms->inter_pred = kn_xmalloc((size_t)P * F * 2 * sizeof(int64_t) + 1, "tiers");
+    ms->tiers_match = 1;
+    ms->first_tier[0] = '\0';
+    ms->inter_msgs = 0;
+    for (int r = 0; r < P; r++) {
+        am_count ic[AM_MAX_PHASES];
+        am_rank_inter_counts(c, m, (uint64_t)r, ic);
+        for (int f = 0; f < F; f++) {
+            int64_t *tp = ms->inter_pred + 2 * ((size_t)r * F + f);
+            tp[0] = (int64_t)ic[f].bytes_sent, tp[1] = (int64_t)ic[f].msgs_sent;
+            ms->inter_msgs += all[r].inter[f][1];
+            if (ms->tiers_match &&
+                (all[r].inter[f][0] != ic[f].bytes_sent || all[r].inter[f][1] != ic[f].msgs_sent)) {
+                ms->tiers_match = 0;
+                snprintf(ms->first_tier, sizeof ms->first_tier,
+                         "rank %d, phase %s: sent to other nodes %llu bytes in %llu messages, "
+                         "the model %llu in %llu",
+                         r, pr->phases[f]->name, (unsigned long long)all[r].inter[f][0],
+                         (unsigned long long)all[r].inter[f][1],
+                         (unsigned long long)ic[f].bytes_sent, (unsigned long long)ic[f].msgs_sent);
+            }
+        }
+    }
+}
+
 static void fmt_ms(double s, char *buf, size_t n)
 {
     snprintf(buf, n, "%.3f", s * 1e3);
@@ -147,6 +184,14 @@ static void print_run(const exec_ctx *x, int P, const machine *m, const am_predi
                100.0 * (pr->time.total_s - ms->total_s) / ms->total_s, valid ? "VALID" : "INVALID");
     else
         printf("# %s: COUNTS DIFFER: %s; %s. INVALID\n", d->name, ms->first, checktxt);
+    if (ms->tiers_match)
+        printf("# tiers: every message crossed nodes or stayed on its node as the model places it "
+               "(%llu inter-node messages, %llu ranks per node)\n",
+               (unsigned long long)ms->inter_msgs, (unsigned long long)m->gpus_per_node);
+    else
+        printf("# warning: TIERS DIFFER from the model's placement (%llu ranks per node, in rank "
+               "order): %s\n",
+               (unsigned long long)m->gpus_per_node, ms->first_tier);
     /* the one-rate-per-tier model with ideal overlap on the same run, to compare against */
     if (m->n_links || m->overlap_hidden[0] >= 0 || m->overlap_hidden[1] >= 0 ||
         strcmp(m->prof.name, "attnsim"))
@@ -173,15 +218,18 @@ static void print_run(const exec_ctx *x, int P, const machine *m, const am_predi
 }
 
 /* A [R][F] dataset of one field of the reports of the ranks rows[0..R-1]: 0 ... 2 the counts,
- * 3 ... 5 the times, 6 ... 8 the overlap sums (compute, exposed, transfers alone), 9 hidden. */
+ * 3 ... 5 the times, 6 and 7 the bytes and messages sent to other nodes, 8 ... 10 the overlap
+ * sums (compute, exposed, transfers alone), 11 the hidden time. */
 static void write_per_rank(h5node *g, const char *path, const rank_report *all, const int *rows,
                            size_t R, int F, int field, const char *units)
 {
     hsize_t pf[2] = {(hsize_t)R, (hsize_t)F};
-    if (field < 3) {
+    if (field < 3 || field == 6 || field == 7) {
         int64_t *a = kn_xmalloc(R * (size_t)F * sizeof(int64_t) + 1, "measured");
         for (size_t i = 0; i < R; i++)
-            for (int f = 0; f < F; f++) a[i * (size_t)F + f] = (int64_t)all[rows[i]].v[f][field];
+            for (int f = 0; f < F; f++)
+                a[i * (size_t)F + f] = (int64_t)(field < 3 ? all[rows[i]].v[f][field]
+                                                           : all[rows[i]].inter[f][field - 6]);
         h5_write(g, path, H5_I64, 2, pf, a, units);
         free(a);
         return;
@@ -193,7 +241,7 @@ static void write_per_rank(h5node *g, const char *path, const rank_report *all, 
             t[i * (size_t)F + f] = field == 3   ? r->t[f]
                                    : field == 4 ? r->start[f]
                                    : field == 5 ? r->end[f]
-                                   : field < 9  ? r->ov[f][field - 6] /* compute, exposed, alone */
+                                   : field < 11 ? r->ov[f][field - 8] /* compute, exposed, alone */
                                                 : r->ov[f][2] - r->ov[f][1]; /* hidden */
     }
     h5_write(g, path, H5_F64, 2, pf, t, units);
@@ -234,6 +282,8 @@ static void record_run(run_env *env, const exec_ctx *x, const machine *m, const 
     h5_attr_i64(g, "reps", env->o.reps ? (int64_t)env->o.reps : 1);
     h5_attr_i64(g, "counts_match", ms->match);
     if (!ms->match) h5_attr_str(g, "first_difference", ms->first);
+    h5_attr_i64(g, "tiers_match", ms->tiers_match);
+    if (!ms->tiers_match) h5_attr_str(g, "first_tier_difference", ms->first_tier);
     if (chk->checked) {
         h5_attr_f64(g, "max_abs_err", chk->max_abs);
         h5_attr_f64(g, "max_rel_err", chk->max_rel);
@@ -268,16 +318,30 @@ static void record_run(run_env *env, const exec_ctx *x, const machine *m, const 
     write_per_rank(g, "measured/time_s", all, rows, R, F, 3, "s");
     write_per_rank(g, "measured/phase_start_s", all, rows, R, F, 4, "s");
     write_per_rank(g, "measured/phase_end_s", all, rows, R, F, 5, "s");
+    /* the tier of every message: measured and as the model places it */
+    write_per_rank(g, "measured/bytes_sent_inter", all, rows, R, F, 6, "bytes");
+    write_per_rank(g, "measured/messages_inter", all, rows, R, F, 7, "messages");
+    static const char *const inter_pred[2][2] = {{"predicted/bytes_sent_inter", "bytes"},
+                                                 {"predicted/messages_inter", "messages"}};
+    int64_t *ip = kn_xmalloc(R * (size_t)F * sizeof(int64_t) + 1, "predicted tiers");
+    hsize_t rf[2] = {(hsize_t)R, (hsize_t)F};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < R; i++)
+            for (int f = 0; f < F; f++)
+                ip[i * (size_t)F + f] = ms->inter_pred[2 * ((size_t)rows[i] * F + f) + k];
+        h5_write(g, inter_pred[k][0], H5_I64, 2, rf, ip, inter_pred[k][1]);
+    }
+    free(ip);
     hsize_t fd[1] = {(hsize_t)F};
     h5_write(g, "measured/critical_path_phase_s", H5_F64, 1, fd, ms->crit, "s");
     h5_write(g, "predicted/tier_only_phase_time_s", H5_F64, 1, fd, tier_only->phase_s, "s");
     h5_write(g, "predicted/tier_only_total_time_s", H5_F64, 0, NULL, &tier_only->total_s, "s");
     /* overlapped phases: per rank the sums over its steps, per phase the busiest rank of each
      * step (what the model predicts), and every step */
-    write_per_rank(g, "measured/overlap_compute_s", all, rows, R, F, 6, "s");
-    write_per_rank(g, "measured/overlap_exposed_s", all, rows, R, F, 7, "s");
-    write_per_rank(g, "measured/overlap_transfer_s", all, rows, R, F, 8, "s");
-    write_per_rank(g, "measured/overlap_hidden_s", all, rows, R, F, 9, "s");
+    write_per_rank(g, "measured/overlap_compute_s", all, rows, R, F, 8, "s");
+    write_per_rank(g, "measured/overlap_exposed_s", all, rows, R, F, 9, "s");
+    write_per_rank(g, "measured/overlap_transfer_s", all, rows, R, F, 10, "s");
+    write_per_rank(g, "measured/overlap_hidden_s", all, rows, R, F, 11, "s");
     h5_write(g, "measured/overlap_critical_compute_s", H5_F64, 1, fd, ov->compute, "s");
     h5_write(g, "measured/overlap_critical_exposed_s", H5_F64, 1, fd, ov->exposed, "s");
     h5_write(g, "measured/overlap_critical_transfer_s", H5_F64, 1, fd, ov->transfer, "s");
@@ -315,6 +379,7 @@ int run_report(run_env *env, const exec_ctx *x, const rank_report *all, const st
     am_predict(&x->cfg, &m, 1, &pr);
     run_measured ms;
     compare_counts(&pr, all, env->P, &ms);
+    compare_tiers(&x->cfg, &m, &pr, all, env->P, &ms);
     int valid = ms.match && (!chk->checked || chk->passed);
     /* the one-rate-per-tier model with ideal overlap, to compare against */
     machine tier_only;
@@ -325,6 +390,7 @@ int run_report(run_env *env, const exec_ctx *x, const rank_report *all, const st
     critical_steps(steps, env->P, pr.F, &ov);
     print_run(x, env->P, &m, &pr, &ms, chk, valid, &base, &ov, steps);
     if (env->h) record_run(env, x, &m, &pr, all, &ms, chk, &base, &ov, steps);
+    free(ms.inter_pred);
     am_prediction_free(&pr);
     return valid;
 }

@@ -43,6 +43,8 @@ typedef struct {
     size_t n;
     double *bytes, *time; /* per sample: size, median exchange time (slowest rank per exchange) */
     double *fastest;      /* per sample: the fastest exchange */
+    double largest_rate;  /* bytes per second where the link dominates: the best of the three
+                             largest sizes' quietest samples (the fit also weighs smaller sizes) */
     link_fit fit;
     int ok;
 } series;
@@ -52,24 +54,18 @@ typedef struct {
  * with one rank per node (the NIC to itself; with LINK_SHIFT, how many ranks share it). */
 typedef enum { LINK_SHIFT = 0, LINK_PINGPONG = 1, LINK_SHIFT_NIC = 2 } link_mode;
 enum {
-    LINK_SAMPLES = 5 /* samples per message size */
+    LINK_SAMPLES = 4 /* samples per message size */
 };
-#define LINK_LONGEST_S 0.25 /* sizes stop after the first whose exchange takes longer */
+#define LINK_LONGEST_S 0.25 /* sizes stop after the first whose quietest sample takes longer */
 
 /* Message times of one tier (TIER_INTRA or TIER_INTER) in one mode over sizes 8 B ...
- * max_bytes (doubling; stopping after the first size whose exchange takes LINK_LONGEST_S):
- * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~20 ms (3 ...
+ * max_bytes (doubling; stopping after the first size whose quietest sample takes longer than
+ * LINK_LONGEST_S):
+ * LINK_SAMPLES samples per size, each the median of enough timed exchanges for ~15 ms (3 ...
  * 400) after a warm-up; fitted through the quietest sample of each size (s.ok: a fit with a
  * positive slope). s.n == 0: the job has no such pair of ranks. */
 series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_bytes);
 void series_free(series *s);
-/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
-double cal_large_bandwidth(const series *s);
-/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
- * node (`one`) over that with every rank (`all`) in *ratio, rounded to the divisor of the ranks
- * per node nearest on a log scale. 0 when the ratio is not measured (one node, or either series
- * without a fit). */
-uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio);
 /* The ring-shift peers of this rank on a tier (-1: it sits out). */
 void cal_tier_peers(const cal_env *e, int tier, int *to, int *from);
 /* The samples, the fit and its residuals under `path` in run group g (nothing when !s->ok). */
@@ -180,15 +176,23 @@ void write_overlap(h5node *g, const overlap_meas ovl[2]);
 
 /* ---- the machine file (machine_out.c) ------------------------------------------------------ */
 
-/* Writes m (the base machine with the measured values in place) with a comment per key; the
- * inter-node tier says when it is the one-rank-per-node shift (nic_ratio > 0: the NIC sharing
- * measured); then the pattern lines of the fits, each with its source and quality, the poor ones
- * commented out with the reason (m's own pattern lines are not written: they come from fits). */
+/* Writes m (the base machine with the measured values in place) with a comment per key;
+ * nic_ratio > 0: the inter-node tier and gpus_per_nic come from the one-rank-per-node shift
+ * (cal_nic_sharing's ratio, said in their comments); then the pattern lines of the fits, each
+ * with its source and quality, the poor ones commented out with the reason (m's own pattern
+ * lines are not written: they come from the fits). */
 void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
                        const char *when, int nodes, const char *backend, const char *comm,
                        double nic_ratio, const pattern_fit *fits, int nfit);
-/* A tier's values in the machine file from a fitted series (measured 0 when it has no fit). */
-void cal_set_tier(machine *m, int tier, const series *s);
+/* Tier t's values in m from a fitted series (measured[t] = 0 when it has no fit). */
+void cal_set_tier(machine *m, int t, const series *s);
+/* Bandwidth of a series' largest messages: its large regime's, or its one line's. */
+double cal_large_bandwidth(const series *s);
+/* Ranks sharing one NIC: the inter-node ring shift's large-message bandwidth with one rank per
+ * node (`one`) over that with every rank (`all`) in *ratio, rounded to the divisor of per_node
+ * nearest on a log scale. 0 (and *ratio 0) when not measured: one node, or either series
+ * without a fit. */
+uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio);
 /* 1 when the values of a pattern line are within the ranges of the tier keys of their kinds. */
 int cal_link_in_range(const pattern_fit *pf);
 /* Keeps the file to values it reads back: a fitted latency below the range becomes the
@@ -212,8 +216,10 @@ typedef struct {
     double r2[8], rel_rms[8];
 } cal_poor_fits;
 
-/* The poor fits among the ring shifts of both tiers and the kernels of the three types. */
-void cal_collect_poor_fits(cal_poor_fits *pf, const series *shift, const kernel_series *ks);
+/* The poor fits among the series the machine file's tiers come from (tier[t], recorded in the
+ * run under groups[t]) and the kernels of the three types. */
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *const *tier, const char *const *groups,
+                           const kernel_series *ks);
 /* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
  * machine file). */
 void cal_print_poor_fits(FILE *f, const cal_poor_fits *pf, const char *prefix);

@@ -64,15 +64,20 @@ static int cmp_double(const void *a, const void *b)
 
 /* `reps` exchanges, each timed on every rank (ranks without a peer wait, not spinning); per
  * exchange the slowest rank's time. Returns their median and sets *fastest: one descheduled
- * exchange moves neither. */
-static double link_sample(const cal_env *e, int to, int from, link_mode mode, char *buf, char *rbuf,
-                          uint64_t bytes, int reps, double *fastest)
+ * exchange moves neither. A shift's exchanges start together on the ranks that take part
+ * (`act`), as a ring step's do: otherwise the ranks that share a link drift apart, and each
+ * finds it idle part of the time. */
+static double link_sample(const cal_env *e, MPI_Comm act, int to, int from, link_mode mode,
+                          char *buf, char *rbuf, uint64_t bytes, int reps, double *fastest)
 {
     double *t = kn_xcalloc((size_t)reps, sizeof *t, "link times");
     polite_barrier();
     if (to >= 0) {
         exchange(e, to, from, mode, buf, rbuf, bytes); /* warm-up */
-        for (int i = 0; i < reps; i++) t[i] = exchange(e, to, from, mode, buf, rbuf, bytes);
+        for (int i = 0; i < reps; i++) {
+            if (mode != LINK_PINGPONG) MPICALL(MPI_Barrier(act));
+            t[i] = exchange(e, to, from, mode, buf, rbuf, bytes);
+        }
     }
     polite_barrier();
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, t, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
@@ -119,16 +124,21 @@ static void tier_peers(const cal_env *e, int tier, link_mode mode, int *to, int 
     }
 }
 
-/* Exchanges per sample: enough for about 20 ms (one probe exchange, slowest rank), 3 ... 400. */
-static int reps_for(const cal_env *e, int to, int from, link_mode mode, char *buf, char *rbuf,
-                    uint64_t bytes, double *probe)
+/* Exchanges per sample: enough for about 15 ms with the barrier that starts each (one probe,
+ * slowest rank), 3 ... 400. */
+static int reps_for(const cal_env *e, MPI_Comm act, int to, int from, link_mode mode, char *buf,
+                    char *rbuf, uint64_t bytes)
 {
-    double t = 0.0;
+    double t = 0.0; /* barrier and exchange */
     polite_barrier();
-    if (to >= 0) t = exchange(e, to, from, mode, buf, rbuf, bytes);
+    if (to >= 0) {
+        double t0 = MPI_Wtime();
+        if (mode != LINK_PINGPONG) MPICALL(MPI_Barrier(act));
+        exchange(e, to, from, mode, buf, rbuf, bytes);
+        t = MPI_Wtime() - t0;
+    }
     MPICALL(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    *probe = t;
-    double n = 0.02 / fmax(t, 1e-7);
+    double n = 0.015 / fmax(t, 1e-7);
     return n < 3 ? 3 : n > 400 ? 400 : (int)n;
 }
 
@@ -148,6 +158,11 @@ static void fit_quietest(series *s)
         x[m] = s->bytes[i], t[m] = s->time[i], m++;
     }
     s->ok = fit_link(x, t, m, &s->fit) == 0 && s->fit.small.beta > 0;
+    /* the link's rate where it dominates: the best of the three largest sizes (one stalled
+     * transfer - a TCP retransmission timeout is 200 ms - then moves nothing) */
+    s->largest_rate = 0.0;
+    for (size_t i = m > 3 ? m - 3 : 0; i < m; i++)
+        s->largest_rate = fmax(s->largest_rate, x[i] / t[i]);
     free(x), free(t);
 }
 
@@ -165,40 +180,27 @@ series measure_link(const cal_env *e, int tier, link_mode mode, uint64_t max_byt
     s.bytes = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
     s.time = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
     s.fastest = kn_xmalloc(LINK_SAMPLES * sizes * sizeof(double), "link samples");
+    MPI_Comm act; /* the ranks that exchange */
+    MPICALL(MPI_Comm_split(MPI_COMM_WORLD, to >= 0 ? 1 : MPI_UNDEFINED, e->rank, &act));
     char *buf = e->dev->alloc(max_bytes, "link buffer"),
          *rbuf = e->dev->alloc(max_bytes, "link buffer");
     e->dev->zero(buf, max_bytes);
     for (uint64_t b = 8; b <= max_bytes; b *= 2) {
-        double probe;
-        int reps = reps_for(e, to, from, mode, buf, rbuf, b, &probe);
+        int reps = reps_for(e, act, to, from, mode, buf, rbuf, b);
+        double quietest = 0.0;
         for (int k = 0; k < LINK_SAMPLES; k++) {
             s.bytes[s.n] = (double)b;
-            s.time[s.n] = link_sample(e, to, from, mode, buf, rbuf, b, reps, &s.fastest[s.n]);
+            s.time[s.n] = link_sample(e, act, to, from, mode, buf, rbuf, b, reps, &s.fastest[s.n]);
+            quietest = k == 0 || s.time[s.n] < quietest ? s.time[s.n] : quietest;
             s.n++;
         }
-        if (probe > LINK_LONGEST_S) break; /* well inside the bandwidth regime: enough */
+        if (quietest > LINK_LONGEST_S) break; /* well inside the bandwidth regime: enough */
     }
     e->dev->release(buf), e->dev->release(rbuf);
     e->dev->sync();
+    if (act != MPI_COMM_NULL) MPICALL(MPI_Comm_free(&act));
     fit_quietest(&s);
     return s;
-}
-
-double cal_large_bandwidth(const series *s)
-{
-    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
-}
-
-uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio)
-{
-    *ratio = 0.0;
-    if (!all->ok || !one->ok) return 0;
-    *ratio = cal_large_bandwidth(one) / cal_large_bandwidth(all);
-    uint64_t best = 1;
-    for (int d = 1; d <= per_node; d++)
-        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
-            best = (uint64_t)d;
-    return best;
 }
 
 void cal_tier_peers(const cal_env *e, int tier, int *to, int *from)
@@ -242,6 +244,8 @@ void write_series(h5node *g, const char *path, const series *s)
     h5_attr_i64(grp, "outliers",
                 (int64_t)(small->outliers + (s->fit.two_regimes ? large->outliers : 0)));
     h5_attr_i64(grp, "two_regimes", s->fit.two_regimes);
+    h5_attr_f64(grp, "largest_bytes", s->bytes[s->n - 1]); /* the largest size measured */
+    h5_attr_f64(grp, "largest_bytes_per_s", s->largest_rate);
     if (s->fit.two_regimes) {
         h5_attr_f64(grp, "break_bytes", s->fit.break_x);
         h5_attr_f64(grp, "large_alpha_s", large->alpha);

@@ -1,8 +1,9 @@
 /* machine_out.c - the machine file attnsim calibrate writes (calibrate.h): the base machine with
  * the measured values in place, every line saying whether its value was measured or kept, and
  * only values the file format accepts (machine_write, the parser's own key table), the pattern
- * lines of the fits (the poor ones commented out); the fits too poor to use silently, listed for
- * stdout and the file. */
+ * lines of the fits (the poor ones commented out); the tiers set from the fitted link series
+ * (across nodes, the NIC's own rate and how many ranks share it); the fits too poor to use
+ * silently, listed for stdout and the file. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 typedef struct {
     const machine *base, *m;
     double nic_ratio; /* > 0: the inter-node tier is the one-rank-per-node shift */
-    char buf[120];
+    char buf[160];
 } key_notes;
 
 static const char *key_note(const char *key, void *ctx)
@@ -94,20 +95,6 @@ void cal_write_machine(FILE *f, const machine *base, const machine *m, const cha
     }
 }
 
-void cal_set_tier(machine *m, int t, const series *s)
-{
-    m->measured[t] = s->ok;
-    if (!s->ok) return;
-    m->alpha_s[t] = cal_tier_alpha(s->fit.small.alpha, s);
-    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
-    m->break_bytes[t] = 0;
-    if (s->fit.two_regimes) {
-        m->break_bytes[t] = s->fit.break_x;
-        m->alpha_large_s[t] = cal_tier_alpha(s->fit.large.alpha, s);
-        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
-    }
-}
-
 int cal_link_in_range(const pattern_fit *pf)
 {
     link_rate r = pattern_fit_rate(pf);
@@ -132,6 +119,37 @@ double cal_tier_alpha(double fitted, const series *s)
     return t;
 }
 
+double cal_large_bandwidth(const series *s)
+{
+    return 1.0 / (s->fit.two_regimes ? s->fit.large.beta : s->fit.small.beta);
+}
+
+void cal_set_tier(machine *m, int t, const series *s)
+{
+    m->measured[t] = s->ok;
+    if (!s->ok) return;
+    m->alpha_s[t] = cal_tier_alpha(s->fit.small.alpha, s);
+    m->bytes_per_s[t] = 1.0 / s->fit.small.beta;
+    m->break_bytes[t] = 0;
+    if (s->fit.two_regimes) {
+        m->break_bytes[t] = s->fit.break_x;
+        m->alpha_large_s[t] = cal_tier_alpha(s->fit.large.alpha, s);
+        m->bytes_per_s_large[t] = 1.0 / s->fit.large.beta;
+    }
+}
+
+uint64_t cal_nic_sharing(const series *all, const series *one, int per_node, double *ratio)
+{
+    *ratio = 0.0;
+    if (!all->ok || !one->ok) return 0;
+    *ratio = cal_large_bandwidth(one) / cal_large_bandwidth(all);
+    uint64_t best = 1;
+    for (int d = 1; d <= per_node; d++)
+        if (per_node % d == 0 && fabs(log(*ratio / d)) < fabs(log(*ratio / (double)best)))
+            best = (uint64_t)d;
+    return best;
+}
+
 static void poor_add(cal_poor_fits *pf, const char *what, const char *keys, const char *group,
                      const lin_fit *f)
 {
@@ -143,15 +161,16 @@ static void poor_add(cal_poor_fits *pf, const char *what, const char *keys, cons
     pf->n++;
 }
 
-void cal_collect_poor_fits(cal_poor_fits *pf, const series *shift, const kernel_series *ks)
+void cal_collect_poor_fits(cal_poor_fits *pf, const series *const *tier, const char *const *groups,
+                           const kernel_series *ks)
 {
     static const char *const tiers[2] = {"intra", "inter"}, *const dn[3] = {"f32", "f16", "bf16"};
     memset(pf, 0, sizeof *pf);
     for (int t = 0; t < 2; t++) {
-        if (!shift[t].ok) continue;
-        const link_fit *f = &shift[t].fit;
+        if (!tier[t]->ok) continue;
+        const link_fit *f = &tier[t]->fit;
         char what[48], keys[48], group[48];
-        snprintf(group, sizeof group, "links/%s/ring_shift", tiers[t]);
+        snprintf(group, sizeof group, "%s", groups[t]);
         snprintf(what, sizeof what, "%s-node ring shift%s", tiers[t],
                  f->two_regimes ? ", small messages" : "");
         snprintf(keys, sizeof keys, "%s_alpha, %s_bandwidth", tiers[t], tiers[t]);

@@ -243,6 +243,8 @@ void comm_isend(comm_ctx *c, comm_reqs *q, MPI_Comm on, int dest, const void *bu
         if (f && atoi(f) == c->rank && !faulted) bytes++, faulted = 1;
         s->bytes_sent += bytes, s->msgs_sent++;
         c->peer_bytes[w] += bytes, c->peer_msgs[w]++;
+        if (c->node_of && c->node_of[w] != c->node_of[c->rank])
+            s->bytes_sent_inter += bytes, s->msgs_sent_inter++;
     }
 }
 

@@ -22,9 +22,10 @@
 
 typedef struct {
     uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv;
-    double time_s;  /* time spent in the phase */
-    double start_s; /* when the phase began, from `origin` */
-    double end_s;   /* when the phase ended, from `origin` */
+    uint64_t bytes_sent_inter, msgs_sent_inter; /* of those sent, to a rank on another node */
+    double time_s;                              /* time spent in the phase */
+    double start_s;                             /* when the phase began, from `origin` */
+    double end_s;                               /* when the phase ended, from `origin` */
 } comm_stats;
 
 typedef enum { COMM_HOST = 0, COMM_STAGED = 1, COMM_DEV_NCCL = 2 } comm_mode;
@@ -46,6 +47,8 @@ typedef struct {
     comm_stats st[AM_MAX_PHASES];
     int *row_world, *col_world;       /* world rank of each member of row and col */
     uint64_t *peer_bytes, *peer_msgs; /* [P]: sent to each world rank in recorded phases */
+    const int32_t *node_of;           /* [P]: node of each world rank (NULL: one node); the
+                                         caller's, set after comm_init */
     int cur;                          /* phase being recorded, or -1 */
     int recording;                    /* 0 while an unrecorded forward runs (pass bwd) */
     double t0;

@@ -1,5 +1,8 @@
 /* h5check.c - structural validation of attnsim/1 files (see h5check.h). Runs in a child
- * process (h5out_check_existing): it may leave HDF5 objects open on a damaged file. */
+ * process (h5out_check_existing): it may leave HDF5 objects open on a damaged file.
+ * ~830 lines in one file on purpose: one walk over the whole schema (docs/hdf5-schema.md,
+ * section by section: root attributes, /summary, every run's attributes and datasets), each
+ * check with its one-line error. */
 #include "h5check.h"
 
 #include <fcntl.h>
@@ -450,10 +453,19 @@ static int check_distributed(const ctx *c, view *g, const char *name)
                                             "predicted/phase_inter_node",
                                             "measured/critical_path_phase_s",
                                             "phase_pattern",
-                                            "phase_group_size"};
+                                            "phase_group_size",
+                                            "predicted/phase_transfer_s",
+                                            "predicted/phase_hidden_s",
+                                            "predicted/phase_compute_s",
+                                            "predicted/tier_only_phase_time_s",
+                                            "measured/overlap_critical_compute_s",
+                                            "measured/overlap_critical_exposed_s",
+                                            "measured/overlap_critical_transfer_s",
+                                            "measured/overlap_critical_hidden_s"};
     for (size_t i = 0; i < sizeof per_phase / sizeof *per_phase; i++)
         TRY(expect(c, g, name, per_phase[i], 1, f1, why));
     TRY(expect(c, g, name, "predicted/total_time_s", 0, NULL, why));
+    TRY(expect(c, g, name, "predicted/tier_only_total_time_s", 0, NULL, why));
     TRY(expect(c, g, name, "predicted/critical_path_s", 1, p3, "latency, bandwidth, compute"));
     /* per-rank arrays: R rows, R = P, or fewer when thinned */
     char note[200] = "";
@@ -474,10 +486,16 @@ static int check_distributed(const ctx *c, view *g, const char *name)
                            (unsigned long long)R, P, thinned ? " (thinned)" : "");
     }
     static const char *const per_rank[] = {
-        "predicted/bytes_sent", "predicted/bytes_recv",     "predicted/messages",
-        "predicted/time_s",     "measured/bytes_sent",      "measured/bytes_recv",
-        "measured/messages",    "measured/time_s",          "measured/phase_start_s",
-        "measured/phase_end_s", "measured/peer_bytes_sent", "measured/peer_messages_sent"};
+        "predicted/bytes_sent",        "predicted/bytes_recv",
+        "predicted/messages",          "predicted/time_s",
+        "measured/bytes_sent",         "measured/bytes_recv",
+        "measured/messages",           "measured/time_s",
+        "measured/phase_start_s",      "measured/phase_end_s",
+        "measured/peer_bytes_sent",    "measured/peer_messages_sent",
+        "measured/bytes_sent_inter",   "measured/messages_inter",
+        "predicted/bytes_sent_inter",  "predicted/messages_inter",
+        "measured/overlap_compute_s",  "measured/overlap_exposed_s",
+        "measured/overlap_transfer_s", "measured/overlap_hidden_s"};
     for (size_t i = 0; i < sizeof per_rank / sizeof *per_rank; i++) {
         int peers = strstr(per_rank[i], "peer_") != NULL;
         hsize_t rf[2] = {R, peers ? (hsize_t)P : F};

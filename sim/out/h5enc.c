@@ -3,7 +3,9 @@
  * attribute (version 3), dataspace (version 2), datatype (version 1), fill value (version 3),
  * data layout (version 3) and object reference count messages, global heap collections
  * (version 1). Integers and floats are stored little-endian; vlen strings as the library
- * stores them (length, collection address, object index). */
+ * stores them (length, collection address, object index).
+ * ~590 lines in one file on purpose: the encoders of one format specification, each message
+ * beside the ones it refers to. */
 #include "h5enc.h"
 
 #include <stdlib.h>

@@ -1,5 +1,9 @@
 /* h5out.c - schema attnsim/1 writer: runs built in memory, published in batches by
- * copy-append-rename (see h5out.h and docs/hdf5-schema.md, "Crash safety"). */
+ * copy-append-rename (see h5out.h and docs/hdf5-schema.md, "Crash safety").
+ * ~1,200 lines in one file on purpose: the publication protocol (the lock, the private copy,
+ * the stage, the rename, the publisher thread and the clean-up on a signal) works on one struct
+ * and on file-scope paths the signal handler removes; every step of it and every kill point the
+ * crash tests use (tests/h5_crash.py) are read together here. */
 #include "h5out.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include "h5check.h"
 #include "h5enc.h"
 #include "kn_common.h"
+#include "timing.h"
 
 #define BATCH_MAX_BYTES ((size_t)64 << 20) /* records waiting for the publisher, at most */
 
@@ -102,20 +107,6 @@ static void remove_tmp(void)
     if (tmp_path[0]) unlink(tmp_path);
     if (stale_path[0]) unlink(stale_path);
     if (lock_path[0]) unlink(lock_path);
-}
-
-static double cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ---- the summary table ----------------------------------------------------------------------- */
@@ -518,7 +509,7 @@ static void lock_holder(int fd, long *pid, char *host, size_t n)
 static void lock_file(h5out *h)
 {
     snprintf(lock_path, sizeof lock_path, "%s/.%s.attnsim-lock", h->dir, h->base);
-    double t0 = now_s(), sleep_s = 0.001;
+    double t0 = timing_now_s(), sleep_s = 0.001;
     int said = 0;
     for (;;) {
         int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -560,7 +551,7 @@ static void lock_file(h5out *h)
             attn_fail("flock", __FILE__, __LINE__, "%s: %s", lock_path, strerror(errno));
         long pid;
         char host[256];
-        double waited = now_s() - t0;
+        double waited = timing_now_s() - t0;
         if (waited >= h->lock_timeout_s) {
             lock_holder(fd, &pid, host, sizeof host);
             close(fd);
@@ -788,7 +779,7 @@ static int same_file(const struct stat *a, const struct stat *b)
 /* The private copy of the file as it is now (a new empty file if it was removed). */
 static void stage_copy(h5out *h)
 {
-    double t0 = now_s();
+    double t0 = timing_now_s();
     make_tmp_name(h);
     /* the identity of the file copied (fstat of what was read): publishing checks that the
      * path still names it */
@@ -798,7 +789,7 @@ static void stage_copy(h5out *h)
     h->tmpfd = open(tmp_path, O_RDWR | O_CLOEXEC);
     if (h->tmpfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
     h->have_copy = 1;
-    h->copy_s = now_s() - t0;
+    h->copy_s = timing_now_s() - t0;
 }
 
 static void staged_push(h5out *h, const h5_summary_row *row)
@@ -849,11 +840,11 @@ static void stage_find_end(h5out *h)
 static void stage_runs(h5out *h, run_list *in)
 {
     if (!in->n) return;
-    double t0 = cpu_s(), tm[6], w0 = now_s(), wm[6];
+    double t0 = timing_thread_cpu_s(), tm[6], w0 = timing_now_s(), wm[6];
     if (!h->have_copy) stage_copy(h);
     stage_find_end(h);
-    tm[0] = cpu_s();
-    wm[0] = now_s();
+    tm[0] = timing_thread_cpu_s();
+    wm[0] = timing_now_s();
     if (!h->enc) h->enc = h5enc_new(h->append_at);
     h5enc *enc = h->enc;
     h5enc_reset(enc, h->append_at);
@@ -873,8 +864,8 @@ static void stage_runs(h5out *h, run_list *in)
         r->addr = 0;
         if (!library) h5enc_add(enc, r); /* runs it cannot encode keep addr 0: the library */
     }
-    tm[1] = cpu_s();
-    wm[1] = now_s();
+    tm[1] = timing_thread_cpu_s();
+    wm[1] = timing_now_s();
     size_t len;
     uint64_t at;
     const unsigned char *bytes = h5enc_take(enc, &len, &at);
@@ -888,8 +879,8 @@ static void stage_runs(h5out *h, run_list *in)
         superblock_set_eoa(h->tmpfd, &h->sb, at + len);
     }
     attn_kill_point("h5:after_append");
-    tm[2] = cpu_s();
-    wm[2] = now_s();
+    tm[2] = timing_thread_cpu_s();
+    wm[2] = timing_now_s();
 
     hid_t fapl = file_access_plist();
     hid_t f = H5CALL(H5Fopen(tmp_path, H5F_ACC_RDWR, fapl));
@@ -911,16 +902,16 @@ static void stage_runs(h5out *h, run_list *in)
         in->v[i].row.run = next + (int64_t)i;
     }
     H5CALL(H5Gclose(runs));
-    tm[3] = cpu_s();
-    wm[3] = now_s();
+    tm[3] = timing_thread_cpu_s();
+    wm[3] = timing_now_s();
     size_t first = h->nstaged;
     for (size_t i = 0; i < in->n; i++) staged_push(h, &in->v[i].row);
     summary_append(f, h->staged + first, in->n);
     attn_kill_point("h5:after_summary");
     H5CALL(H5Fclose(f));
     attn_kill_point("h5:after_close");
-    tm[4] = cpu_s();
-    wm[4] = now_s();
+    tm[4] = timing_thread_cpu_s();
+    wm[4] = timing_now_s();
     if (getenv("ATTNSIM_H5_TRACE"))
         fprintf(stderr,
                 "attnsim: staged %zu runs (%zu bytes appended), CPU (wall) s: copy %.3f (%.3f), "
@@ -986,7 +977,7 @@ static void stage_rebase(h5out *h)
 static void stage_publish(h5out *h)
 {
     if (!h->nstaged) return;
-    double w0 = now_s();
+    double w0 = timing_now_s();
     attn_kill_point("h5:publish");
     lock_file(h);
     attn_kill_point("h5:after_lock");
@@ -1006,7 +997,7 @@ static void stage_publish(h5out *h)
         attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
     unlock_file(h);
     h->nstaged = 0;
-    double w1 = now_s();
+    double w1 = timing_now_s();
     pthread_mutex_lock(&h->mu);
     h->last_end = w1;
     h->last_cost = h->copy_s + (w1 - w0); /* the copy made for the batch, and publishing it */
@@ -1024,9 +1015,9 @@ static int publisher_round(h5out *h, int wait)
     pthread_mutex_lock(&h->mu);
     if (wait) {
         /* stage in lots (~50 ms of runs), not run by run: each lot opens and closes the copy */
-        double t0 = now_s();
+        double t0 = timing_now_s();
         while (!h->publish_wanted && !h->closing && (h->queue.n < 4096)) {
-            if (h->queue.n && now_s() - t0 > 0.05) break;
+            if (h->queue.n && timing_now_s() - t0 > 0.05) break;
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 10 * 1000 * 1000;
@@ -1104,7 +1095,7 @@ h5out *h5out_open(const char *path, const attn_provenance *prov, double lock_tim
             attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
     }
     unlock_file(h);
-    h->last_end = now_s();
+    h->last_end = timing_now_s();
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->work, NULL);
     pthread_cond_init(&h->done, NULL);
@@ -1124,7 +1115,7 @@ h5node *h5out_run_begin(h5out *h)
     h->open_run = h5rec_new();
     h5node *g = h5rec_root(h->open_run);
     prov_write_run(g, h->prov);
-    if (h->batch_runs == 0) h->batch_t0 = now_s();
+    if (h->batch_runs == 0) h->batch_t0 = timing_now_s();
     attn_kill_point("h5:after_group");
     return g;
 }
@@ -1133,7 +1124,7 @@ h5node *h5out_run_begin(h5out *h)
 static int batch_due(const h5out *h)
 {
     if (h->fixed_runs > 0) return h->batch_runs >= (size_t)h->fixed_runs;
-    double t = now_s();
+    double t = timing_now_s();
     if (t - h->last_end < 4 * h->last_cost) return 0; /* publishing: at most 1/5 of the time */
     return h->batch_runs >= (size_t)h->max_runs || t - h->batch_t0 >= h->max_s;
 }

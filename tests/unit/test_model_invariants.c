@@ -1,7 +1,9 @@
 /* test_model_invariants.c - properties of the model over random configurations: total bytes
  * sent == total received, causal masks change no byte, Ring's bytes per rank stay flat in P,
  * Attention2D's fall as 1/sqrt(P), A2D-NO and A2D-O move the same bytes, no rank sends more than
- * its messages x the phase's largest message; and of the time model: single-node machines use
+ * its messages x the phase's largest message, all-to-all per-peer bytes sum to the counts, the
+ * inter-node part of what a rank sends is none on one node and all of it at one rank per node;
+ * and of the time model: single-node machines use
  * no inter-node link, NIC sharing slows inter-node phases, and on the Attention2D paper's
  * cluster shapes Attention2D beats Ring at long sequences as the paper reports; the hybrid is
  * Ring at u = 1 and Ulysses at u = P; all-to-all rounds from the node structure equal their
@@ -152,6 +154,54 @@ int main(void)
                       (unsigned long long)am_phase_max_message(&c, f));
                 CHECK(!memcmp(&cc[f], &cnt[f], sizeof cc[f]), "causal changed the bytes of %s",
                       ph[f]->name);
+            }
+        }
+        /* all-to-all: the per-peer bytes over the rank's group sum to what it sends and
+         * receives */
+        for (int f = 0; f < F; f++) {
+            if (ph[f]->pattern != PAT_ALLTOALL) continue;
+            CHECK(ph[f]->peer_bytes != NULL, "%s: an all-to-all without per-peer bytes",
+                  ph[f]->name);
+            if (!ph[f]->peer_bytes) continue;
+            for (uint64_t x = 0; x < c.P; x++) {
+                am_group gr = am_comm_group(&c, ph[f]->comm, x);
+                uint64_t to = 0, from = 0;
+                for (uint64_t k = 0; k < gr.size; k++) {
+                    uint64_t y = gr.first + k * gr.stride;
+                    to += ph[f]->peer_bytes(&c, x, y), from += ph[f]->peer_bytes(&c, y, x);
+                }
+                am_rank_counts(&c, x, cnt);
+                CHECK(to == cnt[f].bytes_sent && from == cnt[f].bytes_recv,
+                      "%s rank %llu: per-peer bytes sum to %llu sent, %llu received; counts %llu, "
+                      "%llu",
+                      ph[f]->name, (unsigned long long)x, (unsigned long long)to,
+                      (unsigned long long)from, (unsigned long long)cnt[f].bytes_sent,
+                      (unsigned long long)cnt[f].bytes_recv);
+            }
+        }
+        /* tiers: nothing crosses on one node, everything on nodes of one rank, and in between
+         * a part of what the rank sends */
+        machine tiers;
+        machine_load("dgx-h100", &tiers, err, sizeof err);
+        for (uint64_t x = 0; x < c.P; x++) {
+            am_count in[AM_MAX_PHASES], one[AM_MAX_PHASES], all[AM_MAX_PHASES];
+            am_rank_counts(&c, x, cnt);
+            tiers.gpus_per_node = c.P;
+            am_rank_inter_counts(&c, &tiers, x, one);
+            tiers.gpus_per_node = 1;
+            am_rank_inter_counts(&c, &tiers, x, all);
+            tiers.gpus_per_node = 1 + rnd(c.P);
+            am_rank_inter_counts(&c, &tiers, x, in);
+            for (int f = 0; f < F; f++) {
+                CHECK(one[f].bytes_sent == 0 && one[f].msgs_sent == 0,
+                      "%s on one node: %llu bytes cross nodes", ph[f]->name,
+                      (unsigned long long)one[f].bytes_sent);
+                CHECK(all[f].bytes_sent == cnt[f].bytes_sent &&
+                          all[f].msgs_sent == cnt[f].msgs_sent,
+                      "%s, one rank per node: %llu of %llu bytes cross nodes", ph[f]->name,
+                      (unsigned long long)all[f].bytes_sent, (unsigned long long)cnt[f].bytes_sent);
+                CHECK(in[f].bytes_sent <= cnt[f].bytes_sent && in[f].msgs_sent <= cnt[f].msgs_sent,
+                      "%s: more crosses nodes than is sent", ph[f]->name);
             }
         }
         for (int f = 0; f < F; f++)
