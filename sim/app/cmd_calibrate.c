@@ -192,6 +192,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
     if (!o.kv_heads) o.kv_heads = o.heads;
     if (!o.head_dim.n) o.head_dim.n = 1, o.head_dim.v[0] = 32;
     if (!o.dtypes) o.dtypes = 1u << (e.cuda ? KN_BF16 : KN_F32);
+    /* the kernels at the runs' head dimension (their smallest, where several are given) */
+    if (configured)
+        for (size_t di = 0; di < o.head_dim.n; di++)
+            if (!e.head_dim || o.head_dim.v[di] < e.head_dim) e.head_dim = o.head_dim.v[di];
     for (int a = 0; a < AM_NUM_ALGOS; a++)
         for (size_t si = 0; si < o.seq.n; si++)
             for (size_t di = 0; di < o.head_dim.n; di++)
@@ -355,10 +359,10 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
             printf("# inter-node tier NOT MEASURED (one node): the machine file keeps %s's values "
                    "and says so; predictions across nodes with it are warned about\n",
                    base.name);
-        printf("# kernels: FA2 forward and backward, %s, causal and not; t = overhead + FLOPs / "
-               "rate\n",
-               e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads, d = 128"
-                      : "tiles 64..512, d = 64");
+        printf("# kernels: FA2 forward and backward, %s, d = %zu, causal and not; t = overhead + "
+               "FLOPs / rate\n",
+               e.cuda ? "CUDA kernels on 1k..8k tokens, 8 heads" : "tiles 64..512, 4 heads",
+               calibrate_head_dim(&e));
         printf("# %-5s %-8s %12s %12s %7s %11s %s\n", "dtype", "pass", "rate_GFLOPs", "overhead_us",
                "r2", "rel_rms_pct", "fit");
         static const char *const dn[3] = {"f32", "f16", "bf16"};
@@ -400,7 +404,8 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
         size_t mlen = 0;
         FILE *mf = open_memstream(&mtext, &mlen);
         if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
-        cal_write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio, fits, nfit);
+        cal_write_machine(mf, &base, &m, host, when, e.nodes, bname, cname, nic_ratio,
+                          calibrate_head_dim(&e), fits, nfit);
         cal_print_poor_fits(mf, &pf, "# ");
         if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
         char shown[4200];
@@ -450,6 +455,7 @@ int cmd_calibrate(int argc, char **argv, int full_argc, char **full_argv)
                 h5_write(g, p, H5_I32, 1, &n, ks[d].causal, NULL);
                 snprintf(p, sizeof p, "kernels/%s", dn[d]);
                 h5node *kg = h5_member(g, p);
+                h5_attr_i64(kg, "head_dim", (int64_t)calibrate_head_dim(&e));
                 h5_attr_f64(kg, "rate_flop_per_s", ks[d].ok ? 1.0 / ks[d].fit.beta : 0.0);
                 h5_attr_f64(kg, "overhead_s", ks[d].fit.alpha);
                 h5_attr_f64(kg, "r2", ks[d].fit.r2);

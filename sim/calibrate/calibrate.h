@@ -30,6 +30,8 @@ typedef struct {
     comm_ctx comm;                      /* not recording: only its communicators and rings */
     const exec_dev *dev;                /* where the buffers live: host, or this rank's GPU */
     int cuda;
+    size_t head_dim; /* of the kernels measured: the configured runs' (0: 64 on the CPU, 128 on
+                        the GPU) */
     h5out *h;
 } cal_env;
 
@@ -87,6 +89,9 @@ typedef struct {
     int ok;
 } kernel_series;
 
+/* The head dimension of the kernels calibrate measures: the configured runs' (e->head_dim),
+ * else 64 on the CPU, 128 on the GPU. */
+size_t calibrate_head_dim(const cal_env *e);
 /* The FA2 forward and backward of the backend for storage type dt, every rank at once, over
  * tile shapes, causal and not; fitted as time = overhead + FLOPs / rate (k.ok: both fits hold).
  * Not measured (k.n == 0) where the backend has no kernel of that type. */
@@ -178,12 +183,13 @@ void write_overlap(h5node *g, const overlap_meas ovl[2]);
 
 /* Writes m (the base machine with the measured values in place) with a comment per key;
  * nic_ratio > 0: the inter-node tier and gpus_per_nic come from the one-rank-per-node shift
- * (cal_nic_sharing's ratio, said in their comments); then the pattern lines of the fits, each
+ * (cal_nic_sharing's ratio, said in their comments); head_dim: the kernels' (said in the peaks'
+ * comments); then the pattern lines of the fits, each
  * with its source and quality, the poor ones commented out with the reason (m's own pattern
  * lines are not written: they come from the fits). */
 void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
                        const char *when, int nodes, const char *backend, const char *comm,
-                       double nic_ratio, const pattern_fit *fits, int nfit);
+                       double nic_ratio, size_t head_dim, const pattern_fit *fits, int nfit);
 /* Tier t's values in m from a fitted series (measured[t] = 0 when it has no fit). */
 void cal_set_tier(machine *m, int t, const series *s);
 /* Bandwidth of a series' largest messages: its large regime's, or its one line's. */

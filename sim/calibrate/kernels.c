@@ -47,16 +47,23 @@ static double time_cpu_tile(kn_dtype dt, size_t n, size_t heads, size_t d, int c
 }
 
 /* The FA2 forward and backward of the backend on every rank at once (as in a run), over tile
- * shapes, causal and not: CPU tiles of 64 ... 512 tokens, 4 heads, d = 64 (median of samples of
- * at least 20 ms); GPU problems of
- * 1k ... 8k tokens, 8 heads, d = 128 (the CUDA kernels, timed with events). */
+ * shapes, causal and not: CPU tiles of 64 ... 512 tokens, 4 heads (median of samples of at
+ * least 20 ms); GPU problems of 1k ... 8k tokens, 8 heads (the CUDA kernels, timed with
+ * events). The head dimension is the configured runs' (a kernel's rate per FLOP depends on it:
+ * the softmax's work per query-key pair does not grow with d), else 64 on the CPU, 128 on the
+ * GPU (calibrate_head_dim). */
+size_t calibrate_head_dim(const cal_env *e)
+{
+    return e->head_dim ? e->head_dim : e->cuda ? 128 : 64;
+}
+
 kernel_series measure_kernels(const cal_env *e, kn_dtype dt)
 {
     kernel_series k;
     memset(&k, 0, sizeof k);
     static const int cpu_sizes[] = {64, 128, 256, 512}, gpu_sizes[] = {1024, 2048, 4096, 8192};
     const int *sizes = e->cuda ? gpu_sizes : cpu_sizes;
-    size_t heads = e->cuda ? 8 : 4, d = e->cuda ? 128 : 64;
+    size_t heads = e->cuda ? 8 : 4, d = calibrate_head_dim(e);
     if (e->cuda && dt == KN_F32) return k; /* no f32 kernel on the GPU: not measured */
     for (size_t si = 0; si < 4; si++)
         for (int causal = 0; causal < 2; causal++)

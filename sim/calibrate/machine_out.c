@@ -14,6 +14,7 @@
 typedef struct {
     const machine *base, *m;
     double nic_ratio; /* > 0: the inter-node tier is the one-rank-per-node shift */
+    size_t head_dim;  /* of the kernels measured */
     char buf[160];
 } key_notes;
 
@@ -25,7 +26,10 @@ static const char *key_note(const char *key, void *ctx)
         if (!strcmp(key, peaks[d]))
             return kn->m->peak_flops[d] == kn->base->peak_flops[d]
                        ? "kept (no kernel of this type measured)"
-                       : "measured: FA2 tiles, every rank at once";
+                       : (snprintf(kn->buf, sizeof kn->buf,
+                                   "measured: FA2 tiles at d = %zu, every rank at once",
+                                   kn->head_dim),
+                          kn->buf);
     for (int t = 0; t < 2; t++) {
         char alpha[32], bw[32];
         snprintf(alpha, sizeof alpha, "%s_alpha", t ? "inter" : "intra");
@@ -64,13 +68,13 @@ static const char *key_note(const char *key, void *ctx)
  * pattern lines from the fits. */
 void cal_write_machine(FILE *f, const machine *base, const machine *m, const char *host,
                        const char *when, int nodes, const char *backend, const char *comm,
-                       double nic_ratio, const pattern_fit *fits, int nfit)
+                       double nic_ratio, size_t head_dim, const pattern_fit *fits, int nfit)
 {
     fprintf(f, "# Written by attnsim calibrate on %s (%s), %d node(s), backend %s, comm %s.\n",
             host, when, nodes, backend, comm);
     fprintf(f, "# Measured values say so; the others are kept from the base machine '%s'.\n",
             base->origin);
-    key_notes kn = {base, m, nic_ratio, ""};
+    key_notes kn = {base, m, nic_ratio, head_dim, ""};
     machine keys = *m; /* the keys; the pattern lines follow, one comment each */
     keys.n_links = 0;
     char text[8192];
