@@ -575,6 +575,40 @@ const char *machine_preset_text(const char *name)
     return NULL;
 }
 
+int machine_open_regular(const char *path, FILE **f, const char **what)
+{
+    /* refused before it is read: reading a FIFO without a writer, or a device, would wait or
+     * never end */
+    *f = NULL;
+    *what = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        *what = "a file whose type cannot be read";
+    else if (!S_ISREG(st.st_mode))
+        *what = S_ISDIR(st.st_mode)    ? "a directory"
+                : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                : S_ISCHR(st.st_mode)  ? "a character device"
+                : S_ISBLK(st.st_mode)  ? "a block device"
+                : S_ISSOCK(st.st_mode) ? "a socket"
+                                       : "not a regular file";
+    if (*what) {
+        close(fd);
+        return 1;
+    }
+    int flags = fcntl(fd, F_GETFL); /* a regular file: ordinary blocking reads from here on */
+    if (flags != -1) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    *f = fdopen(fd, "rb");
+    if (!*f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
 {
     const char *preset = machine_preset_text(name_or_path);
@@ -583,31 +617,11 @@ int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen)
         snprintf(origin, sizeof origin, "preset %s", name_or_path);
         return machine_parse(preset, origin, m, err, errlen);
     }
-    /* a machine file is a regular file: a FIFO, a device or a directory is refused before it is
-     * read (reading a FIFO without a writer, or a device, would wait or never end) */
-    int fd = open(name_or_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
-    const char *what = NULL;
-    if (fd >= 0 && fstat(fd, &st) != 0)
-        what = "a file whose type cannot be read";
-    else if (fd >= 0 && !S_ISREG(st.st_mode))
-        what = S_ISDIR(st.st_mode)    ? "a directory"
-               : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
-               : S_ISCHR(st.st_mode)  ? "a character device"
-               : S_ISBLK(st.st_mode)  ? "a block device"
-               : S_ISSOCK(st.st_mode) ? "a socket"
-                                      : "not a regular file";
-    if (what) {
-        close(fd);
+    FILE *f;
+    const char *what;
+    if (machine_open_regular(name_or_path, &f, &what) > 0)
         return errf(err, errlen, "'%s' is %s; accepted: a preset name or a regular machine file",
                     name_or_path, what);
-    }
-    if (fd >= 0) { /* a regular file: ordinary blocking reads from here on */
-        int flags = fcntl(fd, F_GETFL);
-        if (flags != -1) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    }
-    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
-    if (!f && fd >= 0) close(fd);
     if (!f) {
         char names[400] = "";
         for (size_t i = 0; machine_preset_name_table[i]; i++) {

@@ -7,6 +7,7 @@
 #define ATTNSIM_MACHINE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "profile.h"
@@ -97,6 +98,10 @@ int machine_parse(const char *text, const char *filename, machine *m, char *err,
  * fraction (0, 1] has lo 0). Returns 0, or -1 for an unknown or text key. */
 int machine_key_range(const char *key, double *lo, double *hi);
 
+/* Opens a machine or profile file for reading: 0 and *f; -1 (errno) when it cannot be opened;
+ * 1 and *what ("a FIFO (named pipe)", "a directory", ...) when it is not a regular file, which
+ * is refused before any read (a FIFO without a writer or a device would wait or never end). */
+int machine_open_regular(const char *path, FILE **f, const char **what);
 /* A preset name (machine_preset_names) or a file path. Returns 0 or -1 with err. */
 int machine_load(const char *name_or_path, machine *m, char *err, size_t errlen);
 

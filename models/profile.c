@@ -2,6 +2,8 @@
  * docs/profiles.md). */
 #include "profile.h"
 
+#include "machine.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -388,7 +390,11 @@ int profile_load(const char *name_or_path, impl_profile *p, char *err, size_t er
         snprintf(origin, sizeof origin, "preset %s", name_or_path);
         return profile_parse(preset, origin, p, err, errlen);
     }
-    FILE *f = fopen(name_or_path, "rb");
+    FILE *f;
+    const char *what;
+    if (machine_open_regular(name_or_path, &f, &what) > 0)
+        return errf(err, errlen, "'%s' is %s; accepted: a profile preset or a regular profile file",
+                    name_or_path, what);
     if (!f) {
         char names[400] = "";
         for (size_t i = 0; profile_preset_name_table[i]; i++) {

@@ -134,6 +134,22 @@ def main():
                     ok, got = False, "no answer within 30 s (it waits on the file)"
                 print(f"{'ok  ' if ok else 'FAIL'} {cmd} --machine {path}: {got}")
                 failures += not ok
+        # and a --profile likewise (model and run read one)
+        for cmd in ("model", "run"):
+            for path, kind in ((fifo, "a FIFO (named pipe)"), ("/dev/zero", "a character device"),
+                               (d, "a directory")):
+                out = os.path.join(d, "new.h5")
+                try:
+                    p = subprocess.run([ATTNSIM, cmd, "--profile", path, "--out", out],
+                                       capture_output=True, text=True, timeout=30, env=env)
+                    ok = p.returncode == 2 and p.stderr.count("\n") == 1 and \
+                        f"'{path}' is {kind}; accepted: a profile preset or a regular profile " \
+                        "file" in p.stderr and not os.path.exists(out)
+                    got = p.stderr.strip()
+                except subprocess.TimeoutExpired:
+                    ok, got = False, "no answer within 30 s (it waits on the file)"
+                print(f"{'ok  ' if ok else 'FAIL'} {cmd} --profile {path}: {got}")
+                failures += not ok
         # every recorded machine description (the machine_description of each run, for every
         # preset) reads back with --machine and predicts the same
         presets = sorted(f[:-8] for f in os.listdir(os.path.dirname(PRESET))
