@@ -1,5 +1,5 @@
 /* cli.c - the option parser (see cli.h): the option table and what reads it (help, parsing,
- * the digests ranks compare, the output paths); the value parsers are in cli_values.c. ~500
+ * the digests ranks compare, the output paths); the value parsers are in cli_values.c. ~520
  * lines on purpose: every use of the option table is in this one file. */
 #include "cli.h"
 

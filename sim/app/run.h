@@ -1,7 +1,7 @@
 /* run.h - `attnsim run` across its files: the state of the command on every rank (run_env),
- * what each rank reports to rank 0 after a run (rank_report), the --check against the
- * reference (run_check.c), the steps of the overlapped phases (run_steps.c) and rank 0's
- * comparison, table and record of a run (run_report.c). */
+ * the checks before any work (run_setup.c), what each rank reports to rank 0 after a run
+ * (rank_report), the --check against the reference (run_check.c), the steps of the overlapped
+ * phases (run_steps.c) and rank 0's comparison, table and record of a run (run_report.c). */
 #ifndef ATTNSIM_RUN_H
 #define ATTNSIM_RUN_H
 
@@ -27,6 +27,17 @@ typedef struct {
     attn_provenance prov;
     double mem_rank, mem_root; /* host memory of a rank and of rank 0, at most over the sweep */
 } run_env;
+
+/* The checks before any work (run_setup.c). run_node_map: the node of every rank from the
+ * host names (env's hosts, node_of, nodes), and ranks_per_node when the ranks are packed evenly
+ * in rank order; collective. run_validate: every check of the command line that needs P,
+ * identical on every rank (0, or 2 with the line said). run_check_memory: the host memory of
+ * every point of the sweep, each rank's need against its address-space limit and each node's
+ * ranks together against 80% of its memory (env's mem_rank, mem_root); 0, or 2 with the line
+ * kept (cli_defer) for agree_outcome. */
+void run_node_map(run_env *env);
+int run_validate(run_env *env);
+int run_check_memory(run_env *env);
 
 /* Per-rank results sent to rank 0: counts and time of every phase. */
 typedef struct {

@@ -2,9 +2,12 @@
  * and writes the machine file; cost-model.md, "Calibration"; docs/calibration.md):
  *   links.c        message times per link tier (ring shift, ping-pong) and their alpha-beta fits;
  *   kernels.c      the attention kernels' FLOP rate and per-call overhead, memory copy rate;
- *   patterns.c     the communication patterns of the configured runs, and their fits;
+ *   patterns.c     the communication patterns of the configured runs;
+ *   pattern_fits.c their fits into pattern lines, their tables and records;
  *   overlap.c      how much of a transfer hides behind compute;
- *   machine_out.c  the machine file written from them, its poor fits marked.
+ *   machine_out.c  the machine file written from them, its poor fits marked;
+ *   summary.c      the terminal summary: the tables of every measurement and fit;
+ *   record.c       the kind=calibration run: every data point, the fits and the machine file.
  * Every measurement is collective over MPI_COMM_WORLD: all ranks call it and get the slowest
  * rank's time.
  */
@@ -128,6 +131,8 @@ enum { PATTERN_SAMPLES = 3 };
 void measure_pattern(cal_env *e, pattern_meas *pm);
 void pattern_meas_free(pattern_meas *pm);
 
+/* ---- pattern fits (pattern_fits.c) ------------------------------------------------------- */
+
 /* A pattern line of the machine file: the measurements of one (tier, pattern, group size),
  * as time per step against the bytes of one flow (intra-node) or of the busiest NIC
  * (inter-node), fitted (fit_link); poor when R^2 < 0.9 or the relative RMS > 15 % (then it is
@@ -229,5 +234,53 @@ void cal_collect_poor_fits(cal_poor_fits *pf, const series *const *tier, const c
 /* One line per poor fit, each starting with `prefix` ("# WARNING: " on stdout, "# " in the
  * machine file). */
 void cal_print_poor_fits(FILE *f, const cal_poor_fits *pf, const char *prefix);
+
+/* ---- one calibration's results and its outputs (machine_out.c, summary.c, record.c) -------- */
+
+enum { CAL_MAX_PATTERNS = 64 };
+
+/* What one calibration measured and fitted: the terminal tables, the machine file and the
+ * kind=calibration run are written from it. */
+typedef struct {
+    const char *backend, *comm; /* their names */
+    char gpu[64];               /* the GPU's name (backend cuda) */
+    uint64_t grid_rows, grid_cols;
+    series shift[2], pp[2], nic; /* per tier: ring shift, ping-pong; across nodes, one rank per
+                                    node */
+    kernel_series ks[3];         /* per storage type */
+    double copy_bps;             /* memory copy rate */
+    overlap_meas ovl[2];
+    pattern_meas *pats; /* CAL_MAX_PATTERNS of them */
+    int npat, configured;
+    double took; /* seconds the measurements took */
+    /* fitted (rank 0) */
+    pattern_fit fits[CAL_MAX_PATTERNS];
+    int nfit;
+    uint64_t per_nic; /* ranks sharing a NIC, 0 when not measured (cal_nic_sharing) */
+    double nic_ratio;
+    const series *tier[2];     /* the series the machine file's tiers come from */
+    const char *const *groups; /* their groups in the run */
+    cal_poor_fits pf;
+} cal_results;
+
+/* The calibrated machine *m (rank 0; machine_out.c): the base machine with the measured values
+ * in place (host: in its name), the tiers, NIC sharing, overlap and pattern lines fitted into r
+ * (fits outside the file's ranges marked poor; the poor fits collected in r->pf). */
+void cal_fit_machine(const cal_env *e, const machine *base, const char *host, cal_results *r,
+                     machine *m);
+/* The machine file's text (machine_out.c; the caller frees it), its poor fits listed at the end:
+ * for --machine-out (or stdout) and the run's machine_file attribute. */
+char *cal_machine_text(const cal_env *e, const cal_results *r, const machine *m,
+                       const machine *base, const char *host);
+/* The terminal summary (summary.c): links, kernels, memory, overlap, patterns and their fits,
+ * the time it took and the poor fits. */
+void cal_print_summary(const cal_env *e, const cal_results *r, const machine *m,
+                       const machine *base);
+/* Appends the kind=calibration run (record.c) to the HDF5 file at path (rank 0): every data point
+ * and fit of r, the machine m written from them (base: the machine it started from; mtext: the
+ * machine file's text), and its summary row. */
+void cal_write_record(cal_env *e, const char *path, const attn_provenance *prov,
+                      double lock_timeout_s, const cal_results *r, const machine *m,
+                      const machine *base, const char *mtext);
 
 #endif

@@ -3,12 +3,17 @@
  * only values the file format accepts (machine_write, the parser's own key table), the pattern
  * lines of the fits (the poor ones commented out); the tiers set from the fitted link series
  * (across nodes, the NIC's own rate and how many ranks share it); the fits too poor to use
- * silently, listed for stdout and the file. */
+ * silently, listed for stdout and the file; the calibrated machine fitted from one calibration's
+ * results (cal_fit_machine) and the file's text (cal_machine_text). */
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "calibrate.h"
+#include "fail.h"
 
 /* What the machine file says of each key's value: measured, or kept from the base machine. */
 typedef struct {
@@ -287,4 +292,101 @@ void cal_keep_in_range(machine *m, const machine *base)
                m->backward_rate_ratio);
         m->backward_rate_ratio = 1.0;
     }
+}
+
+/* ---- the calibrated machine ---------------------------------------------------------------- */
+
+/* The kernels' values of machine m: forward rates as peaks, the medians over the storage types
+ * measured of the per-call overhead and of the forward/backward rate ratio. */
+static void fit_kernels(machine *m, const kernel_series ks[3])
+{
+    double overheads[6], ratios[3];
+    size_t nk = 0;
+    for (int d = 0; d < 3; d++) {
+        if (!ks[d].ok) continue;
+        m->peak_flops[d] = 1.0 / ks[d].fit.beta;
+        overheads[2 * nk] = ks[d].fit.alpha;
+        overheads[2 * nk + 1] = ks[d].bwd_fit.alpha;
+        ratios[nk++] = ks[d].fit.beta / ks[d].bwd_fit.beta;
+    }
+    if (nk) {
+        gsl_sort(overheads, 1, 2 * nk);
+        gsl_sort(ratios, 1, nk);
+        m->kernel_overhead_s = gsl_stats_median_from_sorted_data(overheads, 1, 2 * nk);
+        m->backward_rate_ratio = gsl_stats_median_from_sorted_data(ratios, 1, nk);
+    }
+}
+
+/* The calibrated machine *m (rank 0): the base machine with the measured values in place, the
+ * tiers, NIC sharing, overlap and pattern lines fitted into r (its poor fits collected). */
+void cal_fit_machine(const cal_env *e, const machine *base, const char *host, cal_results *r,
+                     machine *m)
+{
+    *m = *base;
+    snprintf(m->name, sizeof m->name, "calibrated-%.40s", host);
+    if (e->cuda) { /* as much as the field holds: a long name loses the suffix */
+        char full[sizeof r->gpu + 32] = {0};
+        snprintf(full, sizeof full, "%s (attnsim backend cuda)", r->gpu);
+        full[sizeof m->gpu - 1] = '\0';
+        memcpy(m->gpu, full, sizeof m->gpu);
+    } else {
+        snprintf(m->gpu, sizeof m->gpu, "cpu rank (attnsim backend cpu)");
+    }
+    int most = 0;
+    for (int n = 0; n < e->nodes; n++) most = e->per_node[n] > most ? e->per_node[n] : most;
+    m->gpus_per_node = (uint64_t)most;
+    m->hbm_bytes_per_s = r->copy_bps;
+    m->sustained_fraction = 1.0;
+    fit_kernels(m, r->ks);
+    m->calibrated = 1;
+    /* across nodes, the tier is the NIC itself: the ring shift with one rank per node (the
+     * model divides its bandwidth among the ranks that cross at once, gpus_per_nic of them
+     * per NIC: how much slower the shift of every rank is) */
+    r->per_nic = cal_nic_sharing(&r->shift[TIER_INTER], &r->nic, most, &r->nic_ratio);
+    if (r->per_nic) m->gpus_per_nic = r->per_nic;
+    r->tier[TIER_INTRA] = &r->shift[TIER_INTRA];
+    r->tier[TIER_INTER] = r->per_nic ? &r->nic : &r->shift[TIER_INTER];
+    static const char *const tier_group[2][2] = {
+        {"links/intra/ring_shift", "links/inter/ring_shift"},
+        {"links/intra/ring_shift", "links/inter/ring_shift_nic"}};
+    r->groups = tier_group[r->per_nic ? 1 : 0];
+    for (int t = 0; t < 2; t++) cal_set_tier(m, t, r->tier[t]);
+    for (int t = 0; t < 2; t++) /* measured overlap */
+        if (r->ovl[t].ok) m->overlap_hidden[t] = r->ovl[t].hidden;
+    if (r->ovl[0].ok || r->ovl[1].ok) m->overlap_compute_ratio = r->ovl[r->ovl[0].ok ? 0 : 1].ratio;
+    /* the patterns, fitted with the NICs and the memory rate just measured */
+    r->nfit = fit_patterns(e, r->pats, r->npat, m, r->fits, CAL_MAX_PATTERNS);
+    m->n_links = 0;
+    for (int k = 0; k < r->nfit; k++) /* the file holds only values it reads back */
+        if (r->fits[k].ok && !r->fits[k].poor && !cal_link_in_range(&r->fits[k])) {
+            r->fits[k].poor = 1;
+            snprintf(r->fits[k].why, sizeof r->fits[k].why,
+                     "a fitted value outside the machine file's range");
+        }
+    for (int k = 0; k < r->nfit; k++)
+        if (!r->fits[k].poor && m->n_links < MACHINE_MAX_LINKS) {
+            machine_link *l = &m->links[m->n_links++];
+            l->tier = r->fits[k].tier, l->pattern = r->fits[k].pattern, l->group = r->fits[k].g;
+            l->r = pattern_fit_rate(&r->fits[k]);
+        }
+    cal_keep_in_range(m, base);
+    cal_collect_poor_fits(&r->pf, r->tier, r->groups, r->ks);
+}
+
+/* The machine file's text (the caller frees it), for --machine-out (or stdout) and the run's
+ * machine_file attribute. */
+char *cal_machine_text(const cal_env *e, const cal_results *r, const machine *m,
+                       const machine *base, const char *host)
+{
+    char when[32];
+    prov_utc_now(when, sizeof when);
+    char *mtext = NULL;
+    size_t mlen = 0;
+    FILE *mf = open_memstream(&mtext, &mlen);
+    if (!mf) attn_fail("open_memstream", __FILE__, __LINE__, "%s", strerror(errno));
+    cal_write_machine(mf, base, m, host, when, e->nodes, r->backend, r->comm, r->nic_ratio,
+                      calibrate_head_dim(e), r->fits, r->nfit);
+    cal_print_poor_fits(mf, &r->pf, "# ");
+    if (fclose(mf) != 0) attn_fail("fclose", __FILE__, __LINE__, "%s", strerror(errno));
+    return mtext;
 }

@@ -16,7 +16,7 @@
 #include "h5out.h"
 #include "machine.h"
 
-/* The first line calibrate writes (cmd_calibrate.c): such a file is a machine file even where a
+/* The first line calibrate writes (machine_out.c): such a file is a machine file even where a
  * later version of attnsim reads it differently. */
 static const char calibrate_mark[] = "# Written by attnsim calibrate";
 
