@@ -186,7 +186,7 @@ static void configured_runs(cal_env *e, attn_opts *o, const machine *base, int m
     if (!o->heads) o->heads = 4;
     if (!o->kv_heads) o->kv_heads = o->heads;
     if (!o->head_dim.n) o->head_dim.n = 1, o->head_dim.v[0] = 32;
-    if (!o->dtypes) o->dtypes = 1u << (e->cuda ? KN_BF16 : KN_F32);
+    if (!o->dtypes) o->dtypes = 1u << (o->backend == BACKEND_CUDA ? KN_BF16 : KN_F32);
     /* the kernels at the runs' head dimension (their smallest, where several are given) */
     if (r->configured)
         for (size_t di = 0; di < o->head_dim.n; di++)
