@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs the dependencies up front, builds attnsim twice -
 # release with warnings as errors, and AddressSanitizer + UndefinedBehaviorSanitizer - and runs
-# every test that needs no GPU in both builds, then fuzzes. About 24 minutes on 2 idle cores
+# every test that needs no GPU in both builds, then fuzzes. About 32 minutes on 2 idle cores
 # (a few more the first time, for apt-get). GPU tests: ctest -L gpu on a GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ stage 2 "release build (-Wall -Wextra -Werror; CUDA too where nvcc is found), bu
 cmake -S . -B build -DATTNSIM_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 
-stage 3 "release tests (ctest, every label but gpu and multigpu: about 12 min, 4 of them the emulated cluster's)"
+stage 3 "release tests (ctest, every label but gpu and multigpu: about 10 min, 3 of them the emulated cluster's)"
 (cd build && ctest -LE 'gpu|multigpu' --output-on-failure -j"$jobs")
 
 stage 4 "ASan + UBSan build, build-asan/"
@@ -35,7 +35,7 @@ cmake -S . -B build-asan -DATTNSIM_SANITIZE=ON -DATTNSIM_WERROR=ON -DATTNSIM_CUD
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-asan -j"$jobs"
 
-stage 5 "ASan + UBSan tests (the same tests but format, Slurm, emulated cluster and benchmarks: about 5 min)"
+stage 5 "ASan + UBSan tests (the same tests but format, Slurm, emulated cluster and benchmarks: about 18 min)"
 # LeakSanitizer stays on everywhere. Open MPI keeps its MPI_Init allocations until exit: those,
 # and only frames inside Open MPI's libraries, are suppressed (tests/lsan-openmpi.supp). Full
 # unwinding and loaded components let the suppressions see Open MPI's frames. The emulated
