@@ -119,37 +119,28 @@ def main():
         fifo = os.path.join(d, "pipe.machine")
         os.mkfifo(fifo)
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        for cmd in ("model", "run", "calibrate"):  # run and calibrate as MPI singletons
-            for path, kind in ((fifo, "a FIFO (named pipe)"), ("/dev/zero", "a character device"),
-                               (d, "a directory")):
-                out = os.path.join(d, "new.h5")
-                try:
-                    p = subprocess.run([ATTNSIM, cmd, "--machine", path, "--out", out],
-                                       capture_output=True, text=True, timeout=30, env=env)
-                    ok = p.returncode == 2 and p.stderr.count("\n") == 1 and \
-                        f"--machine: '{path}' is {kind}; accepted: a preset name or a regular " \
-                        "machine file" in p.stderr and not os.path.exists(out)
-                    got = p.stderr.strip()
-                except subprocess.TimeoutExpired:
-                    ok, got = False, "no answer within 30 s (it waits on the file)"
-                print(f"{'ok  ' if ok else 'FAIL'} {cmd} --machine {path}: {got}")
-                failures += not ok
-        # and a --profile likewise (model and run read one)
-        for cmd in ("model", "run"):
-            for path, kind in ((fifo, "a FIFO (named pipe)"), ("/dev/zero", "a character device"),
-                               (d, "a directory")):
-                out = os.path.join(d, "new.h5")
-                try:
-                    p = subprocess.run([ATTNSIM, cmd, "--profile", path, "--out", out],
-                                       capture_output=True, text=True, timeout=30, env=env)
-                    ok = p.returncode == 2 and p.stderr.count("\n") == 1 and \
-                        f"'{path}' is {kind}; accepted: a profile preset or a regular profile " \
-                        "file" in p.stderr and not os.path.exists(out)
-                    got = p.stderr.strip()
-                except subprocess.TimeoutExpired:
-                    ok, got = False, "no answer within 30 s (it waits on the file)"
-                print(f"{'ok  ' if ok else 'FAIL'} {cmd} --profile {path}: {got}")
-                failures += not ok
+        # --machine and --profile (model and run read one) alike; run and calibrate as MPI
+        # singletons
+        for opt, cmds, accepted in (
+                ("--machine", ("model", "run", "calibrate"),
+                 "accepted: a preset name or a regular machine file"),
+                ("--profile", ("model", "run"),
+                 "accepted: a profile preset or a regular profile file")):
+            for cmd in cmds:
+                for path, kind in ((fifo, "a FIFO (named pipe)"),
+                                   ("/dev/zero", "a character device"), (d, "a directory")):
+                    out = os.path.join(d, "new.h5")
+                    try:
+                        p = subprocess.run([ATTNSIM, cmd, opt, path, "--out", out],
+                                           capture_output=True, text=True, timeout=30, env=env)
+                        ok = p.returncode == 2 and p.stderr.count("\n") == 1 and \
+                            f"{opt}: '{path}' is {kind}; {accepted}" in p.stderr and \
+                            not os.path.exists(out)
+                        got = p.stderr.strip()
+                    except subprocess.TimeoutExpired:
+                        ok, got = False, "no answer within 30 s (it waits on the file)"
+                    print(f"{'ok  ' if ok else 'FAIL'} {cmd} {opt} {path}: {got}")
+                    failures += not ok
         # every recorded machine description (the machine_description of each run, for every
         # preset) reads back with --machine and predicts the same
         presets = sorted(f[:-8] for f in os.listdir(os.path.dirname(PRESET))
