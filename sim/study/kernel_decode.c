@@ -285,20 +285,19 @@ int kd_study(const attn_opts *o, unsigned schemes, h5out *h, const char *device)
            cuda ? "pred_us" : "read_B", cuda ? "err_pct" : "counts", "check", "max_rel_err");
     long runs = 0, good = 0;
     /* progress: the work of a run is the K/V cache it reads, every repetition */
-    long total_runs = 0;
-    double total_bytes = 0;
-    for (int dt = 0; dt < KN_NUM_DTYPES; dt++)
-        for (size_t di = 0; di < o->head_dim.n && ((o->dtypes >> dt) & 1); di++)
-            for (size_t ni = 0; ni < lens->n; ni++)
-                for (int sc = 0; sc < 3; sc++)
-                    if (schemes & (1u << sc))
-                        total_runs++, total_bytes +=
-                                      cache_bytes(o, (kn_dtype)dt, o->head_dim.v[di], lens->v[ni]);
-    progress prog;
-    progress_begin(&prog, "kernels", o->progress, total_runs, total_bytes, "bytes of K/V read");
+    enum { DT, HD, NL, SC };
     sweep_iter sw = {0};
-    int DT = sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), HD = sweep_list(&sw, &o->head_dim),
-        NL = sweep_list(&sw, lens), SC = sweep_mask(&sw, schemes, 3);
+    double total_bytes = 0;
+    for (int pass = 0; pass < 2; pass++) { /* the sweep's work, then the sweep to run */
+        memset(&sw, 0, sizeof sw);
+        sweep_mask(&sw, o->dtypes, KN_NUM_DTYPES), sweep_list(&sw, &o->head_dim);
+        sweep_list(&sw, lens), sweep_mask(&sw, schemes, 3);
+        while (pass == 0 && sweep_next(&sw))
+            total_bytes += cache_bytes(o, (kn_dtype)sw.v[DT], sw.v[HD], sw.v[NL]);
+    }
+    progress prog;
+    progress_begin(&prog, "kernels", o->progress, (long)sweep_total(&sw), total_bytes,
+                   "bytes of K/V read");
     dec_problem p;
     int have_problem = 0;
     double rate = NAN, fixed = NAN, fixup = NAN, fixup_lat = NAN; /* cuda only */
