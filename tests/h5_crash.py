@@ -36,8 +36,20 @@ SWEEP = ["--seq", "64,48,40,24,56"]  # 5 runs
 KERNEL_DS = ("measured/hbm_bytes_read", "predicted/hbm_bytes_read", "measured/time_s")
 # a kernel run writes 11 datasets (h5:dataset points): run 3's are arrivals 23..33
 
-# (point, batches published before it: 0, 1 (runs 1-2), 2 (runs 1-4), 3 (all 5))
-POINTS = [
+# (point, batches published before it: 0, 1 (runs 1-2), 2 (runs 1-4), 3 (all 5)); appending in
+# place (the default), then by copy (COPY: ATTNSIM_H5_COPY=1, the way for files whose layout
+# the in-place writer does not handle)
+INPLACE = [
+    ("kernels:attrs@1", 0), ("h5:after_group@1", 0), ("h5:dataset@3", 0),
+    ("h5:after_complete@1", 0), ("kernels:after_write@1", 0), ("h5:after_complete@2", 0),
+    ("h5:publish@1", 0), ("h5:after_lock@1", 0), ("h5:ip_runs@1", 0), ("h5:ip_written@1", 0),
+    ("h5:ip_synced@1", 0), ("h5:ip_committed@1", 1), ("h5:published@1", 1),
+    ("kernels:before_write@3", 1), ("h5:dataset@25", 1), ("h5:after_lock@2", 1),
+    ("h5:ip_runs@2", 1), ("h5:ip_written@2", 1), ("h5:ip_synced@2", 1),
+    ("h5:ip_committed@2", 2), ("h5:close@1", 2), ("h5:ip_runs@3", 2), ("h5:ip_written@3", 2),
+    ("h5:ip_synced@3", 2), ("h5:ip_committed@3", 3), ("h5:published@3", 3),
+]
+COPY = [
     ("kernels:attrs@1", 0), ("h5:after_group@1", 0), ("h5:dataset@3", 0),
     ("h5:after_complete@1", 0), ("kernels:after_write@1", 0), ("h5:after_complete@2", 0),
     ("h5:copy@1", 0), ("h5:after_copy@1", 0), ("h5:after_append@1", 0), ("h5:link@1", 0),
@@ -49,6 +61,7 @@ POINTS = [
     ("h5:after_copy@3", 2), ("h5:after_summary@3", 2), ("h5:after_fsync@3", 2),
     ("h5:after_rename@3", 3), ("h5:published@3", 3),
 ]
+POINTS = [(p, n, False) for p, n in INPLACE] + [(p, n, True) for p, n in COPY]
 RUNS_AFTER = {0: 2, 1: 4, 2: 6, 3: 7}
 
 
@@ -65,11 +78,13 @@ def report(ok, what, problems=()):
 
 def kill_points(work, base, base_dump, base_bytes):
     failures = 0
-    for point, published in POINTS:
+    for point, published, copy in POINTS:
         d = tempfile.mkdtemp(dir=work)
         path = os.path.join(d, "out.h5")
         shutil.copy(base, path)
         env = dict(os.environ, ATTNSIM_KILL_AT=point, ATTNSIM_H5_BATCH="2")
+        if copy:
+            env["ATTNSIM_H5_COPY"] = "1"
         p = run(["kernels", *SMALL, *SWEEP, "--out", path], env=env)
         problems = []
         if p.returncode != -signal.SIGKILL:
@@ -82,13 +97,15 @@ def kill_points(work, base, base_dump, base_bytes):
         if nruns != RUNS_AFTER[published]:
             problems.append(f"{nruns} runs in the file, expected {RUNS_AFTER[published]}")
         if published == 0:
-            with open(path, "rb") as f:
-                if f.read() != base_bytes:
-                    problems.append("file bytes changed although no batch was published")
+            with open(path, "rb") as f:  # in place: bytes only past the end until the commit
+                now = f.read()
+            if (now != base_bytes) if copy else (now[:len(base_bytes)] != base_bytes):
+                problems.append("file bytes changed although no batch was published")
         visible = [x for x in os.listdir(d) if not x.startswith(".")]
         if visible != ["out.h5"]:
             problems.append(f"unexpected files: {visible}")
-        failures += report(not problems, f"kill at {point:24s}: {nruns} runs, hidden files "
+        failures += report(not problems, f"kill at {point + (' (copy)' if copy else ''):31s}: "
+                           f"{nruns} runs, hidden files "
                            f"left: {len(os.listdir(d)) - 1}", problems)
     return failures
 
@@ -105,12 +122,16 @@ def threaded(work, base):
     base_runs = consistent(mbase)[1]
     long_seq = ["--seq", ",".join(str(1024 + 16 * i) for i in range(250))]  # 2,000 runs
     env = dict(os.environ, ATTNSIM_H5_BATCH_SECONDS="0.02")
-    for point in ("h5:link@1500", "h5:after_copy@1", "h5:after_append@1", "h5:after_summary@1",
-                  "h5:after_fsync@1", "h5:after_rename@1"):
+    for point in ("h5:ip_runs@2", "h5:ip_written@1", "h5:ip_synced@2", "h5:ip_committed@2",
+                  "h5:link@1500+copy", "h5:after_copy@1+copy", "h5:after_summary@1+copy",
+                  "h5:after_rename@1+copy"):
         d = tempfile.mkdtemp(dir=work)
         path = os.path.join(d, "m.h5")
         shutil.copy(mbase, path)
-        p = run([*args, *long_seq, "--out", path], env=dict(env, ATTNSIM_KILL_AT=point))
+        e = dict(env, ATTNSIM_KILL_AT=point.split("+")[0])
+        if point.endswith("+copy"):
+            e["ATTNSIM_H5_COPY"] = "1"
+        p = run([*args, *long_seq, "--out", path], env=e)
         problems, nruns = consistent(path)
         missing, changed = unchanged(base_dump, dump(path, runs=sorted(base_dump_runs(base_dump))))
         if missing or changed:
@@ -156,7 +177,7 @@ def threaded(work, base):
     longest = ["model", "--procs", "16,32,64,128", "--algo", "ring,a2d-no", "--head-dim",
                "64,128", "--causal=both", "--dtype", "f32,f16,bf16", "--seq",
                ",".join(str(1024 + 16 * i) for i in range(250))]
-    p = subprocess.Popen([ATTNSIM, *longest, "--out", path], env=env,
+    p = subprocess.Popen([ATTNSIM, *longest, "--out", path], env=dict(env, ATTNSIM_H5_COPY="1"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while p.poll() is None and time.time() < deadline and len(os.listdir(d)) < 2:
@@ -169,7 +190,26 @@ def threaded(work, base):
     if not seen:
         problems.append("the writer's private files never appeared before the signal")
     ok = p.returncode == -signal.SIGTERM and not left and not problems
-    failures += report(ok, f"SIGTERM: status {p.returncode}, files left {left}", problems)
+    failures += report(ok, f"SIGTERM (copy): status {p.returncode}, files left {left}", problems)
+    # in place: SIGTERM while publishing (every ~20 ms) leaves no lock file and a whole file
+    for trial in range(3):
+        size0 = os.path.getsize(path)
+        p = subprocess.Popen([ATTNSIM, *longest, "--out", path], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while p.poll() is None and time.time() < deadline and os.path.getsize(path) == size0:
+            time.sleep(0.002)
+        time.sleep(0.05 * trial)
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+        left = [x for x in os.listdir(d) if x != "term.h5"]
+        problems, n2 = consistent(path)
+        if os.path.getsize(path) == size0:
+            problems.append("the writer never appended before the signal")
+        ok = p.returncode == -signal.SIGTERM and not left and not problems and n2 >= nruns
+        failures += report(ok, f"SIGTERM (in place) #{trial + 1}: status {p.returncode}, "
+                           f"{n2} runs, files left {left}", problems)
+        nruns = n2
     return failures
 
 
@@ -198,7 +238,7 @@ def main():
         shutil.copy(base, path)
         for point in ("h5:after_copy", "h5:after_close"):
             run(["kernels", *SMALL, "--seq", "16", "--out", path],
-                env=dict(os.environ, ATTNSIM_KILL_AT=point))
+                env=dict(os.environ, ATTNSIM_KILL_AT=point, ATTNSIM_H5_COPY="1"))
         left_before = len(glob.glob(os.path.join(d, ".*attnsim-tmp*")))
         run(["kernels", *SMALL, "--seq", "16", "--out", path])
         left_after = [x for x in os.listdir(d) if x != "out.h5"]
@@ -220,7 +260,8 @@ def main():
         failures += threaded(work, base)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"h5_crash: {len(POINTS)} kill points in batches, {failures} failed")
+    print(f"h5_crash: {len(POINTS)} kill points in batches ({len(INPLACE)} in place, {len(COPY)} "
+          f"by copy), {failures} failed")
     return 1 if failures else 0
 
 

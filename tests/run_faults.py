@@ -24,12 +24,16 @@ ARGS = ["run", "--algo", "ring,a2d-no,a2d-o", "--pass", "train", "--seq", "48", 
 POINTS = ([("1", f"comm:send@{k}") for k in (1, 3, 6, 10, 15, 22)] +
           [("2", f"comm:send@{k}") for k in (2, 9)] + [("3", "comm:send@5")] +
           [("1", "run:after_passes"), ("3", "run:after_passes@2")] +
-          [("0", p) for p in ("h5:after_lock", "h5:after_copy", "h5:after_group", "h5:dataset@9",
-                              "h5:dataset", "h5:dataset@4", "h5:after_summary",
-                              "h5:after_complete", "h5:after_close", "h5:after_fsync",
-                              "h5:after_rename", "h5:after_rename@2", "h5:after_lock@3",
-                              "h5:after_append@2", "h5:link@2", "h5:published@1", "h5:close")] +
-          [("0", p + "+thread") for p in ("h5:after_summary", "h5:after_rename")])
+          # appending in place (the default)
+          [("0", p) for p in ("h5:after_lock", "h5:ip_runs", "h5:after_group", "h5:dataset@9",
+                              "h5:dataset", "h5:dataset@4", "h5:ip_written", "h5:after_complete",
+                              "h5:ip_synced", "h5:ip_committed", "h5:ip_committed@2",
+                              "h5:after_lock@3", "h5:ip_runs@2", "h5:published@1", "h5:close")] +
+          [("0", p + "+thread") for p in ("h5:ip_written", "h5:ip_committed")] +
+          # appending by copy (ATTNSIM_H5_COPY=1: the way for files it cannot append to in place)
+          [("0", p + "+copy") for p in ("h5:after_copy", "h5:after_summary", "h5:after_close",
+                                        "h5:after_fsync", "h5:after_rename", "h5:after_rename@2",
+                                        "h5:after_append@2", "h5:link@2")])
 
 
 def snapshot(path):
@@ -80,9 +84,11 @@ def main():
         for rank, point in POINTS:
             path = os.path.join(d, "f.h5")
             shutil.copy(base, path)
-            env = dict(ENV, ATTNSIM_KILL_AT=point.replace("+thread", ""), ATTNSIM_KILL_RANK=rank)
+            env = dict(ENV, ATTNSIM_KILL_AT=point.split("+")[0], ATTNSIM_KILL_RANK=rank)
             if point.endswith("+thread"):  # the default mode: the publisher thread dies
                 del env["ATTNSIM_H5_BATCH"]
+            if point.endswith("+copy"):
+                env["ATTNSIM_H5_COPY"] = "1"
             t0 = time.time()
             p = subprocess.run([MPIEXEC, "-n", "4", "--oversubscribe", ATTNSIM, *ARGS, "--out",
                                 path], capture_output=True, text=True, env=env, timeout=120)

@@ -102,6 +102,7 @@ struct h5enc {
     heap_id *ids;
     size_t nids, cap_ids;
     uint64_t expect; /* heap bytes of the runs still to come (h5enc_expect) */
+    int linked;      /* runs get link count 1 (named by the appender) instead of 0 */
     /* the runs' own headers side by side (h5enc_reserve_roots): next slot, end */
     size_t roots_at, roots_end;
 };
@@ -457,7 +458,7 @@ static void encode_header(const h5enc *e, const h5node *n, int is_run, unsigned 
                    * removal then leaves the other messages in place */
         p = msg_head(p, MSG_REFCOUNT, 5, 0);
         p = put(p, 0, 1);
-        p = put(p, 0, 4);
+        p = put(p, (uint64_t)e->linked, 4);
     }
     if (n->pad) { /* a null message to the end of the chunk */
         p = msg_head(p, MSG_NIL, n->pad - 4, 0);
@@ -505,6 +506,11 @@ uint64_t h5enc_string_bytes(const h5node *run)
 void h5enc_expect(h5enc *e, uint64_t bytes)
 {
     e->expect = bytes;
+}
+
+void h5enc_set_linked(h5enc *e, int linked)
+{
+    e->linked = linked != 0;
 }
 
 h5enc *h5enc_new(uint64_t base)

@@ -32,6 +32,9 @@ void h5enc_reset(h5enc *e, uint64_t base);
 /* Appends the objects of one run group (link count 0: H5Olink gives it its name) and sets
  * every node's `addr`. Returns 0, or -1 (nothing appended) when !h5enc_fits(run). */
 int h5enc_add(h5enc *e, h5node *run);
+/* Runs added from now on get link count 1 (linked = 1: the caller names each in /runs
+ * itself) or 0 (linked = 0, the default: H5Olink names them). */
+void h5enc_set_linked(h5enc *e, int linked);
 /* The bytes encoded since the previous call, to be written at file address *at; the next
  * bytes follow them. len is a multiple of 8. */
 /* Reserves room for the group headers of runs[0..n) side by side (the next h5enc_add calls

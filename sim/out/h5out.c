@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "fail.h"
+#include "h5append.h"
 #include "h5check.h"
 #include "h5enc.h"
 #include "kn_common.h"
@@ -94,6 +95,11 @@ struct h5out {
     superblock sb;
     int copied_exists;
     struct stat copied; /* the file the private copy was made from */
+
+    /* in place (h5append.h): the default; 0 once the file's layout needs the copy */
+    int inplace;
+    h5ap *ap;
+    run_list pending; /* committed runs of the batch being gathered (the publisher's) */
 };
 
 /* The private copy being written, for removal on failure or SIGINT/SIGTERM (a fixed buffer:
@@ -823,6 +829,16 @@ static void summary_append(hid_t f, const h5_summary_row *rows, size_t nrows)
     H5CALL(H5Dclose(ds));
 }
 
+/* Summary rows appended to the private copy whose /summary is contiguous (a file written in
+ * place before): the runs are linked already. */
+static void summary_rows_in_place(h5out *h, h5_summary_row *rows, size_t n)
+{
+    char why[300];
+    if (!h->ap) h->ap = h5ap_new();
+    if (h5ap_publish(h->ap, h->tmpfd, tmp_path, h->enc, NULL, 0, rows, n, why, sizeof why))
+        attn_fail("append", __FILE__, __LINE__, "'%s': %s", h->path, why);
+}
+
 /* Where appended objects go: past both the allocated space and the file's end. */
 static void stage_find_end(h5out *h)
 {
@@ -848,6 +864,7 @@ static void stage_runs(h5out *h, run_list *in)
     if (!h->enc) h->enc = h5enc_new(h->append_at);
     h5enc *enc = h->enc;
     h5enc_reset(enc, h->append_at);
+    h5enc_set_linked(enc, 0);
     int library = getenv("ATTNSIM_H5_LIBRARY") != NULL; /* every run through the library */
     uint64_t strings = 0;
     for (size_t i = 0; i < in->n && !library; i++)
@@ -882,6 +899,7 @@ static void stage_runs(h5out *h, run_list *in)
     tm[2] = timing_thread_cpu_s();
     wm[2] = timing_now_s();
 
+    int contiguous = h5ap_summary_contiguous(h->tmpfd) == 1; /* written in place: not by the library */
     hid_t fapl = file_access_plist();
     hid_t f = H5CALL(H5Fopen(tmp_path, H5F_ACC_RDWR, fapl));
     H5CALL(H5Pclose(fapl));
@@ -906,9 +924,10 @@ static void stage_runs(h5out *h, run_list *in)
     wm[3] = timing_now_s();
     size_t first = h->nstaged;
     for (size_t i = 0; i < in->n; i++) staged_push(h, &in->v[i].row);
-    summary_append(f, h->staged + first, in->n);
+    if (!contiguous) summary_append(f, h->staged + first, in->n);
     attn_kill_point("h5:after_summary");
     H5CALL(H5Fclose(f));
+    if (contiguous) summary_rows_in_place(h, h->staged + first, in->n);
     attn_kill_point("h5:after_close");
     tm[4] = timing_thread_cpu_s();
     wm[4] = timing_now_s();
@@ -941,6 +960,7 @@ static void stage_rebase(h5out *h)
         attn_fail("rename", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
     tmp_path[0] = '\0';
     stage_copy(h);
+    int contiguous = h5ap_summary_contiguous(h->tmpfd) == 1;
     hid_t fapl = file_access_plist();
     hid_t from = H5CALL(H5Fopen(stale_path, H5F_ACC_RDONLY, fapl));
     hid_t to = H5CALL(H5Fopen(tmp_path, H5F_ACC_RDWR, fapl));
@@ -958,17 +978,15 @@ static void stage_rebase(h5out *h)
     }
     H5CALL(H5Gclose(src));
     H5CALL(H5Gclose(dst));
-    summary_append(to, h->staged, h->nstaged);
+    if (!contiguous) summary_append(to, h->staged, h->nstaged);
     H5CALL(H5Fclose(to));
     H5CALL(H5Fclose(from));
+    if (contiguous) summary_rows_in_place(h, h->staged, h->nstaged);
     unlink(stale_path);
     stale_path[0] = '\0';
     if (getenv("ATTNSIM_H5_TRACE"))
         fprintf(stderr, "attnsim: another writer published first: %zu runs copied to its file\n",
                 h->nstaged);
-    h->tmpfd = open(tmp_path, O_RDWR | O_CLOEXEC);
-    if (h->tmpfd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
-    h->have_copy = 1;
 }
 
 /* Publishes the stage: with the file locked, the private copy replaces it (fsync, rename,
@@ -1007,6 +1025,85 @@ static void stage_publish(h5out *h)
     attn_kill_point("h5:published");
 }
 
+/* ---- publishing in place (h5append.h) --------------------------------------------------------- */
+
+/* A new empty file published at the path (created with the file locked, by rename). */
+static void publish_empty(h5out *h)
+{
+    make_tmp_name(h);
+    create_empty(h);
+    attn_kill_point("h5:created");
+    fsync_path(tmp_path);
+    if (rename(tmp_path, h->path) != 0)
+        attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path,
+                  strerror(errno));
+    tmp_path[0] = '\0';
+    if (fsync(h->dirfd) != 0 && errno != EINVAL)
+        attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
+}
+
+/* Publishes the gathered batch in place, with the file locked; a batch with a run the encoder
+ * cannot write, or a file whose layout needs it, goes the copy's way (and later batches too). */
+static void inplace_publish(h5out *h)
+{
+    run_list *in = &h->pending;
+    if (!in->n) return;
+    double w0 = timing_now_s();
+    int fits = !getenv("ATTNSIM_H5_LIBRARY");
+    for (size_t i = 0; i < in->n && fits; i++) fits = h5enc_fits(h5rec_root(in->v[i].rec));
+    if (!fits) { /* this batch by copy; the next in place again */
+        stage_runs(h, in);
+        stage_publish(h);
+        return;
+    }
+    attn_kill_point("h5:publish");
+    lock_file(h);
+    attn_kill_point("h5:after_lock");
+    int fd = open(h->path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) { /* removed since this writer started */
+        publish_empty(h);
+        fd = open(h->path, O_RDWR | O_CLOEXEC);
+    }
+    if (fd < 0) attn_fail("open", __FILE__, __LINE__, "%s: %s", h->path, strerror(errno));
+    h5node **roots = kn_xmalloc(in->n * sizeof *roots, "runs");
+    h5_summary_row *rows = kn_xmalloc(in->n * sizeof *rows, "summary rows");
+    for (size_t i = 0; i < in->n; i++) {
+        roots[i] = h5rec_root(in->v[i].rec);
+        rows[i] = in->v[i].row;
+    }
+    if (!h->ap) h->ap = h5ap_new();
+    if (!h->enc) h->enc = h5enc_new(0);
+    char why[300];
+    int rc = h5ap_publish(h->ap, fd, h->path, h->enc, roots, in->n, rows, in->n, why, sizeof why);
+    SYSCHECK(close(fd));
+    free(roots);
+    free(rows);
+    if (rc < 0) attn_fail("append", __FILE__, __LINE__, "'%s' %s", h->path, why);
+    if (rc == 1) { /* a layout this does not append to in place */
+        unlock_file(h);
+        if (getenv("ATTNSIM_H5_TRACE"))
+            fprintf(stderr, "attnsim: %s: appending by copy (%s)\n", h->path, why);
+        h->inplace = 0;
+        stage_runs(h, in);
+        stage_publish(h);
+        return;
+    }
+    unlock_file(h);
+    size_t freed = in->bytes, n = in->n;
+    for (size_t i = 0; i < in->n; i++) h5rec_free(in->v[i].rec);
+    in->n = in->bytes = 0;
+    double w1 = timing_now_s();
+    pthread_mutex_lock(&h->mu);
+    h->held_bytes -= freed;
+    h->last_end = w1;
+    h->last_cost = w1 - w0;
+    pthread_cond_broadcast(&h->done);
+    pthread_mutex_unlock(&h->mu);
+    if (getenv("ATTNSIM_H5_TRACE"))
+        fprintf(stderr, "attnsim: published %zu runs in place (%.3f s)\n", n, w1 - w0);
+    attn_kill_point("h5:published");
+}
+
 /* ---- the publisher --------------------------------------------------------------------------- */
 
 /* One round: stage what is queued; publish when asked. Returns 0 when closing and idle. */
@@ -1032,9 +1129,16 @@ static int publisher_round(h5out *h, int wait)
     h->publish_wanted = 0;
     pthread_mutex_unlock(&h->mu);
 
-    stage_runs(h, &lot);
-    free(lot.v);
-    if (publish) stage_publish(h);
+    if (h->inplace) { /* gathered until the batch is due */
+        for (size_t i = 0; i < lot.n; i++) list_push(&h->pending, &lot.v[i]);
+        free(lot.v);
+        if (publish) inplace_publish(h);
+    } else {
+        if (h->pending.n) stage_runs(h, &h->pending); /* gathered before the layout said copy */
+        stage_runs(h, &lot);
+        free(lot.v);
+        if (publish) stage_publish(h);
+    }
 
     pthread_mutex_lock(&h->mu);
     if (publish) h->published = wanted;
@@ -1079,21 +1183,11 @@ h5out *h5out_open(const char *path, const attn_provenance *prov, double lock_tim
     static int registered;
     if (!registered) attn_fail_on_exit(remove_tmp);
     registered = 1;
+    h->inplace = !getenv("ATTNSIM_H5_COPY");
     lock_file(h);
     remove_stale_copies(h);
     struct stat st;
-    if (stat(h->path, &st) != 0) {
-        make_tmp_name(h);
-        create_empty(h);
-        attn_kill_point("h5:created");
-        fsync_path(tmp_path);
-        if (rename(tmp_path, h->path) != 0)
-            attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path,
-                      strerror(errno));
-        tmp_path[0] = '\0';
-        if (fsync(h->dirfd) != 0 && errno != EINVAL)
-            attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
-    }
+    if (stat(h->path, &st) != 0) publish_empty(h);
     unlock_file(h);
     h->last_end = timing_now_s();
     pthread_mutex_init(&h->mu, NULL);
@@ -1125,6 +1219,7 @@ static int batch_due(const h5out *h)
 {
     if (h->fixed_runs > 0) return h->batch_runs >= (size_t)h->fixed_runs;
     double t = timing_now_s();
+    if (h->inplace && h->held_bytes > BATCH_MAX_BYTES / 2) return 1; /* gathered: memory */
     if (t - h->last_end < 4 * h->last_cost) return 0; /* publishing: at most 1/5 of the time */
     return h->batch_runs >= (size_t)h->max_runs || t - h->batch_t0 >= h->max_s;
 }
@@ -1185,8 +1280,10 @@ void h5out_close(h5out *h)
     else
         publisher_round(h, 0);
     free(h->queue.v);
+    free(h->pending.v);
     free(h->staged);
     h5enc_free(h->enc);
+    h5ap_free(h->ap);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->work);
     pthread_cond_destroy(&h->done);
