@@ -18,9 +18,11 @@
 #include "fail.h"
 #include "kn_common.h"
 
+/* entries of a symbol table node: 2 x the group leaf K (4 from superblock version 2 on);
+ * children of a group B-tree node: 2 x the group B-tree K (16) */
 #define UNDEF       UINT64_MAX
-#define LEAF_CAP    8  /* entries of a symbol table node: 2 x the group leaf K (4 from superblock v2) */
-#define NODE_CAP    32 /* children of a group B-tree node: 2 x the group B-tree K (16) */
+#define LEAF_CAP    8
+#define NODE_CAP    32
 #define ENTRY_SIZE  40
 #define SNOD_SIZE   (8 + LEAF_CAP * ENTRY_SIZE)
 #define NODE_SIZE   (24 + NODE_CAP * 8 + (NODE_CAP + 1) * 8)
@@ -105,7 +107,8 @@ static void write_at(int fd, const void *buf, size_t n, uint64_t at, const char 
     }
 }
 
-/* ---- the region written past the end ---------------------------------------------------------- */
+/* ---- the region written past the end ----------------------------------------------------------
+ */
 
 typedef struct {
     uint64_t base; /* file address of p[0] */
@@ -205,12 +208,13 @@ static int parse_chunk(int fd, const char *path, ohdr *h, const unsigned char *p
 }
 
 /* Reads the object header at addr: 0, 1 (a form this does not rewrite), -1 (damaged). */
-static int read_header(int fd, const char *path, uint64_t addr, uint64_t fsize, ohdr *h,
-                       char *why, size_t n)
+static int read_header(int fd, const char *path, uint64_t addr, uint64_t fsize, ohdr *h, char *why,
+                       size_t n)
 {
     memset(h, 0, sizeof *h);
     unsigned char pre[40];
-    if (addr >= fsize || fsize - addr < 16) return snprintf(why, n, "a header outside the file"), -1;
+    if (addr >= fsize || fsize - addr < 16)
+        return snprintf(why, n, "a header outside the file"), -1;
     size_t want = fsize - addr < sizeof pre ? (size_t)(fsize - addr) : sizeof pre;
     read_at(fd, pre, want, addr, path);
     if (memcmp(pre, "OHDR", 4) != 0) return snprintf(why, n, "a version-1 object header"), 1;
@@ -288,7 +292,8 @@ static int link_parse(const msg *m, const unsigned char **name, size_t *nlen, si
     return 0;
 }
 
-/* ---- the group in symbol-table form ----------------------------------------------------------- */
+/* ---- the group in symbol-table form -----------------------------------------------------------
+ */
 
 typedef struct {
     uint64_t name_off, addr;
@@ -443,7 +448,8 @@ static uint64_t tree_append(region *r, int fd, const char *path, uint64_t fsize,
     uint64_t key0 = sp[0].keys[0];
     while (nup > 1) {
         level++;
-        if (level >= MAX_DEPTH) attn_fail("append", __FILE__, __LINE__, "%s: /runs: too deep", path);
+        if (level >= MAX_DEPTH)
+            attn_fail("append", __FILE__, __LINE__, "%s: /runs: too deep", path);
         size_t n2 = 0;
         kid *next = kn_xmalloc((nup / NODE_CAP + 2) * sizeof *next, "B-tree nodes");
         uint64_t k0 = key0;
@@ -462,8 +468,8 @@ static uint64_t tree_append(region *r, int fd, const char *path, uint64_t fsize,
 }
 
 /* Every entry of the tree at root, in order (names as heap offsets). */
-static void tree_walk(int fd, const char *path, uint64_t fsize, uint64_t addr, int level,
-                      entry **v, size_t *n, size_t *cap)
+static void tree_walk(int fd, const char *path, uint64_t fsize, uint64_t addr, int level, entry **v,
+                      size_t *n, size_t *cap)
 {
     bnode b;
     if (read_bnode(fd, path, addr, fsize, &b) || b.level != level)
@@ -487,7 +493,8 @@ static void tree_walk(int fd, const char *path, uint64_t fsize, uint64_t addr, i
     }
 }
 
-/* ---- names ------------------------------------------------------------------------------------ */
+/* ---- names ------------------------------------------------------------------------------------
+ */
 
 /* the offset in the heap of a name added now */
 static uint64_t heap_add(heap *h, const char *name)
@@ -508,7 +515,8 @@ static uint64_t heap_add(heap *h, const char *name)
 
 static void read_name(int fd, const char *path, const heap *h, uint64_t off, char *out, size_t n)
 {
-    if (off >= h->size) attn_fail("append", __FILE__, __LINE__, "%s: /runs: a name outside its heap", path);
+    if (off >= h->size)
+        attn_fail("append", __FILE__, __LINE__, "%s: /runs: a name outside its heap", path);
     size_t want = h->size - off < n - 1 ? (size_t)(h->size - off) : n - 1;
     read_at(fd, out, want, h->data + off, path);
     out[want] = '\0';
@@ -522,7 +530,8 @@ static int all_digits(const char *s)
     return 1;
 }
 
-/* ---- the commit ------------------------------------------------------------------------------- */
+/* ---- the commit -------------------------------------------------------------------------------
+ */
 
 typedef struct {
     char *name;
@@ -647,7 +656,8 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
     int rc = 1;
     if (read_header(fd, path, root_addr, fsize, &root, why, whylen)) goto out;
     const msg *linfo = find_msg(&root, M_LINFO);
-    if (!linfo || linfo->size < 10 || getn(linfo->data + 2 + ((linfo->data[1] & 1) ? 8 : 0), 8) != UNDEF) {
+    if (!linfo || linfo->size < 10 ||
+        getn(linfo->data + 2 + ((linfo->data[1] & 1) ? 8 : 0), 8) != UNDEF) {
         snprintf(why, whylen, "a root group with dense links");
         goto out;
     }
@@ -751,7 +761,7 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
         else
             rebuild = 1;
         if (next + (int64_t)n > 1000000) rebuild = 1; /* seven digits sort before six */
-        if (rebuild) { /* every entry, read back, with its name */
+        if (rebuild) {                                /* every entry, read back, with its name */
             size_t cnt = 0, cap = 0;
             entry *ent = NULL;
             if (read_bnode(fd, path, bt_root, fsize, &b)) goto bad_tree;

@@ -899,7 +899,8 @@ static void stage_runs(h5out *h, run_list *in)
     tm[2] = timing_thread_cpu_s();
     wm[2] = timing_now_s();
 
-    int contiguous = h5ap_summary_contiguous(h->tmpfd) == 1; /* written in place: not by the library */
+    int contiguous =
+        h5ap_summary_contiguous(h->tmpfd) == 1; /* written in place: not by the library */
     hid_t fapl = file_access_plist();
     hid_t f = H5CALL(H5Fopen(tmp_path, H5F_ACC_RDWR, fapl));
     H5CALL(H5Pclose(fapl));
@@ -1025,7 +1026,8 @@ static void stage_publish(h5out *h)
     attn_kill_point("h5:published");
 }
 
-/* ---- publishing in place (h5append.h) --------------------------------------------------------- */
+/* ---- publishing in place (h5append.h) ---------------------------------------------------------
+ */
 
 /* A new empty file published at the path (created with the file locked, by rename). */
 static void publish_empty(h5out *h)
@@ -1035,8 +1037,7 @@ static void publish_empty(h5out *h)
     attn_kill_point("h5:created");
     fsync_path(tmp_path);
     if (rename(tmp_path, h->path) != 0)
-        attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path,
-                  strerror(errno));
+        attn_fail("rename", __FILE__, __LINE__, "%s -> %s: %s", tmp_path, h->path, strerror(errno));
     tmp_path[0] = '\0';
     if (fsync(h->dirfd) != 0 && errno != EINVAL)
         attn_fail("fsync", __FILE__, __LINE__, "%s: %s", h->dir, strerror(errno));
