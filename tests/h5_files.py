@@ -337,13 +337,51 @@ def concurrent(work):
     report(not problems, f"two writers at once and a reader: {n} runs", problems)
 
 
+def index_growth(work):
+    """Appending in place: /runs, a B-tree of symbol nodes whose right edge each batch copies,
+    grows through several levels (8 names a node, 32 nodes a parent) over many small batches and
+    three invocations, and the HDF5 library finds every run by name, in order, listed once in
+    /summary. A file converted from the library's layout (chunked /summary, dense /runs) keeps
+    its runs."""
+    d = tempfile.mkdtemp(dir=work)
+    path = os.path.join(d, "grow.h5")
+    sweep = ["model", "--procs", "16", "--algo", "ring,a2d-no,a2d-o", "--head-dim", "64,128",
+             "--causal=both"]
+    problems, total = [], 0
+    for nseq, dtypes, batch in ((1, "f32", "1"), (125, "f32,bf16", "700"),
+                                (250, "f32,f16,bf16", "2500")):  # 1, 3,000 and 9,000 runs
+        seq = ",".join(str(1024 + 8 * i + nseq) for i in range(nseq))
+        one = ["--algo", "ring", "--head-dim", "64", "--causal=no"] if nseq == 1 else []
+        r = attnsim(*sweep, "--seq", seq, "--dtype", dtypes, *one, "--out", path,
+                    env=dict(os.environ, ATTNSIM_H5_BATCH=batch), timeout=300)
+        if r.returncode:
+            problems.append(r.stderr.strip()[:300])
+        total += 1 if nseq == 1 else nseq * 12 * len(dtypes.split(","))
+    with h5py.File(path, "r") as f:
+        names = list(f["runs"])
+        rows = f["summary"][()]
+        rng = np.random.default_rng(3)
+        for i in rng.choice(len(names), 200, replace=False):
+            g = f["runs"][f"{i:06d}"]  # found by name through the B-tree
+            if g.attrs["complete"] != 1 or rows[i]["seq_len"] != g.attrs["seq_len"]:
+                problems.append(f"run {i:06d} disagrees with its row")
+    if names != [f"{i:06d}" for i in range(total)]:
+        problems.append(f"{len(names)} names, expected 000000..{total - 1:06d} in order")
+    if list(rows["run"]) != list(range(total)):
+        problems.append("summary rows are not the runs in order")
+    r = subprocess.run(["h5dump", "-H", path], capture_output=True)
+    if r.returncode:
+        problems.append("h5dump cannot read the file")
+    report(not problems, f"the index of /runs through many batches: {len(names)} runs", problems)
+
+
 def main():
     if not shutil.which("h5dump"):
         print("h5dump not found: install hdf5-tools (tests/install-deps.sh does)")
         return 1
     work = tempfile.mkdtemp()
     try:
-        for part in (damaged_files, locks, symlinks, append_only, concurrent):
+        for part in (damaged_files, locks, symlinks, append_only, concurrent, index_growth):
             try:
                 part(work)
             except Exception as e:  # one part failing does not hide the others' results
