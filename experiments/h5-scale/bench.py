@@ -35,11 +35,12 @@ ATTNSIM, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 QUICK = "--quick" in sys.argv
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 SEQ210 = ",".join(str(1024 + 16 * i) for i in range(210))
-SWEEP_10K = ["model", "--procs", "16", "--seq", SEQ210, "--head-dim", "64,128", "--causal=both",
+ALGOS = ["--algo", "ring,a2d-no,a2d-o,ulysses"]
+SWEEP_10K = ["model", "--procs", "16", *ALGOS, "--seq", SEQ210, "--head-dim", "64,128", "--causal=both",
              "--dtype", "f32,f16,bf16"]  # 4 algorithms x 210 x 2 x 2 x 3 = 10,080 runs
 HD20 = ",".join(str(64 + 8 * i) for i in range(20))
-SWEEP_100K = ["model", "--procs", "16", "--seq", SEQ210, "--head-dim", HD20, "--causal=both",
-              "--dtype", "f32,f16,bf16"]  # 100,800 runs
+SWEEP_100K = ["model", "--procs", "16", *ALGOS, "--seq", SEQ210, "--head-dim", HD20,
+              "--causal=both", "--dtype", "f32,f16,bf16"]  # 100,800 runs
 lines = []
 
 
@@ -115,8 +116,7 @@ def sweep_100k():
     tk = statistics.median(timed(k1, out=fresh("1k.h5"))[0] for _ in range(3))
     per_1k = (tk - t1) / 999
     # per run at ~100,000: the last tenth of the 100k sweep (from the progress line nearest
-    # 90 % of its runs to its end: long enough to hold the copies of the file that the
-    # publications make, whose cost is spread over the runs between them)
+    # 90 % of its runs to its end: long enough to hold several publications)
     r0, s0 = min(prog[:-1], key=lambda p: abs(p[0] - 0.9 * prog[-1][0]))
     r1, s1 = prog[-1]
     per_100k = (s1 - s0) / (r1 - r0)
@@ -124,7 +124,7 @@ def sweep_100k():
         f"{tk:.3f} s less a 1-run sweep {t1:.3f} s), {1e6 * per_100k:.1f} us at ~100,000 runs "
         f"(runs {r0:,}..{r1:,} of the 100,800-run sweep, {s1 - s0:.2f} s): ratio "
         f"{per_100k / per_1k:.2f} ({'within' if per_100k <= 1.5 * per_1k else 'OVER'} 1.5)")
-    # once per invocation: validating and copying the file (appending one run)
+    # once per invocation: validating the file (appending one run)
     small = fresh("1k-again.h5")
     shutil.copy(os.path.join(WORK, "1k.h5"), small)
     ta = statistics.median(timed(one, out=small)[0] for _ in range(3))
