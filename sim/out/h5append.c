@@ -45,11 +45,19 @@ enum {
 };
 
 struct h5ap {
-    uint64_t heap_data, heap_cap; /* the block of names this writer made last, its room */
-    uint64_t rows_at, rows_cap;   /* the block of summary rows likewise (bytes) */
-    unsigned char *dtype_ok;      /* a /summary datatype message found equal to the row's */
+    unsigned char *dtype_ok; /* a /summary datatype message found equal to the row's */
     size_t dtype_ok_len;
 };
+
+/* The room after the names' block and the rows' block, recorded in a null message of the
+ * /summary header (readers skip null messages; a header the library rewrites may drop it,
+ * and then the next batch makes new blocks): the magic, then the names' block and its size,
+ * the rows' block and its size. Valid only while the blocks are the ones in use. */
+static const char room_magic[16] = "attnsim room v1";
+#define ROOM_SIZE 48
+typedef struct {
+    uint64_t heap_data, heap_cap, rows_at, rows_cap;
+} room_rec;
 
 h5ap *h5ap_new(void)
 {
@@ -188,7 +196,7 @@ static int parse_chunk(int fd, const char *path, ohdr *h, const unsigned char *p
         if (pos + head + m.size > len) return snprintf(why, n, "a header message overruns"), -1;
         pos += head + m.size;
         if (m.flags & 0x02) return snprintf(why, n, "shared header messages"), 1;
-        if (m.type == M_NIL) continue;
+        if (m.type == M_NIL && !(m.size == ROOM_SIZE && !memcmp(m.data, room_magic, 16))) continue;
         if (m.type != M_CONT) {
             ohdr_push(h, m);
             continue;
@@ -826,14 +834,20 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
     uint64_t names_at = UNDEF; /* where the bytes of hp.add go */
     unsigned char *names_block = NULL;
     size_t names_len = 0;
-    if (rebuild || (n && !(hp.data == a->heap_data && hp.size <= a->heap_cap))) {
+    room_rec rm = {0, 0, 0, 0};
+    const msg *mark = find_msg(&sum, M_NIL);
+    if (mark) {
+        rm.heap_data = getn(mark->data + 16, 8), rm.heap_cap = getn(mark->data + 24, 8);
+        rm.rows_at = getn(mark->data + 32, 8), rm.rows_cap = getn(mark->data + 40, 8);
+    }
+    if (rebuild || (n && !(hp.data == rm.heap_data && hp.size <= rm.heap_cap))) {
         size_t room = pad8((size_t)hp.size + (size_t)hp.size / 2 + 4096);
         names_len = (size_t)hp.size;
         names_block = kn_xmalloc(names_len, "names");
         if (hp.size0) read_at(fd, names_block, (size_t)hp.size0, hp.data, path);
         memcpy(names_block + hp.size0, hp.add, hp.nadd);
-        hp.data = a->heap_data = cursor;
-        a->heap_cap = room;
+        hp.data = rm.heap_data = cursor;
+        rm.heap_cap = room;
         cursor += room;
     } else if (n) {
         names_at = hp.data + hp.size0;
@@ -843,7 +857,7 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
     uint64_t rows_at = contiguous ? getn(lay->data + 2, 8) : UNDEF;
     uint64_t total_rows = nold + nrows, rows_slack = UNDEF;
     unsigned char *rows_block = NULL;
-    if (contiguous && rows_at == a->rows_at && total_rows * R <= a->rows_cap) {
+    if (contiguous && rows_at == rm.rows_at && total_rows * R <= rm.rows_cap) {
         rows_slack = rows_at + nold * R;
     } else if (total_rows) {
         size_t room = pad8((size_t)(total_rows * R + total_rows * R / 2 + 65536));
@@ -853,8 +867,8 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
         else if (nold)
             memcpy(rows_block, old_rows, (size_t)(nold * R));
         memcpy(rows_block + nold * R, rows, nrows * R);
-        rows_at = a->rows_at = cursor;
-        a->rows_cap = room;
+        rows_at = rm.rows_at = cursor;
+        rm.rows_cap = room;
         cursor += room;
     }
     r.base = cursor;
@@ -894,10 +908,17 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
     ohdr_push(&s, (msg){M_DTYPE, dtype->flags, 0, dtype->size, dtype->data});
     ohdr_push(&s, (msg){M_FILL, 1, 0, sizeof fill_data, fill_data});
     ohdr_push(&s, (msg){M_LAYOUT, 0, 0, sizeof lay_data, lay_data});
+    unsigned char mark_data[ROOM_SIZE];
+    memcpy(mark_data, room_magic, 16);
+    putn(mark_data + 16, hp.data == rm.heap_data ? rm.heap_data : 0, 8);
+    putn(mark_data + 24, hp.data == rm.heap_data ? rm.heap_cap : 0, 8);
+    putn(mark_data + 32, rows_at == rm.rows_at ? rm.rows_at : 0, 8);
+    putn(mark_data + 40, rows_at == rm.rows_at ? rm.rows_cap : 0, 8);
+    ohdr_push(&s, (msg){M_NIL, 0, 0, sizeof mark_data, mark_data});
     for (size_t i = 0; i < sum.n; i++) {
         int t = sum.m[i].type;
         if (t != M_DSPACE && t != M_DTYPE && t != M_FILL && t != M_FILL_OLD && t != M_LAYOUT &&
-            t != M_PLINE)
+            t != M_PLINE && t != M_NIL)
             ohdr_push(&s, sum.m[i]);
     }
     uint64_t sum_hdr = write_header(&r, &s);
