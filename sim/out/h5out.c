@@ -1245,7 +1245,8 @@ void h5out_run_commit(h5out *h, h5node *run, const h5_summary_row *row)
         h->batch_runs = h->batch_bytes = 0;
     }
     int publish = h->publish_wanted;
-    pthread_cond_signal(&h->work);
+    /* in place the publisher only gathers runs until a batch is due: no wake-up per run */
+    if (publish || !h->inplace || h->queue.n >= 4096) pthread_cond_signal(&h->work);
     /* memory: the records waiting for the publisher are bounded */
     while (h->threaded && h->held_bytes > BATCH_MAX_BYTES) pthread_cond_wait(&h->done, &h->mu);
     pthread_mutex_unlock(&h->mu);

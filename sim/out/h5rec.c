@@ -26,9 +26,10 @@ struct h5rec {
 
 /* Blocks of the usual sizes are kept for the next records: a sweep builds many, and memory
  * fresh from the system costs a page fault a page. Records are freed by the publisher thread
- * and built by the sweep's. */
-#define POOL_SIZES 4   /* 8, 16, 32, 64 KiB */
-#define POOL_MAX   512 /* blocks of each size kept */
+ * (after their batch is published: up to the writer's 64 MiB of records in flight) and built
+ * by the sweep's; the pool keeps what a batch freed for the next, never more than was in use. */
+#define POOL_SIZES 4    /* 8, 16, 32, 64 KiB */
+#define POOL_MAX   8192 /* blocks of each size kept */
 static block *pool[POOL_SIZES][POOL_MAX];
 static int pooled[POOL_SIZES];
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
