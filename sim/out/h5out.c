@@ -1,5 +1,5 @@
-/* h5out.c - schema attnsim/1 writer: runs built in memory, published in batches by
- * copy-append-rename (see h5out.h and docs/hdf5-schema.md, "Crash safety").
+/* h5out.c - schema attnsim/1 writer: runs built in memory, published in batches in place
+ * (h5append.c) or by copy-append-rename (see h5out.h and docs/hdf5-schema.md, "Crash safety").
  * ~1,200 lines in one file on purpose: the publication protocol (the lock, the private copy,
  * the stage, the rename, the publisher thread and the clean-up on a signal) works on one struct
  * and on file-scope paths the signal handler removes; every step of it and every kill point the

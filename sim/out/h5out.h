@@ -1,20 +1,21 @@
 /* h5out.h - the HDF5 output of attnsim, schema "attnsim/1" (docs/hdf5-schema.md).
  *
  * Runs are built in memory (h5rec.h) and published in batches (docs/hdf5-schema.md, "Crash
- * safety"): the file at the user's path is never written in place. A batch's runs are staged
- * into a private hidden copy of the file (".NAME.attnsim-tmp.HOST.PID"): appended in one
- * write as objects encoded by h5enc.h, linked into /runs and listed in /summary with the HDF5
- * library; then, with the file locked (a lock per file, waited for at most the lock timeout),
- * the copy is fsynced and rename()d over the path. rename is atomic, so a reader, or a crash
- * at any instant, sees the file before the batch or after it: never a partial run, never
- * damaged earlier runs. Copying is the only cost that grows with the file: a batch is
- * published when it is ATTNSIM_H5_BATCH_SECONDS (2) old or holds ATTNSIM_H5_BATCH_RUNS
- * (65536) runs, but no sooner than four times the previous publication took, so publishing is
- * at most a fifth of the writing time. Where the HDF5 library is thread-safe a publisher thread
- * does the staging and publishing while the command goes on; ATTNSIM_H5_BATCH=N publishes
- * exactly every N runs, synchronously, instead. A killed writer loses the batch in progress
- * and leaves at most its hidden copy, which the next writer of the file on the same host
- * removes.
+ * safety"). In place (h5append.h, the default): with the file locked (a lock per file, waited
+ * for at most the lock timeout), a batch's objects, the new entries of /runs and rows of
+ * /summary and new headers of /runs, /summary and the root go past the end of the file,
+ * nothing a published version refers to is written, and one write of the superblock commits
+ * them after an fdatasync: a reader, or a crash at any instant, sees the file before the batch
+ * or after it, never a partial run, never damaged earlier runs. A batch is published when it
+ * is ATTNSIM_H5_BATCH_SECONDS (2) old, holds ATTNSIM_H5_BATCH_RUNS (65536) runs or 32 MiB of
+ * records, but no sooner than four times the previous publication took. By copy (files the
+ * in-place writer does not handle, runs the encoder cannot write, ATTNSIM_H5_COPY=1): the
+ * batch is staged into a private hidden copy of the file (".NAME.attnsim-tmp.HOST.PID"),
+ * linked with the HDF5 library, and the copy is fsynced and rename()d over the path. Where the
+ * HDF5 library is thread-safe a publisher thread publishes while the command goes on;
+ * ATTNSIM_H5_BATCH=N publishes exactly every N runs, synchronously, instead. A killed writer
+ * loses the batch in progress and leaves at most bytes past the end of the file's data (in
+ * place) or its hidden copy (by copy, removed by the next writer of the file on the same host).
  */
 #ifndef ATTNSIM_H5OUT_H
 #define ATTNSIM_H5OUT_H
