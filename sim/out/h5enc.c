@@ -88,7 +88,20 @@ uint32_t h5enc_checksum(const void *data, size_t len)
 typedef struct {
     uint64_t addr;
     uint32_t idx;
+    uint32_t len;
 } heap_id;
+
+/* Strings met again by address in one encoding (h5enc_reset to h5enc_take): the invocation's
+ * provenance (command line, machine description, versions), which every run's record refers
+ * to without copying, is stored once and every run's attribute points to the same heap object
+ * (readers resolve each reference on its own; the library never frees a vlen attribute's heap
+ * object when the attribute goes). Direct-mapped by address; long strings only. */
+#define SHARED_SLOTS 64
+#define SHARED_MIN   32 /* bytes: shorter strings cost less than looking them up */
+typedef struct {
+    const char *s;
+    heap_id id;
+} shared_str;
 
 struct h5enc {
     unsigned char *p; /* bytes since the last take, at file address `addr` */
@@ -102,7 +115,8 @@ struct h5enc {
     heap_id *ids;
     size_t nids, cap_ids;
     uint64_t expect; /* heap bytes of the runs still to come (h5enc_expect) */
-    int linked;      /* runs get link count 1 (named by the appender) instead of 0 */
+    shared_str shared[SHARED_SLOTS];
+    int linked; /* runs get link count 1 (named by the appender) instead of 0 */
     /* the runs' own headers side by side (h5enc_reserve_roots): next slot, end */
     size_t roots_at, roots_end;
 };
@@ -226,20 +240,25 @@ static void coll_close(h5enc *e)
 
 static void heap_add(h5enc *e, const char *s)
 {
+    if (e->nids == e->cap_ids) {
+        e->cap_ids = e->cap_ids ? 2 * e->cap_ids : 256;
+        e->ids = realloc(e->ids, e->cap_ids * sizeof *e->ids);
+        if (!e->ids) attn_fail("realloc", __FILE__, __LINE__, "string table");
+    }
+    shared_str *slot = &e->shared[((uintptr_t)s >> 4) % SHARED_SLOTS];
+    if (slot->s == s) { /* stored already in this encoding */
+        e->ids[e->nids++] = slot->id;
+        return;
+    }
     size_t len = strlen(s), need = 16 + pad8(len);
     unsigned char *p = e->p + e->coll_off + e->coll_used;
     put(p, ++e->coll_obj, 2);
     put(p + 8, len, 8);
     memcpy(p + 16, s, len);
     e->coll_used += need;
-    if (e->nids == e->cap_ids) {
-        e->cap_ids = e->cap_ids ? 2 * e->cap_ids : 256;
-        e->ids = realloc(e->ids, e->cap_ids * sizeof *e->ids);
-        if (!e->ids) attn_fail("realloc", __FILE__, __LINE__, "string table");
-    }
-    e->ids[e->nids].addr = e->addr + e->coll_off;
-    e->ids[e->nids].idx = e->coll_obj;
-    e->nids++;
+    heap_id id = {e->addr + e->coll_off, e->coll_obj, (uint32_t)len};
+    e->ids[e->nids++] = id;
+    if (len >= SHARED_MIN) *slot = (shared_str){s, id};
 }
 
 /* Every string of the tree in the open collection; node->str0 = its first id (dataset values,
@@ -356,9 +375,9 @@ static unsigned char *put_values(unsigned char *p, h5v_type t, uint64_t count, c
         memcpy(p, data, bytes);
         return p + bytes;
     }
-    const char *const *v = data;
+    (void)data;
     for (uint64_t i = 0; i < count; i++) {
-        p = put(p, strlen(v[i]), 4);
+        p = put(p, ids[i].len, 4);
         p = put(p, ids[i].addr, 8);
         p = put(p, ids[i].idx, 4);
     }
@@ -530,6 +549,7 @@ void h5enc_reset(h5enc *e, uint64_t base)
     e->open = 0;
     e->expect = 0;
     e->roots_at = e->roots_end = 0;
+    memset(e->shared, 0, sizeof e->shared);
 }
 
 int h5enc_add(h5enc *e, h5node *run)
