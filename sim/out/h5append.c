@@ -8,6 +8,7 @@
 #include "h5append.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -638,7 +639,7 @@ int h5ap_summary_contiguous(int fd)
 }
 
 int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *runs, size_t n,
-                 h5_summary_row *rows, size_t nrows, char *why, size_t whylen)
+                 h5_summary_row *rows, size_t nrows, int final, char *why, size_t whylen)
 {
     const size_t R = sizeof(h5_summary_row);
     if (!n && !nrows) return 0;
@@ -941,6 +942,8 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
 
     /* written: nothing that the file's version refers to */
     write_at(fd, ebytes, elen, eat, path);
+    if (elen) /* their write-back starts while the rest is written */
+        sync_file_range(fd, (off_t)eat, (off_t)elen, SYNC_FILE_RANGE_WRITE);
     if (n) attn_kill_point("h5:ip_runs");
     if (names_block) write_at(fd, names_block, names_len, hp.data, path);
     if (names_at != UNDEF) write_at(fd, hp.add, hp.nadd, names_at, path);
@@ -959,7 +962,7 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
     putn(sb + 44, h5enc_checksum(sb, 44), 4);
     write_at(fd, sb, sizeof sb, 0, path);
     attn_kill_point("h5:ip_committed");
-    if (fdatasync(fd) != 0)
+    if (final && fdatasync(fd) != 0) /* else with the next batch's data */
         attn_fail("fdatasync", __FILE__, __LINE__, "%s: %s", path, strerror(errno));
     rc = 0;
     goto out;

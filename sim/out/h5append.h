@@ -37,11 +37,13 @@ void h5ap_free(h5ap *a);
  * is set to the number run i gets, NNNNNN in /runs) to the file open read-write as fd (path:
  * for the library's read-only look at a file to convert, and messages), with the file locked
  * by the caller; enc is the encoder to use. n = 0 with nrows > 0 appends summary rows only
- * (the runs were linked by the library). Returns 0 when published, 1 when the file's layout
+ * (the runs were linked by the library). The batch's data is synced before the superblock is
+ * written; the superblock itself is synced when `final` (the writer's last batch) and
+ * otherwise with the next batch's data. Returns 0 when published, 1 when the file's layout
  * is one this cannot append to (why says what; nothing was written), and fails (attn_fail) on
  * an I/O error. */
 int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *runs, size_t n,
-                 h5_summary_row *rows, size_t nrows, char *why, size_t whylen);
+                 h5_summary_row *rows, size_t nrows, int final, char *why, size_t whylen);
 
 /* 1 when the file's /summary is stored contiguous (appended to by h5ap_publish), 0 when
  * chunked (the library appends to it), -1 when it cannot be read. */

@@ -835,7 +835,7 @@ static void summary_rows_in_place(h5out *h, h5_summary_row *rows, size_t n)
 {
     char why[300];
     if (!h->ap) h->ap = h5ap_new();
-    if (h5ap_publish(h->ap, h->tmpfd, tmp_path, h->enc, NULL, 0, rows, n, why, sizeof why))
+    if (h5ap_publish(h->ap, h->tmpfd, tmp_path, h->enc, NULL, 0, rows, n, 0, why, sizeof why))
         attn_fail("append", __FILE__, __LINE__, "'%s': %s", h->path, why);
 }
 
@@ -1075,7 +1075,11 @@ static void inplace_publish(h5out *h)
     if (!h->ap) h->ap = h5ap_new();
     if (!h->enc) h->enc = h5enc_new(0);
     char why[300];
-    int rc = h5ap_publish(h->ap, fd, h->path, h->enc, roots, in->n, rows, in->n, why, sizeof why);
+    pthread_mutex_lock(&h->mu);
+    int last = h->closing;
+    pthread_mutex_unlock(&h->mu);
+    int rc =
+        h5ap_publish(h->ap, fd, h->path, h->enc, roots, in->n, rows, in->n, last, why, sizeof why);
     SYSCHECK(close(fd));
     free(roots);
     free(rows);
