@@ -57,7 +57,9 @@ cluster_addr() {
 
 # cluster_mca_env: the Open MPI settings that keep every rank on the cluster's own network (and
 # on nothing else), as `export` lines: TCP and shared memory only, TCP and the runtime's
-# out-of-band channel on the private subnet, launch through node.sh, no core binding (nodes
+# out-of-band channel on the private subnet, launch through node.sh by the rsh launcher (named:
+# a machine may preset another, e.g. OMPI_MCA_plm=isolated, which starts every rank on the
+# local node and answers --host n0:2,n1:2 with "not enough slots"), no core binding (nodes
 # share the cores of one machine), waiting ranks yield their core, and two TCP connections per
 # pair of ranks (Open MPI 4.1 moved large messages exchanged both ways at once over one
 # connection at half the link's rate in each direction: 31 MB/s on a 500 Mbit/s link; over two,
@@ -68,6 +70,7 @@ cluster_mca_env() {
 export OMPI_MCA_btl=self,vader,tcp
 export OMPI_MCA_btl_tcp_if_include=$CLUSTER_SUBNET.0/24
 export OMPI_MCA_oob_tcp_if_include=$CLUSTER_SUBNET.0/24
+export OMPI_MCA_plm=rsh
 export OMPI_MCA_plm_rsh_agent="$CLUSTER_DIR/node.sh --rsh"
 export OMPI_MCA_hwloc_base_binding_policy=none
 export OMPI_MCA_mpi_yield_when_idle=1
