@@ -301,6 +301,21 @@ static int link_parse(const msg *m, const unsigned char **name, size_t *nlen, si
     return 0;
 }
 
+/* The hard link `name` among a group header's messages: its message index and where the
+ * target's address lies in the message's data; -1 when absent. */
+static int find_link(const ohdr *h, const char *name, size_t *idx, size_t *addr_at)
+{
+    size_t want = strlen(name);
+    for (size_t i = 0; i < h->n; i++) {
+        const unsigned char *nm;
+        size_t len, at;
+        if (h->m[i].type == M_LINK && !link_parse(&h->m[i], &nm, &len, &at) && len == want &&
+            !memcmp(nm, name, len))
+            return *idx = i, *addr_at = at, 0;
+    }
+    return -1;
+}
+
 /* ---- the group in symbol-table form -----------------------------------------------------------
  */
 
@@ -620,13 +635,8 @@ int h5ap_summary_contiguous(int fd)
         ohdr_free(&root);
         return -1;
     }
-    for (size_t i = 0; i < root.n; i++) {
-        const unsigned char *name;
-        size_t len, addr_at;
-        if (root.m[i].type == M_LINK && !link_parse(&root.m[i], &name, &len, &addr_at) &&
-            len == 7 && !memcmp(name, "summary", 7))
-            at = getn(root.m[i].data + addr_at, 8);
-    }
+    size_t i, addr_at;
+    if (!find_link(&root, "summary", &i, &addr_at)) at = getn(root.m[i].data + addr_at, 8);
     ohdr_free(&root);
     if (at == UNDEF || read_header(fd, "", at, fsize, &sum, why, sizeof why)) {
         ohdr_free(&sum);
@@ -670,15 +680,9 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
         snprintf(why, whylen, "a root group with dense links");
         goto out;
     }
-    size_t runs_i = SIZE_MAX, sum_i = SIZE_MAX, runs_at = 0, sum_at = 0;
-    for (size_t i = 0; i < root.n; i++) {
-        const unsigned char *name;
-        size_t len, addr_at;
-        if (root.m[i].type != M_LINK || link_parse(&root.m[i], &name, &len, &addr_at)) continue;
-        if (len == 4 && !memcmp(name, "runs", 4)) runs_i = i, runs_at = addr_at;
-        if (len == 7 && !memcmp(name, "summary", 7)) sum_i = i, sum_at = addr_at;
-    }
-    if (runs_i == SIZE_MAX || sum_i == SIZE_MAX) {
+    size_t runs_i, sum_i, runs_at, sum_at;
+    if (find_link(&root, "runs", &runs_i, &runs_at) ||
+        find_link(&root, "summary", &sum_i, &sum_at)) {
         snprintf(why, whylen, "no hard links /runs and /summary in the root group");
         goto out;
     }
@@ -936,8 +940,7 @@ int h5ap_publish(h5ap *a, int fd, const char *path, h5enc *enc, h5node *const *r
     free(runs_link);
     free(sum_link);
     uint64_t zero;
-    if (pad8(r.len) > r.len) reg_alloc(&r, 0, &zero);
-    r.len = pad8(r.len);
+    reg_alloc(&r, 0, &zero); /* the end 8-aligned */
     uint64_t new_eoa = r.base + r.len;
 
     /* written: nothing that the file's version refers to */
