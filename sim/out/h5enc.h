@@ -45,7 +45,10 @@ void h5enc_reserve_roots(h5enc *e, h5node *const *runs, size_t n);
  * heap collections: no more room than they need). */
 uint64_t h5enc_string_bytes(const h5node *run);
 void h5enc_expect(h5enc *e, uint64_t bytes);
-const unsigned char *h5enc_take(h5enc *e, size_t *len, uint64_t *at);
+/* The bytes encoded since the last reset or take, and their file address; with align > 1 they
+ * are padded with zeros to a multiple of align (the buffer starts on a H5ENC_PAGE boundary). */
+#define H5ENC_PAGE 4096
+const unsigned char *h5enc_take(h5enc *e, size_t align, size_t *len, uint64_t *at);
 void h5enc_free(h5enc *e);
 
 /* The checksum of HDF5 metadata (Bob Jenkins' lookup3 hashlittle, initial value 0). */

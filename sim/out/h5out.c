@@ -885,7 +885,7 @@ static void stage_runs(h5out *h, run_list *in)
     wm[1] = timing_now_s();
     size_t len;
     uint64_t at;
-    const unsigned char *bytes = h5enc_take(enc, &len, &at);
+    const unsigned char *bytes = h5enc_take(enc, 1, &len, &at);
     for (size_t done = 0; done < len;) {
         ssize_t w = pwrite(h->tmpfd, bytes + done, len - done, (off_t)(at + done));
         if (w < 0) attn_fail("pwrite", __FILE__, __LINE__, "%s: %s", tmp_path, strerror(errno));
@@ -1224,7 +1224,7 @@ static int batch_due(const h5out *h)
 {
     if (h->fixed_runs > 0) return h->batch_runs >= (size_t)h->fixed_runs;
     double t = timing_now_s();
-    if (h->inplace && h->held_bytes > BATCH_MAX_BYTES / 2) return 1; /* gathered: memory */
+    if (h->inplace && h->held_bytes > BATCH_MAX_BYTES / 8) return 1; /* gathered: memory */
     if (t - h->last_end < 4 * h->last_cost) return 0; /* publishing: at most 1/5 of the time */
     return h->batch_runs >= (size_t)h->max_runs || t - h->batch_t0 >= h->max_s;
 }

@@ -7,7 +7,7 @@
  * nothing a published version refers to is written, and one write of the superblock commits
  * them after an fdatasync: a reader, or a crash at any instant, sees the file before the batch
  * or after it, never a partial run, never damaged earlier runs. A batch is published when it
- * is ATTNSIM_H5_BATCH_SECONDS (2) old, holds ATTNSIM_H5_BATCH_RUNS (65536) runs or 32 MiB of
+ * is ATTNSIM_H5_BATCH_SECONDS (2) old, holds ATTNSIM_H5_BATCH_RUNS (65536) runs or 8 MiB of
  * records, but no sooner than four times the previous publication took. By copy (files the
  * in-place writer does not handle, runs the encoder cannot write, ATTNSIM_H5_COPY=1): the
  * batch is staged into a private hidden copy of the file (".NAME.attnsim-tmp.HOST.PID"),

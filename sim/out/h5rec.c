@@ -24,60 +24,61 @@ struct h5rec {
     h5node root;
 };
 
-/* Blocks of the usual sizes are kept for the next records: a sweep builds many, and memory
- * fresh from the system costs a page fault a page. Records are freed by the publisher thread
- * (after their batch is published: up to the writer's 64 MiB of records in flight) and built
- * by the sweep's; the pool keeps what a batch freed for the next, never more than was in use. */
-#define POOL_SIZES 4    /* 8, 16, 32, 64 KiB */
-#define POOL_MAX   8192 /* blocks of each size kept */
-static block *pool[POOL_SIZES][POOL_MAX];
-static int pooled[POOL_SIZES];
+/* A record's memory is pages of one size, kept for the next records when freed: a sweep builds
+ * many records, and memory fresh from the system costs a page fault a page. Records are freed by
+ * the publisher thread (after their batch is published: up to the writer's 64 MiB of records in
+ * flight) and built by the sweep's; the pool holds what a batch freed for the next, never more
+ * than was in use at once. One size serves every record alike, so nothing kept goes unused; a
+ * piece larger than a quarter of a page (a large per-rank array) gets a block of its own. */
+#define BLOCK 4096
+static block *pool;
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static int pool_class(size_t size)
-{
-    for (int c = 0; c < POOL_SIZES; c++)
-        if (size == (size_t)8192 << c) return c;
-    return -1;
-}
 
 static block *block_get(size_t size)
 {
-    int c = pool_class(size);
     block *b = NULL;
-    if (c >= 0) {
+    if (size == BLOCK) {
         pthread_mutex_lock(&pool_mu);
-        if (pooled[c]) b = pool[c][--pooled[c]];
+        if ((b = pool)) pool = b->next;
         pthread_mutex_unlock(&pool_mu);
     }
-    return b ? b : kn_xmalloc(sizeof *b + size, "run record");
+    if (!b) b = kn_xmalloc(sizeof *b + size, "run record");
+    b->size = size;
+    b->used = 0;
+    return b;
 }
 
 static void block_put(block *b)
 {
-    int c = pool_class(b->size);
-    if (c >= 0) {
-        pthread_mutex_lock(&pool_mu);
-        if (pooled[c] < POOL_MAX) pool[c][pooled[c]++] = b, b = NULL;
-        pthread_mutex_unlock(&pool_mu);
+    if (b->size != BLOCK) {
+        free(b);
+        return;
     }
-    free(b);
+    pthread_mutex_lock(&pool_mu);
+    b->next = pool;
+    pool = b;
+    pthread_mutex_unlock(&pool_mu);
 }
 
 static void *arena(h5rec *r, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     block *b = r->blocks;
+    if (n > BLOCK / 4) { /* its own block, behind the one being filled */
+        block *big = block_get(n);
+        big->used = n;
+        if (b)
+            big->next = b->next, b->next = big;
+        else
+            big->next = NULL, r->blocks = big;
+        r->bytes += sizeof *big + n;
+        return big->mem;
+    }
     if (!b || b->size - b->used < n) {
-        /* 8 KiB first (a model run needs about that), doubling to 64 KiB */
-        size_t size = !b ? 8192 : b->size < 65536 ? 2 * b->size : 65536;
-        if (size < n) size = n;
-        b = block_get(size);
-        b->size = size;
-        b->used = 0;
+        b = block_get(BLOCK);
         b->next = r->blocks;
         r->blocks = b;
-        r->bytes += sizeof *b + size;
+        r->bytes += sizeof *b + BLOCK;
     }
     void *p = b->mem + b->used;
     b->used += n;
