@@ -86,12 +86,12 @@ static int pairwise_source(const pattern_meas *pm, int me)
     return MPI_PROC_NULL;
 }
 
-/* One call of the pattern with messages of `bytes` on comm layer cc. */
 /* Where one call's data lives. Received data lands where the executor puts it: a ring shift
  * into the step's buffer, reused from step to step; the collectives and the exchanges into
- * blocks the phase allocates (sim/exec/: fresh memory each time, whose first touch a run pays,
- * e.g. as page faults on the CPU), so those are allocated before each call here too, outside
- * its time, with this rank's own block filled (as the executor fills it before the phase). */
+ * blocks the phase allocates from the device's pool (sim/exec/: the CUDA device's stream-ordered
+ * pool, the CPU device's pool of released blocks), so those are allocated from the same pool
+ * before each call here too, outside its time, with this rank's own block filled (as the
+ * executor fills it before the phase). */
 typedef struct {
     void **blocks, **recv;
     uint64_t *sizes;

@@ -1,20 +1,100 @@
 /* dev_cpu.c - the CPU device of the executor (exec.h): host memory, the C reference kernels
  * (kernels/: FA2 forward and backward, the merge operator), one thread per rank. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
 #include "kn_merge.h"
 
+/* Host memory of the CPU device. Blocks of 64 KiB and more are kept when released and handed
+ * out again for their size class (sizes rounded up to an eighth of their power of two), as the
+ * CUDA device's stream-ordered pool keeps device memory: a run's phases allocate their blocks
+ * afresh, and without the pool every repetition would touch new pages (a page fault a page),
+ * which a GPU run does not pay and the links' calibration does not measure. Never more is held,
+ * in use and kept together, than the most ever in use at once: a block that would exceed it is
+ * freed, and kept blocks of other sizes are freed to make room. */
+#define POOL_MIN ((size_t)64 << 10)
+#define POOL_HDR 64 /* before every block: its class size (0: not pooled); keeps 16-alignment */
+
+typedef struct pool_blk {
+    struct pool_blk *next;
+    size_t size;
+} pool_blk;
+
+static struct {
+    pthread_mutex_t mu;
+    pool_blk *free[64][8];
+    size_t live, kept, peak;
+} pool = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+
+/* the class of a pooled size: its power of two and eighth, and the size it rounds up to */
+static size_t pool_class(size_t bytes, int *e, int *k)
+{
+    int p = 63 - __builtin_clzll((unsigned long long)bytes);
+    size_t step = (size_t)1 << (p - 3), size = (bytes + step - 1) / step * step;
+    if (size >> p == 2) p++, step <<= 1; /* rounded up to the next power of two */
+    *e = p, *k = (int)(size / step) - 8;
+    return size;
+}
+
+/* frees kept blocks, the largest classes first, until `room` more fit under the peak */
+static void pool_evict(size_t room)
+{
+    for (int e = 63; e >= 0 && pool.kept && pool.live + pool.kept + room > pool.peak; e--)
+        for (int k = 7; k >= 0 && pool.kept && pool.live + pool.kept + room > pool.peak; k--)
+            while (pool.free[e][k] && pool.live + pool.kept + room > pool.peak) {
+                pool_blk *b = pool.free[e][k];
+                pool.free[e][k] = b->next;
+                pool.kept -= b->size;
+                free(b);
+            }
+}
+
 static void *cpu_alloc(size_t bytes, const char *what)
 {
-    return kn_xmalloc(bytes + 1, what);
+    if (bytes < POOL_MIN) {
+        pool_blk *b = kn_xmalloc(POOL_HDR + bytes + 1, what);
+        b->size = 0;
+        return (char *)b + POOL_HDR;
+    }
+    int e, k;
+    size_t size = pool_class(bytes, &e, &k);
+    pthread_mutex_lock(&pool.mu);
+    pool_blk *b = pool.free[e][k];
+    if (b) {
+        pool.free[e][k] = b->next;
+        pool.kept -= size;
+    } else {
+        pool_evict(size);
+    }
+    pool.live += size;
+    if (pool.live + pool.kept > pool.peak) pool.peak = pool.live + pool.kept;
+    pthread_mutex_unlock(&pool.mu);
+    if (!b) {
+        b = kn_xmalloc(POOL_HDR + size, what);
+        b->size = size;
+    }
+    return (char *)b + POOL_HDR;
 }
 
 static void cpu_release(void *p)
 {
-    free(p);
+    if (!p) return;
+    pool_blk *b = (pool_blk *)((char *)p - POOL_HDR);
+    if (!b->size) {
+        free(b);
+        return;
+    }
+    int e, k;
+    pool_class(b->size, &e, &k);
+    pthread_mutex_lock(&pool.mu);
+    pool.live -= b->size;
+    b->next = pool.free[e][k];
+    pool.free[e][k] = b;
+    pool.kept += b->size;
+    pthread_mutex_unlock(&pool.mu);
 }
 
 static void cpu_copy(void *dst, const void *src, size_t bytes)
