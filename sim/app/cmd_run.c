@@ -168,6 +168,9 @@ static int run_one(run_env *env, const am_config *cfg, kn_dtype dtype)
         x.comm.serial = 0;
         comm_steps_save(&x.comm, probe);
     }
+    /* the timed passes are done: what the device kept for them goes (the outputs' host copies
+     * and the check count on no pool) */
+    if (x.dev->trim) x.dev->trim();
     memcpy(x.comm.st, keep[med], sizeof x.comm.st);
     comm_steps *chosen = ksteps[med];
     free(keep), free(total);

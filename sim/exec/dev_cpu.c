@@ -1,22 +1,27 @@
 /* dev_cpu.c - the CPU device of the executor (exec.h): host memory, the C reference kernels
  * (kernels/: FA2 forward and backward, the merge operator), one thread per rank. */
 #include <math.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "exec.h"
+#include "fail.h"
 #include "kn_merge.h"
 
 /* Host memory of the CPU device. Blocks of 64 KiB and more are kept when released and handed
- * out again for their size class (sizes rounded up to an eighth of their power of two), as the
- * CUDA device's stream-ordered pool keeps device memory: a run's phases allocate their blocks
- * afresh, and without the pool every repetition would touch new pages (a page fault a page),
- * which a GPU run does not pay and the links' calibration does not measure. Never more is held,
- * in use and kept together, than the most ever in use at once: a block that would exceed it is
- * freed, and kept blocks of other sizes are freed to make room. */
-#define POOL_MIN ((size_t)64 << 10)
-#define POOL_HDR 64 /* before every block: its class size (0: not pooled); keeps 16-alignment */
+ * out again for an allocation of the same size, as the CUDA device's stream-ordered pool keeps
+ * device memory: a run's phases allocate their blocks afresh, the same sizes in every
+ * repetition, and without the pool every repetition would touch new pages (a page fault a
+ * page), which a GPU run does not pay and the links' calibration does not measure. Never more is
+ * held, in use and kept together, than the most ever in use at once: a block that would exceed
+ * it is freed, and kept blocks of other sizes are freed to make room. cpu_trim frees every kept
+ * block (after a run's timed repetitions: the host memory estimate of a run counts no pool). */
+#define POOL_MIN   ((size_t)64 << 10)
+#define POOL_HDR   64 /* before every block: its size (0: not pooled); keeps 16-alignment */
+#define POOL_SIZES 64 /* distinct sizes kept at once */
 
 typedef struct pool_blk {
     struct pool_blk *next;
@@ -25,56 +30,71 @@ typedef struct pool_blk {
 
 static struct {
     pthread_mutex_t mu;
-    pool_blk *free[64][8];
+    struct {
+        size_t size;
+        pool_blk *free;
+    } cls[POOL_SIZES];
     size_t live, kept, peak;
-} pool = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* the class of a pooled size: its power of two and eighth, and the size it rounds up to */
-static size_t pool_class(size_t bytes, int *e, int *k)
+/* the kept blocks of `size` (with pool.mu held); a free entry is taken for it with `add` */
+static pool_blk **pool_list(size_t size, int add)
 {
-    int p = 63 - __builtin_clzll((unsigned long long)bytes);
-    size_t step = (size_t)1 << (p - 3), size = (bytes + step - 1) / step * step;
-    if (size >> p == 2) p++, step <<= 1; /* rounded up to the next power of two */
-    *e = p, *k = (int)(size / step) - 8;
-    return size;
+    int spare = -1;
+    for (int i = 0; i < POOL_SIZES; i++) {
+        if (pool.cls[i].size == size) return &pool.cls[i].free;
+        if (spare < 0 && !pool.cls[i].free) spare = i;
+    }
+    if (!add || spare < 0) return NULL;
+    pool.cls[spare].size = size;
+    return &pool.cls[spare].free;
 }
 
-/* frees kept blocks, the largest classes first, until `room` more fit under the peak */
-static void pool_evict(size_t room)
+static void pool_unmap(pool_blk *b)
 {
-    for (int e = 63; e >= 0 && pool.kept && pool.live + pool.kept + room > pool.peak; e--)
-        for (int k = 7; k >= 0 && pool.kept && pool.live + pool.kept + room > pool.peak; k--)
-            while (pool.free[e][k] && pool.live + pool.kept + room > pool.peak) {
-                pool_blk *b = pool.free[e][k];
-                pool.free[e][k] = b->next;
-                pool.kept -= b->size;
-                free(b);
-            }
+    if (munmap(b, POOL_HDR + b->size) != 0)
+        attn_fail("munmap", __FILE__, __LINE__, "%zu bytes: %s", b->size, strerror(errno));
+}
+
+/* frees kept blocks until `room` more fit under the peak (with pool.mu held; all: every one) */
+static void pool_evict(size_t room, int all)
+{
+    for (int i = 0; i < POOL_SIZES; i++)
+        while (pool.cls[i].free && (all || pool.live + pool.kept + room > pool.peak)) {
+            pool_blk *b = pool.cls[i].free;
+            pool.cls[i].free = b->next;
+            pool.kept -= b->size;
+            pool_unmap(b);
+        }
 }
 
 static void *cpu_alloc(size_t bytes, const char *what)
 {
-    if (bytes < POOL_MIN) {
-        pool_blk *b = kn_xmalloc(POOL_HDR + bytes + 1, what);
+    pool_blk *b = NULL;
+    if (bytes >= POOL_MIN) {
+        pthread_mutex_lock(&pool.mu);
+        pool_blk **list = pool_list(bytes, 0);
+        if (list && *list) {
+            b = *list;
+            *list = b->next;
+            pool.kept -= bytes;
+        } else {
+            pool_evict(bytes, 0);
+        }
+        pool.live += bytes;
+        if (pool.live + pool.kept > pool.peak) pool.peak = pool.live + pool.kept;
+        pthread_mutex_unlock(&pool.mu);
+    }
+    if (!b && bytes >= POOL_MIN) { /* mapped: freeing it returns its pages at once */
+        b = mmap(NULL, POOL_HDR + bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                 0);
+        if (b == MAP_FAILED)
+            attn_fail("mmap", __FILE__, __LINE__, "%zu bytes for %s: %s", bytes, what,
+                      strerror(errno));
+        b->size = bytes;
+    } else if (!b) {
+        b = kn_xmalloc(POOL_HDR + bytes + 1, what);
         b->size = 0;
-        return (char *)b + POOL_HDR;
-    }
-    int e, k;
-    size_t size = pool_class(bytes, &e, &k);
-    pthread_mutex_lock(&pool.mu);
-    pool_blk *b = pool.free[e][k];
-    if (b) {
-        pool.free[e][k] = b->next;
-        pool.kept -= size;
-    } else {
-        pool_evict(size);
-    }
-    pool.live += size;
-    if (pool.live + pool.kept > pool.peak) pool.peak = pool.live + pool.kept;
-    pthread_mutex_unlock(&pool.mu);
-    if (!b) {
-        b = kn_xmalloc(POOL_HDR + size, what);
-        b->size = size;
     }
     return (char *)b + POOL_HDR;
 }
@@ -87,13 +107,24 @@ static void cpu_release(void *p)
         free(b);
         return;
     }
-    int e, k;
-    pool_class(b->size, &e, &k);
     pthread_mutex_lock(&pool.mu);
     pool.live -= b->size;
-    b->next = pool.free[e][k];
-    pool.free[e][k] = b;
-    pool.kept += b->size;
+    pool_blk **list = pool_list(b->size, 1);
+    if (list) {
+        b->next = *list;
+        *list = b;
+        pool.kept += b->size;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    if (b) pool_unmap(b);
+}
+
+static void cpu_trim(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    pool_evict(0, 1);
+    pool.peak = pool.live;
     pthread_mutex_unlock(&pool.mu);
 }
 
@@ -166,7 +197,7 @@ static void cpu_tile_forward(const exec_ctx *x, size_t hq, size_t hk, const void
     size_t nq = qpos->n, nk = kpos->n;
     size_t rows = c->batch * hq * nq, d = c->head_dim;
     float *out = state;
-    if (accumulate) out = kn_xmalloc(state_floats(rows, d) * sizeof(float) + 1, "tile state");
+    if (accumulate) out = cpu_alloc(state_floats(rows, d) * sizeof(float), "tile state");
     kn_shape s = {c->batch, hq, hk, nq, nk, d, c->causal, qpos->h, kpos->h};
     kn_attn_io t;
     memset(&t, 0, sizeof t);
@@ -181,7 +212,7 @@ static void cpu_tile_forward(const exec_ctx *x, size_t hq, size_t hk, const void
     kn_fa2_fwd(&s, x->sram, &t, &cnt);
     if (accumulate) {
         cpu_state_merge(state, out, rows, d);
-        free(out);
+        cpu_release(out);
     }
 }
 
@@ -203,7 +234,7 @@ static void cpu_tile_backward(const exec_ctx *x, size_t hq, size_t hk, const voi
     t.lse = exec_view((float *)lse, KN_F32, c->batch * hq * nq);
     t.dsum = exec_view((float *)dsum, KN_F32, c->batch * hq * nq);
     t.bwd_dsum_given = 1;
-    float *tmp = kn_xmalloc((2 * qe + 2 * ke) * sizeof(float) + 1, "backward tile");
+    float *tmp = cpu_alloc((2 * qe + 2 * ke) * sizeof(float), "backward tile");
     t.dq_acc = exec_view(tmp, KN_F32, qe);
     t.dq = exec_view(tmp + qe, KN_F32, qe);
     t.dk = exec_view(tmp + 2 * qe, KN_F32, ke);
@@ -212,7 +243,7 @@ static void cpu_tile_backward(const exec_ctx *x, size_t hq, size_t hk, const voi
     kn_fa2_bwd(&s, x->sram, &t, &cnt);
     for (size_t i = 0; i < qe; i++) dq[i] += tmp[qe + i];
     for (size_t i = 0; i < ke; i++) dk[i] += tmp[2 * qe + i], dv[i] += tmp[2 * qe + ke + i];
-    free(tmp);
+    cpu_release(tmp);
 }
 
 static void cpu_attn_forward(const exec_ctx *x, size_t hq, size_t hk, size_t n, const void *q,
@@ -250,12 +281,12 @@ static void cpu_attn_backward(const exec_ctx *x, size_t hq, size_t hk, size_t n,
     t.dq = exec_view(dq, x->dtype, qe);
     t.dk = exec_view(dk, x->dtype, ke);
     t.dv = exec_view(dv, x->dtype, ke);
-    float *ws = kn_xmalloc((qe + B * hq * n) * sizeof(float) + 1, "backward workspace");
+    float *ws = cpu_alloc((qe + B * hq * n) * sizeof(float), "backward workspace");
     t.dq_acc = exec_view(ws, KN_F32, qe);
     t.dsum = exec_view(ws + qe, KN_F32, B * hq * n);
     kn_counters cnt = {0};
     kn_fa2_bwd(&sh, x->sram, &t, &cnt);
-    free(ws);
+    cpu_release(ws);
 }
 
 static void cpu_state_finalize(const float *state, size_t rows, size_t d, int dtype, void *o,
@@ -319,4 +350,5 @@ const exec_dev exec_dev_cpu = {"cpu",
                                cpu_state_finalize,
                                cpu_rowdot,
                                cpu_add_f32,
-                               cpu_to_storage};
+                               cpu_to_storage,
+                               cpu_trim};

@@ -194,12 +194,29 @@ static void cu_to_storage(int dtype, const float *src, void *dst, size_t n)
     CUDACALL(kc_to_storage(dtype, src, dst, n, stream));
 }
 
-const exec_dev exec_dev_cuda = {
-    "cuda",           cu_alloc,       cu_release,      cu_copy,           cu_copy2d,
-    cu_zero,          cu_upload,      cu_download,     cu_sync,           cu_upload_pos,
-    cu_release_pos,   cu_rows_copy,   cu_tile_forward, cu_tile_backward,  cu_attn_forward,
-    cu_attn_backward, cu_state_empty, cu_state_merge,  cu_state_finalize, cu_rowdot,
-    cu_add_f32,       cu_to_storage};
+const exec_dev exec_dev_cuda = {"cuda",
+                                cu_alloc,
+                                cu_release,
+                                cu_copy,
+                                cu_copy2d,
+                                cu_zero,
+                                cu_upload,
+                                cu_download,
+                                cu_sync,
+                                cu_upload_pos,
+                                cu_release_pos,
+                                cu_rows_copy,
+                                cu_tile_forward,
+                                cu_tile_backward,
+                                cu_attn_forward,
+                                cu_attn_backward,
+                                cu_state_empty,
+                                cu_state_merge,
+                                cu_state_finalize,
+                                cu_rowdot,
+                                cu_add_f32,
+                                cu_to_storage,
+                                NULL};
 
 static void *dev_from_host(const kn_tensor *t)
 {

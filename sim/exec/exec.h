@@ -76,6 +76,8 @@ typedef struct {
     void (*rowdot)(int dtype, const void *o, const void *d_o, size_t rows, size_t d, float *dsum);
     void (*add_f32)(float *a, const float *b, size_t n);
     void (*to_storage)(int dtype, const float *src, void *dst, size_t n);
+    /* releases the memory the device keeps for reuse (NULL: keeps none, or keeps it) */
+    void (*trim)(void);
 } exec_dev;
 
 extern const exec_dev exec_dev_cpu;

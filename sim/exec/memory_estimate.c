@@ -33,9 +33,11 @@ double exec_host_bytes(const am_config *c, int dtype, int rank, int check, int c
     /* the largest working set of the algorithm's passes (a bwd pass runs its forward first) */
     double work_f = 0, work_b = 0;
     switch (c->algo) {
-    case ALGO_RING: /* two blocks in flight, the running state and a tile's state */
+    case ALGO_RING: /* two blocks in flight, the running state and a tile's state; backward:
+                     * the blocks with their accumulators, dQ, D, dK dV, a tile's workspace */
         work_f = 2 * (2 * n * K * e) + 2 * n * S;
-        work_b = 2 * (2 * n * K * (e + f)) + n * Q * f + n * R * f + 2 * n * K * f;
+        work_b = 2 * (2 * n * K * (e + f)) + n * Q * f + n * R * f + 2 * n * K * f +
+                 (2 * n * Q + 2 * n * K) * f;
         break;
     case ALGO_A2D_NO:
     case ALGO_A2D_O: {
